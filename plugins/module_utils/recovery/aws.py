@@ -1,0 +1,112 @@
+# -*- coding: utf-8 -*-
+# Copyright: ec2spot.autorecover contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""AWS plumbing shared by every part of the core: retries, errors, pagination, polling.
+
+Throttling is handled by botocore itself (``RETRY_CONFIG``: the ``standard`` retry mode,
+jittered exponential backoff on throttling and transient errors) rather than by a
+hand-written loop, so the modules and the Lambda handler back off identically.
+
+Waiting uses our own poll loop instead of botocore waiters: botocore's EC2 waiters poll
+every 15 s, which would add up to 15 s to each step of a recovery that has two minutes
+in all. ``wait_until`` polls after 0.25 s, then backs off to at most 2 s.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import datetime, timezone
+
+from .errors import AwsApiError, WaitTimeout
+
+try:
+    import boto3
+    import botocore.config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    HAS_BOTO3 = True
+    RETRY_CONFIG = botocore.config.Config(retries={"mode": "standard", "max_attempts": 10})
+except ImportError:  # pragma: no cover - the modules report the missing library
+    HAS_BOTO3 = False
+    RETRY_CONFIG = None
+    BotoCoreError = ClientError = Exception
+
+FIRST_POLL_DELAY = 0.25
+MAX_POLL_DELAY = 2.0
+
+
+class Clock:
+    """Wall clock and sleep, injectable so tests can drive time instead of sleeping."""
+
+    def now(self):
+        return datetime.now(timezone.utc)
+
+    def monotonic(self):
+        return time.monotonic()
+
+    def sleep(self, seconds):
+        time.sleep(seconds)
+
+
+SYSTEM_CLOCK = Clock()
+
+
+def make_client(service, session=None, **kwargs):
+    """A boto3 client with the core's retry configuration (used by the handler)."""
+    session = session or boto3.session.Session()
+    return session.client(service, config=RETRY_CONFIG, **kwargs)
+
+
+def error_code(exc):
+    """AWS's error code of a ClientError, or None."""
+    if isinstance(exc, ClientError):
+        return exc.response.get("Error", {}).get("Code")
+    return None
+
+
+def call(client, operation, **params):
+    """Call one AWS API operation; AWS errors become ``AwsApiError`` with the operation named."""
+    try:
+        return getattr(client, operation)(**params)
+    except ClientError as exc:
+        code = error_code(exc)
+        message = exc.response.get("Error", {}).get("Message", str(exc))
+        raise AwsApiError(f"{operation} failed: {code}: {message}", operation=operation, aws_code=code) from exc
+    except BotoCoreError as exc:
+        raise AwsApiError(f"{operation} failed: {exc}", operation=operation) from exc
+
+
+def paginate(client, operation, result_key, **params):
+    """Every item of ``result_key`` across all pages (AWS errors translated as in ``call``)."""
+    try:
+        for page in client.get_paginator(operation).paginate(**params):
+            yield from page.get(result_key, [])
+    except ClientError as exc:
+        code = error_code(exc)
+        message = exc.response.get("Error", {}).get("Message", str(exc))
+        raise AwsApiError(f"{operation} failed: {code}: {message}", operation=operation, aws_code=code) from exc
+
+
+def wait_until(fetch, is_done, what, timeout, clock=SYSTEM_CLOCK, is_failed=None):
+    """Poll ``fetch()`` until ``is_done(value)``; short first delay, capped backoff.
+
+    ``is_failed(value)`` may return a message to stop early (a volume in ``error``).
+    Returns the last value. Raises ``WaitTimeout`` naming ``what`` after ``timeout`` seconds.
+    """
+    deadline = clock.monotonic() + timeout
+    delay = FIRST_POLL_DELAY
+    while True:
+        value = fetch()
+        if is_done(value):
+            return value
+        if is_failed is not None:
+            failure = is_failed(value)
+            if failure:
+                raise AwsApiError(f"{what}: {failure}")
+        remaining = deadline - clock.monotonic()
+        if remaining <= 0:
+            raise WaitTimeout(f"timed out after {timeout:g}s waiting for {what}", waited_for=what)
+        # Jitter keeps many handlers polling one account from synchronising.
+        clock.sleep(min(delay * (0.8 + 0.4 * random.random()), MAX_POLL_DELAY, remaining))
+        delay = min(delay * 2, MAX_POLL_DELAY)

@@ -1,0 +1,72 @@
+# -*- coding: utf-8 -*-
+# Copyright: ec2spot.autorecover contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Exceptions raised by the recovery core.
+
+Every core function raises one of these (never a bare botocore error), each with a
+message precise enough to act on. The modules turn them into ``fail_json`` and the
+handler logs them, so an operator sees the same words from both.
+"""
+
+from __future__ import annotations
+
+
+class RecoveryError(Exception):
+    """Base of every error the core raises. ``code`` is stable and machine-readable."""
+
+    code = "RecoveryError"
+
+    def __init__(self, message, **details):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self):
+        return {"code": self.code, "message": self.message, **self.details}
+
+
+class InvalidInput(RecoveryError):
+    """The caller asked for something malformed or contradictory. Nothing was changed."""
+
+    code = "InvalidInput"
+
+
+class NotFound(RecoveryError):
+    """A resource the caller named (or the lineage implies) does not exist."""
+
+    code = "NotFound"
+
+
+class Ambiguous(RecoveryError):
+    """More than one resource matched where exactly one is required; we refuse to guess."""
+
+    code = "Ambiguous"
+
+
+class FenceViolation(RecoveryError):
+    """The action could lose or fork data (a live writer, an older generation); refused."""
+
+    code = "FenceViolation"
+
+
+class Conflict(RecoveryError):
+    """The resource is held by something else and the caller did not allow taking it."""
+
+    code = "Conflict"
+
+
+class WaitTimeout(RecoveryError):
+    """A resource did not reach the expected state in time. The action may still complete."""
+
+    code = "WaitTimeout"
+
+
+class AwsApiError(RecoveryError):
+    """AWS refused a call (after botocore's retries). ``aws_code`` is AWS's error code."""
+
+    code = "AwsApiError"
+
+    def __init__(self, message, operation=None, aws_code=None, **details):
+        super().__init__(message, operation=operation, aws_code=aws_code, **details)
+        self.operation = operation
+        self.aws_code = aws_code

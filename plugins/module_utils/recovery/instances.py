@@ -1,0 +1,97 @@
+# -*- coding: utf-8 -*-
+# Copyright: ec2spot.autorecover contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Describing, starting and waiting for instances, and finding a group's healthy instance."""
+
+from __future__ import annotations
+
+from .aws import SYSTEM_CLOCK, call, error_code, paginate, wait_until
+from .errors import Ambiguous, AwsApiError, InvalidInput, NotFound
+from .tags import filters
+
+GONE_STATES = frozenset({"shutting-down", "terminated"})
+
+
+def describe_instance(ec2, instance_id):
+    """The instance's description; ``NotFound`` with the id when AWS does not know it."""
+    if not instance_id or not str(instance_id).startswith("i-"):
+        raise InvalidInput(f"{instance_id!r} is not an EC2 instance id (expected i-...)")
+    try:
+        reservations = call(ec2, "describe_instances", InstanceIds=[instance_id])["Reservations"]
+    except AwsApiError as exc:
+        if exc.aws_code in ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"):
+            raise NotFound(f"instance {instance_id} does not exist", instance_id=instance_id) from exc
+        raise
+    instances = [i for r in reservations for i in r["Instances"]]
+    if not instances:
+        raise NotFound(f"instance {instance_id} does not exist", instance_id=instance_id)
+    return instances[0]
+
+
+def state_of(instance):
+    return instance["State"]["Name"]
+
+
+def find_instances(ec2, tag_filter, states=("pending", "running", "stopping", "stopped")):
+    """Instances carrying every tag in ``tag_filter`` (in the given states), oldest first."""
+    found = [
+        instance
+        for reservation in paginate(
+            ec2, "describe_instances", "Reservations",
+            Filters=filters(tag_filter) + [{"Name": "instance-state-name", "Values": list(states)}],
+        )
+        for instance in reservation["Instances"]
+    ]
+    return sorted(found, key=lambda i: (i["LaunchTime"], i["InstanceId"]))
+
+
+def wait_for_state(ec2, instance_id, wanted, timeout, clock=SYSTEM_CLOCK):
+    def failed(instance):
+        if state_of(instance) in GONE_STATES and wanted not in GONE_STATES:
+            return f"instance {instance_id} is {state_of(instance)}"
+        return None
+
+    return wait_until(
+        lambda: describe_instance(ec2, instance_id),
+        lambda instance: state_of(instance) == wanted,
+        f"instance {instance_id} to be {wanted}", timeout, clock, is_failed=failed,
+    )
+
+
+def ensure_running(ec2, instance_id, dry_run, timeout, clock=SYSTEM_CLOCK):
+    """Start a stopped (standby) instance and wait until it runs. Returns (instance, started)."""
+    instance = describe_instance(ec2, instance_id)
+    state = state_of(instance)
+    if state == "running":
+        return instance, False
+    if state in GONE_STATES:
+        raise InvalidInput(f"instance {instance_id} is {state}; it cannot be started", instance_id=instance_id)
+    if dry_run:
+        return instance, state != "pending"
+    if state == "stopping":
+        wait_for_state(ec2, instance_id, "stopped", timeout, clock)
+        state = "stopped"
+    if state == "stopped":
+        call(ec2, "start_instances", InstanceIds=[instance_id])
+    return wait_for_state(ec2, instance_id, "running", timeout, clock), state == "stopped"
+
+
+def healthy_group_instance(autoscaling, group_name):
+    """The one InService, Healthy instance of an Auto Scaling group; refuses zero or several."""
+    groups = call(autoscaling, "describe_auto_scaling_groups", AutoScalingGroupNames=[group_name])
+    if not groups["AutoScalingGroups"]:
+        raise NotFound(f"Auto Scaling group {group_name} does not exist", group=group_name)
+    members = groups["AutoScalingGroups"][0].get("Instances", [])
+    healthy = [m["InstanceId"] for m in members if m["LifecycleState"] == "InService" and m["HealthStatus"] == "Healthy"]
+    if not healthy:
+        seen = ", ".join(f"{m['InstanceId']} {m['LifecycleState']}/{m['HealthStatus']}" for m in members) or "none"
+        raise NotFound(f"Auto Scaling group {group_name} has no healthy InService instance (instances: {seen})",
+                       group=group_name)
+    if len(healthy) > 1:
+        raise Ambiguous(f"Auto Scaling group {group_name} has {len(healthy)} healthy InService instances "
+                        f"({', '.join(sorted(healthy))}); name the target instance instead", group=group_name)
+    return healthy[0]
+
+
+__all__ = ["describe_instance", "state_of", "find_instances", "wait_for_state", "ensure_running",
+           "healthy_group_instance", "error_code", "GONE_STATES"]

@@ -1,0 +1,66 @@
+# -*- coding: utf-8 -*-
+# Copyright: ec2spot.autorecover contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Tag keys that carry a lineage's identity and state, and helpers to read and write tags.
+
+Tags are the lineage's only state store: they travel with the resources, survive the
+loss of any one instance, need no table of their own, and are visible to an operator in
+the console. Keys share the ``ec2spot:`` prefix (``aws:`` is reserved by AWS).
+"""
+
+from __future__ import annotations
+
+PREFIX = "ec2spot:"
+
+LINEAGE = PREFIX + "lineage"            # the service's data identity, e.g. "pgdata"
+GENERATION = PREFIX + "generation"      # increases each time the data moves volume or instance
+DEVICE = PREFIX + "device"              # preferred device name on the instance, e.g. /dev/sdf
+HOLDER = PREFIX + "holder"              # the instance the generation was issued for
+SUPERSEDED_BY = PREFIX + "superseded-by"  # on an old volume: the newer volume that replaced it
+RESTORED_FROM = PREFIX + "restored-from"  # on a restored volume: its snapshot
+FRESH = PREFIX + "fresh"                # "true" on a brand-new volume never initialised (agent formats it)
+MANAGED_BY = PREFIX + "managed-by"      # retention touches only resources carrying this
+BACKUP_SET = PREFIX + "backup-set"      # name shared by the snapshots and AMI of one backup
+KIND = PREFIX + "kind"                  # "volume" (CreateSnapshots) or "image" (an AMI's own snapshot)
+SOURCE_INSTANCE = PREFIX + "source-instance"
+SOURCE_VOLUME = PREFIX + "source-volume"
+VOLUME_TYPE = PREFIX + "volume-type"
+VOLUME_IOPS = PREFIX + "volume-iops"
+VOLUME_THROUGHPUT = PREFIX + "volume-throughput"
+
+MANAGER = "ec2spot.autorecover"
+AUTO_BACKUP = "AutoBackup"  # seed 001's tag on backup AMIs, kept for operators used to it
+
+# State tags that describe one resource and must not be copied onto another.
+STATE_KEYS = frozenset({
+    GENERATION, HOLDER, SUPERSEDED_BY, RESTORED_FROM, FRESH, BACKUP_SET, KIND,
+    SOURCE_INSTANCE, SOURCE_VOLUME, VOLUME_TYPE, VOLUME_IOPS, VOLUME_THROUGHPUT,
+})
+
+
+def as_dict(tag_list):
+    """``[{'Key': k, 'Value': v}]`` -> ``{k: v}`` (None-safe)."""
+    return {tag["Key"]: tag["Value"] for tag in tag_list or []}
+
+
+def as_list(tag_dict):
+    """``{k: v}`` -> ``[{'Key': k, 'Value': v}]`` in key order (stable for diffs)."""
+    return [{"Key": key, "Value": str(value)} for key, value in sorted(tag_dict.items())]
+
+
+def generation_of(tag_dict):
+    """The generation recorded in tags; 0 when absent or malformed (a never-moved lineage)."""
+    try:
+        return int(tag_dict.get(GENERATION, "0"))
+    except ValueError:
+        return 0
+
+
+def copyable(tag_dict):
+    """User tags worth carrying to a new copy of the data (not AWS's, not per-resource state)."""
+    return {k: v for k, v in tag_dict.items() if not k.startswith("aws:") and k not in STATE_KEYS}
+
+
+def filters(tag_dict):
+    """EC2 ``Filters`` matching every tag in ``tag_dict``."""
+    return [{"Name": f"tag:{key}", "Values": [str(value)]} for key, value in sorted(tag_dict.items())]

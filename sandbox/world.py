@@ -1,0 +1,50 @@
+"""Seed a realistic world into an AWS endpoint (the sandbox's moto, or moto in-process).
+
+A VPC with one subnet in each of three availability zones, a security group, and an AMI
+to launch from. Returns the ids as a dict that tests, molecule and the demo read.
+"""
+
+from __future__ import annotations
+
+REGION = "us-east-1"
+ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
+WORLD_TAG = {"Key": "ec2spot:sandbox", "Value": "world"}
+
+
+def _tagged(resource_type, name):
+    return [{"ResourceType": resource_type, "Tags": [{"Key": "Name", "Value": name}, WORLD_TAG]}]
+
+
+def seed(ec2):
+    """Create the world once; on an already seeded endpoint return the existing ids."""
+    existing = ec2.describe_vpcs(Filters=[{"Name": "tag:ec2spot:sandbox", "Values": ["world"]}])["Vpcs"]
+    if existing:
+        return describe(ec2, existing[0]["VpcId"])
+    vpc_id = ec2.create_vpc(CidrBlock="10.42.0.0/16", TagSpecifications=_tagged("vpc", "sandbox"))["Vpc"]["VpcId"]
+    for index, zone in enumerate(ZONES):
+        ec2.create_subnet(VpcId=vpc_id, CidrBlock=f"10.42.{index}.0/24", AvailabilityZone=zone,
+                          TagSpecifications=_tagged("subnet", f"sandbox-{zone}"))
+    group_id = ec2.create_security_group(GroupName="sandbox-app", Description="sandbox application", VpcId=vpc_id,
+                                         TagSpecifications=_tagged("security-group", "sandbox-app"))["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "IpRanges": [{"CidrIp": "10.42.0.0/16"}]}])
+    # A registered image of our own (no builder instance): the application image the fleet launches.
+    ec2.register_image(Name="sandbox-al2023-app", Description="sandbox application image", Architecture="x86_64",
+                       RootDeviceName="/dev/xvda", VirtualizationType="hvm",
+                       BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8, "VolumeType": "gp3"}}],
+                       TagSpecifications=_tagged("image", "sandbox-al2023-app"))
+    return describe(ec2, vpc_id)
+
+
+def describe(ec2, vpc_id):
+    subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"]
+    groups = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc_id]},
+                                                   {"Name": "group-name", "Values": ["sandbox-app"]}])
+    image = ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": ["sandbox-al2023-app"]}])["Images"][0]
+    return {
+        "region": REGION,
+        "vpc_id": vpc_id,
+        "subnets": {s["AvailabilityZone"]: s["SubnetId"] for s in sorted(subnets, key=lambda s: s["AvailabilityZone"])},
+        "security_group_id": groups["SecurityGroups"][0]["GroupId"],
+        "image_id": image["ImageId"],
+    }

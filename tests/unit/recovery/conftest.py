@@ -1,0 +1,110 @@
+"""The core against moto in-process: a seeded world, instances and lineage volumes."""
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws import RETRY_CONFIG
+from sandbox import fidelity, world as sandbox_world
+
+# The same AWS rules the sandbox server enforces, layered over moto in-process.
+fidelity.install()
+
+
+class FakeClock:
+    """Time that advances only when the code under test sleeps."""
+
+    def __init__(self):
+        from datetime import datetime, timezone
+        self._now = datetime.now(timezone.utc)
+        self._mono = 0.0
+        self.slept = []
+
+    def now(self):
+        return self._now
+
+    def monotonic(self):
+        return self._mono
+
+    def sleep(self, seconds):
+        from datetime import timedelta
+        self.slept.append(seconds)
+        self._mono += seconds
+        self._now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def aws():
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def ec2(aws):
+    return boto3.client("ec2", region_name="us-east-1", config=RETRY_CONFIG)
+
+
+@pytest.fixture
+def autoscaling(aws):
+    return boto3.client("autoscaling", region_name="us-east-1", config=RETRY_CONFIG)
+
+
+@pytest.fixture
+def world(ec2):
+    return sandbox_world.seed(ec2)
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def launch(ec2, world):
+    def _launch(zone="us-east-1a", lineage=None, state="running"):
+        tag_spec = [{"ResourceType": "instance", "Tags": [{"Key": t.LINEAGE, "Value": lineage}]}] if lineage else []
+        instance = ec2.run_instances(ImageId=world["image_id"], MinCount=1, MaxCount=1, InstanceType="t3.micro",
+                                     SubnetId=world["subnets"][zone], TagSpecifications=tag_spec)["Instances"][0]
+        if state == "stopped":
+            ec2.stop_instances(InstanceIds=[instance["InstanceId"]])
+        return instance["InstanceId"]
+    return _launch
+
+
+@pytest.fixture
+def data_volume(ec2):
+    def _volume(zone="us-east-1a", lineage="pgdata", generation=1, attach_to=None, device="/dev/sdf",
+                size=20, volume_type="gp3", extra_tags=None):
+        volume_tags = {t.LINEAGE: lineage, t.GENERATION: generation, t.DEVICE: device, "Name": f"{lineage}-data",
+                       **(extra_tags or {})}
+        params = dict(AvailabilityZone=zone, Size=size, VolumeType=volume_type, Encrypted=True,
+                      TagSpecifications=[{"ResourceType": "volume", "Tags": t.as_list(volume_tags)}])
+        if volume_type == "gp3":
+            params.update(Iops=4000, Throughput=250)
+        volume_id = ec2.create_volume(**params)["VolumeId"]
+        if attach_to:
+            ec2.attach_volume(VolumeId=volume_id, InstanceId=attach_to, Device=device)
+            if generation:
+                ec2.create_tags(Resources=[volume_id], Tags=t.as_list({t.HOLDER: attach_to}))
+        return volume_id
+    return _volume
+
+
+def moto_ec2():
+    from moto.ec2.models import ec2_backends
+    return ec2_backends["123456789012"]["us-east-1"]
+
+
+def backdate_snapshot(snapshot_id, seconds):
+    """Make a snapshot look ``seconds`` older (moto stamps creation to the second)."""
+    from datetime import timedelta
+    moto_ec2().snapshots[snapshot_id].start_time -= timedelta(seconds=seconds)
+
+
+def volume(ec2, volume_id):
+    return ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]
+
+
+def tags_of(resource):
+    return t.as_dict(resource.get("Tags"))
