@@ -45,7 +45,7 @@ collection: venv
 	@mkdir -p $(COLLECTIONS)/ansible_collections/ec2spot
 	@ln -sfn $(ROOT) $(COLLECTIONS)/ansible_collections/ec2spot/autorecover
 
-test: unit
+test: unit module-test sanity lint doc
 	@echo "make test: all suites passed"
 
 unit: collection
@@ -60,7 +60,7 @@ sanity: venv
 	@rm -rf $(SANITY_DIR) && mkdir -p $(SANITY_DIR)
 	@git ls-files -co --exclude-standard -z | tar --null -T - --ignore-failed-read -cf - 2>/dev/null | tar -xf - -C $(SANITY_DIR)
 	@cd $(SANITY_DIR) && git init -q . && git add -A >/dev/null
-	@SITE=$$(python -c 'import ansible_collections.amazon.aws as m, os; print(os.path.dirname(os.path.dirname(os.path.dirname(m.__file__))))'); \
+	@SITE=$$(python -c 'import os, sysconfig; print(os.path.join(sysconfig.get_paths()["purelib"], "ansible_collections"))'); \
 	  ln -sfn $$SITE/amazon $(SANITY_ROOT)/amazon; ln -sfn $$SITE/community $(SANITY_ROOT)/community
 	python tools/ansible_test_offline_pip.py
 	cd $(SANITY_DIR) && ansible-test sanity --python $(PY_TAG) --color no

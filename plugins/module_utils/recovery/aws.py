@@ -30,7 +30,12 @@ try:
 except ImportError:  # pragma: no cover - the modules report the missing library
     HAS_BOTO3 = False
     RETRY_CONFIG = None
-    BotoCoreError = ClientError = Exception
+
+    class BotoCoreError(Exception):
+        """Stand-in so the except clauses below stay valid without botocore."""
+
+    class ClientError(Exception):
+        """Stand-in so the except clauses below stay valid without botocore."""
 
 FIRST_POLL_DELAY = 0.25
 MAX_POLL_DELAY = 2.0

@@ -120,7 +120,7 @@ def backup_instance(ec2, instance_id, set_name, create_image=False, include_boot
             # CopyTagsFromSource copied the volume's tags, including its lineage and generation.
             call(ec2, "create_tags", Resources=[info["SnapshotId"]], Tags=t.as_list(per_volume))
         result.created_snapshots = True
-        snapshots, _ = existing_set(ec2, set_name, instance_id)
+        snapshots = existing_set(ec2, set_name, instance_id)[0]
         result.snapshots = [_snapshot_summary(s) for s in snapshots]
     if need_image:
         image_tags = {**set_tags, t.AUTO_BACKUP: "true"}

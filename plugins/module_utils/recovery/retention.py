@@ -95,15 +95,20 @@ def images_in_launch_templates(ec2):
     return used
 
 
+def validate_policy(keep_newest=None, max_age=None):
+    """Refuse a policy that would delete every backup or makes no sense (before anything runs)."""
+    if keep_newest is not None and keep_newest < 1:
+        raise InvalidInput(f"keep_newest must be at least 1, got {keep_newest}")
+    if max_age is not None and max_age <= 0:
+        raise InvalidInput(f"max_age must be positive seconds, got {max_age}")
+
+
 def select_expired(backup_sets, keep_newest=None, max_age=None, now=None, image_users=None):
     """Split ``backup_sets`` into (expired, kept) under the policy; ``kept`` maps names to a reason.
 
     Pure: no AWS calls, so every rule is tested directly. ``max_age`` is in seconds.
     """
-    if keep_newest is not None and keep_newest < 1:
-        raise InvalidInput(f"keep_newest must be at least 1, got {keep_newest}")
-    if max_age is not None and max_age <= 0:
-        raise InvalidInput(f"max_age must be positive seconds, got {max_age}")
+    validate_policy(keep_newest, max_age)
     now = now or datetime.now(timezone.utc)
     image_users = image_users or {}
     expired, kept = [], {}

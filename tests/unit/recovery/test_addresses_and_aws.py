@@ -64,7 +64,7 @@ def test_standby_is_started_and_a_running_one_left_alone(ec2, launch, clock):
     standby = launch(state="stopped")
     instance, started = ensure_running(ec2, standby, dry_run=False, timeout=30, clock=clock)
     assert started and instance["State"]["Name"] == "running"
-    _, started_again = ensure_running(ec2, standby, dry_run=False, timeout=30, clock=clock)
+    started_again = ensure_running(ec2, standby, dry_run=False, timeout=30, clock=clock)[1]
     assert not started_again
 
 
@@ -117,7 +117,7 @@ class _Raw:
 
 @pytest.fixture
 def no_backoff_sleep(monkeypatch):
-    import botocore.retries.standard as standard
+    from botocore.retries import standard
     monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", lambda self, context: 0)
 
 

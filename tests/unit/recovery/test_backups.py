@@ -95,7 +95,7 @@ def test_retention_by_count_keeps_the_newest_n():
 
 def test_retention_by_age_expires_older_than_max_age():
     sets = [backup_set(f"d{d}", d) for d in (0, 3, 8, 10)]
-    expired, _ = select_expired(sets, max_age=7 * 86400, now=NOW)
+    expired = select_expired(sets, max_age=7 * 86400, now=NOW)[0]
     assert names(expired) == ["d10", "d8"]
 
 
@@ -138,7 +138,7 @@ def test_prune_deregisters_images_and_deletes_their_snapshots(ec2, launch, data_
 
     sets = list_backup_sets(ec2, {t.LINEAGE: "pgdata"})
     assert [s.name for s in sets] == ["new", "old"]
-    expired, _ = select_expired(sets, keep_newest=1, now=datetime.now(timezone.utc))
+    expired = select_expired(sets, keep_newest=1, now=datetime.now(timezone.utc))[0]
     images, snapshots, skipped = prune(ec2, expired)
 
     assert images == [old.image_id] and skipped == {}

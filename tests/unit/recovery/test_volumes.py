@@ -1,7 +1,5 @@
 """move_lineage_volume: same-AZ moves, cross-AZ restores, fencing and idempotence."""
 
-from datetime import timedelta
-
 import pytest
 
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import errors
@@ -147,7 +145,7 @@ def test_cross_zone_without_snapshot_is_refused_clearly(ec2, launch, data_volume
 def test_forked_lineage_is_refused(ec2, launch, data_volume, clock):
     target = launch()
     a, b = data_volume(generation=2), data_volume(generation=2)
-    with pytest.raises(errors.Ambiguous, match=f"2 volumes at generation 2"):
+    with pytest.raises(errors.Ambiguous, match="2 volumes at generation 2"):
         move_lineage_volume(ec2, "pgdata", target, clock=clock)
 
 

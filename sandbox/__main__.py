@@ -1,0 +1,162 @@
+"""``python -m sandbox``: start, stop and use the local AWS sandbox.
+
+    python -m sandbox start [--state-dir DIR]   start moto on a free loopback port and seed the world
+    python -m sandbox env   [--state-dir DIR]   print the shell exports that point AWS tools at it
+    python -m sandbox stop  [--state-dir DIR]   stop it
+    python -m sandbox run -- CMD ...            start a private sandbox, run CMD inside it, stop it
+
+Inside a sandbox run, boto3, the AWS CLI and amazon.aws modules all talk to the sandbox:
+``AWS_ENDPOINT_URL`` points at it, the credentials are dummies AWS would reject, and the
+shared config and credential files are hidden, so a real profile cannot be picked up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+from . import world
+
+DEFAULT_STATE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".build", "sandbox")
+SANDBOX_ACCOUNT = "123456789012"  # moto's account: no real account has it
+# Variables that could steer an AWS SDK towards a real account; removed inside a sandbox run.
+REAL_AWS_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+                      "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
+                      "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                      "AWS_URL", "EC2_URL")
+
+
+def sandbox_env(endpoint, state_dir):
+    """The environment that points every AWS client at the sandbox and nowhere else."""
+    host = urllib.parse.urlparse(endpoint).hostname
+    if host != "127.0.0.1":
+        raise SystemExit(f"refusing: sandbox endpoint {endpoint} is not on loopback")
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "sandbox",
+        "AWS_SECRET_ACCESS_KEY": "sandbox",
+        "AWS_REGION": world.REGION,
+        "AWS_DEFAULT_REGION": world.REGION,
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "EC2SPOT_SANDBOX": "1",
+        "EC2SPOT_SANDBOX_ENDPOINT": endpoint,
+        "EC2SPOT_SANDBOX_ACCOUNT": SANDBOX_ACCOUNT,
+        "EC2SPOT_SANDBOX_WORLD": os.path.join(state_dir, "world.json"),
+    }
+
+
+def apply_env(env):
+    merged = {k: v for k, v in os.environ.items() if k not in REAL_AWS_VARIABLES}
+    merged.update(env)
+    return merged
+
+
+def _read_json(path):
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def start(state_dir, timeout=30.0):
+    """Start the server, wait until it answers, seed the world. Returns the server record."""
+    os.makedirs(state_dir, exist_ok=True)
+    record_path = os.path.join(state_dir, "server.json")
+    if os.path.exists(record_path):
+        record = _read_json(record_path)
+        if _alive(record):
+            return record
+        os.remove(record_path)
+    log = open(os.path.join(state_dir, "server.log"), "ab")
+    process = subprocess.Popen([sys.executable, "-m", "sandbox.server", "--ready-file", record_path],
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                               cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                               env=apply_env({"MOTO_EC2_LOAD_DEFAULT_AMIS": "false"}))
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(record_path):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"sandbox server did not start; see {os.path.join(state_dir, 'server.log')}")
+        time.sleep(0.05)
+    record = _read_json(record_path)
+    env = sandbox_env(record["endpoint"], state_dir)
+    import boto3
+
+    session = boto3.session.Session(aws_access_key_id="sandbox", aws_secret_access_key="sandbox",
+                                    region_name=world.REGION)
+    account = session.client("sts", endpoint_url=record["endpoint"]).get_caller_identity()["Account"]
+    if account != SANDBOX_ACCOUNT:
+        raise SystemExit(f"refusing: the sandbox endpoint answered as account {account}")
+    seeded = world.seed(session.client("ec2", endpoint_url=record["endpoint"]))
+    with open(env["EC2SPOT_SANDBOX_WORLD"], "w", encoding="utf-8") as handle:
+        json.dump(seeded, handle, indent=2)
+    with open(os.path.join(state_dir, "env.sh"), "w", encoding="utf-8") as handle:
+        handle.write("".join(f"unset {name}\n" for name in REAL_AWS_VARIABLES))
+        handle.write("".join(f"export {k}={v}\n" for k, v in env.items()))
+    return record
+
+
+def _alive(record):
+    try:
+        with urllib.request.urlopen(record["endpoint"] + "/_sandbox/health", timeout=2) as answer:
+            return json.load(answer).get("pid") == record["pid"]
+    except OSError:
+        return False
+
+
+def stop(state_dir):
+    record_path = os.path.join(state_dir, "server.json")
+    if not os.path.exists(record_path):
+        return
+    record = _read_json(record_path)
+    try:
+        os.killpg(record["pid"], signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    os.remove(record_path)
+
+
+def run(command):
+    """Run ``command`` inside a private sandbox; returns its exit code."""
+    state_dir = tempfile.mkdtemp(prefix="ec2spot-sandbox-")
+    try:
+        record = start(state_dir)
+        env = apply_env(sandbox_env(record["endpoint"], state_dir))
+        return subprocess.call(command, env=env)
+    finally:
+        stop(state_dir)
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=("start", "stop", "env", "run"))
+    parser.add_argument("--state-dir", default=DEFAULT_STATE_DIR)
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    if args.action == "run":
+        command = args.command[1:] if args.command[:1] == ["--"] else args.command
+        if not command:
+            parser.error("run needs a command: python -m sandbox run -- CMD ...")
+        return run(command)
+    if args.action == "start":
+        record = start(args.state_dir)
+        print(f"sandbox AWS at {record['endpoint']}; load it with: . {os.path.join(args.state_dir, 'env.sh')}")
+    elif args.action == "env":
+        print(open(os.path.join(args.state_dir, "env.sh"), encoding="utf-8").read(), end="")
+    else:
+        stop(args.state_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

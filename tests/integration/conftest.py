@@ -1,0 +1,91 @@
+"""Module tests: real ``ansible-playbook`` runs against the sandbox server, checked with boto3."""
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+
+import boto3
+import pytest
+
+from sandbox import __main__ as sandbox_cli
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    state_dir = tempfile.mkdtemp(prefix="ec2spot-it-")
+    record = sandbox_cli.start(state_dir)
+    env = sandbox_cli.apply_env(sandbox_cli.sandbox_env(record["endpoint"], state_dir))
+    with open(env["EC2SPOT_SANDBOX_WORLD"], encoding="utf-8") as handle:
+        world = json.load(handle)
+    yield {"env": env, "world": world, "endpoint": record["endpoint"]}
+    sandbox_cli.stop(state_dir)
+    shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def session(sandbox):
+    return boto3.session.Session(aws_access_key_id="sandbox", aws_secret_access_key="sandbox", region_name="us-east-1")
+
+
+@pytest.fixture(scope="session")
+def ec2(sandbox, session):
+    return session.client("ec2", endpoint_url=sandbox["endpoint"])
+
+
+@pytest.fixture(scope="session")
+def autoscaling(sandbox, session):
+    return session.client("autoscaling", endpoint_url=sandbox["endpoint"])
+
+
+class PlaybookRun:
+    def __init__(self, raw, returncode):
+        self.raw, self.returncode = raw, returncode
+        plays = raw.get("plays", [])
+        self.results = [task["hosts"]["localhost"] for play in plays for task in play["tasks"]]
+        self.stats = raw.get("stats", {}).get("localhost", {})
+
+    @property
+    def last(self):
+        return self.results[-1]
+
+
+@pytest.fixture
+def playbook(sandbox, tmp_path):
+    """Run tasks in a play on localhost, as a user would; returns every task's result."""
+
+    def _run(tasks, check=False, diff=False, extra_vars=None):
+        play = [{
+            "name": "module under test",
+            "hosts": "localhost",
+            "connection": "local",
+            "gather_facts": False,
+            # Our action group: region here reaches our modules (and amazon.aws's).
+            "module_defaults": {"group/ec2spot.autorecover.aws": {"region": "us-east-1"}},
+            "tasks": tasks,
+        }]
+        path = tmp_path / "play.yml"
+        path.write_text(json.dumps(play))
+        command = ["ansible-playbook", str(path)] + (["--check"] if check else []) + (["--diff"] if diff else [])
+        if extra_vars:
+            command += ["-e", json.dumps(extra_vars)]
+        env = dict(sandbox["env"], ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
+        done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, check=False)
+        try:
+            raw = json.loads(done.stdout[done.stdout.index("{"):])
+        except ValueError:
+            raise AssertionError(f"ansible-playbook produced no JSON:\n{done.stdout}\n{done.stderr}")
+        return PlaybookRun(raw, done.returncode)
+
+    return _run
+
+
+def task(module, **params):
+    return {"name": module, f"ec2spot.autorecover.{module}": params, "register": "result"}
+
+
+def failing(module, **params):
+    return {"name": module, f"ec2spot.autorecover.{module}": params, "ignore_errors": True}

@@ -1,0 +1,51 @@
+"""Resources the module tests set up directly with boto3 in the sandbox."""
+
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
+
+
+class Fixtures:
+    def __init__(self, ec2, world):
+        self.ec2, self.world = ec2, world
+
+    def instance(self, zone="us-east-1a", state="running", tags=None):
+        spec = [{"ResourceType": "instance", "Tags": t.as_list(tags)}] if tags else []
+        instance_id = self.ec2.run_instances(ImageId=self.world["image_id"], MinCount=1, MaxCount=1,
+                                             InstanceType="t3.micro", SubnetId=self.world["subnets"][zone],
+                                             TagSpecifications=spec)["Instances"][0]["InstanceId"]
+        if state == "stopped":
+            self.ec2.stop_instances(InstanceIds=[instance_id])
+        return instance_id
+
+    def volume(self, zone, lineage, attach_to=None, generation=1, device="/dev/sdf"):
+        volume_id = self.ec2.create_volume(
+            AvailabilityZone=zone, Size=10, VolumeType="gp3", Encrypted=True,
+            TagSpecifications=[{"ResourceType": "volume", "Tags": t.as_list(
+                {t.LINEAGE: lineage, t.GENERATION: generation, t.DEVICE: device})}])["VolumeId"]
+        self.wait_volume(volume_id, "available")
+        if attach_to:
+            self.ec2.attach_volume(VolumeId=volume_id, InstanceId=attach_to, Device=device)
+            self.wait_volume(volume_id, "in-use")
+            self.ec2.create_tags(Resources=[volume_id], Tags=t.as_list({t.HOLDER: attach_to}))
+        return volume_id
+
+    def wait_volume(self, volume_id, state):
+        import time
+        for _attempt in range(200):
+            if self.describe_volume(volume_id)["State"] == state:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"{volume_id} never reached {state}")
+
+    def snapshot(self, volume_id):
+        volume = self.describe_volume(volume_id)
+        snapshot_id = self.ec2.create_snapshot(VolumeId=volume_id, TagSpecifications=[{
+            "ResourceType": "snapshot", "Tags": t.as_list({**self.tags(volume), t.KIND: "volume",
+                                                          t.SOURCE_VOLUME: volume_id, t.MANAGED_BY: t.MANAGER})}])["SnapshotId"]
+        return snapshot_id
+
+    def describe_volume(self, volume_id):
+        return self.ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]
+
+    @staticmethod
+    def tags(resource):
+        return t.as_dict(resource.get("Tags"))
