@@ -19,7 +19,7 @@ is, and never replaces it.
 from __future__ import annotations
 
 from .errors import FenceViolation
-from .tags import LINEAGE, as_dict, generation_of
+from .tags import as_dict, generation_of, holds_lineage_data
 
 # States in which the guest can no longer write: EC2 has stopped or is terminating it.
 QUIESCENT_STATES = frozenset({"stopped", "shutting-down", "terminated"})
@@ -50,8 +50,8 @@ def assert_no_newer_generation_on_target(target_instance, lineage, candidate_vol
         if volume["VolumeId"] == candidate_volume_id:
             continue
         volume_tags = as_dict(volume.get("Tags"))
-        if volume_tags.get(LINEAGE) != lineage:
-            continue
+        if not holds_lineage_data(volume_tags, lineage):
+            continue  # another lineage's data, or a root volume that inherited the instance's tag
         held = generation_of(volume_tags)
         relation = "a newer" if held > candidate_generation else "another"
         raise FenceViolation(

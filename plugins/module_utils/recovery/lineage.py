@@ -36,7 +36,7 @@ def volumes(ec2, lineage):
     """The lineage's volumes that can hold data, newest generation first."""
     found = paginate(
         ec2, "describe_volumes", "Volumes",
-        Filters=[{"Name": f"tag:{LINEAGE}", "Values": [lineage]},
+        Filters=[{"Name": f"tag:{LINEAGE}", "Values": [lineage]}, {"Name": "tag-key", "Values": [GENERATION]},
                  {"Name": "status", "Values": list(USABLE_VOLUME_STATES)}],
     )
     return sorted(found, key=lambda v: (-generation_of(as_dict(v.get("Tags"))), v["VolumeId"]))
@@ -71,7 +71,8 @@ def highest_generation(ec2, lineage):
 
 def snapshots(ec2, lineage, states=("completed",), owner="self"):
     """The lineage's volume snapshots (not an AMI's own), newest first."""
-    query = [{"Name": f"tag:{LINEAGE}", "Values": [lineage]}, {"Name": f"tag:{KIND}", "Values": ["volume"]}]
+    query = [{"Name": f"tag:{LINEAGE}", "Values": [lineage]}, {"Name": f"tag:{KIND}", "Values": ["volume"]},
+             {"Name": "tag-key", "Values": [GENERATION]}]
     if states:
         query.append({"Name": "status", "Values": list(states)})
     found = paginate(ec2, "describe_snapshots", "Snapshots", OwnerIds=[owner], Filters=query)

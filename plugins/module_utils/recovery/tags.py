@@ -12,6 +12,10 @@ from __future__ import annotations
 
 PREFIX = "ec2spot:"
 
+# A volume or snapshot holds a lineage's data only when it carries BOTH ``LINEAGE`` and
+# ``GENERATION``. Instances carry ``LINEAGE`` too (the lineage they serve), and launch
+# templates and ``ec2_instance`` propagate instance tags to root volumes: those carry
+# ``LINEAGE`` but never ``GENERATION``, and must never be mistaken for the data.
 LINEAGE = PREFIX + "lineage"            # the service's data identity, e.g. "pgdata"
 GENERATION = PREFIX + "generation"      # increases each time the data moves volume or instance
 DEVICE = PREFIX + "device"              # preferred device name on the instance, e.g. /dev/sdf
@@ -46,6 +50,11 @@ def as_dict(tag_list):
 def as_list(tag_dict):
     """``{k: v}`` -> ``[{'Key': k, 'Value': v}]`` in key order (stable for diffs)."""
     return [{"Key": key, "Value": str(value)} for key, value in sorted(tag_dict.items())]
+
+
+def holds_lineage_data(tag_dict, lineage):
+    """Whether a volume's or snapshot's tags mark it as data of ``lineage`` (see LINEAGE)."""
+    return tag_dict.get(LINEAGE) == lineage and GENERATION in tag_dict
 
 
 def generation_of(tag_dict):

@@ -198,3 +198,20 @@ def test_unknown_instance_is_not_found(ec2, world, clock):
 def test_lineage_without_anything_is_not_found(ec2, launch, clock):
     with pytest.raises(errors.NotFound, match="lineage ghost has no volume and no completed snapshot"):
         move_lineage_volume(ec2, "ghost", launch(), clock=clock)
+
+
+def test_root_volumes_that_inherited_the_lineage_tag_are_not_lineage_data(ec2, world, data_volume, clock):
+    """Launch templates and ec2_instance copy instance tags to root volumes; those are not the data."""
+    def launch_propagating(zone):
+        lineage_tag = [{"Key": t.LINEAGE, "Value": "pgdata"}]
+        return ec2.run_instances(ImageId=world["image_id"], MinCount=1, MaxCount=1, InstanceType="t3.micro",
+                                 SubnetId=world["subnets"][zone], TagSpecifications=[
+                                     {"ResourceType": "instance", "Tags": lineage_tag},
+                                     {"ResourceType": "volume", "Tags": lineage_tag}])["Instances"][0]["InstanceId"]
+
+    old, target = launch_propagating("us-east-1a"), launch_propagating("us-east-1b")
+    ec2.stop_instances(InstanceIds=[old])
+    vol = data_volume("us-east-1a", attach_to=old, generation=1)
+    snapshot_of(ec2, vol)
+    result = move_lineage_volume(ec2, "pgdata", target, clock=clock)
+    assert result.from_snapshot and result.previous_volume_id == vol and result.generation == 2

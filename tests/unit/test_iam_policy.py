@@ -1,0 +1,32 @@
+"""The shipped IAM policies are valid JSON and never grant a destructive action on everything."""
+
+import json
+import pathlib
+
+POLICIES = sorted((pathlib.Path(__file__).parents[2] / "docs" / "iam").glob("*.json"))
+READ_ONLY_PREFIXES = ("Describe", "Get", "List")
+
+
+def test_there_are_policies():
+    assert POLICIES
+
+
+def test_no_action_other_than_reads_on_every_resource():
+    for path in POLICIES:
+        document = json.loads(path.read_text())
+        assert document["Version"] == "2012-10-17"
+        for statement in document["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            assert all("*" not in action for action in actions), (path.name, statement["Sid"])
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            if "*" in resources:
+                writes = [a for a in actions if not a.split(":")[1].startswith(READ_ONLY_PREFIXES)]
+                assert writes == [], f"{path.name} {statement['Sid']} grants {writes} on every resource"
+
+
+def test_every_delete_is_limited_to_our_backups():
+    for path in POLICIES:
+        for statement in json.loads(path.read_text())["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            if any(a.split(":")[1].startswith(("Delete", "Deregister", "Terminate")) for a in actions):
+                assert statement["Condition"]["StringEquals"]["aws:ResourceTag/ec2spot:managed-by"] == "ec2spot.autorecover"
