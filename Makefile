@@ -50,6 +50,7 @@ test: unit module-test sanity lint doc
 
 unit: collection
 	python -m pytest -q tests/unit
+	python -m pytest -q tests/sandbox
 
 module-test: collection
 	python -m pytest -q tests/integration

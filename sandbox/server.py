@@ -1,9 +1,10 @@
 """The sandbox's AWS endpoint: moto's server with the sandbox's AWS rules, on loopback only.
 
-Run by ``python -m sandbox start``; not meant to be started by hand. It binds 127.0.0.1 on
-a port the OS picks (never a fixed one that another run could hold), writes
-``{"endpoint": ..., "pid": ...}`` to the ready file once it accepts requests, and serves
-until terminated. Paths under ``/_sandbox/`` are the sandbox's own controls.
+Run by ``python -m sandbox start`` (a process of its own) or, for the sandbox's own tests,
+in a thread (``start_in_thread``). It binds 127.0.0.1 on a port the OS picks, never a fixed
+one that another run could hold. ``POST /_sandbox/<control>`` with a JSON body drives the
+sandbox (the modeled clock, injected interruptions, scripted outcomes; see ``control.py``).
+Every request and every tick of the modeled clock runs under one lock.
 """
 
 from __future__ import annotations
@@ -13,42 +14,85 @@ import json
 import os
 import signal
 import sys
+import threading
 
 from . import fidelity
+from .context import CONTEXT
 
 LOOPBACK = "127.0.0.1"
+TICK_SECONDS = 0.02
 
 
 def control_app(moto_app):
     """Route ``/_sandbox/*`` to the sandbox's controls, everything else to moto."""
 
+    def reply(start_response, status, document):
+        body = json.dumps(document, default=str).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
     def app(environ, start_response):
         path = environ.get("PATH_INFO", "")
         if path == "/_sandbox/health":
-            body = json.dumps({"ok": True, "pid": os.getpid()}).encode()
-            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
-            return [body]
-        return moto_app(environ, start_response)
+            return reply(start_response, "200 OK", {"ok": True, "pid": os.getpid()})
+        if path.startswith("/_sandbox/"):
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            raw = environ["wsgi.input"].read(length) if length else b"{}"
+            try:
+                return reply(start_response, "200 OK", CONTEXT.call_control(path[len("/_sandbox/"):], json.loads(raw)))
+            except (KeyError, ValueError, TypeError) as exc:
+                return reply(start_response, "400 Bad Request", {"error": str(exc)})
+        with CONTEXT.lock:
+            CONTEXT.tick()
+            return moto_app(environ, start_response)
 
     return app
+
+
+def make(scale):
+    fidelity.install()
+    CONTEXT.clock.set_scale(scale)
+    from moto.moto_server.threaded_moto_server import MotoRequestHandler
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import make_server
+
+    server = make_server(LOOPBACK, 0, control_app(DomainDispatcherApplication(create_backend_app)), threaded=True,
+                         request_handler=MotoRequestHandler)
+    return server, f"http://{LOOPBACK}:{server.server_address[1]}"
+
+
+def _ticker(stop):
+    while not stop.wait(TICK_SECONDS):
+        if CONTEXT.clock.scale:
+            CONTEXT.tick()
+
+
+def start_in_thread(scale=0.0):
+    """Serve in this process (tests that also drive ``CONTEXT`` directly). Returns (endpoint, stop)."""
+    server, endpoint = make(scale)
+    stop_ticker = threading.Event()
+    threads = [threading.Thread(target=server.serve_forever, daemon=True),
+               threading.Thread(target=_ticker, args=(stop_ticker,), daemon=True)]
+    for thread in threads:
+        thread.start()
+
+    def stop():
+        stop_ticker.set()
+        server.shutdown()
+    return endpoint, stop
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--ready-file", required=True)
+    parser.add_argument("--scale", type=float, default=float(os.environ.get("EC2SPOT_SANDBOX_TIME_SCALE", "20")),
+                        help="modeled seconds per real second (0: manual clock)")
     args = parser.parse_args(argv)
-
-    fidelity.install()
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-    from moto.moto_server.threaded_moto_server import MotoRequestHandler
-    from werkzeug.serving import make_server
-
-    server = make_server(LOOPBACK, 0, control_app(DomainDispatcherApplication(create_backend_app)), threaded=True,
-                         request_handler=MotoRequestHandler)
-    endpoint = f"http://{LOOPBACK}:{server.server_address[1]}"
+    server, endpoint = make(args.scale)
+    threading.Thread(target=_ticker, args=(threading.Event(),), daemon=True).start()
     tmp = args.ready_file + ".tmp"
     with open(tmp, "w", encoding="utf-8") as ready:
-        json.dump({"endpoint": endpoint, "pid": os.getpid()}, ready)
+        json.dump({"endpoint": endpoint, "pid": os.getpid(), "scale": args.scale}, ready)
     os.replace(tmp, args.ready_file)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server.serve_forever()

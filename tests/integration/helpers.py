@@ -24,17 +24,23 @@ class Fixtures:
         self.wait_volume(volume_id, "available")
         if attach_to:
             self.ec2.attach_volume(VolumeId=volume_id, InstanceId=attach_to, Device=device)
-            self.wait_volume(volume_id, "in-use")
+            self.wait_attached(volume_id)
             self.ec2.create_tags(Resources=[volume_id], Tags=t.as_list({t.HOLDER: attach_to}))
         return volume_id
 
     def wait_volume(self, volume_id, state):
+        self._wait(volume_id, lambda v: v["State"] == state, state)
+
+    def wait_attached(self, volume_id):
+        self._wait(volume_id, lambda v: [a["State"] for a in v["Attachments"]] == ["attached"], "attached")
+
+    def _wait(self, volume_id, done, what):
         import time
         for _attempt in range(200):
-            if self.describe_volume(volume_id)["State"] == state:
+            if done(self.describe_volume(volume_id)):
                 return
             time.sleep(0.05)
-        raise AssertionError(f"{volume_id} never reached {state}")
+        raise AssertionError(f"{volume_id} never became {what}")
 
     def snapshot(self, volume_id):
         volume = self.describe_volume(volume_id)

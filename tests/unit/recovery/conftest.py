@@ -7,36 +7,34 @@ from moto import mock_aws
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws import RETRY_CONFIG
 from sandbox import fidelity, world as sandbox_world
+from sandbox.context import CONTEXT
 
 # The same AWS rules the sandbox server enforces, layered over moto in-process.
 fidelity.install()
 
 
-class FakeClock:
-    """Time that advances only when the code under test sleeps."""
+class SandboxClock:
+    """The core's clock in unit tests is the sandbox's modeled clock: when the core waits,
+    modeled time advances and what AWS would finish meanwhile (attachments, snapshots) does."""
 
     def __init__(self):
-        from datetime import datetime, timezone
-        self._now = datetime.now(timezone.utc)
-        self._mono = 0.0
         self.slept = []
 
     def now(self):
-        return self._now
+        return CONTEXT.now()
 
     def monotonic(self):
-        return self._mono
+        return CONTEXT.clock.elapsed()
 
     def sleep(self, seconds):
-        from datetime import timedelta
         self.slept.append(seconds)
-        self._mono += seconds
-        self._now += timedelta(seconds=seconds)
+        CONTEXT.advance(seconds)
 
 
 @pytest.fixture
 def aws():
     with mock_aws():
+        CONTEXT.reset()
         yield
 
 
@@ -57,7 +55,7 @@ def world(ec2):
 
 @pytest.fixture
 def clock():
-    return FakeClock()
+    return SandboxClock()
 
 
 @pytest.fixture
@@ -85,6 +83,7 @@ def data_volume(ec2):
         volume_id = ec2.create_volume(**params)["VolumeId"]
         if attach_to:
             ec2.attach_volume(VolumeId=volume_id, InstanceId=attach_to, Device=device)
+            CONTEXT.advance(CONTEXT.latency["ebs_attach"])  # let the attachment finish
             if generation:
                 ec2.create_tags(Resources=[volume_id], Tags=t.as_list({t.HOLDER: attach_to}))
         return volume_id

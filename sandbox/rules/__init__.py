@@ -1,0 +1,10 @@
+"""The sandbox's AWS rules, one module per area. Each module has ``install(context)``."""
+
+from importlib import import_module
+
+RULE_MODULES = ("ebs", "snapshots", "autoscaling", "ec2_events", "ssm", "eventbridge")
+
+
+def install_all(context):
+    for name in RULE_MODULES:
+        import_module(f"{__name__}.{name}").install(context)

@@ -1,0 +1,7 @@
+"""Rules for ec2_events (see sandbox/README.md)."""
+
+from __future__ import annotations
+
+
+def install(context):
+    """Nothing layered yet."""
