@@ -80,7 +80,7 @@ def start(state_dir, timeout=30.0):
     process = subprocess.Popen([sys.executable, "-m", "sandbox.server", "--ready-file", record_path],
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                               env=apply_env({"MOTO_EC2_LOAD_DEFAULT_AMIS": "false"}))
+                               env=apply_env({"MOTO_EC2_LOAD_DEFAULT_AMIS": "false", "EC2SPOT_SANDBOX_STATE_DIR": state_dir}))
     deadline = time.monotonic() + timeout
     while not os.path.exists(record_path):
         if process.poll() is not None or time.monotonic() > deadline:

@@ -24,7 +24,9 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
+import os
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -93,6 +95,20 @@ class SandboxContext:
         self.imds = {}             # instance id -> {path: value} served by the IMDS double
         self.account_id = ACCOUNT_ID
         self.region = REGION
+        self.lambda_handlers = {}  # function ARN -> callable(event) run for Lambda targets
+        self._state_dir = os.environ.get("EC2SPOT_SANDBOX_STATE_DIR")
+
+    @property
+    def state_dir(self):
+        if not self._state_dir:
+            self._state_dir = tempfile.mkdtemp(prefix="ec2spot-sandbox-state-")
+        return self._state_dir
+
+    def instance_root(self, instance_id):
+        """The directory standing in for an instance's filesystem (commands run there)."""
+        root = os.path.join(self.state_dir, "instances", instance_id)
+        os.makedirs(root, exist_ok=True)
+        return root
 
     def reset(self):
         """Forget everything but the clock (moto's backends were reset under us)."""
