@@ -53,6 +53,7 @@ def sandbox_env(endpoint, state_dir):
         "EC2SPOT_SANDBOX_ENDPOINT": endpoint,
         "EC2SPOT_SANDBOX_ACCOUNT": SANDBOX_ACCOUNT,
         "EC2SPOT_SANDBOX_WORLD": os.path.join(state_dir, "world.json"),
+        "EC2SPOT_SANDBOX_STATE_DIR": state_dir,
     }
 
 
@@ -67,7 +68,10 @@ def _read_json(path):
         return json.load(handle)
 
 
-def start(state_dir, timeout=30.0):
+DEFAULT_SCALE = 100.0  # modeled seconds per real second: a 30-minute AMI takes 18 s
+
+
+def start(state_dir, timeout=30.0, scale=DEFAULT_SCALE):
     """Start the server, wait until it answers, seed the world. Returns the server record."""
     os.makedirs(state_dir, exist_ok=True)
     record_path = os.path.join(state_dir, "server.json")
@@ -77,7 +81,7 @@ def start(state_dir, timeout=30.0):
             return record
         os.remove(record_path)
     log = open(os.path.join(state_dir, "server.log"), "ab")
-    process = subprocess.Popen([sys.executable, "-m", "sandbox.server", "--ready-file", record_path],
+    process = subprocess.Popen([sys.executable, "-m", "sandbox.server", "--ready-file", record_path, "--scale", str(scale)],
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                env=apply_env({"MOTO_EC2_LOAD_DEFAULT_AMIS": "false", "EC2SPOT_SANDBOX_STATE_DIR": state_dir}))
@@ -124,11 +128,11 @@ def stop(state_dir):
     os.remove(record_path)
 
 
-def run(command):
+def run(command, scale=DEFAULT_SCALE):
     """Run ``command`` inside a private sandbox; returns its exit code."""
     state_dir = tempfile.mkdtemp(prefix="ec2spot-sandbox-")
     try:
-        record = start(state_dir)
+        record = start(state_dir, scale=scale)
         env = apply_env(sandbox_env(record["endpoint"], state_dir))
         return subprocess.call(command, env=env)
     finally:
@@ -141,15 +145,17 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=("start", "stop", "env", "run"))
     parser.add_argument("--state-dir", default=DEFAULT_STATE_DIR)
+    parser.add_argument("--scale", type=float, default=DEFAULT_SCALE,
+                        help="modeled seconds per real second (0: a manual clock moved through the clock control)")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     if args.action == "run":
         command = args.command[1:] if args.command[:1] == ["--"] else args.command
         if not command:
             parser.error("run needs a command: python -m sandbox run -- CMD ...")
-        return run(command)
+        return run(command, scale=args.scale)
     if args.action == "start":
-        record = start(args.state_dir)
+        record = start(args.state_dir, scale=args.scale)
         print(f"sandbox AWS at {record['endpoint']}; load it with: . {os.path.join(args.state_dir, 'env.sh')}")
     elif args.action == "env":
         print(open(os.path.join(args.state_dir, "env.sh"), encoding="utf-8").read(), end="")

@@ -145,10 +145,13 @@ class SandboxContext:
             while self._queue and self._queue[0][0] <= self.clock.elapsed():
                 _, _, action, label, live = heapq.heappop(self._queue)
                 if live:
-                    try:
-                        action()
-                    except Exception as exc:  # one broken action must not stop the clock
-                        self.records.setdefault("action_errors", []).append(f"{label}: {exc!r}")
+                    self._run(action, label)
+
+    def _run(self, action, label):
+        try:
+            action()
+        except Exception as exc:  # one broken action must not stop the clock
+            self.records.setdefault("action_errors", []).append(f"{label}: {exc!r}")
 
     def advance(self, seconds):
         """Manual mode: move modeled time forward, running due actions at their own times."""
@@ -162,11 +165,19 @@ class SandboxContext:
             self.tick()
 
     def settle(self, limit=7 * 86400):
-        """Advance until nothing is scheduled (bounded), e.g. let every snapshot complete."""
+        """Finish what is under way (bounded by ``limit`` modeled seconds), e.g. let every
+        snapshot complete. Manual clock: advance to each due time. Scaled clock (the wall
+        clock): run the backlog now, in order, without moving time."""
         with self.lock:
             start = self.clock.elapsed()
-            while self._queue and self._queue[0][0] - start <= limit:
-                self.advance(max(0.0, self._queue[0][0] - self.clock.elapsed()))
+            horizon = start + self.clock.duration(limit)
+            while self._queue and self._queue[0][0] <= horizon:
+                if self.clock.scale:
+                    _, _, action, label, live = heapq.heappop(self._queue)
+                    if live:
+                        self._run(action, label)
+                else:
+                    self.advance(max(0.0, self._queue[0][0] - self.clock.elapsed()))
 
     # ---- moto ---------------------------------------------------------------------------
     def backend(self, service):

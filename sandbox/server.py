@@ -85,7 +85,7 @@ def start_in_thread(scale=0.0):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--ready-file", required=True)
-    parser.add_argument("--scale", type=float, default=float(os.environ.get("EC2SPOT_SANDBOX_TIME_SCALE", "20")),
+    parser.add_argument("--scale", type=float, default=100.0,
                         help="modeled seconds per real second (0: manual clock)")
     args = parser.parse_args(argv)
     server, endpoint = make(args.scale)

@@ -68,9 +68,10 @@ options:
     default: false
   wait_timeout:
     description:
-      - Seconds to wait when O(wait=true).
+      - Seconds to wait when O(wait=true). An AMI of a running instance takes tens of minutes (about
+        30 minutes for 50 GiB).
     type: int
-    default: 900
+    default: 3600
   retention:
     description:
       - Retention for the backups of this scope (the lineage, or each instance). A backup expires when it
@@ -248,7 +249,7 @@ def main():
         include_boot_volume=dict(type="bool", default=False),
         tags=dict(type="dict"),
         wait=dict(type="bool", default=False),
-        wait_timeout=dict(type="int", default=900),
+        wait_timeout=dict(type="int", default=3600),
         retention=dict(type="dict", options=dict(keep_newest=dict(type="int"), max_age_days=dict(type="float"))),
     )
     module = AnsibleAWSModule(

@@ -1,15 +1,33 @@
-"""Snapshots and images as AWS makes them.
+"""Snapshots and images as AWS makes them, and paging as AWS pages.
 
-AWS (EC2 API reference CreateSnapshots, CreateImage):
+AWS (EC2 API reference CreateSnapshot(s), CreateImage, DeleteSnapshot, DeregisterImage,
+Describe*; EBS user guide "Create Amazon EBS snapshots"):
 
-* ``CreateSnapshots`` with ``CopyTagsFromSource=volume`` copies each volume's tags onto its
-  snapshot, explicit ``TagSpecifications`` winning. moto 5.2.5 ignores the parameter, which
-  would leave snapshots without their lineage.
-* ``CreateImage`` applies ``snapshot`` ``TagSpecifications`` to the image's snapshots.
-  moto 5.2.5 raises ``NotImplementedError``.
+* a snapshot is a point-in-time copy at the call but stays ``pending`` (progress rising) for
+  minutes before ``completed``; modeled as ``snapshot_base`` + ``snapshot_per_gib`` x size.
+  An AMI made by ``CreateImage`` stays ``pending`` likewise (``image_base`` +
+  ``image_per_gib`` x the instance's volume sizes), and so do its snapshots;
+* ``CreateSnapshots`` returns each item's ``State``; with ``CopyTagsFromSource=volume`` it
+  copies each volume's tags onto its snapshot, explicit ``TagSpecifications`` winning;
+* ``CreateImage`` applies ``snapshot`` ``TagSpecifications`` to the image's snapshots;
+* ``DeleteSnapshot`` and ``DeregisterImage`` refuse a resource another account owns
+  (``UnauthorizedOperation``), and a snapshot that a registered image uses cannot be deleted
+  (``InvalidSnapshot.InUse``);
+* ``DescribeSnapshots``, ``DescribeVolumes`` and ``DescribeImages`` honour ``MaxResults`` with
+  ``NextToken``. AWS may return fewer items than ``MaxResults``; the sandbox returns at most
+  ``PAGE_CAP`` per page, so paging code is always exercised.
+
+moto 5.2.5 completes snapshots and images at once, omits ``State`` from CreateSnapshots,
+ignores ``CopyTagsFromSource``, raises NotImplementedError for snapshot tags on CreateImage,
+deletes other accounts' snapshots and images, and ignores ``MaxResults`` on these calls.
 """
 
 from __future__ import annotations
+
+import base64
+
+PAGE_CAP = 5
+MAX_RESULTS_RANGE = {"Snapshots": (5, 1000), "Volumes": (5, 500), "Images": (5, 1000)}
 
 
 def _volume_tags(backend, volume_id):
@@ -17,10 +35,48 @@ def _volume_tags(backend, volume_id):
             if not tag["key"].startswith("aws:")}
 
 
+def _token(offset):
+    return base64.urlsafe_b64encode(f"sandbox:{offset}".encode()).decode()
+
+
+def _offset(token):
+    try:
+        return int(base64.urlsafe_b64decode(token.encode()).decode().split(":", 1)[1])
+    except (ValueError, IndexError) as exc:
+        from moto.ec2.exceptions import EC2ClientError
+        raise EC2ClientError("InvalidParameterValue", f"Invalid value '{token}' for NextToken") from exc
+
+
 def install(context):
     from moto.core.responses import ActionResult
+    from moto.ec2.exceptions import EC2ClientError
     from moto.ec2.models.amis import AmiBackend
+    from moto.ec2.models.elastic_block_store import Snapshot
+    from moto.ec2.responses.amis import AmisResponse
     from moto.ec2.responses.elastic_block_store import ElasticBlockStore
+
+    # ---- pending snapshots --------------------------------------------------------------
+    Snapshot.progress = property(lambda self: "100%" if self.status == "completed" else getattr(self, "sandbox_progress", "0%"))
+
+    def hold_pending(snapshot, modeled_seconds):
+        snapshot.status = "pending"
+
+        def complete():
+            if snapshot.status == "pending":
+                snapshot.status = "completed"
+        context.after(modeled_seconds, complete, f"snapshot {snapshot.id} completes")
+
+    def snapshot_time(size):
+        return context.latency["snapshot_base"] + context.latency["snapshot_per_gib"] * size
+
+    def create_snapshot(self):
+        volume_id = self._get_param("VolumeId")
+        snapshot_tags = self._parse_tag_specification().get("snapshot", {})
+        self.error_on_dryrun()
+        snapshot = self.ec2_backend.create_snapshot(volume_id, self._get_param("Description"))
+        snapshot.add_tags(snapshot_tags)
+        hold_pending(snapshot, snapshot_time(snapshot.volume.size))
+        return ActionResult(snapshot)
 
     def create_snapshots(self):
         instance_spec = self._get_param("InstanceSpecification", {})
@@ -29,12 +85,20 @@ def install(context):
         copy_from = self._get_param("CopyTagsFromSource")
         self.error_on_dryrun()
         snapshots = self.ec2_backend.create_snapshots(instance_spec, description, {})
+        items = []
         for snapshot in snapshots:
             tags = _volume_tags(self.ec2_backend, snapshot.volume.id) if copy_from == "volume" else {}
             tags.update(snapshot_tags)
             snapshot.add_tags(tags)
-        return ActionResult({"Snapshots": snapshots})
+            hold_pending(snapshot, snapshot_time(snapshot.volume.size))
+            items.append({"SnapshotId": snapshot.id, "VolumeId": snapshot.volume.id, "State": "pending",
+                          "StartTime": snapshot.start_time, "Progress": "0%", "OwnerId": snapshot.owner_id,
+                          "VolumeSize": snapshot.volume.size, "Description": description,
+                          "Encrypted": snapshot.encrypted,
+                          "Tags": [{"Key": k, "Value": v} for k, v in sorted(tags.items())]})
+        return ActionResult({"Snapshots": items})
 
+    # ---- pending images -----------------------------------------------------------------
     original_create_image = AmiBackend.create_image
 
     def create_image(self, instance_id, name, description, tag_specifications):
@@ -47,7 +111,72 @@ def install(context):
         image = original_create_image(self, instance_id, name, description, image_specs)
         if snapshot_tags:
             image.ebs_snapshot.add_tags(snapshot_tags)
+        instance = self.get_instance(instance_id)
+        size = sum(self.get_volume(m.volume_id).size for m in instance.block_device_mapping.values())
+        modeled = context.latency["image_base"] + context.latency["image_per_gib"] * size
+        image.state = "pending"
+        hold_pending(image.ebs_snapshot, modeled)
+
+        def available():
+            if image.state == "pending":
+                image.state = "available"
+        context.after(modeled, available, f"image {image.id} available")
         return image
 
+    # ---- ownership and use --------------------------------------------------------------
+    def delete_snapshot(self):
+        snapshot_id = self._get_param("SnapshotId")
+        self.error_on_dryrun()
+        snapshot = self.ec2_backend.snapshots.get(snapshot_id)
+        if snapshot is None:
+            raise EC2ClientError("InvalidSnapshot.NotFound", f"The snapshot '{snapshot_id}' does not exist.")
+        if snapshot.owner_id != context.account_id:
+            raise EC2ClientError("UnauthorizedOperation", "You are not authorized to perform this operation.")
+        for image in self.ec2_backend.amis.values():
+            used = {m.get("Ebs", {}).get("SnapshotId") for m in image.block_device_mappings}
+            if snapshot_id in used:
+                raise EC2ClientError("InvalidSnapshot.InUse",
+                                     f"The snapshot {snapshot_id} is currently in use by {image.id}")
+        self.ec2_backend.snapshots.pop(snapshot_id)
+        return ActionResult({})
+
+    original_deregister = AmisResponse.deregister_image
+
+    def deregister_image(self):
+        image = self.ec2_backend.amis.get(self._get_param("ImageId"))
+        if image is not None and image.owner_id != context.account_id:
+            raise EC2ClientError("UnauthorizedOperation", "You are not authorized to perform this operation.")
+        return original_deregister(self)
+
+    # ---- paging -------------------------------------------------------------------------
+    def paged(original, result_key, ids_param):
+        def describe(self):
+            max_results = self._get_param("MaxResults")
+            token = self._get_param("NextToken")
+            if max_results is None and token is None:
+                return original(self)
+            low, high = MAX_RESULTS_RANGE[result_key]
+            if max_results is not None and not low <= int(max_results) <= high:
+                raise EC2ClientError("InvalidParameterValue",
+                                     f"Value ( {max_results} ) for parameter maxResults is invalid. "
+                                     f"Expecting a value between {low} and {high}.")
+            if self._get_param(ids_param):
+                raise EC2ClientError("InvalidParameterCombination",
+                                     f"The parameter {ids_param} cannot be used with the parameter maxResults")
+            everything = original(self).result[result_key]
+            start = _offset(token) if token else 0
+            size = min(int(max_results or high), PAGE_CAP)
+            page = {result_key: list(everything)[start:start + size]}
+            if start + size < len(everything):
+                page["NextToken"] = _token(start + size)
+            return ActionResult(page)
+        return describe
+
+    ElasticBlockStore.create_snapshot = create_snapshot
     ElasticBlockStore.create_snapshots = create_snapshots
+    ElasticBlockStore.delete_snapshot = delete_snapshot
     AmiBackend.create_image = create_image
+    AmisResponse.deregister_image = deregister_image
+    ElasticBlockStore.describe_snapshots = paged(ElasticBlockStore.describe_snapshots, "Snapshots", "SnapshotIds")
+    ElasticBlockStore.describe_volumes = paged(ElasticBlockStore.describe_volumes, "Volumes", "VolumeIds")
+    AmisResponse.describe_images = paged(AmisResponse.describe_images, "Images", "ImageIds")

@@ -27,6 +27,13 @@ def sandbox():
 
 
 @pytest.fixture(scope="session")
+def box(sandbox):
+    """The sandbox's controls (``box.settle()`` finishes snapshots and images under way)."""
+    from sandbox.control import Sandbox
+    return Sandbox(sandbox["endpoint"])
+
+
+@pytest.fixture(scope="session")
 def session(sandbox):
     return boto3.session.Session(aws_access_key_id="sandbox", aws_secret_access_key="sandbox", region_name="us-east-1")
 

@@ -47,7 +47,16 @@ class Fixtures:
         snapshot_id = self.ec2.create_snapshot(VolumeId=volume_id, TagSpecifications=[{
             "ResourceType": "snapshot", "Tags": t.as_list({**self.tags(volume), t.KIND: "volume",
                                                           t.SOURCE_VOLUME: volume_id, t.MANAGED_BY: t.MANAGER})}])["SnapshotId"]
+        self._wait_snapshot(snapshot_id)  # AWS (and the sandbox) keep it pending for a while
         return snapshot_id
+
+    def _wait_snapshot(self, snapshot_id):
+        import time
+        for _attempt in range(400):
+            if self.ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"][0]["State"] == "completed":
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"{snapshot_id} never completed")
 
     def describe_volume(self, volume_id):
         return self.ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]

@@ -41,12 +41,13 @@ def test_backup_by_lineage_check_mode_then_twice(sandbox, ec2, playbook):
     assert len(our_snapshots(ec2, **{t.BACKUP_SET: "it-backup-1", t.KIND: "volume"})) == 1
 
 
-def test_retention_keeps_newest_and_deletes_image_snapshots(sandbox, ec2, playbook):
+def test_retention_keeps_newest_and_deletes_image_snapshots(sandbox, ec2, playbook, box):
     world = Fixtures(ec2, sandbox["world"])
     instance = world.instance(tags={t.LINEAGE: "it-retain"})
     world.volume("us-east-1a", "it-retain", attach_to=instance)
     for name in ("it-retain-1", "it-retain-2", "it-retain-3"):
         assert playbook([task("spot_backup", lineage="it-retain", name=name, create_image=True)]).last["changed"]
+    box.settle()  # the backups complete (AWS: minutes); retention never expires one in progress
     old_image = our_images(ec2, **{t.BACKUP_SET: "it-retain-1"})[0]
     old_image_snapshots = {m["Ebs"]["SnapshotId"] for m in old_image["BlockDeviceMappings"] if "Ebs" in m}
     prune = task("spot_backup", lineage="it-retain", name="it-retain-3", retention={"keep_newest": 2})

@@ -82,10 +82,23 @@ def call(client, operation, **params):
         raise AwsApiError(f"{operation} failed: {exc}", operation=operation) from exc
 
 
+PAGE_SIZE = 100
+
+
+def _page_config(client, operation, params):
+    """Ask for pages of ``PAGE_SIZE`` where AWS allows it: never with an id list (AWS refuses
+    ``MaxResults`` beside ``VolumeIds`` and the like), only where the call takes ``MaxResults``."""
+    if any(key.endswith("Ids") and key != "OwnerIds" for key in params):
+        return {}
+    api_name = client.meta.method_to_api_mapping.get(operation)
+    members = client.meta.service_model.operation_model(api_name).input_shape.members if api_name else {}
+    return {"PaginationConfig": {"PageSize": PAGE_SIZE}} if "MaxResults" in members else {}
+
+
 def paginate(client, operation, result_key, **params):
     """Every item of ``result_key`` across all pages (AWS errors translated as in ``call``)."""
     try:
-        for page in client.get_paginator(operation).paginate(**params):
+        for page in client.get_paginator(operation).paginate(**params, **_page_config(client, operation, params)):
             yield from page.get(result_key, [])
     except ClientError as exc:
         code = error_code(exc)

@@ -56,7 +56,7 @@ def existing_set(ec2, set_name, instance_id):
     """Snapshots (kind volume) and images already taken for this set and instance."""
     snapshots = list(paginate(ec2, "describe_snapshots", "Snapshots", OwnerIds=["self"],
                               Filters=_set_filters(set_name, instance_id) + t.filters({t.KIND: "volume"})))
-    images = call(ec2, "describe_images", Owners=["self"], Filters=_set_filters(set_name, instance_id))["Images"]
+    images = list(paginate(ec2, "describe_images", "Images", Owners=["self"], Filters=_set_filters(set_name, instance_id)))
     return snapshots, images
 
 
@@ -79,7 +79,7 @@ def _data_volumes(ec2, instance, include_boot):
 
 
 def backup_instance(ec2, instance_id, set_name, create_image=False, include_boot_volume=False, extra_tags=None,
-                    dry_run=False, wait=False, timeout=900, clock=SYSTEM_CLOCK):
+                    dry_run=False, wait=False, timeout=3600, clock=SYSTEM_CLOCK):
     """Take backup set ``set_name`` of one instance unless it exists. Returns ``BackupResult``."""
     validate_set_name(set_name)
     instance = describe_instance(ec2, instance_id)

@@ -75,7 +75,7 @@ def list_backup_sets(ec2, scope_tags):
         if backup_set:
             backup_set.snapshot_ids.append(snapshot["SnapshotId"])
             backup_set.complete = backup_set.complete and snapshot["State"] == "completed"
-    for image in call(ec2, "describe_images", Owners=["self"], Filters=query)["Images"]:
+    for image in paginate(ec2, "describe_images", "Images", Owners=["self"], Filters=query):
         backup_set = entry(t.as_dict(image.get("Tags")), _parse_time(image["CreationDate"]))
         if backup_set:
             backup_set.image_ids.append(image["ImageId"])

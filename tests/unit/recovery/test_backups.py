@@ -10,6 +10,8 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.backu
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.retention import (
     BackupSet, images_in_launch_templates, list_backup_sets, prune, select_expired)
 
+from sandbox.context import CONTEXT
+
 from .conftest import backdate_snapshot, tags_of
 
 
@@ -49,7 +51,7 @@ def test_backup_image_is_taken_without_reboot_and_tagged_for_operators(ec2, laun
     data_volume(attach_to=instance)
     seen = []
     ec2.meta.events.register("provide-client-params.ec2.CreateImage", lambda params, **_: seen.append(params))
-    result = backup_instance(ec2, instance, "nightly", create_image=True, wait=True, clock=clock)
+    result = backup_instance(ec2, instance, "nightly", create_image=True, wait=True, timeout=3600, clock=clock)
     assert seen[0]["NoReboot"] is True and seen[0]["Name"] == f"nightly-{instance}"
     image = ec2.describe_images(ImageIds=[result.image_id])["Images"][0]
     assert tags_of(image)[t.AUTO_BACKUP] == "true" and tags_of(image)[t.LINEAGE] == "pgdata"
@@ -136,6 +138,7 @@ def test_prune_deregisters_images_and_deletes_their_snapshots(ec2, launch, data_
     image_snapshots = [m["Ebs"]["SnapshotId"] for m in
                        ec2.describe_images(ImageIds=[old.image_id])["Images"][0]["BlockDeviceMappings"] if "Ebs" in m]
 
+    CONTEXT.settle()  # both backups complete (AWS: minutes)
     sets = list_backup_sets(ec2, {t.LINEAGE: "pgdata"})
     assert [s.name for s in sets] == ["new", "old"]
     expired = select_expired(sets, keep_newest=1, now=datetime.now(timezone.utc))[0]

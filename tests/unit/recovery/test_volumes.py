@@ -6,14 +6,19 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery impor
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.volumes import move_lineage_volume
 
-from .conftest import backdate_snapshot, moto_ec2, tags_of, volume
+from sandbox.context import CONTEXT
+
+from .conftest import backdate_snapshot, tags_of, volume
 
 
-def snapshot_of(ec2, volume_id, lineage="pgdata"):
+def snapshot_of(ec2, volume_id, complete=True):
+    """Snapshot a lineage volume as spot_backup tags it; by default let it complete."""
     source = volume(ec2, volume_id)
     snap = ec2.create_snapshot(VolumeId=volume_id, TagSpecifications=[{"ResourceType": "snapshot", "Tags": t.as_list({
         **tags_of(source), t.KIND: "volume", t.SOURCE_VOLUME: volume_id, t.MANAGED_BY: t.MANAGER,
         t.VOLUME_TYPE: source["VolumeType"]})}])
+    if complete:
+        CONTEXT.settle()
     return snap["SnapshotId"]
 
 
@@ -81,13 +86,16 @@ def test_cross_zone_restores_from_newest_completed_snapshot_instead_of_attaching
     older = snapshot_of(ec2, vol)
     backdate_snapshot(older, 600)
     newest = snapshot_of(ec2, vol)
-    clock.sleep(90)  # the snapshot's data is now 90 s old
+    started = CONTEXT.now()  # settled: the newest snapshot completed 50 s after its point in time
+    clock.sleep(90)
 
     result = move_lineage_volume(ec2, "pgdata", target, clock=clock)
 
     assert result.from_snapshot and result.snapshot_id == newest != older
     assert result.volume_id != vol and result.previous_volume_id == vol
-    assert 90 <= result.data_age_seconds < 120
+    point_in_time = ec2.describe_snapshots(SnapshotIds=[newest])["Snapshots"][0]["StartTime"]
+    waited = (started - point_in_time).total_seconds() + 90
+    assert waited <= result.data_age_seconds <= waited + 10  # plus the modeled release time
     restored = volume(ec2, result.volume_id)
     assert restored["AvailabilityZone"] == "us-east-1b" and restored["SnapshotId"] == newest
     assert (restored["VolumeType"], restored["Size"], restored["Iops"], restored["Throughput"]) == ("gp3", 20, 4000, 250)
@@ -107,10 +115,8 @@ def test_cross_zone_ignores_pending_snapshots_and_reports_them(ec2, launch, data
     old, target = launch("us-east-1a", state="stopped"), launch("us-east-1b")
     vol = data_volume("us-east-1a", attach_to=old)
     done = snapshot_of(ec2, vol)
-    backdate_snapshot(done, 600)
-    pending = snapshot_of(ec2, vol)
-    # moto completes snapshots at once; AWS keeps them pending for minutes.
-    moto_ec2().snapshots[pending].status = "pending"
+    clock.sleep(600)
+    pending = snapshot_of(ec2, vol, complete=False)  # AWS keeps it pending for minutes
     result = move_lineage_volume(ec2, "pgdata", target, clock=clock)
     assert result.snapshot_id == done and result.newer_pending_snapshot_id == pending
 
