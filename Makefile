@@ -24,6 +24,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 export PYTHONPATH := $(ROOT):$(COLLECTIONS)
 export PYTHONDONTWRITEBYTECODE := 1
+export MOTO_EC2_LOAD_DEFAULT_AMIS := false
 
 .PHONY: help venv collection test unit sandbox-test module-test sanity lint doc demo bench clean
 
@@ -77,8 +78,8 @@ doc: collection
 demo: collection
 	python -m sandbox run -- ansible-playbook sandbox/demo/foundation.yml
 
-bench: collection
-	python -m sandbox run -- python -m tests.bench
+bench: collection  ## the recovery core's moves in modeled AWS time, polling overhead, API calls
+	python -m benchmarks.foundation
 
 clean:
 	rm -rf $(BUILD) $(VENV) .pytest_cache tests/output
