@@ -95,7 +95,8 @@ def test_cross_zone_restores_from_newest_completed_snapshot_instead_of_attaching
     assert result.volume_id != vol and result.previous_volume_id == vol
     point_in_time = ec2.describe_snapshots(SnapshotIds=[newest])["Snapshots"][0]["StartTime"]
     waited = (started - point_in_time).total_seconds() + 90
-    assert waited <= result.data_age_seconds <= waited + 10  # plus the modeled release time
+    # plus the modeled release time; the core reports the age rounded to 0.1 s
+    assert waited - 0.05 <= result.data_age_seconds <= waited + 10
     restored = volume(ec2, result.volume_id)
     assert restored["AvailabilityZone"] == "us-east-1b" and restored["SnapshotId"] == newest
     assert (restored["VolumeType"], restored["Size"], restored["Iops"], restored["Throughput"]) == ("gp3", 20, 4000, 250)
