@@ -19,20 +19,9 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.addre
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.backups import backup_instance
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.volumes import move_lineage_volume
 from sandbox import server, world
-from sandbox.context import CONTEXT
+from sandbox.context import CONTEXT, CoreClock
 
 RUNS = 5
-
-
-class ModeledClock:
-    def now(self):
-        return CONTEXT.now()
-
-    def monotonic(self):
-        return CONTEXT.clock.elapsed()
-
-    def sleep(self, seconds):
-        CONTEXT.advance(seconds)
 
 
 class CallCounter:
@@ -53,7 +42,7 @@ def main():
     ec2 = session.client("ec2", endpoint_url=endpoint)
     seeded = world.seed(ec2)
     counter = CallCounter(ec2)
-    clock = ModeledClock()
+    clock = CoreClock()
     results = {}
 
     def launch(zone, lineage):

@@ -212,6 +212,25 @@ class SandboxContext:
             return self.controls[name](payload or {})
 
 
+class CoreClock:
+    """The recovery core's ``Clock`` on the sandbox's modeled time: when the core waits,
+    modeled time advances and whatever AWS would finish meanwhile does (manual clock)."""
+
+    def __init__(self, context=None):
+        self.context = context or CONTEXT
+        self.slept = []
+
+    def now(self):
+        return self.context.now()
+
+    def monotonic(self):
+        return self.context.clock.elapsed()
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.context.advance(seconds)
+
+
 def new_token():
     return str(uuid.uuid4())
 

@@ -11,22 +11,9 @@ from botocore.exceptions import ClientError
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.backups import backup_instance
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.volumes import move_lineage_volume
-from sandbox.context import CONTEXT
+from sandbox.context import CONTEXT, CoreClock
 
 from .conftest import error_code
-
-
-class ModeledClock:
-    """The core's clock on the sandbox's modeled time: waiting advances the sandbox."""
-
-    def now(self):
-        return CONTEXT.now()
-
-    def monotonic(self):
-        return CONTEXT.clock.elapsed()
-
-    def sleep(self, seconds):
-        CONTEXT.advance(seconds)
 
 
 @pytest.fixture
@@ -48,9 +35,9 @@ def test_cross_zone_move_restores_in_the_target_zone(ec2, box, launch, lineage_v
         ec2.attach_volume(VolumeId=volume, InstanceId=target, Device="/dev/sdg")
     assert error_code(refused) == "InvalidVolume.ZoneMismatch"
 
-    backup_instance(ec2, holder, "strict-cross-1", wait=True, clock=ModeledClock())
+    backup_instance(ec2, holder, "strict-cross-1", wait=True, clock=CoreClock())
     ec2.stop_instances(InstanceIds=[holder])
-    result = move_lineage_volume(ec2, "strict-cross", target, clock=ModeledClock())
+    result = move_lineage_volume(ec2, "strict-cross", target, clock=CoreClock())
 
     assert result.from_snapshot and result.volume_id != volume
     restored = ec2.describe_volumes(VolumeIds=[result.volume_id])["Volumes"][0]
@@ -64,7 +51,7 @@ def test_cross_zone_move_restores_in_the_target_zone(ec2, box, launch, lineage_v
 def test_same_zone_move_waits_for_detaching_and_never_forces(ec2, box, launch, lineage_volume):
     holder, volume = lineage_volume("strict-same")
     target = launch("us-east-1a")
-    result = move_lineage_volume(ec2, "strict-same", target, app_stopped=True, clock=ModeledClock())
+    result = move_lineage_volume(ec2, "strict-same", target, app_stopped=True, clock=CoreClock())
     assert result.volume_id == volume and not result.from_snapshot
     assert result.timeline["release"] >= CONTEXT.latency["ebs_detach"]
     assert [(r["volume_id"], r["instance_id"], r["force"]) for r in box.records("detaches")] == [(volume, holder, False)]

@@ -235,6 +235,21 @@ def move_lineage_volume(ec2, lineage, instance_id, device_name=None, app_stopped
     return result
 
 
+def _timed(result, phase, clock, action):
+    """Run ``action()`` and record how long it took in ``result.timeline[phase]``."""
+    started = clock.monotonic()
+    value = action()
+    result.timeline[phase] = round(clock.monotonic() - started, 3)
+    return value
+
+
+def _release_from_holder(ec2, volume, holder, result, app_stopped, force_detach, timeout, clock):
+    if holder:
+        _timed(result, "release", clock,
+               lambda: release_volume(ec2, volume, holder, app_stopped, force_detach, timeout, clock))
+        result.released_previous = True
+
+
 def _holder_of(ec2, volume):
     attachment = _attachment(volume)
     return describe_instance(ec2, attachment["InstanceId"]) if attachment else None
@@ -276,17 +291,11 @@ def _move_same_zone(ec2, volume, target, result, device_name, app_stopped, force
     if dry_run:
         return
 
-    if holder:
-        phase = clock.monotonic()
-        release_volume(ec2, volume, holder, app_stopped, force_detach, timeout, clock)
-        result.released_previous = True
-        result.timeline["release"] = round(clock.monotonic() - phase, 3)
+    _release_from_holder(ec2, volume, holder, result, app_stopped, force_detach, timeout, clock)
     if new_generation != generation:
         call(ec2, "create_tags", Resources=[volume_id], Tags=t.as_list(
             {t.GENERATION: new_generation, t.HOLDER: instance_id, t.DEVICE: device}))
-    phase = clock.monotonic()
-    attach_volume(ec2, volume_id, instance_id, device, timeout, clock)
-    result.timeline["attach"] = round(clock.monotonic() - phase, 3)
+    _timed(result, "attach", clock, lambda: attach_volume(ec2, volume_id, instance_id, device, timeout, clock))
 
 
 def _restore_in_zone(ec2, current, target, result, device_name, app_stopped, force_detach, snapshot_id,
@@ -333,11 +342,7 @@ def _restore_in_zone(ec2, current, target, result, device_name, app_stopped, for
     if dry_run:
         return
 
-    if holder:
-        phase = clock.monotonic()
-        release_volume(ec2, current, holder, app_stopped, force_detach, timeout, clock)
-        result.released_previous = True
-        result.timeline["release"] = round(clock.monotonic() - phase, 3)
+    _release_from_holder(ec2, current, holder, result, app_stopped, force_detach, timeout, clock)
     base_tags = t.copyable(t.as_dict(source_volume.get("Tags")) if source_volume else snapshot_tags)
     new_tags = {**base_tags, **extra_tags, t.LINEAGE: lineage, t.GENERATION: generation, t.HOLDER: instance_id,
                 t.DEVICE: device, t.RESTORED_FROM: snapshot["SnapshotId"], t.MANAGED_BY: t.MANAGER}
@@ -346,15 +351,16 @@ def _restore_in_zone(ec2, current, target, result, device_name, app_stopped, for
                   **_volume_shape(snapshot, source_volume, kms_key_id))
     if initialization_rate:
         params["VolumeInitializationRate"] = initialization_rate
-    phase = clock.monotonic()
+    volume_id = result.volume_id = _timed(result, "restore", clock,
+                                          lambda: _create_restored_volume(ec2, params, timeout, clock))
+    if current:
+        call(ec2, "create_tags", Resources=[current["VolumeId"]], Tags=t.as_list({t.SUPERSEDED_BY: volume_id}))
+    _timed(result, "attach", clock, lambda: attach_volume(ec2, volume_id, instance_id, device, timeout, clock))
+
+
+def _create_restored_volume(ec2, params, timeout, clock):
     volume_id = call(ec2, "create_volume", **params)["VolumeId"]
-    result.volume_id = volume_id
     wait_until(lambda: describe_volume(ec2, volume_id), lambda v: v["State"] == "available",
                f"restored volume {volume_id} to become available", timeout, clock,
                is_failed=lambda v: v["State"] == "error" and f"volume {volume_id} is in error state")
-    result.timeline["restore"] = round(clock.monotonic() - phase, 3)
-    if current:
-        call(ec2, "create_tags", Resources=[current["VolumeId"]], Tags=t.as_list({t.SUPERSEDED_BY: volume_id}))
-    phase = clock.monotonic()
-    attach_volume(ec2, volume_id, instance_id, device, timeout, clock)
-    result.timeline["attach"] = round(clock.monotonic() - phase, 3)
+    return volume_id

@@ -7,28 +7,10 @@ from moto import mock_aws
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws import RETRY_CONFIG
 from sandbox import fidelity, world as sandbox_world
-from sandbox.context import CONTEXT
+from sandbox.context import CONTEXT, CoreClock
 
 # The same AWS rules the sandbox server enforces, layered over moto in-process.
 fidelity.install()
-
-
-class SandboxClock:
-    """The core's clock in unit tests is the sandbox's modeled clock: when the core waits,
-    modeled time advances and what AWS would finish meanwhile (attachments, snapshots) does."""
-
-    def __init__(self):
-        self.slept = []
-
-    def now(self):
-        return CONTEXT.now()
-
-    def monotonic(self):
-        return CONTEXT.clock.elapsed()
-
-    def sleep(self, seconds):
-        self.slept.append(seconds)
-        CONTEXT.advance(seconds)
 
 
 @pytest.fixture
@@ -55,7 +37,7 @@ def world(ec2):
 
 @pytest.fixture
 def clock():
-    return SandboxClock()
+    return CoreClock()
 
 
 @pytest.fixture
