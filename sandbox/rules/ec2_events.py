@@ -1,7 +1,235 @@
-"""Rules for ec2_events (see sandbox/README.md)."""
+"""EC2's own events as AWS emits them: instance state changes, Spot interruptions, rebalance recommendations.
+
+AWS (EC2 user guide "Amazon EventBridge events for Amazon EC2" / "EC2 instance state-change events",
+"Spot Instance interruption notices", "EC2 instance rebalance recommendations", "Instance metadata
+categories"; FIS action ``aws:ec2:send-spot-instance-interruptions``):
+
+* every instance state transition puts ``EC2 Instance State-change Notification`` (source ``aws.ec2``,
+  ``resources`` the instance ARN, ``detail`` ``{"instance-id", "state"}``) on the default bus, whoever made
+  the change (an API call, Auto Scaling, a Spot reclaim). An instance passes through intermediate states:
+  launch ``pending`` -> ``running``, start ``pending`` -> ``running``, stop ``stopping`` -> ``stopped``,
+  terminate ``shutting-down`` -> ``terminated``;
+* a Spot interruption is announced two minutes ahead: ``EC2 Spot Instance Interruption Warning``
+  (``detail`` ``{"instance-id", "instance-action": "terminate"}``), and the instance's metadata answers
+  ``spot/instance-action`` with ``{"action": "terminate", "time": "<when>"}`` (and the older
+  ``spot/termination-time`` with the time); at that time the instance is terminated with state reason
+  ``Server.SpotInstanceTermination`` (termination protection does not stop a Spot reclaim);
+* a rebalance recommendation (earlier, no termination): ``EC2 Instance Rebalance Recommendation``
+  (``detail`` ``{"instance-id"}``) and metadata ``events/recommendations/rebalance`` =
+  ``{"noticeTime": "<when>"}``.
+
+The sandbox patches moto's model, not the API layer: ``Instance.start/stop/terminate`` and instance creation,
+so transitions made by other sandbox rules (Auto Scaling, Spot reclaims) and by moto itself emit too.
+**Choice**: moto changes state at once, and moto, the other rules (an attach needs a ``running`` or
+``stopped`` instance) and the code under test all read that state, so the sandbox keeps moto's instant state
+and emits both events of each pair at the moment of the change, in AWS's order. Delaying only the final
+event would announce a state that ``DescribeInstances`` already showed; delaying the state itself would make
+every caller that acts right after ``RunInstances`` meet ``pending``, which it must tolerate in AWS but is
+out of this rule's scope.
+
+Controls: ``spot/interrupt`` (``instance_id``, optional ``lead`` seconds, default the modeled
+``spot_notice_lead``), ``spot/rebalance`` (``instance_id``), ``imds`` (``instance_id``, ``path``:
+``{"value": ...}``). Interruptions and rebalances are refused for an unknown or not ``running`` instance.
+The sandbox records each interruption (``records`` control, name ``spot_interruptions``).
+
+moto 5.2.5 emits no EC2 event at all, has no way to interrupt a Spot instance (FIS experiments run but do
+nothing to the instance) and keeps no instance metadata.
+"""
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
+
+STATE_CHANGE = "EC2 Instance State-change Notification"
+SPOT_WARNING = "EC2 Spot Instance Interruption Warning"
+REBALANCE = "EC2 Instance Rebalance Recommendation"
+SOURCE = "aws.ec2"
+
+_STATE = {"born": [], "flush_entries": []}
+RECLAIM_ATTRIBUTE = "_sandbox_spot_reclaim"  # the scheduled reclaim of an interrupted instance
+
+
+def _context(context=None):
+    if context is not None:
+        return context
+    from ..context import CONTEXT
+    return CONTEXT
+
+
+def instance_arn(instance):
+    backend = instance.ec2_backend
+    return f"arn:aws:ec2:{backend.region_name}:{backend.account_id}:instance/{instance.id}"
+
+
+def _iso(moment):
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _emit(context, instance, detail_type, detail):
+    """Put an ``aws.ec2`` event on the default bus of the instance's own account and region."""
+    backend = instance.ec2_backend
+    resources = [instance_arn(instance)]
+    if (backend.account_id, backend.region_name) == (context.account_id, context.region):
+        return context.emit(SOURCE, detail_type, detail, resources)
+    from moto.backends import get_backend
+    return get_backend("events")[backend.account_id][backend.region_name].put_events(
+        [{"Source": SOURCE, "DetailType": detail_type, "Detail": json.dumps(detail), "Resources": resources,
+          "EventBusName": "default"}])
+
+
+def _states(context, instance, *states):
+    flush_births(context)
+    for state in states:
+        _emit(context, instance, STATE_CHANGE, {"instance-id": instance.id, "state": state})
+
+
+def flush_births(context=None):
+    """Emit ``pending`` then ``running`` for every instance created since the last flush."""
+    context = _context(context)
+    born, _STATE["born"] = _STATE["born"], []
+    for entry in _STATE["flush_entries"]:
+        context.cancel(entry)
+    _STATE["flush_entries"] = []
+    for instance in born:
+        for state in ("pending", "running"):
+            _emit(context, instance, STATE_CHANGE, {"instance-id": instance.id, "state": state})
+
+
+def _running_instance(context, instance_id):
+    from moto.ec2.exceptions import InvalidInstanceIdError
+    if not instance_id:
+        raise ValueError("instance_id is required")
+    try:
+        instance = context.backend("ec2").get_instance(instance_id)
+    except InvalidInstanceIdError as exc:
+        raise ValueError(f"The instance ID '{instance_id}' does not exist") from exc
+    if instance.state != "running":
+        raise ValueError(f"Instance '{instance_id}' is not running (it is '{instance.state}')")
+    return instance
+
+
+def interrupt(instance_id, lead=None, context=None):
+    """Inject a Spot interruption as AWS (and FIS) do: warning event, IMDS notice, termination at the notice time."""
+    context = _context(context)
+    with context.lock:
+        instance = _running_instance(context, instance_id)
+        if getattr(instance, RECLAIM_ATTRIBUTE, None) is not None:
+            raise ValueError(f"Instance '{instance_id}' already has an interruption notice")
+        lead = context.latency["spot_notice_lead"] if lead is None else float(lead)
+        if lead < 0:
+            raise ValueError("lead must not be negative")
+        when = _iso(context.now() + timedelta(seconds=context.clock.duration(lead)))
+        metadata = context.imds.setdefault(instance_id, {})
+        metadata["spot/instance-action"] = json.dumps({"action": "terminate", "time": when})
+        metadata["spot/termination-time"] = when
+        _emit(context, instance, SPOT_WARNING, {"instance-id": instance_id, "instance-action": "terminate"})
+
+        def reclaim():
+            setattr(instance, RECLAIM_ATTRIBUTE, None)
+            if instance.state in ("shutting-down", "terminated"):
+                return
+            protected = instance.disable_api_termination
+            instance.disable_api_termination = False  # a Spot reclaim ignores termination protection
+            try:
+                instance.ec2_backend.terminate_instances([instance_id])
+            finally:
+                instance.disable_api_termination = protected
+            from moto.ec2.models.instances import StateReason
+            instance.state_reason = StateReason("Server.SpotInstanceTermination: Spot instance termination",
+                                                "Server.SpotInstanceTermination")
+
+        setattr(instance, RECLAIM_ATTRIBUTE, context.after(lead, reclaim, f"spot reclaim {instance_id}"))
+        notice = {"instance_id": instance_id, "action": "terminate", "time": when, "lead": lead}
+        context.record("spot_interruptions", notice)
+        return notice
+
+
+def rebalance(instance_id, context=None):
+    """Inject a rebalance recommendation: the event and the IMDS notice, no termination."""
+    context = _context(context)
+    with context.lock:
+        instance = _running_instance(context, instance_id)
+        notice_time = _iso(context.now())
+        context.imds.setdefault(instance_id, {})["events/recommendations/rebalance"] = json.dumps({"noticeTime": notice_time})
+        _emit(context, instance, REBALANCE, {"instance-id": instance_id})
+        return {"instance_id": instance_id, "noticeTime": notice_time}
+
+
+def imds_value(instance_id, path, context=None):
+    """What the instance metadata service answers at ``path`` (``latest/meta-data/`` prefix optional)."""
+    context = _context(context)
+    path = (path or "").strip("/")
+    for prefix in ("latest/meta-data/", "meta-data/"):
+        if path.startswith(prefix):
+            path = path[len(prefix):]
+    with context.lock:
+        metadata = context.imds.get(instance_id, {})
+        if path not in metadata:
+            raise ValueError(f"404 - Not Found: no metadata {path!r} for instance {instance_id!r}")
+        return metadata[path]
+
 
 def install(context):
-    """Nothing layered yet."""
+    """Patch moto's ``Instance`` (creation, start, stop, terminate) and ``InstanceBackend.run_instances``."""
+    from moto.ec2.models.instances import Instance, InstanceBackend
+
+    moto_init = Instance.__init__
+    moto_start = Instance.start
+    moto_stop = Instance.stop
+    moto_terminate = Instance.terminate
+    moto_run_instances = InstanceBackend.run_instances
+
+    def init(self, *args, **kwargs):
+        moto_init(self, *args, **kwargs)
+        _STATE["born"].append(self)
+        # run_instances flushes at its end; this catches any other way moto creates an instance.
+        _STATE["flush_entries"].append(context.after(0, lambda: flush_births(context), "ec2 launch state-change events"))
+
+    def run_instances(self, *args, **kwargs):
+        reservation = moto_run_instances(self, *args, **kwargs)
+        flush_births(context)
+        return reservation
+
+    def start(self):
+        before = self.state
+        previous = moto_start(self)
+        if before in ("stopped", "stopping") and self.state == "running":
+            _states(context, self, "pending", "running")
+        return previous
+
+    def stop(self):
+        before = self.state
+        previous = moto_stop(self)
+        if before in ("pending", "running") and self.state == "stopped":
+            _states(context, self, "stopping", "stopped")
+        return previous
+
+    def terminate(self):
+        before = self.state
+        previous = moto_terminate(self)
+        if before != "terminated" and self.state == "terminated":
+            _states(context, self, "shutting-down", "terminated")
+            entry = getattr(self, RECLAIM_ATTRIBUTE, None)
+            if entry is not None:  # terminated before its notice time: nothing left to reclaim
+                context.cancel(entry)
+                setattr(self, RECLAIM_ATTRIBUTE, None)
+        return previous
+
+    Instance.__init__ = init
+    Instance.start = start
+    Instance.stop = stop
+    Instance.terminate = terminate
+    InstanceBackend.run_instances = run_instances
+
+    @context.control("spot/interrupt")
+    def _spot_interrupt(payload):
+        return interrupt(payload.get("instance_id"), payload.get("lead"), context)
+
+    @context.control("spot/rebalance")
+    def _spot_rebalance(payload):
+        return rebalance(payload.get("instance_id"), context)
+
+    @context.control("imds")
+    def _imds(payload):
+        return {"value": imds_value(payload.get("instance_id"), payload.get("path"), context)}
