@@ -1,0 +1,26 @@
+"""Elastic IPs follow their instance's end as AWS does.
+
+AWS (EC2 user guide, "Elastic IP addresses": "when you terminate an instance, its Elastic IP
+address is disassociated"; the address stays allocated to the account). moto 5.2.5 keeps the
+address associated with the terminated instance, so a failover would look like it takes the
+address from a live holder.
+"""
+
+from __future__ import annotations
+
+
+def install(context):
+    from moto.ec2.models.instances import Instance
+
+    original_terminate = Instance.terminate
+
+    def terminate(self):
+        previous = original_terminate(self)
+        for address in list(self.ec2_backend.addresses):
+            holder = address.instance or (address.eni.instance if address.eni is not None else None)
+            if holder is self:
+                self.ec2_backend.disassociate_address(address=address.public_ip)
+                context.record("addresses_released_by_termination", {"public_ip": address.public_ip, "instance_id": self.id})
+        return previous
+
+    Instance.terminate = terminate
