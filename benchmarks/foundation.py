@@ -66,13 +66,13 @@ def main():
         results.setdefault(name, []).append((elapsed, elapsed - aws_floor, len(counter.take())))
 
     for run in range(RUNS):
-        holder, _ = lineage_on("us-east-1a", f"bench-same-{run}")
+        lineage_on("us-east-1a", f"bench-same-{run}")
         target = launch("us-east-1a", f"bench-same-{run}")
         measure("same-AZ move (app stopped)", lambda: move_lineage_volume(
             ec2, f"bench-same-{run}", target, app_stopped=True, clock=clock),
             CONTEXT.latency["ebs_detach"] + CONTEXT.latency["ebs_attach"])
 
-        holder, _ = lineage_on("us-east-1a", f"bench-cross-{run}")
+        holder = lineage_on("us-east-1a", f"bench-cross-{run}")[0]
         measure("backup, snapshots only (no wait)", lambda: backup_instance(
             ec2, holder, f"bench-{run}", clock=clock), 0.0)
         CONTEXT.settle()

@@ -143,7 +143,7 @@ class SandboxContext:
         """Run every action that is due, in modeled-time order (an action may schedule more)."""
         with self.lock:
             while self._queue and self._queue[0][0] <= self.clock.elapsed():
-                _, _, action, label, live = heapq.heappop(self._queue)
+                action, label, live = heapq.heappop(self._queue)[2:]
                 if live:
                     self._run(action, label)
 
@@ -173,7 +173,7 @@ class SandboxContext:
             horizon = start + self.clock.duration(limit)
             while self._queue and self._queue[0][0] <= horizon:
                 if self.clock.scale:
-                    _, _, action, label, live = heapq.heappop(self._queue)
+                    action, label, live = heapq.heappop(self._queue)[2:]
                     if live:
                         self._run(action, label)
                 else:

@@ -96,9 +96,8 @@ def test_paging_honours_max_results_and_next_token(ec2, box):
     query = {"Filters": [{"Name": "tag:page", "Values": ["yes"]}], "MaxResults": 100}
     first = ec2.describe_volumes(**query)
     assert len(first["Volumes"]) == 5 and first["NextToken"]
-    seen = [v["VolumeId"] for page in ec2.get_paginator("describe_volumes").paginate(**{k: v for k, v in query.items() if k != "MaxResults"},
-                                                                                  PaginationConfig={"PageSize": 100})
-            for v in page["Volumes"]]
+    pages = ec2.get_paginator("describe_volumes").paginate(Filters=query["Filters"], PaginationConfig={"PageSize": 100})
+    seen = [v["VolumeId"] for page in pages for v in page["Volumes"]]
     assert sorted(seen) == sorted(created)
     with pytest.raises(ClientError) as refused:
         ec2.describe_volumes(VolumeIds=sorted(created)[:1], MaxResults=5)
