@@ -113,6 +113,10 @@ def choose_device(instance, requested, preferred):
 def release_volume(ec2, volume, holder, app_stopped, force, timeout, clock=SYSTEM_CLOCK):
     """Detach ``volume`` from ``holder`` after the fence allows it; wait until ``available``."""
     assert_release_allowed(holder, volume["VolumeId"], app_stopped)
+    if t.HOLDER not in t.as_dict(volume.get("Tags")):
+        # Remember whose data this was (a volume first attached by hand has no holder yet):
+        # the replacement's recovery reports it, and the lineage's history stays readable.
+        call(ec2, "create_tags", Resources=[volume["VolumeId"]], Tags=t.as_list({t.HOLDER: holder["InstanceId"]}))
     attachment = _attachment(volume, holder["InstanceId"])
     if attachment and attachment["State"] in ("attaching", "attached"):
         call(ec2, "detach_volume", VolumeId=volume["VolumeId"], InstanceId=holder["InstanceId"], Force=bool(force))

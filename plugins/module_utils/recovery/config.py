@@ -1,0 +1,122 @@
+# -*- coding: utf-8 -*-
+# Copyright: ec2spot.autorecover contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The interruption handler's configuration: one JSON document, validated before use.
+
+The control-plane role renders it into the Lambda function's environment variable
+``EC2SPOT_HANDLER_CONFIG``. Shape (every key but ``services`` has a default)::
+
+    {
+      "topic_arn": "arn:aws:sns:us-east-1:123456789012:pg-recovery",   # warnings, successes, failures
+      "metric_namespace": "EC2Spot/AutoRecover",
+      "services": [
+        {
+          "name": "pg",                       # used in messages and as the metric dimension
+          "lineage": "pgdata",                # instances tagged ec2spot:lineage=pgdata are managed
+          "group": "pg-fleet",                # its Auto Scaling group (optional for standalone instances)
+          "stop_commands": ["systemctl stop postgresql"],   # AWS-RunShellScript, run on a warning
+          "data_mounts": ["/data"],           # flushed and frozen around the snapshot
+          "create_image": false,              # also start an AMI (no reboot) on a warning
+          "rebalance_snapshot": true,         # take a fresh snapshot on a rebalance recommendation
+          "address": {"tags": {"Service": "pg"}},   # or {"allocation_id": ...} / {"public_ip": ...} / null
+          "device_name": "/dev/sdf",          # where the replacement gets the data (optional)
+          "max_data_age": null,               # refuse restores from older data (seconds)
+          "stop_timeout": 90                  # upper bound on the SSM stop; the notice deadline may cut it shorter
+        }
+      ]
+    }
+
+An instance is managed when it carries ``ec2spot:lineage`` with the lineage of a configured
+service; every other instance's events are dropped without side effects (the queue may be
+shared by mistake; Karpenter documents why that matters).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from .errors import InvalidInput
+from .lineage import validate_name
+
+ENV_VAR = "EC2SPOT_HANDLER_CONFIG"
+DEFAULT_NAMESPACE = "EC2Spot/AutoRecover"
+SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    lineage: str
+    group: str | None = None
+    stop_commands: tuple = ()
+    data_mounts: tuple = ()
+    create_image: bool = False
+    rebalance_snapshot: bool = True
+    address: dict | None = None
+    device_name: str | None = None
+    max_data_age: int | None = None
+    stop_timeout: int = 90
+
+
+@dataclass(frozen=True)
+class HandlerConfig:
+    services: tuple
+    topic_arn: str | None = None
+    metric_namespace: str = DEFAULT_NAMESPACE
+    by_lineage: dict = field(default_factory=dict, compare=False)
+
+    def service_for(self, lineage):
+        return self.by_lineage.get(lineage)
+
+
+def _service(raw, index):
+    where = f"services[{index}]"
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"{where} must be an object")
+    unknown = set(raw) - set(Service.__dataclass_fields__)
+    if unknown:
+        raise InvalidInput(f"{where} has unknown keys: {', '.join(sorted(unknown))}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not SERVICE_NAME.match(name):
+        raise InvalidInput(f"{where}.name must be 1-63 letters, digits, '.', '_' or '-'")
+    validate_name(raw.get("lineage"))
+    for key in ("stop_commands", "data_mounts"):
+        value = raw.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+            raise InvalidInput(f"{where}.{key} must be a list of non-empty strings")
+    address = raw.get("address")
+    if address is not None and (not isinstance(address, dict) or len(address) != 1
+                                or next(iter(address)) not in ("allocation_id", "public_ip", "tags")):
+        raise InvalidInput(f"{where}.address must be one of {{allocation_id}}, {{public_ip}} or {{tags}}")
+    for key in ("max_data_age", "stop_timeout"):
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+            raise InvalidInput(f"{where}.{key} must be a positive integer (seconds)")
+    return Service(
+        name=name, lineage=raw["lineage"], group=raw.get("group"),
+        stop_commands=tuple(raw.get("stop_commands", [])), data_mounts=tuple(raw.get("data_mounts", [])),
+        create_image=bool(raw.get("create_image", False)), rebalance_snapshot=bool(raw.get("rebalance_snapshot", True)),
+        address=address, device_name=raw.get("device_name"), max_data_age=raw.get("max_data_age"),
+        stop_timeout=raw.get("stop_timeout", 90),
+    )
+
+
+def parse(document):
+    """Validate a configuration (a JSON string or an already parsed object)."""
+    if isinstance(document, (str, bytes)):
+        try:
+            document = json.loads(document)
+        except ValueError as exc:
+            raise InvalidInput(f"handler configuration is not JSON: {exc}") from exc
+    if not isinstance(document, dict) or not isinstance(document.get("services"), list) or not document["services"]:
+        raise InvalidInput("handler configuration needs a non-empty 'services' list")
+    services = tuple(_service(raw, index) for index, raw in enumerate(document["services"]))
+    by_lineage = {}
+    for service in services:
+        if service.lineage in by_lineage:
+            raise InvalidInput(f"lineage {service.lineage} is configured twice")
+        by_lineage[service.lineage] = service
+    return HandlerConfig(services=services, topic_arn=document.get("topic_arn"),
+                         metric_namespace=document.get("metric_namespace", DEFAULT_NAMESPACE), by_lineage=by_lineage)

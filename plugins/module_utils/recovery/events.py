@@ -1,0 +1,111 @@
+# -*- coding: utf-8 -*-
+# Copyright: ec2spot.autorecover contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The events the interruption handler acts on, parsed and validated.
+
+Every SQS message body is expected to be one EventBridge event. Anything else (not JSON,
+a wrong source, a missing or mistyped field, an id that is not an EC2 id, a huge payload)
+raises ``InvalidEvent`` with the reason; the handler logs it, counts it and deletes the
+message, so a hostile or broken message can never crash-loop the queue.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .errors import RecoveryError
+
+MAX_BODY_BYTES = 256 * 1024
+INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,17}$")
+TOKEN = re.compile(r"^[0-9a-fA-F-]{36}$")
+GROUP_NAME = re.compile(r"^[\w+=,.@/ -]{1,255}$")
+
+SPOT_WARNING = "spot-warning"
+REBALANCE = "rebalance"
+LAUNCH_ACTION = "launch-action"
+TERMINATE_ACTION = "terminate-action"
+STATE_CHANGE = "state-change"
+BOOT_REPORT = "boot-report"
+
+# (source, detail-type) -> kind
+KINDS = {
+    ("aws.ec2", "EC2 Spot Instance Interruption Warning"): SPOT_WARNING,
+    ("aws.ec2", "EC2 Instance Rebalance Recommendation"): REBALANCE,
+    ("aws.ec2", "EC2 Instance State-change Notification"): STATE_CHANGE,
+    ("aws.autoscaling", "EC2 Instance-launch Lifecycle Action"): LAUNCH_ACTION,
+    ("aws.autoscaling", "EC2 Instance-terminate Lifecycle Action"): TERMINATE_ACTION,
+    # Sent by the instance agent when a replacement finished booting (mounted, app started).
+    ("ec2spot.autorecover", "EC2Spot Recovery Boot Report"): BOOT_REPORT,
+}
+
+
+class InvalidEvent(RecoveryError):
+    """A message the handler cannot act on; dropped (and counted), never retried."""
+
+    code = "InvalidEvent"
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str
+    instance_id: str
+    time: datetime
+    event_id: str
+    detail: dict = field(default_factory=dict)
+    group: str | None = None
+    hook: str | None = None
+    token: str | None = None
+    state: str | None = None
+
+
+def _string(detail, key, pattern=None, required=True):
+    value = detail.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidEvent(f"detail.{key} must be a non-empty string, got {type(value).__name__}")
+    if pattern is not None and not pattern.match(value):
+        raise InvalidEvent(f"detail.{key} {value[:80]!r} is not valid")
+    return value
+
+
+def parse(body):
+    """One SQS message body -> ``Event``; ``InvalidEvent`` with the reason otherwise."""
+    if isinstance(body, (bytes, bytearray)):
+        body = body.decode("utf-8", errors="replace")
+    if not isinstance(body, str):
+        raise InvalidEvent(f"message body must be a string, got {type(body).__name__}")
+    if len(body.encode("utf-8")) > MAX_BODY_BYTES:
+        raise InvalidEvent(f"message body is {len(body.encode('utf-8'))} bytes, over the {MAX_BODY_BYTES} bytes an event can be")
+    try:
+        envelope = json.loads(body)
+    except ValueError as exc:
+        raise InvalidEvent(f"message body is not JSON: {exc}") from exc
+    if not isinstance(envelope, dict):
+        raise InvalidEvent("message body is not an EventBridge event (not an object)")
+    source, detail_type = envelope.get("source"), envelope.get("detail-type")
+    kind = KINDS.get((source, detail_type)) if isinstance(source, str) and isinstance(detail_type, str) else None
+    if kind is None:
+        raise InvalidEvent(f"unexpected event source/detail-type {str(source)[:60]!r}/{str(detail_type)[:80]!r}")
+    detail = envelope.get("detail")
+    if not isinstance(detail, dict):
+        raise InvalidEvent("event detail must be an object")
+    try:
+        when = datetime.fromisoformat(str(envelope.get("time", "")).replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidEvent(f"event time {str(envelope.get('time'))[:40]!r} is not ISO 8601") from exc
+    if when.tzinfo is None:
+        raise InvalidEvent("event time has no time zone")
+    event_id = envelope.get("id") if isinstance(envelope.get("id"), str) else ""
+    if kind in (LAUNCH_ACTION, TERMINATE_ACTION):
+        return Event(kind=kind, instance_id=_string(detail, "EC2InstanceId", INSTANCE_ID), time=when, event_id=event_id,
+                     detail=detail, group=_string(detail, "AutoScalingGroupName", GROUP_NAME),
+                     hook=_string(detail, "LifecycleHookName", GROUP_NAME), token=_string(detail, "LifecycleActionToken", TOKEN))
+    instance_id = _string(detail, "instance-id", INSTANCE_ID)
+    if kind == SPOT_WARNING and detail.get("instance-action") not in ("terminate", "stop", "hibernate"):
+        raise InvalidEvent(f"detail.instance-action {str(detail.get('instance-action'))[:40]!r} is not terminate, stop or hibernate")
+    state = _string(detail, "state", re.compile(r"^[a-z-]{3,20}$")) if kind == STATE_CHANGE else None
+    return Event(kind=kind, instance_id=instance_id, time=when, event_id=event_id, detail=detail, state=state)

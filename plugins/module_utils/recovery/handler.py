@@ -1,0 +1,385 @@
+# -*- coding: utf-8 -*-
+# Copyright: ec2spot.autorecover contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The interruption handler: EventBridge -> SQS -> this function (Lambda), on the recovery core.
+
+``lambda_handler`` receives SQS batches and reports partial batch failures. Each message
+is one EventBridge event (``events.py`` validates it). For an instance of a configured
+service (``config.py``):
+
+* **Spot interruption warning**: publish the warning; mark the instance Unhealthy in its
+  group so the replacement starts now; stop the application through SSM Run Command with a
+  deadline derived from the notice (the event's time plus AWS's two minutes, not 120 s from
+  whenever this runs), then ``sync`` and unmount the data; snapshot the data volumes as one
+  consistent set (and start an AMI when configured); release the data volume **early**, as
+  soon as the application is known stopped, so the replacement can take it before the old
+  instance dies. A failed or late stop still gets its snapshot, marked crash-consistent,
+  and the volume stays where it is (the fence).
+* **Launch lifecycle action** for a replacement: move the lineage's data (same zone: the very
+  volume; another zone: restored from the newest completed snapshot), move the Elastic IP,
+  complete the action with CONTINUE. A move that cannot happen yet (the old holder still
+  running and not known stopped) heartbeats the hook and retries; one that can never happen
+  (no snapshot, data too old) ABANDONs and alerts.
+* **Terminate lifecycle action / state change** without a prior warning (AWS delivers
+  warnings best effort): take the protective snapshot while the instance still exists,
+  alert, and complete the hook.
+* **Rebalance recommendation**: prepare, don't churn: a fresh snapshot (configurable).
+* **Boot report** from the replacement's agent: publish the success message with the
+  per-phase timeline and the data age (RPO).
+
+Every step is recorded in a progress tag (``progress.py``) and skipped when present, so
+duplicate, late, out-of-order and redelivered events do nothing twice, and a crash resumes.
+Invalid messages are logged, counted and dropped (never retried); transient failures are
+reported as batch item failures and come back after the queue's visibility timeout (then
+to the dead-letter queue).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import timedelta
+
+from . import config as handler_config
+from . import events
+from . import progress
+from . import tags as t
+from .addresses import find_address, move_address
+from .aws import SYSTEM_CLOCK, call, make_client, wait_until
+from .backups import backup_instance
+from .errors import AwsApiError, FenceViolation, NotFound, RecoveryError, WaitTimeout
+from .instances import GONE_STATES, describe_instance
+from .lineage import current_volume
+from .volumes import attached_volumes, move_lineage_volume, release_volume
+
+LOG = logging.getLogger("ec2spot.autorecover.handler")
+NOTICE_LEAD = timedelta(seconds=120)   # AWS: the warning comes two minutes before the interruption
+RESERVE_AFTER_STOP = 15                # seconds kept after the stop for the snapshot call and the detach
+MIN_STOP_SECONDS = 5
+FINAL_COMMAND_STATES = ("Success", "Failed", "Cancelled", "TimedOut", "Undeliverable", "Terminated",
+                        "DeliveryTimedOut", "ExecutionTimedOut")
+
+
+class Retry(RecoveryError):
+    """Not possible yet (the old holder has not let go, AWS is throttling): redeliver later."""
+
+    code = "Retry"
+
+
+class Clients:
+    """boto3 clients built on first use, with the core's retry configuration."""
+
+    def __init__(self, factory=make_client):
+        self._factory = factory
+        self._clients = {}
+
+    def __getitem__(self, service):
+        if service not in self._clients:
+            self._clients[service] = self._factory(service)
+        return self._clients[service]
+
+
+class Handler:
+    def __init__(self, config, clients, clock=SYSTEM_CLOCK, move_timeout=600):
+        self.config = config
+        self.clients = clients
+        self.clock = clock
+        self.move_timeout = move_timeout
+
+    # ---- dispatch -----------------------------------------------------------------------
+    def handle(self, body):
+        """Act on one message body; returns a short outcome for the log."""
+        event = events.parse(body)
+        if event.kind in (events.LAUNCH_ACTION, events.TERMINATE_ACTION):
+            service = next((s for s in self.config.services if s.group and s.group == event.group), None)
+            if service is None:
+                return f"ignored: group {event.group} is not managed"
+        instance = self._describe(event.instance_id)
+        if event.kind not in (events.LAUNCH_ACTION, events.TERMINATE_ACTION):
+            service = self.config.service_for(t.as_dict(instance.get("Tags")).get(t.LINEAGE)) if instance else None
+            if service is None:
+                return f"ignored: {event.instance_id} is not a managed instance"
+        action = {
+            events.SPOT_WARNING: self.on_warning,
+            events.REBALANCE: self.on_rebalance,
+            events.LAUNCH_ACTION: self.on_launch,
+            events.TERMINATE_ACTION: self.on_terminate,
+            events.STATE_CHANGE: self.on_state_change,
+            events.BOOT_REPORT: self.on_boot_report,
+        }[event.kind]
+        return action(event, instance, service)
+
+    def _describe(self, instance_id):
+        try:
+            return describe_instance(self.clients["ec2"], instance_id)
+        except NotFound:
+            return None
+
+    # ---- Spot interruption warning ----------------------------------------------------------
+    def on_warning(self, event, instance, service):
+        ec2, instance_id = self.clients["ec2"], event.instance_id
+        deadline = event.time + NOTICE_LEAD
+        done = progress.read(instance)
+        if "warned" not in done:
+            self.publish(service, f"Spot interruption warning for {instance_id}", {
+                "event": "interruption-warning", "service": service.name, "lineage": service.lineage,
+                "instance_id": instance_id, "interruption_at": deadline.isoformat(),
+                "summary": f"{service.name}: {instance_id} will be interrupted at {deadline:%H:%M:%S}Z; recovery started"})
+            done["warned"] = progress.record(ec2, instance_id, "warned", self.clock.now())
+            self.metric(service, "SpotInterruptions", 1, "Count")
+        if service.group and "unhealthy" not in done:
+            try:
+                call(self.clients["autoscaling"], "set_instance_health", InstanceId=instance_id, HealthStatus="Unhealthy",
+                     ShouldRespectGracePeriod=False)
+                done["unhealthy"] = progress.record(ec2, instance_id, "unhealthy", self.clock.now())
+            except AwsApiError as exc:  # not (or no longer) in the group: the warning path goes on
+                done["unhealthy"] = progress.record(ec2, instance_id, "unhealthy", self.clock.now(), f"skipped: {exc.aws_code}")
+        if "stopped" not in done:
+            done["stopped"] = progress.record(ec2, instance_id, "stopped", self.clock.now(),
+                                              self.stop_application(instance_id, service, deadline))
+        app_stopped = progress.outcome_of(done["stopped"]) == "ok"
+        if "snapshot" not in done:
+            backup = backup_instance(ec2, instance_id, f"{service.name}-interruption", create_image=service.create_image,
+                                     extra_tags={t.LINEAGE: service.lineage}, clock=self.clock)
+            consistency = "consistent" if app_stopped else "crash-consistent"
+            done["snapshot"] = progress.record(ec2, instance_id, "snapshot", self.clock.now(), f"{backup.backup_set} {consistency}")
+            if not app_stopped:
+                self.publish(service, f"Crash-consistent snapshot of {instance_id}", {
+                    "event": "crash-consistent-snapshot", "service": service.name, "instance_id": instance_id,
+                    "stop": done["stopped"], "summary": f"{service.name}: the application on {instance_id} was not "
+                    f"confirmed stopped ({progress.outcome_of(done['stopped'])}); its snapshot is crash-consistent and "
+                    f"the volume stays attached until the instance is gone"})
+        if app_stopped and "released" not in done:
+            holder = describe_instance(ec2, instance_id)
+            released = [volume for volume in attached_volumes(ec2, holder)
+                        if t.holds_lineage_data(t.as_dict(volume.get("Tags")), service.lineage)]
+            for volume in released:
+                release_volume(ec2, volume, holder, app_stopped=True, force=False, timeout=60, clock=self.clock)
+            done["released"] = progress.record(ec2, instance_id, "released", self.clock.now(),
+                                               " ".join(v["VolumeId"] for v in released) or "none")
+        self.metric(service, "WarningHandled", 1, "Count")
+        return f"warning handled for {instance_id}: stop {progress.outcome_of(done['stopped'])}"
+
+    def stop_application(self, instance_id, service, deadline):
+        """Stop the app through SSM within the notice; returns ``ok`` or why not."""
+        if not service.stop_commands:
+            return "skipped: no stop commands configured"
+        remaining = (deadline - self.clock.now()).total_seconds() - RESERVE_AFTER_STOP
+        if remaining < MIN_STOP_SECONDS:
+            return "failed: no time left before the interruption"
+        timeout = int(min(service.stop_timeout, remaining))
+        commands = list(service.stop_commands) + ["sync"] + [f"umount {mount}" for mount in service.data_mounts]
+        ssm = self.clients["ssm"]
+        try:
+            command_id = call(ssm, "send_command", InstanceIds=[instance_id], DocumentName="AWS-RunShellScript",
+                              Parameters={"commands": commands, "executionTimeout": [str(timeout)]},
+                              TimeoutSeconds=max(30, timeout), Comment=f"ec2spot.autorecover: stop {service.name}"[:100])["Command"]["CommandId"]
+        except AwsApiError as exc:
+            return f"failed: {exc.aws_code or 'SendCommand'}"
+
+        def invocation():
+            try:
+                return call(ssm, "get_command_invocation", CommandId=command_id, InstanceId=instance_id)
+            except AwsApiError as exc:
+                if exc.aws_code == "InvocationDoesNotExist":  # AWS needs a moment after SendCommand
+                    return {"Status": "Pending"}
+                raise
+        try:
+            final = wait_until(invocation, lambda found: found["Status"] in FINAL_COMMAND_STATES,
+                               f"the stop command on {instance_id}", timeout + 5, self.clock)
+        except WaitTimeout:
+            return "failed: the stop did not finish before the interruption"
+        if final["Status"] == "Success":
+            return "ok"
+        return f"failed: {final['Status']} (exit {final.get('ResponseCode', '?')})"
+
+    # ---- replacement launch -----------------------------------------------------------------
+    def on_launch(self, event, instance, service):
+        ec2, autoscaling, replacement = self.clients["ec2"], self.clients["autoscaling"], event.instance_id
+        if instance is None or instance["State"]["Name"] in GONE_STATES:
+            return f"ignored: replacement {replacement} is gone"
+        done = progress.read(instance)
+        hook = {"AutoScalingGroupName": event.group, "LifecycleHookName": event.hook, "LifecycleActionToken": event.token}
+        if "continued" in done or "abandoned" in done:
+            return f"duplicate: launch action for {replacement} already completed"
+        self._heartbeat(hook)
+        try:
+            if "attached" not in done:
+                # The fence: the old holder's app counts as stopped only if this handler stopped it (progress tag).
+                attachments = (current_volume(ec2, service.lineage) or {}).get("Attachments") or []
+                holder_id = attachments[0]["InstanceId"] if attachments else None
+                holder_stopped = bool(holder_id) and holder_id != replacement and progress.outcome_of(
+                    progress.read(self._describe(holder_id) or {}).get("stopped", "")) == "ok"
+                moved = move_lineage_volume(ec2, service.lineage, replacement, device_name=service.device_name,
+                                            app_stopped=holder_stopped, max_data_age=service.max_data_age,
+                                            timeout=self.move_timeout, clock=self.clock)
+                origin = f"from {moved.snapshot_id} age {moved.data_age_seconds}s" if moved.from_snapshot else "same volume"
+                done["attached"] = progress.record(ec2, replacement, "attached", self.clock.now(), f"{moved.volume_id} {origin}")
+                if moved.previous_instance_id:
+                    progress.record(ec2, replacement, "replaces", self.clock.now(), moved.previous_instance_id)
+                self.metric(service, "DataAge", moved.data_age_seconds or 0.0, "Seconds")
+            if service.address and "address" not in done:
+                address = find_address(ec2, allocation_id=service.address.get("allocation_id"),
+                                       public_ip=service.address.get("public_ip"), address_tags=service.address.get("tags"))
+                moved_address = move_address(ec2, address, replacement, allow_reassociation=True)
+                done["address"] = progress.record(ec2, replacement, "address", self.clock.now(), moved_address.public_ip)
+        except FenceViolation as exc:
+            if "max_data_age" in exc.message:
+                return self._abandon(hook, service, replacement, exc)
+            raise Retry(f"launch of {replacement} waits for the data: {exc.message}") from exc
+        except TRANSIENT:
+            raise
+        except RecoveryError as exc:  # no snapshot, forked lineage, bad address...: waiting will not help
+            return self._abandon(hook, service, replacement, exc)
+        self._complete(hook, "CONTINUE")
+        progress.record(ec2, replacement, "continued", self.clock.now())
+        return f"replacement {replacement} has the data ({progress.outcome_of(done['attached'])}) and the address"
+
+    def _heartbeat(self, hook):
+        try:
+            call(self.clients["autoscaling"], "record_lifecycle_action_heartbeat", **hook)
+        except AwsApiError as exc:
+            LOG.warning("heartbeat for %s failed: %s", hook["LifecycleHookName"], exc.message)
+
+    def _complete(self, hook, result):
+        try:
+            call(self.clients["autoscaling"], "complete_lifecycle_action", LifecycleActionResult=result, **hook)
+        except AwsApiError as exc:
+            if exc.aws_code != "ValidationError":  # "No active Lifecycle Action": already completed or timed out
+                raise
+
+    def _abandon(self, hook, service, replacement, error):
+        self._complete(hook, "ABANDON")
+        progress.record(self.clients["ec2"], replacement, "abandoned", self.clock.now(), error.code)
+        self.publish(service, f"Recovery failed for {service.name}", {
+            "event": "recovery-failed", "service": service.name, "instance_id": replacement, "error": error.to_dict(),
+            "summary": f"{service.name}: replacement {replacement} abandoned: {error.message}"})
+        self.metric(service, "RecoveryFailures", 1, "Count")
+        return f"abandoned {replacement}: {error.message}"
+
+    # ---- termination without (or after) a warning ---------------------------------------------
+    def on_terminate(self, event, instance, service):
+        hook = {"AutoScalingGroupName": event.group, "LifecycleHookName": event.hook, "LifecycleActionToken": event.token}
+        outcome = self._protect(event.instance_id, instance, service) if instance else "instance gone"
+        self._complete(hook, "CONTINUE")
+        return f"terminate action for {event.instance_id}: {outcome}"
+
+    def on_state_change(self, event, instance, service):
+        if event.state not in ("shutting-down", "terminated"):
+            return f"ignored: state {event.state}"
+        return f"state {event.state} of {event.instance_id}: {self._protect(event.instance_id, instance, service)}"
+
+    def _protect(self, instance_id, instance, service):
+        """The protective steps still possible when no warning was handled for the instance."""
+        done = progress.read(instance)
+        if "warned" in done or "protected" in done:
+            return "already handled"
+        outcome = "no snapshot possible (instance gone)"
+        if instance["State"]["Name"] not in GONE_STATES:
+            backup = backup_instance(self.clients["ec2"], instance_id, f"{service.name}-interruption",
+                                     extra_tags={t.LINEAGE: service.lineage}, clock=self.clock)
+            outcome = f"crash-consistent snapshot {backup.backup_set}"
+        try:
+            progress.record(self.clients["ec2"], instance_id, "protected", self.clock.now(), outcome)
+        except AwsApiError:
+            LOG.info("could not tag %s (gone): %s", instance_id, outcome)
+        self.publish(service, f"{instance_id} is going away without a Spot warning", {
+            "event": "missed-warning", "service": service.name, "instance_id": instance_id, "protection": outcome,
+            "summary": f"{service.name}: {instance_id} is terminating and no interruption warning was seen; {outcome}"})
+        self.metric(service, "MissedWarnings", 1, "Count")
+        return outcome
+
+    # ---- rebalance and boot report ------------------------------------------------------------
+    def on_rebalance(self, event, instance, service):
+        if not service.rebalance_snapshot or instance["State"]["Name"] != "running":
+            return f"rebalance for {event.instance_id}: nothing to do"
+        backup = backup_instance(self.clients["ec2"], event.instance_id, f"{service.name}-rebalance-{event.time:%Y%m%d%H%M}",
+                                 extra_tags={t.LINEAGE: service.lineage}, clock=self.clock)
+        return f"rebalance for {event.instance_id}: snapshot {backup.backup_set} ({'new' if backup.changed else 'existing'})"
+
+    def on_boot_report(self, event, instance, service):
+        ec2, replacement = self.clients["ec2"], event.instance_id
+        done = progress.read(instance)
+        if "reported" in done:
+            return f"duplicate: success of {replacement} already reported"
+        previous = self._describe(progress.outcome_of(done.get("replaces", ""))) if done.get("replaces") else None
+        timeline = {f"old.{step}": value.split(" ", 1)[0] for step, value in progress.read(previous or {}).items()}
+        timeline.update({f"new.{step}": value.split(" ", 1)[0] for step, value in done.items()})
+        phases = event.detail.get("phases") if isinstance(event.detail.get("phases"), dict) else {}
+        timeline.update({f"boot.{name}": str(value)[:40] for name, value in list(phases.items())[:20]})
+        origin = progress.outcome_of(done.get("attached", ""))
+        data_age = origin.rsplit("age ", 1)[1].rstrip("s") if "age " in origin else "0"
+        old_warned = progress.read(previous or {}).get("warned")
+        recovery_seconds = (event.time - progress.time_of(old_warned)).total_seconds() if old_warned else None
+        self.publish(service, f"{service.name} recovered on {replacement}", {
+            "event": "recovered", "service": service.name, "lineage": service.lineage, "instance_id": replacement,
+            "replaced": previous["InstanceId"] if previous else None, "data": origin, "data_age_seconds": float(data_age),
+            "recovery_seconds": recovery_seconds, "timeline": dict(sorted(timeline.items(), key=lambda item: item[1])),
+            "summary": f"{service.name} is back on {replacement}" + (f" after {recovery_seconds:.0f}s" if recovery_seconds else "")
+            + f"; data age {float(data_age):.0f}s"})
+        if recovery_seconds is not None:
+            self.metric(service, "RecoverySeconds", recovery_seconds, "Seconds")
+        progress.record(ec2, replacement, "reported", self.clock.now())
+        return f"success of {replacement} reported"
+
+    # ---- notifications and metrics ------------------------------------------------------------
+    def publish(self, service, subject, message):
+        if not self.config.topic_arn:
+            LOG.info("no topic configured: %s", message.get("summary"))
+            return
+        call(self.clients["sns"], "publish", TopicArn=self.config.topic_arn, Subject=f"[ec2spot] {subject}"[:100],
+             Message=json.dumps(message, default=str, sort_keys=True),
+             MessageAttributes={"event": {"DataType": "String", "StringValue": message["event"]},
+                                "service": {"DataType": "String", "StringValue": service.name}})
+
+    def metric(self, service, name, value, unit):
+        try:
+            call(self.clients["cloudwatch"], "put_metric_data", Namespace=self.config.metric_namespace, MetricData=[{
+                "MetricName": name, "Dimensions": [{"Name": "Service", "Value": service.name}], "Value": float(value), "Unit": unit}])
+        except AwsApiError as exc:  # a lost metric must not fail a recovery
+            LOG.warning("metric %s not published: %s", name, exc.message)
+
+
+TRANSIENT = (Retry, WaitTimeout, AwsApiError)
+
+
+def process_batch(sqs_event, handler):
+    """Handle an SQS batch; returns the partial batch response Lambda expects."""
+    failures = []
+    records = sqs_event.get("Records") if isinstance(sqs_event, dict) else None
+    if not isinstance(records, list):
+        LOG.error("not an SQS batch: %s", str(sqs_event)[:200])
+        return {"batchItemFailures": []}
+    for record in records:
+        message_id = record.get("messageId") if isinstance(record, dict) else None
+        try:
+            outcome = handler.handle(record.get("body") if isinstance(record, dict) else None)
+            LOG.info("%s: %s", message_id, outcome)
+        except events.InvalidEvent as exc:
+            LOG.warning("%s: dropped invalid event: %s", message_id, exc.message)
+            handler.metric(handler_config.Service(name="handler", lineage="handler"), "InvalidEvents", 1, "Count")
+        except TRANSIENT as exc:
+            LOG.warning("%s: will retry: %s", message_id, getattr(exc, "message", exc))
+            if message_id:
+                failures.append({"itemIdentifier": message_id})
+        except RecoveryError as exc:
+            LOG.error("%s: not recoverable: %s", message_id, exc.message)
+            handler.metric(handler_config.Service(name="handler", lineage="handler"), "HandlerErrors", 1, "Count")
+        except Exception:  # pylint: disable=broad-exception-caught  # a bug must not lose the message: retry, then DLQ
+            LOG.exception("%s: handler error", message_id)
+            if message_id:
+                failures.append({"itemIdentifier": message_id})
+    return {"batchItemFailures": failures}
+
+
+_CONFIG = None
+
+
+def lambda_handler(event, context):  # pylint: disable=unused-argument
+    """The Lambda entry point (``recovery.handler.lambda_handler``)."""
+    global _CONFIG  # pylint: disable=global-statement  # parsed once per execution environment
+    logging.getLogger().setLevel(logging.INFO)
+    if _CONFIG is None:
+        _CONFIG = handler_config.parse(os.environ.get(handler_config.ENV_VAR, ""))
+    return process_batch(event, Handler(_CONFIG, Clients()))

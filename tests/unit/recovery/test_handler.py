@@ -1,0 +1,355 @@
+"""The interruption handler on the sandbox's AWS (moto in-process with the sandbox rules).
+
+The world: a Spot group of one instance across two zones with launch and terminate hooks,
+its instance managed by SSM, a lineage volume attached, an Elastic IP, and an SNS topic
+whose messages land in an SQS queue the tests read. Events are built as EventBridge
+delivers them; the modeled clock moves only when the handler waits.
+"""
+
+import json
+import uuid
+from datetime import timedelta
+
+import boto3
+import pytest
+
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import config as handler_config
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import handler as recovery
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import progress
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws import RETRY_CONFIG
+from sandbox.context import CONTEXT, CoreClock
+
+LINEAGE, GROUP = "pgdata", "pg-fleet"
+
+
+def envelope(source, detail_type, detail, when=None):
+    return json.dumps({"version": "0", "id": str(uuid.uuid4()), "detail-type": detail_type, "source": source,
+                       "account": "123456789012", "time": (when or CONTEXT.now()).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                       "region": "us-east-1", "resources": [], "detail": detail})
+
+
+def warning(instance_id, when=None):
+    return envelope("aws.ec2", "EC2 Spot Instance Interruption Warning",
+                    {"instance-id": instance_id, "instance-action": "terminate"}, when)
+
+
+def batch(*bodies):
+    return {"Records": [{"messageId": f"m{index}", "body": body} for index, body in enumerate(bodies)]}
+
+
+class World:
+    def __init__(self, seeded):
+        self.clients = {name: boto3.client(name, region_name="us-east-1", config=RETRY_CONFIG)
+                        for name in ("ec2", "autoscaling", "ssm", "sns", "sqs", "cloudwatch", "iam")}
+        self.seeded = seeded
+        ec2, iam, sns, sqs = (self.clients[n] for n in ("ec2", "iam", "sns", "sqs"))
+        iam.create_role(RoleName="pg-instance", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
+        iam.attach_role_policy(RoleName="pg-instance", PolicyArn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
+        iam.create_instance_profile(InstanceProfileName="pg-instance")
+        iam.add_role_to_instance_profile(InstanceProfileName="pg-instance", RoleName="pg-instance")
+        ec2.create_launch_template(LaunchTemplateName="pg-fleet-template", LaunchTemplateData={
+            "ImageId": seeded["image_id"], "InstanceType": "t3.micro", "IamInstanceProfile": {"Name": "pg-instance"},
+            "MetadataOptions": {"HttpTokens": "required"},
+            "TagSpecifications": [{"ResourceType": "instance", "Tags": [{"Key": t.LINEAGE, "Value": LINEAGE}]}]})
+        self.topic = sns.create_topic(Name="pg-recovery")["TopicArn"]
+        self.inbox = sqs.create_queue(QueueName="pg-inbox")["QueueUrl"]
+        inbox_arn = sqs.get_queue_attributes(QueueUrl=self.inbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=self.topic, Protocol="sqs", Endpoint=inbox_arn)
+        self.address = ec2.allocate_address(Domain="vpc", TagSpecifications=[
+            {"ResourceType": "elastic-ip", "Tags": [{"Key": "Service", "Value": "pg"}]}])
+        self.autoscaling.create_auto_scaling_group(
+            AutoScalingGroupName=GROUP, MinSize=1, MaxSize=2, DesiredCapacity=1,
+            LaunchTemplate={"LaunchTemplateName": "pg-fleet-template"}, VPCZoneIdentifier=seeded["subnets"]["us-east-1a"],
+            LifecycleHookSpecificationList=[
+                {"LifecycleHookName": "launch", "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING",
+                 "HeartbeatTimeout": 600, "DefaultResult": "ABANDON"},
+                {"LifecycleHookName": "terminate", "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+                 "HeartbeatTimeout": 300, "DefaultResult": "CONTINUE"}])
+        self.first = self.pending_launches()[0]["instance_id"]
+        self.complete(self.first)
+        self.volume = ec2.create_volume(AvailabilityZone="us-east-1a", Size=20, VolumeType="gp3", Encrypted=True, TagSpecifications=[
+            {"ResourceType": "volume", "Tags": t.as_list({t.LINEAGE: LINEAGE, t.GENERATION: 1, t.DEVICE: "/dev/sdf"})}])["VolumeId"]
+        ec2.attach_volume(VolumeId=self.volume, InstanceId=self.first, Device="/dev/sdf")
+        ec2.associate_address(AllocationId=self.address["AllocationId"], InstanceId=self.first)
+        CONTEXT.advance(5)
+        self.config = handler_config.parse({"topic_arn": self.topic, "services": [{
+            "name": "pg", "lineage": LINEAGE, "group": GROUP, "stop_commands": ["echo stopping > app.stopped"],
+            "address": {"tags": {"Service": "pg"}}, "device_name": "/dev/sdf"}]})
+        self.handler = recovery.Handler(self.config, recovery.Clients(lambda name: self.clients[name]), clock=CoreClock())
+
+    @property
+    def autoscaling(self):
+        return self.clients["autoscaling"]
+
+    def pending_launches(self):
+        return [a for a in CONTEXT.call_control("autoscaling/actions", {"group": GROUP})["actions"]
+                if a["transition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"]
+
+    def complete(self, instance_id):
+        self.autoscaling.complete_lifecycle_action(AutoScalingGroupName=GROUP, LifecycleHookName="launch",
+                                                   InstanceId=instance_id, LifecycleActionResult="CONTINUE")
+
+    def launch_event(self, action):
+        return envelope("aws.autoscaling", "EC2 Instance-launch Lifecycle Action", {
+            "LifecycleActionToken": action["token"], "AutoScalingGroupName": GROUP, "LifecycleHookName": "launch",
+            "EC2InstanceId": action["instance_id"], "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING"})
+
+    def messages(self):
+        found = []
+        while True:
+            answer = self.clients["sqs"].receive_message(QueueUrl=self.inbox, MaxNumberOfMessages=10)
+            if not answer.get("Messages"):
+                return found
+            for message in answer["Messages"]:
+                found.append(json.loads(json.loads(message["Body"])["Message"]))
+                self.clients["sqs"].delete_message(QueueUrl=self.inbox, ReceiptHandle=message["ReceiptHandle"])
+
+    def instance(self, instance_id):
+        return self.clients["ec2"].describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+
+    def volume_state(self, volume_id):
+        described = self.clients["ec2"].describe_volumes(VolumeIds=[volume_id])["Volumes"][0]
+        return described["State"], [(a["InstanceId"], a["State"]) for a in described["Attachments"]]
+
+    def ssm_commands(self):
+        return CONTEXT.records.get("ssm_commands", [])
+
+
+@pytest.fixture
+def fleet(aws, ec2, world):
+    """``world`` (conftest) holds the seeded VPC ids; ``fleet`` the recovery world on top of it."""
+    return World(world)
+
+
+def test_warning_for_an_unmanaged_instance_is_ignored_without_side_effects(fleet, launch):
+    stranger = launch()
+    outcome = fleet.handler.handle(warning(stranger))
+    assert outcome == f"ignored: {stranger} is not a managed instance"
+    assert progress.read(fleet.instance(stranger)) == {} and fleet.messages() == [] and fleet.ssm_commands() == []
+
+
+def test_warning_stops_snapshots_and_releases_the_volume_early(fleet):
+    outcome = fleet.handler.handle(warning(fleet.first))
+    assert outcome == f"warning handled for {fleet.first}: stop ok"
+    [message] = fleet.messages()
+    assert message["event"] == "interruption-warning" and message["instance_id"] == fleet.first
+    health = fleet.autoscaling.describe_auto_scaling_instances(InstanceIds=[fleet.first])["AutoScalingInstances"]
+    assert health == [] or health[0]["HealthStatus"].upper() == "UNHEALTHY"  # replaced (gone from the group) or marked
+    [command] = fleet.ssm_commands()
+    assert command["document"] == "AWS-RunShellScript" and command["commands"][:2] == ["echo stopping > app.stopped", "sync"]
+    snaps = fleet.clients["ec2"].describe_snapshots(OwnerIds=["self"], Filters=[
+        {"Name": f"tag:{t.BACKUP_SET}", "Values": ["pg-interruption"]}])["Snapshots"]
+    assert [(s["VolumeId"], t.as_dict(s["Tags"])[t.LINEAGE], t.as_dict(s["Tags"])[t.GENERATION]) for s in snaps] == [
+        (fleet.volume, LINEAGE, "1")]
+    assert fleet.volume_state(fleet.volume) == ("available", [])  # released before the instance died
+    assert [r["force"] for r in CONTEXT.records.get("detaches", [])] == [False]
+    done = progress.read(fleet.instance(fleet.first))
+    assert progress.outcome_of(done["snapshot"]) == "pg-interruption consistent"
+    assert progress.outcome_of(done["released"]) == fleet.volume
+
+
+def test_duplicate_warning_does_nothing_twice(fleet):
+    fleet.handler.handle(warning(fleet.first))
+    fleet.messages()
+    fleet.handler.handle(warning(fleet.first))
+    assert fleet.messages() == [] and len(fleet.ssm_commands()) == 1
+    snaps = fleet.clients["ec2"].describe_snapshots(OwnerIds=["self"], Filters=[
+        {"Name": f"tag:{t.BACKUP_SET}", "Values": ["pg-interruption"]}])["Snapshots"]
+    assert len(snaps) == 1
+
+
+@pytest.mark.parametrize("outcome", ["Failed", "TimedOut", "Undeliverable"])
+def test_failed_stop_still_snapshots_crash_consistent_and_keeps_the_volume(fleet, outcome):
+    CONTEXT.call_control("ssm/script", {"instance_id": fleet.first, "outcome": outcome, "exit_code": 3})
+    fleet.handler.handle(warning(fleet.first))
+    events = [m["event"] for m in fleet.messages()]
+    assert events == ["interruption-warning", "crash-consistent-snapshot"]
+    done = progress.read(fleet.instance(fleet.first))
+    assert progress.outcome_of(done["stopped"]).startswith("failed")
+    assert progress.outcome_of(done["snapshot"]) == "pg-interruption crash-consistent"
+    assert "released" not in done
+    assert fleet.volume_state(fleet.volume) == ("in-use", [(fleet.first, "attached")])
+
+
+def test_stop_deadline_comes_from_the_notice_time(fleet):
+    late = CONTEXT.now() - timedelta(seconds=110)  # the notice was 110 s ago: 10 s left, less than the reserve
+    fleet.handler.handle(warning(fleet.first, when=late))
+    assert fleet.ssm_commands() == []
+    assert progress.outcome_of(progress.read(fleet.instance(fleet.first))["stopped"]) == "failed: no time left before the interruption"
+
+
+def test_replacement_in_another_zone_gets_restored_data_address_and_continue(fleet):
+    fleet.autoscaling.update_auto_scaling_group(AutoScalingGroupName=GROUP, VPCZoneIdentifier=fleet.seeded["subnets"]["us-east-1b"])
+    fleet.handler.handle(warning(fleet.first))
+    CONTEXT.advance(60)  # the snapshot completes; the group's replacement launch is waiting on its hook
+    [action] = fleet.pending_launches()
+    replacement = action["instance_id"]
+    assert fleet.instance(replacement)["Placement"]["AvailabilityZone"] == "us-east-1b"
+
+    outcome = fleet.handler.handle(fleet.launch_event(action))
+
+    assert outcome.startswith(f"replacement {replacement} has the data")
+    restored = [v for v in fleet.clients["ec2"].describe_volumes(Filters=[{"Name": "attachment.instance-id", "Values": [replacement]}])["Volumes"]
+                if t.as_dict(v.get("Tags")).get(t.LINEAGE) == LINEAGE and t.GENERATION in t.as_dict(v.get("Tags"))]
+    assert len(restored) == 1 and restored[0]["AvailabilityZone"] == "us-east-1b"
+    assert fleet.clients["ec2"].describe_addresses(AllocationIds=[fleet.address["AllocationId"]])["Addresses"][0]["InstanceId"] == replacement
+    group = fleet.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])["AutoScalingGroups"][0]
+    assert {i["InstanceId"]: i["LifecycleState"] for i in group["Instances"]}[replacement] == "InService"
+    assert fleet.handler.handle(fleet.launch_event(action)).startswith("duplicate")
+
+
+def test_launch_action_before_the_warning_waits_for_the_data(fleet):
+    """Out of order: the replacement's hook fires while the old instance still runs its app."""
+    fleet.autoscaling.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=2)
+    [action] = fleet.pending_launches()
+    result = recovery.process_batch(batch(fleet.launch_event(action)), fleet.handler)
+    assert result == {"batchItemFailures": [{"itemIdentifier": "m0"}]}  # redelivered later
+    assert fleet.volume_state(fleet.volume) == ("in-use", [(fleet.first, "attached")])
+    fleet.handler.handle(warning(fleet.first))  # now the app is stopped and the volume released
+    assert recovery.process_batch(batch(fleet.launch_event(action)), fleet.handler) == {"batchItemFailures": []}
+    assert fleet.volume_state(fleet.volume)[1] == [(action["instance_id"], "attached")]
+
+
+def test_launch_without_any_snapshot_is_abandoned_with_an_alert(fleet):
+    fleet.autoscaling.update_auto_scaling_group(AutoScalingGroupName=GROUP, VPCZoneIdentifier=fleet.seeded["subnets"]["us-east-1b"])
+    fleet.clients["ec2"].stop_instances(InstanceIds=[fleet.first])  # old holder stopped: no fence, but no snapshot either
+    CONTEXT.advance(60)
+    action = next(a for a in fleet.pending_launches() if a["instance_id"] != fleet.first)
+    outcome = fleet.handler.handle(fleet.launch_event(action))
+    assert outcome.startswith(f"abandoned {action['instance_id']}") and "no completed snapshot" in outcome
+    assert [m["event"] for m in fleet.messages()] == ["recovery-failed"]
+
+
+def test_missed_warning_takes_a_protective_snapshot_and_completes_the_hook(fleet):
+    CONTEXT.call_control("autoscaling/terminate", {"instance_id": fleet.first})
+    [action] = [a for a in CONTEXT.call_control("autoscaling/actions", {"group": GROUP})["actions"]
+                if a["transition"] == "autoscaling:EC2_INSTANCE_TERMINATING"]
+    body = envelope("aws.autoscaling", "EC2 Instance-terminate Lifecycle Action", {
+        "LifecycleActionToken": action["token"], "AutoScalingGroupName": GROUP, "LifecycleHookName": "terminate",
+        "EC2InstanceId": fleet.first, "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING"})
+    outcome = fleet.handler.handle(body)
+    assert outcome == f"terminate action for {fleet.first}: crash-consistent snapshot pg-interruption"
+    assert [m["event"] for m in fleet.messages()] == ["missed-warning"]
+    assert fleet.instance(fleet.first)["State"]["Name"] == "terminated"  # the hook was completed
+    state_change = envelope("aws.ec2", "EC2 Instance State-change Notification", {"instance-id": fleet.first, "state": "terminated"})
+    assert fleet.handler.handle(state_change).endswith("already handled")
+
+
+def test_rebalance_snapshots_without_stopping(fleet):
+    body = envelope("aws.ec2", "EC2 Instance Rebalance Recommendation", {"instance-id": fleet.first})
+    assert "snapshot pg-rebalance-" in fleet.handler.handle(body)
+    assert fleet.ssm_commands() == [] and fleet.instance(fleet.first)["State"]["Name"] == "running"
+    assert fleet.handler.handle(body).endswith("(existing)")
+
+
+def test_boot_report_publishes_success_with_timeline_and_data_age(fleet):
+    fleet.autoscaling.update_auto_scaling_group(AutoScalingGroupName=GROUP, VPCZoneIdentifier=fleet.seeded["subnets"]["us-east-1b"])
+    fleet.handler.handle(warning(fleet.first))
+    CONTEXT.advance(60)
+    [action] = fleet.pending_launches()
+    fleet.handler.handle(fleet.launch_event(action))
+    fleet.messages()
+    report = envelope("ec2spot.autorecover", "EC2Spot Recovery Boot Report", {
+        "instance-id": action["instance_id"], "lineage": LINEAGE, "phases": {"mounted": "2026-11-24T10:00:05Z"}})
+    assert fleet.handler.handle(report) == f"success of {action['instance_id']} reported"
+    [message] = fleet.messages()
+    assert message["event"] == "recovered" and message["replaced"] == fleet.first
+    assert message["data_age_seconds"] > 0 and message["recovery_seconds"] > 0
+    assert {"old.warned", "old.stopped", "old.snapshot", "old.released", "new.attached", "new.address", "new.continued",
+            "boot.mounted"} <= set(message["timeline"])
+    assert fleet.handler.handle(report).startswith("duplicate")
+
+
+def test_crash_between_steps_resumes_on_redelivery(fleet, monkeypatch):
+    real = recovery.backup_instance
+    calls = {"n": 0}
+
+    def crash_once(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("the function was killed here")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(recovery, "backup_instance", crash_once)
+    assert recovery.process_batch(batch(warning(fleet.first)), fleet.handler) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    assert recovery.process_batch(batch(warning(fleet.first)), fleet.handler) == {"batchItemFailures": []}
+    assert [m["event"] for m in fleet.messages()] == ["interruption-warning"]  # published once
+    assert len(fleet.ssm_commands()) == 1
+    assert fleet.volume_state(fleet.volume) == ("available", [])
+
+
+def test_snapshot_failure_is_retried(fleet, monkeypatch):
+    from botocore.exceptions import ClientError
+    failing = fleet.clients["ec2"]
+
+    def refuse(**_kwargs):
+        raise ClientError({"Error": {"Code": "SnapshotCreationPerVolumeRateExceeded", "Message": "slow down"}}, "CreateSnapshots")
+    monkeypatch.setattr(failing, "create_snapshots", refuse)
+    assert recovery.process_batch(batch(warning(fleet.first)), fleet.handler) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    assert fleet.volume_state(fleet.volume) == ("in-use", [(fleet.first, "attached")])  # nothing released without a snapshot
+
+
+HOSTILE = [
+    None, 42, "", "not json", "[]", "null", json.dumps("string"), "{" * 10, "x" * (300 * 1024),
+    json.dumps({"source": "aws.ec2"}),
+    json.dumps({"source": "evil.source", "detail-type": "EC2 Spot Instance Interruption Warning", "detail": {}}),
+    json.dumps({"source": "aws.ec2", "detail-type": "EC2 Spot Instance Interruption Warning", "detail": "nope", "time": "2026-11-24T10:00:00Z"}),
+    json.dumps({"source": "aws.ec2", "detail-type": "EC2 Spot Instance Interruption Warning", "detail": {}, "time": "2026-11-24T10:00:00Z"}),
+    json.dumps({"source": "aws.ec2", "detail-type": "EC2 Spot Instance Interruption Warning", "time": "2026-11-24T10:00:00Z",
+                "detail": {"instance-id": 7, "instance-action": "terminate"}}),
+    json.dumps({"source": "aws.ec2", "detail-type": "EC2 Spot Instance Interruption Warning", "time": "2026-11-24T10:00:00Z",
+                "detail": {"instance-id": "i-; rm -rf /", "instance-action": "terminate"}}),
+    json.dumps({"source": "aws.ec2", "detail-type": "EC2 Spot Instance Interruption Warning", "time": "2026-11-24T10:00:00Z",
+                "detail": {"instance-id": "i-0123456789abcdef0", "instance-action": "explode"}}),
+    json.dumps({"source": "aws.ec2", "detail-type": "EC2 Spot Instance Interruption Warning", "time": "yesterday",
+                "detail": {"instance-id": "i-0123456789abcdef0", "instance-action": "terminate"}}),
+    json.dumps({"source": "aws.ec2", "detail-type": "EC2 Spot Instance Interruption Warning", "time": "2026-11-24T10:00:00",
+                "detail": {"instance-id": "i-0123456789abcdef0", "instance-action": "terminate"}}),
+    json.dumps({"source": "aws.autoscaling", "detail-type": "EC2 Instance-launch Lifecycle Action", "time": "2026-11-24T10:00:00Z",
+                "detail": {"EC2InstanceId": "i-0123456789abcdef0", "AutoScalingGroupName": GROUP, "LifecycleHookName": "launch"}}),
+    json.dumps({"source": "aws.autoscaling", "detail-type": "EC2 Instance-launch Lifecycle Action", "time": "2026-11-24T10:00:00Z",
+                "detail": {"EC2InstanceId": "i-0123456789abcdef0", "AutoScalingGroupName": GROUP, "LifecycleHookName": "launch",
+                           "LifecycleActionToken": "not-a-token"}}),
+    json.dumps({"source": "aws.ec2", "detail-type": "EC2 Instance State-change Notification", "time": "2026-11-24T10:00:00Z",
+                "detail": {"instance-id": "i-0123456789abcdef0", "state": {"nested": True}}}),
+    json.dumps({"source": "ec2spot.autorecover", "detail-type": "Something Else", "time": "2026-11-24T10:00:00Z", "detail": {}}),
+]
+
+
+def test_hostile_and_malformed_events_are_dropped_with_a_reason_and_counted(fleet, caplog):
+    assert len(HOSTILE) >= 20
+    caplog.set_level("WARNING")
+    result = recovery.process_batch({"Records": [{"messageId": f"h{i}", "body": body} for i, body in enumerate(HOSTILE)]}, fleet.handler)
+    assert result == {"batchItemFailures": []}  # dropped, never redelivered: no crash loop
+    dropped = [r.getMessage() for r in caplog.records if "dropped invalid event" in r.getMessage()]
+    assert len(dropped) == len(HOSTILE)
+    assert fleet.ssm_commands() == [] and fleet.messages() == []
+
+
+def test_unknown_instance_ids_and_batches_that_are_not_sqs_do_nothing(fleet):
+    assert fleet.handler.handle(warning("i-0123456789abcdef0")) == "ignored: i-0123456789abcdef0 is not a managed instance"
+    assert recovery.process_batch({"not": "sqs"}, fleet.handler) == {"batchItemFailures": []}
+    assert recovery.process_batch("garbage", fleet.handler) == {"batchItemFailures": []}
+
+
+def test_throttled_calls_are_retried_transparently(fleet, monkeypatch):
+    from botocore.retries import standard
+    from .test_addresses_and_aws import throttle
+    monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", lambda self, context: 0)
+    throttle(fleet.clients["ec2"], 3)
+    assert fleet.handler.handle(warning(fleet.first)) == f"warning handled for {fleet.first}: stop ok"
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("", "not JSON"), ({"services": []}, "non-empty 'services'"),
+    ({"services": [{"name": "pg", "lineage": "bad lineage!"}]}, "invalid lineage name"),
+    ({"services": [{"name": "pg", "lineage": "a", "stop_commands": "systemctl stop x"}]}, "must be a list"),
+    ({"services": [{"name": "pg", "lineage": "a", "surprise": 1}]}, "unknown keys: surprise"),
+    ({"services": [{"name": "a", "lineage": "x"}, {"name": "b", "lineage": "x"}]}, "configured twice"),
+])
+def test_bad_configuration_is_refused_precisely(bad, message):
+    from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.errors import InvalidInput
+    with pytest.raises(InvalidInput, match=message):
+        handler_config.parse(bad)
