@@ -18,6 +18,7 @@ import threading
 
 from . import fidelity
 from .context import CONTEXT
+from .lambda_runner import LambdaRunner
 
 LOOPBACK = "127.0.0.1"
 TICK_SECONDS = 0.02
@@ -75,8 +76,10 @@ def start_in_thread(scale=0.0):
                threading.Thread(target=_ticker, args=(stop_ticker,), daemon=True)]
     for thread in threads:
         thread.start()
+    runner = LambdaRunner(CONTEXT, endpoint).start()
 
     def stop():
+        runner.stop()
         stop_ticker.set()
         server.shutdown()
     return endpoint, stop
@@ -90,12 +93,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
     server, endpoint = make(args.scale)
     threading.Thread(target=_ticker, args=(threading.Event(),), daemon=True).start()
+    runner = LambdaRunner(CONTEXT, endpoint).start()
     tmp = args.ready_file + ".tmp"
     with open(tmp, "w", encoding="utf-8") as ready:
         json.dump({"endpoint": endpoint, "pid": os.getpid(), "scale": args.scale}, ready)
     os.replace(tmp, args.ready_file)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    server.serve_forever()
+    try:
+        server.serve_forever()
+    finally:
+        runner.stop()
 
 
 if __name__ == "__main__":
