@@ -51,12 +51,16 @@ from .backups import backup_instance
 from .errors import AwsApiError, FenceViolation, NotFound, RecoveryError, WaitTimeout
 from .instances import GONE_STATES, describe_instance
 from .lineage import current_volume
+from .lineage import snapshots as lineage_snapshots
 from .volumes import attached_volumes, move_lineage_volume, release_volume
 
 LOG = logging.getLogger("ec2spot.autorecover.handler")
 NOTICE_LEAD = timedelta(seconds=120)   # AWS: the warning comes two minutes before the interruption
 RESERVE_AFTER_STOP = 15                # seconds kept after the stop for the snapshot call and the detach
 MIN_STOP_SECONDS = 5
+SNAPSHOT_WAIT = 600                    # seconds a launch action waits in-process for the interruption snapshot
+HEARTBEAT_EVERY = 60                   # seconds between lifecycle heartbeats while waiting
+RETRY_AFTER = 30                       # seconds before a Retry message is visible again (not the queue's long timeout)
 FINAL_COMMAND_STATES = ("Success", "Failed", "Cancelled", "TimedOut", "Undeliverable", "Terminated",
                         "DeliveryTimedOut", "ExecutionTimedOut")
 
@@ -206,6 +210,7 @@ class Handler:
         self._heartbeat(hook)
         try:
             if "attached" not in done:
+                self._await_newest_snapshot(service, instance, hook)
                 # The fence: the old holder's app counts as stopped only if this handler stopped it (progress tag).
                 attachments = (current_volume(ec2, service.lineage) or {}).get("Attachments") or []
                 holder_id = attachments[0]["InstanceId"] if attachments else None
@@ -235,6 +240,32 @@ class Handler:
         self._complete(hook, "CONTINUE")
         progress.record(ec2, replacement, "continued", self.clock.now())
         return f"replacement {replacement} has the data ({progress.outcome_of(done['attached'])}) and the address"
+
+    def _await_newest_snapshot(self, service, replacement, hook):
+        """Before a restore into another zone, wait for a snapshot still in progress that is newer
+        than the newest completed one (the interruption snapshot): restoring the older one would
+        lose the writes in between, and abandoning would lose the replacement."""
+        ec2 = self.clients["ec2"]
+        current = current_volume(ec2, service.lineage)
+        if current is None or current["AvailabilityZone"] == replacement["Placement"]["AvailabilityZone"]:
+            return
+        pending = lineage_snapshots(ec2, service.lineage, states=("pending",))
+        completed = lineage_snapshots(ec2, service.lineage)
+        if not pending or (completed and completed[0]["StartTime"] >= pending[0]["StartTime"]):
+            return
+        newest = pending[0]["SnapshotId"]
+        beats = {"last": self.clock.monotonic()}
+
+        def state():
+            if self.clock.monotonic() - beats["last"] >= HEARTBEAT_EVERY:
+                self._heartbeat(hook)
+                beats["last"] = self.clock.monotonic()
+            return call(ec2, "describe_snapshots", SnapshotIds=[newest])["Snapshots"][0]["State"]
+        try:
+            wait_until(state, lambda found: found == "completed", f"snapshot {newest} to complete", SNAPSHOT_WAIT, self.clock,
+                       is_failed=lambda found: found == "error" and f"snapshot {newest} failed")
+        except WaitTimeout as exc:
+            raise Retry(f"the newest snapshot of {service.lineage}, {newest}, is still in progress") from exc
 
     def _heartbeat(self, hook):
         try:
@@ -344,6 +375,21 @@ class Handler:
 TRANSIENT = (Retry, WaitTimeout, AwsApiError)
 
 
+def _retry_soon(handler, record):
+    """Make a message that must be retried visible again in ``RETRY_AFTER`` seconds instead of
+    after the queue's visibility timeout (six times the function timeout, AWS's advice)."""
+    arn, receipt = record.get("eventSourceARN"), record.get("receiptHandle")
+    if not (isinstance(arn, str) and arn.count(":") == 5 and isinstance(receipt, str)):
+        return
+    region, account, queue = arn.split(":")[3:6]
+    try:
+        queue_url = call(handler.clients["sqs"], "get_queue_url", QueueName=queue, QueueOwnerAWSAccountId=account)["QueueUrl"]
+        call(handler.clients["sqs"], "change_message_visibility", QueueUrl=queue_url, ReceiptHandle=receipt,
+             VisibilityTimeout=RETRY_AFTER)
+    except AwsApiError as exc:  # the retry then comes after the visibility timeout: slower, still safe
+        LOG.warning("could not shorten the retry delay in %s (%s): %s", queue, region, exc.message)
+
+
 def process_batch(sqs_event, handler):
     """Handle an SQS batch; returns the partial batch response Lambda expects."""
     failures = []
@@ -363,6 +409,7 @@ def process_batch(sqs_event, handler):
             LOG.warning("%s: will retry: %s", message_id, getattr(exc, "message", exc))
             if message_id:
                 failures.append({"itemIdentifier": message_id})
+                _retry_soon(handler, record)
         except RecoveryError as exc:
             LOG.error("%s: not recoverable: %s", message_id, exc.message)
             handler.metric(handler_config.Service(name="handler", lineage="handler"), "HandlerErrors", 1, "Count")

@@ -353,3 +353,31 @@ def test_bad_configuration_is_refused_precisely(bad, message):
     from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.errors import InvalidInput
     with pytest.raises(InvalidInput, match=message):
         handler_config.parse(bad)
+
+
+def test_launch_waits_for_the_interruption_snapshot_still_in_progress(fleet):
+    """AWS keeps a snapshot pending for minutes: the replacement must get the newest data, not
+    an older snapshot and not an abandon."""
+    fleet.autoscaling.update_auto_scaling_group(AutoScalingGroupName=GROUP, VPCZoneIdentifier=fleet.seeded["subnets"]["us-east-1b"])
+    fleet.handler.handle(warning(fleet.first))  # interruption snapshot taken: pending for 50 modeled s
+    [action] = fleet.pending_launches()
+    pending = fleet.clients["ec2"].describe_snapshots(OwnerIds=["self"], Filters=[
+        {"Name": f"tag:{t.BACKUP_SET}", "Values": ["pg-interruption"]}])["Snapshots"][0]
+    assert pending["State"] == "pending"
+    outcome = fleet.handler.handle(fleet.launch_event(action))
+    assert pending["SnapshotId"] in outcome  # restored from the interruption snapshot once it completed
+
+
+def test_retry_is_made_visible_again_soon(fleet):
+    sqs = fleet.clients["sqs"]
+    url = sqs.create_queue(QueueName="events", Attributes={"VisibilityTimeout": "5400"})["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    fleet.autoscaling.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=2)
+    [action] = fleet.pending_launches()
+    sqs.send_message(QueueUrl=url, MessageBody=fleet.launch_event(action))
+    message = sqs.receive_message(QueueUrl=url)["Messages"][0]
+    record = {"messageId": message["MessageId"], "body": message["Body"], "receiptHandle": message["ReceiptHandle"], "eventSourceARN": arn}
+    calls = []
+    sqs.meta.events.register("provide-client-params.sqs.ChangeMessageVisibility", lambda params, **_kw: calls.append(dict(params)))
+    assert recovery.process_batch({"Records": [record]}, fleet.handler) == {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}
+    assert [(c["QueueUrl"], c["VisibilityTimeout"]) for c in calls] == [(url, recovery.RETRY_AFTER)]
