@@ -26,7 +26,7 @@ export PYTHONPATH := $(ROOT):$(COLLECTIONS)
 export PYTHONDONTWRITEBYTECODE := 1
 export MOTO_EC2_LOAD_DEFAULT_AMIS := false
 
-.PHONY: help venv collection test unit sandbox-test module-test sanity lint doc demo bench clean
+.PHONY: help venv collection test unit module-test molecule sanity lint doc demo bench clean
 
 help:
 	@echo "make test   - run every test (sets up .venv and the sandbox itself)"
@@ -46,7 +46,7 @@ collection: venv
 	@mkdir -p $(COLLECTIONS)/ansible_collections/ec2spot
 	@ln -sfn $(ROOT) $(COLLECTIONS)/ansible_collections/ec2spot/autorecover
 
-test: unit module-test sanity lint doc
+test: unit module-test molecule sanity lint doc
 	@echo "make test: all suites passed"
 
 unit: collection
@@ -55,6 +55,10 @@ unit: collection
 
 module-test: collection
 	python -m pytest -q tests/integration
+
+# Molecule scenarios (default driver, no container) against a private sandbox each.
+molecule: collection
+	python -m sandbox run -- molecule test -s control_plane
 
 # ansible-test: copy the tracked tree (it scans every file outside git), link the dependency
 # collections it cannot see in site-packages, and give it the pip bootstrap it cannot download.
@@ -71,9 +75,10 @@ lint: collection
 	ansible-lint --profile production --offline
 
 doc: collection
-	@for m in spot_backup volume_reattach eip_failover; do \
+	@for m in spot_backup volume_reattach eip_failover handler_package; do \
 	  ansible-doc ec2spot.autorecover.$$m >/dev/null || { echo "ansible-doc failed for $$m" >&2; exit 1; }; done
-	@echo "ansible-doc renders spot_backup, volume_reattach, eip_failover"
+	@ansible-doc -t role ec2spot.autorecover.control_plane >/dev/null
+	@echo "ansible-doc renders spot_backup, volume_reattach, eip_failover, handler_package and the control_plane role"
 
 demo: collection
 	python -m sandbox run -- ansible-playbook sandbox/demo/foundation.yml

@@ -147,10 +147,11 @@ def main(argv=None):
     parser.add_argument("--state-dir", default=DEFAULT_STATE_DIR)
     parser.add_argument("--scale", type=float, default=DEFAULT_SCALE,
                         help="modeled seconds per real second (0: a manual clock moved through the clock control)")
-    parser.add_argument("command", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after "--" is the command to run; options may come before or after the action.
+    command = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     if args.action == "run":
-        command = args.command[1:] if args.command[:1] == ["--"] else args.command
         if not command:
             parser.error("run needs a command: python -m sandbox run -- CMD ...")
         return run(command, scale=args.scale)
