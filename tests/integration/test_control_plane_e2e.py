@@ -1,0 +1,145 @@
+"""The control plane end to end in the sandbox: deployed by its role, driven by real events.
+
+An interruption warning is injected the way AWS and FIS deliver it; from there everything is
+the real path: EventBridge rule -> encrypted queue -> the sandbox's Lambda runner -> the
+handler from the zip the role deployed -> SSM, snapshots, Auto Scaling hooks, EIP -> SNS ->
+a webhook on loopback. The sandbox runs 10x (a 120 s notice lasts 12 s).
+"""
+
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+
+import boto3
+import pytest
+
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
+from sandbox import __main__ as sandbox_cli
+from sandbox.control import Sandbox
+
+from .conftest import REPO
+
+LINEAGE, GROUP, SCALE = "e2edata", "e2e-fleet", 10.0
+
+
+class Webhook(http.server.BaseHTTPRequestHandler):
+    received = []
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        Webhook.received.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):  # quiet
+        return
+
+
+@pytest.fixture(scope="module")
+def e2e():
+    state_dir = tempfile.mkdtemp(prefix="ec2spot-e2e-")
+    record = sandbox_cli.start(state_dir, scale=SCALE)
+    env = sandbox_cli.apply_env(sandbox_cli.sandbox_env(record["endpoint"], state_dir))
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Webhook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    session = boto3.session.Session(aws_access_key_id="sandbox", aws_secret_access_key="sandbox", region_name="us-east-1")
+    with open(env["EC2SPOT_SANDBOX_WORLD"], encoding="utf-8") as handle:
+        world = json.load(handle)
+    yield {"env": env, "endpoint": record["endpoint"], "world": world, "webhook": f"http://127.0.0.1:{hook.server_address[1]}/",
+           "aws": lambda name: session.client(name, endpoint_url=record["endpoint"]), "box": Sandbox(record["endpoint"])}
+    hook.shutdown()
+    sandbox_cli.stop(state_dir)
+    shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def eventually(what, check, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def deploy(e2e, tmp_path):
+    play = [{"name": "deploy the control plane", "hosts": "localhost", "connection": "local", "gather_facts": False,
+             "module_defaults": {"group/amazon.aws.aws": {"region": "us-east-1"}, "group/community.aws.aws": {"region": "us-east-1"}},
+             "roles": [{"role": "ec2spot.autorecover.control_plane", "vars": {
+                 "control_plane_name": "e2e", "control_plane_webhook_endpoints": [e2e["webhook"]],
+                 "control_plane_package_path": str(tmp_path / "handler.zip"),
+                 "control_plane_services": [{"name": "e2e", "lineage": LINEAGE, "group": GROUP,
+                                             "stop_commands": ["echo stopped > app.stopped"],
+                                             "address": {"tags": {"Service": "e2e"}}, "device_name": "/dev/sdf"}]}}]}]
+    path = tmp_path / "deploy.yml"
+    path.write_text(json.dumps(play))
+    done = subprocess.run(["ansible-playbook", str(path)], env=dict(e2e["env"], ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg")),
+                          cwd=REPO, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+
+
+def messages(kind):
+    return [json.loads(m["Message"]) for m in Webhook.received
+            if m.get("Type") == "Notification" and json.loads(m["Message"]).get("event") == kind]
+
+
+def test_interruption_to_recovered_replacement_in_another_zone(e2e, tmp_path):
+    deploy(e2e, tmp_path)
+    ec2, iam, autoscaling, events = (e2e["aws"](n) for n in ("ec2", "iam", "autoscaling", "events"))
+    world = e2e["world"]
+    iam.create_role(RoleName="e2e-instance", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
+    iam.attach_role_policy(RoleName="e2e-instance", PolicyArn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
+    iam.create_instance_profile(InstanceProfileName="e2e-instance")
+    iam.add_role_to_instance_profile(InstanceProfileName="e2e-instance", RoleName="e2e-instance")
+    ec2.create_launch_template(LaunchTemplateName="e2e-template", LaunchTemplateData={
+        "ImageId": world["image_id"], "InstanceType": "t3.micro", "IamInstanceProfile": {"Name": "e2e-instance"},
+        "TagSpecifications": [{"ResourceType": "instance", "Tags": [{"Key": t.LINEAGE, "Value": LINEAGE}]}]})
+    volume = ec2.create_volume(AvailabilityZone="us-east-1a", Size=10, VolumeType="gp3", Encrypted=True, TagSpecifications=[
+        {"ResourceType": "volume", "Tags": t.as_list({t.LINEAGE: LINEAGE, t.GENERATION: 1, t.DEVICE: "/dev/sdf"})}])["VolumeId"]
+    address = ec2.allocate_address(Domain="vpc", TagSpecifications=[{"ResourceType": "elastic-ip", "Tags": [{"Key": "Service", "Value": "e2e"}]}])
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName=GROUP, MinSize=1, MaxSize=2, DesiredCapacity=1, LaunchTemplate={"LaunchTemplateName": "e2e-template"},
+        VPCZoneIdentifier=world["subnets"]["us-east-1a"], LifecycleHookSpecificationList=[
+            {"LifecycleHookName": "launch", "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING", "HeartbeatTimeout": 600},
+            {"LifecycleHookName": "terminate", "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING", "HeartbeatTimeout": 300,
+             "DefaultResult": "CONTINUE"}])
+
+    def in_service():
+        members = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])["AutoScalingGroups"][0]["Instances"]
+        return [m["InstanceId"] for m in members if m["LifecycleState"] == "InService"]
+    # The first instance's launch hook goes through the control plane too: data and address attached, then CONTINUE.
+    [first] = eventually("the first instance in service", in_service)
+    attached = ec2.describe_volumes(VolumeIds=[volume])["Volumes"][0]["Attachments"]
+    assert [(a["InstanceId"], a["State"]) for a in attached] == [(first, "attached")]
+    autoscaling.update_auto_scaling_group(AutoScalingGroupName=GROUP, VPCZoneIdentifier=world["subnets"]["us-east-1b"])
+
+    e2e["box"].call("spot/interrupt", instance_id=first)
+
+    warning = eventually("the warning at the webhook", lambda: messages("interruption-warning"))
+    assert warning[0]["instance_id"] == first
+    eventually("the old volume released", lambda: ec2.describe_volumes(VolumeIds=[volume])["Volumes"][0]["State"] == "available")
+    commands = e2e["box"].records("ssm_commands")
+    assert [c["instance_ids"] for c in commands] == [[first]] and commands[0]["commands"][0] == "echo stopped > app.stopped"
+    snaps = ec2.describe_snapshots(OwnerIds=["self"], Filters=[{"Name": f"tag:{t.BACKUP_SET}", "Values": ["e2e-interruption"]}])["Snapshots"]
+    assert [(s["VolumeId"], t.as_dict(s["Tags"])[t.LINEAGE], t.as_dict(s["Tags"])[t.GENERATION]) for s in snaps] == [(volume, LINEAGE, "2")]
+
+    replacement = eventually("a replacement in service", lambda: [i for i in in_service() if i != first], timeout=120)[0]
+    instance = ec2.describe_instances(InstanceIds=[replacement])["Reservations"][0]["Instances"][0]
+    assert instance["Placement"]["AvailabilityZone"] == "us-east-1b"
+    restored = [v for v in ec2.describe_volumes(Filters=[{"Name": "attachment.instance-id", "Values": [replacement]}])["Volumes"]
+                if t.GENERATION in t.as_dict(v.get("Tags"))]
+    assert len(restored) == 1 and restored[0]["SnapshotId"] == snaps[0]["SnapshotId"]
+    assert ec2.describe_addresses(AllocationIds=[address["AllocationId"]])["Addresses"][0]["InstanceId"] == replacement
+    assert all(not r["force"] for r in e2e["box"].records("detaches"))
+
+    events.put_events(Entries=[{"Source": "ec2spot.autorecover", "DetailType": "EC2Spot Recovery Boot Report",
+                                "Detail": json.dumps({"instance-id": replacement, "lineage": LINEAGE, "phases": {"app-started": "now"}})}])
+    [success] = eventually("the success message at the webhook", lambda: messages("recovered"))
+    assert success["replaced"] == first and success["data_age_seconds"] >= 0
+    assert {"old.warned", "old.stopped", "old.snapshot", "old.released", "new.attached", "new.continued"} <= set(success["timeline"])
