@@ -61,6 +61,10 @@ MIN_STOP_SECONDS = 5
 SNAPSHOT_WAIT = 600                    # seconds a launch action waits in-process for the interruption snapshot
 HEARTBEAT_EVERY = 60                   # seconds between lifecycle heartbeats while waiting
 RETRY_AFTER = 30                       # seconds before a Retry message is visible again (not the queue's long timeout)
+# The recovery's phases, each ending at a progress step: published as PhaseSeconds{Service, Phase}.
+PHASES = (("stop", "old.warned", "old.stopped"), ("snapshot", "old.stopped", "old.snapshot"),
+          ("release", "old.snapshot", "old.released"), ("attach", "old.released", "new.attached"),
+          ("address", "new.attached", "new.address"), ("hook", "new.attached", "new.continued"))
 FINAL_COMMAND_STATES = ("Success", "Failed", "Cancelled", "TimedOut", "Undeliverable", "Terminated",
                         "DeliveryTimedOut", "ExecutionTimedOut")
 
@@ -351,6 +355,10 @@ class Handler:
             + f"; data age {float(data_age):.0f}s"})
         if recovery_seconds is not None:
             self.metric(service, "RecoverySeconds", recovery_seconds, "Seconds")
+        for phase, start, end in PHASES:
+            if start in timeline and end in timeline:
+                seconds = (progress.time_of(timeline[end]) - progress.time_of(timeline[start])).total_seconds()
+                self.metric(service, "PhaseSeconds", max(0.0, seconds), "Seconds", phase=phase)
         progress.record(ec2, replacement, "reported", self.clock.now())
         return f"success of {replacement} reported"
 
@@ -364,10 +372,11 @@ class Handler:
              MessageAttributes={"event": {"DataType": "String", "StringValue": message["event"]},
                                 "service": {"DataType": "String", "StringValue": service.name}})
 
-    def metric(self, service, name, value, unit):
+    def metric(self, service, name, value, unit, phase=None):
+        dimensions = [{"Name": "Service", "Value": service.name}] + ([{"Name": "Phase", "Value": phase}] if phase else [])
         try:
             call(self.clients["cloudwatch"], "put_metric_data", Namespace=self.config.metric_namespace, MetricData=[{
-                "MetricName": name, "Dimensions": [{"Name": "Service", "Value": service.name}], "Value": float(value), "Unit": unit}])
+                "MetricName": name, "Dimensions": dimensions, "Value": float(value), "Unit": unit}])
         except AwsApiError as exc:  # a lost metric must not fail a recovery
             LOG.warning("metric %s not published: %s", name, exc.message)
 

@@ -260,6 +260,9 @@ def test_boot_report_publishes_success_with_timeline_and_data_age(fleet):
     assert {"old.warned", "old.stopped", "old.snapshot", "old.released", "new.attached", "new.address", "new.continued",
             "boot.mounted"} <= set(message["timeline"])
     assert fleet.handler.handle(report).startswith("duplicate")
+    phases = {d["Value"] for m in fleet.clients["cloudwatch"].list_metrics(Namespace="EC2Spot/AutoRecover", MetricName="PhaseSeconds")["Metrics"]
+              for d in m["Dimensions"] if d["Name"] == "Phase"}
+    assert phases == {"stop", "snapshot", "release", "attach", "address", "hook"}
 
 
 def test_crash_between_steps_resumes_on_redelivery(fleet, monkeypatch):
