@@ -36,6 +36,18 @@ def seed(ec2):
     return describe(ec2, vpc_id)
 
 
+def managed_instance_profile(iam, name):
+    """An instance profile whose role has ``AmazonSSMManagedInstanceCore``: instances launched
+    with it are managed by SSM (the sandbox runs Run Command on them, as AWS would)."""
+    import json
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
+    iam.attach_role_policy(RoleName=name, PolicyArn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
+    iam.create_instance_profile(InstanceProfileName=name)
+    iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+    return name
+
+
 def describe(ec2, vpc_id):
     subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"]
     groups = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc_id]},

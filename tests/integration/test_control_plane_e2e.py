@@ -20,6 +20,7 @@ import pytest
 
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
 from sandbox import __main__ as sandbox_cli
+from sandbox import world as sandbox_world
 from sandbox.control import Sandbox
 
 from .conftest import REPO
@@ -92,11 +93,7 @@ def test_interruption_to_recovered_replacement_in_another_zone(e2e, tmp_path):
     deploy(e2e, tmp_path)
     ec2, iam, autoscaling, events = (e2e["aws"](n) for n in ("ec2", "iam", "autoscaling", "events"))
     world = e2e["world"]
-    iam.create_role(RoleName="e2e-instance", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
-    iam.attach_role_policy(RoleName="e2e-instance", PolicyArn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
-    iam.create_instance_profile(InstanceProfileName="e2e-instance")
-    iam.add_role_to_instance_profile(InstanceProfileName="e2e-instance", RoleName="e2e-instance")
+    sandbox_world.managed_instance_profile(iam, "e2e-instance")
     ec2.create_launch_template(LaunchTemplateName="e2e-template", LaunchTemplateData={
         "ImageId": world["image_id"], "InstanceType": "t3.micro", "IamInstanceProfile": {"Name": "e2e-instance"},
         "TagSpecifications": [{"ResourceType": "instance", "Tags": [{"Key": t.LINEAGE, "Value": LINEAGE}]}]})

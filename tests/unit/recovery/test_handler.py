@@ -18,6 +18,7 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery impor
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import progress
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws import RETRY_CONFIG
+from sandbox import world as sandbox_world
 from sandbox.context import CONTEXT, CoreClock
 
 LINEAGE, GROUP = "pgdata", "pg-fleet"
@@ -44,11 +45,7 @@ class World:
                         for name in ("ec2", "autoscaling", "ssm", "sns", "sqs", "cloudwatch", "iam")}
         self.seeded = seeded
         ec2, iam, sns, sqs = (self.clients[n] for n in ("ec2", "iam", "sns", "sqs"))
-        iam.create_role(RoleName="pg-instance", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
-        iam.attach_role_policy(RoleName="pg-instance", PolicyArn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
-        iam.create_instance_profile(InstanceProfileName="pg-instance")
-        iam.add_role_to_instance_profile(InstanceProfileName="pg-instance", RoleName="pg-instance")
+        sandbox_world.managed_instance_profile(iam, "pg-instance")
         ec2.create_launch_template(LaunchTemplateName="pg-fleet-template", LaunchTemplateData={
             "ImageId": seeded["image_id"], "InstanceType": "t3.micro", "IamInstanceProfile": {"Name": "pg-instance"},
             "MetadataOptions": {"HttpTokens": "required"},
