@@ -339,13 +339,14 @@ class Handler:
         if "reported" in done:
             return f"duplicate: success of {replacement} already reported"
         previous = self._describe(progress.outcome_of(done.get("replaces", ""))) if done.get("replaces") else None
-        timeline = {f"old.{step}": value.split(" ", 1)[0] for step, value in progress.read(previous or {}).items()}
-        timeline.update({f"new.{step}": value.split(" ", 1)[0] for step, value in done.items()})
+        old_done = progress.read(previous or {})
+        timeline = {f"old.{step}": progress.stamp_of(value) for step, value in old_done.items()}
+        timeline.update({f"new.{step}": progress.stamp_of(value) for step, value in done.items()})
         phases = event.detail.get("phases") if isinstance(event.detail.get("phases"), dict) else {}
         timeline.update({f"boot.{name}": str(value)[:40] for name, value in list(phases.items())[:20]})
         origin = progress.outcome_of(done.get("attached", ""))
         data_age = origin.rsplit("age ", 1)[1].rstrip("s") if "age " in origin else "0"
-        old_warned = progress.read(previous or {}).get("warned")
+        old_warned = old_done.get("warned")
         recovery_seconds = (event.time - progress.time_of(old_warned)).total_seconds() if old_warned else None
         self.publish(service, f"{service.name} recovered on {replacement}", {
             "event": "recovered", "service": service.name, "lineage": service.lineage, "instance_id": replacement,

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from .aws import SYSTEM_CLOCK, call, error_code, paginate, wait_until
+from .aws import SYSTEM_CLOCK, call, paginate, wait_until
 from .errors import Ambiguous, AwsApiError, InvalidInput, NotFound
 from .tags import filters
 
@@ -91,7 +91,3 @@ def healthy_group_instance(autoscaling, group_name):
         raise Ambiguous(f"Auto Scaling group {group_name} has {len(healthy)} healthy InService instances "
                         f"({', '.join(sorted(healthy))}); name the target instance instead", group=group_name)
     return healthy[0]
-
-
-__all__ = ["describe_instance", "state_of", "find_instances", "wait_for_state", "ensure_running",
-           "healthy_group_instance", "error_code", "GONE_STATES"]

@@ -15,6 +15,8 @@ makes duplicate, late and redelivered events do nothing twice.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from .aws import call
 from .tags import PREFIX
 
@@ -37,6 +39,10 @@ def outcome_of(value):
     return value.split(" ", 1)[1] if value and " " in value else ""
 
 
+def stamp_of(value):
+    """The timestamp part of a progress value (ISO 8601, ``Z``)."""
+    return value.split(" ", 1)[0]
+
+
 def time_of(value):
-    from datetime import datetime
-    return datetime.fromisoformat(value.split(" ", 1)[0].replace("Z", "+00:00"))
+    return datetime.fromisoformat(stamp_of(value).replace("Z", "+00:00"))
