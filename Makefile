@@ -52,6 +52,7 @@ test: unit module-test molecule sanity lint doc
 unit: collection
 	python -m pytest -q tests/unit
 	python -m pytest -q tests/sandbox
+	python -m pytest -q tests/agent
 
 module-test: collection
 	python -m pytest -q tests/integration

@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 from datetime import timedelta
 
 from . import config as handler_config
@@ -177,7 +178,9 @@ class Handler:
         if remaining < MIN_STOP_SECONDS:
             return "failed: no time left before the interruption"
         timeout = int(min(service.stop_timeout, remaining))
-        commands = list(service.stop_commands) + ["sync"] + [f"umount {mount}" for mount in service.data_mounts]
+        commands = list(service.stop_commands) + ["sync"] + [
+            # The instance agent's watcher may have unmounted it already (it stops on the same notice): not an error.
+            f"if mountpoint -q {shlex.quote(mount)}; then umount {shlex.quote(mount)}; fi" for mount in service.data_mounts]
         ssm = self.clients["ssm"]
         try:
             command_id = call(ssm, "send_command", InstanceIds=[instance_id], DocumentName="AWS-RunShellScript",
@@ -335,9 +338,18 @@ class Handler:
 
     def on_boot_report(self, event, instance, service):
         ec2, replacement = self.clients["ec2"], event.instance_id
+        initialised = self._clear_fresh(ec2, event.detail.get("volume-id"), replacement, service)
         done = progress.read(instance)
         if "reported" in done:
             return f"duplicate: success of {replacement} already reported"
+        if "attached" not in done and "replaces" not in done:
+            # The service's first instance (deploy) or a reboot: nothing was recovered, but the operator wants to know.
+            self.publish(service, f"{service.name} started on {replacement}", {
+                "event": "started", "service": service.name, "lineage": service.lineage, "instance_id": replacement,
+                "initialised": initialised, "boot": event.detail.get("phases") if isinstance(event.detail.get("phases"), dict) else {},
+                "summary": f"{service.name} is up on {replacement}" + ("; its new data volume was formatted" if initialised else "")})
+            progress.record(ec2, replacement, "reported", self.clock.now())
+            return f"start of {replacement} reported"
         previous = self._describe(progress.outcome_of(done.get("replaces", ""))) if done.get("replaces") else None
         old_done = progress.read(previous or {})
         timeline = {f"old.{step}": progress.stamp_of(value) for step, value in old_done.items()}
@@ -362,6 +374,27 @@ class Handler:
                 self.metric(service, "PhaseSeconds", max(0.0, seconds), "Seconds", phase=phase)
         progress.record(ec2, replacement, "reported", self.clock.now())
         return f"success of {replacement} reported"
+
+    def _clear_fresh(self, ec2, volume_id, instance_id, service):
+        """The agent formatted a brand-new volume: it is no longer blank, so it must never be formatted again.
+
+        The instance has no EC2 write permission, so the control plane clears ``ec2spot:fresh``. Only on the
+        volume the report names, attached to the reporting instance, in the service's lineage.
+        """
+        if not isinstance(volume_id, str) or not volume_id.startswith("vol-"):
+            return False
+        try:
+            volume = call(ec2, "describe_volumes", VolumeIds=[volume_id])["Volumes"][0]
+        except (AwsApiError, IndexError):
+            LOG.info("boot report names volume %s, which is not there", volume_id[:40])
+            return False
+        volume_tags = t.as_dict(volume.get("Tags"))
+        attached_here = any(a.get("InstanceId") == instance_id for a in volume.get("Attachments", []))
+        if volume_tags.get(t.FRESH) != "true" or not attached_here or not t.holds_lineage_data(volume_tags, service.lineage):
+            return False
+        call(ec2, "delete_tags", Resources=[volume_id], Tags=[{"Key": t.FRESH}])
+        LOG.info("%s was initialised on %s: cleared %s", volume_id, instance_id, t.FRESH)
+        return True
 
     # ---- notifications and metrics ------------------------------------------------------------
     def publish(self, service, subject, message):

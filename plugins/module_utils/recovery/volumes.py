@@ -230,6 +230,8 @@ def move_lineage_volume(ec2, lineage, instance_id, device_name=None, app_stopped
     restored_here = bool(snapshot_id) and current_tags.get(t.RESTORED_FROM) == snapshot_id
     if current and current["AvailabilityZone"] == zone and (not snapshot_id or restored_here):
         _move_same_zone(ec2, current, target, result, device_name, app_stopped, force_detach, dry_run, timeout, clock)
+    elif current and _never_initialised(ec2, current, lineage) and not snapshot_id:
+        _new_fresh_in_zone(ec2, current, target, result, device_name, volume_tags or {}, dry_run, timeout, clock)
     else:
         if current is None and not snapshot_id and not lineages.snapshots(ec2, lineage):
             raise NotFound(f"lineage {lineage} has no volume and no completed snapshot", lineage=lineage)
@@ -237,6 +239,45 @@ def move_lineage_volume(ec2, lineage, instance_id, device_name=None, app_stopped
                          max_data_age, volume_tags or {}, kms_key_id, initialization_rate, dry_run, timeout, clock)
     result.timeline["total"] = round(clock.monotonic() - started, 3)
     return result
+
+
+def _never_initialised(ec2, volume, lineage):
+    """A brand-new lineage volume, never attached anywhere its agent could have formatted it.
+
+    Only then is a blank volume in another zone an equal copy: ``ec2spot:fresh`` is still set (the
+    control plane clears it when an agent reports it initialised the volume), no instance holds
+    it, and the lineage has no snapshot in any state (a snapshot means data was written).
+    """
+    return (t.as_dict(volume.get("Tags")).get(t.FRESH) == "true" and volume["State"] == "available"
+            and not lineages.snapshots(ec2, lineage, states=None))
+
+
+def _new_fresh_in_zone(ec2, current, target, result, device_name, extra_tags, dry_run, timeout, clock):
+    """The first instance of a new lineage launched in another zone than its blank volume: a blank volume
+    of the same shape here is the same (empty) data; the old one is superseded and left in place."""
+    instance_id, zone, lineage = target["InstanceId"], result.availability_zone, result.lineage
+    current_tags = t.as_dict(current.get("Tags"))
+    device = choose_device(target, device_name, current_tags.get(t.DEVICE))
+    generation = lineages.highest_generation(ec2, lineage) + 1
+    result.changed, result.device, result.generation = True, device, generation
+    result.previous_volume_id, result.data_age_seconds = current["VolumeId"], 0.0
+    result.actions.append(f"{current['VolumeId']} in {current['AvailabilityZone']} was never initialised: create a blank "
+                          f"volume of its shape in {zone} as generation {generation} (the old one is left, superseded)")
+    result.actions.append(f"attach it to {instance_id} at {device}")
+    if dry_run:
+        return
+    new_tags = {**t.copyable(current_tags), **extra_tags, t.LINEAGE: lineage, t.GENERATION: generation, t.HOLDER: instance_id,
+                t.DEVICE: device, t.FRESH: "true", t.MANAGED_BY: t.MANAGER}
+    shape = {"VolumeType": current["VolumeType"], "Size": current["Size"], "Encrypted": True}
+    for key, types in (("Iops", IOPS_TYPES), ("Throughput", THROUGHPUT_TYPES)):
+        if current["VolumeType"] in types and current.get(key):
+            shape[key] = current[key]
+    if current.get("KmsKeyId"):
+        shape["KmsKeyId"] = current["KmsKeyId"]
+    params = dict(AvailabilityZone=zone, TagSpecifications=[{"ResourceType": "volume", "Tags": t.as_list(new_tags)}], **shape)
+    volume_id = result.volume_id = _timed(result, "create", clock, lambda: _create_restored_volume(ec2, params, timeout, clock))
+    call(ec2, "create_tags", Resources=[current["VolumeId"]], Tags=t.as_list({t.SUPERSEDED_BY: volume_id}))
+    _timed(result, "attach", clock, lambda: attach_volume(ec2, volume_id, instance_id, device, timeout, clock))
 
 
 def _timed(result, phase, clock, action):

@@ -262,6 +262,36 @@ def test_boot_report_publishes_success_with_timeline_and_data_age(fleet):
     assert phases == {"stop", "snapshot", "release", "attach", "address", "hook"}
 
 
+def test_first_boot_report_says_started_and_clears_the_fresh_mark(fleet):
+    ec2 = fleet.clients["ec2"]
+    ec2.create_tags(Resources=[fleet.volume], Tags=[{"Key": t.FRESH, "Value": "true"}])
+    report = envelope("ec2spot.autorecover", "EC2Spot Recovery Boot Report", {
+        "instance-id": fleet.first, "lineage": LINEAGE, "volume-id": fleet.volume, "initialised": True,
+        "phases": {"formatted": "2026-11-24T10:00:03Z", "mounted": "2026-11-24T10:00:05Z"}})
+    assert fleet.handler.handle(report) == f"start of {fleet.first} reported"
+    [message] = fleet.messages()
+    assert message["event"] == "started" and message["initialised"] is True and "formatted" in message["summary"]
+    tags = t.as_dict(ec2.describe_volumes(VolumeIds=[fleet.volume])["Volumes"][0]["Tags"])
+    assert t.FRESH not in tags and tags[t.GENERATION] == "1"
+    assert fleet.handler.handle(report).startswith("duplicate") and fleet.messages() == []
+
+
+def test_boot_report_clears_fresh_only_on_its_own_attached_lineage_volume(fleet):
+    ec2 = fleet.clients["ec2"]
+    elsewhere = ec2.create_volume(AvailabilityZone="us-east-1a", Size=1, TagSpecifications=[{"ResourceType": "volume", "Tags": t.as_list(
+        {t.LINEAGE: LINEAGE, t.GENERATION: 0, t.FRESH: "true"})}])["VolumeId"]           # not attached to the reporter
+    other_lineage = ec2.create_volume(AvailabilityZone="us-east-1a", Size=1, TagSpecifications=[{"ResourceType": "volume", "Tags": t.as_list(
+        {t.LINEAGE: "billing", t.GENERATION: 1, t.FRESH: "true"})}])["VolumeId"]
+    ec2.attach_volume(VolumeId=other_lineage, InstanceId=fleet.first, Device="/dev/sdg")
+    CONTEXT.advance(5)
+    for volume_id in (elsewhere, other_lineage, "vol-0123456789abcdef0", 42):
+        report = envelope("ec2spot.autorecover", "EC2Spot Recovery Boot Report", {
+            "instance-id": fleet.first, "lineage": LINEAGE, "volume-id": volume_id, "phases": {}})
+        fleet.handler.handle(report)
+    for volume_id in (elsewhere, other_lineage):
+        assert t.as_dict(ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["Tags"])[t.FRESH] == "true"
+
+
 def test_crash_between_steps_resumes_on_redelivery(fleet, monkeypatch):
     real = recovery.backup_instance
     calls = {"n": 0}

@@ -149,6 +149,34 @@ def test_cross_zone_without_snapshot_is_refused_clearly(ec2, launch, data_volume
         move_lineage_volume(ec2, "pgdata", target, clock=clock)
 
 
+def test_never_initialised_volume_in_another_zone_is_replaced_by_a_blank_one_there(ec2, launch, data_volume, clock):
+    """A new lineage's first instance lands in another zone than its blank volume: nothing to restore, nothing lost."""
+    target = launch("us-east-1b")
+    blank = data_volume("us-east-1a", extra_tags={t.FRESH: "true", "Team": "db"})
+
+    plan = move_lineage_volume(ec2, "pgdata", target, dry_run=True, clock=clock)
+    assert plan.changed and "was never initialised" in plan.actions[0] and len(ec2.describe_volumes()["Volumes"]) >= 1
+    result = move_lineage_volume(ec2, "pgdata", target, clock=clock)
+
+    assert result.changed and not result.from_snapshot and result.previous_volume_id == blank and result.generation == 2
+    new = volume(ec2, result.volume_id)
+    assert new["AvailabilityZone"] == "us-east-1b" and new["Encrypted"] and new.get("SnapshotId", "") == ""
+    assert (new["VolumeType"], new["Size"], new["Iops"], new["Throughput"]) == ("gp3", 20, 4000, 250)
+    assert [(a["InstanceId"], a["State"]) for a in new["Attachments"]] == [(target, "attached")]
+    assert {t.FRESH: "true", "Team": "db", t.GENERATION: "2"}.items() <= tags_of(new).items()
+    assert tags_of(volume(ec2, blank))[t.SUPERSEDED_BY] == result.volume_id
+    assert not move_lineage_volume(ec2, "pgdata", target, clock=clock).changed
+
+
+def test_fresh_volume_of_a_lineage_with_snapshots_is_not_treated_as_blank(ec2, launch, data_volume, clock):
+    """A stale fresh tag (a boot report lost) must not pass for an empty volume once data was snapshotted."""
+    old, target = launch("us-east-1a", state="stopped"), launch("us-east-1b")
+    vol = data_volume("us-east-1a", attach_to=old, extra_tags={t.FRESH: "true"})
+    snapshot = snapshot_of(ec2, vol)
+    result = move_lineage_volume(ec2, "pgdata", target, clock=clock)
+    assert result.from_snapshot and result.snapshot_id == snapshot
+
+
 def test_forked_lineage_is_refused(ec2, launch, data_volume, clock):
     target = launch()
     a, b = data_volume(generation=2), data_volume(generation=2)

@@ -1,0 +1,336 @@
+"""Boot-time mount on real filesystems: format only the brand-new, refuse the doubtful, keep data intact."""
+
+import hashlib
+import json
+import os
+import subprocess
+
+import pytest
+
+from sandbox.imds import ImdsDouble
+from tests.agent.conftest import LOOP, agent_module
+
+LINEAGE_TAGS = {"ec2spot:lineage": "pgdata", "ec2spot:managed-by": "ec2spot.autorecover"}
+
+
+def tag_list(tags):
+    return [{"Key": key, "Value": str(value)} for key, value in tags.items()]
+
+
+@pytest.fixture
+def instance(ec2, seeded):
+    """A running instance in us-east-1a, its IMDS double and a helper to attach volumes to it."""
+    instance_id = ec2.run_instances(ImageId=seeded["image_id"], MinCount=1, MaxCount=1, InstanceType="t3.micro",
+                                    SubnetId=seeded["subnets"]["us-east-1a"],
+                                    TagSpecifications=[{"ResourceType": "instance", "Tags": tag_list(LINEAGE_TAGS)}],
+                                    )["Instances"][0]["InstanceId"]
+    with ImdsDouble.for_instance(instance_id, "us-east-1a") as imds:
+        yield {"id": instance_id, "imds": imds}
+    ec2.terminate_instances(InstanceIds=[instance_id])
+
+
+@pytest.fixture
+def lineage(request):
+    """A lineage name of its own for each test: volumes of other tests never count as rivals."""
+    return "pg-" + hashlib.sha1(request.node.name.encode()).hexdigest()[:10]
+
+
+@pytest.fixture
+def volume(ec2, box, instance):
+    """``volume(tags, device_name)``: create a volume, attach it to the instance, wait for ``attached``."""
+    made = []
+
+    def create(tags, device_name="/dev/sdf", attach=True):
+        volume_id = ec2.create_volume(AvailabilityZone="us-east-1a", Size=1, VolumeType="gp3", Encrypted=True,
+                                      TagSpecifications=[{"ResourceType": "volume", "Tags": tag_list(tags)}])["VolumeId"]
+        box.settle()
+        if attach:
+            ec2.attach_volume(VolumeId=volume_id, InstanceId=instance["id"], Device=device_name)
+            box.settle()
+        made.append(volume_id)
+        return volume_id
+    return create
+
+
+@pytest.fixture
+def make_agent(workdir, devices, instance, endpoint, clock):
+    def make(lineage, **overrides):
+        config = agent_module.validate_config(dict({
+            "service": "pg", "lineage": lineage, "mount_point": os.path.join(workdir, "data"),
+            "run_dir": os.path.join(workdir, "run"), "state_dir": os.path.join(workdir, "state"),
+            "by_id_dir": devices.by_id, "dev_dir": os.path.join(workdir, "dev"), "device_wait_seconds": 30,
+            "imds_endpoint": instance["imds"].endpoint, "aws_endpoint_url": endpoint, "report_boot": False,
+            "allow_directory_devices": not LOOP, "app_start_commands": [f"touch {workdir}/app-started"],
+        }, **overrides))
+        return agent_module.Agent(config, clock=clock)
+    return make
+
+
+def signature(device):
+    """blkid's view of a device: {} when it finds nothing (or the stand-in's superblock)."""
+    if os.path.isdir(device):
+        return agent_module.DirectoryDisk(device).probe()
+    return agent_module.Disk(device).probe()
+
+
+def is_blank(device):
+    return not signature(device) and agent_module.Disk(device).leading_bytes_are_zero() if not os.path.isdir(device) \
+        else not os.listdir(device)
+
+
+def checksums(root):
+    found = {}
+    for directory, unused_dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(directory, name)
+            with open(path, "rb") as handle:
+                found[os.path.relpath(path, root)] = hashlib.sha256(handle.read()).hexdigest()
+    return found
+
+
+def lineage_tags(lineage, generation, **extra):
+    return dict({"ec2spot:lineage": lineage, "ec2spot:generation": str(generation)}, **extra)
+
+
+def prepare_data_volume(agent, device, files):
+    """A volume that already holds the lineage's data: formatted and marked by the agent, with files, unmounted."""
+    disk = agent_module.DirectoryDisk(device) if os.path.isdir(device) else agent_module.Disk(device)
+    disk.make_filesystem("ext4", "ec2spot-data")
+    mount_point = agent.config["mount_point"]
+    os.makedirs(mount_point, exist_ok=True)
+    disk.mount(mount_point, "ext4", "defaults")
+    uuid = disk.probe().get("UUID")
+    os.makedirs(os.path.join(mount_point, ".ec2spot"))
+    with open(os.path.join(mount_point, agent_module.MARKER), "w", encoding="utf-8") as handle:
+        json.dump({"lineage": files.pop("__lineage__", agent.config["lineage"]), "generation": files.pop("__generation__", 1),
+                   "uuid": uuid}, handle)
+    for name, content in files.items():
+        path = os.path.join(mount_point, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.write(content)
+    subprocess.run(["umount", mount_point], check=True)
+
+
+def test_brand_new_volume_is_formatted_marked_and_mounted(make_agent, devices, volume, lineage):
+    agent = make_agent(lineage)
+    volume_id = volume(lineage_tags(lineage, 1, **{"ec2spot:fresh": "true"}))
+    device = devices.create()
+    devices.link(volume_id, device)
+
+    state = agent.mount()
+
+    assert state["initialised"] is True and state["volume_id"] == volume_id and state["filesystem"] == "ext4"
+    assert signature(device)["TYPE"] == "ext4" and signature(device)["LABEL"] == "ec2spot-data"
+    assert agent_module.mounted_source(agent.config["mount_point"]) is not None
+    with open(os.path.join(agent.config["mount_point"], agent_module.MARKER), encoding="utf-8") as handle:
+        marker = json.load(handle)
+    assert marker["lineage"] == lineage and marker["generation"] == 1 and marker["uuid"] == signature(device)["UUID"]
+    assert list(state["phases"]) == ["identity", "volume_attached", "device_found", "formatted", "checked", "mounted"]
+
+
+def test_blank_volume_not_marked_new_is_refused_and_left_blank(make_agent, devices, volume, lineage, workdir):
+    agent = make_agent(lineage)
+    volume_id = volume(lineage_tags(lineage, 4))
+    device = devices.create()
+    devices.link(volume_id, device)
+
+    with pytest.raises(agent_module.Refused, match="is blank, but it is not tagged ec2spot:fresh=true"):
+        agent.mount()
+
+    assert is_blank(device)
+    assert agent_module.mounted_source(agent.config["mount_point"]) is None
+    with pytest.raises(agent_module.Refused, match="not mounted"):
+        agent.start_app()
+    assert not os.path.exists(os.path.join(workdir, "app-started"))
+
+
+def test_volume_with_data_is_mounted_untouched(make_agent, devices, volume, lineage):
+    agent = make_agent(lineage)
+    volume_id = volume(lineage_tags(lineage, 3))
+    device = devices.create()
+    devices.link(volume_id, device)
+    prepare_data_volume(agent, device, {"pg/base/1": os.urandom(200_000), "pg/PG_VERSION": b"16\n", "canary": b"alive"})
+    before_signature = signature(device)
+    disk_mount = agent.config["mount_point"]
+    subprocess.run(["mount", "-o", "ro", device, disk_mount], check=True) if LOOP else None
+    before = checksums(disk_mount) if LOOP else None
+    subprocess.run(["umount", disk_mount], check=True) if LOOP else None
+
+    state = agent.mount()
+
+    assert state["initialised"] is False and state["generation"] == 3
+    after = checksums(disk_mount)
+    marker = after.pop(agent_module.MARKER)
+    if LOOP:
+        before.pop(agent_module.MARKER)
+        assert after == before
+    assert marker  # the marker was rewritten with this boot's generation and instance, nothing else changed
+    assert signature(device)["UUID"] == before_signature["UUID"]
+
+
+def test_volume_of_another_lineage_is_refused_and_unmounted(make_agent, devices, volume, lineage):
+    agent = make_agent(lineage)
+    volume_id = volume(lineage_tags(lineage, 2))
+    device = devices.create()
+    devices.link(volume_id, device)
+    prepare_data_volume(agent, device, {"__lineage__": "billing", "ledger": b"other service's data"})
+
+    with pytest.raises(agent_module.Refused, match="belongs to lineage billing"):
+        agent.mount()
+    assert agent_module.mounted_source(agent.config["mount_point"]) is None
+
+
+def test_older_generation_is_refused_before_the_device_is_touched(make_agent, devices, volume, lineage):
+    agent = make_agent(lineage)
+    volume(lineage_tags(lineage, 5), attach=False)     # the current copy, somewhere else
+    stale = volume(lineage_tags(lineage, 4))
+    device = devices.create()
+    devices.link(stale, device)
+
+    with pytest.raises(agent_module.Refused, match="holds generation 4 .* holds the same or a newer one"):
+        agent.mount()
+    assert is_blank(device)
+
+
+def test_data_newer_than_its_tags_is_refused(make_agent, devices, volume, lineage):
+    agent = make_agent(lineage)
+    volume_id = volume(lineage_tags(lineage, 2))
+    device = devices.create()
+    devices.link(volume_id, device)
+    prepare_data_volume(agent, device, {"__generation__": 7, "file": b"x"})
+
+    with pytest.raises(agent_module.Refused, match="already reached generation 7"):
+        agent.mount()
+    assert agent_module.mounted_source(agent.config["mount_point"]) is None
+
+
+def test_filesystem_without_marker_is_refused_unless_adopted(make_agent, devices, volume, lineage):
+    agent = make_agent(lineage)
+    volume_id = volume(lineage_tags(lineage, 1))
+    device = devices.create()
+    devices.link(volume_id, device)
+    disk = agent_module.DirectoryDisk(device) if os.path.isdir(device) else agent_module.Disk(device)
+    disk.make_filesystem("ext4", "legacy")
+
+    with pytest.raises(agent_module.Refused, match="no lineage marker"):
+        agent.mount()
+    assert agent_module.mounted_source(agent.config["mount_point"]) is None
+
+    state = agent.mount(adopt=True)
+    assert state["mounted"] and os.path.exists(os.path.join(agent.config["mount_point"], agent_module.MARKER))
+
+
+def test_crash_between_format_and_marker_is_finished_on_the_next_boot(make_agent, devices, volume, lineage):
+    agent = make_agent(lineage)
+    volume_id = volume(lineage_tags(lineage, 1, **{"ec2spot:fresh": "true"}))
+    device = devices.create()
+    devices.link(volume_id, device)
+    disk = agent_module.DirectoryDisk(device) if os.path.isdir(device) else agent_module.Disk(device)
+    disk.make_filesystem("ext4", "ec2spot-data")   # formatted, then the instance died before the marker
+
+    state = agent.mount()
+    assert state["initialised"] is False and os.path.exists(os.path.join(agent.config["mount_point"], agent_module.MARKER))
+
+
+@pytest.mark.skipif(not LOOP, reason="needs loop devices: a directory stand-in has no bytes to scribble on")
+def test_unknown_non_blank_content_is_refused(make_agent, devices, volume, lineage):
+    agent = make_agent(lineage)
+    volume_id = volume(lineage_tags(lineage, 1, **{"ec2spot:fresh": "true"}))   # even a fresh tag does not license it
+    device = devices.create()
+    devices.link(volume_id, device)
+    with open(device, "r+b") as handle:
+        handle.seek(4096)
+        handle.write(b"somebody's bytes")
+
+    with pytest.raises(agent_module.Refused, match="not blank"):
+        agent.mount()
+    with open(device, "rb") as handle:
+        handle.seek(4096)
+        assert handle.read(16) == b"somebody's bytes"
+
+
+def test_device_that_appears_late_is_waited_for(make_agent, devices, volume, clock, lineage):
+    agent = make_agent(lineage, device_wait_seconds=60)
+    volume_id = volume(lineage_tags(lineage, 1, **{"ec2spot:fresh": "true"}))
+    device = devices.create()
+    clock.at(7, lambda: devices.link(volume_id, device))   # udev names it 7 s after the attachment
+
+    state = agent.mount()
+    assert state["mounted"] and sum(clock.slept) >= 7
+
+
+def test_missing_device_times_out_clearly_and_the_app_is_not_started(make_agent, volume, clock, workdir, lineage):
+    agent = make_agent(lineage, device_wait_seconds=20)
+    volume_id = volume(lineage_tags(lineage, 1, **{"ec2spot:fresh": "true"}))
+
+    with pytest.raises(agent_module.TimedOut, match=f"{volume_id} is attached but no device for it appeared .* not started"):
+        agent.mount()
+    assert 20 <= sum(clock.slept) < 25
+    with pytest.raises(agent_module.Refused):
+        agent.start_app()
+    assert not os.path.exists(os.path.join(workdir, "app-started"))
+
+
+def test_volume_never_attached_times_out(make_agent, clock, lineage):
+    agent = make_agent(lineage, device_wait_seconds=15)
+    with pytest.raises(agent_module.TimedOut, match="no volume of lineage .* was attached"):
+        agent.mount()
+
+
+def test_lineage_volume_mounts_intact_beside_a_blank_unmarked_device(make_agent, devices, volume, lineage, workdir):
+    """The issue's "done when": files intact on the lineage volume; the blank device next to it stays blank."""
+    agent = make_agent(lineage)
+    data_id = volume(lineage_tags(lineage, 2))
+    blank_id = volume({"Name": "scratch"}, device_name="/dev/sdg")    # attached, blank, belongs to no lineage
+    data_device, blank_device = devices.create(), devices.create()
+    devices.link(data_id, data_device)
+    devices.link(blank_id, blank_device)
+    canary = os.urandom(65536)
+    prepare_data_volume(agent, data_device, {"canary.bin": canary})
+
+    agent.mount()
+    state = agent.start_app()
+
+    with open(os.path.join(agent.config["mount_point"], "canary.bin"), "rb") as handle:
+        assert handle.read() == canary
+    assert state["volume_id"] == data_id and os.path.exists(os.path.join(workdir, "app-started"))
+    assert is_blank(blank_device)
+
+
+def test_second_mount_in_the_same_boot_changes_nothing(make_agent, devices, volume, lineage):
+    agent = make_agent(lineage)
+    volume_id = volume(lineage_tags(lineage, 1, **{"ec2spot:fresh": "true"}))
+    device = devices.create()
+    devices.link(volume_id, device)
+    first = agent.mount()
+    second = agent.mount()
+    assert first == second
+
+
+def test_boot_report_reaches_eventbridge_with_the_phases(make_agent, devices, volume, lineage, session, endpoint):
+    events, sqs = session.client("events", endpoint_url=endpoint), session.client("sqs", endpoint_url=endpoint)
+    queue_url = sqs.create_queue(QueueName=f"boot-{lineage}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name=f"boot-{lineage}", EventPattern=json.dumps({
+        "source": ["ec2spot.autorecover"], "detail": {"lineage": [lineage]}}))
+    events.put_targets(Rule=f"boot-{lineage}", Targets=[{"Id": "queue", "Arn": queue_arn}])
+    agent = make_agent(lineage, report_boot=True)
+    volume_id = volume(lineage_tags(lineage, 1, **{"ec2spot:fresh": "true"}))
+    device = devices.create()
+    devices.link(volume_id, device)
+
+    agent.mount()
+    state = agent.start_app()
+
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+    assert len(messages) == 1
+    envelope = json.loads(messages[0]["Body"])
+    assert envelope["detail-type"] == "EC2Spot Recovery Boot Report"
+    detail = envelope["detail"]
+    assert detail["volume-id"] == volume_id and detail["initialised"] is True and detail["lineage"] == lineage
+    assert {"identity", "formatted", "mounted", "app_started", "reported"} <= set(detail["phases"])
+    assert detail["phases"]["mounted"] <= detail["phases"]["app_started"] <= detail["phases"]["reported"]
+    assert "reported" in state["phases"]
+    agent.start_app()   # a second start-app neither restarts the app nor reports again
+    assert not sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=0).get("Messages")
