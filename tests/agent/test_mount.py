@@ -334,3 +334,30 @@ def test_boot_report_reaches_eventbridge_with_the_phases(make_agent, devices, vo
     assert "reported" in state["phases"]
     agent.start_app()   # a second start-app neither restarts the app nor reports again
     assert not sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=0).get("Messages")
+
+
+def test_seed_002_option_the_instance_takes_its_tagged_address_itself(make_agent, devices, volume, lineage, ec2, instance):
+    address = ec2.allocate_address(Domain="vpc", TagSpecifications=[
+        {"ResourceType": "elastic-ip", "Tags": [{"Key": "ec2spot:service", "Value": lineage}]}])
+    agent = make_agent(lineage, address_tags={"ec2spot:service": lineage})
+    volume_id = volume(lineage_tags(lineage, 1, **{"ec2spot:fresh": "true"}))
+    devices.link(volume_id, devices.create())
+
+    agent.mount()
+    state = agent.start_app()
+
+    assert state["address"] == address["PublicIp"] and "address" in state["phases"]
+    described = ec2.describe_addresses(AllocationIds=[address["AllocationId"]])["Addresses"][0]
+    assert described["InstanceId"] == instance["id"]
+
+
+def test_seed_002_option_refuses_an_ambiguous_address(make_agent, devices, volume, lineage, ec2):
+    for index in range(2):
+        ec2.allocate_address(Domain="vpc", TagSpecifications=[
+            {"ResourceType": "elastic-ip", "Tags": [{"Key": "ec2spot:service", "Value": lineage}, {"Key": "n", "Value": str(index)}]}])
+    agent = make_agent(lineage, address_tags={"ec2spot:service": lineage})
+    volume_id = volume(lineage_tags(lineage, 1, **{"ec2spot:fresh": "true"}))
+    devices.link(volume_id, devices.create())
+    agent.mount()
+    with pytest.raises(agent_module.AgentError, match="2 Elastic IPs carry tags"):
+        agent.start_app()
