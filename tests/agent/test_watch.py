@@ -213,3 +213,13 @@ def test_bad_configuration_is_refused_with_the_reason(tmp_path):
     path = tmp_path / "config.json"
     path.write_text("{not json")
     assert agent_module.main(["--config", str(path), "check-config"]) == 1
+
+
+def test_sigterm_ends_the_watcher_between_polls_not_during_a_stop(make_agent, instance, clock, workdir):
+    """systemd stops the watcher at shutdown: an interruption stop under way is finished first."""
+    agent = make_agent(app_stop_commands=[f"kill -TERM {os.getpid()}; echo stopped >> {workdir}/app-stops"])
+    instance["imds"].set(NOTICE, notice(clock)[0])
+    agent.watch(max_polls=50)     # the stop command sends SIGTERM to this process mid-stop
+    record = agent_module.read_json(os.path.join(workdir, "run", "stop.json"))
+    assert record["outcome"] == "stopped" and app_stops(workdir) == 1
+    assert len(clock.slept) <= 1   # the loop ended after the poll that stopped, instead of polling 50 times

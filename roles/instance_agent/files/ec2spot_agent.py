@@ -39,8 +39,10 @@ import json
 import logging
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -489,6 +491,7 @@ class Agent:
         self.imds = imds or Imds(config["imds_endpoint"], self.clock)
         self._aws = aws
         self._identity = None
+        self.terminating = False
 
     # -- identity and AWS
     def identity(self):
@@ -828,14 +831,28 @@ class Agent:
         return None
 
     def watch(self, max_polls=None):
+        """Poll until told to end. SIGTERM (systemd stopping the watcher at shutdown) ends the loop between polls,
+        never in the middle of a stop the watcher has begun: the app's ExecStop then finds the stop done."""
+        self.terminating = False
+
+        def end_between_polls(signum, frame):
+            self.terminating = True
+        previous = signal.signal(signal.SIGTERM, end_between_polls) if threading.current_thread() is threading.main_thread() else None
+        try:
+            self._watch(max_polls)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    def _watch(self, max_polls):
         polls = 0
-        while max_polls is None or polls < max_polls:
+        while (max_polls is None or polls < max_polls) and not self.terminating:
             try:
                 self.poll_once()
             except AgentError as exc:
                 LOG.error("%s", exc)
             polls += 1
-            if max_polls is None or polls < max_polls:
+            if (max_polls is None or polls < max_polls) and not self.terminating:
                 self.clock.sleep(self.config["poll_seconds"])
 
 
