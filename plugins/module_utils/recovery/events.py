@@ -29,6 +29,8 @@ LAUNCH_ACTION = "launch-action"
 TERMINATE_ACTION = "terminate-action"
 STATE_CHANGE = "state-change"
 BOOT_REPORT = "boot-report"
+SCHEDULED_BACKUP = "scheduled-backup"
+LINEAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 # (source, detail-type) -> kind
 KINDS = {
@@ -39,6 +41,8 @@ KINDS = {
     ("aws.autoscaling", "EC2 Instance-terminate Lifecycle Action"): TERMINATE_ACTION,
     # Sent by the instance agent when a replacement finished booting (mounted, app started).
     ("ec2spot.autorecover", "EC2Spot Recovery Boot Report"): BOOT_REPORT,
+    # Sent by the schedule backup.yml installs (EventBridge Scheduler -> the queue): back up a lineage, apply retention.
+    ("ec2spot.autorecover", "EC2Spot Scheduled Backup"): SCHEDULED_BACKUP,
 }
 
 
@@ -51,7 +55,7 @@ class InvalidEvent(RecoveryError):
 @dataclass(frozen=True)
 class Event:
     kind: str
-    instance_id: str
+    instance_id: str | None
     time: datetime
     event_id: str
     detail: dict = field(default_factory=dict)
@@ -100,6 +104,15 @@ def parse(body):
     if when.tzinfo is None:
         raise InvalidEvent("event time has no time zone")
     event_id = envelope.get("id") if isinstance(envelope.get("id"), str) else ""
+    if kind == SCHEDULED_BACKUP:
+        _string(detail, "lineage", LINEAGE_NAME)
+        for key, upper in (("keep_newest", 1000), ("max_age_days", 3650)):
+            value = detail.get(key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= upper):
+                raise InvalidEvent(f"detail.{key} must be an integer from 1 to {upper}")
+        if not isinstance(detail.get("create_image", False), bool):
+            raise InvalidEvent("detail.create_image must be true or false")
+        return Event(kind=kind, instance_id=None, time=when, event_id=event_id, detail=detail)
     if kind in (LAUNCH_ACTION, TERMINATE_ACTION):
         return Event(kind=kind, instance_id=_string(detail, "EC2InstanceId", INSTANCE_ID), time=when, event_id=event_id,
                      detail=detail, group=_string(detail, "AutoScalingGroupName", GROUP_NAME),

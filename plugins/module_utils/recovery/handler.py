@@ -49,6 +49,7 @@ from . import tags as t
 from .addresses import find_address, move_address
 from .aws import SYSTEM_CLOCK, call, make_client, wait_until
 from .backups import backup_instance
+from .retention import images_in_launch_templates, list_backup_sets, prune, select_expired
 from .errors import AwsApiError, FenceViolation, NotFound, RecoveryError, WaitTimeout
 from .instances import GONE_STATES, describe_instance
 from .lineage import current_volume
@@ -100,6 +101,11 @@ class Handler:
     def handle(self, body):
         """Act on one message body; returns a short outcome for the log."""
         event = events.parse(body)
+        if event.kind == events.SCHEDULED_BACKUP:
+            service = self.config.service_for(event.detail["lineage"])
+            if service is None:
+                return f"ignored: lineage {event.detail['lineage']} is not managed"
+            return self.on_scheduled_backup(event, service)
         if event.kind in (events.LAUNCH_ACTION, events.TERMINATE_ACTION):
             service = next((s for s in self.config.services if s.group and s.group == event.group), None)
             if service is None:
@@ -335,6 +341,34 @@ class Handler:
         backup = backup_instance(self.clients["ec2"], event.instance_id, f"{service.name}-rebalance-{event.time:%Y%m%d%H%M}",
                                  extra_tags={t.LINEAGE: service.lineage}, clock=self.clock)
         return f"rebalance for {event.instance_id}: snapshot {backup.backup_set} ({'new' if backup.changed else 'existing'})"
+
+    def on_scheduled_backup(self, event, service):
+        """The schedule's backup: a consistent snapshot set of the lineage's holder, then retention.
+
+        The set is named after the schedule's time, so a redelivered message takes nothing twice. A lineage whose
+        volume no instance holds has nothing being written: its newest snapshot is still current, nothing to take.
+        """
+        ec2 = self.clients["ec2"]
+        volume = current_volume(ec2, service.lineage)
+        holder = next((a["InstanceId"] for a in (volume or {}).get("Attachments", []) if a.get("State") == "attached"), None)
+        outcome = []
+        if holder:
+            backup = backup_instance(ec2, holder, f"{service.name}-scheduled-{event.time:%Y%m%d%H%M}",
+                                     create_image=bool(event.detail.get("create_image", False)),
+                                     extra_tags={t.LINEAGE: service.lineage}, clock=self.clock)
+            outcome.append(f"backup {backup.backup_set} of {holder} ({'new' if backup.changed else 'existing'})")
+        else:
+            outcome.append(f"no backup: no instance holds lineage {service.lineage}'s volume")
+        keep_newest, max_age_days = event.detail.get("keep_newest"), event.detail.get("max_age_days")
+        if keep_newest or max_age_days:
+            expired, kept = select_expired(list_backup_sets(ec2, {t.LINEAGE: service.lineage}), keep_newest=keep_newest,
+                                           max_age=max_age_days * 86400 if max_age_days else None, now=self.clock.now(),
+                                           image_users=images_in_launch_templates(ec2))
+            images, snapshots, skipped = prune(ec2, expired)
+            outcome.append(f"retention deleted {len(images)} images and {len(snapshots)} snapshots, kept {len(kept)} past the policy"
+                           + (f", skipped {len(skipped)}" if skipped else ""))
+        self.metric(service, "ScheduledBackups", 1, "Count")
+        return "; ".join(outcome)
 
     def on_boot_report(self, event, instance, service):
         ec2, replacement = self.clients["ec2"], event.instance_id

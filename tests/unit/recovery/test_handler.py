@@ -292,6 +292,41 @@ def test_boot_report_clears_fresh_only_on_its_own_attached_lineage_volume(fleet)
         assert t.as_dict(ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["Tags"])[t.FRESH] == "true"
 
 
+def scheduled_backup(when=None, **detail):
+    return envelope("ec2spot.autorecover", "EC2Spot Scheduled Backup", dict({"lineage": LINEAGE}, **detail), when)
+
+
+def test_scheduled_backup_snapshots_the_holder_once_and_applies_retention(fleet):
+    ec2 = fleet.clients["ec2"]
+    start = CONTEXT.now()
+    outcomes = []
+    for unused_day in range(9):   # daily, keep 7 days (seed 001)
+        CONTEXT.advance(86400)
+        body = scheduled_backup(max_age_days=7)
+        outcomes.append(fleet.handler.handle(body))
+        CONTEXT.settle()
+    assert outcomes[0].startswith("backup pg-scheduled-") and "(new)" in outcomes[0]
+    assert all("retention deleted 0 images and 0 snapshots" in outcome for outcome in outcomes[:7])
+    assert "retention deleted 0 images and 1 snapshots" in outcomes[7] and "and 1 snapshots" in outcomes[8]
+    lineage_snapshots = {"Name": f"tag:{t.LINEAGE}", "Values": [LINEAGE]}
+    snapshots = ec2.describe_snapshots(OwnerIds=["self"], Filters=[lineage_snapshots])["Snapshots"]
+    assert len(snapshots) == 7 and all((CONTEXT.now() - s["StartTime"]).total_seconds() <= 7 * 86400 for s in snapshots)
+    assert start < min(s["StartTime"] for s in snapshots)
+    again = fleet.handler.handle(body)   # the same schedule fire redelivered: the same set, taken once
+    assert "(existing)" in again and "deleted 0 images and 0 snapshots" in again
+    assert len(ec2.describe_snapshots(OwnerIds=["self"], Filters=[lineage_snapshots])["Snapshots"]) == 7
+
+
+def test_scheduled_backup_is_refused_or_ignored_on_bad_input(fleet):
+    assert fleet.handler.handle(scheduled_backup(lineage="billing")) == "ignored: lineage billing is not managed"
+    for detail, message in (({"keep_newest": 0}, "keep_newest must be an integer from 1 to 1000"),
+                            ({"max_age_days": "7"}, "max_age_days must be an integer"),
+                            ({"create_image": "yes"}, "create_image must be true or false"),
+                            ({"lineage": "../etc"}, "detail.lineage")):
+        with pytest.raises(recovery.events.InvalidEvent, match=message):
+            fleet.handler.handle(scheduled_backup(**detail))
+
+
 def test_crash_between_steps_resumes_on_redelivery(fleet, monkeypatch):
     real = recovery.backup_instance
     calls = {"n": 0}
