@@ -44,6 +44,7 @@ LATENCY = {
     "image_base": 120.0,            # an AMI is slower than its snapshots
     "image_per_gib": 30.0,          # 50 GiB running instance ~ 30 min in FIGURES.md
     "instance_boot": 4.9,           # pending -> running
+    "os_boot": 25.8,                # launch -> user data runs (~ reachable by SSH; sandbox/runtime.py)
     "spot_notice_lead": 120.0,      # the two-minute warning
     "ssm_command": 2.0,             # Pending -> InProgress -> final, when not scripted
     "ssm_pending": 0.5,

@@ -19,6 +19,7 @@ import threading
 from . import fidelity
 from .context import CONTEXT
 from .lambda_runner import LambdaRunner
+from .runtime import Runtime
 
 LOOPBACK = "127.0.0.1"
 TICK_SECONDS = 0.02
@@ -77,8 +78,10 @@ def start_in_thread(scale=0.0):
     for thread in threads:
         thread.start()
     runner = LambdaRunner(CONTEXT, endpoint).start()
+    runtime = Runtime(CONTEXT, endpoint).start()
 
     def stop():
+        runtime.stop()
         runner.stop()
         stop_ticker.set()
         server.shutdown()
@@ -94,6 +97,7 @@ def main(argv=None):
     server, endpoint = make(args.scale)
     threading.Thread(target=_ticker, args=(threading.Event(),), daemon=True).start()
     runner = LambdaRunner(CONTEXT, endpoint).start()
+    runtime = Runtime(CONTEXT, endpoint).start()
     tmp = args.ready_file + ".tmp"
     with open(tmp, "w", encoding="utf-8") as ready:
         json.dump({"endpoint": endpoint, "pid": os.getpid(), "scale": args.scale}, ready)
@@ -102,6 +106,7 @@ def main(argv=None):
     try:
         server.serve_forever()
     finally:
+        runtime.stop()
         runner.stop()
 
 

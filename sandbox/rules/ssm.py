@@ -450,7 +450,7 @@ def run_shell(context, instance_id, commands, working_directory, timeout):
     cwd = os.path.join(root, working_directory.lstrip("/")) if working_directory else root
     if not os.path.isdir(cwd):
         return 1, "", f"working directory {working_directory} does not exist\n", False
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": root, "LANG": "C.UTF-8",
+    env = {"PATH": f"{root}/usr/local/sbin:{root}/usr/local/bin:" + os.environ.get("PATH", "/usr/bin:/bin"), "HOME": root, "LANG": "C.UTF-8",
            "EC2SPOT_INSTANCE_ID": instance_id, "EC2SPOT_INSTANCE_ROOT": root}
     env.update(UNREACHABLE_AWS)
     with subprocess.Popen(["bash", "-c", "\n".join(commands)], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
