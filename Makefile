@@ -60,6 +60,7 @@ module-test: collection
 # Molecule scenarios (default driver, no container) against a private sandbox each.
 molecule: collection
 	python -m sandbox run -- molecule test -s control_plane
+	python -m sandbox run -- molecule test -s fleet
 	molecule test -s instance_agent
 
 # ansible-test: copy the tracked tree (it scans every file outside git), link the dependency
@@ -77,12 +78,13 @@ lint: collection
 	ansible-lint --profile production --offline
 
 doc: collection
-	@for m in spot_backup volume_reattach eip_failover handler_package; do \
+	@for m in spot_backup volume_reattach eip_failover handler_package autoscaling_group_spot; do \
 	  ansible-doc ec2spot.autorecover.$$m >/dev/null || { echo "ansible-doc failed for $$m" >&2; exit 1; }; done
 	@ansible-doc -t role ec2spot.autorecover.control_plane >/dev/null
 	@ansible-doc -t role ec2spot.autorecover.instance_agent >/dev/null
+	@ansible-doc -t role ec2spot.autorecover.fleet >/dev/null
 	@ansible-doc -t filter ec2spot.autorecover.gzip_b64 >/dev/null
-	@echo "ansible-doc renders the modules, the control_plane and instance_agent roles and the gzip_b64 filter"
+	@echo "ansible-doc renders the modules, the control_plane, instance_agent and fleet roles and the gzip_b64 filter"
 
 demo: collection
 	python -m sandbox run -- ansible-playbook sandbox/demo/foundation.yml

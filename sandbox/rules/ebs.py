@@ -12,11 +12,12 @@ volume to an instance", "Detach an Amazon EBS volume"):
 * the attachment passes through ``attaching`` and ``detaching`` (the volume stays ``in-use``)
   for the modeled attach and detach times before it is ``attached`` or gone;
 * ``Force`` is accepted; the sandbox records every detach with its ``Force`` value so tests
-  can assert that recovery never forced one (``records`` control, name ``detaches``).
+  can assert that recovery never forced one (``records`` control, name ``detaches``);
+* ``DescribeVolumes`` gives a blank volume ``SnapshotId: ""``.
 
 moto 5.2.5 attaches across zones, attaches an ``in-use`` volume to a second instance,
-reuses a device name, crashes on a detach without ``InstanceId``, and attaches and detaches
-instantly.
+reuses a device name, crashes on a detach without ``InstanceId``, attaches and detaches
+instantly, and leaves ``SnapshotId`` out of a blank volume's description.
 """
 
 from __future__ import annotations
@@ -103,3 +104,15 @@ def install(context):
 
     ElasticBlockStore.attach_volume = attach_volume
     ElasticBlockStore.detach_volume = detach_volume
+
+    # AWS's DescribeVolumes gives every volume a SnapshotId, "" for a blank one; moto leaves it out,
+    # and amazon.aws.ec2_vol_info then fails with KeyError 'snapshot_id'.
+    from moto.ec2.models.elastic_block_store import Volume
+    original_volume_init = Volume.__init__
+
+    def volume_init(self, *args, **kwargs):
+        original_volume_init(self, *args, **kwargs)
+        if self.snapshot_id is None:
+            self.snapshot_id = ""
+
+    Volume.__init__ = volume_init

@@ -93,3 +93,9 @@ def test_attach_to_a_terminated_instance_is_refused(ec2, box, launch, volume):
     with pytest.raises(ClientError) as refused:
         ec2.attach_volume(VolumeId=vol, InstanceId=instance, Device="/dev/sdf")
     assert error_code(refused) == "IncorrectInstanceState"
+
+
+def test_a_blank_volume_is_described_with_an_empty_snapshot_id(ec2):
+    """AWS describes every volume with a SnapshotId ("" when blank); amazon.aws.ec2_vol_info relies on it."""
+    volume_id = ec2.create_volume(AvailabilityZone="us-east-1a", Size=1, VolumeType="gp3")["VolumeId"]
+    assert ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["SnapshotId"] == ""

@@ -1,0 +1,191 @@
+"""The fleet role through a real ``ansible-playbook`` run against the sandbox, checked with boto3.
+
+The single stateful Spot instance with the instance agent as user data: check mode on an empty
+account (the role's defaults: instance role and Elastic IP too) changes nothing; the first run
+creates the fleet, the second changes nothing; the launch template carries the agent, the group
+rebalances Spot capacity over two zones with both lifecycle hooks. The runs use an existing
+instance profile and no Elastic IP (each AWS call costs a module run; the molecule scenario
+covers the role-made IAM and address). Refused inputs fail before anything changes, with a
+message that says why.
+"""
+
+import base64
+import gzip
+import json
+import os
+import subprocess
+
+import pytest
+import yaml
+
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
+from sandbox import world as sandbox_world
+
+from .conftest import REPO, PlaybookRun
+
+GROUP, LINEAGE, PROFILE = "it-fleet", "it-fleetdata", "it-fleet-given"
+
+
+def role_task(world, name=GROUP, lineage=LINEAGE, **overrides):
+    """The fleet role with the defaults and the fewest variables, as a play's task."""
+    role_vars = {
+        "fleet_name": name,
+        "fleet_lineage": lineage,
+        "fleet_region": "us-east-1",
+        "fleet_image_id": world["image_id"],
+        "fleet_instance_types": ["m6i.large", "m5.large"],
+        "fleet_subnet_ids": [world["subnets"]["us-east-1a"], world["subnets"]["us-east-1b"]],
+        "fleet_instance_agent": {"mount_point": "/srv/data", "app_stop_commands": ["systemctl stop app"]},
+    }
+    role_vars.update(overrides)
+    return {"name": f"fleet {name}", "ansible.builtin.include_role": {"name": "ec2spot.autorecover.fleet"}, "vars": role_vars}
+
+
+def refused(world, case, **overrides):
+    """The role in a block whose rescue reports the failure, so that one play tries several inputs."""
+    return {"name": case, "block": [role_task(world, name=f"it-refused-{case}", lineage=f"it-refused-{case}", **overrides)],
+            "rescue": [{"name": f"{case} refused", "ansible.builtin.debug": {"msg": "{{ ansible_failed_result.msg }}"}}]}
+
+
+def changed_tasks(run):
+    return [task["task"]["name"] for play in run.raw["plays"] for task in play["tasks"] if task["hosts"]["localhost"].get("changed")]
+
+
+def described(aws, name=GROUP, lineage=LINEAGE):
+    """What exists of a fleet, as AWS describes it."""
+    ec2, asg, iam = aws("ec2"), aws("autoscaling"), aws("iam")
+    templates = ec2.describe_launch_templates(Filters=[{"Name": "launch-template-name", "Values": [name]}])["LaunchTemplates"]
+    return {
+        "templates": templates,
+        "groups": asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"],
+        "volumes": ec2.describe_volumes(Filters=t.filters({t.LINEAGE: lineage}))["Volumes"],
+        "addresses": ec2.describe_addresses(Filters=t.filters({"ec2spot:service": name}))["Addresses"],
+        "roles": [role for role in iam.list_roles()["Roles"] if role["RoleName"] == f"{name}-instance"],
+        "profiles": [p for p in iam.list_instance_profiles()["InstanceProfiles"] if p["InstanceProfileName"] == f"{name}-instance"],
+    }
+
+
+@pytest.fixture(scope="module")
+def aws(sandbox, session):
+    return lambda service: session.client(service, endpoint_url=sandbox["endpoint"])
+
+
+@pytest.fixture(scope="module")
+def runs(sandbox, aws, tmp_path_factory):
+    """Check mode (with the refused inputs), first run, second run of the same fleet, in this order."""
+
+    def run(*plays):
+        path = tmp_path_factory.mktemp("fleet") / "play.yml"
+        path.write_text(json.dumps([{"name": name, "hosts": "localhost", "connection": "local", "gather_facts": False,
+                                     "check_mode": check, "tasks": tasks} for name, check, tasks in plays]))
+        env = dict(sandbox["env"], ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
+        done = subprocess.run(["ansible-playbook", str(path)], env=env, cwd=REPO, capture_output=True, text=True, check=False)
+        try:
+            return PlaybookRun(json.loads(done.stdout[done.stdout.index("{"):]), done.returncode)
+        except ValueError:
+            raise AssertionError(f"ansible-playbook produced no JSON:\n{done.stdout}\n{done.stderr}")
+
+    world = sandbox["world"]
+    before = described(aws)
+    # One ansible-playbook for both (each run costs seconds): the fleet in check mode, then the refused inputs.
+    check_and_refusals = run(
+        ("check mode", True, [role_task(world)]),
+        ("refused inputs", False, [
+            refused(world, "one-zone", fleet_subnet_ids=[world["subnets"]["us-east-1a"]]),
+            refused(world, "scaling-max-1", fleet_cpu_target=50),
+            refused(world, "user-data-too-large", fleet_user_data="#cloud-config\n" + "#" * 17000 + "\n"),
+        ]))
+    after_check = described(aws)
+    sandbox_world.managed_instance_profile(aws("iam"), PROFILE)
+    deployed = role_task(world, fleet_instance_profile=PROFILE, fleet_address=False)
+    first = run(("first run", False, [deployed]))
+    second = run(("second run", False, [deployed]))
+    yield {"before": before, "check": check_and_refusals, "after_check": after_check, "first": first, "second": second}
+    # No control plane answers this group's launch hook: it would abandon and replace its instance for as long as
+    # the shared sandbox runs, under the other module tests.
+    aws("autoscaling").delete_auto_scaling_group(AutoScalingGroupName=GROUP, ForceDelete=True)
+
+
+def task_results(run, play_name):
+    return [task for play in run.raw["plays"] if play["play"]["name"] == play_name for task in play["tasks"]]
+
+
+def test_check_mode_on_an_empty_account_changes_nothing(runs):
+    assert runs["before"] == {key: [] for key in runs["before"]}
+    assert runs["after_check"] == runs["before"]
+    results = [task["hosts"]["localhost"] for task in task_results(runs["check"], "check mode")]
+    assert not [result for result in results if result.get("failed")], results
+    # ... and says what it would create: role, policy, profile, volume, address, template, group
+    assert len([result for result in results if result.get("changed")]) >= 6
+
+
+def test_first_run_creates_the_fleet_and_the_second_changes_nothing(runs):
+    assert runs["first"].returncode == 0, runs["first"].raw
+    changed = sorted(task["task"]["name"].split(" : ")[-1] for task in task_results(runs["first"], "first run")
+                     if task["hosts"]["localhost"].get("changed"))
+    assert changed == ["Auto Scaling group with its Spot settings, lifecycle hooks and notifications",
+                       "Create the lineage's first data volume in us-east-1a", "Launch template"]
+    assert runs["second"].returncode == 0, runs["second"].raw
+    assert runs["second"].stats["changed"] == 0, changed_tasks(runs["second"])
+
+
+def test_launch_template_carries_the_agent_for_the_lineage_with_imdsv2_and_an_encrypted_root(runs, aws):
+    versions = aws("ec2").describe_launch_template_versions(LaunchTemplateName=GROUP)["LaunchTemplateVersions"]
+    assert [version["VersionNumber"] for version in versions] == [1]
+    data = versions[0]["LaunchTemplateData"]
+    assert data["MetadataOptions"]["HttpTokens"] == "required"
+    assert data["MetadataOptions"]["InstanceMetadataTags"] == "enabled"
+    assert [(m["Ebs"]["Encrypted"], m["Ebs"]["VolumeType"]) for m in data["BlockDeviceMappings"]] == [(True, "gp3")]
+    assert data["IamInstanceProfile"]["Arn"].endswith(f":instance-profile/{PROFILE}")
+    for spec in data["TagSpecifications"]:
+        tags = t.as_dict(spec["Tags"])
+        assert tags[t.LINEAGE] == LINEAGE and t.GENERATION not in tags, spec
+    raw = base64.b64decode(data["UserData"])
+    assert len(raw) <= 16384
+    text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode()
+    document = yaml.safe_load(text)
+    assert text.startswith("#cloud-config\n")
+    [config] = [json.loads(item["content"]) for item in document["write_files"] if item["path"].endswith("config.json")]
+    assert (config["service"], config["lineage"], config["mount_point"]) == (GROUP, LINEAGE, "/srv/data")
+    assert config["app_stop_commands"] == ["systemctl stop app"]
+    assert any("ec2spot" in item["path"] and "agent" in item["path"] for item in document["write_files"])
+
+
+def test_group_rebalances_spot_capacity_over_two_zones_with_both_hooks(runs, aws):
+    asg = aws("autoscaling")
+    [group] = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])["AutoScalingGroups"]
+    assert group["CapacityRebalance"] is True
+    assert sorted(group["AvailabilityZones"]) == ["us-east-1a", "us-east-1b"]
+    assert (group["MinSize"], group["MaxSize"], group["DesiredCapacity"]) == (1, 1, 1)
+    policy = group["MixedInstancesPolicy"]
+    assert [o["InstanceType"] for o in policy["LaunchTemplate"]["Overrides"]] == ["m6i.large", "m5.large"]
+    assert policy["LaunchTemplate"]["LaunchTemplateSpecification"]["Version"] == "1"
+    assert policy["InstancesDistribution"] == {"OnDemandBaseCapacity": 0, "OnDemandPercentageAboveBaseCapacity": 0,
+                                               "SpotAllocationStrategy": "price-capacity-optimized"}
+    assert group["InstanceMaintenancePolicy"] == {"MinHealthyPercentage": 100, "MaxHealthyPercentage": 110}
+    hooks = {hook["LifecycleHookName"]: (hook["LifecycleTransition"], hook["HeartbeatTimeout"], hook["DefaultResult"])
+             for hook in asg.describe_lifecycle_hooks(AutoScalingGroupName=GROUP)["LifecycleHooks"]}
+    assert hooks == {f"{GROUP}-launch": ("autoscaling:EC2_INSTANCE_LAUNCHING", 600, "ABANDON"),
+                     f"{GROUP}-terminate": ("autoscaling:EC2_INSTANCE_TERMINATING", 300, "CONTINUE")}
+
+
+def test_the_lineage_has_one_fresh_first_volume_and_nothing_else_is_made(runs, aws):
+    fleet = described(aws)
+    [volume] = [v for v in fleet["volumes"] if t.GENERATION in t.as_dict(v.get("Tags"))]
+    tags = t.as_dict(volume["Tags"])
+    assert (tags[t.GENERATION], tags[t.FRESH], tags[t.DEVICE]) == ("1", "true", "/dev/sdf")
+    assert (volume["AvailabilityZone"], volume["Encrypted"], volume["VolumeType"], volume["Attachments"]) == ("us-east-1a", True, "gp3", [])
+    # the given instance profile, no Elastic IP
+    assert (fleet["roles"], fleet["profiles"], fleet["addresses"]) == ([], [], [])
+
+
+@pytest.mark.parametrize("case, message", [
+    ("one-zone", "at least two availability zones"),
+    ("scaling-max-1", "fleet_max_size is 1: the group holds at most one instance"),
+    ("user-data-too-large", "EC2 takes at most 16384 bytes"),
+])
+def test_refused_inputs_change_nothing_and_say_why(runs, aws, case, message):
+    said = {task["task"]["name"]: task["hosts"]["localhost"].get("msg") for task in task_results(runs["check"], "refused inputs")}
+    assert message in said[f"{case} refused"], said
+    assert described(aws, name=f"it-refused-{case}", lineage=f"it-refused-{case}") == {
+        "templates": [], "groups": [], "volumes": [], "addresses": [], "roles": [], "profiles": []}
