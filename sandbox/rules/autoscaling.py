@@ -677,10 +677,15 @@ def _patch_models(rules):
     InstanceBackend.stop_instances = stop_instances
 
 
+NOTIFICATION_TYPES = frozenset({"autoscaling:EC2_INSTANCE_LAUNCH", "autoscaling:EC2_INSTANCE_LAUNCH_ERROR",
+                                "autoscaling:EC2_INSTANCE_TERMINATE", "autoscaling:EC2_INSTANCE_TERMINATE_ERROR",
+                                "autoscaling:TEST_NOTIFICATION"})
+
+
 def _patch_responses(rules):
     from moto.autoscaling.exceptions import AutoscalingClientError, ValidationError
     from moto.autoscaling.responses import AutoScalingResponse
-    from moto.core.responses import EmptyResult
+    from moto.core.responses import ActionResult, EmptyResult
 
     original_call = AutoScalingResponse.call_action
     original_create = AutoScalingResponse.create_auto_scaling_group
@@ -771,6 +776,41 @@ def _patch_responses(rules):
                                                      self._get_bool_param("ShouldRespectGracePeriod", True))
         return EmptyResult()
 
+    # Notification configurations (moto 5.2.5 answers 500): stored per (group, topic), described one
+    # entry per notification type, as AWS does. Deleting the group deletes them.
+    notifications = {}
+
+    def known_group(self, name):
+        if name not in self.autoscaling_backend.autoscaling_groups:
+            raise ValidationError(f"AutoScalingGroup name not found - AutoScalingGroup '{name}' not found")
+
+    def put_notification_configuration(self):
+        group, topic = self._get_param("AutoScalingGroupName"), self._get_param("TopicARN")
+        known_group(self, group)
+        types = self._get_params().get("NotificationTypes") or []
+        unknown = sorted(set(types) - NOTIFICATION_TYPES)
+        if not types or unknown:
+            raise ValidationError(f"Invalid notification types: {unknown or 'none given'}")
+        notifications[(group, topic)] = sorted(set(types))
+        return EmptyResult()
+
+    def describe_notification_configurations(self):
+        wanted = set(self._get_params().get("AutoScalingGroupNames") or [])
+        live = self.autoscaling_backend.autoscaling_groups
+        entries = [{"AutoScalingGroupName": group, "TopicARN": topic, "NotificationType": kind}
+                   for (group, topic), kinds in sorted(notifications.items()) if group in live and (not wanted or group in wanted)
+                   for kind in kinds]
+        return ActionResult({"NotificationConfigurations": entries})
+
+    def delete_notification_configuration(self):
+        group, topic = self._get_param("AutoScalingGroupName"), self._get_param("TopicARN")
+        known_group(self, group)
+        notifications.pop((group, topic), None)
+        return EmptyResult()
+
+    AutoScalingResponse.put_notification_configuration = put_notification_configuration
+    AutoScalingResponse.describe_notification_configurations = describe_notification_configurations
+    AutoScalingResponse.delete_notification_configuration = delete_notification_configuration
     AutoScalingResponse.call_action = call_action
     AutoScalingResponse.create_auto_scaling_group = create_auto_scaling_group
     AutoScalingResponse.update_auto_scaling_group = update_auto_scaling_group

@@ -8,6 +8,7 @@ import json
 import uuid
 from datetime import datetime
 
+import botocore.exceptions
 import pytest
 from botocore.exceptions import ClientError
 
@@ -591,3 +592,22 @@ def test_deleting_a_group_leaves_no_instance_or_action(asg, ec2, box, group):
     assert ec2_state(ec2, instance_id) in ("shutting-down", "terminated")
     assert box.call("autoscaling/actions", group=name)["actions"] == []
     assert asg.describe_lifecycle_hooks(AutoScalingGroupName=name)["LifecycleHooks"] == []
+
+
+def test_notification_configurations_are_stored_described_and_deleted(aws, seeded):
+    autoscaling, sns = aws("autoscaling"), aws("sns")
+    topic = sns.create_topic(Name="asg-notices")["TopicArn"]
+    autoscaling.create_launch_configuration(LaunchConfigurationName="notify-lc", ImageId=seeded["image_id"], InstanceType="t3.micro")
+    autoscaling.create_auto_scaling_group(AutoScalingGroupName="notify", LaunchConfigurationName="notify-lc", MinSize=0, MaxSize=1,
+                                          VPCZoneIdentifier=seeded["subnets"]["us-east-1a"])
+    kinds = ["autoscaling:EC2_INSTANCE_TERMINATE", "autoscaling:EC2_INSTANCE_LAUNCH"]
+    autoscaling.put_notification_configuration(AutoScalingGroupName="notify", TopicARN=topic, NotificationTypes=kinds)
+    described = autoscaling.describe_notification_configurations(AutoScalingGroupNames=["notify"])["NotificationConfigurations"]
+    assert [(d["TopicARN"], d["NotificationType"]) for d in described] == [(topic, kind) for kind in sorted(kinds)]
+    with pytest.raises(botocore.exceptions.ClientError, match="Invalid notification types"):
+        autoscaling.put_notification_configuration(AutoScalingGroupName="notify", TopicARN=topic, NotificationTypes=["bogus"])
+    with pytest.raises(botocore.exceptions.ClientError, match="not found"):
+        autoscaling.put_notification_configuration(AutoScalingGroupName="nobody", TopicARN=topic, NotificationTypes=kinds)
+    autoscaling.delete_notification_configuration(AutoScalingGroupName="notify", TopicARN=topic)
+    assert autoscaling.describe_notification_configurations(AutoScalingGroupNames=["notify"])["NotificationConfigurations"] == []
+    autoscaling.delete_auto_scaling_group(AutoScalingGroupName="notify", ForceDelete=True)

@@ -1,0 +1,133 @@
+"""deploy.yml through ``ansible-playbook`` in the sandbox: check mode, first run, second run unchanged.
+
+Two services in one variables file, with different agent settings: each launch template carries its
+own service's agent configuration and nothing of the other's.
+"""
+
+import base64
+import gzip
+import json
+import os
+import subprocess
+
+import pytest
+import yaml
+
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
+from sandbox import world as sandbox_world
+
+from .conftest import REPO
+
+PLAYBOOK = os.path.join(REPO, "playbooks", "deploy.yml")
+
+
+def deploy_vars(world):
+    subnets = [world["subnets"]["us-east-1a"], world["subnets"]["us-east-1b"]]
+    return {
+        "ec2spot_region": "us-east-1",
+        "ec2spot_control_plane": {"name": "it-deploy", "log_retention_days": 7},
+        "ec2spot_services": [
+            {"name": "it-pg", "lineage": "it-pgdata", "image_id": world["image_id"], "instance_types": ["m6i.large", "m5.large"],
+             "subnet_ids": subnets, "instance_profile": "it-deploy-profile", "data_volume": {"size": 20},
+             "agent": {"mount_point": "/var/lib/postgresql", "app_start_commands": ["echo start pg"],
+                       "app_stop_commands": ["echo stop pg"], "drain_seconds": 5}},
+            {"name": "it-cache", "lineage": "it-cachedata", "image_id": world["image_id"], "instance_types": ["r6i.large"],
+             "subnet_ids": subnets, "instance_profile": "it-deploy-profile", "address": False,
+             "agent": {"app_start_commands": ["echo start cache"]}},
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def deploy(sandbox, tmp_path_factory):
+    variables = tmp_path_factory.mktemp("deploy") / "vars.json"
+
+    def run(*extra, variables_document=None):
+        variables.write_text(json.dumps(variables_document or deploy_vars(sandbox["world"])))
+        env = dict(sandbox["env"], ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
+        done = subprocess.run(["ansible-playbook", PLAYBOOK, "-e", f"@{variables}", *extra], env=env, cwd=REPO,
+                              capture_output=True, text=True, check=False)
+        try:
+            raw = json.loads(done.stdout[done.stdout.index("{"):])
+        except ValueError as exc:
+            raise AssertionError(f"ansible-playbook produced no JSON:\n{done.stdout}\n{done.stderr}") from exc
+        return raw, done.returncode
+    return run
+
+
+@pytest.fixture(scope="module")
+def runs(sandbox, deploy, session):
+    iam = session.client("iam", endpoint_url=sandbox["endpoint"])
+    sandbox_world.managed_instance_profile(iam, "it-deploy-profile")
+    check = deploy("--check", "--diff")
+    autoscaling = session.client("autoscaling", endpoint_url=sandbox["endpoint"])
+    ec2 = session.client("ec2", endpoint_url=sandbox["endpoint"])
+    after_check = {
+        "groups": autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["it-pg", "it-cache"])["AutoScalingGroups"],
+        "volumes": ec2.describe_volumes(Filters=[{"Name": f"tag:{t.LINEAGE}", "Values": ["it-pgdata", "it-cachedata"]}])["Volumes"]}
+    first = deploy()
+    second = deploy()
+    yield {"check": check, "after_check": after_check, "first": first, "second": second}
+    for group in autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["it-pg", "it-cache"])["AutoScalingGroups"]:
+        # nobody answers their launch hooks once the test is over
+        autoscaling.delete_auto_scaling_group(AutoScalingGroupName=group["AutoScalingGroupName"], ForceDelete=True)
+
+
+def stats(run):
+    return run[0]["stats"]["localhost"]
+
+
+def messages(run):
+    return [result.get("msg") for play in run[0]["plays"] for task in play["tasks"]
+            for result in [task["hosts"].get("localhost", {})] if task["task"]["name"] == "Summary"
+            for result in result.get("results", [])]
+
+
+def failures(run):
+    return [(task["task"]["name"], task["hosts"]["localhost"].get("msg")) for play in run[0]["plays"] for task in play["tasks"]
+            if task["hosts"].get("localhost", {}).get("failed")]
+
+
+def test_check_mode_changes_nothing(runs):
+    assert runs["check"][1] == 0, failures(runs["check"])
+    assert runs["after_check"] == {"groups": [], "volumes": []}
+
+
+def test_first_run_deploys_both_services_and_the_second_changes_nothing(runs, autoscaling, ec2):
+    assert runs["first"][1] == 0, failures(runs["first"])
+    assert stats(runs["first"])["changed"] > 0
+    assert runs["second"][1] == 0 and stats(runs["second"])["changed"] == 0, stats(runs["second"])
+    groups = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["it-pg", "it-cache"])["AutoScalingGroups"]
+    assert sorted(g["AutoScalingGroupName"] for g in groups) == ["it-cache", "it-pg"]
+    assert all(g["CapacityRebalance"] and len(g["AvailabilityZones"]) == 2 for g in groups)
+    volumes = ec2.describe_volumes(Filters=[{"Name": f"tag:{t.LINEAGE}", "Values": ["it-pgdata", "it-cachedata"]},
+                                            {"Name": "tag-key", "Values": [t.GENERATION]}])["Volumes"]
+    assert sorted(t.as_dict(v["Tags"])[t.LINEAGE] for v in volumes) == ["it-cachedata", "it-pgdata"]
+    assert all(t.as_dict(v["Tags"])[t.FRESH] == "true" for v in volumes)
+    summary = messages(runs["second"])
+    assert len(summary) == 2 and "it-pg (lineage it-pgdata)" in summary[0] and "Elastic IP none" in summary[1]
+
+
+def agent_config(ec2, template_name):
+    version = ec2.describe_launch_template_versions(LaunchTemplateName=template_name, Versions=["$Latest"])["LaunchTemplateVersions"][0]
+    document = yaml.safe_load(gzip.decompress(base64.b64decode(version["LaunchTemplateData"]["UserData"])))
+    [config] = [f["content"] for f in document["write_files"] if f["path"] == "/etc/ec2spot-agent/config.json"]
+    return json.loads(config)
+
+
+def test_each_service_gets_its_own_agent_configuration(runs, ec2):
+    pg, cache = agent_config(ec2, "it-pg"), agent_config(ec2, "it-cache")
+    assert (pg["lineage"], pg["mount_point"], pg["app_stop_commands"], pg["drain_seconds"]) == (
+        "it-pgdata", "/var/lib/postgresql", ["echo stop pg"], 5)
+    # nothing of pg's settings leaks into the next service of the same play
+    assert (cache["lineage"], cache["mount_point"], cache["app_stop_commands"], cache["drain_seconds"]) == (
+        "it-cachedata", "/data", [], 30)
+
+
+def test_bad_variables_are_refused_before_anything_changes(deploy, sandbox, autoscaling):
+    document = deploy_vars(sandbox["world"])
+    document["ec2spot_services"][1]["lineage"] = document["ec2spot_services"][0]["lineage"]
+    raw, code = deploy(variables_document=document)
+    assert code != 0
+    failed = [task["hosts"]["localhost"] for play in raw["plays"] for task in play["tasks"] if task["hosts"]["localhost"].get("failed")]
+    assert "a unique name and a unique lineage" in failed[0]["msg"] and "Nothing was changed" in failed[0]["msg"]
