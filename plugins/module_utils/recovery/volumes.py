@@ -183,12 +183,13 @@ def _volume_shape(snapshot, source_volume, kms_key_id):
     """CreateVolume parameters that reproduce the original volume (type, size, performance,
     encryption). The original's attributes win; the snapshot's tags stand in when it is gone.
     Restored volumes are always encrypted: with the snapshot's key, else ``kms_key_id``,
-    else the account's default EBS key."""
-    snapshot_tags = t.as_dict(snapshot.get("Tags"))
+    else the account's default EBS key. Without a snapshot (a blank copy of a never-initialised
+    volume) the original's own key."""
+    snapshot_tags = t.as_dict(snapshot.get("Tags")) if snapshot else {}
     if source_volume:
         volume_type = source_volume["VolumeType"]
         iops, throughput = source_volume.get("Iops"), source_volume.get("Throughput")
-        size = max(source_volume["Size"], snapshot["VolumeSize"])
+        size = max(source_volume["Size"], snapshot["VolumeSize"] if snapshot else 0)
     else:
         volume_type = snapshot_tags.get(t.VOLUME_TYPE, "gp3")
         iops = int(snapshot_tags[t.VOLUME_IOPS]) if snapshot_tags.get(t.VOLUME_IOPS) else None
@@ -199,7 +200,10 @@ def _volume_shape(snapshot, source_volume, kms_key_id):
         shape["Iops"] = iops
     if volume_type in THROUGHPUT_TYPES and throughput:
         shape["Throughput"] = throughput
-    key = snapshot.get("KmsKeyId") if snapshot.get("Encrypted") else kms_key_id
+    if snapshot is None:
+        key = source_volume.get("KmsKeyId") or kms_key_id
+    else:
+        key = snapshot.get("KmsKeyId") if snapshot.get("Encrypted") else kms_key_id
     if key:
         shape["KmsKeyId"] = key
     return shape
@@ -268,13 +272,8 @@ def _new_fresh_in_zone(ec2, current, target, result, device_name, extra_tags, dr
         return
     new_tags = {**t.copyable(current_tags), **extra_tags, t.LINEAGE: lineage, t.GENERATION: generation, t.HOLDER: instance_id,
                 t.DEVICE: device, t.FRESH: "true", t.MANAGED_BY: t.MANAGER}
-    shape = {"VolumeType": current["VolumeType"], "Size": current["Size"], "Encrypted": True}
-    for key, types in (("Iops", IOPS_TYPES), ("Throughput", THROUGHPUT_TYPES)):
-        if current["VolumeType"] in types and current.get(key):
-            shape[key] = current[key]
-    if current.get("KmsKeyId"):
-        shape["KmsKeyId"] = current["KmsKeyId"]
-    params = dict(AvailabilityZone=zone, TagSpecifications=[{"ResourceType": "volume", "Tags": t.as_list(new_tags)}], **shape)
+    params = dict(AvailabilityZone=zone, TagSpecifications=[{"ResourceType": "volume", "Tags": t.as_list(new_tags)}],
+                  **_volume_shape(None, current, None))
     volume_id = result.volume_id = _timed(result, "create", clock, lambda: _create_restored_volume(ec2, params, timeout, clock))
     call(ec2, "create_tags", Resources=[current["VolumeId"]], Tags=t.as_list({t.SUPERSEDED_BY: volume_id}))
     _timed(result, "attach", clock, lambda: attach_volume(ec2, volume_id, instance_id, device, timeout, clock))
