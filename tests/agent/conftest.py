@@ -18,10 +18,10 @@ import shutil
 import subprocess
 import tempfile
 
-import boto3
 import pytest
 
-from sandbox import server, world
+# The sandbox server in this process on the manual clock, its session and seeded world: the sandbox suite's own fixtures.
+from tests.sandbox.conftest import aws, ec2, endpoint, seeded, session  # noqa: F401 pylint: disable=unused-import
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 AGENT_PATH = os.path.join(REPO, "roles", "instance_agent", "files", "ec2spot_agent.py")
@@ -68,28 +68,6 @@ class FakeClock:
 
     def at(self, seconds, action):
         self.hooks.append((self.moment + datetime.timedelta(seconds=seconds), action))
-
-
-@pytest.fixture(scope="session")
-def endpoint():
-    url, stop = server.start_in_thread(scale=0.0)
-    yield url
-    stop()
-
-
-@pytest.fixture(scope="session")
-def session():
-    return boto3.session.Session(aws_access_key_id="sandbox", aws_secret_access_key="sandbox", region_name="us-east-1")
-
-
-@pytest.fixture(scope="session")
-def ec2(endpoint, session):
-    return session.client("ec2", endpoint_url=endpoint)
-
-
-@pytest.fixture(scope="session")
-def seeded(ec2):
-    return world.seed(ec2)
 
 
 @pytest.fixture

@@ -68,14 +68,11 @@ def make_agent(workdir, devices, instance, endpoint, clock):
 
 def signature(device):
     """blkid's view of a device: {} when it finds nothing (or the stand-in's superblock)."""
-    if os.path.isdir(device):
-        return agent_module.DirectoryDisk(device).probe()
-    return agent_module.Disk(device).probe()
+    return agent_module.disk_for(device).probe()
 
 
 def is_blank(device):
-    return not signature(device) and agent_module.Disk(device).leading_bytes_are_zero() if not os.path.isdir(device) \
-        else not os.listdir(device)
+    return not signature(device) and agent_module.disk_for(device).leading_bytes_are_zero()
 
 
 def checksums(root):
@@ -94,7 +91,7 @@ def lineage_tags(lineage, generation, **extra):
 
 def prepare_data_volume(agent, device, files):
     """A volume that already holds the lineage's data: formatted and marked by the agent, with files, unmounted."""
-    disk = agent_module.DirectoryDisk(device) if os.path.isdir(device) else agent_module.Disk(device)
+    disk = agent_module.disk_for(device)
     disk.make_filesystem("ext4", "ec2spot-data")
     mount_point = agent.config["mount_point"]
     os.makedirs(mount_point, exist_ok=True)
@@ -210,7 +207,7 @@ def test_filesystem_without_marker_is_refused_unless_adopted(make_agent, devices
     volume_id = volume(lineage_tags(lineage, 1))
     device = devices.create()
     devices.link(volume_id, device)
-    disk = agent_module.DirectoryDisk(device) if os.path.isdir(device) else agent_module.Disk(device)
+    disk = agent_module.disk_for(device)
     disk.make_filesystem("ext4", "legacy")
 
     with pytest.raises(agent_module.Refused, match="no lineage marker"):
@@ -226,7 +223,7 @@ def test_crash_between_format_and_marker_is_finished_on_the_next_boot(make_agent
     volume_id = volume(lineage_tags(lineage, 1, **{"ec2spot:fresh": "true"}))
     device = devices.create()
     devices.link(volume_id, device)
-    disk = agent_module.DirectoryDisk(device) if os.path.isdir(device) else agent_module.Disk(device)
+    disk = agent_module.disk_for(device)
     disk.make_filesystem("ext4", "ec2spot-data")   # formatted, then the instance died before the marker
 
     state = agent.mount()

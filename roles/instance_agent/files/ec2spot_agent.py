@@ -429,6 +429,11 @@ class DirectoryDisk(Disk):
         run(["mount", "--bind", os.path.join(self.path, "data"), mount_point])
 
 
+def disk_for(device):
+    """The Disk for a device path: a directory is a stand-in (allowed only by allow_directory_devices)."""
+    return DirectoryDisk(device) if os.path.isdir(device) else Disk(device)
+
+
 def mounted_source(mount_point):
     """The device mounted at ``mount_point`` (from /proc/self/mountinfo), or None."""
     target = os.path.realpath(mount_point)
@@ -528,7 +533,7 @@ class Agent:
         generation = self.check_generation(volume)
         device = self.wait_for_device(volume, deadline)
         phases["device_found"] = stamp(self.clock.now())
-        disk = DirectoryDisk(device) if os.path.isdir(device) else Disk(device)
+        disk = disk_for(device)
         signature = disk.probe()
         initialised = False
         if not signature:
@@ -572,30 +577,38 @@ class Agent:
 
     def wait_for_attachment(self, instance_id, deadline):
         """The lineage volume attached to this instance (the control plane attaches it during Pending:Wait)."""
-        lineage, delay = self.config["lineage"], 0.5
-        while True:
+        lineage = self.config["lineage"]
+
+        def attached_volume():
             attached = [v for v in self.aws.describe_volumes({
                 "attachment.instance-id": [instance_id], f"tag:{LINEAGE_TAG}": [lineage], "tag-key": [GENERATION_TAG]})
                 if any(a["InstanceId"] == instance_id and a["State"] == "attached" for a in v["Attachments"])]
             if len(attached) > 1:
                 raise Refused(f"{len(attached)} volumes of lineage {lineage} are attached to {instance_id} "
                               f"({', '.join(v['VolumeId'] for v in attached)}); which one is current is for a human to decide")
-            if attached:
-                return attached[0]
+            return attached[0] if attached else None
+        return self.poll_until(attached_volume, deadline, 0.5, 5.0, lambda: (
+            f"no volume of lineage {lineage} was attached to {instance_id} within {self.config['device_wait_seconds']} s; "
+            f"is the control plane running and the group's launch hook in place? The application was not started"))
+
+    def poll_until(self, probe, deadline, first_delay, max_delay, timed_out):
+        """``probe()`` until it returns something, backing off x1.5 up to ``max_delay``; ``TimedOut`` at the deadline."""
+        delay = first_delay
+        while True:
+            found = probe()
+            if found is not None:
+                return found
             if self.clock.now() >= deadline:
-                raise TimedOut(f"no volume of lineage {lineage} was attached to {instance_id} within "
-                               f"{self.config['device_wait_seconds']} s; is the control plane running and the group's launch "
-                               f"hook in place? The application was not started")
+                raise TimedOut(timed_out())
             self.clock.sleep(delay)
-            delay = min(delay * 1.5, 5.0)
+            delay = min(delay * 1.5, max_delay)
 
     def check_generation(self, volume):
         """Refuse a volume that is not the lineage's one current copy (an older or a forked generation)."""
         lineage = self.config["lineage"]
-        try:
-            generation = int(volume["Tags"].get(GENERATION_TAG, ""))
-        except ValueError as exc:
-            raise Refused(f"{volume['VolumeId']} has a malformed {GENERATION_TAG} tag") from exc
+        generation = generation_of(volume["Tags"], default=None)
+        if generation is None:
+            raise Refused(f"{volume['VolumeId']} has a malformed {GENERATION_TAG} tag")
         others = self.aws.describe_volumes({f"tag:{LINEAGE_TAG}": [lineage], "tag-key": [GENERATION_TAG],
                                             "status": ["creating", "available", "in-use"]})
         newer = [v["VolumeId"] for v in others if v["VolumeId"] != volume["VolumeId"]
@@ -619,20 +632,17 @@ class Agent:
         return candidates
 
     def wait_for_device(self, volume, deadline):
-        delay = 0.2
-        while True:
+        def present_device():
             for candidate in self.device_candidates(volume):
                 if os.path.exists(candidate):
                     device = os.path.realpath(candidate)
                     if os.path.isdir(device) and not self.config["allow_directory_devices"]:
                         raise Refused(f"{candidate} is a directory, not a block device")
                     return device
-            if self.clock.now() >= deadline:
-                raise TimedOut(f"{volume['VolumeId']} is attached but no device for it appeared "
-                               f"({', '.join(self.device_candidates(volume))}) within {self.config['device_wait_seconds']} s; "
-                               f"the application was not started")
-            self.clock.sleep(delay)
-            delay = min(delay * 1.5, 2.0)
+            return None
+        return self.poll_until(present_device, deadline, 0.2, 2.0, lambda: (
+            f"{volume['VolumeId']} is attached but no device for it appeared ({', '.join(self.device_candidates(volume))}) "
+            f"within {self.config['device_wait_seconds']} s; the application was not started"))
 
     def verify_marker(self, volume, generation, signature, may_write_new):
         """The marker file on the volume must name this lineage, this filesystem and no newer generation."""
