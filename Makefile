@@ -1,6 +1,6 @@
 # ec2spot.autorecover: every entry point sets itself up from a fresh clone.
 #   make test   - unit, sandbox-fidelity, module (ansible-playbook), sanity and lint tests
-#   make demo   - the foundation demo against the local AWS sandbox
+#   make demo   - the Spot interruption drill end to end in the sandbox, with real data (both AZ cases)
 #   make bench  - benchmarks that report figures
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -26,11 +26,11 @@ export PYTHONPATH := $(ROOT):$(COLLECTIONS)
 export PYTHONDONTWRITEBYTECODE := 1
 export MOTO_EC2_LOAD_DEFAULT_AMIS := false
 
-.PHONY: help venv collection test unit module-test molecule sanity lint doc demo bench clean
+.PHONY: help venv collection test unit module-test molecule sanity lint doc demo demo-foundation bench clean
 
 help:
 	@echo "make test   - run every test (sets up .venv and the sandbox itself)"
-	@echo "make demo   - run the foundation demo against the local AWS sandbox"
+	@echo "make demo   - deploy, write canaries, interrupt, recover (same AZ, then another AZ); report in .build/demo/"
 	@echo "make bench  - run the benchmarks"
 
 $(VENV)/.installed: requirements.txt tests/requirements.txt
@@ -78,7 +78,7 @@ lint: collection
 	ansible-lint --profile production --offline
 
 doc: collection
-	@for m in spot_backup volume_reattach eip_failover handler_package autoscaling_group_spot; do \
+	@for m in spot_backup volume_reattach eip_failover handler_package autoscaling_group_spot spot_drill; do \
 	  ansible-doc ec2spot.autorecover.$$m >/dev/null || { echo "ansible-doc failed for $$m" >&2; exit 1; }; done
 	@ansible-doc -t role ec2spot.autorecover.control_plane >/dev/null
 	@ansible-doc -t role ec2spot.autorecover.instance_agent >/dev/null
@@ -86,7 +86,12 @@ doc: collection
 	@ansible-doc -t filter ec2spot.autorecover.gzip_b64 >/dev/null
 	@echo "ansible-doc renders the modules, the control_plane, instance_agent and fleet roles and the gzip_b64 filter"
 
+# The drill end to end: deploy.yml, canaries, drill.yml twice (same AZ, other AZ); .build/demo/report.{json,txt,png}.
 demo: collection
+	python -m sandbox.demo
+
+# The foundation demo: the recovery core's modules in one playbook (backup, restore across AZs, EIP).
+demo-foundation: collection
 	python -m sandbox run -- ansible-playbook sandbox/demo/foundation.yml
 
 bench: collection  ## the recovery core's moves in modeled AWS time, polling overhead, API calls

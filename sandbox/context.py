@@ -71,9 +71,13 @@ class ModeledClock:
         return self._origin + timedelta(seconds=self.elapsed())
 
     def set_scale(self, scale):
-        # Keep modeled time continuous across the change.
         current = self.elapsed()
         self._mono_origin = time.monotonic()
+        if not self.scale and scale and not current:
+            # A clock that never moved becomes the wall clock: the code under test reads the wall clock,
+            # and a clock anchored when this object was made would lag it by the server's start-up time.
+            self._origin = datetime.now(timezone.utc)
+        # Otherwise modeled time stays continuous across the change.
         self._offset = current
         self.scale = scale
 
@@ -251,6 +255,13 @@ def install_moto_clock():
         return
     _modeled_utcnow.__sandbox__ = True
     moto_utils.utcnow = _modeled_utcnow
+    # EC2 writes its timestamps with whole seconds (".000Z"). On the scaled clock one real second is `scale`
+    # modeled seconds, so whole real seconds would blur a launch time by up to `scale` modeled seconds: the
+    # sandbox keeps the milliseconds (a resolution of 1/scale modeled seconds at most, as fine as AWS's).
+    from moto.core.serialize import TimestampSerializer
+    TimestampSerializer._timestamp_iso8601_zeroed = lambda self, value: (  # noqa: E731
+        value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z" if CONTEXT.clock.scale
+        else value.strftime(self.ISO8601_MICRO_ZEROED))
     # Modules already imported hold their own reference: rebind those too.
     for module in list(sys.modules.values()):
         if module is not None and getattr(module, "__name__", "").startswith("moto.") \

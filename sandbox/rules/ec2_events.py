@@ -216,6 +216,9 @@ def install(context):
                 setattr(self, RECLAIM_ATTRIBUTE, None)
         return previous
 
+    # DescribeInstances "instance-lifecycle": spot | scheduled | capacity-block (on-demand instances have none).
+    from moto.ec2 import utils as ec2_utils
+    ec2_utils.filter_dict_attribute_mapping["instance-lifecycle"] = "lifecycle"
     Instance.__init__ = init
     Instance.start = start
     Instance.stop = stop

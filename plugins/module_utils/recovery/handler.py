@@ -376,8 +376,10 @@ class Handler:
         done = progress.read(instance)
         if "reported" in done:
             return f"duplicate: success of {replacement} already reported"
-        if "attached" not in done and "replaces" not in done:
-            # The service's first instance (deploy) or a reboot: nothing was recovered, but the operator wants to know.
+        progress.record_boot(ec2, replacement, event.detail.get("phases"))
+        if "replaces" not in done and " from snap-" not in progress.outcome_of(done.get("attached", "")):
+            # The service's first instance (deploy; its launch hook attached the volume) or a reboot: nothing was
+            # recovered, but the operator wants to know.
             self.publish(service, f"{service.name} started on {replacement}", {
                 "event": "started", "service": service.name, "lineage": service.lineage, "instance_id": replacement,
                 "initialised": initialised, "boot": event.detail.get("phases") if isinstance(event.detail.get("phases"), dict) else {},

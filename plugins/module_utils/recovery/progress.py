@@ -34,6 +34,27 @@ def record(ec2, instance_id, step, when, outcome=""):
     return value
 
 
+# The instance agent's boot phases kept as progress (boot-<phase>): the drill and the console read them.
+BOOT_PHASES = ("mounted", "app_started")
+
+
+def record_boot(ec2, instance_id, phases):
+    """Keep the agent's reported boot phases (ISO 8601 stamps) as ``boot-<phase>`` steps, in one call.
+
+    Stamps that do not parse are left out: they come from the instance, not from us."""
+    kept = []
+    for phase in BOOT_PHASES:
+        stamp = phases.get(phase) if isinstance(phases, dict) else None
+        try:
+            time_of(str(stamp))
+        except ValueError:
+            continue
+        kept.append({"Key": f"{PROGRESS}boot-{phase}", "Value": str(stamp)[:40]})
+    if kept:
+        call(ec2, "create_tags", Resources=[instance_id], Tags=kept)
+    return {tag["Key"][len(PROGRESS):]: tag["Value"] for tag in kept}
+
+
 def outcome_of(value):
     """The outcome part of a progress value (``"ok"``, ``"failed: ..."``), or ``""``."""
     return value.split(" ", 1)[1] if value and " " in value else ""

@@ -249,8 +249,11 @@ def test_boot_report_publishes_success_with_timeline_and_data_age(fleet):
     fleet.handler.handle(fleet.launch_event(action))
     fleet.messages()
     report = envelope("ec2spot.autorecover", "EC2Spot Recovery Boot Report", {
-        "instance-id": action["instance_id"], "lineage": LINEAGE, "phases": {"mounted": "2026-11-24T10:00:05Z"}})
+        "instance-id": action["instance_id"], "lineage": LINEAGE, "phases": {"mounted": "2026-11-24T10:00:05Z", "app_started": "soon"}})
     assert fleet.handler.handle(report) == f"success of {action['instance_id']} reported"
+    # The boot phases stay on the replacement as progress (the drill reads them); a stamp that does not parse is left out.
+    kept = {k: v for k, v in t.as_dict(fleet.instance(action["instance_id"])["Tags"]).items() if "progress:boot-" in k}
+    assert kept == {"ec2spot:progress:boot-mounted": "2026-11-24T10:00:05Z"}
     [message] = fleet.messages()
     assert message["event"] == "recovered" and message["replaced"] == fleet.first
     assert message["data_age_seconds"] > 0 and message["recovery_seconds"] > 0

@@ -1,0 +1,55 @@
+"""The drill end to end (make demo's code): deploy.yml, canaries, drill.yml --check, then drill.yml with the
+replacement in the same zone and in another zone, against the sandbox with its runtime (loop devices with real
+filesystems, instances that boot the agent). Asserts what the demo promises, from its JSON report."""
+
+import json
+
+import pytest
+
+from sandbox.demo.__main__ import Demo
+
+PHASES = ["warning", "app stopped", "snapshot requested", "volume released", "replacement running", "volume attached",
+          "EIP moved", "mounted", "app started", "success"]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    path = tmp_path_factory.mktemp("demo") / "report.json"
+    assert Demo(scale=10.0, report_path=str(path), verbose=False).run() == 0
+    return json.loads(path.read_text()), path
+
+
+def test_both_zone_cases_recover_with_every_canary_and_the_address(report):
+    document, _path = report
+    assert document["passed"] is True
+    assert [case["az_case"] for case in document["cases"]] == ["same-az", "other-az"]
+    for case in document["cases"]:
+        assert case["canary_intact"] is True and case["canaries_damaged"] == []
+        assert case["eip_on_replacement"] is True
+        assert case["messages"] == {"interruption-warning": True, "recovered": True}
+        assert case["rpo_seconds"] == 0.0 and case["app_stopped_cleanly"] is True
+        assert case["replacement_instance_id"] != case["interrupted_instance_id"]
+    same, other = document["cases"]
+    assert same["zones"]["interrupted"] == same["zones"]["replacement"] and "same volume" in same["data"]
+    assert other["zones"]["interrupted"] != other["zones"]["replacement"] and " from snap-" in other["data"]
+    # Every canary written before either drill is still there after the second one.
+    assert other["canaries_checked"] == 2 * same["canaries_checked"]
+
+
+def test_the_report_has_the_timeline_in_recovery_order(report):
+    document, path = report
+    for key in ("rto_seconds", "phases", "canary_intact", "eip_on_replacement", "az_case", "rpo_seconds"):
+        assert key in document
+    for case in document["cases"]:
+        # A same-zone move takes no snapshot on the critical path, but the interruption snapshot is always requested.
+        assert set(case["phases"]) == set(PHASES)
+        # Each chain of cause and effect is in time order (the address moves beside the boot, not after it).
+        for chain in (["warning", "app stopped", "snapshot requested", "volume released", "volume attached", "mounted",
+                       "app started", "success"], ["volume attached", "EIP moved", "success"], ["replacement running", "volume attached"]):
+            times = [case["phases"][name] for name in chain]
+            assert times == sorted(times), (chain, case["phases"])
+        assert 0 < case["rto_seconds"] < case["recovery_seconds"]
+    # Restoring in another zone waits for the snapshot to complete: it is the slower case.
+    assert document["cases"][1]["rto_seconds"] > document["cases"][0]["rto_seconds"]
+    assert path.with_suffix(".txt").read_text().count("RTO") == 2
+    assert path.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
