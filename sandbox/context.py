@@ -101,6 +101,8 @@ class SandboxContext:
         self.account_id = ACCOUNT_ID
         self.region = REGION
         self.lambda_handlers = {}  # function ARN -> callable(event) run for Lambda targets
+        self.api_requests = {}     # signing service -> requests served (the ``requests`` control)
+        self.controls_state = {}   # state of controls such as ``throttle``
         self._state_dir = os.environ.get("EC2SPOT_SANDBOX_STATE_DIR")
 
     @property
@@ -122,6 +124,8 @@ class SandboxContext:
             self.emitted.clear()
             self.records.clear()
             self.imds.clear()
+            self.api_requests.clear()
+            self.controls_state.clear()
             self.latency = dict(LATENCY)
 
     # ---- time -------------------------------------------------------------------------

@@ -44,11 +44,64 @@ def control_app(moto_app):
                 return reply(start_response, "200 OK", CONTEXT.call_control(path[len("/_sandbox/"):], json.loads(raw)))
             except (KeyError, ValueError, TypeError) as exc:
                 return reply(start_response, "400 Bad Request", {"error": str(exc)})
+        service = _service_of(environ)
         with CONTEXT.lock:
             CONTEXT.tick()
+            CONTEXT.api_requests[service] = CONTEXT.api_requests.get(service, 0) + 1
+            if _throttled(service):
+                return reply_throttled(start_response, service)
             return moto_app(environ, start_response)
 
     return app
+
+
+def _service_of(environ):
+    """The signing service of a request (``Credential=<key>/<date>/<region>/<service>/aws4_request``)."""
+    authorization = environ.get("HTTP_AUTHORIZATION", "")
+    try:
+        return authorization.split("Credential=", 1)[1].split("/")[3]
+    except IndexError:
+        return "unsigned"
+
+
+def _throttled(service):
+    """``throttle`` control: every ``every``-th request to the named services is refused as AWS throttles."""
+    rule = CONTEXT.controls_state.get("throttle")
+    if not rule or service not in rule["services"]:
+        return False
+    rule["seen"] += 1
+    if rule["seen"] % rule["every"]:
+        return False
+    CONTEXT.record("throttled", service)
+    return True
+
+
+def reply_throttled(start_response, service):
+    # EC2 (query protocol) answers 503 RequestLimitExceeded; botocore's retry modes retry it with backoff.
+    body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>RequestLimitExceeded</Code>"
+            f"<Message>Request limit exceeded.</Message></Error></Errors><RequestID>{service}-throttled</RequestID></Response>").encode()
+    start_response("503 Service Unavailable", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+@CONTEXT.control("throttle")
+def _throttle_control(payload):
+    """``{"every": 10, "services": ["ec2"]}``: refuse every 10th EC2 request with RequestLimitExceeded; ``{}`` stops."""
+    if payload.get("every"):
+        CONTEXT.controls_state["throttle"] = {"every": int(payload["every"]), "services": list(payload.get("services") or ["ec2"]),
+                                              "seen": 0}
+    else:
+        CONTEXT.controls_state.pop("throttle", None)
+    return {"throttle": CONTEXT.controls_state.get("throttle"), "throttled": len(CONTEXT.records.get("throttled", []))}
+
+
+@CONTEXT.control("requests")
+def _requests_control(payload):
+    """API requests served per signing service; ``{"reset": true}`` starts counting again."""
+    counted = dict(CONTEXT.api_requests)
+    if payload.get("reset"):
+        CONTEXT.api_requests.clear()
+    return {"requests": counted, "total": sum(counted.values())}
 
 
 def make(scale):

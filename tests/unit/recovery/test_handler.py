@@ -7,111 +7,21 @@ delivers them; the modeled clock moves only when the handler waits.
 """
 
 import json
-import uuid
 from datetime import timedelta
 
-import boto3
 import pytest
 
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import config as handler_config
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import handler as recovery
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import progress
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
-from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws import RETRY_CONFIG
-from sandbox import world as sandbox_world
-from sandbox.context import CONTEXT, CoreClock
-
-LINEAGE, GROUP = "pgdata", "pg-fleet"
-
-
-def envelope(source, detail_type, detail, when=None):
-    return json.dumps({"version": "0", "id": str(uuid.uuid4()), "detail-type": detail_type, "source": source,
-                       "account": "123456789012", "time": (when or CONTEXT.now()).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                       "region": "us-east-1", "resources": [], "detail": detail})
-
-
-def warning(instance_id, when=None):
-    return envelope("aws.ec2", "EC2 Spot Instance Interruption Warning",
-                    {"instance-id": instance_id, "instance-action": "terminate"}, when)
+from sandbox.context import CONTEXT
+from sandbox.scenario import GROUP, LINEAGE, World, envelope, warning  # noqa: F401 pylint: disable=unused-import
 
 
 def batch(*bodies):
     return {"Records": [{"messageId": f"m{index}", "body": body} for index, body in enumerate(bodies)]}
 
-
-class World:
-    def __init__(self, seeded):
-        self.clients = {name: boto3.client(name, region_name="us-east-1", config=RETRY_CONFIG)
-                        for name in ("ec2", "autoscaling", "ssm", "sns", "sqs", "cloudwatch", "iam")}
-        self.seeded = seeded
-        ec2, iam, sns, sqs = (self.clients[n] for n in ("ec2", "iam", "sns", "sqs"))
-        sandbox_world.managed_instance_profile(iam, "pg-instance")
-        ec2.create_launch_template(LaunchTemplateName="pg-fleet-template", LaunchTemplateData={
-            "ImageId": seeded["image_id"], "InstanceType": "t3.micro", "IamInstanceProfile": {"Name": "pg-instance"},
-            "MetadataOptions": {"HttpTokens": "required"},
-            "TagSpecifications": [{"ResourceType": "instance", "Tags": [{"Key": t.LINEAGE, "Value": LINEAGE}]}]})
-        self.topic = sns.create_topic(Name="pg-recovery")["TopicArn"]
-        self.inbox = sqs.create_queue(QueueName="pg-inbox")["QueueUrl"]
-        inbox_arn = sqs.get_queue_attributes(QueueUrl=self.inbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=self.topic, Protocol="sqs", Endpoint=inbox_arn)
-        self.address = ec2.allocate_address(Domain="vpc", TagSpecifications=[
-            {"ResourceType": "elastic-ip", "Tags": [{"Key": "Service", "Value": "pg"}]}])
-        self.autoscaling.create_auto_scaling_group(
-            AutoScalingGroupName=GROUP, MinSize=1, MaxSize=2, DesiredCapacity=1,
-            LaunchTemplate={"LaunchTemplateName": "pg-fleet-template"}, VPCZoneIdentifier=seeded["subnets"]["us-east-1a"],
-            LifecycleHookSpecificationList=[
-                {"LifecycleHookName": "launch", "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING",
-                 "HeartbeatTimeout": 600, "DefaultResult": "ABANDON"},
-                {"LifecycleHookName": "terminate", "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
-                 "HeartbeatTimeout": 300, "DefaultResult": "CONTINUE"}])
-        self.first = self.pending_launches()[0]["instance_id"]
-        self.complete(self.first)
-        self.volume = ec2.create_volume(AvailabilityZone="us-east-1a", Size=20, VolumeType="gp3", Encrypted=True, TagSpecifications=[
-            {"ResourceType": "volume", "Tags": t.as_list({t.LINEAGE: LINEAGE, t.GENERATION: 1, t.DEVICE: "/dev/sdf"})}])["VolumeId"]
-        ec2.attach_volume(VolumeId=self.volume, InstanceId=self.first, Device="/dev/sdf")
-        ec2.associate_address(AllocationId=self.address["AllocationId"], InstanceId=self.first)
-        CONTEXT.advance(5)
-        self.config = handler_config.parse({"topic_arn": self.topic, "services": [{
-            "name": "pg", "lineage": LINEAGE, "group": GROUP, "stop_commands": ["echo stopping > app.stopped"],
-            "address": {"tags": {"Service": "pg"}}, "device_name": "/dev/sdf"}]})
-        self.handler = recovery.Handler(self.config, recovery.Clients(lambda name: self.clients[name]), clock=CoreClock())
-
-    @property
-    def autoscaling(self):
-        return self.clients["autoscaling"]
-
-    def pending_launches(self):
-        return [a for a in CONTEXT.call_control("autoscaling/actions", {"group": GROUP})["actions"]
-                if a["transition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"]
-
-    def complete(self, instance_id):
-        self.autoscaling.complete_lifecycle_action(AutoScalingGroupName=GROUP, LifecycleHookName="launch",
-                                                   InstanceId=instance_id, LifecycleActionResult="CONTINUE")
-
-    def launch_event(self, action):
-        return envelope("aws.autoscaling", "EC2 Instance-launch Lifecycle Action", {
-            "LifecycleActionToken": action["token"], "AutoScalingGroupName": GROUP, "LifecycleHookName": "launch",
-            "EC2InstanceId": action["instance_id"], "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING"})
-
-    def messages(self):
-        found = []
-        while True:
-            answer = self.clients["sqs"].receive_message(QueueUrl=self.inbox, MaxNumberOfMessages=10)
-            if not answer.get("Messages"):
-                return found
-            for message in answer["Messages"]:
-                found.append(json.loads(json.loads(message["Body"])["Message"]))
-                self.clients["sqs"].delete_message(QueueUrl=self.inbox, ReceiptHandle=message["ReceiptHandle"])
-
-    def instance(self, instance_id):
-        return self.clients["ec2"].describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
-
-    def volume_state(self, volume_id):
-        described = self.clients["ec2"].describe_volumes(VolumeIds=[volume_id])["Volumes"][0]
-        return described["State"], [(a["InstanceId"], a["State"]) for a in described["Attachments"]]
-
-    def ssm_commands(self):
-        return CONTEXT.records.get("ssm_commands", [])
 
 
 @pytest.fixture
