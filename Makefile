@@ -94,7 +94,10 @@ demo: collection
 demo-foundation: collection
 	python -m sandbox run -- ansible-playbook sandbox/demo/foundation.yml
 
-bench: collection  ## the recovery core's moves in modeled AWS time, polling overhead, API calls
+# RTO of both strategies, the handler's critical path, 100 interruptions, retention over 1,000 AMIs
+# (.build/bench/results.{json,md}); then the recovery core's moves in modeled AWS time.
+bench: collection
+	python -m benchmarks
 	python -m benchmarks.foundation
 
 clean:

@@ -109,5 +109,3 @@ class World:
 
     def ssm_commands(self):
         return CONTEXT.records.get("ssm_commands", [])
-
-

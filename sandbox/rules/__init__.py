@@ -2,7 +2,7 @@
 
 from importlib import import_module
 
-RULE_MODULES = ("ebs", "snapshots", "addresses", "autoscaling", "ec2_events", "ssm", "eventbridge", "fis")
+RULE_MODULES = ("ebs", "snapshots", "addresses", "autoscaling", "ec2_events", "ssm", "eventbridge", "fis", "kms", "speed")
 
 
 def install_all(context):

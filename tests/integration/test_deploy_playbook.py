@@ -19,6 +19,7 @@ from sandbox import world as sandbox_world
 from .conftest import REPO
 
 PLAYBOOK = os.path.join(REPO, "playbooks", "deploy.yml")
+DESTROY = os.path.join(REPO, "playbooks", "destroy.yml")
 
 
 def deploy_vars(world):
@@ -42,10 +43,10 @@ def deploy_vars(world):
 def deploy(sandbox, tmp_path_factory):
     variables = tmp_path_factory.mktemp("deploy") / "vars.json"
 
-    def run(*extra, variables_document=None):
+    def run(*extra, variables_document=None, playbook=PLAYBOOK):
         variables.write_text(json.dumps(variables_document or deploy_vars(sandbox["world"])))
         env = dict(sandbox["env"], ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
-        done = subprocess.run(["ansible-playbook", PLAYBOOK, "-e", f"@{variables}", *extra], env=env, cwd=REPO,
+        done = subprocess.run(["ansible-playbook", playbook, "-e", f"@{variables}", *extra], env=env, cwd=REPO,
                               capture_output=True, text=True, check=False)
         try:
             raw = json.loads(done.stdout[done.stdout.index("{"):])
@@ -131,3 +132,40 @@ def test_bad_variables_are_refused_before_anything_changes(deploy, sandbox, auto
     assert code != 0
     failed = [task["hosts"]["localhost"] for play in raw["plays"] for task in play["tasks"] if task["hosts"]["localhost"].get("failed")]
     assert "a unique name and a unique lineage" in failed[0]["msg"] and "Nothing was changed" in failed[0]["msg"]
+
+
+def kept(run):
+    return [result.get("msg") for play in run[0]["plays"] for task in play["tasks"]
+            if task["task"]["name"] == "What was kept" for result in [task["hosts"].get("localhost", {})]]
+
+
+def test_destroy_removes_what_deploy_made_and_keeps_the_data(runs, deploy, sandbox, session, autoscaling, ec2):
+    """Last in this module: it removes the deployment the tests above share."""
+    lambda_client = session.client("lambda", endpoint_url=sandbox["endpoint"])
+    volumes_before = ec2.describe_volumes(Filters=[{"Name": f"tag:{t.LINEAGE}", "Values": ["it-pgdata", "it-cachedata"]},
+                                                   {"Name": "tag-key", "Values": [t.GENERATION]}])["Volumes"]
+    refused = deploy("-e", "destroy_delete_data=true", "-e", "destroy_confirm=it-pgdata", playbook=DESTROY)
+    assert refused[1] != 0 and "destroy_confirm naming every lineage" in failures(refused)[0][1]
+
+    checked = deploy("--check", playbook=DESTROY)
+    assert checked[1] == 0, failures(checked)
+    assert len(autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["it-pg", "it-cache"])["AutoScalingGroups"]) == 2
+    assert lambda_client.get_function(FunctionName="it-deploy")["Configuration"]["FunctionName"] == "it-deploy"
+
+    destroyed = deploy(playbook=DESTROY)
+    assert destroyed[1] == 0, failures(destroyed)
+    assert autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["it-pg", "it-cache"])["AutoScalingGroups"] == []
+    assert ec2.describe_launch_templates(Filters=[{"Name": "launch-template-name", "Values": ["it-pg", "it-cache"]}])["LaunchTemplates"] == []
+    assert "it-deploy" not in [f["FunctionName"] for f in lambda_client.list_functions()["Functions"]]
+    # The data and the address stay, and the play says so.
+    volumes_after = ec2.describe_volumes(VolumeIds=[v["VolumeId"] for v in volumes_before])["Volumes"]
+    assert len(volumes_after) == 2 and all(v["State"] == "available" for v in volumes_after)
+    addresses = ec2.describe_addresses(Filters=[{"Name": f"tag:{t.LINEAGE}", "Values": ["it-pgdata"]}])["Addresses"]
+    assert len(addresses) == 1
+    [summary] = kept(destroyed)
+    assert "Kept the data of it-pgdata, it-cachedata" in summary and addresses[0]["PublicIp"] in summary
+    for volume in volumes_before:
+        assert volume["VolumeId"] in summary
+
+    again = deploy(playbook=DESTROY)
+    assert again[1] == 0 and stats(again)["changed"] == 0, stats(again)

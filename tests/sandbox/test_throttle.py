@@ -7,7 +7,7 @@ def test_throttled_requests_are_retried_by_botocore_and_counted(ec2, box):
     box.call("requests", reset=True)
     box.call("throttle", every=2, services=["ec2"])
     try:
-        for _ in range(3):
+        for attempt in range(3):  # noqa: B007 pylint: disable=unused-variable
             ec2.describe_volumes()  # the standard retry mode retries RequestLimitExceeded
     finally:
         state = box.call("throttle")

@@ -23,7 +23,6 @@ def batch(*bodies):
     return {"Records": [{"messageId": f"m{index}", "body": body} for index, body in enumerate(bodies)]}
 
 
-
 @pytest.fixture
 def fleet(aws, ec2, world):
     """``world`` (conftest) holds the seeded VPC ids; ``fleet`` the recovery world on top of it."""

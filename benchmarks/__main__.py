@@ -1,0 +1,118 @@
+"""``make bench``: every comparison in one run, on the same sandbox; results as JSON and a markdown table.
+
+1. RTO (modeled): our strategy (unhealthy at once, app stopped, early detach) against the seed's (the
+   replacement waits for the old instance to terminate, then attaches), same zone and another zone;
+2. the handler's critical path: AWS calls and modeled time from the warning to the snapshot request, and
+   from the launch action to the volume attached;
+3. a fleet: 100 simultaneous interruptions across 10 groups with EC2 throttling;
+4. retention over 1,000 AMIs: ``spot_backup`` against the amazon.aws peer playbook and seed 001's script;
+5. the recovery core's moves (``benchmarks/foundation.py``).
+
+    python -m benchmarks [--amis 1000] [--out .build/bench]
+
+A benchmark reports; nothing here fails on a slow machine. Each module's docstring says what it measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+
+from sandbox import server, world
+
+from . import fleet, recovery, retention
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(REPO, ".build", "bench")
+
+
+def markdown(results):
+    rto, handler, fleet_result, kept = results["rto"], results["handler"], results["fleet"], results["retention"]
+    other = rto["other_az"]
+    lines = [
+        "# ec2spot.autorecover benchmarks", "",
+        f"{results['machine']}; sandbox latency model from FIGURES.md; {results['date']}.", "",
+        "## 1. RTO (modeled seconds of downtime: service stopped until back at its address)", "",
+        "| case | ours | wait for termination | ratio | RPO ours | RPO wait for termination |", "|---|---|---|---|---|---|",
+        f"| same AZ | {rto['ours_seconds']} | {rto['wait_for_termination_seconds']} | {rto['ratio']} | 0 | 0 (crash-consistent) |",
+        f"| other AZ | {other['ours_seconds']} | {other['wait_for_termination_seconds']} | "
+        f"{round(other['wait_for_termination_seconds'] / other['ours_seconds'], 2)} | {other['ours_rpo_seconds']} | "
+        f"{other['wait_for_termination_rpo_seconds']} |", "",
+        "From the warning until the service is back: " + ", ".join(
+            f"{r['strategy']} {r['az_case']} {r['warning_to_service_seconds']} s" for r in rto["runs"]) + ".", "",
+        "## 2. The handler's critical path (modeled)", "",
+        "| path | AWS calls | modeled seconds |", "|---|---|---|",
+        f"| warning to snapshot requested | {handler['calls_before_snapshot']} | {handler['seconds_to_snapshot']} |",
+        f"| launch action to volume attached (same AZ) | {handler['calls_launch_to_attached']} | {handler['seconds_launch_to_attached']} |",
+        f"| launch action to volume attached (other AZ, restore) | {handler['other_az_calls_launch_to_attached']} | "
+        f"{handler['other_az_seconds_launch_to_attached']} |", "",
+        "## 3. Fleet: simultaneous interruptions", "",
+        "| interruptions | groups | concurrency | handled | stopped cleanly | throttled (retried) | p50 s | p99 s | wall s |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| {fleet_result['interruptions']} | {fleet_result['groups']} | {fleet_result['concurrency']} | {fleet_result['handled']} | "
+        f"{fleet_result['stopped_cleanly']} | {fleet_result['throttled_requests']} | {fleet_result['p50_seconds']} | "
+        f"{fleet_result['p99_seconds']} | {fleet_result['wall_seconds']} |", "",
+        f"The sandbox served {fleet_result['sandbox_requests_per_second']} requests/s here: handler times are bounded by it.", "",
+        f"## 4. Retention over {kept['amis']} daily AMIs (keep {kept['keep_days']} days)", "",
+        "| tool | API calls | wall seconds | AMIs left |", "|---|---|---|---|",
+        f"| ours (`spot_backup`, one task, tonight's backup included) | {kept['ours_api_calls']} | {kept['ours_seconds']} | "
+        f"{kept['ours_images_left']} |",
+        f"| peer (`ec2_ami_info` + `ec2_ami state=absent` loop) | {kept['peer_api_calls']} | {kept['peer_seconds']} | "
+        f"{kept['peer_images_left']} |",
+        f"| seed 001 script (AWS CLI) | {kept['seed_script_api_calls']} | {kept['seed_script_seconds']} | {kept['seed_images_left']} |",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--amis", type=int, default=1000, help="daily AMIs per retention tool")
+    parser.add_argument("--out", default=OUT, help="directory for results.json and results.md")
+    args = parser.parse_args(argv)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    results = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+               "date": time.strftime("%Y-%m-%d")}
+
+    print("1-2. RTO and the handler's critical path (in-process, manual clock) ...", flush=True)
+    results["rto"], results["handler"] = recovery.run()
+
+    state_dir = tempfile.mkdtemp(prefix="ec2spot-bench-")
+    endpoint, stop = server.start_in_thread(scale=1.0)
+    try:
+        from sandbox import __main__ as sandbox_cli
+        env = sandbox_cli.sandbox_env(endpoint, state_dir)
+        import boto3
+        seeded = world.seed(boto3.client("ec2", region_name="us-east-1", endpoint_url=endpoint,
+                                         aws_access_key_id="sandbox", aws_secret_access_key="sandbox"))
+        with open(env["EC2SPOT_SANDBOX_WORLD"], "w", encoding="utf-8") as handle:
+            json.dump(seeded, handle)
+        print("3. 100 interruptions across 10 groups, EC2 throttled ...", flush=True)
+        results["fleet"] = fleet.run(endpoint, scale=1.0)
+        print(f"4. retention over {args.amis} AMIs: ours, the amazon.aws peer, seed 001's script ...", flush=True)
+        results["retention"] = retention.run(endpoint, state_dir, args.amis)
+    finally:
+        stop()
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as handle:
+        json.dump(results, handle, indent=2, default=str)
+    table = markdown(results)
+    with open(os.path.join(args.out, "results.md"), "w", encoding="utf-8") as handle:
+        handle.write(table)
+    print(table)
+    print(f"results: {os.path.join(args.out, 'results.json')}, {os.path.join(args.out, 'results.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

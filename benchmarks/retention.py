@@ -1,0 +1,151 @@
+"""Retention over 1,000 daily AMIs (with their snapshots): ours, the amazon.aws peer, seed 001's script.
+
+One sandbox server runs in this process (scale 1: modeled time is the wall clock, which the seed's
+``date -d "7 days ago"`` also reads). Each tool gets its own lineage of ``AMIS`` daily backups, one a day
+going back ``AMIS`` days, each an AMI and the data volume's snapshot, taken by the core's
+``backup_instance`` and then backdated in moto; the seed's set is also named ``k8s-master-<date>`` and
+tagged ``AutoBackup=true`` as seed 001 names and tags its AMIs. Policy for all three: keep 7 days.
+
+* **ours**: one ``ec2spot.autorecover.spot_backup`` task (tonight's backup, then retention of the lineage);
+* **peer**: what a user writes with amazon.aws: ``ec2_ami_info`` of the lineage, then ``ec2_ami
+  state=absent delete_snapshot=true`` in a loop over the AMIs older than 7 days;
+* **seed 001**: the retention half of its bash script (``seed001_retention.sh``) with the AWS CLI.
+
+API calls are counted by the sandbox (``requests`` control); wall time is this machine's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import boto3
+
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws import RETRY_CONFIG
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.backups import backup_instance
+from sandbox import __main__ as sandbox_cli
+from sandbox.context import CONTEXT
+from sandbox.control import Sandbox
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+KEEP_DAYS = 7
+
+
+def _client(endpoint, service):
+    return boto3.client(service, region_name="us-east-1", endpoint_url=endpoint, config=RETRY_CONFIG,
+                        aws_access_key_id="sandbox", aws_secret_access_key="sandbox")
+
+
+def daily_backups(endpoint, seeded, lineage, amis, seed_names=False):
+    """``amis`` daily backups of a fresh instance of ``lineage``, the newest today. Returns the instance id."""
+    ec2 = _client(endpoint, "ec2")
+    instance = ec2.run_instances(ImageId=seeded["image_id"], MinCount=1, MaxCount=1, InstanceType="t3.micro",
+                                 SubnetId=seeded["subnets"]["us-east-1a"], TagSpecifications=[
+                                     {"ResourceType": "instance", "Tags": [{"Key": t.LINEAGE, "Value": lineage}]}])["Instances"][0]["InstanceId"]
+    volume = ec2.create_volume(AvailabilityZone="us-east-1a", Size=8, VolumeType="gp3", Encrypted=True, TagSpecifications=[
+        {"ResourceType": "volume", "Tags": t.as_list({t.LINEAGE: lineage, t.GENERATION: 1})}])["VolumeId"]
+    ec2.attach_volume(VolumeId=volume, InstanceId=instance, Device="/dev/sdf")
+    Sandbox(endpoint).settle()
+    today = CONTEXT.now()
+    for age in range(amis):
+        day = (today - timedelta(days=age)).strftime("%Y%m%d")
+        name = f"k8s-master-{day}" if seed_names else f"{lineage}-{day}"
+        result = backup_instance(ec2, instance, name, create_image=True, extra_tags={"AutoBackup": "true"} if seed_names else None)
+        _backdate(result, today - timedelta(days=age, hours=1))
+    Sandbox(endpoint).settle()
+    return instance
+
+
+def _backdate(result, when):
+    """Make one backup ``when`` old: its AMI's creation date and its volume snapshots' start time."""
+    backend = CONTEXT.backend("ec2")
+    naive = when.replace(tzinfo=None)
+    backend.amis[result.image_id].creation_date = naive
+    for snapshot in result.to_dict()["snapshots"]:
+        backend.snapshots[snapshot["snapshot_id"]].start_time = naive
+
+
+def _count(endpoint):
+    return Sandbox(endpoint).call("requests", reset=True)["total"]
+
+
+def _images(endpoint, **filters):
+    return _client(endpoint, "ec2").describe_images(Owners=["self"], Filters=[{"Name": k, "Values": [v]} for k, v in filters.items()])["Images"]
+
+
+def _playbook(env, tasks, workdir, name):
+    path = os.path.join(workdir, f"{name}.yml")
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump([{"name": name, "hosts": "localhost", "connection": "local", "gather_facts": False,
+                    "module_defaults": {"group/ec2spot.autorecover.aws": {"region": "us-east-1"}}, "tasks": tasks}], handle)
+    run_env = dict(env, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
+    done = subprocess.run(["ansible-playbook", path], env=run_env, cwd=REPO, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout[done.stdout.index("{"):])["plays"][0]["tasks"][-1]["hosts"]["localhost"]
+
+
+def aws_cli(workdir):
+    """The AWS CLI: on PATH, else installed into a virtualenv of its own (it pins its own botocore)."""
+    found = shutil.which("aws")
+    if found and subprocess.run([found, "--version"], capture_output=True, check=False).returncode == 0:
+        return found
+    venv = os.path.join(REPO, ".build", "awscli")
+    if not os.path.exists(os.path.join(venv, "bin", "aws")):
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+        subprocess.run([os.path.join(venv, "bin", "pip"), "install", "--quiet", "awscli"], check=True)
+    return os.path.join(venv, "bin", "aws")
+
+
+def run(endpoint, state_dir, amis):
+    env = sandbox_cli.apply_env(sandbox_cli.sandbox_env(endpoint, state_dir))
+    seeded = json.load(open(env["EC2SPOT_SANDBOX_WORLD"], encoding="utf-8"))
+    results = {"amis": amis, "keep_days": KEEP_DAYS}
+    workdir = os.path.join(state_dir, "retention")
+    os.makedirs(workdir, exist_ok=True)
+
+    daily_backups(endpoint, seeded, "bench-ours", amis)
+    _count(endpoint)
+    began = time.monotonic()
+    ours = _playbook(env, [{"name": "nightly backup and retention", "ec2spot.autorecover.spot_backup": {
+        "lineage": "bench-ours", "name": "bench-ours-tonight", "create_image": True, "retention": {"max_age_days": KEEP_DAYS}}}],
+        workdir, "ours")
+    results["ours_seconds"] = round(time.monotonic() - began, 2)
+    results["ours_api_calls"] = _count(endpoint)
+    results["ours_images_left"] = len(_images(endpoint, **{f"tag:{t.LINEAGE}": "bench-ours"}))
+    results["ours_images_deleted"] = len(ours["deleted"]["images"])
+    results["ours_kept"] = ours["kept"]
+
+    daily_backups(endpoint, seeded, "bench-peer", amis)
+    _count(endpoint)
+    cutoff = (CONTEXT.now() - timedelta(days=KEEP_DAYS)).strftime("%Y-%m-%dT%H:%M:%S")
+    began = time.monotonic()
+    _playbook(env, [
+        {"name": "find the lineage's AMIs", "amazon.aws.ec2_ami_info": {"owners": ["self"], "filters": {f"tag:{t.LINEAGE}": "bench-peer"}},
+         "register": "peer_amis"},
+        {"name": "delete the AMIs older than a week with their snapshots",
+         "amazon.aws.ec2_ami": {"image_id": "{{ item.image_id }}", "state": "absent", "delete_snapshot": True},
+         "loop": "{{ peer_amis.images | selectattr('creation_date', 'lt', '" + cutoff + "') | list }}",
+         "loop_control": {"label": "{{ item.image_id }}"}}], workdir, "peer")
+    results["peer_seconds"] = round(time.monotonic() - began, 2)
+    results["peer_api_calls"] = _count(endpoint)
+    results["peer_images_left"] = len(_images(endpoint, **{f"tag:{t.LINEAGE}": "bench-peer"}))
+
+    daily_backups(endpoint, seeded, "bench-seed", amis, seed_names=True)
+    cli = aws_cli(workdir)
+    _count(endpoint)
+    began = time.monotonic()
+    done = subprocess.run(["bash", os.path.join(HERE, "seed001_retention.sh")], capture_output=True, text=True, check=False,
+                          env=dict(env, PATH=os.path.dirname(cli) + os.pathsep + env["PATH"], LOG_FILE=os.path.join(workdir, "seed.log")))
+    results["seed_script_seconds"] = round(time.monotonic() - began, 2)
+    results["seed_script_api_calls"] = _count(endpoint)
+    results["seed_script_exit_code"] = done.returncode
+    results["seed_images_left"] = len(_images(endpoint, **{"tag:AutoBackup": "true"}))
+    return results
