@@ -134,6 +134,27 @@ def test_bad_variables_are_refused_before_anything_changes(deploy, sandbox, auto
     assert "a unique name and a unique lineage" in failed[0]["msg"] and "Nothing was changed" in failed[0]["msg"]
 
 
+BACKUP = os.path.join(REPO, "playbooks", "backup.yml")
+
+
+def test_backup_takes_todays_backup_once_and_check_mode_changes_nothing(runs, deploy, ec2):
+    def backups():
+        return ec2.describe_snapshots(OwnerIds=["self"], Filters=[{"Name": f"tag:{t.LINEAGE}", "Values": ["it-pgdata"]},
+                                                                 {"Name": f"tag:{t.KIND}", "Values": ["volume"]}])["Snapshots"]
+    checked = deploy("--check", "-e", "backup_service=it-pg", playbook=BACKUP)
+    assert checked[1] == 0 and backups() == [], failures(checked)
+    first = deploy("-e", "backup_service=it-pg", playbook=BACKUP)
+    assert first[1] == 0, failures(first)
+    assert len(backups()) == 1 and stats(first)["changed"] == 1
+    second = deploy("-e", "backup_service=it-pg", playbook=BACKUP)
+    assert second[1] == 0 and stats(second)["changed"] == 0 and len(backups()) == 1
+    summary = [r["msg"] for play in second[0]["plays"] for task in play["tasks"] if task["task"]["name"] == "Summary"
+               for r in task["hosts"]["localhost"]["results"]]
+    assert len(summary) == 1 and "already taken, unchanged" in summary[0]
+    unknown = deploy("-e", "backup_service=nope", playbook=BACKUP)
+    assert unknown[1] != 0 and "Nothing was changed" in failures(unknown)[0][1]
+
+
 def kept(run):
     return [result.get("msg") for play in run[0]["plays"] for task in play["tasks"]
             if task["task"]["name"] == "What was kept" for result in [task["hosts"].get("localhost", {})]]
