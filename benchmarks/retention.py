@@ -77,7 +77,9 @@ def _count(endpoint):
 
 
 def _images(endpoint, **filters):
-    return _client(endpoint, "ec2").describe_images(Owners=["self"], Filters=[{"Name": k, "Values": [v]} for k, v in filters.items()])["Images"]
+    pages = _client(endpoint, "ec2").get_paginator("describe_images").paginate(
+        Owners=["self"], Filters=[{"Name": k, "Values": [v]} for k, v in filters.items()])
+    return [image for page in pages for image in page["Images"]]
 
 
 def _playbook(env, tasks, workdir, name):

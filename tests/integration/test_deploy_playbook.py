@@ -139,8 +139,8 @@ BACKUP = os.path.join(REPO, "playbooks", "backup.yml")
 
 def test_backup_takes_todays_backup_once_and_check_mode_changes_nothing(runs, deploy, ec2):
     def backups():
-        return ec2.describe_snapshots(OwnerIds=["self"], Filters=[{"Name": f"tag:{t.LINEAGE}", "Values": ["it-pgdata"]},
-                                                                 {"Name": f"tag:{t.KIND}", "Values": ["volume"]}])["Snapshots"]
+        wanted = [{"Name": f"tag:{t.LINEAGE}", "Values": ["it-pgdata"]}, {"Name": f"tag:{t.KIND}", "Values": ["volume"]}]
+        return ec2.describe_snapshots(OwnerIds=["self"], Filters=wanted)["Snapshots"]
     checked = deploy("--check", "-e", "backup_service=it-pg", playbook=BACKUP)
     assert checked[1] == 0 and backups() == [], failures(checked)
     first = deploy("-e", "backup_service=it-pg", playbook=BACKUP)
