@@ -61,12 +61,13 @@ def markdown(results):
         f"{fleet_result['p99_seconds']} | {fleet_result['wall_seconds']} |", "",
         f"The sandbox served {fleet_result['sandbox_requests_per_second']} requests/s here: handler times are bounded by it.", "",
         f"## 4. Retention over {kept['amis']} daily AMIs (keep {kept['keep_days']} days)", "",
-        "| tool | API calls | wall seconds | AMIs left |", "|---|---|---|---|",
+        "| tool | API calls | wall seconds | AMIs left | backups younger than the period deleted |", "|---|---|---|---|---|",
         f"| ours (`spot_backup`, one task, tonight's backup included) | {kept['ours_api_calls']} | {kept['ours_seconds']} | "
-        f"{kept['ours_images_left']} |",
+        f"{kept['ours_images_left']} | {kept['ours_recent_deleted']} |",
         f"| peer (`ec2_ami_info` + `ec2_ami state=absent` loop) | {kept['peer_api_calls']} | {kept['peer_seconds']} | "
-        f"{kept['peer_images_left']} |",
-        f"| seed 001 script (AWS CLI) | {kept['seed_script_api_calls']} | {kept['seed_script_seconds']} | {kept['seed_images_left']} |",
+        f"{kept['peer_images_left']} | {kept['peer_recent_deleted']} |",
+        f"| seed 001 script (AWS CLI) | {kept['seed_script_api_calls']} | {kept['seed_script_seconds']} | {kept['seed_images_left']} | "
+        f"{kept['seed_recent_deleted']} |",
         "",
     ]
     return "\n".join(lines)

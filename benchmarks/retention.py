@@ -72,6 +72,12 @@ def _backdate(result, when):
         backend.snapshots[snapshot["snapshot_id"]].start_time = naive
 
 
+def _recent(endpoint, **filters):
+    """AMIs younger than the retention period: a correct tool deletes none of them."""
+    cutoff = (CONTEXT.now() - timedelta(days=KEEP_DAYS)).strftime("%Y-%m-%dT%H:%M:%S")
+    return sum(1 for image in _images(endpoint, **filters) if image["CreationDate"] > cutoff)
+
+
 def _count(endpoint):
     return Sandbox(endpoint).call("requests", reset=True)["total"]
 
@@ -114,6 +120,7 @@ def run(endpoint, state_dir, amis):
     os.makedirs(workdir, exist_ok=True)
 
     daily_backups(endpoint, seeded, "bench-ours", amis)
+    recent = _recent(endpoint, **{f"tag:{t.LINEAGE}": "bench-ours"})
     _count(endpoint)
     began = time.monotonic()
     ours = _playbook(env, [{"name": "nightly backup and retention", "ec2spot.autorecover.spot_backup": {
@@ -123,9 +130,11 @@ def run(endpoint, state_dir, amis):
     results["ours_api_calls"] = _count(endpoint)
     results["ours_images_left"] = len(_images(endpoint, **{f"tag:{t.LINEAGE}": "bench-ours"}))
     results["ours_images_deleted"] = len(ours["deleted"]["images"])
+    results["ours_recent_deleted"] = recent + 1 - _recent(endpoint, **{f"tag:{t.LINEAGE}": "bench-ours"})  # + tonight's
     results["ours_kept"] = ours["kept"]
 
     daily_backups(endpoint, seeded, "bench-peer", amis)
+    recent = _recent(endpoint, **{f"tag:{t.LINEAGE}": "bench-peer"})
     _count(endpoint)
     cutoff = (CONTEXT.now() - timedelta(days=KEEP_DAYS)).strftime("%Y-%m-%dT%H:%M:%S")
     began = time.monotonic()
@@ -139,8 +148,10 @@ def run(endpoint, state_dir, amis):
     results["peer_seconds"] = round(time.monotonic() - began, 2)
     results["peer_api_calls"] = _count(endpoint)
     results["peer_images_left"] = len(_images(endpoint, **{f"tag:{t.LINEAGE}": "bench-peer"}))
+    results["peer_recent_deleted"] = recent - _recent(endpoint, **{f"tag:{t.LINEAGE}": "bench-peer"})
 
     daily_backups(endpoint, seeded, "bench-seed", amis, seed_names=True)
+    recent = _recent(endpoint, **{"tag:AutoBackup": "true"})
     cli = aws_cli(workdir)
     _count(endpoint)
     began = time.monotonic()
@@ -150,4 +161,5 @@ def run(endpoint, state_dir, amis):
     results["seed_script_api_calls"] = _count(endpoint)
     results["seed_script_exit_code"] = done.returncode
     results["seed_images_left"] = len(_images(endpoint, **{"tag:AutoBackup": "true"}))
+    results["seed_recent_deleted"] = recent - _recent(endpoint, **{"tag:AutoBackup": "true"})
     return results
