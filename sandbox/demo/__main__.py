@@ -37,6 +37,7 @@ import time
 import boto3
 
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import drill, progress
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.instances import describe_instance
 from sandbox import __main__ as sandbox_cli
 from sandbox import runtime
 from sandbox.context import LATENCY
@@ -218,10 +219,10 @@ class Demo:
         """Print each recovery step as the handler records it (modeled seconds since the warning)."""
         ec2, warned = self.aws("ec2"), None
         # The holder may itself be the previous drill's replacement: its earlier steps are not news.
-        seen = {f"old.{step}" for step in progress.read(drill._instance(ec2, holder) or {})}
+        seen = {f"old.{step}" for step in progress.read(describe_instance(ec2, holder))}
         while not stop.is_set():
             try:
-                old = drill._instance(ec2, holder) or {}
+                old = describe_instance(ec2, holder)
                 new = drill.find_replacement(ec2, LINEAGE, holder) or {}
             except Exception:  # noqa: BLE001 - progress display only
                 time.sleep(0.2)

@@ -28,6 +28,7 @@ from . import progress
 from . import tags as t
 from .aws import SYSTEM_CLOCK, call, paginate
 from .errors import InvalidInput, NotFound, RecoveryError, WaitTimeout
+from .instances import describe_instance
 
 ACTION = "aws:ec2:send-spot-instance-interruptions"
 DRILL_TAG = t.PREFIX + "drill"
@@ -163,11 +164,6 @@ def start(fis, template_id, client_token):
     return experiment["id"], experiment["startTime"], resolved
 
 
-def _instance(ec2, instance_id):
-    found = [i for r in call(ec2, "describe_instances", InstanceIds=[instance_id])["Reservations"] for i in r["Instances"]]
-    return found[0] if found else None
-
-
 def find_replacement(ec2, lineage, old_instance_id):
     """The instance whose ``replaces`` progress names ``old_instance_id``, or None."""
     for reservation in paginate(ec2, "describe_instances", "Reservations", Filters=[
@@ -184,7 +180,10 @@ def watch(ec2, lineage, old_instance_id, timeout, clock=SYSTEM_CLOCK, poll=2.0, 
     ``on_progress(steps)`` is called with every newly seen step name (``old.stopped``, ``new.attached``...)."""
     deadline, seen = clock.monotonic() + timeout, set()
     while True:
-        old = _instance(ec2, old_instance_id) or {}
+        try:
+            old = describe_instance(ec2, old_instance_id)
+        except NotFound:  # not described (yet or any more): keep waiting, as for a missing replacement
+            old = {}
         new = find_replacement(ec2, lineage, old_instance_id) or {}
         steps = {f"old.{step}" for step in progress.read(old)} | {f"new.{step}" for step in progress.read(new)}
         if on_progress and steps - seen:
@@ -203,17 +202,18 @@ def watch(ec2, lineage, old_instance_id, timeout, clock=SYSTEM_CLOCK, poll=2.0, 
 
 def timeline(old, new, warned_at, scale=1.0):
     """Phases of one recovery: ``(phases, report)`` with seconds since the warning (times ``scale``)."""
-    stamps = {f"old.{step}": progress.time_of(value) for step, value in progress.read(old).items()}
-    stamps.update({f"new.{step}": progress.time_of(value) for step, value in progress.read(new).items()})
+    old_steps, new_steps = progress.read(old), progress.read(new)
+    stamps = {f"old.{step}": progress.time_of(value) for step, value in old_steps.items()}
+    stamps.update({f"new.{step}": progress.time_of(value) for step, value in new_steps.items()})
     stamps["warning"] = warned_at
     if new.get("LaunchTime"):
         stamps["new.launched"] = new["LaunchTime"]
     phases = {name: round((stamps[source] - warned_at).total_seconds() * scale, 1)
               for name, source in PHASES if source in stamps}
     back = [phases[name] for name in ("app started", "EIP moved") if name in phases]
-    attached = progress.outcome_of(progress.read(new).get("attached", ""))
+    attached = progress.outcome_of(new_steps.get("attached", ""))
     from_snapshot = " from snap-" in attached
-    stopped_ok = progress.outcome_of(progress.read(old).get("stopped", "")) == "ok"
+    stopped_ok = progress.outcome_of(old_steps.get("stopped", "")) == "ok"
     if not from_snapshot:
         rpo = 0.0
     elif stopped_ok and phases.get("snapshot requested", 0) >= phases.get("app stopped", float("inf")):
