@@ -78,7 +78,7 @@ lint: collection
 	ansible-lint --profile production --offline
 
 doc: collection
-	@for m in spot_backup volume_reattach eip_failover handler_package autoscaling_group_spot spot_drill; do \
+	@for m in spot_backup volume_reattach eip_failover handler_package autoscaling_group_spot spot_drill launch_from_template lineage_info; do \
 	  ansible-doc ec2spot.autorecover.$$m >/dev/null || { echo "ansible-doc failed for $$m" >&2; exit 1; }; done
 	@ansible-doc -t role ec2spot.autorecover.control_plane >/dev/null
 	@ansible-doc -t role ec2spot.autorecover.instance_agent >/dev/null

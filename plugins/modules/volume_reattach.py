@@ -26,6 +26,10 @@ description:
   - Each move raises the lineage's generation, so a stale copy can never be mistaken for the current one.
   - Idempotent. When the volume is already attached to the target nothing changes. An interrupted
     run resumes where it stopped.
+  - With O(availability_zone) instead of O(instance_id) it stages a restore for an Auto Scaling group -
+    O(snapshot_id) is restored into that zone as the lineage's newest generation, attached to nothing; the
+    control plane gives it to the group's next instance (or, in another zone, restores from the same
+    snapshot) as after any interruption.
 author:
   - ec2spot.autorecover maintainers (@ec2spot)
 options:
@@ -37,8 +41,14 @@ options:
   instance_id:
     description:
       - The instance that must end up holding the lineage's data. It must be running or stopped.
-    required: true
+      - Exactly one of O(instance_id) and O(availability_zone) is required.
     type: str
+  availability_zone:
+    description:
+      - Stage O(snapshot_id) in this zone as the lineage's newest generation, attached to nothing (see above).
+        Requires O(snapshot_id).
+    type: str
+    version_added: 0.3.0
   device_name:
     description:
       - Device name to attach at, for example C(/dev/sdf). It must be free on the target.
@@ -112,6 +122,12 @@ EXAMPLES = r"""
     source_app_stopped: true
     device_name: /dev/sdf
 
+- name: Stage a backup for the group's next instance (restore.yml, target group; the group is scaled to 0 first)
+  ec2spot.autorecover.volume_reattach:
+    lineage: pgdata
+    availability_zone: eu-west-1a
+    snapshot_id: snap-0123456789abcdef0
+
 - name: Roll back to a chosen backup, refusing data older than a day
   ec2spot.autorecover.volume_reattach:
     lineage: pgdata
@@ -122,7 +138,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 volume_id:
-  description: The volume now attached to the target (in check mode, V(null) when a restore would create it).
+  description: The volume now attached to the target, or staged (in check mode, V(null) when a restore would create it).
   returned: always
   type: str
   sample: vol-0123456789abcdef0
@@ -192,13 +208,14 @@ timeline:
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.module_support import client, run
-from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.volumes import move_lineage_volume
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.volumes import move_lineage_volume, stage_lineage_volume
 
 
 def main():
     argument_spec = dict(
         lineage=dict(type="str", required=True),
-        instance_id=dict(type="str", required=True),
+        instance_id=dict(type="str"),
+        availability_zone=dict(type="str"),
         device_name=dict(type="str"),
         source_app_stopped=dict(type="bool", default=False),
         force_detach=dict(type="bool", default=False),
@@ -209,17 +226,27 @@ def main():
         initialization_rate=dict(type="int"),
         wait_timeout=dict(type="int", default=300),
     )
-    module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True,
+                              mutually_exclusive=[["instance_id", "availability_zone"]],
+                              required_one_of=[["instance_id", "availability_zone"]],
+                              required_by={"availability_zone": "snapshot_id"})
     params = module.params
     ec2 = client(module, "ec2")
-    result = run(module, lambda: move_lineage_volume(
-        ec2, params["lineage"], params["instance_id"], device_name=params["device_name"],
-        app_stopped=params["source_app_stopped"], snapshot_id=params["snapshot_id"],
-        max_data_age=params["max_data_age"], force_detach=params["force_detach"],
-        volume_tags=params["volume_tags"], kms_key_id=params["kms_key_id"],
-        initialization_rate=params["initialization_rate"], dry_run=module.check_mode,
-        timeout=params["wait_timeout"],
-    ))
+    if params["availability_zone"]:
+        result = run(module, lambda: stage_lineage_volume(
+            ec2, params["lineage"], params["availability_zone"], params["snapshot_id"],
+            app_stopped=params["source_app_stopped"], force_detach=params["force_detach"],
+            volume_tags=params["volume_tags"], kms_key_id=params["kms_key_id"], dry_run=module.check_mode,
+            timeout=params["wait_timeout"]))
+    else:
+        result = run(module, lambda: move_lineage_volume(
+            ec2, params["lineage"], params["instance_id"], device_name=params["device_name"],
+            app_stopped=params["source_app_stopped"], snapshot_id=params["snapshot_id"],
+            max_data_age=params["max_data_age"], force_detach=params["force_detach"],
+            volume_tags=params["volume_tags"], kms_key_id=params["kms_key_id"],
+            initialization_rate=params["initialization_rate"], dry_run=module.check_mode,
+            timeout=params["wait_timeout"],
+        ))
     returned = {k: v for k, v in result.to_dict().items() if v is not None or k == "volume_id"}
     after = {"volume_id": result.volume_id or "(restored volume)", "instance_id": result.instance_id,
              "generation": result.generation}

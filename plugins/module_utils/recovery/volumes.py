@@ -157,11 +157,25 @@ def _target(ec2, instance_id, timeout, clock):
     return target
 
 
-def _restore_source(ec2, lineage, snapshot_id):
+def _restore_source(ec2, lineage, snapshot_id, current=None):
     """The snapshot to restore: the one asked for (checked to be this lineage's and complete)
-    or the lineage's newest completed one."""
+    or the newest completed one that holds the current generation's data.
+
+    After a rollback (the current volume was restored from an older backup and has no completed
+    snapshot of its own yet) that is the backup it was restored from, not a newer snapshot of the
+    superseded generation: restoring that one would silently undo the rollback.
+    """
     if not snapshot_id:
-        return lineages.newest_completed_snapshot(ec2, lineage)
+        newest = lineages.newest_completed_snapshot(ec2, lineage)
+        current_tags = t.as_dict(current.get("Tags")) if current else {}
+        rolled_back_to = current_tags.get(t.RESTORED_FROM)
+        if not rolled_back_to or t.generation_of(t.as_dict(newest.get("Tags"))) >= t.generation_of(current_tags):
+            return newest
+        own = [s for s in lineages.snapshots(ec2, lineage)
+               if t.generation_of(t.as_dict(s.get("Tags"))) >= t.generation_of(current_tags)]
+        if own:
+            return own[0]
+        snapshot_id = rolled_back_to
     try:
         found = call(ec2, "describe_snapshots", SnapshotIds=[snapshot_id])["Snapshots"]
     except AwsApiError as exc:
@@ -345,7 +359,7 @@ def _move_same_zone(ec2, volume, target, result, device_name, app_stopped, force
 def _restore_in_zone(ec2, current, target, result, device_name, app_stopped, force_detach, snapshot_id,
                      max_data_age, extra_tags, kms_key_id, initialization_rate, dry_run, timeout, clock):
     instance_id, zone, lineage = target["InstanceId"], result.availability_zone, result.lineage
-    snapshot = _restore_source(ec2, lineage, snapshot_id)
+    snapshot = _restore_source(ec2, lineage, snapshot_id, current)
     snapshot_tags = t.as_dict(snapshot.get("Tags"))
     assert_no_newer_generation_on_target(target, lineage, "(restored volume)", t.generation_of(snapshot_tags),
                                          attached_volumes(ec2, target))
@@ -408,3 +422,58 @@ def _create_restored_volume(ec2, params, timeout, clock):
                f"restored volume {volume_id} to become available", timeout, clock,
                is_failed=lambda v: v["State"] == "error" and f"volume {volume_id} is in error state")
     return volume_id
+
+
+def stage_lineage_volume(ec2, lineage, zone, snapshot_id, app_stopped=False, force_detach=False, volume_tags=None,
+                         kms_key_id=None, dry_run=False, timeout=300, clock=SYSTEM_CLOCK):
+    """Restore ``snapshot_id`` into ``zone`` as the lineage's newest generation, attached to nothing.
+
+    For a restore into an Auto Scaling group (restore.yml): the group's next instance is given the newest
+    generation by the control plane, as after any interruption. The current holder is fenced as for a move
+    (stopped, or its application asserted stopped); the previous volume is kept, tagged superseded-by.
+    Idempotent: the lineage's current volume already restored from that snapshot is the staged one.
+    """
+    lineages.validate_name(lineage)
+    if not snapshot_id:
+        raise InvalidInput("staging a volume restores a chosen backup: snapshot_id is required")
+    result = MoveResult(changed=False, lineage=lineage, instance_id=None, availability_zone=zone)
+    current = lineages.current_volume(ec2, lineage)
+    current_tags = t.as_dict(current.get("Tags")) if current else {}
+    if current and current_tags.get(t.RESTORED_FROM) == snapshot_id and not _attachment(current):
+        result.volume_id, result.generation = current["VolumeId"], t.generation_of(current_tags)
+        result.from_snapshot, result.snapshot_id = True, snapshot_id
+        if current["AvailabilityZone"] != zone:
+            result.actions.append(f"{current['VolumeId']} was staged in {current['AvailabilityZone']}; the control plane "
+                                  f"restores it into {zone} from {snapshot_id} when an instance launches there")
+        return result
+    snapshot = _restore_source(ec2, lineage, snapshot_id)
+    holder = _holder_of(ec2, current) if current else None
+    if holder:
+        assert_release_allowed(holder, current["VolumeId"], app_stopped)
+    data_age = max(0.0, (clock.now() - snapshot["StartTime"]).total_seconds())
+    generation = lineages.highest_generation(ec2, lineage) + 1
+    result.changed, result.generation, result.data_age_seconds = True, generation, round(data_age, 1)
+    result.from_snapshot, result.snapshot_id = True, snapshot["SnapshotId"]
+    if current:
+        result.previous_volume_id = current["VolumeId"]
+        result.previous_instance_id = holder["InstanceId"] if holder else None
+    if holder:
+        result.actions.append(f"release {current['VolumeId']} from {holder['InstanceId']} ({state_of(holder)})")
+    result.actions.append(f"create a volume in {zone} from {snapshot['SnapshotId']} (data age {data_age:.0f}s) "
+                          f"as generation {generation}, attached to nothing")
+    if dry_run:
+        return result
+    _release_from_holder(ec2, current, holder, result, app_stopped, force_detach, timeout, clock)
+    snapshot_tags = t.as_dict(snapshot.get("Tags"))
+    source_volume = current if current and current["VolumeId"] == snapshot_tags.get(t.SOURCE_VOLUME) else None
+    base_tags = t.copyable(t.as_dict(source_volume.get("Tags")) if source_volume else snapshot_tags)
+    new_tags = {**base_tags, **(volume_tags or {}), t.LINEAGE: lineage, t.GENERATION: generation,
+                t.RESTORED_FROM: snapshot["SnapshotId"], t.MANAGED_BY: t.MANAGER}
+    params = dict(AvailabilityZone=zone, SnapshotId=snapshot["SnapshotId"],
+                  TagSpecifications=[{"ResourceType": "volume", "Tags": t.as_list(new_tags)}],
+                  **_volume_shape(snapshot, source_volume, kms_key_id))
+    volume_id = result.volume_id = _timed(result, "restore", clock,
+                                          lambda: _create_restored_volume(ec2, params, timeout, clock))
+    if current:
+        call(ec2, "create_tags", Resources=[current["VolumeId"]], Tags=t.as_list({t.SUPERSEDED_BY: volume_id}))
+    return result
