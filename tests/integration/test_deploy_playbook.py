@@ -29,7 +29,7 @@ def deploy_vars(world):
         "ec2spot_control_plane": {"name": "it-deploy", "log_retention_days": 7},
         "ec2spot_services": [
             {"name": "it-pg", "lineage": "it-pgdata", "image_id": world["image_id"], "instance_types": ["m6i.large", "m5.large"],
-             "subnet_ids": subnets, "instance_profile": "it-deploy-profile", "data_volume": {"size": 20},
+             "subnet_ids": subnets, "instance_profile": "it-deploy-profile", "data_volume": {"size": 20}, "drill": True,
              "agent": {"mount_point": "/var/lib/postgresql", "app_start_commands": ["echo start pg"],
                        "app_stop_commands": ["echo stop pg"], "drain_seconds": 5}},
             {"name": "it-cache", "lineage": "it-cachedata", "image_id": world["image_id"], "instance_types": ["r6i.large"],
@@ -107,6 +107,20 @@ def test_first_run_deploys_both_services_and_the_second_changes_nothing(runs, au
     assert all(t.as_dict(v["Tags"])[t.FRESH] == "true" for v in volumes)
     summary = messages(runs["second"])
     assert len(summary) == 2 and "it-pg (lineage it-pgdata)" in summary[0] and "Elastic IP none" in summary[1]
+
+
+def test_a_service_with_drill_gets_its_fis_template_and_the_others_do_not(runs, sandbox, session):
+    fis = session.client("fis", endpoint_url=sandbox["endpoint"])
+    templates = [s for s in fis.list_experiment_templates()["experimentTemplates"]
+                 if s.get("tags", {}).get("ec2spot:lineage") in ("it-pgdata", "it-cachedata")]
+    assert [s["tags"]["ec2spot:lineage"] for s in templates] == ["it-pgdata"]
+    template = fis.get_experiment_template(id=templates[0]["id"])["experimentTemplate"]
+    assert template["roleArn"].endswith(":role/it-pg-fis") and template["stopConditions"][0]["value"].endswith(":alarm:it-pg-drill-stop")
+
+
+def test_the_groups_notify_the_configured_control_planes_topic(runs, autoscaling):
+    configs = autoscaling.describe_notification_configurations(AutoScalingGroupNames=["it-pg", "it-cache"])["NotificationConfigurations"]
+    assert configs and {c["TopicARN"].rsplit(":", 1)[1] for c in configs} == {"it-deploy"}
 
 
 def agent_config(ec2, template_name):
