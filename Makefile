@@ -61,6 +61,9 @@ module-test: collection
 molecule: collection
 	python -m sandbox run -- molecule test -s control_plane
 	python -m sandbox run -- molecule test -s fleet
+	python -m sandbox run -- molecule test -s standby
+	python -m sandbox run -- molecule test -s cpu_watchdog
+	python -m sandbox run -- molecule test -s monitoring
 	molecule test -s instance_agent
 
 # ansible-test: copy the tracked tree (it scans every file outside git), link the dependency
@@ -78,13 +81,16 @@ lint: collection
 	ansible-lint --profile production --offline
 
 doc: collection
-	@for m in spot_backup volume_reattach eip_failover handler_package autoscaling_group_spot spot_drill launch_from_template lineage_info; do \
+	@for m in spot_backup volume_reattach eip_failover handler_package autoscaling_group_spot spot_drill launch_from_template lineage_info cloudwatch_dashboard spot_price_info; do \
 	  ansible-doc ec2spot.autorecover.$$m >/dev/null || { echo "ansible-doc failed for $$m" >&2; exit 1; }; done
 	@ansible-doc -t role ec2spot.autorecover.control_plane >/dev/null
 	@ansible-doc -t role ec2spot.autorecover.instance_agent >/dev/null
 	@ansible-doc -t role ec2spot.autorecover.fleet >/dev/null
+	@ansible-doc -t role ec2spot.autorecover.monitoring >/dev/null
+	@ansible-doc -t role ec2spot.autorecover.standby >/dev/null
+	@ansible-doc -t role ec2spot.autorecover.cpu_watchdog >/dev/null
 	@ansible-doc -t filter ec2spot.autorecover.gzip_b64 >/dev/null
-	@echo "ansible-doc renders the modules, the control_plane, instance_agent and fleet roles and the gzip_b64 filter"
+	@echo "ansible-doc renders every module, role and filter of the collection"
 
 # The drill end to end: deploy.yml, canaries, drill.yml twice (same AZ, other AZ); .build/demo/report.{json,txt,png}.
 demo: collection

@@ -4,6 +4,7 @@
     box = Sandbox(os.environ["EC2SPOT_SANDBOX_ENDPOINT"])
     box.advance(30)                         # manual clock: move modeled time
     box.call("spot/interrupt", instance_id="i-...", lead=120)
+    box.fire_schedule("ec2spot-autorecover-backup-pg")   # a scheduled rule's next due time
 """
 
 from __future__ import annotations
@@ -47,3 +48,11 @@ class Sandbox:
 
     def records(self, name):
         return self.call("records", name=name)["records"]
+
+    def schedules(self):
+        """The scheduled EventBridge rules: ``[{"rule", "expression", "next", "fired", "state"}]``."""
+        return self.call("schedules")["schedules"]
+
+    def fire_schedule(self, rule, count=1):
+        """Run the rule's next ``count`` due times (manual clock: by advancing to each); returns the firings."""
+        return self.call("schedules/fire", rule=rule, count=count)["fired"]

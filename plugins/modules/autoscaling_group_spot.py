@@ -147,6 +147,13 @@ options:
     description: Target groups the instances are registered with. Compared as a set.
     type: list
     elements: str
+  enabled_metrics:
+    description:
+      - Group metrics collected at 1-minute granularity (free), for example C(GroupDesiredCapacity) and
+        C(GroupInServiceInstances), which capacity dashboards need. Compared as a set; V([]) disables them all.
+    type: list
+    elements: str
+    version_added: 0.3.0
   capacity_rebalance:
     description:
       - Capacity Rebalancing. On a rebalance recommendation for a Spot instance, the group launches a replacement
@@ -449,6 +456,11 @@ group:
       type: list
       elements: str
       sample: []
+    enabled_metrics:
+      description: Group metrics collected, sorted.
+      type: list
+      elements: str
+      sample: ["GroupDesiredCapacity", "GroupInServiceInstances"]
     capacity_rebalance:
       description: Whether Capacity Rebalancing is on.
       type: bool
@@ -534,7 +546,7 @@ def wanted_state(params):
     want = {"name": params["name"]}
     for key in ("min_size", "max_size", "desired_capacity", "health_check_type", "health_check_grace_period",
                 "default_cooldown", "capacity_rebalance", "default_instance_warmup", "subnet_ids", "target_group_arns",
-                "instance_maintenance_policy", "launch_template", "instances_distribution", "tags"):
+                "enabled_metrics", "instance_maintenance_policy", "launch_template", "instances_distribution", "tags"):
         want[key] = params[key]
     if params["overrides"] is not None:
         want["overrides"] = [{"instance_type": item["instance_type"], "weighted_capacity": item["weighted_capacity"]}
@@ -581,6 +593,7 @@ def main():
         health_check_grace_period=dict(type="int"),
         default_cooldown=dict(type="int"),
         target_group_arns=dict(type="list", elements="str"),
+        enabled_metrics=dict(type="list", elements="str"),
         capacity_rebalance=dict(type="bool"),
         default_instance_warmup=dict(type="int"),
         instance_maintenance_policy=dict(type="dict", options=dict(

@@ -2,7 +2,8 @@
 
 from importlib import import_module
 
-RULE_MODULES = ("ebs", "snapshots", "addresses", "autoscaling", "ec2_events", "ssm", "eventbridge", "fis", "kms", "speed")
+RULE_MODULES = ("ebs", "snapshots", "addresses", "autoscaling", "ec2_events", "ssm", "eventbridge", "schedules",
+                "fis", "kms", "pricing", "alarms", "cloudwatch", "speed")
 
 
 def install_all(context):

@@ -677,6 +677,14 @@ def _patch_models(rules):
     InstanceBackend.stop_instances = stop_instances
 
 
+# What EnableMetricsCollection accepts; without a list AWS enables them all.
+GROUP_METRICS = frozenset({
+    "GroupMinSize", "GroupMaxSize", "GroupDesiredCapacity", "GroupInServiceInstances", "GroupPendingInstances",
+    "GroupStandbyInstances", "GroupTerminatingInstances", "GroupTotalInstances", "GroupInServiceCapacity",
+    "GroupPendingCapacity", "GroupStandbyCapacity", "GroupTerminatingCapacity", "GroupTotalCapacity",
+    "WarmPoolDesiredCapacity", "WarmPoolWarmedCapacity", "WarmPoolPendingCapacity", "WarmPoolTerminatingCapacity",
+    "WarmPoolTotalCapacity", "GroupAndWarmPoolDesiredCapacity", "GroupAndWarmPoolTotalCapacity",
+})
 NOTIFICATION_TYPES = frozenset({"autoscaling:EC2_INSTANCE_LAUNCH", "autoscaling:EC2_INSTANCE_LAUNCH_ERROR",
                                 "autoscaling:EC2_INSTANCE_TERMINATE", "autoscaling:EC2_INSTANCE_TERMINATE_ERROR",
                                 "autoscaling:TEST_NOTIFICATION"})
@@ -808,6 +816,31 @@ def _patch_responses(rules):
         notifications.pop((group, topic), None)
         return EmptyResult()
 
+    # Group metrics (moto 5.2.5: EnableMetricsCollection replaces the enabled list, DisableMetricsCollection is not
+    # implemented). AWS adds to the enabled set and removes from it; no list means every metric.
+    def metrics_request(self):
+        name = self._get_param("AutoScalingGroupName")
+        known_group(self, name)
+        wanted = self._get_params().get("Metrics") or sorted(GROUP_METRICS)
+        unknown = sorted(set(wanted) - GROUP_METRICS)
+        if unknown:
+            raise ValidationError(f"Invalid metrics: {unknown}")
+        return self.autoscaling_backend.autoscaling_groups[name], set(wanted)
+
+    def enable_metrics_collection(self):
+        if self._get_param("Granularity") != "1Minute":
+            raise ValidationError("Valid granularity is 1Minute")
+        group, wanted = metrics_request(self)
+        group.metrics = sorted(set(group.metrics or []) | wanted)
+        return EmptyResult()
+
+    def disable_metrics_collection(self):
+        group, wanted = metrics_request(self)
+        group.metrics = sorted(set(group.metrics or []) - wanted)
+        return EmptyResult()
+
+    AutoScalingResponse.enable_metrics_collection = enable_metrics_collection
+    AutoScalingResponse.disable_metrics_collection = disable_metrics_collection
     AutoScalingResponse.put_notification_configuration = put_notification_configuration
     AutoScalingResponse.describe_notification_configurations = describe_notification_configurations
     AutoScalingResponse.delete_notification_configuration = delete_notification_configuration

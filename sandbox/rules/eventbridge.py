@@ -29,9 +29,18 @@ handler is registered (the call is made inside the request or scheduled action t
 sandbox lock: a handler that calls the sandbox over HTTP must hand the work to a thread of its own), else the
 invocation is recorded (``records`` control, name ``lambda_invocations``: ``{"function", "event"}``).
 
+A rule matches events by its **event pattern** only, and only while it is ``ENABLED``: a rule with a schedule
+and no pattern receives no event put on the bus (it runs on its schedule, ``schedules.py``), and a disabled rule
+delivers nothing (API reference PutRule: "Rules with EventPatterns are triggered when a matching event is
+observed. Rules with ScheduleExpressions self-trigger based on the given schedule"; DisableRule: "A disabled rule
+won't match any events, and won't self-trigger if it has a schedule expression"). ``deliver(rule, event)`` is the
+delivery alone, for the scheduler.
+
 moto 5.2.5 raises ``NotImplementedError`` from ``PutEvents`` for every event once any rule has an SNS or a
 Lambda target, leaves ``account`` out of the SQS body, ignores ``Input`` and ``InputPath``, crashes on an
-input template with an unquoted placeholder (``{"id": <id>}``), and accepts entries of any size.
+input template with an unquoted placeholder (``{"id": <id>}``), accepts entries of any size, and delivers
+every event to a rule that has a schedule and no pattern (its empty pattern matches everything) and to a
+disabled rule.
 """
 
 from __future__ import annotations
@@ -225,22 +234,29 @@ def install(context):
     senders = {"sqs": to_sqs, "sns": to_sns, "lambda": to_lambda}
 
     def send_to_targets(self, original_event, transform_input=True):
-        if not self.event_pattern.matches_event(original_event):
+        if self.event_pattern.dump() is None or self.state != "ENABLED" or not self.event_pattern.matches_event(original_event):
             return
+        deliver(self, original_event, transform_input)
+
+    def deliver(rule, original_event, transform_input=True):
+        """Send one event to every target of ``rule``; returns ``[{"target", "body"}]`` of what was sent."""
         event = envelope(original_event)
-        for target in list(self.targets):
+        sent = []
+        for target in list(rule.targets):
             try:
                 arn = parse_arn(target["Arn"])
                 sender = senders.get(arn.service)
                 if sender is None:
-                    moto_send_one(self, target, original_event, transform_input)
+                    moto_send_one(rule, target, original_event, transform_input)
                     continue
-                body = target_input(self, target, event, original_event.get("ingestion-time")) if transform_input \
+                body = target_input(rule, target, event, original_event.get("ingestion-time")) if transform_input \
                     else json.dumps(event, separators=(",", ":"))
                 sender(arn, target, body)
+                sent.append({"target": target["Arn"], "body": body})
             except Exception as exc:  # AWS retries or drops a failed delivery; PutEvents still succeeds
-                context.record("eventbridge_delivery_failures", {"rule": self.name, "target": target.get("Arn"),
+                context.record("eventbridge_delivery_failures", {"rule": rule.name, "target": target.get("Arn"),
                                                                  "event_id": event.get("id"), "error": repr(exc)})
+        return sent
 
     def moto_send_one(rule, target, original_event, transform_input):
         targets = rule.targets
@@ -252,3 +268,14 @@ def install(context):
 
     EventsBackend.put_events = put_events
     Rule.send_to_targets = send_to_targets
+    _INSTALLED["deliver"] = deliver
+
+
+_INSTALLED = {}
+
+
+def deliver(rule, event, transform_input=True):
+    """Deliver ``event`` (moto's internal message) to ``rule``'s targets as AWS would, whatever its pattern."""
+    if "deliver" not in _INSTALLED:
+        raise RuntimeError("sandbox.rules.eventbridge is not installed")
+    return _INSTALLED["deliver"](rule, event, transform_input)

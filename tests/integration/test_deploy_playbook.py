@@ -155,12 +155,13 @@ def test_backup_takes_todays_backup_once_and_check_mode_changes_nothing(runs, de
     def backups():
         wanted = [{"Name": f"tag:{t.LINEAGE}", "Values": ["it-pgdata"]}, {"Name": f"tag:{t.KIND}", "Values": ["volume"]}]
         return ec2.describe_snapshots(OwnerIds=["self"], Filters=wanted)["Snapshots"]
-    checked = deploy("--check", "-e", "backup_service=it-pg", playbook=BACKUP)
+    on_demand = ("-e", "backup_service=it-pg", "-e", "backup_schedule=false")  # the schedule: test_backup_schedule.py
+    checked = deploy("--check", *on_demand, playbook=BACKUP)
     assert checked[1] == 0 and backups() == [], failures(checked)
-    first = deploy("-e", "backup_service=it-pg", playbook=BACKUP)
+    first = deploy(*on_demand, playbook=BACKUP)
     assert first[1] == 0, failures(first)
     assert len(backups()) == 1 and stats(first)["changed"] == 1
-    second = deploy("-e", "backup_service=it-pg", playbook=BACKUP)
+    second = deploy(*on_demand, playbook=BACKUP)
     assert second[1] == 0 and stats(second)["changed"] == 0 and len(backups()) == 1
     summary = [r["msg"] for play in second[0]["plays"] for task in play["tasks"] if task["task"]["name"] == "Summary"
                for r in task["hosts"]["localhost"]["results"]]

@@ -309,6 +309,18 @@ def test_target_groups_are_attached_and_detached(asg, moto_asg, world, name):
     assert describe(moto_asg, name)["TargetGroupARNs"] == [arns[1]]
 
 
+def test_group_metrics_are_enabled_changed_and_disabled(asg, moto_asg, world, name):
+    def enabled():
+        return sorted(metric["Metric"] for metric in describe(moto_asg, name).get("EnabledMetrics") or [])
+    created = g.ensure(asg, want(world, name, enabled_metrics=["GroupInServiceInstances", "GroupDesiredCapacity"]), **OPTIONS)
+    assert created["after"]["enabled_metrics"] == enabled() == ["GroupDesiredCapacity", "GroupInServiceInstances"]
+    assert not g.ensure(asg, want(world, name, enabled_metrics=["GroupDesiredCapacity", "GroupInServiceInstances"]), **OPTIONS)["changed"]
+    changed = g.ensure(asg, want(world, name, enabled_metrics=["GroupInServiceInstances", "GroupTotalInstances"]), **OPTIONS)
+    assert changed["changed"] and enabled() == ["GroupInServiceInstances", "GroupTotalInstances"]
+    assert g.ensure(asg, want(world, name, enabled_metrics=[]), **OPTIONS)["changed"] and enabled() == []
+    assert not g.ensure(asg, want(world, name), **OPTIONS)["changed"]  # unmanaged: left alone
+
+
 def predictive(name, **changes):
     policy = {"name": f"{name}-predictive", "state": "present", "metric_type": "ASGCPUUtilization", "target_value": 50.0,
               "resource_label": None, "mode": "ForecastOnly", "scheduling_buffer_time": None,

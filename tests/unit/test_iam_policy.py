@@ -24,9 +24,18 @@ def test_no_action_other_than_reads_on_every_resource():
                 assert writes == [], f"{path.name} {statement['Sid']} grants {writes} on every resource"
 
 
-def test_every_delete_is_limited_to_our_backups():
+def test_every_delete_is_limited_to_our_resources():
+    """EC2 deletes (snapshots, images, volumes) only of resources we tagged; CloudWatch alarms and dashboards,
+    which IAM cannot select by tag everywhere, only by our naming (never every resource)."""
     for path in POLICIES:
         for statement in json.loads(path.read_text())["Statement"]:
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-            if any(a.split(":")[1].startswith(("Delete", "Deregister", "Terminate")) for a in actions):
+            deletes = [a for a in actions if a.split(":")[1].startswith(("Delete", "Deregister", "Terminate"))]
+            if not deletes:
+                continue
+            if any(a.startswith("ec2:") for a in deletes):
                 assert statement["Condition"]["StringEquals"]["aws:ResourceTag/ec2spot:managed-by"] == "ec2spot.autorecover"
+            else:
+                resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                assert all(r.split(":")[-1] not in ("*", "alarm:*", "dashboard/*") and r != "*" for r in resources), (path.name, statement["Sid"])
+                assert all(("-monitoring-" in r or "dashboard/ec2spot-" in r) for r in resources), (path.name, statement["Sid"])

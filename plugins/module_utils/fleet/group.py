@@ -75,7 +75,7 @@ PREDICTIVE = (
 # The order in which a plan lists (and apply makes) the changes.
 FIELDS = tuple(key for key, _api in SCALARS) + (
     "subnet_ids", "instance_maintenance_policy", "launch_template", "overrides", "instances_distribution",
-    "target_group_arns", "lifecycle_hooks", "notifications", "tags", "predictive_scaling",
+    "target_group_arns", "lifecycle_hooks", "notifications", "tags", "predictive_scaling", "enabled_metrics",
 )
 # What CreateAutoScalingGroup needs.
 REQUIRED_AT_CREATE = ("min_size", "max_size", "launch_template", "subnet_ids")
@@ -168,6 +168,7 @@ def group_state(group, hooks):
     tags = [tag for tag in group.get("Tags") or [] if not tag["Key"].startswith("aws:")]
     state["tags"] = {tag["Key"]: tag["Value"] for tag in tags}
     state["propagated_tags"] = sorted(tag["Key"] for tag in tags if tag.get("PropagateAtLaunch"))
+    state["enabled_metrics"] = sorted({metric["Metric"] for metric in group.get("EnabledMetrics") or []})
     return state
 
 
@@ -289,7 +290,7 @@ def plan(have, want, purge_hooks=False, purge_notifications=False, purge_tags=Fa
         current = have.get(field)
         if field in ("default_instance_warmup", "instance_maintenance_policy"):
             differs = _cleared(wanted) != _cleared(current)
-        elif field in ("subnet_ids", "target_group_arns"):
+        elif field in ("subnet_ids", "target_group_arns", "enabled_metrics"):
             differs = sorted(wanted) != sorted(current or [])
         elif field == "launch_template":
             differs = _template_differs(current, wanted)
@@ -341,7 +342,7 @@ def predict(have, want, purge_hooks=False, purge_notifications=False, purge_tags
                  "lifecycle_hooks": [], "tags": {}, "propagated_tags": [], "overrides": None,
                  "instances_distribution": None, "instance_maintenance_policy": None, "default_instance_warmup": None,
                  "mixed_instances_policy": False, "launch_template": None, "availability_zones": None,
-                 "scaling_policies": [], "outdated_instances": []}
+                 "scaling_policies": [], "outdated_instances": [], "enabled_metrics": []}
         for key, _api in SCALARS:
             state.setdefault(key, None)
         if want.get("desired_capacity") is None:
@@ -359,6 +360,8 @@ def predict(have, want, purge_hooks=False, purge_notifications=False, purge_tags
         state["subnet_ids"] = sorted(want["subnet_ids"])
     if want.get("target_group_arns") is not None:
         state["target_group_arns"] = sorted(want["target_group_arns"])
+    if want.get("enabled_metrics") is not None:
+        state["enabled_metrics"] = sorted(set(want["enabled_metrics"]))
     if want.get("instance_maintenance_policy") is not None:
         state["instance_maintenance_policy"] = _cleared(copy.deepcopy(want["instance_maintenance_policy"]))
     state["launch_template"] = _merged_template(state.get("launch_template"), want.get("launch_template"))
@@ -493,6 +496,8 @@ def create(asg, want, after):
                                            NotificationTypes=item["types"])
     if after.get("predictive_scaling"):
         asg.put_scaling_policy(**_predictive_params(name, after["predictive_scaling"]))
+    if after.get("enabled_metrics"):
+        asg.enable_metrics_collection(AutoScalingGroupName=name, Granularity="1Minute", Metrics=after["enabled_metrics"])
 
 
 def apply(asg, have, want, changes, after, purge_hooks=False, purge_notifications=False, purge_tags=False,
@@ -537,6 +542,13 @@ def apply(asg, have, want, changes, after, purge_hooks=False, purge_notification
             asg.create_or_update_tags(Tags=_tag_params(name, put, list(put) if propagate_tags else []))
         if delete:
             asg.delete_tags(Tags=[{"ResourceId": name, "ResourceType": "auto-scaling-group", "Key": key} for key in delete])
+    if "enabled_metrics" in fields:
+        # Group metrics are free at 1-minute granularity (the dashboard's capacity widgets need them).
+        current, wanted = set(have.get("enabled_metrics") or []), set(want["enabled_metrics"])
+        if wanted - current:
+            asg.enable_metrics_collection(AutoScalingGroupName=name, Granularity="1Minute", Metrics=sorted(wanted - current))
+        if current - wanted:
+            asg.disable_metrics_collection(AutoScalingGroupName=name, Metrics=sorted(current - wanted))
     if "predictive_scaling" in fields:
         policy = want["predictive_scaling"]
         if policy.get("state") == "absent":

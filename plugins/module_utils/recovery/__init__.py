@@ -18,4 +18,6 @@ Lambda function. Modules under this package:
 ``backups``    consistent multi-volume snapshots and AMIs of instances
 ``retention``  which backup sets a retention policy expires, and pruning them
 ``addresses``  finding Elastic IPs and moving them to a target
+``standby``    failing a primary over to its standby instance (address, fenced data)
+``watchdog``   the CPU watchdog: reboots within a cooldown and a cap, the SSM restart
 """

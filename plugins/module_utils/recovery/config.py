@@ -21,7 +21,17 @@ The control-plane role renders it into the Lambda function's environment variabl
           "address": {"tags": {"Service": "pg"}},   # or {"allocation_id": ...} / {"public_ip": ...} / null
           "device_name": "/dev/sdf",          # where the replacement gets the data (optional)
           "max_data_age": null,               # refuse restores from older data (seconds)
-          "stop_timeout": 90                  # upper bound on the SSM stop; the notice deadline may cut it shorter
+          "stop_timeout": 90,                 # upper bound on the SSM stop; the notice deadline may cut it shorter
+          "standby": null,                    # standby failover (standby.py), e.g.
+                                              #   {"tags": {"ec2spot:role": "standby"},   # or {"instance_id": "i-..."}
+                                              #    "primary_tags": {"ec2spot:role": "primary"},   # optional
+                                              #    "alarm_prefix": "ec2spot-autorecover-standby-pg",   # its alarms
+                                              #    "ready_timeout": 600, "move_volume": true}
+          "watchdog": null                    # CPU watchdog (watchdog.py), e.g.
+                                              #   {"mode": "handler",                    # or "alarm-reboot"
+                                              #    "commands": ["docker-compose up -d"], "cooldown": 600,
+                                              #    "max_reboots_per_hour": 2, "ready_timeout": 600, "command_timeout": 120,
+                                              #    "alarm_prefix": "ec2spot-autorecover-watchdog-pg"}
         }
       ]
     }
@@ -39,6 +49,8 @@ from dataclasses import dataclass, field
 
 from .errors import InvalidInput
 from .lineage import validate_name
+from . import standby as standby_settings
+from . import watchdog as watchdog_settings
 
 ENV_VAR = "EC2SPOT_HANDLER_CONFIG"
 DEFAULT_NAMESPACE = "EC2Spot/AutoRecover"
@@ -58,6 +70,8 @@ class Service:
     device_name: str | None = None
     max_data_age: int | None = None
     stop_timeout: int = 90
+    standby: standby_settings.StandbySettings | None = None
+    watchdog: watchdog_settings.WatchdogSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +114,8 @@ def _service(raw, index):
         create_image=bool(raw.get("create_image", False)), rebalance_snapshot=bool(raw.get("rebalance_snapshot", True)),
         address=address, device_name=raw.get("device_name"), max_data_age=raw.get("max_data_age"),
         stop_timeout=raw.get("stop_timeout", 90),
+        standby=standby_settings.parse_settings(raw["standby"], f"{where}.standby") if raw.get("standby") is not None else None,
+        watchdog=watchdog_settings.parse_settings(raw["watchdog"], f"{where}.watchdog") if raw.get("watchdog") is not None else None,
     )
 
 

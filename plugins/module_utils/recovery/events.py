@@ -30,6 +30,9 @@ TERMINATE_ACTION = "terminate-action"
 STATE_CHANGE = "state-change"
 BOOT_REPORT = "boot-report"
 SCHEDULED_BACKUP = "scheduled-backup"
+ALARM = "alarm"
+ALARM_STATES = ("OK", "ALARM", "INSUFFICIENT_DATA")
+ALARM_NAME = re.compile(r"^[^\x00-\x1f]{1,255}$")
 LINEAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 # (source, detail-type) -> kind
@@ -41,8 +44,10 @@ KINDS = {
     ("aws.autoscaling", "EC2 Instance-terminate Lifecycle Action"): TERMINATE_ACTION,
     # Sent by the instance agent when a replacement finished booting (mounted, app started).
     ("ec2spot.autorecover", "EC2Spot Recovery Boot Report"): BOOT_REPORT,
-    # Sent by the schedule backup.yml installs (EventBridge Scheduler -> the queue): back up a lineage, apply retention.
+    # Sent by the schedule backup.yml installs (an EventBridge scheduled rule -> the queue): back up a lineage, apply retention.
     ("ec2spot.autorecover", "EC2Spot Scheduled Backup"): SCHEDULED_BACKUP,
+    # A CloudWatch alarm changed state (the standby's status-check / CPU alarms, the CPU watchdog).
+    ("aws.cloudwatch", "CloudWatch Alarm State Change"): ALARM,
 }
 
 
@@ -113,6 +118,8 @@ def parse(body):
         if not isinstance(detail.get("create_image", False), bool):
             raise InvalidEvent("detail.create_image must be true or false")
         return Event(kind=kind, instance_id=None, time=when, event_id=event_id, detail=detail)
+    if kind == ALARM:
+        return _alarm(detail, when, event_id)
     if kind in (LAUNCH_ACTION, TERMINATE_ACTION):
         return Event(kind=kind, instance_id=_string(detail, "EC2InstanceId", INSTANCE_ID), time=when, event_id=event_id,
                      detail=detail, group=_string(detail, "AutoScalingGroupName", GROUP_NAME),
@@ -122,3 +129,24 @@ def parse(body):
         raise InvalidEvent(f"detail.instance-action {str(detail.get('instance-action'))[:40]!r} is not terminate, stop or hibernate")
     state = _string(detail, "state", re.compile(r"^[a-z-]{3,20}$")) if kind == STATE_CHANGE else None
     return Event(kind=kind, instance_id=instance_id, time=when, event_id=event_id, detail=detail, state=state)
+
+
+def _alarm(detail, when, event_id):
+    """``CloudWatch Alarm State Change``: the alarm's name, its new state and the instance its metric watches
+    (the ``InstanceId`` dimension, in ``configuration.metrics[].metricStat.metric.dimensions``)."""
+    name = _string(detail, "alarmName", ALARM_NAME)
+    state = detail.get("state")
+    if not isinstance(state, dict) or state.get("value") not in ALARM_STATES:
+        raise InvalidEvent(f"detail.state.value of alarm {name[:80]!r} must be one of {', '.join(ALARM_STATES)}")
+    metrics = (detail.get("configuration") or {}).get("metrics") if isinstance(detail.get("configuration"), dict) else None
+    if not isinstance(metrics, list):
+        raise InvalidEvent(f"alarm {name[:80]!r}: detail.configuration.metrics must be a list")
+    for query in metrics[:20]:
+        stat = query.get("metricStat") if isinstance(query, dict) else None
+        metric = stat.get("metric") if isinstance(stat, dict) else None
+        dimensions = metric.get("dimensions") if isinstance(metric, dict) else None
+        if isinstance(dimensions, dict) and "InstanceId" in dimensions:
+            instance_id = _string(dimensions, "InstanceId", INSTANCE_ID)
+            return Event(kind=ALARM, instance_id=instance_id, time=when, event_id=event_id, state=state["value"],
+                         detail={**detail, "metric": str(metric.get("name", ""))[:255]})
+    raise InvalidEvent(f"alarm {name[:80]!r} watches no metric with an InstanceId dimension")

@@ -26,6 +26,13 @@ service (``config.py``):
 * **Rebalance recommendation**: prepare, don't churn: a fresh snapshot (configurable).
 * **Boot report** from the replacement's agent: publish the success message with the
   per-phase timeline and the data age (RPO).
+* **Standby failover** (a service with a ``standby`` section, ``standby.py``): the primary stopping,
+  stopped or going away, or one of its alarms in ``ALARM``: start the standby, wait for its status
+  checks, move the Elastic IP and (fenced, same zone) the data volume, report. Once per primary until
+  the explicit failback: never flapping.
+* **CPU watchdog** (a ``watchdog`` section, ``watchdog.py``): the CPU alarm in ``ALARM``: reboot, wait
+  for the status checks, restart the application through SSM (or, in ``alarm-reboot`` mode, report the
+  alarm's own reboot), within a cooldown and a cap per hour kept on the instance's tags.
 
 Every step is recorded in a progress tag (``progress.py``) and skipped when present, so
 duplicate, late, out-of-order and redelivered events do nothing twice, and a crash resumes.
@@ -45,7 +52,9 @@ from datetime import timedelta
 from . import config as handler_config
 from . import events
 from . import progress
+from . import standby as standbys
 from . import tags as t
+from . import watchdog as watchdogs
 from .addresses import find_address, move_address
 from .aws import SYSTEM_CLOCK, call, make_client, wait_until
 from .backups import backup_instance
@@ -122,6 +131,7 @@ class Handler:
             events.TERMINATE_ACTION: self.on_terminate,
             events.STATE_CHANGE: self.on_state_change,
             events.BOOT_REPORT: self.on_boot_report,
+            events.ALARM: self.on_alarm,
         }[event.kind]
         return action(event, instance, service)
 
@@ -310,6 +320,13 @@ class Handler:
         return f"terminate action for {event.instance_id}: {outcome}"
 
     def on_state_change(self, event, instance, service):
+        if service.standby is not None:
+            if standbys.is_standby(service.standby, instance):
+                return f"ignored: {event.instance_id} is the standby of {service.name} (state {event.state})"
+            if standbys.is_primary(service.standby, instance):
+                if event.state not in standbys.TRIGGER_STATES:
+                    return f"ignored: state {event.state}"
+                return self.on_standby(event, instance, service, f"the primary is {event.state}")
         if event.state not in ("shutting-down", "terminated"):
             return f"ignored: state {event.state}"
         return f"state {event.state} of {event.instance_id}: {self._protect(event.instance_id, instance, service)}"
@@ -432,6 +449,146 @@ class Handler:
         LOG.info("%s was initialised on %s: cleared %s", volume_id, instance_id, t.FRESH)
         return True
 
+    # ---- CloudWatch alarms: standby failover and the CPU watchdog -----------------------------------
+    def on_alarm(self, event, instance, service):
+        name = event.detail["alarmName"]
+        section = _alarm_section(service, name, event.detail.get("metric"))
+        if section is None:
+            return f"ignored: alarm {name} is not a standby or watchdog alarm of {service.name}"
+        if event.state != "ALARM":
+            return f"ignored: alarm {name} is {event.state}"
+        if section == "standby":
+            if not standbys.is_primary(service.standby, instance):
+                return f"ignored: alarm {name} watches {event.instance_id}, not the primary of {service.name}"
+            return self.on_standby(event, instance, service, f"alarm {name}")
+        return self.on_watchdog(event, instance, service)
+
+    def on_standby(self, event, instance, service, trigger):
+        """Fail over from the primary ``event.instance_id`` to the standby, once (see ``standby.py``)."""
+        ec2, primary_id, settings = self.clients["ec2"], event.instance_id, service.standby
+        done = progress.read(instance)
+        if standbys.FAILOVER_STEP in done:
+            return self._already_failed_over(service, primary_id, progress.outcome_of(done[standbys.FAILOVER_STEP]))
+        started = self.clock.monotonic()
+        try:
+            standby = standbys.find_standby(ec2, service.lineage, settings)
+            took_over = progress.outcome_of(progress.read(standby).get(standbys.TOOK_OVER_STEP, ""))
+            if took_over == primary_id:
+                return self._already_failed_over(service, primary_id, standby["InstanceId"])
+            result = standbys.fail_over(ec2, service.lineage, primary_id, settings, address=service.address,
+                                        device_name=service.device_name, clock=self.clock)
+        except TRANSIENT:
+            raise
+        except RecoveryError as exc:  # standby not ready or not found, address held elsewhere...: report, do not retry
+            self.publish(service, f"Standby failover failed for {service.name}", {
+                "event": "standby-failover-failed", "service": service.name, "lineage": service.lineage,
+                "primary_id": primary_id, "trigger": trigger, "error": exc.to_dict(),
+                "summary": f"{service.name}: {trigger} on {primary_id}; failover NOT done (nothing moved): {exc.message}"})
+            self.metric(service, "StandbyFailoverFailures", 1, "Count")
+            return f"standby failover for {primary_id} failed: {exc.message}"
+        seconds = round(self.clock.monotonic() - started, 3)
+        try:
+            progress.record(ec2, primary_id, standbys.FAILOVER_STEP, self.clock.now(), result.standby_id)
+        except AwsApiError as exc:  # the primary is gone: the standby's own mark below is enough
+            LOG.info("could not mark %s as failed over: %s", primary_id, exc.message)
+        progress.record(ec2, result.standby_id, standbys.TOOK_OVER_STEP, self.clock.now(), primary_id)
+        address = f"address {result.address} {'moved' if result.address_moved else 'already there'}" if result.address \
+            else "no address configured"
+        self.publish(service, f"{service.name} failed over to its standby {result.standby_id}", {
+            "event": "standby-failover", "service": service.name, "lineage": service.lineage, "trigger": trigger,
+            "seconds": seconds, **result.to_dict(),
+            "summary": f"{service.name}: {trigger} on {primary_id}; standby {result.standby_id} "
+                       f"{'started and ' if result.standby_started else ''}passed its status checks; {address}; "
+                       f"volume: {result.volume}. Failing back is explicit (roles/standby, standby_failback)"})
+        self.metric(service, "StandbyFailovers", 1, "Count")
+        self.metric(service, "StandbyFailoverSeconds", seconds, "Seconds")
+        return f"failed over from {primary_id} to {result.standby_id}: {address}; volume: {result.volume}"
+
+    def _already_failed_over(self, service, primary_id, standby_id):
+        """A later or redelivered trigger for a primary already failed over: nothing moves (never flap). Says where
+        the address is now when someone moved it since."""
+        outcome = f"duplicate: {primary_id} already failed over to {standby_id}; failing back is explicit (standby_failback)"
+        if service.address:
+            try:
+                address = find_address(self.clients["ec2"], allocation_id=service.address.get("allocation_id"),
+                                       public_ip=service.address.get("public_ip"), address_tags=service.address.get("tags"))
+            except RecoveryError as exc:
+                return f"{outcome}; address not found: {exc.message}"
+            if address.get("InstanceId") != standby_id:
+                outcome += f"; address {address['PublicIp']} was moved to {address.get('InstanceId') or 'no instance'} since and stays there"
+        return outcome
+
+    def on_watchdog(self, event, instance, service):
+        """The CPU alarm of a watched instance is in ALARM (see ``watchdog.py``)."""
+        ec2, instance_id, settings = self.clients["ec2"], event.instance_id, service.watchdog
+        alarm = event.detail["alarmName"]
+        if event.event_id and watchdogs.handled_event(instance) == event.event_id:
+            return f"duplicate: alarm event {event.event_id} for {instance_id} already handled"
+        if instance["State"]["Name"] != "running":
+            return f"ignored: {instance_id} is {instance['State']['Name']}"
+        now = self.clock.now()
+        past = watchdogs.history(instance, now)
+        base = {"service": service.name, "lineage": service.lineage, "instance_id": instance_id, "alarm": alarm,
+                "mode": settings.mode, "reboots_last_hour": len(past), "max_reboots_per_hour": settings.max_reboots_per_hour}
+        if settings.mode == "alarm-reboot":
+            return self._alarm_rebooted(event, service, past, now, base)
+        verdict = watchdogs.decide(past, now, settings)
+        if verdict != watchdogs.REBOOT:
+            watchdogs.record(ec2, instance_id, past, now, event.event_id, rebooted=False)
+            if verdict == watchdogs.COOLDOWN:
+                return f"watchdog for {instance_id}: no reboot, {(now - past[-1]).total_seconds():.0f}s since the last (cooldown {settings.cooldown}s)"
+            self._cap_alert(service, base, "no reboot")
+            return f"watchdog for {instance_id}: cap of {settings.max_reboots_per_hour} reboots per hour reached, no reboot; alert sent"
+        known, ssm_state = watchdogs.ssm_knows(self.clients["ssm"], instance_id)
+        watchdogs.reboot(ec2, instance_id)
+        watchdogs.record(ec2, instance_id, past, now, event.event_id, rebooted=True)
+        started = self.clock.monotonic()
+        try:
+            ready = standbys.wait_status_ok(ec2, instance_id, settings.ready_timeout, self.clock)
+        except standbys.StandbyNotReady as exc:
+            restart, ready = f"not attempted: {exc.message}", None
+        else:
+            restart = watchdogs.run_commands(self.clients["ssm"], instance_id, settings.commands, settings.command_timeout,
+                                             f"ec2spot.autorecover: restart {service.name} after a watchdog reboot",
+                                             self.clock) if known else f"skipped: {ssm_state}"
+        ok = restart == "ok"
+        self.publish(service, f"Watchdog rebooted {instance_id}" + ("" if ok else " (restart failed)"), {
+            **base, "event": "watchdog-reboot" if ok else "watchdog-failed", "reboots_last_hour": len(past) + 1,
+            "ready_seconds": ready, "restart": restart, "commands": list(settings.commands),
+            "summary": f"{service.name}: alarm {alarm}: rebooted {instance_id} ({len(past) + 1} of "
+                       f"{settings.max_reboots_per_hour} this hour); restart: {restart}"})
+        self.metric(service, "WatchdogReboots", 1, "Count")
+        self.metric(service, "WatchdogRecoverySeconds", self.clock.monotonic() - started, "Seconds")
+        if not ok:
+            self.metric(service, "WatchdogFailures", 1, "Count")
+        return f"watchdog for {instance_id}: rebooted; restart {restart}"
+
+    def _alarm_rebooted(self, event, service, past, now, base):
+        """``alarm-reboot`` mode: the alarm's own action rebooted the instance; count it, and at the cap disable the
+        alarm's actions (the only way to stop a loop the alarm drives) and alert."""
+        instance_id, settings, alarm = event.instance_id, service.watchdog, event.detail["alarmName"]
+        watchdogs.record(self.clients["ec2"], instance_id, past, now, event.event_id, rebooted=True)
+        count = len(past) + 1
+        self.metric(service, "WatchdogReboots", 1, "Count")
+        if count >= settings.max_reboots_per_hour:
+            call(self.clients["cloudwatch"], "disable_alarm_actions", AlarmNames=[alarm])
+            self._cap_alert(service, {**base, "reboots_last_hour": count}, f"actions of alarm {alarm} disabled; "
+                            f"re-enable them (aws cloudwatch enable-alarm-actions) once the cause is fixed")
+            return f"watchdog for {instance_id}: alarm reboot {count}, cap reached: alarm actions disabled; alert sent"
+        self.publish(service, f"Watchdog alarm rebooted {instance_id}", {
+            **base, "event": "watchdog-reboot", "reboots_last_hour": count, "restart": "by the instance's boot",
+            "summary": f"{service.name}: alarm {alarm} rebooted {instance_id} ({count} of {settings.max_reboots_per_hour} "
+                       f"this hour); the application starts at boot"})
+        return f"watchdog for {instance_id}: alarm reboot {count} reported"
+
+    def _cap_alert(self, service, base, consequence):
+        self.publish(service, f"Watchdog reboot cap reached for {base['instance_id']}", {
+            **base, "event": "watchdog-cap",
+            "summary": f"{service.name}: alarm {base['alarm']} on {base['instance_id']}: {base['reboots_last_hour']} reboots "
+                       f"in the last hour reached the cap of {base['max_reboots_per_hour']}; {consequence}. Look at the "
+                       f"instance: rebooting again would only loop"})
+        self.metric(service, "WatchdogCapHits", 1, "Count")
+
     # ---- notifications and metrics ------------------------------------------------------------
     def publish(self, service, subject, message):
         if not self.config.topic_arn:
@@ -452,6 +609,20 @@ class Handler:
 
 
 TRANSIENT = (Retry, WaitTimeout, AwsApiError)
+
+
+def _alarm_section(service, name, metric):
+    """Which section an alarm belongs to: the one whose ``alarm_prefix`` starts its name; without prefixes, a
+    CPUUtilization alarm is the watchdog's (when configured) and any other the standby's."""
+    sections = (("standby", service.standby), ("watchdog", service.watchdog))
+    for key, settings in sections:
+        if settings is not None and settings.alarm_prefix and name.startswith(settings.alarm_prefix):
+            return key
+    if service.watchdog is not None and not service.watchdog.alarm_prefix and metric == "CPUUtilization":
+        return "watchdog"
+    if service.standby is not None and not service.standby.alarm_prefix:
+        return "standby"
+    return None
 
 
 def _retry_soon(handler, record):

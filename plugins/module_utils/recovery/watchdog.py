@@ -1,0 +1,185 @@
+# -*- coding: utf-8 -*-
+# Copyright: ec2spot.autorecover contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The CPU watchdog (seed 004): a CloudWatch alarm on ``CPUUtilization`` and what follows it.
+
+Two modes, chosen per service (``watchdog.mode``):
+
+* ``alarm-reboot``: the alarm's own EC2 action (``arn:aws:automate:<region>:ec2:reboot``) reboots
+  the instance and its boot starts the application; the handler only reports each reboot, and when
+  the cap is hit it disables the alarm's actions (``DisableAlarmActions``) and alerts, which is the
+  only way to stop a loop the alarm itself drives;
+* ``handler``: the handler reboots the instance (``RebootInstances``), waits, bounded and by polling,
+  until it runs with both status checks ``ok``, then restarts the application through SSM Run
+  Command (``AWS-RunShellScript``, the configured commands; the seed's ``docker-compose up -d``).
+
+Reboot loops are guarded in both modes: no reboot within ``cooldown`` seconds of the previous one,
+at most ``max_reboots_per_hour`` per rolling hour; the cap alert goes to SNS instead of a reboot.
+The Lambda keeps no memory between invocations, so the history lives on the instance itself, in the
+tag ``ec2spot:watchdog:reboots`` (the times of the reboots of the last hour), beside the id of the last
+alarm event handled (``ec2spot:watchdog:event``) so a redelivered event reboots nothing twice.
+
+The instance needs the SSM managed-instance policy (``AmazonSSMManagedInstanceCore``) on its
+instance profile; without it SSM does not know the instance (``DescribeInstanceInformation``) and
+SendCommand fails with "Instances [...] not in a valid state". ``ssm_knows`` checks first so the
+report says which policy is missing instead of that message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from . import tags as t
+from .aws import SYSTEM_CLOCK, call, wait_until
+from .errors import AwsApiError, InvalidInput, WaitTimeout
+
+MODES = ("alarm-reboot", "handler")
+HISTORY_TAG = t.PREFIX + "watchdog:reboots"
+EVENT_TAG = t.PREFIX + "watchdog:event"
+WINDOW = timedelta(hours=1)
+DEFAULT_COMMANDS = ("docker-compose up -d",)
+SECTION_KEYS = frozenset({"mode", "commands", "cooldown", "max_reboots_per_hour", "ready_timeout", "command_timeout",
+                          "alarm_prefix"})
+SSM_POLICY = "AmazonSSMManagedInstanceCore"
+FINAL_COMMAND_STATES = ("Success", "Failed", "Cancelled", "TimedOut", "Undeliverable", "Terminated",
+                        "DeliveryTimedOut", "ExecutionTimedOut")
+REBOOT = "reboot"
+COOLDOWN = "cooldown"
+CAP = "cap"
+
+
+@dataclass(frozen=True)
+class WatchdogSettings:
+    """A service's ``watchdog`` section (see ``config.py``)."""
+
+    mode: str = "handler"
+    commands: tuple = DEFAULT_COMMANDS
+    cooldown: int = 600
+    max_reboots_per_hour: int = 2
+    ready_timeout: int = 600
+    command_timeout: int = 120
+    alarm_prefix: str | None = None
+
+
+def _bounded_int(raw, key, default, lower, upper, where, unit):
+    value = raw.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not lower <= value <= upper:
+        raise InvalidInput(f"{where}.{key} must be an integer from {lower} to {upper}{unit}")
+    return value
+
+
+def parse_settings(raw, where):
+    """Validate a ``watchdog`` section; ``InvalidInput`` naming the key otherwise."""
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"{where} must be an object with a mode ({' or '.join(MODES)})")
+    unknown = set(raw) - SECTION_KEYS
+    if unknown:
+        raise InvalidInput(f"{where} has unknown keys: {', '.join(sorted(unknown))}")
+    if raw.get("mode") not in MODES:
+        raise InvalidInput(f"{where}.mode must be one of {', '.join(MODES)}, got {raw.get('mode')!r}")
+    commands = raw.get("commands", list(DEFAULT_COMMANDS))
+    if not isinstance(commands, list) or not commands or not all(isinstance(c, str) and c.strip() for c in commands):
+        raise InvalidInput(f"{where}.commands must be a non-empty list of non-empty strings (AWS-RunShellScript commands)")
+    prefix = raw.get("alarm_prefix")
+    if prefix is not None and (not isinstance(prefix, str) or not prefix):
+        raise InvalidInput(f"{where}.alarm_prefix must be a non-empty string")
+    ready = _bounded_int(raw, "ready_timeout", 600, 30, 900, where, " (seconds; the function runs 15 minutes at most)")
+    command = _bounded_int(raw, "command_timeout", 120, 5, 900, where, " (seconds)")
+    if ready + command > 900:
+        raise InvalidInput(f"{where}.ready_timeout + command_timeout must fit in the function's 900 seconds, got {ready + command}")
+    return WatchdogSettings(
+        mode=raw["mode"], commands=tuple(commands), cooldown=_bounded_int(raw, "cooldown", 600, 0, 86400, where, " (seconds)"),
+        max_reboots_per_hour=_bounded_int(raw, "max_reboots_per_hour", 2, 1, 20, where, ""),
+        ready_timeout=ready, command_timeout=command, alarm_prefix=prefix)
+
+
+def _stamp(moment):
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def history(instance, now):
+    """Times of the instance's recorded reboots within the last hour, oldest first."""
+    kept = []
+    for word in t.as_dict(instance.get("Tags")).get(HISTORY_TAG, "").split():
+        try:
+            moment = datetime.fromisoformat(word.replace("Z", "+00:00"))
+        except ValueError:
+            continue  # a hand-edited tag: ignore the word, never fail the watchdog on it
+        if moment.tzinfo is not None and now - moment < WINDOW:
+            kept.append(moment)
+    return sorted(kept)
+
+
+def decide(past, now, settings):
+    """``REBOOT``, ``COOLDOWN`` (too soon after the previous reboot) or ``CAP`` (the hour's cap reached)."""
+    if len(past) >= settings.max_reboots_per_hour:
+        return CAP
+    if past and (now - past[-1]).total_seconds() < settings.cooldown:
+        return COOLDOWN
+    return REBOOT
+
+
+def handled_event(instance):
+    return t.as_dict(instance.get("Tags")).get(EVENT_TAG)
+
+
+def record(ec2, instance_id, past, now, event_id, rebooted):
+    """Keep the reboot history (and the event handled) on the instance's tags, in one idempotent call."""
+    stamps = [_stamp(moment) for moment in past] + ([_stamp(now)] if rebooted else [])
+    tag_values = {HISTORY_TAG: " ".join(stamps[-10:]), EVENT_TAG: event_id or _stamp(now)}
+    call(ec2, "create_tags", Resources=[instance_id], Tags=t.as_list(tag_values))
+
+
+def ssm_knows(ssm, instance_id):
+    """``(True, ping status)`` when SSM manages the instance, ``(False, why)`` otherwise."""
+    found = call(ssm, "describe_instance_information",
+                 Filters=[{"Key": "InstanceIds", "Values": [instance_id]}])["InstanceInformationList"]
+    if not found:
+        return False, (f"SSM does not know {instance_id}: its instance profile needs the {SSM_POLICY} managed policy "
+                       f"(without it Run Command answers 'Instances [{instance_id}] not in a valid state')")
+    return True, found[0].get("PingStatus", "unknown")
+
+
+def reboot(ec2, instance_id):
+    call(ec2, "reboot_instances", InstanceIds=[instance_id])
+
+
+def run_commands(ssm, instance_id, commands, timeout, comment, clock=SYSTEM_CLOCK, retry_for=60):
+    """Run ``commands`` with AWS-RunShellScript and wait for the outcome: ``"ok"`` or why not.
+
+    Right after a reboot the agent may not have reconnected yet: ``InvalidInstanceId`` is retried for
+    ``retry_for`` seconds (polling, no fixed sleep) before it counts as a failure."""
+    def send():
+        try:
+            return call(ssm, "send_command", InstanceIds=[instance_id], DocumentName="AWS-RunShellScript",
+                        Parameters={"commands": list(commands), "executionTimeout": [str(timeout)]},
+                        TimeoutSeconds=max(30, timeout), Comment=comment[:100])["Command"]["CommandId"]
+        except AwsApiError as exc:
+            if exc.aws_code == "InvalidInstanceId":
+                return None
+            raise
+    try:
+        command_id = wait_until(send, lambda found: found is not None, f"SSM to accept a command for {instance_id}",
+                                retry_for, clock)
+    except WaitTimeout:
+        return f"failed: SSM refused the command (InvalidInstanceId: {instance_id} not in a valid state; is the agent running "\
+               f"and the {SSM_POLICY} policy attached?)"
+    except AwsApiError as exc:
+        return f"failed: {exc.aws_code or 'SendCommand'}"
+
+    def invocation():
+        try:
+            return call(ssm, "get_command_invocation", CommandId=command_id, InstanceId=instance_id)
+        except AwsApiError as exc:
+            if exc.aws_code == "InvocationDoesNotExist":  # AWS needs a moment after SendCommand
+                return {"Status": "Pending"}
+            raise
+    try:
+        final = wait_until(invocation, lambda found: found["Status"] in FINAL_COMMAND_STATES,
+                           f"the restart command on {instance_id}", timeout + 5, clock)
+    except WaitTimeout:
+        return f"failed: the command did not finish within {timeout}s"
+    if final["Status"] == "Success":
+        return "ok"
+    return f"failed: {final['Status']} (exit {final.get('ResponseCode', '?')})"
