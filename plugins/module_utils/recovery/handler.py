@@ -58,6 +58,7 @@ from . import watchdog as watchdogs
 from .addresses import find_address, move_address
 from .aws import SYSTEM_CLOCK, call, make_client, wait_until
 from .backups import backup_instance
+from .commands import run_shell
 from .retention import images_in_launch_templates, list_backup_sets, prune, select_expired
 from .errors import AwsApiError, FenceViolation, NotFound, RecoveryError, WaitTimeout
 from .instances import GONE_STATES, describe_instance
@@ -76,8 +77,6 @@ RETRY_AFTER = 30                       # seconds before a Retry message is visib
 PHASES = (("stop", "old.warned", "old.stopped"), ("snapshot", "old.stopped", "old.snapshot"),
           ("release", "old.snapshot", "old.released"), ("attach", "old.released", "new.attached"),
           ("address", "new.attached", "new.address"), ("hook", "new.attached", "new.continued"))
-FINAL_COMMAND_STATES = ("Success", "Failed", "Cancelled", "TimedOut", "Undeliverable", "Terminated",
-                        "DeliveryTimedOut", "ExecutionTimedOut")
 
 
 class Retry(RecoveryError):
@@ -197,29 +196,8 @@ class Handler:
         commands = list(service.stop_commands) + ["sync"] + [
             # The instance agent's watcher may have unmounted it already (it stops on the same notice): not an error.
             f"if mountpoint -q {shlex.quote(mount)}; then umount {shlex.quote(mount)}; fi" for mount in service.data_mounts]
-        ssm = self.clients["ssm"]
-        try:
-            command_id = call(ssm, "send_command", InstanceIds=[instance_id], DocumentName="AWS-RunShellScript",
-                              Parameters={"commands": commands, "executionTimeout": [str(timeout)]},
-                              TimeoutSeconds=max(30, timeout), Comment=f"ec2spot.autorecover: stop {service.name}"[:100])["Command"]["CommandId"]
-        except AwsApiError as exc:
-            return f"failed: {exc.aws_code or 'SendCommand'}"
-
-        def invocation():
-            try:
-                return call(ssm, "get_command_invocation", CommandId=command_id, InstanceId=instance_id)
-            except AwsApiError as exc:
-                if exc.aws_code == "InvocationDoesNotExist":  # AWS needs a moment after SendCommand
-                    return {"Status": "Pending"}
-                raise
-        try:
-            final = wait_until(invocation, lambda found: found["Status"] in FINAL_COMMAND_STATES,
-                               f"the stop command on {instance_id}", timeout + 5, self.clock)
-        except WaitTimeout:
-            return "failed: the stop did not finish before the interruption"
-        if final["Status"] == "Success":
-            return "ok"
-        return f"failed: {final['Status']} (exit {final.get('ResponseCode', '?')})"
+        return run_shell(self.clients["ssm"], instance_id, commands, timeout, f"ec2spot.autorecover: stop {service.name}",
+                         self.clock, late="failed: the stop did not finish before the interruption")
 
     # ---- replacement launch -----------------------------------------------------------------
     def on_launch(self, event, instance, service):

@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from . import tags as t
-from .aws import SYSTEM_CLOCK, call, wait_until
-from .errors import AwsApiError, InvalidInput, WaitTimeout
+from .aws import SYSTEM_CLOCK, call
+from .commands import SSM_POLICY, run_shell
+from .errors import InvalidInput
 
 MODES = ("alarm-reboot", "handler")
 HISTORY_TAG = t.PREFIX + "watchdog:reboots"
@@ -41,9 +42,6 @@ WINDOW = timedelta(hours=1)
 DEFAULT_COMMANDS = ("docker-compose up -d",)
 SECTION_KEYS = frozenset({"mode", "commands", "cooldown", "max_reboots_per_hour", "ready_timeout", "command_timeout",
                           "alarm_prefix"})
-SSM_POLICY = "AmazonSSMManagedInstanceCore"
-FINAL_COMMAND_STATES = ("Success", "Failed", "Cancelled", "TimedOut", "Undeliverable", "Terminated",
-                        "DeliveryTimedOut", "ExecutionTimedOut")
 REBOOT = "reboot"
 COOLDOWN = "cooldown"
 CAP = "cap"
@@ -146,40 +144,6 @@ def reboot(ec2, instance_id):
 
 
 def run_commands(ssm, instance_id, commands, timeout, comment, clock=SYSTEM_CLOCK, retry_for=60):
-    """Run ``commands`` with AWS-RunShellScript and wait for the outcome: ``"ok"`` or why not.
-
-    Right after a reboot the agent may not have reconnected yet: ``InvalidInstanceId`` is retried for
-    ``retry_for`` seconds (polling, no fixed sleep) before it counts as a failure."""
-    def send():
-        try:
-            return call(ssm, "send_command", InstanceIds=[instance_id], DocumentName="AWS-RunShellScript",
-                        Parameters={"commands": list(commands), "executionTimeout": [str(timeout)]},
-                        TimeoutSeconds=max(30, timeout), Comment=comment[:100])["Command"]["CommandId"]
-        except AwsApiError as exc:
-            if exc.aws_code == "InvalidInstanceId":
-                return None
-            raise
-    try:
-        command_id = wait_until(send, lambda found: found is not None, f"SSM to accept a command for {instance_id}",
-                                retry_for, clock)
-    except WaitTimeout:
-        return f"failed: SSM refused the command (InvalidInstanceId: {instance_id} not in a valid state; is the agent running "\
-               f"and the {SSM_POLICY} policy attached?)"
-    except AwsApiError as exc:
-        return f"failed: {exc.aws_code or 'SendCommand'}"
-
-    def invocation():
-        try:
-            return call(ssm, "get_command_invocation", CommandId=command_id, InstanceId=instance_id)
-        except AwsApiError as exc:
-            if exc.aws_code == "InvocationDoesNotExist":  # AWS needs a moment after SendCommand
-                return {"Status": "Pending"}
-            raise
-    try:
-        final = wait_until(invocation, lambda found: found["Status"] in FINAL_COMMAND_STATES,
-                           f"the restart command on {instance_id}", timeout + 5, clock)
-    except WaitTimeout:
-        return f"failed: the command did not finish within {timeout}s"
-    if final["Status"] == "Success":
-        return "ok"
-    return f"failed: {final['Status']} (exit {final.get('ResponseCode', '?')})"
+    """Run the restart ``commands``: ``"ok"`` or why not. Right after a reboot the SSM agent may not have
+    reconnected yet: ``InvalidInstanceId`` is retried for ``retry_for`` seconds."""
+    return run_shell(ssm, instance_id, commands, timeout, comment, clock, retry_for=retry_for)
