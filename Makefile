@@ -54,16 +54,21 @@ unit: collection
 	python -m pytest -q tests/sandbox
 	python -m pytest -q tests/agent
 
+# In parallel, one worker per test file (each file's fixtures deploy once; see tests/integration/conftest.py).
+# The tests mostly wait on the sandbox's modeled AWS time, so three workers share two CPUs well.
+MODULE_TEST_WORKERS ?= 3
 module-test: collection
-	python -m pytest -q tests/integration
+	python -m pytest -q -n $(MODULE_TEST_WORKERS) --dist loadgroup tests/integration
 
-# Molecule scenarios (default driver, no container) against a private sandbox each.
+# Molecule scenarios (default driver, no container), each against a private sandbox, MOLECULE_JOBS at a time;
+# a failed scenario's output is printed.
+MOLECULE_SANDBOX_SCENARIOS := control_plane fleet standby cpu_watchdog monitoring
+MOLECULE_JOBS ?= 3
 molecule: collection
-	python -m sandbox run -- molecule test -s control_plane
-	python -m sandbox run -- molecule test -s fleet
-	python -m sandbox run -- molecule test -s standby
-	python -m sandbox run -- molecule test -s cpu_watchdog
-	python -m sandbox run -- molecule test -s monitoring
+	@mkdir -p $(BUILD)/molecule
+	@printf '%s\n' $(MOLECULE_SANDBOX_SCENARIOS) | xargs -P $(MOLECULE_JOBS) -I{} sh -c \
+	  'if python -m sandbox run -- molecule test -s {} > $(BUILD)/molecule/{}.log 2>&1; then echo "molecule {}: passed"; \
+	   else echo "molecule {}: FAILED" >&2; tail -n 150 $(BUILD)/molecule/{}.log >&2; exit 1; fi'
 	molecule test -s instance_agent
 
 # ansible-test: copy the tracked tree (it scans every file outside git), link the dependency

@@ -123,6 +123,8 @@ class Demo:
         self.aws = lambda name: session.client(name, endpoint_url=record["endpoint"])
         with open(self.env["EC2SPOT_SANDBOX_WORLD"], encoding="utf-8") as handle:
             self.world = json.load(handle)
+        with Inbox.lock:  # a new sandbox, a new inbox: an earlier run in this process must not answer for it
+            Inbox.received.clear()
         self.hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Inbox)
         threading.Thread(target=self.hook.serve_forever, daemon=True).start()
         self.say(f"sandbox AWS at {record['endpoint']} (clock x{self.scale:g}, volumes on {backing} devices); "

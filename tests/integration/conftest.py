@@ -14,6 +14,17 @@ from sandbox import __main__ as sandbox_cli
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+# make test runs the files of this directory in parallel (pytest-xdist, --dist loadgroup): each file in one worker,
+# so its module fixtures (a deploy, a drill) run once; the files that boot instances with their volumes on loop
+# devices share one worker, as the kernel has only a few loop devices.
+LOOP_DEVICE_FILES = frozenset({"test_drill_demo.py", "test_restore_group.py"})
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group("loop-devices" if item.path.name in LOOP_DEVICE_FILES else item.path.name))
+
+
 @pytest.fixture(scope="session")
 def sandbox():
     state_dir = tempfile.mkdtemp(prefix="ec2spot-it-")
