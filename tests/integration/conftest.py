@@ -14,15 +14,38 @@ from sandbox import __main__ as sandbox_cli
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-# make test runs the files of this directory in parallel (pytest-xdist, --dist loadgroup): each file in one worker,
-# so its module fixtures (a deploy, a drill) run once; the files that boot instances with their volumes on loop
-# devices share one worker, as the kernel has only a few loop devices.
+# make test runs the files of this directory in parallel (pytest-xdist): each file in one worker, so its module
+# fixtures (a deploy, a drill) run once, and the files that boot instances with their volumes on loop devices in
+# one worker together, as the kernel has only a few loop devices. xdist's own "loadgroup" cannot do it with pytest 9
+# (it renames items through an attribute pytest no longer reads, so every test became its own group and each worker
+# repeated the files' deploys); the scheduler below groups by file name itself.
 LOOP_DEVICE_FILES = frozenset({"test_drill_demo.py", "test_restore_group.py"})
+
+# The files whose fixtures deploy whole services go first, so that no worker starts one of them near the end
+# (longest first; the rest keep their collection order).
+HEAVY_FILES = ("test_drill_demo.py", "test_restore_group.py", "test_deploy_playbook.py", "test_monitoring.py",
+               "test_backup_schedule.py", "test_spot_price_info.py", "test_fleet_role.py")
+
+
+def file_group(nodeid):
+    name = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+    return "loop-devices" if name in LOOP_DEVICE_FILES else name
 
 
 def pytest_collection_modifyitems(items):
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group("loop-devices" if item.path.name in LOOP_DEVICE_FILES else item.path.name))
+    rank = {name: position for position, name in enumerate(HEAVY_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))   # stable: a file's tests keep their order
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileGroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return file_group(nodeid)
+
+    return FileGroupScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
