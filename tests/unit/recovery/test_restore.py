@@ -68,6 +68,30 @@ def test_a_later_move_to_another_zone_keeps_the_rollback(ec2, launch, data_volum
     assert move_lineage_volume(ec2, "pgdata", third, clock=clock).snapshot_id == own
 
 
+def test_a_staged_rollback_older_than_max_data_age_still_reaches_another_zone(ec2, launch, data_volume, clock):
+    """max_data_age guards against losing writes: a staged backup no instance has held loses none when it is
+    restored elsewhere, however old the operator's chosen backup is. Once an instance held it, the age counts."""
+    old = launch("us-east-1a", state="stopped")
+    vol = data_volume("us-east-1a", attach_to=old, generation=4)
+    last_week = snapshot_of(ec2, vol)
+    backdate_snapshot(last_week, 7 * 86400)
+    staged = stage_lineage_volume(ec2, "pgdata", "us-east-1a", last_week, clock=clock)
+
+    elsewhere = launch("us-east-1b")
+    moved = move_lineage_volume(ec2, "pgdata", elsewhere, max_data_age=3600, clock=clock)
+    assert moved.from_snapshot and moved.snapshot_id == last_week and moved.previous_volume_id == staged.volume_id
+    assert moved.data_age_seconds >= 7 * 86400   # reported as it is, not hidden
+
+    # The restored copy has now been held by an instance: restoring the week-old backup again would lose its writes.
+    ec2.stop_instances(InstanceIds=[elsewhere])
+    CONTEXT.settle()
+    third = launch("us-east-1a")
+    before = ec2.describe_volumes()["Volumes"]
+    with pytest.raises(errors.FenceViolation, match="more than max_data_age 3600s"):
+        move_lineage_volume(ec2, "pgdata", third, max_data_age=3600, clock=clock)
+    assert ec2.describe_volumes()["Volumes"] == before
+
+
 def test_choose_backup_by_id_image_time_or_newest(ec2, launch, data_volume, clock):
     holder = launch("us-east-1a", lineage="pgdata", state="stopped")
     vol = data_volume("us-east-1a", attach_to=holder)
