@@ -172,6 +172,33 @@ def install(context):
             return ActionResult(page)
         return describe
 
+    # ---- age ----------------------------------------------------------------------------
+    @context.control("ec2/backdate")
+    def _backdate(payload):
+        """``{"ids": [snap-..., ami-...], "seconds": s}``: these backups were taken ``s`` seconds earlier.
+
+        A test's way to have last week's backups without waiting a week (retention by age); it moves
+        the snapshots' ``StartTime`` and the images' ``CreationDate``, nothing else."""
+        from datetime import timedelta
+        ids, seconds = payload.get("ids") or [], payload.get("seconds")
+        if not isinstance(seconds, (int, float)) or seconds <= 0:
+            raise ValueError(f"seconds must be a positive number, got {seconds!r}")
+        backend = context.backend("ec2")
+        unknown = [i for i in ids if i not in backend.snapshots and i not in backend.amis]
+        if not ids or unknown:
+            raise ValueError(f"no such snapshot or image: {', '.join(unknown) or '(no ids given)'}")
+        moved = {}
+        for resource_id in ids:
+            if resource_id in backend.snapshots:
+                snapshot = backend.snapshots[resource_id]
+                snapshot.start_time -= timedelta(seconds=seconds)
+                moved[resource_id] = snapshot.start_time.isoformat()
+            else:
+                image = backend.amis[resource_id]
+                image.creation_date -= timedelta(seconds=seconds)
+                moved[resource_id] = image.creation_date.isoformat()
+        return {"backdated": moved}
+
     ElasticBlockStore.create_snapshot = create_snapshot
     ElasticBlockStore.create_snapshots = create_snapshots
     ElasticBlockStore.delete_snapshot = delete_snapshot

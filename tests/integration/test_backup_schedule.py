@@ -4,7 +4,8 @@ deploy.yml (one service: a deployment is minutes of modeled work), then backup.y
 EventBridge rule (check mode first: nothing; a second run: changed=0); the sandbox fires the schedule as AWS would
 (sandbox/rules/schedules.py), its input transformer puts the `EC2Spot Scheduled Backup` envelope on the control
 plane's queue, and the deployed handler (run by the sandbox from the uploaded zip) takes the backup and applies the
-service's retention. A redelivered message takes nothing twice; without `schedule_expression` the rule goes to the
+service's retention: by count, and by age alone (backups backdated with the sandbox's `ec2/backdate`). A redelivered
+message takes nothing twice; without `schedule_expression` the rule goes to the
 default daily schedule; `schedule: false` removes it; destroy.yml removes it.
 """
 
@@ -176,6 +177,30 @@ def test_the_schedule_runs_the_backup_through_the_handler_with_retention(flow, b
     assert backup_sets(ec2) == kept
     [rerun] = box.call("lambda/runs", function=CONTROL_PLANE, limit=1)["runs"]
     assert rerun["error"] is None and f"backup {names[1]} of {flow['holder']} (existing)" in rerun["log"], rerun["log"][-2000:]
+
+
+def test_the_schedule_deletes_backups_older_than_keep_days_by_age_alone(flow, play, sandbox, box, clients):
+    """keep_days without keep_newest: the schedule's run deletes what is older than the period and nothing else."""
+    ec2 = clients["ec2"]
+    by_age_only = play("backup.yml", document=variables(sandbox["world"], keep_newest=None))
+    assert by_age_only["code"] == 0, by_age_only["failed"]
+    box.settle()
+    sets = backup_sets(ec2)
+    scheduled = sorted(name for name in sets if "-scheduled-" in name)
+    assert len(scheduled) == 2, sets
+    last_week, recent = scheduled
+    box.call("ec2/backdate", ids=sets[last_week]["snapshots"] + sets[last_week]["images"], seconds=4 * 86400)
+
+    firing = fire(box, PG_RULE)
+    detail = json.loads(firing["deliveries"][0]["body"])["detail"]
+    assert detail["max_age_days"] == 3 and detail.get("keep_newest") is None, detail
+    left = backup_sets(ec2)
+    assert last_week not in left and recent in left and len(left) == len(sets), (sorted(sets), sorted(left))
+    gone = sets[last_week]["snapshots"] + sets[last_week]["images"]
+    assert ec2.describe_images(Owners=["self"], Filters=[{"Name": "image-id", "Values": sets[last_week]["images"]}])["Images"] == []
+    assert not set(gone) & {s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
+    [run] = box.call("lambda/runs", function=CONTROL_PLANE, limit=1)["runs"]
+    assert run["error"] is None and "retention deleted 1 images" in run["log"], run["log"][-2000:]
 
 
 @pytest.fixture(scope="module")

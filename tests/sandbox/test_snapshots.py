@@ -4,6 +4,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from sandbox.context import CONTEXT
+from sandbox.control import SandboxError
 
 from .conftest import error_code
 
@@ -86,6 +87,27 @@ def test_resources_of_another_account_are_refused(ec2, box, data_instance):
         ec2.deregister_image(ImageId=image_id)
     assert error_code(refused) == "UnauthorizedOperation"
     assert ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
+
+
+def test_backdate_makes_backups_older_and_refuses_what_does_not_exist(ec2, box, data_instance):
+    """A test control (no AWS call does this): last week's backups without waiting a week."""
+    instance, volume = data_instance
+    snapshot_id = ec2.create_snapshot(VolumeId=volume)["SnapshotId"]
+    image_id = ec2.create_image(InstanceId=instance, Name="aged-image", NoReboot=True)["ImageId"]
+    box.settle()
+    before = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"][0]["StartTime"]
+    image_before = ec2.describe_images(ImageIds=[image_id])["Images"][0]["CreationDate"]
+
+    box.call("ec2/backdate", ids=[snapshot_id, image_id], seconds=8 * 86400)
+    after = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"][0]["StartTime"]
+    image_after = ec2.describe_images(ImageIds=[image_id])["Images"][0]["CreationDate"]
+    assert (before - after).total_seconds() == 8 * 86400
+    assert image_after[:10] < image_before[:10]   # ISO dates: eight days earlier
+
+    with pytest.raises(SandboxError, match="no such snapshot or image: snap-0000000000000000f"):
+        box.call("ec2/backdate", ids=["snap-0000000000000000f"], seconds=60)
+    with pytest.raises(SandboxError, match="seconds must be a positive number"):
+        box.call("ec2/backdate", ids=[snapshot_id], seconds=-1)
 
 
 def test_paging_honours_max_results_and_next_token(ec2, box):
