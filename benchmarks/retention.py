@@ -113,6 +113,10 @@ def aws_cli(workdir):
 
 
 def run(endpoint, state_dir, amis):
+    # The RTO runs before this one advance the manual clock by days; spot_backup and seed 001's `date` read the
+    # wall clock, so the backups are dated from it too (otherwise ours kept two days more than it should).
+    with CONTEXT.lock:
+        CONTEXT.clock.anchor_to_wall()
     env = sandbox_cli.apply_env(sandbox_cli.sandbox_env(endpoint, state_dir))
     seeded = json.load(open(env["EC2SPOT_SANDBOX_WORLD"], encoding="utf-8"))
     results = {"amis": amis, "keep_days": KEEP_DAYS}

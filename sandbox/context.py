@@ -81,6 +81,13 @@ class ModeledClock:
         self._offset = current
         self.scale = scale
 
+    def anchor_to_wall(self):
+        """Make ``now()`` the wall clock again without moving ``elapsed()`` (scheduled actions keep their due times).
+
+        Manual-clock runs (benchmarks, tests) move modeled time ahead of the wall clock; code that reads the wall
+        clock (a module's "7 days ago") and timestamps made afterwards then agree again."""
+        self._origin = datetime.now(timezone.utc) - timedelta(seconds=self.elapsed())
+
     def _advance_offset(self, seconds):
         self._offset += seconds
 

@@ -20,3 +20,12 @@ def test_a_clock_moved_by_hand_stays_continuous_when_scaled():
     clock.set_scale(10.0)
     assert 0 <= (clock.now() - before).total_seconds() < 0.05
     assert clock.duration(120) == 12.0
+
+
+def test_anchoring_to_the_wall_clock_keeps_elapsed_time_for_the_schedule():
+    clock = ModeledClock(scale=0.0)
+    clock._advance_offset(2 * 86400.0)   # two modeled days ahead, as the RTO benchmark leaves it
+    elapsed = clock.elapsed()
+    clock.anchor_to_wall()
+    assert clock.elapsed() == elapsed
+    assert abs((clock.now() - datetime.now(timezone.utc)).total_seconds()) < 0.05
