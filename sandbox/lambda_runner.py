@@ -20,6 +20,15 @@ sent to a mapped queue is received once by moto, handed to Docker, fails, and is
   - success without it: deletes the whole batch;
   - an error (exception, timeout, crash): deletes nothing; the messages return after the visibility timeout.
 
+* **execution environments** (Lambda developer guide, "Lambda execution environment lifecycle"): a function runs
+  in an environment process that imports its handler once (the init phase) and then runs invocations one at a
+  time, keeping module state between them, as a warm Lambda environment does. An idle environment of the same
+  configuration (code, handler, timeout, memory, environment variables) takes the next invocation; otherwise a new
+  one starts (a cold start: the REPORT line adds ``Init Duration``). A change of code or configuration retires
+  the old ones; a timeout, a crash or a failed init discards the environment; one idle for ``IDLE_SECONDS`` is
+  reclaimed; at most ``IDLE_ENVIRONMENTS`` idle ones are kept per configuration. Each run records ``environment``
+  (``cold``/``warm``) and ``init_duration``.
+
 * **the function** runs in a subprocess, as Lambda isolates it: the zip moto stores (the bytes the deploy
   uploaded, so ``UpdateFunctionCode`` changes what runs) is extracted to a directory that is the only
   ``PYTHONPATH`` entry (boto3 comes from the interpreter, as in the Lambda runtime); a bootstrap imports
@@ -82,6 +91,9 @@ ASYNC_RETRY_DELAYS = (60.0, 120.0)  # modeled seconds before the first and the s
 LOG_TAIL_BYTES = 4096
 RUNS_KEPT = 200
 MARKER = "__SANDBOX_LAMBDA_RESULT__ "
+INIT_MARKER = "__SANDBOX_LAMBDA_INIT__ "
+IDLE_ENVIRONMENTS = 4           # warm environments kept per function configuration
+IDLE_SECONDS = 300.0            # real seconds an unused environment is kept (Lambda reclaims idle ones)
 DUMMY_CREDENTIALS = "sandbox"
 
 # Never taken from a function's environment: they would point boto3 elsewhere than the sandbox.
@@ -94,9 +106,13 @@ BOOTSTRAP = r'''
 import importlib, json, logging, os, sys, time, traceback
 
 MARKER = "__SANDBOX_LAMBDA_RESULT__ "
-spec = json.loads(sys.stdin.read())
+INIT_MARKER = "__SANDBOX_LAMBDA_INIT__ "
+invocations = sys.stdin          # the runtime API's stand-in: one invocation per line, answered in order
+answers = sys.__stdout__
 sys.stdin = open(os.devnull, encoding="utf-8")
-sys.path[:] = [spec["task_root"]] + [entry for entry in sys.path if entry not in ("", spec["task_root"])]
+init = json.loads(invocations.readline())
+sys.path[:] = [init["task_root"]] + [entry for entry in sys.path if entry not in ("", init["task_root"])]
+spec = {"context": {"aws_request_id": ""}}   # the invocation under way
 
 
 class LambdaContext:
@@ -111,9 +127,10 @@ class LambdaContext:
         self.identity = None
         self.client_context = None
         self.tenant_id = None
+        self._deadline, self._ratio = spec["deadline"], spec["ratio"]
 
     def get_remaining_time_in_millis(self):
-        return max(0, int((spec["deadline"] - time.time()) * spec["ratio"] * 1000))
+        return max(0, int((self._deadline - time.time()) * self._ratio * 1000))
 
 
 class RequestIdFilter(logging.Filter):
@@ -143,42 +160,55 @@ def load(handler):
     try:
         module_name, function_name = handler.rsplit(".", 1)
     except ValueError as exc:
-        return None, error_of("Runtime.MalformedHandlerName", f"Bad handler '{handler}': {exc}")
+        return None, ("Runtime.MalformedHandlerName", f"Bad handler '{handler}': {exc}", None)
     try:
         module = importlib.import_module(module_name.replace("/", "."))
     except ImportError as exc:
-        return None, error_of("Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}")
+        return None, ("Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}", None)
     except SyntaxError as exc:
-        return None, error_of("Runtime.UserCodeSyntaxError", f"Syntax error in module '{module_name}': {exc}")
+        return None, ("Runtime.UserCodeSyntaxError", f"Syntax error in module '{module_name}': {exc}", None)
     except Exception as exc:
-        return None, error_of(type(exc).__name__, str(exc), user_frames(exc))
+        return None, (type(exc).__name__, str(exc), user_frames(exc))
     function = getattr(module, function_name, None)
     if function is None:
-        return None, error_of("Runtime.HandlerNotFound", f"Handler '{function_name}' missing on module '{module_name}'")
+        return None, ("Runtime.HandlerNotFound", f"Handler '{function_name}' missing on module '{module_name}'", None)
     return function, None
 
 
-def main():
-    function, error = load(spec["handler"])
-    outcome = {"error": error}
-    if function is not None:
-        try:
-            result = function(spec["event"], LambdaContext(spec["context"]))
-        except Exception as exc:
-            outcome = {"error": error_of(type(exc).__name__, str(exc), user_frames(exc))}
-            print(f"[ERROR] {type(exc).__name__}: {exc}\nTraceback (most recent call last):\n" + "".join(outcome["error"]["stackTrace"]), flush=True)
-        else:
-            try:
-                json.dumps(result)
-                outcome = {"result": result}
-            except (TypeError, ValueError) as exc:
-                outcome = {"error": error_of("Runtime.MarshalError", f"Unable to marshal response: {exc}")}
-    elif error:
-        print(f"[ERROR] {error['errorType']}: {error['errorMessage']}", flush=True)
+def answer(prefix, outcome):
     sys.stdout.flush()
     sys.stderr.flush()
-    sys.__stdout__.write("\n" + MARKER + json.dumps(outcome) + "\n")
-    sys.__stdout__.flush()
+    answers.write("\n" + prefix + json.dumps(outcome) + "\n")
+    answers.flush()
+
+
+def invoke(function):
+    try:
+        result = function(spec["event"], LambdaContext(spec["context"]))
+    except Exception as exc:
+        outcome = {"error": error_of(type(exc).__name__, str(exc), user_frames(exc))}
+        print(f"[ERROR] {type(exc).__name__}: {exc}\nTraceback (most recent call last):\n" + "".join(outcome["error"]["stackTrace"]), flush=True)
+        return outcome
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError) as exc:
+        return {"error": error_of("Runtime.MarshalError", f"Unable to marshal response: {exc}")}
+    return {"result": result}
+
+
+def main():
+    began = time.monotonic()
+    function, failure = load(init["handler"])       # the init phase: once per execution environment
+    answer(INIT_MARKER, {"init_ms": round((time.monotonic() - began) * 1000, 2), "failed": function is None})
+    for line in invocations:
+        spec.clear()
+        spec.update(json.loads(line))
+        if function is None:
+            error = error_of(*failure)
+            print(f"[ERROR] {error['errorType']}: {error['errorMessage']}", flush=True)
+            answer(MARKER, {"error": error})
+            return                                   # an environment whose init failed is not used again
+        answer(MARKER, invoke(function))
 
 
 main()
@@ -306,6 +336,75 @@ class _Handlers(dict):
         return handler
 
 
+class _Environment:
+    """One execution environment: a process that imported the function once (the init phase) and runs its
+    invocations one at a time, as Lambda reuses a warm environment; module state survives between them."""
+
+    def __init__(self, key, process, log_stream):
+        self.key, self.process, self.log_stream = key, process, log_stream
+        self.started = time.monotonic()
+        self.last_used = self.started
+        self.init_ms = None          # known once the bootstrap reports its init phase
+        self.init_failed = False     # the handler could not be loaded: the environment answers once, then ends
+        self.invocations = 0
+        self._lines = queue.Queue()
+        threading.Thread(target=self._read, name="sandbox-lambda-output", daemon=True).start()
+
+    def _read(self):
+        for raw in iter(self.process.stdout.readline, b""):
+            self._lines.put(raw.decode("utf-8", "replace").rstrip("\n"))
+        self._lines.put(None)        # the process ended
+
+    def invoke(self, spec, real_limit):
+        """Send one invocation; returns ``(log lines, outcome or None, how)`` with ``how`` done, timeout or exit."""
+        self.invocations += 1
+        lines, deadline = [], time.monotonic() + real_limit
+        try:
+            self.process.stdin.write(json.dumps(spec, default=str).encode("utf-8") + b"\n")
+            self.process.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            return lines, None, "exit"
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return lines, None, "timeout"
+            if line is None:
+                return lines, None, "exit"
+            if line.startswith(INIT_MARKER):
+                init = _marked(line, INIT_MARKER)
+                self.init_ms, self.init_failed = init.get("init_ms"), bool(init.get("failed"))
+            elif line.startswith(MARKER):
+                while lines and not lines[-1]:
+                    lines.pop()
+                return lines, _marked(line, MARKER), "done"
+            elif line or lines:          # the blank line before a marker is the bootstrap's, not the function's
+                lines.append(line)
+
+    def close(self):
+        if self.process.returncode is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+def _marked(line, marker):
+    try:
+        return json.loads(line[len(marker):])
+    except ValueError:
+        return {}
+
+
 class LambdaRunner:
     """Polls the SQS event source mappings and runs functions; see the module's documentation."""
 
@@ -322,6 +421,8 @@ class LambdaRunner:
         self._wake = threading.Event()
         self._thread = None
         self._processes = set()
+        self._idle = {}               # configuration key -> warm environments not running anything
+        self._pool_lock = threading.Lock()
         self._workdir = None
 
     # ---- life cycle ----------------------------------------------------------------------
@@ -346,6 +447,10 @@ class LambdaRunner:
         self._wake.set()
         for process in list(self._processes):  # runs under way end as the service goes away
             self._kill(process)
+        with self._pool_lock:
+            idle, self._idle = [e for environments in self._idle.values() for e in environments], {}
+        for environment in idle:
+            environment.close()
         if self._thread is not None:
             self._thread.join(timeout=60)
             self._thread = None
@@ -690,10 +795,10 @@ class LambdaRunner:
         return env
 
     def _execute(self, function, event, source, request_id=None):
-        """Run the function once in a subprocess; returns the run record (not yet recorded)."""
+        """Run the function once in an execution environment (warm if one is idle); returns the run record (not yet
+        recorded)."""
         request_id = request_id or str(uuid.uuid4())
         now = self.context.now()
-        log_stream = f"{now:%Y/%m/%d}/[{function['version']}]{uuid.uuid4().hex}"
         run = {"function": function["name"], "function_arn": function["arn"], "request_id": request_id, "source": source,
                "code_sha256": function["code_sha256"], "time": now.isoformat(), "result": None, "error": None,
                "log": "", "duration": 0.0}
@@ -707,38 +812,25 @@ class LambdaRunner:
             run["error"] = {"errorType": "Runtime.InvalidEntrypoint", "errorMessage": f"cannot unpack the deployment package: {exc}"}
             return run
         real_limit = max(self.min_real_timeout, self.context.clock.duration(function["timeout"]))
-        started_wall, started = time.time(), time.monotonic()
-        spec = {"event": event, "handler": function["handler"] or "", "task_root": task_root,
-                "deadline": started_wall + real_limit, "ratio": function["timeout"] / real_limit,
+        started = time.monotonic()
+        environment, cold = self._environment_for(function, task_root)
+        spec = {"event": event, "deadline": time.time() + real_limit, "ratio": function["timeout"] / real_limit,
                 "context": {"function_name": function["name"], "function_version": function["version"],
                             "invoked_function_arn": function["arn"], "memory_limit_in_mb": str(function["memory"]),
-                            "aws_request_id": request_id, "log_group_name": function["logs"][1], "log_stream_name": log_stream}}
-        timed_out = False
-        with subprocess.Popen([sys.executable, "-s", "-u", "-c", BOOTSTRAP], cwd=task_root,
-                              env=self._environment(function, task_root, log_stream), stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True) as process:
-            self._processes.add(process)
-            try:
-                output = process.communicate(json.dumps(spec, default=str).encode("utf-8"), timeout=real_limit)[0]
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                self._kill(process)
-                output = process.communicate()[0]
-            finally:
-                self._processes.discard(process)
+                            "aws_request_id": request_id, "log_group_name": function["logs"][1],
+                            "log_stream_name": environment.log_stream}}
+        self._processes.add(environment.process)
+        try:
+            lines, outcome, how = environment.invoke(spec, real_limit)
+        finally:
+            self._processes.discard(environment.process)
+        timed_out = how == "timeout"
+        self._release(environment, healthy=how == "done")
         run["duration"] = round(time.monotonic() - started, 3)
-        text = (output or b"").decode("utf-8", "replace")
-        outcome, lines = None, []
-        for line in text.splitlines():
-            if line.startswith(MARKER):
-                try:
-                    outcome = json.loads(line[len(MARKER):])
-                except ValueError:
-                    outcome = None
-            else:
-                lines.append(line)
-        while lines and not lines[-1]:
-            lines.pop()
+        run["environment"] = "cold" if cold else "warm"
+        run["log_stream"] = environment.log_stream
+        init_ms = environment.init_ms if cold else None
+        process = environment.process
         if timed_out:
             message = f"{self.context.now():%Y-%m-%dT%H:%M:%S.%f}"[:-3] + f"Z {request_id} Task timed out after {function['timeout']:.2f} seconds"
             run["error"] = {"errorType": "Sandbox.Timedout", "errorMessage": message}
@@ -753,13 +845,59 @@ class LambdaRunner:
             run["error"] = outcome["error"]
         else:
             run["result"] = outcome.get("result")
-        duration_ms = run["duration"] * 1000
+        # Lambda's REPORT: the invocation's duration; a cold start's init phase apart, as "Init Duration".
+        duration_ms = max(0.0, run["duration"] * 1000 - (init_ms or 0.0))
+        run["init_duration"] = round(init_ms / 1000, 3) if init_ms is not None else None
         run["log"] = "\n".join([f"START RequestId: {request_id} Version: {function['version']}"] + lines + [
             f"END RequestId: {request_id}",
             f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\tBilled Duration: {int(duration_ms) + 1} ms\t"
-            f"Memory Size: {function['memory']} MB"]) + "\n"
-        run["log_stream"] = log_stream
+            f"Memory Size: {function['memory']} MB" + (f"\tInit Duration: {init_ms:.2f} ms" if init_ms is not None else "")]) + "\n"
         return run
+
+    # ---- execution environments ------------------------------------------------------------
+    @staticmethod
+    def _configuration_key(function):
+        """What makes an environment: Lambda starts new ones after a code or configuration change."""
+        return (function["arn"], function["code_sha256"], function["handler"] or "", function["timeout"], function["memory"],
+                json.dumps(function["environment"], sort_keys=True))
+
+    def _environment_for(self, function, task_root):
+        """A warm environment of this configuration if one is idle, else a new one (a cold start): ``(env, cold)``."""
+        key = self._configuration_key(function)
+        retired = []
+        with self._pool_lock:
+            for other in [k for k in self._idle if k[0] == key[0] and k != key]:
+                retired += self._idle.pop(other)       # an older version of the function: never used again
+            now = time.monotonic()
+            for other, environments in list(self._idle.items()):
+                keep = [e for e in environments if now - e.last_used <= IDLE_SECONDS]
+                retired += [e for e in environments if e not in keep]
+                self._idle[other] = keep
+            idle = self._idle.get(key) or []
+            environment = idle.pop() if idle else None
+        for old in retired:
+            old.close()
+        if environment is not None:
+            return environment, False
+        log_stream = f"{self.context.now():%Y/%m/%d}/[{function['version']}]{uuid.uuid4().hex}"
+        process = subprocess.Popen([sys.executable, "-s", "-u", "-c", BOOTSTRAP], cwd=task_root,
+                                   env=self._environment(function, task_root, log_stream), stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        process.stdin.write(json.dumps({"task_root": task_root, "handler": function["handler"] or ""}).encode("utf-8") + b"\n")
+        process.stdin.flush()
+        return _Environment(key, process, log_stream), True
+
+    def _release(self, environment, healthy):
+        """Back to the pool after a clean invocation; a timed-out or crashed environment is discarded, as Lambda
+        resets it."""
+        environment.last_used = time.monotonic()
+        if healthy and not environment.init_failed and not self._stop.is_set():
+            with self._pool_lock:
+                idle = self._idle.setdefault(environment.key, [])
+                if len(idle) < IDLE_ENVIRONMENTS:
+                    idle.append(environment)
+                    return
+        environment.close()
 
     @staticmethod
     def _kill(process):

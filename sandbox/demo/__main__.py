@@ -224,13 +224,10 @@ class Demo:
         seen = {f"old.{step}" for step in progress.read(describe_instance(ec2, holder))}
         while not stop.is_set():
             try:
-                old = describe_instance(ec2, holder)
-                new = drill.find_replacement(ec2, LINEAGE, holder) or {}
+                _old, _new, steps = drill.recovery_steps(ec2, LINEAGE, holder)
             except Exception:  # noqa: BLE001 - progress display only
                 time.sleep(0.2)
                 continue
-            steps = {f"old.{s}": v for s, v in progress.read(old).items()}
-            steps.update({f"new.{s}": v for s, v in progress.read(new).items()})
             warned = progress.time_of(steps["old.warned"]) if warned is None and "old.warned" in steps else warned
             for step in sorted(set(steps) - seen, key=lambda s: progress.stamp_of(steps[s])):
                 at = (progress.time_of(steps[step]) - warned).total_seconds() * self.scale if warned else 0.0
@@ -304,8 +301,13 @@ class Demo:
 
     def finish(self, cases):
         passed = all(c["canary_intact"] and c["eip_on_replacement"] and all(c["messages"].values()) for c in cases)
+        runs = self.box.call("lambda/runs")["runs"]
+        cold = [run for run in runs if run.get("environment") == "cold"]
+        handler_runs = {"invocations": len(runs), "cold_starts": len(cold),
+                        "init_seconds": [run["init_duration"] for run in cold if run.get("init_duration") is not None],
+                        "errors": sum(1 for run in runs if run.get("error"))}
         report = {"passed": passed, "scale": self.scale, "latency_model": dict(LATENCY),
-                  "wall_seconds": round(time.monotonic() - self.started, 1), "cases": cases}
+                  "wall_seconds": round(time.monotonic() - self.started, 1), "handler_runs": handler_runs, "cases": cases}
         # The first case's figures at the top level too, for readers that want one run.
         report.update({key: cases[0][key] for key in ("rto_seconds", "rpo_seconds", "phases", "canary_intact",
                                                       "eip_on_replacement", "az_case")})
@@ -318,6 +320,8 @@ class Demo:
             handle.write(text)
         picture = timeline.png(cases, base + ".png", f"ec2spot.autorecover drill in the sandbox (modeled seconds, clock x{self.scale:g})")
         print("\n" + text)
+        self.say(f"the handler ran {handler_runs['invocations']} times from the deployed zip, {handler_runs['cold_starts']} of them "
+                 f"cold starts (Lambda reuses a warm execution environment), {handler_runs['errors']} errors")
         self.say(f"report: {self.report_path}; timeline: {base}.txt, {picture}")
         self.say("PASSED: both cases recovered with every canary intact and the EIP on the replacement" if passed
                  else "FAILED: see the report")

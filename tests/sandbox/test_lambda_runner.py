@@ -32,10 +32,12 @@ import os
 import time
 
 VERSION = "{version}"
+INVOCATIONS = []   # module state: survives between invocations in a warm environment, as on Lambda
 
 
 def lambda_handler(event, context):
-    seen = {{"version": VERSION, "event": event, "function_name": context.function_name,
+    INVOCATIONS.append(context.aws_request_id)
+    seen = {{"version": VERSION, "event": event, "pid": os.getpid(), "invocation": len(INVOCATIONS), "function_name": context.function_name,
             "request_id": context.aws_request_id, "arn": context.invoked_function_arn,
             "memory": context.memory_limit_in_mb, "remaining": context.get_remaining_time_in_millis(),
             "env": {{key: os.environ.get(key) for key in ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION",
@@ -53,6 +55,8 @@ def lambda_handler(event, context):
             failures.append({{"itemIdentifier": "not-a-message-of-this-batch"}})
         if body == "sleep":
             time.sleep(30)
+        if body == "pause":
+            time.sleep(1)
         if body == "aws":
             import boto3
             identity = boto3.client("sts").get_caller_identity()
@@ -450,3 +454,54 @@ def test_on_the_scaled_clock_the_visibility_timeout_is_scaled(runner, function, 
         box.set_scale(0.0)
     assert len(runs_of(runner, function_arn)) == 2
     assert counts(sqs, url) == (0, 0) and counts(sqs, dlq_url) == (1, 0)
+
+
+def test_a_warm_environment_is_reused_until_the_code_changes(runner, function, awslambda):
+    """Lambda runs the init phase (the import) once per execution environment and reuses a warm one."""
+    function_arn = function(code=package("1"))
+    cold = runner.invoke(function_arn, {})
+    warm = runner.invoke(function_arn, {})
+    assert (cold["environment"], warm["environment"]) == ("cold", "warm")
+    assert warm["result"]["seen"]["pid"] == cold["result"]["seen"]["pid"]
+    assert (cold["result"]["seen"]["invocation"], warm["result"]["seen"]["invocation"]) == (1, 2)
+    assert "Init Duration:" in cold["log"] and "Init Duration:" not in warm["log"]
+    assert cold["init_duration"] > 0 and warm["init_duration"] is None
+    assert warm["log_stream"] == cold["log_stream"]   # one log stream per environment
+
+    awslambda.update_function_code(FunctionName=function_arn, ZipFile=package("2"))
+    updated = runner.invoke(function_arn, {})
+    assert updated["environment"] == "cold" and updated["result"]["seen"]["version"] == "2"
+    assert updated["result"]["seen"]["invocation"] == 1 and updated["result"]["seen"]["pid"] != cold["result"]["seen"]["pid"]
+
+
+def test_concurrent_invocations_get_their_own_environments(runner, function):
+    import threading
+    function_arn = function()
+    runs = []
+    threads = [threading.Thread(target=lambda: runs.append(runner.invoke(function_arn, {"Records": [{"body": "pause"}]})))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({run["result"]["seen"]["pid"] for run in runs}) == 2
+    assert [run["environment"] for run in runs] == ["cold", "cold"]
+    again = runner.invoke(function_arn, {})
+    assert again["environment"] == "warm" and again["result"]["seen"]["pid"] in {run["result"]["seen"]["pid"] for run in runs}
+
+
+def test_a_timed_out_or_crashed_environment_is_not_reused(runner, function):
+    function_arn = function(Timeout=1)
+    first = runner.invoke(function_arn, {})
+    limit = runner.min_real_timeout
+    runner.min_real_timeout = 1.0
+    try:
+        timed_out = runner.invoke(function_arn, {"Records": [{"body": "sleep"}]})
+    finally:
+        runner.min_real_timeout = limit
+    assert timed_out["error"]["errorType"] == "Sandbox.Timedout" and timed_out["environment"] == "warm"
+    after = runner.invoke(function_arn, {})
+    assert after["environment"] == "cold" and after["result"]["seen"]["pid"] != first["result"]["seen"]["pid"]
+
+    failed_import = function(Handler="missing.module.handler")
+    assert [runner.invoke(failed_import, {})["error"]["errorType"] for _ in range(2)] == ["Runtime.ImportModuleError"] * 2

@@ -174,18 +174,27 @@ def find_replacement(ec2, lineage, old_instance_id):
     return None
 
 
+def recovery_steps(ec2, lineage, old_instance_id):
+    """``(old, new, steps)``: both instances described (``{}`` while not found) and every step the handler has
+    recorded on them, ``{"old.stopped": tag value, "new.attached": ...}`` (``progress.time_of`` reads the time)."""
+    try:
+        old = describe_instance(ec2, old_instance_id)
+    except NotFound:  # not described (yet or any more): keep waiting, as for a missing replacement
+        old = {}
+    new = find_replacement(ec2, lineage, old_instance_id) or {}
+    steps = {f"old.{step}": value for step, value in progress.read(old).items()}
+    steps.update({f"new.{step}": value for step, value in progress.read(new).items()})
+    return old, new, steps
+
+
 def watch(ec2, lineage, old_instance_id, timeout, clock=SYSTEM_CLOCK, poll=2.0, on_progress=None):
     """Wait until the replacement of ``old_instance_id`` reported success; returns ``(old, new)`` described.
 
     ``on_progress(steps)`` is called with every newly seen step name (``old.stopped``, ``new.attached``...)."""
     deadline, seen = clock.monotonic() + timeout, set()
     while True:
-        try:
-            old = describe_instance(ec2, old_instance_id)
-        except NotFound:  # not described (yet or any more): keep waiting, as for a missing replacement
-            old = {}
-        new = find_replacement(ec2, lineage, old_instance_id) or {}
-        steps = {f"old.{step}" for step in progress.read(old)} | {f"new.{step}" for step in progress.read(new)}
+        old, new, recorded = recovery_steps(ec2, lineage, old_instance_id)
+        steps = set(recorded)
         if on_progress and steps - seen:
             on_progress(sorted(steps - seen))
         seen |= steps
