@@ -58,7 +58,7 @@ unit: collection
 # The tests mostly wait on the sandbox's modeled AWS time, so three workers share two CPUs well.
 MODULE_TEST_WORKERS ?= 3
 module-test: collection
-	python -m pytest -q -n $(MODULE_TEST_WORKERS) tests/integration
+	python -m pytest -q -n $(MODULE_TEST_WORKERS) --durations=12 tests/integration
 
 # Molecule scenarios (default driver, no container), each against a private sandbox, MOLECULE_JOBS at a time;
 # a failed scenario's output is printed.

@@ -1,7 +1,8 @@
 """Monitoring through deploy.yml and destroy.yml (``ansible-playbook``, the sandbox): check mode, first run, second run.
 
 One variables file: ``ec2spot_monitoring`` enables monitoring for every service and lowers the CPU threshold;
-it-mweb sits behind an ALB target group and lowers its interruption threshold; it-mdb turns monitoring off.
+it-mweb sits behind an ALB target group and lowers its interruption threshold; it-mdb turns monitoring off and has
+the CPU watchdog of seed 004 instead.
 Checked as CloudWatch describes it: the alarms and their metrics, thresholds and actions, the dashboard's widgets,
 and that an alarm going to ALARM notifies the control plane's topic.
 """
@@ -37,7 +38,8 @@ def deploy_vars(world, target_group_arn):
         "ec2spot_services": [
             dict(service, name="it-mweb", lineage="it-mwebdata",
                  monitoring={"target_group_arn": target_group_arn, "alarms": {"spot_interruptions": {"threshold": 2}}}),
-            dict(service, name="it-mdb", lineage="it-mdbdata", monitoring={"enabled": False}),
+            dict(service, name="it-mdb", lineage="it-mdbdata", monitoring={"enabled": False},
+                 watchdog={"mode": "alarm-reboot", "threshold": 90}),
         ],
     }
 
@@ -81,8 +83,9 @@ def topic_arn(sandbox):
 
 
 def described(cloudwatch):
+    """The monitoring role's alarms and dashboards (the watchdog's alarms apart: ``watchdog``)."""
     alarms = {a["AlarmName"]: a for prefix in ("it-mweb-", "it-mdb-", "it-mon-")
-              for a in cloudwatch.describe_alarms(AlarmNamePrefix=prefix)["MetricAlarms"]}
+              for a in cloudwatch.describe_alarms(AlarmNamePrefix=prefix)["MetricAlarms"] if "-watchdog-" not in a["AlarmName"]}
     dashboards = {d["DashboardName"]: json.loads(cloudwatch.get_dashboard(DashboardName=d["DashboardName"])["DashboardBody"])
                   for d in cloudwatch.list_dashboards(DashboardNamePrefix="ec2spot-it-m")["DashboardEntries"]}
     return alarms, dashboards
@@ -92,7 +95,7 @@ def described(cloudwatch):
 def runs(sandbox, session, play, cloudwatch):
     sandbox_world.managed_instance_profile(session.client("iam", endpoint_url=sandbox["endpoint"]), "it-mon-profile")
     check = play(DEPLOY, "--check")
-    after_check = described(cloudwatch)
+    after_check = described(cloudwatch) + (watchdog(cloudwatch, session.client("events", endpoint_url=sandbox["endpoint"])),)
     first = play(DEPLOY)
     second = play(DEPLOY)
     yield {"check": check, "after_check": after_check, "first": first, "second": second}
@@ -111,9 +114,34 @@ def changed_tasks(run):
             if task["hosts"].get("localhost", {}).get("changed")]
 
 
+def watchdog(cloudwatch, events):
+    """it-mdb's CPU watchdog: its alarms and its rule (None when there is none)."""
+    alarms = {a["AlarmName"]: a for a in cloudwatch.describe_alarms(AlarmNamePrefix=f"{CONTROL_PLANE}-watchdog-")["MetricAlarms"]}
+    rules = events.list_rules(NamePrefix=f"{CONTROL_PLANE}-watchdog-")["Rules"]
+    return alarms, rules
+
+
 def test_check_mode_creates_no_alarm_and_no_dashboard(runs):
     assert runs["check"][1] == 0, failures(runs["check"])
-    assert runs["after_check"] == ({}, {})
+    assert runs["after_check"] == ({}, {}, ({}, []))
+
+
+def test_deploy_puts_the_cpu_watchdog_on_the_group_s_instance_and_routes_it_to_the_handler(runs, sandbox, session, cloudwatch):
+    """Seed 004 from the variables file: a CPU alarm on the group's instance that reboots it, and the rule that
+    sends its ALARM state changes to the control plane's queue (the handler reports reboots and moves the alarm
+    to a Spot replacement)."""
+    autoscaling = session.client("autoscaling", endpoint_url=sandbox["endpoint"])
+    events = session.client("events", endpoint_url=sandbox["endpoint"])
+    [group] = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["it-mdb"])["AutoScalingGroups"]
+    [instance] = [i["InstanceId"] for i in group["Instances"]]
+    alarms, rules = watchdog(cloudwatch, events)
+    assert list(alarms) == [f"{CONTROL_PLANE}-watchdog-it-mdb-{instance}"]
+    [alarm] = alarms.values()
+    assert (alarm["MetricName"], alarm["Threshold"], alarm["Dimensions"], alarm["AlarmActions"]) == (
+        "CPUUtilization", 90.0, [{"Name": "InstanceId", "Value": instance}], ["arn:aws:automate:us-east-1:ec2:reboot"])
+    assert [r["Name"] for r in rules] == [f"{CONTROL_PLANE}-watchdog-it-mdb"]
+    [target] = events.list_targets_by_rule(Rule=f"{CONTROL_PLANE}-watchdog-it-mdb")["Targets"]
+    assert target["Arn"].endswith(f":{CONTROL_PLANE}-events")
 
 
 def test_deploy_creates_the_alarms_and_dashboard_and_a_second_run_changes_nothing(runs, cloudwatch):
@@ -168,10 +196,11 @@ def test_an_alarm_in_alarm_state_notifies_the_control_plane_topic(runs, sandbox,
     assert [(r["state"], r["outcome"]) for r in actions] == [("ALARM", f"notified {topic_arn(sandbox)}")]
 
 
-def test_destroy_removes_the_alarms_and_the_dashboard(runs, play, cloudwatch):
+def test_destroy_removes_the_alarms_and_the_dashboard(runs, play, sandbox, session, cloudwatch):
     done = play(DESTROY)
     assert done[1] == 0, failures(done)
     assert described(cloudwatch) == ({}, {})
+    assert watchdog(cloudwatch, session.client("events", endpoint_url=sandbox["endpoint"])) == ({}, [])
 
 
 @pytest.mark.parametrize("variables, says", [

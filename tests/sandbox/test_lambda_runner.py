@@ -479,7 +479,7 @@ def test_concurrent_invocations_get_their_own_environments(runner, function):
     function_arn = function()
     runs = []
     threads = [threading.Thread(target=lambda: runs.append(runner.invoke(function_arn, {"Records": [{"body": "pause"}]})))
-               for _ in range(2)]
+               for _thread in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -504,4 +504,4 @@ def test_a_timed_out_or_crashed_environment_is_not_reused(runner, function):
     assert after["environment"] == "cold" and after["result"]["seen"]["pid"] != first["result"]["seen"]["pid"]
 
     failed_import = function(Handler="missing.module.handler")
-    assert [runner.invoke(failed_import, {})["error"]["errorType"] for _ in range(2)] == ["Runtime.ImportModuleError"] * 2
+    assert [runner.invoke(failed_import, {})["error"]["errorType"] for _attempt in range(2)] == ["Runtime.ImportModuleError"] * 2

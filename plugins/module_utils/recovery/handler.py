@@ -223,7 +223,7 @@ class Handler:
                 origin = f"from {moved.snapshot_id} age {moved.data_age_seconds}s" if moved.from_snapshot else "same volume"
                 done["attached"] = progress.record(ec2, replacement, "attached", self.clock.now(), f"{moved.volume_id} {origin}")
                 if moved.previous_instance_id:
-                    progress.record(ec2, replacement, "replaces", self.clock.now(), moved.previous_instance_id)
+                    done["replaces"] = progress.record(ec2, replacement, "replaces", self.clock.now(), moved.previous_instance_id)
                 self.metric(service, "DataAge", moved.data_age_seconds or 0.0, "Seconds")
             if service.address and "address" not in done:
                 address = find_address(ec2, allocation_id=service.address.get("allocation_id"),
@@ -240,7 +240,21 @@ class Handler:
             return self._abandon(hook, service, replacement, exc)
         self._complete(hook, "CONTINUE")
         progress.record(ec2, replacement, "continued", self.clock.now())
-        return f"replacement {replacement} has the data ({progress.outcome_of(done['attached'])}) and the address"
+        outcome = f"replacement {replacement} has the data ({progress.outcome_of(done['attached'])}) and the address"
+        watched = self._watch_replacement(service, progress.outcome_of(done.get("replaces", "")), replacement)
+        return outcome + (f"; {watched}" if watched else "")
+
+    def _watch_replacement(self, service, old_instance_id, replacement):
+        """The CPU watchdog's alarm follows the data to the replacement (after the launch completed: the service
+        comes first, and a failure here only loses the alarm, which the report says)."""
+        if not service.watchdog or not service.watchdog.alarm_prefix or not old_instance_id:
+            return None
+        try:
+            return watchdogs.follow_replacement(self.clients["cloudwatch"], service.watchdog.alarm_prefix,
+                                                old_instance_id, replacement)
+        except (AwsApiError, RecoveryError) as exc:
+            LOG.error("watchdog alarm of %s not moved to %s: %s", old_instance_id, replacement, exc)
+            return f"watchdog alarm NOT moved to {replacement}: {exc}"
 
     def _await_newest_snapshot(self, service, replacement, hook):
         """Before a restore into another zone, wait for a snapshot still in progress that is newer

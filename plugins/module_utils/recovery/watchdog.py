@@ -147,3 +147,38 @@ def run_commands(ssm, instance_id, commands, timeout, comment, clock=SYSTEM_CLOC
     """Run the restart ``commands``: ``"ok"`` or why not. Right after a reboot the SSM agent may not have
     reconnected yet: ``InvalidInstanceId`` is retried for ``retry_for`` seconds."""
     return run_shell(ssm, instance_id, commands, timeout, comment, clock, retry_for=retry_for)
+
+
+# What PutMetricAlarm takes back from DescribeAlarms for one metric alarm (the watchdog's are never metric math).
+_ALARM_FIELDS = ("AlarmDescription", "ActionsEnabled", "OKActions", "AlarmActions", "InsufficientDataActions",
+                 "MetricName", "Namespace", "Statistic", "ExtendedStatistic", "Period", "Unit", "EvaluationPeriods",
+                 "DatapointsToAlarm", "Threshold", "ComparisonOperator", "TreatMissingData",
+                 "EvaluateLowSampleCountPercentile")
+
+
+def follow_replacement(cloudwatch, alarm_prefix, old_instance_id, new_instance_id):
+    """Move the watched instance's CPU alarm (``<alarm_prefix><instance id>``) to its replacement.
+
+    The cpu_watchdog role makes one alarm per instance of the group as it is when the role runs; a Spot
+    replacement would go unwatched until the role ran again. The handler, which gives the replacement the data
+    and the address, gives it the alarm too: the same definition with the new instance's dimension, then the old
+    alarm deleted. Idempotent (a replacement already watched is left as it is); returns what it did, or None when
+    the old instance was not watched.
+    """
+    old_name, new_name = alarm_prefix + old_instance_id, alarm_prefix + new_instance_id
+    described = call(cloudwatch, "describe_alarms", AlarmNames=[old_name, new_name], AlarmTypes=["MetricAlarm"])
+    found = {alarm["AlarmName"]: alarm for alarm in described["MetricAlarms"]}
+    if new_name in found:
+        if old_name in found:
+            call(cloudwatch, "delete_alarms", AlarmNames=[old_name])
+        return f"watchdog alarm {new_name} (existing)"
+    if old_name not in found:
+        return None
+    old = found[old_name]
+    definition = {key: old[key] for key in _ALARM_FIELDS if old.get(key) not in (None, [], "")}
+    definition["ActionsEnabled"] = bool(old.get("ActionsEnabled", True))
+    definition["Dimensions"] = [dict(d, Value=new_instance_id) if d.get("Name") == "InstanceId" else d
+                                for d in old.get("Dimensions", [])]
+    call(cloudwatch, "put_metric_alarm", AlarmName=new_name, **definition)
+    call(cloudwatch, "delete_alarms", AlarmNames=[old_name])
+    return f"watchdog alarm {new_name} (moved from {old_instance_id})"

@@ -209,3 +209,39 @@ def test_malformed_alarm_events_are_dropped_with_a_reason(detail, message):
 def test_bad_watchdog_configuration_is_refused_precisely(section, message):
     with pytest.raises(InvalidInput, match=message):
         handler_config.parse({"services": [{"name": NAME, "lineage": LINEAGE, "watchdog": section}]})
+
+
+def test_the_cpu_alarm_follows_the_data_to_a_spot_replacement(aws, ec2, world):
+    """The role watches the group's instances as they are; the handler moves the alarm to each replacement."""
+    from sandbox.scenario import GROUP, LINEAGE as PG_LINEAGE, World, warning
+    fleet = World(world)
+    prefix = "ec2spot-autorecover-watchdog-pg-"
+    cloudwatch = fleet.clients["cloudwatch"]
+    cloudwatch.put_metric_alarm(
+        AlarmName=prefix + fleet.first, AlarmDescription="seed 004", Namespace="AWS/EC2", MetricName="CPUUtilization",
+        Statistic="Average", Period=300, EvaluationPeriods=2, Threshold=95, ComparisonOperator="GreaterThanThreshold",
+        Dimensions=[{"Name": "InstanceId", "Value": fleet.first}], AlarmActions=["arn:aws:automate:us-east-1:ec2:reboot"])
+    watched = handler_config.parse({"topic_arn": fleet.topic, "services": [{
+        "name": "pg", "lineage": PG_LINEAGE, "group": GROUP, "stop_commands": ["echo stopping > app.stopped"],
+        "address": {"tags": {"Service": "pg"}}, "device_name": "/dev/sdf",
+        "watchdog": {"mode": "alarm-reboot", "alarm_prefix": prefix}}]})
+    fleet.handler = recovery.Handler(watched, recovery.Clients(lambda n: fleet.clients[n]), clock=CoreClock())
+
+    fleet.handler.handle(warning(fleet.first))
+    CONTEXT.advance(60)
+    [action] = fleet.pending_launches()
+    replacement = action["instance_id"]
+    outcome = fleet.handler.handle(fleet.launch_event(action))
+
+    assert outcome.endswith(f"; watchdog alarm {prefix}{replacement} (moved from {fleet.first})"), outcome
+    alarms = {a["AlarmName"]: a for a in cloudwatch.describe_alarms(AlarmNamePrefix=prefix)["MetricAlarms"]}
+    assert list(alarms) == [prefix + replacement]
+    moved = alarms[prefix + replacement]
+    assert moved["Dimensions"] == [{"Name": "InstanceId", "Value": replacement}]
+    assert (moved["Threshold"], moved["Period"], moved["EvaluationPeriods"], moved["ComparisonOperator"], moved["Statistic"],
+            moved["AlarmActions"], moved["AlarmDescription"], moved["ActionsEnabled"]) == (
+        95.0, 300, 2, "GreaterThanThreshold", "Average", ["arn:aws:automate:us-east-1:ec2:reboot"], "seed 004", True)
+    # Idempotent: asked again, the replacement's alarm is left as it is.
+    assert watchdogs.follow_replacement(cloudwatch, prefix, fleet.first, replacement) == f"watchdog alarm {prefix}{replacement} (existing)"
+    # An instance that was never watched gives nothing to move.
+    assert watchdogs.follow_replacement(cloudwatch, prefix, "i-0123456789abcdef0", "i-0fedcba9876543210") is None
