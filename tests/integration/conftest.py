@@ -82,6 +82,16 @@ def autoscaling(sandbox, session):
     return session.client("autoscaling", endpoint_url=sandbox["endpoint"])
 
 
+def ansible_playbook(sandbox, *arguments):
+    """``ansible-playbook *arguments`` against the sandbox, as a user runs it; ``(the JSON callback's output, exit code)``."""
+    env = dict(sandbox["env"], ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
+    done = subprocess.run(["ansible-playbook", *arguments], env=env, cwd=REPO, capture_output=True, text=True, check=False)
+    try:
+        return json.loads(done.stdout[done.stdout.index("{"):]), done.returncode
+    except ValueError as exc:
+        raise AssertionError(f"ansible-playbook produced no JSON:\n{done.stdout}\n{done.stderr}") from exc
+
+
 class PlaybookRun:
     def __init__(self, raw, returncode):
         self.raw, self.returncode = raw, returncode
@@ -110,16 +120,10 @@ def playbook(sandbox, tmp_path):
         }]
         path = tmp_path / "play.yml"
         path.write_text(json.dumps(play))
-        command = ["ansible-playbook", str(path)] + (["--check"] if check else []) + (["--diff"] if diff else [])
+        arguments = [str(path)] + (["--check"] if check else []) + (["--diff"] if diff else [])
         if extra_vars:
-            command += ["-e", json.dumps(extra_vars)]
-        env = dict(sandbox["env"], ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
-        done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, check=False)
-        try:
-            raw = json.loads(done.stdout[done.stdout.index("{"):])
-        except ValueError:
-            raise AssertionError(f"ansible-playbook produced no JSON:\n{done.stdout}\n{done.stderr}")
-        return PlaybookRun(raw, done.returncode)
+            arguments += ["-e", json.dumps(extra_vars)]
+        return PlaybookRun(*ansible_playbook(sandbox, *arguments))
 
     return _run
 

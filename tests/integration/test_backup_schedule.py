@@ -11,7 +11,6 @@ default daily schedule; `schedule: false` removes it; destroy.yml removes it.
 
 import json
 import os
-import subprocess
 import time
 from datetime import datetime, timezone
 
@@ -20,7 +19,7 @@ import pytest
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
 from sandbox import world as sandbox_world
 
-from .conftest import REPO
+from .conftest import REPO, ansible_playbook
 from .test_deploy_playbook import deploy_vars
 
 CONTROL_PLANE, PG = "it-bs", "it-bs-pg"
@@ -48,15 +47,9 @@ def play(sandbox, tmp_path_factory):
 
     def run(playbook, *extra, document=None):
         path.write_text(json.dumps(document or variables(sandbox["world"])))
-        env = dict(sandbox["env"], ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
-        done = subprocess.run(["ansible-playbook", os.path.join(REPO, "playbooks", playbook), "-e", f"@{path}", *extra],
-                              env=env, cwd=REPO, capture_output=True, text=True, check=False)
-        try:
-            raw = json.loads(done.stdout[done.stdout.index("{"):])
-        except ValueError as exc:
-            raise AssertionError(f"ansible-playbook produced no JSON:\n{done.stdout}\n{done.stderr}") from exc
+        raw, code = ansible_playbook(sandbox, os.path.join(REPO, "playbooks", playbook), "-e", f"@{path}", *extra)
         tasks = [(task["task"]["name"], task["hosts"].get("localhost", {})) for p in raw["plays"] for task in p["tasks"]]
-        return {"code": done.returncode, "stats": raw["stats"]["localhost"], "tasks": tasks,
+        return {"code": code, "stats": raw["stats"]["localhost"], "tasks": tasks,
                 "failed": [(name, result.get("msg")) for name, result in tasks if result.get("failed")],
                 "summary": [r.get("msg") for name, result in tasks if name == "Summary" for r in result.get("results", [])]}
     return run

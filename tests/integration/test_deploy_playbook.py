@@ -8,7 +8,6 @@ import base64
 import gzip
 import json
 import os
-import subprocess
 
 import pytest
 import yaml
@@ -16,7 +15,7 @@ import yaml
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
 from sandbox import world as sandbox_world
 
-from .conftest import REPO
+from .conftest import REPO, ansible_playbook
 
 PLAYBOOK = os.path.join(REPO, "playbooks", "deploy.yml")
 DESTROY = os.path.join(REPO, "playbooks", "destroy.yml")
@@ -45,14 +44,7 @@ def deploy(sandbox, tmp_path_factory):
 
     def run(*extra, variables_document=None, playbook=PLAYBOOK):
         variables.write_text(json.dumps(variables_document or deploy_vars(sandbox["world"])))
-        env = dict(sandbox["env"], ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
-        done = subprocess.run(["ansible-playbook", playbook, "-e", f"@{variables}", *extra], env=env, cwd=REPO,
-                              capture_output=True, text=True, check=False)
-        try:
-            raw = json.loads(done.stdout[done.stdout.index("{"):])
-        except ValueError as exc:
-            raise AssertionError(f"ansible-playbook produced no JSON:\n{done.stdout}\n{done.stderr}") from exc
-        return raw, done.returncode
+        return ansible_playbook(sandbox, playbook, "-e", f"@{variables}", *extra)
     return run
 
 

@@ -12,8 +12,6 @@ message that says why.
 import base64
 import gzip
 import json
-import os
-import subprocess
 
 import pytest
 import yaml
@@ -21,7 +19,7 @@ import yaml
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
 from sandbox import world as sandbox_world
 
-from .conftest import REPO, PlaybookRun
+from .conftest import PlaybookRun, ansible_playbook
 
 GROUP, LINEAGE, PROFILE = "it-fleet", "it-fleetdata", "it-fleet-given"
 
@@ -78,12 +76,7 @@ def runs(sandbox, aws, tmp_path_factory):
         path = tmp_path_factory.mktemp("fleet") / "play.yml"
         path.write_text(json.dumps([{"name": name, "hosts": "localhost", "connection": "local", "gather_facts": False,
                                      "check_mode": check, "tasks": tasks} for name, check, tasks in plays]))
-        env = dict(sandbox["env"], ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
-        done = subprocess.run(["ansible-playbook", str(path)], env=env, cwd=REPO, capture_output=True, text=True, check=False)
-        try:
-            return PlaybookRun(json.loads(done.stdout[done.stdout.index("{"):]), done.returncode)
-        except ValueError:
-            raise AssertionError(f"ansible-playbook produced no JSON:\n{done.stdout}\n{done.stderr}")
+        return PlaybookRun(*ansible_playbook(sandbox, str(path)))
 
     world = sandbox["world"]
     before = described(aws)

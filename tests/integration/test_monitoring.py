@@ -9,13 +9,12 @@ and that an alarm going to ALARM notifies the control plane's topic.
 
 import json
 import os
-import subprocess
 
 import pytest
 
 from sandbox import world as sandbox_world
 
-from .conftest import REPO
+from .conftest import REPO, ansible_playbook
 
 DEPLOY = os.path.join(REPO, "playbooks", "deploy.yml")
 DESTROY = os.path.join(REPO, "playbooks", "destroy.yml")
@@ -67,14 +66,7 @@ def play(sandbox, tmp_path_factory, target_group_arn):
     variables.write_text(json.dumps(deploy_vars(sandbox["world"], target_group_arn[0])))
 
     def run(playbook, *extra):
-        env = dict(sandbox["env"], ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
-        done = subprocess.run(["ansible-playbook", playbook, "-e", f"@{variables}", *extra], env=env, cwd=REPO,
-                              capture_output=True, text=True, check=False)
-        try:
-            raw = json.loads(done.stdout[done.stdout.index("{"):])
-        except ValueError as exc:
-            raise AssertionError(f"ansible-playbook produced no JSON:\n{done.stdout}\n{done.stderr}") from exc
-        return raw, done.returncode
+        return ansible_playbook(sandbox, playbook, "-e", f"@{variables}", *extra)
     return run
 
 

@@ -7,14 +7,13 @@ a fraction of that which differs by zone; moto offers m6i.large nowhere in us-ea
 
 import json
 import os
-import subprocess
 
 import pytest
 
 from sandbox import world as sandbox_world
 from sandbox.rules import pricing as sandbox_pricing
 
-from .conftest import REPO, task
+from .conftest import REPO, ansible_playbook, task
 
 PLAYBOOK = os.path.join(REPO, "playbooks", "deploy.yml")
 
@@ -157,14 +156,7 @@ def deploy_check(sandbox, session, tmp_path_factory):
 
     def run(**extra):
         variables.write_text(json.dumps(price_vars(sandbox["world"], **extra)))
-        env = dict(sandbox["env"], ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
-        done = subprocess.run(["ansible-playbook", PLAYBOOK, "-e", f"@{variables}", "--check"], env=env, cwd=REPO,
-                              capture_output=True, text=True, check=False)
-        try:
-            raw = json.loads(done.stdout[done.stdout.index("{"):])
-        except ValueError as exc:
-            raise AssertionError(f"ansible-playbook produced no JSON:\n{done.stdout}\n{done.stderr}") from exc
-        return raw, done.returncode
+        return ansible_playbook(sandbox, PLAYBOOK, "-e", f"@{variables}", "--check")
     return run
 
 
