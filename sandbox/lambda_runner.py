@@ -336,6 +336,16 @@ class _Handlers(dict):
         return handler
 
 
+def _kill(process):
+    """End a run's process group (the run's own process and whatever it started)."""
+    if process.returncode is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 class _Environment:
     """One execution environment: a process that imported the function once (the init phase) and runs its
     invocations one at a time, as Lambda reuses a warm environment; module state survives between them."""
@@ -382,11 +392,7 @@ class _Environment:
                 lines.append(line)
 
     def close(self):
-        if self.process.returncode is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        _kill(self.process)
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -446,7 +452,7 @@ class LambdaRunner:
         self._stop.set()
         self._wake.set()
         for process in list(self._processes):  # runs under way end as the service goes away
-            self._kill(process)
+            _kill(process)
         with self._pool_lock:
             idle, self._idle = [e for environments in self._idle.values() for e in environments], {}
         for environment in idle:
@@ -898,16 +904,6 @@ class LambdaRunner:
                     idle.append(environment)
                     return
         environment.close()
-
-    @staticmethod
-    def _kill(process):
-        """End a run's process group (the run's own process and whatever it started)."""
-        if process.returncode is not None:
-            return
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
     def _finish(self, run, function):
         """Record a finished run (caller holds the lock) and write its log to CloudWatch Logs, as Lambda does."""
