@@ -26,7 +26,7 @@ export PYTHONPATH := $(ROOT):$(COLLECTIONS)
 export PYTHONDONTWRITEBYTECODE := 1
 export MOTO_EC2_LOAD_DEFAULT_AMIS := false
 
-.PHONY: help venv collection test unit module-test molecule sanity lint doc demo demo-foundation bench clean
+.PHONY: help venv collection agent-tools test unit module-test molecule sanity lint doc demo demo-foundation bench clean
 
 help:
 	@echo "make test   - run every test (sets up .venv and the sandbox itself)"
@@ -49,10 +49,18 @@ collection: venv
 test: unit module-test molecule sanity lint doc
 	@echo "make test: all suites passed"
 
-unit: collection
+unit: collection agent-tools
 	python -m pytest -q tests/unit
 	python -m pytest -q tests/sandbox
-	python -m pytest -q tests/agent
+	EC2SPOT_TEST_REQUIRE_TOOLS=1 python -m pytest -q tests/agent
+
+# The instance agent's tests prove its refusals on real XFS as well as ext4 (mkfs.xfs, xfs_repair) and
+# crash a filesystem with its journal full (xfs_io's shutdown): xfsprogs, from Debian's packages.
+agent-tools:
+	@if ! command -v mkfs.xfs >/dev/null || ! command -v xfs_io >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -q xfsprogs >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q xfsprogs >/dev/null; }; \
+	  else echo "make agent-tools: install xfsprogs (mkfs.xfs, xfs_repair, xfs_io) for tests/agent" >&2; exit 1; fi; fi
 
 # In parallel, one worker per test file (each file's fixtures deploy once; see tests/integration/conftest.py).
 # The tests mostly wait on the sandbox's modeled AWS time, so three workers share two CPUs well.

@@ -38,7 +38,12 @@ The runtime adds, on the sandbox's one modeled clock and only once enabled (``PO
   ``<instance root>/agent.log``, each boot's outcome to the ``boots`` record.
   ``<instance root>/usr/local/sbin/ec2spot-agent`` becomes a wrapper that runs the program
   (moved beside it as ``ec2spot-agent.py``) with that configuration, so that SSM commands (run
-  in the instance root) can call ``ec2spot-agent stop --reason control-plane``.
+  in the instance root) can call ``ec2spot-agent stop --reason control-plane``. A fleet's user data
+  carries the agent's bootstrap rather than the agent (EC2 takes 16 KB): run the same way, it fetches
+  the agent from the sandbox's S3 (path-style at the sandbox endpoint) into the instance's state
+  directory, checks its SHA-256 and runs it, as on EC2. The configuration's ``sys_block_dir`` is
+  mapped under the instance root too: instances share this host's kernel, and an instance sees only
+  its own devices (its by-id names), never the host's or another instance's.
 * **termination and stop** are a power cut: the agent's processes are killed, the IMDS double
   stops, whatever is mounted under the instance root is lazily unmounted; at termination the
   non-root volumes are detached (moto detaches them) and their devices released.
@@ -81,8 +86,10 @@ AGENT_CONFIG = "/etc/ec2spot-agent/config.json"
 SANDBOX_CONFIG = "/etc/ec2spot-agent/config.sandbox.json"
 OS_BOOT_DEFAULT = 25.8           # context.LATENCY["os_boot"]: launch -> user data runs (FIGURES.md)
 # The agent's path settings and its defaults (ec2spot_agent.DEFAULTS), mapped under the instance root.
+# sys_block_dir too: the instances share the host's kernel, so each sees only its own by-id names, never the
+# host's (or another instance's) block devices, as on EC2.
 PATH_KEYS = {"mount_point": "/data", "run_dir": "/run/ec2spot-agent", "state_dir": "/var/lib/ec2spot-agent",
-             "by_id_dir": "/dev/disk/by-id", "dev_dir": "/dev", "app_directory": "/"}
+             "by_id_dir": "/dev/disk/by-id", "dev_dir": "/dev", "sys_block_dir": "/sys/class/block", "app_directory": "/"}
 # Its durations (default, least real seconds): divided by the scale on the scaled clock.
 DURATION_KEYS = {"poll_seconds": (5, 0.05), "drain_seconds": (30, 0.0), "stop_reserve_seconds": (30, 0.0),
                  "device_wait_seconds": (300, 5.0), "command_timeout_seconds": (90, 5.0)}

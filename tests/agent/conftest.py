@@ -12,13 +12,17 @@ and deadlines are exercised without the test waiting for them.
 """
 
 import datetime
+import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
 import tempfile
 
 import pytest
+
+from sandbox.imds import ImdsDouble
 
 # The sandbox server in this process on the manual clock, its session and seeded world: the sandbox suite's own fixtures.
 from tests.sandbox.conftest import aws, ec2, endpoint, seeded, session  # noqa: F401 pylint: disable=unused-import
@@ -97,16 +101,28 @@ class Devices:
         os.makedirs(self.by_id)
         self.loops = []
 
-    def create(self, size_mib=32):
+    def create(self, size_mib=32, read_only=False):
         if not LOOP:
             path = tempfile.mkdtemp(prefix="standin-", dir=self.workdir)
             return path
         descriptor, image = tempfile.mkstemp(prefix="volume-", suffix=".img", dir=self.workdir)
         os.ftruncate(descriptor, size_mib * 1024 * 1024)   # sparse: a 32 MiB volume costs no disk
         os.close(descriptor)
-        loop = subprocess.run(["losetup", "--find", "--show", image], capture_output=True, text=True, check=True).stdout.strip()
+        return self.loop(image, read_only)
+
+    def loop(self, image, read_only=False):
+        """A loop device over ``image`` (``--read-only``: read-only at the block layer, as the kernel reports it)."""
+        loop = subprocess.run(["losetup", "--find", "--show", *(["--read-only"] if read_only else []), image],
+                              capture_output=True, text=True, check=True).stdout.strip()
         self.loops.append(loop)
         return loop
+
+    def copy(self, device):
+        """A block-level copy of ``device`` on a loop device of its own (a clone, a snapshot restored beside it)."""
+        descriptor, image = tempfile.mkstemp(prefix="copy-", suffix=".img", dir=self.workdir)
+        os.close(descriptor)
+        subprocess.run(["cp", "--sparse=always", device, image], check=True)
+        return self.loop(image)
 
     def link(self, volume_id, device):
         link = os.path.join(self.by_id, "nvme-Amazon_Elastic_Block_Store_" + volume_id.replace("-", ""))
@@ -132,3 +148,105 @@ def devices(workdir):
 @pytest.fixture
 def clock():
     return FakeClock()
+
+
+def device_digest(device):
+    """SHA-256 of every byte of a block device: a refused device must come out exactly as it went in."""
+    digest = hashlib.sha256()
+    with open(device, "rb", buffering=0) as handle:
+        while True:
+            chunk = handle.read(8 * 1024 * 1024)
+            if not chunk:
+                return digest.hexdigest()
+            digest.update(chunk)
+
+
+def require_tool(name):
+    """make test installs the tools the agent's cases need (Makefile: agent-tools); elsewhere a missing tool skips."""
+    if shutil.which(name):
+        return
+    if os.environ.get("EC2SPOT_TEST_REQUIRE_TOOLS"):
+        pytest.fail(f"{name} is not installed (make test installs it: make agent-tools)")
+    pytest.skip(f"{name} is not installed")
+
+
+LINEAGE_TAGS = {"ec2spot:lineage": "pgdata", "ec2spot:managed-by": "ec2spot.autorecover"}
+
+
+def tag_list(tags):
+    return [{"Key": key, "Value": str(value)} for key, value in tags.items()]
+
+
+@pytest.fixture
+def instance(ec2, seeded):
+    """A running instance in us-east-1a, its IMDS double and a helper to attach volumes to it."""
+    instance_id = ec2.run_instances(ImageId=seeded["image_id"], MinCount=1, MaxCount=1, InstanceType="t3.micro",
+                                    SubnetId=seeded["subnets"]["us-east-1a"],
+                                    TagSpecifications=[{"ResourceType": "instance", "Tags": tag_list(LINEAGE_TAGS)}],
+                                    )["Instances"][0]["InstanceId"]
+    with ImdsDouble.for_instance(instance_id, "us-east-1a") as imds:
+        yield {"id": instance_id, "imds": imds}
+    ec2.terminate_instances(InstanceIds=[instance_id])
+
+
+@pytest.fixture
+def lineage(request):
+    """A lineage name of its own for each test: volumes of other tests never count as rivals."""
+    return "pg-" + hashlib.sha1(request.node.name.encode()).hexdigest()[:10]
+
+
+@pytest.fixture
+def volume(ec2, box, instance):
+    """``volume(tags, device_name)``: create a volume, attach it to the instance, wait for ``attached``."""
+    made = []
+
+    def create(tags, device_name="/dev/sdf", attach=True):
+        volume_id = ec2.create_volume(AvailabilityZone="us-east-1a", Size=1, VolumeType="gp3", Encrypted=True,
+                                      TagSpecifications=[{"ResourceType": "volume", "Tags": tag_list(tags)}])["VolumeId"]
+        box.settle()
+        if attach:
+            ec2.attach_volume(VolumeId=volume_id, InstanceId=instance["id"], Device=device_name)
+            box.settle()
+        made.append(volume_id)
+        return volume_id
+    return create
+
+
+@pytest.fixture
+def make_agent(workdir, devices, instance, endpoint, clock):
+    def make(lineage, **overrides):
+        config = agent_module.validate_config(dict({
+            "service": "pg", "lineage": lineage, "mount_point": os.path.join(workdir, "data"),
+            "run_dir": os.path.join(workdir, "run"), "state_dir": os.path.join(workdir, "state"),
+            "by_id_dir": devices.by_id, "dev_dir": os.path.join(workdir, "dev"), "device_wait_seconds": 30,
+            "imds_endpoint": instance["imds"].endpoint, "aws_endpoint_url": endpoint, "report_boot": False,
+            "allow_directory_devices": not LOOP, "app_start_commands": [f"touch {workdir}/app-started"],
+        }, **overrides))
+        return agent_module.Agent(config, clock=clock)
+    return make
+
+
+def lineage_tags(lineage, generation, **extra):
+    return dict({"ec2spot:lineage": lineage, "ec2spot:generation": str(generation)}, **extra)
+
+
+def prepare_data_volume(agent, device, files, filesystem="ext4", marker=None):
+    """A volume that already holds a lineage's data: a filesystem with the marker (this lineage at generation 1
+    unless ``marker`` says otherwise; ``marker=False``: none) and ``files``, unmounted."""
+    disk = agent_module.disk_for(device)
+    disk.make_filesystem(filesystem, "ec2spot-data")
+    mount_point = agent.config["mount_point"]
+    os.makedirs(mount_point, exist_ok=True)
+    disk.mount(mount_point, filesystem, "defaults")
+    uuid = disk.probe().get("UUID")
+    if marker is not False:
+        os.makedirs(os.path.join(mount_point, ".ec2spot"))
+        with open(os.path.join(mount_point, agent_module.MARKER), "w", encoding="utf-8") as handle:
+            json.dump(dict({"lineage": agent.config["lineage"], "generation": 1, "uuid": uuid}, **(marker or {})), handle)
+    for name, content in files.items():
+        path = os.path.join(mount_point, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.write(content)
+    subprocess.run(["umount", mount_point], check=True)
+    return uuid

@@ -7,63 +7,7 @@ import subprocess
 
 import pytest
 
-from sandbox.imds import ImdsDouble
-from tests.agent.conftest import LOOP, agent_module
-
-LINEAGE_TAGS = {"ec2spot:lineage": "pgdata", "ec2spot:managed-by": "ec2spot.autorecover"}
-
-
-def tag_list(tags):
-    return [{"Key": key, "Value": str(value)} for key, value in tags.items()]
-
-
-@pytest.fixture
-def instance(ec2, seeded):
-    """A running instance in us-east-1a, its IMDS double and a helper to attach volumes to it."""
-    instance_id = ec2.run_instances(ImageId=seeded["image_id"], MinCount=1, MaxCount=1, InstanceType="t3.micro",
-                                    SubnetId=seeded["subnets"]["us-east-1a"],
-                                    TagSpecifications=[{"ResourceType": "instance", "Tags": tag_list(LINEAGE_TAGS)}],
-                                    )["Instances"][0]["InstanceId"]
-    with ImdsDouble.for_instance(instance_id, "us-east-1a") as imds:
-        yield {"id": instance_id, "imds": imds}
-    ec2.terminate_instances(InstanceIds=[instance_id])
-
-
-@pytest.fixture
-def lineage(request):
-    """A lineage name of its own for each test: volumes of other tests never count as rivals."""
-    return "pg-" + hashlib.sha1(request.node.name.encode()).hexdigest()[:10]
-
-
-@pytest.fixture
-def volume(ec2, box, instance):
-    """``volume(tags, device_name)``: create a volume, attach it to the instance, wait for ``attached``."""
-    made = []
-
-    def create(tags, device_name="/dev/sdf", attach=True):
-        volume_id = ec2.create_volume(AvailabilityZone="us-east-1a", Size=1, VolumeType="gp3", Encrypted=True,
-                                      TagSpecifications=[{"ResourceType": "volume", "Tags": tag_list(tags)}])["VolumeId"]
-        box.settle()
-        if attach:
-            ec2.attach_volume(VolumeId=volume_id, InstanceId=instance["id"], Device=device_name)
-            box.settle()
-        made.append(volume_id)
-        return volume_id
-    return create
-
-
-@pytest.fixture
-def make_agent(workdir, devices, instance, endpoint, clock):
-    def make(lineage, **overrides):
-        config = agent_module.validate_config(dict({
-            "service": "pg", "lineage": lineage, "mount_point": os.path.join(workdir, "data"),
-            "run_dir": os.path.join(workdir, "run"), "state_dir": os.path.join(workdir, "state"),
-            "by_id_dir": devices.by_id, "dev_dir": os.path.join(workdir, "dev"), "device_wait_seconds": 30,
-            "imds_endpoint": instance["imds"].endpoint, "aws_endpoint_url": endpoint, "report_boot": False,
-            "allow_directory_devices": not LOOP, "app_start_commands": [f"touch {workdir}/app-started"],
-        }, **overrides))
-        return agent_module.Agent(config, clock=clock)
-    return make
+from tests.agent.conftest import LOOP, agent_module, lineage_tags, prepare_data_volume
 
 
 def signature(device):
@@ -72,7 +16,7 @@ def signature(device):
 
 
 def is_blank(device):
-    return not signature(device) and agent_module.disk_for(device).leading_bytes_are_zero()
+    return not signature(device) and agent_module.disk_for(device).first_non_zero()[0] is None
 
 
 def checksums(root):
@@ -83,30 +27,6 @@ def checksums(root):
             with open(path, "rb") as handle:
                 found[os.path.relpath(path, root)] = hashlib.sha256(handle.read()).hexdigest()
     return found
-
-
-def lineage_tags(lineage, generation, **extra):
-    return dict({"ec2spot:lineage": lineage, "ec2spot:generation": str(generation)}, **extra)
-
-
-def prepare_data_volume(agent, device, files):
-    """A volume that already holds the lineage's data: formatted and marked by the agent, with files, unmounted."""
-    disk = agent_module.disk_for(device)
-    disk.make_filesystem("ext4", "ec2spot-data")
-    mount_point = agent.config["mount_point"]
-    os.makedirs(mount_point, exist_ok=True)
-    disk.mount(mount_point, "ext4", "defaults")
-    uuid = disk.probe().get("UUID")
-    os.makedirs(os.path.join(mount_point, ".ec2spot"))
-    with open(os.path.join(mount_point, agent_module.MARKER), "w", encoding="utf-8") as handle:
-        json.dump({"lineage": files.pop("__lineage__", agent.config["lineage"]), "generation": files.pop("__generation__", 1),
-                   "uuid": uuid}, handle)
-    for name, content in files.items():
-        path = os.path.join(mount_point, name)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as handle:
-            handle.write(content)
-    subprocess.run(["umount", mount_point], check=True)
 
 
 def test_brand_new_volume_is_formatted_marked_and_mounted(make_agent, devices, volume, lineage):
@@ -147,7 +67,8 @@ def test_volume_with_data_is_mounted_untouched(make_agent, devices, volume, line
     volume_id = volume(lineage_tags(lineage, 3))
     device = devices.create()
     devices.link(volume_id, device)
-    prepare_data_volume(agent, device, {"pg/base/1": os.urandom(200_000), "pg/PG_VERSION": b"16\n", "canary": b"alive"})
+    prepare_data_volume(agent, device, {"pg/base/1": os.urandom(200_000), "pg/PG_VERSION": b"16\n", "canary": b"alive"},
+                        marker={"generation": 3})
     before_signature = signature(device)
     disk_mount = agent.config["mount_point"]
     subprocess.run(["mount", "-o", "ro", device, disk_mount], check=True) if LOOP else None
@@ -171,9 +92,9 @@ def test_volume_of_another_lineage_is_refused_and_unmounted(make_agent, devices,
     volume_id = volume(lineage_tags(lineage, 2))
     device = devices.create()
     devices.link(volume_id, device)
-    prepare_data_volume(agent, device, {"__lineage__": "billing", "ledger": b"other service's data"})
+    prepare_data_volume(agent, device, {"ledger": b"other service's data"}, marker={"lineage": "billing"})
 
-    with pytest.raises(agent_module.Refused, match="belongs to lineage billing"):
+    with pytest.raises(agent_module.Refused, match="belongs to lineage 'billing'"):
         agent.mount()
     assert agent_module.mounted_source(agent.config["mount_point"]) is None
 
@@ -195,7 +116,7 @@ def test_data_newer_than_its_tags_is_refused(make_agent, devices, volume, lineag
     volume_id = volume(lineage_tags(lineage, 2))
     device = devices.create()
     devices.link(volume_id, device)
-    prepare_data_volume(agent, device, {"__generation__": 7, "file": b"x"})
+    prepare_data_volume(agent, device, {"file": b"x"}, marker={"generation": 7})
 
     with pytest.raises(agent_module.Refused, match="already reached generation 7"):
         agent.mount()
@@ -278,7 +199,7 @@ def test_volume_never_attached_times_out(make_agent, clock, lineage):
 def test_lineage_volume_mounts_intact_beside_a_blank_unmarked_device(make_agent, devices, volume, lineage, workdir):
     """The issue's "done when": files intact on the lineage volume; the blank device next to it stays blank."""
     agent = make_agent(lineage)
-    data_id = volume(lineage_tags(lineage, 2))
+    data_id = volume(lineage_tags(lineage, 1))
     blank_id = volume({"Name": "scratch"}, device_name="/dev/sdg")    # attached, blank, belongs to no lineage
     data_device, blank_device = devices.create(), devices.create()
     devices.link(data_id, data_device)

@@ -11,7 +11,9 @@ message that says why.
 
 import base64
 import gzip
+import hashlib
 import json
+import pathlib
 
 import pytest
 import yaml
@@ -20,6 +22,8 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery impor
 from sandbox import world as sandbox_world
 
 from .conftest import PlaybookRun, ansible_playbook
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 GROUP, LINEAGE, PROFILE = "it-fleet", "it-fleetdata", "it-fleet-given"
 
@@ -107,7 +111,7 @@ def test_check_mode_on_an_empty_account_changes_nothing(runs):
     assert runs["before"] == {key: [] for key in runs["before"]}
     assert runs["after_check"] == runs["before"]
     results = [task["hosts"]["localhost"] for task in task_results(runs["check"], "check mode")]
-    assert not [result for result in results if result.get("failed")], results
+    assert not [result for result in results if result.get("failed")], [r.get("msg") for r in results if r.get("failed")]
     # ... and says what it would create: role, policy, profile, volume, address, template, group
     assert len([result for result in results if result.get("changed")]) >= 6
 
@@ -116,8 +120,12 @@ def test_first_run_creates_the_fleet_and_the_second_changes_nothing(runs):
     assert runs["first"].returncode == 0, runs["first"].raw
     changed = sorted(task["task"]["name"].split(" : ")[-1] for task in task_results(runs["first"], "first run")
                      if task["hosts"]["localhost"].get("changed"))
-    assert changed == ["Auto Scaling group with its Spot settings, lifecycle hooks and notifications",
-                       "Create the lineage's first data volume in us-east-1a", "Launch template"]
+    # The agent's bucket and object are shared by the sandbox's fleets (one bucket per account and region, the
+    # object named by its digest): another test's fleet may have stored them already.
+    agent_tasks = {"The agent's bucket (private, encrypted, owner-enforced)", "The agent program, stored under its SHA-256"}
+    assert [name for name in changed if name not in agent_tasks] == [
+        "Auto Scaling group with its Spot settings, lifecycle hooks and notifications",
+        "Create the lineage's first data volume in us-east-1a", "Launch template"]
     assert runs["second"].returncode == 0, runs["second"].raw
     assert runs["second"].stats["changed"] == 0, changed_tasks(runs["second"])
 
@@ -141,7 +149,13 @@ def test_launch_template_carries_the_agent_for_the_lineage_with_imdsv2_and_an_en
     [config] = [json.loads(item["content"]) for item in document["write_files"] if item["path"].endswith("config.json")]
     assert (config["service"], config["lineage"], config["mount_point"]) == (GROUP, LINEAGE, "/srv/data")
     assert config["app_stop_commands"] == ["systemctl stop app"]
-    assert any("ec2spot" in item["path"] and "agent" in item["path"] for item in document["write_files"])
+    # The user data carries the bootstrap; the agent it names is in S3, byte for byte the shipped program.
+    [program] = [item["content"] for item in document["write_files"] if item["path"] == "/usr/local/sbin/ec2spot-agent"]
+    assert program.encode() == (REPO / "roles" / "instance_agent" / "files" / "ec2spot_bootstrap.py").read_bytes()
+    source = config["agent_source"]
+    shipped = (REPO / "roles" / "instance_agent" / "files" / "ec2spot_agent.py").read_bytes()
+    assert source["sha256"] == hashlib.sha256(shipped).hexdigest() and source["key"] == f"ec2spot-agent/{source['sha256']}.py"
+    assert aws("s3").get_object(Bucket=source["bucket"], Key=source["key"])["Body"].read() == shipped
 
 
 def test_group_rebalances_spot_capacity_over_two_zones_with_both_hooks(runs, aws):

@@ -9,6 +9,7 @@ Nothing here touches the real / (the role writes under the temporary root only).
 
 import base64
 import gzip
+import hashlib
 import json
 import os
 import pathlib
@@ -23,6 +24,7 @@ from ansible_collections.ec2spot.autorecover.plugins.filter.gzip_b64 import gzip
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 AGENT = REPO / "roles" / "instance_agent" / "files" / "ec2spot_agent.py"
+BOOTSTRAP = REPO / "roles" / "instance_agent" / "files" / "ec2spot_bootstrap.py"
 COLLECTIONS = REPO / ".build" / "collections"
 UNITS = ("ec2spot-mount.service", "ec2spot-app.service", "ec2spot-watcher.service")
 USER_DATA_LIMIT = 16384
@@ -120,13 +122,19 @@ def variables(tmp, program):
     }
 
 
+def agent_source(program):
+    digest = hashlib.sha256(program.read_bytes()).hexdigest()
+    return {"bucket": "ec2spot-agent-123456789012-us-east-1", "key": f"ec2spot-agent/{digest}.py", "sha256": digest,
+            "region": "us-east-1"}
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """The shipped agent, installed into a throw-away root and rendered as user data."""
     if not AGENT.is_file():
         pytest.skip(f"{AGENT} is not there yet")
     tmp = tmp_path_factory.mktemp("instance-agent")
-    done = playbook(tmp, variables(tmp, AGENT))
+    done = playbook(tmp, dict(variables(tmp, AGENT), instance_agent_agent_source=agent_source(AGENT)))
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     rendered = json.loads((tmp / "user-data.json").read_text())
     return {"root": tmp / "root", "program": AGENT, "rendered": rendered}
@@ -250,11 +258,14 @@ def test_user_data_carries_exactly_the_installed_files(installed):
     assert sorted(files) == sorted(["/usr/local/sbin/ec2spot-agent", "/etc/ec2spot-agent/config.json"]
                                    + ["/etc/systemd/system/" + u for u in UNITS])
     for path, entry in files.items():
-        assert entry["content"].encode("utf-8") == (root / path.lstrip("/")).read_bytes(), path
+        if not path.endswith("ec2spot-agent"):
+            assert entry["content"].encode("utf-8") == (root / path.lstrip("/")).read_bytes(), path
         assert entry["permissions"] == ("0755" if path.endswith("ec2spot-agent") else "0644")
         assert set(entry) == {"path", "permissions", "content"}   # plain text: no encoding to undo
-    assert files["/usr/local/sbin/ec2spot-agent"]["content"].encode("utf-8") == installed["program"].read_bytes()
-    assert json.loads(files["/etc/ec2spot-agent/config.json"]["content"])["lineage"] == "pgdata"
+    # The agent is more than EC2's 16 KB: the user data carries the bootstrap, which fetches the agent by its digest.
+    assert files["/usr/local/sbin/ec2spot-agent"]["content"].encode("utf-8") == BOOTSTRAP.read_bytes()
+    config = json.loads(files["/etc/ec2spot-agent/config.json"]["content"])
+    assert config["lineage"] == "pgdata" and config["agent_source"] == agent_source(installed["program"])
     assert document["runcmd"] == [["systemctl", "daemon-reload"],
                                   ["systemctl", "enable", "--now", "ec2spot-watcher.service", "ec2spot-app.service"]]
 
@@ -279,6 +290,20 @@ def test_user_data_gives_back_any_text_byte_for_byte(tmp_path):
 
 
 # ---- refusals ------------------------------------------------------------------------------------
+
+def test_the_shipped_agent_is_too_large_to_ride_in_user_data_and_the_refusal_says_what_to_do(tmp_path):
+    done = playbook(tmp_path, variables(tmp_path, AGENT), play=USER_DATA_ONLY)
+    assert done.returncode != 0
+    assert "EC2 takes at most 16384" in done.stdout and "instance_agent_agent_source" in done.stdout
+
+
+def test_an_agent_source_that_names_another_program_is_refused(tmp_path):
+    source = dict(agent_source(AGENT), sha256="0" * 64)
+    done = playbook(tmp_path, dict(variables(tmp_path, AGENT), instance_agent_agent_source=source), play=USER_DATA_ONLY)
+    assert done.returncode != 0
+    assert "must name an S3 bucket, a key and the SHA-256 of" in done.stdout
+    assert not (tmp_path / "user-data.json").exists()
+
 
 @pytest.mark.parametrize("override, words", [
     ({"instance_agent_lineage": "pg data"}, "lineage"),

@@ -16,6 +16,7 @@ import re
 
 from .aws import paginate
 from .errors import Ambiguous, InvalidInput, NotFound
+from .generations import rank_copies
 from .tags import GENERATION, KIND, LINEAGE, as_dict, generation_of
 
 # Tag values allow more, but lineage names end up in resource names and file paths.
@@ -45,21 +46,29 @@ def volumes(ec2, lineage):
 def current_volume(ec2, lineage):
     """The volume holding the lineage's newest generation, or None when it has no volume.
 
-    Two volumes sharing the top generation mean the lineage forked (two copies that both
-    claim to be current): we refuse rather than pick one and lose the other's writes.
+    ``generations.rank_copies`` decides, as the instance agent does: two volumes sharing the top
+    generation mean the lineage forked (two copies that both claim to be current), and a volume
+    whose generation tag is malformed cannot be ordered; both are refused rather than guessed,
+    since picking one could lose the other's writes.
     """
     candidates = volumes(ec2, lineage)
-    if not candidates:
+    verdict, detail = rank_copies([(v["VolumeId"], as_dict(v.get("Tags")).get(GENERATION)) for v in candidates])
+    if verdict == "none":
         return None
-    top = generation_of(as_dict(candidates[0].get("Tags")))
-    tied = [v["VolumeId"] for v in candidates if generation_of(as_dict(v.get("Tags"))) == top]
-    if len(tied) > 1:
+    if verdict == "malformed":
+        raise Ambiguous(
+            f"lineage {lineage} has volumes whose {GENERATION} tag is not a generation ({', '.join(detail)}); "
+            f"no copy can be called current until they carry a whole number (as the collection writes it) or lose "
+            f"the tag", lineage=lineage, volume_ids=detail,
+        )
+    if verdict == "fork":
+        top, tied = detail
         raise Ambiguous(
             f"lineage {lineage} has {len(tied)} volumes at generation {top} ({', '.join(tied)}); "
             f"keep the one with the current data and retag or delete the others",
             lineage=lineage, volume_ids=tied,
         )
-    return candidates[0]
+    return next(v for v in candidates if v["VolumeId"] == detail[0])
 
 
 def highest_generation(ec2, lineage):

@@ -10,18 +10,23 @@ the console. Keys share the ``ec2spot:`` prefix (``aws:`` is reserved by AWS).
 
 from __future__ import annotations
 
+from . import generations
+
 PREFIX = "ec2spot:"
 
 # A volume or snapshot holds a lineage's data only when it carries BOTH ``LINEAGE`` and
 # ``GENERATION``. Instances carry ``LINEAGE`` too (the lineage they serve), and launch
 # templates and ``ec2_instance`` propagate instance tags to root volumes: those carry
 # ``LINEAGE`` but never ``GENERATION``, and must never be mistaken for the data.
-LINEAGE = PREFIX + "lineage"            # the service's data identity, e.g. "pgdata"
-GENERATION = PREFIX + "generation"      # increases each time the data moves volume or instance
+# The keys the generation rules read are defined with those rules (generations.py, which the
+# instance agent carries a copy of).
+LINEAGE = generations.LINEAGE_TAG       # the service's data identity, e.g. "pgdata"
+GENERATION = generations.GENERATION_TAG  # increases each time the data moves volume or instance
 DEVICE = PREFIX + "device"              # preferred device name on the instance, e.g. /dev/sdf
-HOLDER = PREFIX + "holder"              # the instance the generation was issued for
+HOLDER = generations.HOLDER_TAG         # the instance the generation was issued for
+PREVIOUS_HOLDER = generations.PREVIOUS_HOLDER_TAG  # on a moved volume: the instance it was moved from
 SUPERSEDED_BY = PREFIX + "superseded-by"  # on an old volume: the newer volume that replaced it
-RESTORED_FROM = PREFIX + "restored-from"  # on a restored volume: its snapshot
+RESTORED_FROM = generations.RESTORED_FROM_TAG  # on a restored volume: its snapshot
 FRESH = PREFIX + "fresh"                # "true" on a brand-new volume never initialised (agent formats it)
 MANAGED_BY = PREFIX + "managed-by"      # retention touches only resources carrying this
 BACKUP_SET = PREFIX + "backup-set"      # name shared by the snapshots and AMI of one backup
@@ -37,7 +42,7 @@ AUTO_BACKUP = "AutoBackup"  # seed 001's tag on backup AMIs, kept for operators 
 
 # State tags that describe one resource and must not be copied onto another.
 STATE_KEYS = frozenset({
-    GENERATION, HOLDER, SUPERSEDED_BY, RESTORED_FROM, FRESH, BACKUP_SET, KIND,
+    GENERATION, HOLDER, PREVIOUS_HOLDER, SUPERSEDED_BY, RESTORED_FROM, FRESH, BACKUP_SET, KIND,
     SOURCE_INSTANCE, SOURCE_VOLUME, VOLUME_TYPE, VOLUME_IOPS, VOLUME_THROUGHPUT,
 })
 
@@ -58,11 +63,12 @@ def holds_lineage_data(tag_dict, lineage):
 
 
 def generation_of(tag_dict):
-    """The generation recorded in tags; 0 when absent or malformed (a never-moved lineage)."""
-    try:
-        return int(tag_dict.get(GENERATION, "0"))
-    except ValueError:
-        return 0
+    """The generation recorded in tags; 0 when absent or malformed (generations.parse_generation).
+
+    For ordering and numbering only: which volume is current is ``generations.rank_copies``'s
+    decision, which refuses a malformed generation instead of reading it as 0.
+    """
+    return generations.parse_generation(tag_dict.get(GENERATION)) or 0
 
 
 def copyable(tag_dict):

@@ -351,8 +351,14 @@ def _move_same_zone(ec2, volume, target, result, device_name, app_stopped, force
 
     _release_from_holder(ec2, volume, holder, result, app_stopped, force_detach, timeout, clock)
     if new_generation != generation:
-        call(ec2, "create_tags", Resources=[volume_id], Tags=t.as_list(
-            {t.GENERATION: new_generation, t.HOLDER: instance_id, t.DEVICE: device}))
+        moved = {t.GENERATION: new_generation, t.HOLDER: instance_id, t.DEVICE: device}
+        # The previous holder is what lets the agent accept data one generation behind the tag
+        # (generations.judge_marker: this very volume moved, the marker was written by that instance).
+        if result.previous_instance_id:
+            moved[t.PREVIOUS_HOLDER] = result.previous_instance_id
+        elif t.PREVIOUS_HOLDER in volume_tags:   # an older move's holder explains nothing about this one
+            call(ec2, "delete_tags", Resources=[volume_id], Tags=[{"Key": t.PREVIOUS_HOLDER}])
+        call(ec2, "create_tags", Resources=[volume_id], Tags=t.as_list(moved))
     _timed(result, "attach", clock, lambda: attach_volume(ec2, volume_id, instance_id, device, timeout, clock))
 
 

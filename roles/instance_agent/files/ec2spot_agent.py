@@ -26,12 +26,13 @@ Exit codes: 0 done, 1 error, 2 refused for the data's safety, 3 timed out.
 
 The instance needs no EC2 write permission: the control plane attaches the volume, moves
 the address and clears ec2spot:fresh when the boot report arrives. Calls made here:
-ec2:DescribeVolumes, events:PutEvents, elasticloadbalancing:DeregisterTargets and, only
+ec2:DescribeVolumes, ec2:DescribeSnapshots, events:PutEvents, elasticloadbalancing:DeregisterTargets and, only
 with address_tags set (seed 002's pattern), ec2:DescribeAddresses and ec2:AssociateAddress.
 """
 
 import argparse
 import datetime
+import errno
 import fcntl
 import hashlib
 import hmac
@@ -39,7 +40,9 @@ import json
 import logging
 import os
 import shlex
+import re
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -52,8 +55,6 @@ from xml.etree import ElementTree
 LOG = logging.getLogger("ec2spot-agent")
 
 DEFAULT_CONFIG = "/etc/ec2spot-agent/config.json"
-LINEAGE_TAG = "ec2spot:lineage"
-GENERATION_TAG = "ec2spot:generation"
 FRESH_TAG = "ec2spot:fresh"
 MARKER = ".ec2spot/lineage.json"        # kept on the data volume, beside the data
 EVENT_SOURCE = "ec2spot.autorecover"
@@ -61,7 +62,6 @@ BOOT_REPORT = "EC2Spot Recovery Boot Report"
 EC2_API_VERSION = "2016-11-15"
 ELB_API_VERSION = "2015-12-01"
 SUPPORTED_FILESYSTEMS = ("ext4", "xfs")
-ZERO_CHECK_BYTES = 1024 * 1024          # a blank volume reads zeros; anything else is somebody's data
 
 DEFAULTS = {
     "service": None, "lineage": None, "region": None,
@@ -73,8 +73,102 @@ DEFAULTS = {
     "report_boot": True, "event_bus": "default", "address_tags": None,
     "imds_endpoint": "http://169.254.169.254", "aws_endpoint_url": None,
     "state_dir": "/var/lib/ec2spot-agent", "run_dir": "/run/ec2spot-agent",
-    "by_id_dir": "/dev/disk/by-id", "dev_dir": "/dev", "allow_directory_devices": False,
+    "by_id_dir": "/dev/disk/by-id", "dev_dir": "/dev", "sys_block_dir": "/sys/class/block",
+    # Read by the bootstrap (ec2spot_bootstrap.py) that fetches this program; the agent only validates them.
+    "agent_source": None, "agent_fetch_seconds": 120, "allow_directory_devices": False,
 }
+
+
+# ---- BEGIN generations.py: a verbatim copy of plugins/module_utils/recovery/generations.py ---------------
+# (written by tools/build_agent.py; tests/unit/recovery/test_generations.py fails when it differs)
+
+LINEAGE_TAG = "ec2spot:lineage"
+GENERATION_TAG = "ec2spot:generation"
+HOLDER_TAG = "ec2spot:holder"                    # the instance the generation was issued for
+PREVIOUS_HOLDER_TAG = "ec2spot:previous-holder"  # written by a move: the instance the volume came from
+RESTORED_FROM_TAG = "ec2spot:restored-from"      # written by a restore: the snapshot the volume was made from
+
+# What the collection writes is str(int): decimal ASCII digits, no sign, no leading zero, no
+# space. int() would also take " 7", "+7", "0_7", "٧" (an Arabic-Indic seven) and "7\n";
+# a value that is not exactly what we write was written by someone else, so it orders nothing.
+_CANONICAL = re.compile(r"(?:0|[1-9][0-9]{0,17})")
+
+
+def parse_generation(value):
+    """The generation in a tag value or a marker field, or None when it is absent or malformed."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 <= value < 10 ** 18 else None
+    if isinstance(value, str) and _CANONICAL.fullmatch(value):
+        return int(value)
+    return None
+
+
+def rank_copies(copies):
+    """Which of a lineage's copies is current: ``copies`` is ``[(resource_id, generation tag value), ...]``.
+
+    Returns ``(verdict, detail)``:
+    ``("none", None)`` no copy; ``("current", (resource_id, generation))`` exactly one copy holds
+    the highest generation; ``("malformed", [ids])`` a copy's generation is absent or malformed,
+    so no order can be trusted; ``("fork", (generation, [ids]))`` two or more copies share the
+    highest generation (two copies that both claim to be current: picking one loses the other's
+    writes). Both refusals are for a human; neither is resolved by guessing.
+    """
+    parsed = [(resource_id, parse_generation(value)) for resource_id, value in copies]
+    if not parsed:
+        return "none", None
+    malformed = sorted(resource_id for resource_id, generation in parsed if generation is None)
+    if malformed:
+        return "malformed", malformed
+    top = max(generation for unused, generation in parsed)
+    tied = sorted(resource_id for resource_id, generation in parsed if generation == top)
+    if len(tied) > 1:
+        return "fork", (top, tied)
+    return "current", (tied[0], top)
+
+
+def judge_marker(lineage, volume_id, volume_tags, volume_snapshot_id, marker, snapshot_tags=None):
+    """Whether the data whose ``marker`` was read from volume ``volume_id`` may be mounted as its tags say.
+
+    ``volume_tags`` are the volume's tags (a dict), ``volume_snapshot_id`` the snapshot EC2 says it
+    was created from ('' or None for none), ``snapshot_tags`` the tags of the snapshot its
+    ``ec2spot:restored-from`` tag names (None when not looked up). Returns ``(accepted, reason)``:
+
+    accepted: ``current`` (the marker's generation is the tag's), ``moved`` (this very volume was
+    moved one generation on: the marker was last written on this volume, by the instance the move
+    recorded as its previous holder), ``restored`` (the volume was made from a snapshot of this
+    lineage whose generation is the marker's, and EC2 agrees it was made from that snapshot).
+
+    refused: ``other-lineage``, ``malformed-marker``, ``malformed-tag``, ``newer`` (the data is
+    ahead of its tags), ``older`` (an older marker nothing on the volume explains: a stale copy).
+    """
+    if not isinstance(marker, dict):
+        return False, "malformed-marker"
+    if marker.get("lineage") != lineage:
+        return False, "other-lineage"
+    held = parse_generation(marker.get("generation"))
+    if held is None:
+        return False, "malformed-marker"
+    tagged = parse_generation((volume_tags or {}).get(GENERATION_TAG))
+    if tagged is None:
+        return False, "malformed-tag"
+    if held == tagged:
+        return True, "current"
+    if held > tagged:
+        return False, "newer"
+    tags = volume_tags or {}
+    previous_holder = tags.get(PREVIOUS_HOLDER_TAG)
+    if (tagged == held + 1 and previous_holder and marker.get("last_instance") == previous_holder
+            and marker.get("last_volume") == volume_id):
+        return True, "moved"
+    restored_from = tags.get(RESTORED_FROM_TAG)
+    if (restored_from and volume_snapshot_id == restored_from and isinstance(snapshot_tags, dict)
+            and snapshot_tags.get(LINEAGE_TAG) == lineage
+            and parse_generation(snapshot_tags.get(GENERATION_TAG)) == held):
+        return True, "restored"
+    return False, "older"
+# ---- END generations.py ---------------------------------------------------------------------------
 
 
 class AgentError(Exception):
@@ -125,12 +219,17 @@ def validate_config(raw):
     for key in ("app_start_commands", "app_stop_commands", "target_group_arns"):
         if not isinstance(config[key], list) or not all(isinstance(item, str) and item for item in config[key]):
             raise AgentError(f"{key} must be a list of non-empty strings")
-    for key in ("device_wait_seconds", "command_timeout_seconds", "drain_seconds", "poll_seconds", "stop_reserve_seconds"):
+    for key in ("device_wait_seconds", "command_timeout_seconds", "drain_seconds", "poll_seconds", "stop_reserve_seconds",
+                "agent_fetch_seconds"):
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise AgentError(f"{key} must be a number of seconds >= 0")
     if config["poll_seconds"] <= 0:
         raise AgentError("poll_seconds must be > 0")
+    source = config["agent_source"]
+    if source is not None and (not isinstance(source, dict) or set(source) - {"bucket", "key", "sha256", "region"}
+                               or not all(isinstance(source.get(key), str) and source[key] for key in ("bucket", "key", "sha256"))):
+        raise AgentError("agent_source must be null or an object with bucket, key, sha256 (and optionally region)")
     if config["address_tags"] is not None and (not isinstance(config["address_tags"], dict) or not config["address_tags"]):
         raise AgentError("address_tags must be null or a non-empty object of tag key -> value")
     return config
@@ -222,6 +321,37 @@ def strip_namespaces(element):
     return element
 
 
+# ---- BEGIN sigv4: the bootstrap (ec2spot_bootstrap.py) carries a verbatim copy (tools/build_agent.py) ----
+
+def sign_v4(method, url, region, service, body, headers, credentials, moment):
+    """Headers for a request signed with Signature Version 4
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html). ``url`` carries no query."""
+    parsed = urllib.parse.urlsplit(url)
+    amz_date = moment.strftime("%Y%m%dT%H%M%SZ")
+    payload_hash = hashlib.sha256(body).hexdigest()
+    headers = dict(headers, **{"host": parsed.netloc, "x-amz-date": amz_date})
+    if service == "s3":   # S3 signs the payload's hash in a header of its own
+        headers["x-amz-content-sha256"] = payload_hash
+    if credentials.get("Token"):
+        headers["x-amz-security-token"] = credentials["Token"]
+    names = sorted(name.lower() for name in headers)
+    lowered = {name.lower(): " ".join(str(value).split()) for name, value in headers.items()}
+    canonical = "\n".join([
+        method, urllib.parse.quote(parsed.path or "/", safe="/~"), "",
+        "".join(f"{name}:{lowered[name]}\n" for name in names), ";".join(names), payload_hash])
+    scope = f"{amz_date[:8]}/{region}/{service}/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    key = ("AWS4" + credentials["SecretAccessKey"]).encode()
+    for part in (amz_date[:8], region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    headers["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={credentials['AccessKeyId']}/{scope}, "
+                                f"SignedHeaders={';'.join(names)}, Signature={signature}")
+    return headers
+
+# ---- END sigv4 ---------------------------------------------------------------------------------------------
+
+
 class Aws:
     """Just the calls the agent makes, signed with Signature Version 4."""
 
@@ -249,26 +379,7 @@ class Aws:
         return self.endpoint_url or f"https://{service}.{self.region}.amazonaws.com"
 
     def sign(self, service, url, body, headers, credentials, moment):
-        """Headers for a SigV4-signed POST (https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html)."""
-        parsed = urllib.parse.urlsplit(url)
-        amz_date = moment.strftime("%Y%m%dT%H%M%SZ")
-        headers = dict(headers, **{"host": parsed.netloc, "x-amz-date": amz_date})
-        if credentials.get("Token"):
-            headers["x-amz-security-token"] = credentials["Token"]
-        names = sorted(name.lower() for name in headers)
-        lowered = {name.lower(): " ".join(str(value).split()) for name, value in headers.items()}
-        canonical = "\n".join([
-            "POST", parsed.path or "/", "", "".join(f"{name}:{lowered[name]}\n" for name in names), ";".join(names),
-            hashlib.sha256(body).hexdigest()])
-        scope = f"{amz_date[:8]}/{self.region}/{service}/aws4_request"
-        to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
-        key = ("AWS4" + credentials["SecretAccessKey"]).encode()
-        for part in (amz_date[:8], self.region, service, "aws4_request"):
-            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-        signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-        headers["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={credentials['AccessKeyId']}/{scope}, "
-                                    f"SignedHeaders={';'.join(names)}, Signature={signature}")
-        return headers
+        return sign_v4("POST", url, self.region, service, body, headers, credentials, moment)
 
     def _post(self, service, body, headers):
         url = self.endpoint(service)
@@ -315,7 +426,7 @@ class Aws:
             for item in root.findall("./volumeSet/item"):
                 volumes.append({
                     "VolumeId": item.findtext("volumeId"), "AvailabilityZone": item.findtext("availabilityZone"),
-                    "State": item.findtext("status"),
+                    "State": item.findtext("status"), "SnapshotId": item.findtext("snapshotId") or "",
                     "Attachments": [{"InstanceId": a.findtext("instanceId"), "Device": a.findtext("device"),
                                      "State": a.findtext("status")} for a in item.findall("./attachmentSet/item")],
                     "Tags": {t.findtext("key"): t.findtext("value") or "" for t in item.findall("./tagSet/item")},
@@ -323,6 +434,19 @@ class Aws:
             token = root.findtext("nextToken")
             if not token:
                 return volumes
+
+    def snapshot_tags(self, snapshot_id):
+        """The tags of one snapshot, or None when it is gone (a restored volume outlives its snapshot)."""
+        try:
+            root = self.query("ec2", EC2_API_VERSION, {"Action": "DescribeSnapshots", "SnapshotId.1": snapshot_id})
+        except AgentError as exc:
+            if "InvalidSnapshot.NotFound" in str(exc):
+                return None
+            raise
+        items = root.findall("./snapshotSet/item")
+        if not items:
+            return None
+        return {t.findtext("key"): t.findtext("value") or "" for t in items[0].findall("./tagSet/item")}
 
     def describe_addresses(self, tags):
         params = {"Action": "DescribeAddresses"}
@@ -352,11 +476,152 @@ def run(argv, timeout=600, check=True):
     return result
 
 
+# The blank check reads at most this much, so that it stays under 2 s on a gp3 volume's baseline
+# throughput (125 MiB/s: EBS user guide, "General Purpose SSD volumes"): 192 MiB -> 1.54 s modeled.
+# A device no larger than the budget is read whole.
+BLANK_CHECK_EDGE = 16 * 1024 * 1024      # the first and last 16 MiB: partition tables, superblocks, LVM/LUKS headers
+BLANK_CHECK_STRATA = 256                 # plus one sample at the start of every 1/256th of the device
+BLANK_CHECK_BUDGET = 192 * 1024 * 1024
+BLANK_CHECK_MIN_SAMPLE = 64 * 1024
+# Where ext2/3/4 keep backup superblocks (block groups 1, 3^n, 5^n, 7^n) for 1, 2 and 4 KiB blocks:
+# a filesystem whose head was wiped still has them, and a 4 KiB read each finds them on any size.
+EXT_BACKUP_GROUPS = (1, 3, 5, 7, 9, 25, 27, 49, 81, 125, 243, 343, 625, 729, 2187, 2401, 3125)
+MARKER_MAX_BYTES = 64 * 1024
+BLKROGET = 0x125E                        # <linux/fs.h>: _IO(0x12, 94), read-only flag of a block device
+BLKGETSIZE64 = 0x80081272                # <linux/fs.h>: _IOR(0x12, 114, size_t), size in bytes
+EXT_FAMILY = ("ext2", "ext3", "ext4")
+
+
+def blank_check_regions(size):
+    """(offset, length) regions the blank check reads on a device of ``size`` bytes, in order, merged."""
+    if size <= BLANK_CHECK_BUDGET:
+        return [(0, size)] if size else []
+    regions = [(0, BLANK_CHECK_EDGE), (size - BLANK_CHECK_EDGE, BLANK_CHECK_EDGE)]
+    sample = max(BLANK_CHECK_MIN_SAMPLE, (BLANK_CHECK_BUDGET - 2 * BLANK_CHECK_EDGE) // BLANK_CHECK_STRATA // 4096 * 4096)
+    stride = size // BLANK_CHECK_STRATA
+    regions += [(index * stride, min(sample, size - index * stride)) for index in range(BLANK_CHECK_STRATA)]
+    for block in (1024, 2048, 4096):
+        for group in EXT_BACKUP_GROUPS:
+            offset = group * 8 * block * block + (1024 if block == 1024 else 0)
+            if offset + 4096 <= size:
+                regions.append((offset, 4096))
+    merged = []
+    for offset, length in sorted(regions):
+        if merged and offset <= merged[-1][0] + merged[-1][1]:
+            last_offset, last_length = merged[-1]
+            merged[-1] = (last_offset, max(last_length, offset + length - last_offset))
+        else:
+            merged.append((offset, length))
+    return merged
+
+
+def mountinfo():
+    """[(major:minor, mount point, source)] of every mount on the host (/proc/self/mountinfo)."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return []
+    mounts = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 6 and "-" in fields:
+            separator = fields.index("-")
+            mounts.append((fields[2], unescape_mount_path(fields[4]), fields[separator + 2]))
+    return mounts
+
+
+def unescape_mount_path(text):
+    # mountinfo escapes space, tab, newline and backslash as \ooo octal
+    return text.encode().decode("unicode_escape").encode("latin-1").decode("utf-8", "replace")
+
+
+def mounted_source(mount_point):
+    """The device mounted at ``mount_point`` (from /proc/self/mountinfo), or None."""
+    target = os.path.realpath(mount_point)
+    found = None
+    for unused_dev, path, source in mountinfo():
+        if path == target:
+            found = source   # the last mount on top wins
+    return found
+
+
+def unique_keys(pairs):
+    keys = [key for key, unused in pairs]
+    duplicated = sorted({key for key in keys if keys.count(key) > 1})
+    if duplicated:
+        raise ValueError(f"duplicate keys {', '.join(duplicated)}")
+    return dict(pairs)
+
+
+def open_beneath(name, flags, dir_fd, refusal, shown=None):
+    """A read-only descriptor of ``name`` in ``dir_fd``, never through a symbolic link; None when it is absent."""
+    try:
+        return os.open(name, os.O_RDONLY | os.O_NOFOLLOW | flags, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise MarkerUnreadable(f"{shown or name} {refusal} ({exc.strerror})") from exc
+
+
+def read_marker_at(root):
+    """``(marker, entries)`` read from a mounted filesystem at ``root``: the marker (None when absent) and the
+    names at the filesystem's top. Links are never followed: a marker or a ``.ec2spot`` that is a symbolic link
+    would read a file of the host, not of the volume. ``MarkerUnreadable`` when it cannot be trusted."""
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        entries = set(os.listdir(root_fd))
+        directory, name = MARKER.split("/")
+        directory_fd = open_beneath(directory, os.O_DIRECTORY, root_fd, "is not a directory")
+        if directory_fd is None:
+            return None, entries
+        try:
+            marker_fd = open_beneath(name, os.O_NONBLOCK, directory_fd, "cannot be opened as a file", MARKER)
+            if marker_fd is None:
+                return None, entries
+            try:
+                status = os.fstat(marker_fd)
+                if not stat.S_ISREG(status.st_mode):
+                    raise MarkerUnreadable(f"{MARKER} is not a regular file")
+                if status.st_size > MARKER_MAX_BYTES:
+                    raise MarkerUnreadable(f"{MARKER} is {status.st_size} bytes, more than a marker's {MARKER_MAX_BYTES}")
+                raw = os.read(marker_fd, MARKER_MAX_BYTES + 1)
+            finally:
+                os.close(marker_fd)
+        finally:
+            os.close(directory_fd)
+    finally:
+        os.close(root_fd)
+    try:
+        marker = json.loads(raw.decode("utf-8"), object_pairs_hook=unique_keys)
+    except ValueError as exc:
+        raise MarkerUnreadable(f"{MARKER} is not a JSON document ({exc})") from exc
+    if not isinstance(marker, dict):
+        raise MarkerUnreadable(f"{MARKER} is not a JSON object")
+    return marker, entries
+
+
+class MarkerUnreadable(Exception):
+    """The marker exists but cannot be trusted (a link, not a file, too large, not JSON)."""
+
+
 class Disk:
-    """A real block device: blkid to probe, mkfs/fsck/mount to act."""
+    """A real block device. Every probe here reads and never writes: blkid -p, ioctls, sysfs, plain reads
+    and a read-only mount that replays nothing. Only ``make_filesystem``, ``check`` and ``mount`` write,
+    and the agent calls them after the marker proved the data is the lineage's."""
 
     def __init__(self, path):
         self.path = path
+
+    def device_number(self):
+        status = os.stat(self.path)
+        if not stat.S_ISBLK(status.st_mode):
+            raise Refused(f"{self.path} is not a block device; nothing was done to it")
+        return status.st_rdev
+
+    def device_key(self):
+        number = self.device_number()
+        return f"{os.major(number)}:{os.minor(number)}"
 
     def probe(self):
         """Signature fields (TYPE, UUID, LABEL, PTTYPE, ...) or {} when blkid finds nothing at all.
@@ -371,10 +636,73 @@ class Disk:
             raise AgentError(f"blkid could not probe {self.path}: {result.stderr.strip()}")
         return dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
 
-    def leading_bytes_are_zero(self):
+    def read_only(self):
         with open(self.path, "rb") as handle:
-            chunk = handle.read(ZERO_CHECK_BYTES)
-        return not chunk.strip(b"\0")
+            flag = fcntl.ioctl(handle.fileno(), BLKROGET, b"\0\0\0\0")
+        return int.from_bytes(flag, sys.byteorder) != 0
+
+    def size(self):
+        with open(self.path, "rb") as handle:
+            return int.from_bytes(fcntl.ioctl(handle.fileno(), BLKGETSIZE64, b"\0" * 8), sys.byteorder)
+
+    def mount_points(self):
+        key = self.device_key()
+        return [path for dev, path, unused in mountinfo() if dev == key]
+
+    def holders(self):
+        """Kernel users stacked on the device (device-mapper, md RAID, bcache): /sys/dev/block/M:m/holders."""
+        try:
+            return sorted(os.listdir(f"/sys/dev/block/{self.device_key()}/holders"))
+        except OSError:
+            return []
+
+    def claimed(self):
+        """Whether the kernel holds the device (mounted, swap, device-mapper, md): an O_EXCL open fails with EBUSY."""
+        try:
+            descriptor = os.open(self.path, os.O_RDONLY | os.O_EXCL)
+        except OSError as exc:
+            if exc.errno == errno.EBUSY:
+                return True
+            raise
+        os.close(descriptor)
+        return False
+
+    def first_non_zero(self):
+        """``(offset or None, bytes read)``: the first sampled non-zero byte (blank_check_regions)."""
+        read = 0
+        with open(self.path, "rb", buffering=0) as handle:
+            for offset, length in blank_check_regions(self.size()):
+                position = offset
+                while position < offset + length:
+                    chunk = os.pread(handle.fileno(), min(4 * 1024 * 1024, offset + length - position), position)
+                    if not chunk:
+                        break
+                    read += len(chunk)
+                    if chunk.count(0) != len(chunk):
+                        return position + next(i for i, byte in enumerate(chunk) if byte), read
+                    position += len(chunk)
+        return None, read
+
+    def needs_recovery(self, filesystem):
+        """Whether the journal (ext3/4) holds writes not yet in place: the instance stopped uncleanly."""
+        if filesystem not in EXT_FAMILY:
+            return False
+        result = run(["dumpe2fs", "-h", self.path], check=False)
+        features = next((line for line in result.stdout.splitlines() if line.startswith("Filesystem features:")), "")
+        return "needs_recovery" in features.split()
+
+    def read_marker(self, filesystem, probe_point):
+        """The marker and the top-level names, through a mount that cannot write: ext ``ro,noload`` (no journal
+        replay), xfs ``ro,norecovery``, never executing or honouring devices from the volume."""
+        options = {"xfs": "ro,norecovery", "ext2": "ro"}.get(filesystem, "ro,noload") + ",nosuid,nodev,noexec"
+        os.makedirs(probe_point, mode=0o700, exist_ok=True)
+        result = run(["mount", "-t", filesystem, "-o", options, self.path, probe_point], check=False)
+        if result.returncode != 0:
+            raise MarkerUnreadable(f"a read-only mount (-o {options}) failed: {(result.stderr or result.stdout).strip()[:300]}")
+        try:
+            return read_marker_at(probe_point)
+        finally:
+            run(["umount", probe_point], check=False)
 
     def make_filesystem(self, filesystem, label):
         if filesystem == "xfs":
@@ -383,14 +711,29 @@ class Disk:
             run(["mkfs.ext4", "-q", "-L", label[:16], self.path])
 
     def check(self, filesystem):
-        """Run the check the filesystem needs; refuse on errors that need a human."""
+        """Check the filesystem before it is mounted read-write. ``e2fsck -p`` replays the journal and fixes only
+        what is safe unattended; xfs is only examined (``xfs_repair -n``) and its log replayed by the mount.
+        Damage that needs a repair is refused: repairing data we protect is a human's decision."""
         if filesystem == "xfs":
-            return "xfs: the log is replayed at mount (xfs has no boot-time fsck)"
+            result = run(["xfs_repair", "-n", self.path], check=False)
+            if result.returncode == 2:   # a dirty log xfs_repair -n will not read: the mount replays it
+                return "xfs_repair -n: the log needs replay; the mount replays it"
+            if result.returncode != 0:
+                raise Refused(f"xfs_repair -n {self.path} exited {result.returncode}: the filesystem is damaged and "
+                              f"needs a repair, which is a human's decision on data we protect (snapshot the volume, "
+                              f"then xfs_repair it by hand, or restore from a backup). "
+                              f"{(result.stderr or result.stdout).strip()[-300:]}")
+            return "xfs_repair -n: clean"
         result = run(["e2fsck", "-p", self.path], check=False)
-        # e2fsck: 0 clean, 1 errors corrected, 2 corrected and a reboot advised (not for a data disk); >= 4 left uncorrected.
-        if result.returncode >= 4:
+        # e2fsck: 0 clean, 1 errors corrected, 2 corrected and a reboot advised (not for a data disk); 4 left
+        # uncorrected; 8 operational error; 16 usage; 32 cancelled; 128 shared-library error.
+        if result.returncode & 4:
             raise Refused(f"e2fsck -p {self.path} exited {result.returncode}: the filesystem has errors it will not fix "
-                          f"unattended; repair it by hand (e2fsck -f) or restore from a snapshot. {result.stdout.strip()[:300]}")
+                          f"unattended; a repair is a human's decision (snapshot the volume, then e2fsck -f it by hand, "
+                          f"or restore from a backup). {result.stdout.strip()[:300]}")
+        if result.returncode >= 8:
+            raise AgentError(f"e2fsck -p {self.path} could not check the filesystem (exit {result.returncode}): "
+                             f"{(result.stderr or result.stdout).strip()[:300]}")
         return f"e2fsck -p: exit {result.returncode}"
 
     def mount(self, mount_point, filesystem, options):
@@ -400,11 +743,14 @@ class Disk:
 class DirectoryDisk(Disk):
     """A directory standing in for a block device where loop devices are unavailable (tests, sandbox).
 
-    The "signature" is ``.ec2spot-superblock`` (TYPE, UUID, LABEL); mounting is a bind mount.
-    Never used unless the configuration says ``allow_directory_devices: true``.
+    The "signature" is ``.ec2spot-superblock`` (TYPE, UUID, LABEL); the filesystem is ``data/`` and
+    mounting it is a bind mount. Never used unless the configuration says ``allow_directory_devices: true``.
     """
 
     SUPERBLOCK = ".ec2spot-superblock"
+
+    def device_key(self):
+        return None
 
     def probe(self):
         superblock = os.path.join(self.path, self.SUPERBLOCK)
@@ -413,8 +759,26 @@ class DirectoryDisk(Disk):
                 return json.load(handle)
         return {} if not os.listdir(self.path) else {"TYPE": "unknown-directory-content"}
 
-    def leading_bytes_are_zero(self):
-        return not os.listdir(self.path)
+    def read_only(self):
+        return not os.access(self.path, os.W_OK)
+
+    def mount_points(self):
+        return []
+
+    def holders(self):
+        return []
+
+    def claimed(self):
+        return False
+
+    def first_non_zero(self):
+        return (None if not os.listdir(self.path) else 0), 0
+
+    def needs_recovery(self, filesystem):
+        return False
+
+    def read_marker(self, filesystem, probe_point):
+        return read_marker_at(os.path.join(self.path, "data"))
 
     def make_filesystem(self, filesystem, label):
         uuid = hashlib.sha256(os.urandom(16)).hexdigest()[:32]
@@ -432,30 +796,6 @@ class DirectoryDisk(Disk):
 def disk_for(device):
     """The Disk for a device path: a directory is a stand-in (allowed only by allow_directory_devices)."""
     return DirectoryDisk(device) if os.path.isdir(device) else Disk(device)
-
-
-def mounted_source(mount_point):
-    """The device mounted at ``mount_point`` (from /proc/self/mountinfo), or None."""
-    target = os.path.realpath(mount_point)
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
-    except OSError:
-        return None
-    found = None
-    for line in lines:
-        fields = line.split()
-        if len(fields) > 4 and fields[4].encode().decode("unicode_escape") == target:
-            separator = fields.index("-")
-            found = fields[separator + 2]  # the last mount on top wins
-    return found
-
-
-def generation_of(tags, default=0):
-    try:
-        return int(tags.get(GENERATION_TAG, ""))
-    except ValueError:
-        return default   # a malformed tag elsewhere counts as a rival: refuse rather than guess
 
 
 # ---- state files ------------------------------------------------------------------------------
@@ -518,6 +858,8 @@ class Agent:
 
     # -- mount
     def mount(self, adopt=False):
+        """Find the lineage's volume, prove with read-only probes that its data is the lineage's current data,
+        and only then check it and mount it read-write. A device refused at any step is left as it was found."""
         config, phases = self.config, {}
         mount_point = config["mount_point"]
         previous = read_json(self.state_path("boot.json"))
@@ -529,51 +871,234 @@ class Agent:
         deadline = self.clock.now() + datetime.timedelta(seconds=config["device_wait_seconds"])
         volume = self.wait_for_attachment(identity["instance_id"], deadline)
         phases["volume_attached"] = stamp(self.clock.now())
-        tags = volume["Tags"]
         generation = self.check_generation(volume)
         device = self.wait_for_device(volume, deadline)
         phases["device_found"] = stamp(self.clock.now())
+        source = mounted_source(mount_point)
+        if source:
+            raise Refused(f"{mount_point} already has {source} mounted; refusing to mount the lineage volume "
+                          f"{volume['VolumeId']} over it. Nothing was done to {device}; unmount {mount_point} first")
         disk = disk_for(device)
+        self.refuse_busy_device(volume, disk)
         signature = disk.probe()
         initialised = False
         if not signature:
-            if not disk.leading_bytes_are_zero():
-                raise Refused(f"{volume['VolumeId']} ({device}) has no recognisable signature but is not blank: "
-                              f"it holds data this agent does not understand; refusing to touch it")
-            if tags.get(FRESH_TAG) != "true":
-                raise Refused(
-                    f"{volume['VolumeId']} ({device}) of lineage {config['lineage']} (generation {generation}) is blank, but it "
-                    f"is not tagged {FRESH_TAG}=true: a lineage volume that reads blank is the wrong volume or lost data. "
-                    f"Refusing to format it. Restore the lineage from a snapshot (restore.yml), or, if this really is a new "
-                    f"lineage, tag the volume {FRESH_TAG}=true")
+            self.refuse_unless_brand_new(volume, disk, generation)
             LOG.info("formatting brand-new volume %s (%s) as %s", volume["VolumeId"], device, config["filesystem"])
             disk.make_filesystem(config["filesystem"], config["fs_label"])
             signature = disk.probe()
             initialised = True
             phases["formatted"] = stamp(self.clock.now())
         filesystem = signature.get("TYPE")
-        if filesystem not in ("ext2", "ext3", "ext4", "xfs"):
-            raise Refused(f"{volume['VolumeId']} ({device}) holds {filesystem or signature} rather than a filesystem this "
-                          f"agent mounts (ext4, xfs); refusing to guess")
-        check = disk.check(filesystem)
+        if filesystem not in EXT_FAMILY + ("xfs",):
+            what = filesystem or (f"a {signature['PTTYPE']} partition table" if signature.get("PTTYPE") else signature)
+            raise self.refusal(volume, disk, f"it holds {what} rather than a filesystem this agent mounts (ext4, xfs)",
+                               "Look at it by hand (blkid -p, lsblk); if the data is the lineage's, copy it onto a "
+                               "volume of its own")
+        proven = {"reason": "new", "marker": None, "snapshot_tags": None}
+        if not initialised:
+            self.refuse_twins(volume, disk, signature.get("UUID"))
+            proven = self.prove_marker(volume, generation, disk, filesystem, signature, adopt)
+            phases["proven"] = stamp(self.clock.now())
+        check = disk.check(filesystem)   # the first write to a device that held data: after the proof
         phases["checked"] = stamp(self.clock.now())
-        source = mounted_source(mount_point)
-        if source:
-            raise Refused(f"{mount_point} already has {source} mounted; refusing to mount the lineage volume over it")
         os.makedirs(mount_point, exist_ok=True)
         disk.mount(mount_point, filesystem, config["mount_options"])
         try:
-            self.verify_marker(volume, generation, signature, initialised or adopt)
+            reason = self.confirm_marker(volume, generation, signature, proven)
         except AgentError:
             run(["umount", mount_point], check=False)
             raise
         phases["mounted"] = stamp(self.clock.now())
         state = {"volume_id": volume["VolumeId"], "generation": generation, "device": device, "filesystem": filesystem,
                  "uuid": signature.get("UUID"), "check": check, "initialised": initialised, "mounted": True,
-                 "mount_point": mount_point, "instance_id": identity["instance_id"], "phases": phases}
+                 "proof": reason, "mount_point": mount_point, "instance_id": identity["instance_id"], "phases": phases}
         write_json(self.state_path("boot.json"), state)
-        LOG.info("mounted %s (lineage %s, generation %s) at %s", volume["VolumeId"], config["lineage"], generation, mount_point)
+        LOG.info("mounted %s (lineage %s, generation %s, %s) at %s", volume["VolumeId"], config["lineage"], generation,
+                 reason, mount_point)
         return state
+
+    def refusal(self, volume, disk, saw, can_do, written=False):
+        """A refusal that says what the agent saw, what it left alone and what a person can do."""
+        touched = ("" if written else
+                   f" Nothing was written to {disk.path}: it was not checked, formatted or mounted read-write.")
+        return Refused(f"refusing {volume['VolumeId']} ({disk.path}) for lineage {self.config['lineage']}: {saw}."
+                       f"{touched} {can_do}. The application was not started.")
+
+    def refuse_busy_device(self, volume, disk):
+        """A device that is mounted, held by the kernel, or read-only is refused for exactly that reason."""
+        mounted = disk.mount_points()
+        if mounted:
+            raise self.refusal(volume, disk, f"the device is already mounted at {', '.join(mounted)}",
+                               "A filesystem is mounted once: find who mounted it (findmnt) and unmount it there")
+        holders = disk.holders()
+        if holders or disk.claimed():
+            raise self.refusal(volume, disk, "the device is in use by the kernel" +
+                               (f" (held by {', '.join(holders)})" if holders else " (mounted, swap or stacked elsewhere)"),
+                               "Find what holds it (lsblk, dmsetup ls, swapon) and release it")
+        if disk.read_only():
+            raise self.refusal(volume, disk, "the device is read-only at the block layer",
+                               "Make it writable (blockdev --setrw, or check the attachment) if this volume should be "
+                               "mounted; the agent mounts the lineage's data read-write or not at all")
+
+    def refuse_unless_brand_new(self, volume, disk, generation):
+        """A device with no signature is formatted only if every sampled byte is zero, the volume is tagged new
+        and it was not made from a snapshot."""
+        tags, lineage = volume["Tags"], self.config["lineage"]
+        offset, read = disk.first_non_zero()
+        LOG.info("blank check of %s: %d bytes read", disk.path, read)
+        if offset is not None:
+            raise self.refusal(volume, disk, f"it has no recognisable signature but is not blank (a non-zero byte at "
+                               f"offset {offset}): it holds data this agent does not understand, such as a filesystem "
+                               f"whose first blocks were wiped", "Look at it by hand before anything formats it; it is "
+                               "never formatted, whatever its tags say")
+        if tags.get(FRESH_TAG) != "true":
+            raise self.refusal(volume, disk, f"it is blank, but it is not tagged {FRESH_TAG}=true: a volume of lineage "
+                               f"{lineage} (generation {generation}) that reads blank is the wrong volume or lost data",
+                               f"Restore the lineage from a snapshot (restore.yml); if this really is a new lineage, tag "
+                               f"the volume {FRESH_TAG}=true")
+        if volume.get("SnapshotId"):
+            raise self.refusal(volume, disk, f"it is tagged {FRESH_TAG}=true but EC2 made it from snapshot "
+                               f"{volume['SnapshotId']}: a volume restored from a snapshot is never new, and a blank one "
+                               f"means the snapshot holds no data", f"Remove the {FRESH_TAG} tag and restore the lineage "
+                               f"from a backup that holds its data (restore.yml)")
+
+    def block_devices(self):
+        """The block devices this instance has (path -> major:minor): the kernel's list (sys_block_dir) and the
+        lineage-relevant names under by_id_dir (in the sandbox, instances share the host's kernel and only the
+        by-id names are theirs)."""
+        found = {}
+        sys_block = self.config["sys_block_dir"]
+        for name in (sorted(os.listdir(sys_block)) if os.path.isdir(sys_block) else []):
+            try:
+                with open(os.path.join(sys_block, name, "size"), encoding="ascii") as handle:
+                    if int(handle.read().strip() or 0) == 0:
+                        continue   # an unused loop device or an empty drive: nothing to compare
+                with open(os.path.join(sys_block, name, "dev"), encoding="ascii") as handle:
+                    key = handle.read().strip()
+            except (OSError, ValueError):
+                continue
+            path = os.path.join("/dev", name)
+            if os.path.exists(path):
+                found[path] = key
+        by_id = self.config["by_id_dir"]
+        for name in (sorted(os.listdir(by_id)) if os.path.isdir(by_id) else []):
+            path = os.path.realpath(os.path.join(by_id, name))
+            if path not in found and os.path.exists(path) and not os.path.isdir(path):
+                status = os.stat(path)
+                if stat.S_ISBLK(status.st_mode):
+                    found[path] = f"{os.major(status.st_rdev)}:{os.minor(status.st_rdev)}"
+        return found
+
+    def refuse_twins(self, volume, disk, uuid):
+        """One filesystem, one mount: refuse when another block device carries the same filesystem UUID (a
+        block-level copy, a snapshot restored beside its original), mounted or not."""
+        if not uuid or isinstance(disk, DirectoryDisk):
+            return
+        own = disk.device_key()
+        mounts = mountinfo()
+        twins = []
+        for path, key in self.block_devices().items():
+            if key == own:
+                continue
+            try:
+                if Disk(path).probe().get("UUID") != uuid:
+                    continue
+            except AgentError:
+                continue
+            where = [mount_path for dev, mount_path, unused in mounts if dev == key]
+            twins.append(f"{path} ({'mounted at ' + ', '.join(where) if where else 'not mounted'})")
+        if twins:
+            raise self.refusal(volume, disk, f"filesystem {uuid} is also on {', '.join(twins)}: two devices carry one "
+                               f"filesystem (a block-level copy or a snapshot restored beside its original), and mounting "
+                               f"either would fork the data or corrupt the one already mounted", "Detach the copy that is "
+                               "not the lineage's current data (or give it a new UUID with tune2fs -U / xfs_admin -U after "
+                               "checking which is which), then boot again")
+
+    def prove_marker(self, volume, generation, disk, filesystem, signature, adopt):
+        """Read the marker through a read-only mount and judge it (generations.judge_marker). Returns the proof."""
+        lineage, uuid = self.config["lineage"], signature.get("UUID")
+        try:
+            marker, entries = disk.read_marker(filesystem, os.path.join(self.config["run_dir"], "probe"))
+        except MarkerUnreadable as exc:
+            raise self.refusal(volume, disk, f"its lineage marker cannot be read safely: {exc}",
+                               "Look at the filesystem by hand (mount -o ro,noload) before anything mounts it") from exc
+        replay = disk.needs_recovery(filesystem)
+        journal = (" Its journal has not been replayed (the last holder stopped uncleanly), so what a read-only mount "
+                   "shows may be older than the data." if replay else "")
+        if marker is None:
+            new = volume["Tags"].get(FRESH_TAG) == "true" and entries <= {"lost+found"} and not volume.get("SnapshotId")
+            if new:   # formatted, then the instance died before the marker: finish the job
+                return {"reason": "new", "marker": None, "snapshot_tags": None}
+            if adopt:
+                return {"reason": "adopted", "marker": None, "snapshot_tags": None}
+            raise self.refusal(volume, disk, f"it has a {filesystem} filesystem ({uuid}) but no lineage marker ({MARKER}): "
+                               f"nothing says it holds lineage {lineage}.{journal}", "If it does (a volume made before this "
+                               "agent), check its data and run `ec2spot-agent mount --adopt` once")
+        if marker.get("uuid") and uuid and marker.get("uuid") != uuid:
+            raise self.refusal(volume, disk, f"the marker was written on filesystem {marker.get('uuid')} but this filesystem "
+                               f"is {uuid}: the marker was copied, so it proves nothing about this data",
+                               "Find the volume that holds the lineage's filesystem; this one needs a human's inspection")
+        snapshot_tags = None
+        restored_from = volume["Tags"].get(RESTORED_FROM_TAG)
+        if restored_from and restored_from == volume.get("SnapshotId"):
+            snapshot_tags = self.aws.snapshot_tags(restored_from)
+        accepted, reason = judge_marker(lineage, volume["VolumeId"], volume["Tags"], volume.get("SnapshotId"), marker,
+                                        snapshot_tags)
+        if accepted or (reason == "older" and adopt):
+            return {"reason": reason if accepted else "adopted", "marker": marker, "snapshot_tags": snapshot_tags}
+        held = marker.get("generation")
+        explained = {
+            "other-lineage": (f"its data belongs to lineage {marker.get('lineage')!r} ({MARKER})",
+                              "Refusing to mount another service's data: attach the right volume, or fix the volume's "
+                              f"{LINEAGE_TAG} tag if it was tagged by mistake"),
+            "malformed-marker": (f"its marker's generation {held!r} is not a generation",
+                                 "The marker was not written by this agent; inspect the volume by hand"),
+            "malformed-tag": (f"its {GENERATION_TAG} tag {volume['Tags'].get(GENERATION_TAG)!r} is not a generation",
+                              "Fix the tag (the collection writes a whole number) after checking which copy is current"),
+            "newer": (f"it is tagged generation {generation} but its data already reached generation {held}: its tags "
+                      f"are older than its data", "Reconcile the tags with the data by hand (lineage_info shows every "
+                      "copy); the data may be the newest copy"),
+            "older": (f"its data is generation {held} but it is tagged {generation}, and nothing on the volume explains "
+                      f"the gap (a move records {PREVIOUS_HOLDER_TAG}, a restore {RESTORED_FROM_TAG}): it is a stale "
+                      f"copy.{journal}", "Restore the lineage's current data instead; if a human checked that this is "
+                      "the current data (it moved more than once without being mounted), run `ec2spot-agent mount "
+                      "--adopt` once"),
+        }
+        saw, can_do = explained[reason]
+        raise self.refusal(volume, disk, saw, can_do)
+
+    def confirm_marker(self, volume, generation, signature, proven):
+        """On the read-write mount: the marker must still be what the proof read (a journal replay may have
+        brought a newer one), then it records this generation, volume and instance."""
+        config = self.config
+        try:
+            marker, unused_entries = read_marker_at(config["mount_point"])
+        except MarkerUnreadable as exc:
+            raise Refused(f"{volume['VolumeId']}: after the check and the read-write mount its marker cannot be read "
+                          f"safely ({exc}); unmounted, the application was not started") from exc
+        if marker != proven["marker"]:   # the check replayed a journal: judge what it brought
+            if marker is None:
+                raise Refused(f"{volume['VolumeId']}: its marker was there before the check and is gone after it; the "
+                              f"filesystem is unmounted and the application was not started. Inspect it by hand")
+            accepted, reason = judge_marker(config["lineage"], volume["VolumeId"], volume["Tags"], volume.get("SnapshotId"),
+                                            marker, proven["snapshot_tags"])
+            if not accepted and not (reason == "older" and proven["reason"] == "adopted"):
+                raise Refused(f"{volume['VolumeId']}: replaying its journal brought a marker for generation "
+                              f"{marker.get('generation')!r} of lineage {marker.get('lineage')!r} ({reason}), which its "
+                              f"tags (generation {generation}) do not allow; the filesystem was checked (its journal "
+                              f"replayed) but it is unmounted and the application was not started. Reconcile the tags "
+                              f"with the data by hand")
+        if marker is None:
+            marker = {"lineage": config["lineage"], "uuid": signature.get("UUID"), "created": stamp(self.clock.now()),
+                      "created_on": volume["VolumeId"]}
+        marker.update(generation=generation, last_volume=volume["VolumeId"], last_instance=self.identity()["instance_id"],
+                      last_mounted=stamp(self.clock.now()))
+        directory = os.path.join(config["mount_point"], os.path.dirname(MARKER))
+        if os.path.islink(directory):
+            raise Refused(f"{directory} is a symbolic link; refusing to write the marker through it")
+        write_json(os.path.join(config["mount_point"], MARKER), marker)
+        return proven["reason"]
 
     def wait_for_attachment(self, instance_id, deadline):
         """The lineage volume attached to this instance (the control plane attaches it during Pending:Wait)."""
@@ -604,18 +1129,30 @@ class Agent:
             delay = min(delay * 1.5, max_delay)
 
     def check_generation(self, volume):
-        """Refuse a volume that is not the lineage's one current copy (an older or a forked generation)."""
-        lineage = self.config["lineage"]
-        generation = generation_of(volume["Tags"], default=None)
+        """Refuse a volume that is not the lineage's one current copy (generations.rank_copies, as the core decides)."""
+        lineage, volume_id = self.config["lineage"], volume["VolumeId"]
+        generation = parse_generation(volume["Tags"].get(GENERATION_TAG))
         if generation is None:
-            raise Refused(f"{volume['VolumeId']} has a malformed {GENERATION_TAG} tag")
-        others = self.aws.describe_volumes({f"tag:{LINEAGE_TAG}": [lineage], "tag-key": [GENERATION_TAG],
-                                            "status": ["creating", "available", "in-use"]})
-        newer = [v["VolumeId"] for v in others if v["VolumeId"] != volume["VolumeId"]
-                 and generation_of(v["Tags"], default=generation) >= generation]
-        if newer:
-            raise Refused(f"{volume['VolumeId']} holds generation {generation} of lineage {lineage}, but {', '.join(newer)} "
-                          f"holds the same or a newer one: this copy is stale or the lineage forked; refusing to mount it")
+            raise Refused(f"{volume_id} has a malformed {GENERATION_TAG} tag "
+                          f"({volume['Tags'].get(GENERATION_TAG)!r}); refusing to guess which copy of lineage {lineage} "
+                          f"is current. Nothing was done to it")
+        copies = {v["VolumeId"]: v["Tags"].get(GENERATION_TAG) for v in self.aws.describe_volumes({
+            f"tag:{LINEAGE_TAG}": [lineage], "tag-key": [GENERATION_TAG], "status": ["creating", "available", "in-use"]})}
+        copies[volume_id] = volume["Tags"].get(GENERATION_TAG)
+        verdict, detail = rank_copies(sorted(copies.items()))
+        if verdict == "malformed":
+            raise Refused(f"volumes of lineage {lineage} carry a {GENERATION_TAG} tag that is not a generation "
+                          f"({', '.join(detail)}): no copy can be called current, so {volume_id} is not mounted. Nothing "
+                          f"was done to it; fix or remove those tags")
+        if verdict == "fork":
+            top, tied = detail
+            raise Refused(f"{volume_id} holds generation {generation} of lineage {lineage}, but "
+                          f"{', '.join(v for v in tied if v != volume_id)} holds the same or a newer one (generation {top}): "
+                          f"this copy is stale or the lineage forked; refusing to mount it. Nothing was done to it")
+        if detail[0] != volume_id:
+            raise Refused(f"{volume_id} holds generation {generation} of lineage {lineage}, but {detail[0]} holds the same "
+                          f"or a newer one (generation {detail[1]}): this copy is stale; refusing to mount it. Nothing "
+                          f"was done to it")
         return generation
 
     def device_candidates(self, volume):
@@ -643,34 +1180,6 @@ class Agent:
         return self.poll_until(present_device, deadline, 0.2, 2.0, lambda: (
             f"{volume['VolumeId']} is attached but no device for it appeared ({', '.join(self.device_candidates(volume))}) "
             f"within {self.config['device_wait_seconds']} s; the application was not started"))
-
-    def verify_marker(self, volume, generation, signature, may_write_new):
-        """The marker file on the volume must name this lineage, this filesystem and no newer generation."""
-        config = self.config
-        path = os.path.join(config["mount_point"], MARKER)
-        marker = read_json(path)
-        uuid = signature.get("UUID")
-        if marker is None:
-            # A crash between mkfs and the marker leaves a fresh volume with an empty filesystem: finish the job.
-            empty = set(os.listdir(config["mount_point"])) <= {"lost+found"}
-            if not may_write_new and not (volume["Tags"].get(FRESH_TAG) == "true" and empty):
-                raise Refused(f"{volume['VolumeId']} has a {signature.get('TYPE')} filesystem but no lineage marker "
-                              f"({MARKER}): nothing says it holds lineage {config['lineage']}. If it does (a volume made "
-                              f"before this agent), check its data and run `ec2spot-agent mount --adopt` once")
-            marker = {"lineage": config["lineage"], "generation": generation, "uuid": uuid,
-                      "created": stamp(self.clock.now()), "created_on": volume["VolumeId"]}
-        if marker.get("lineage") != config["lineage"]:
-            raise Refused(f"{volume['VolumeId']} is tagged lineage {config['lineage']} but its data belongs to lineage "
-                          f"{marker.get('lineage')} ({MARKER}); refusing to mount another service's data")
-        if marker.get("uuid") and uuid and marker["uuid"] != uuid:
-            raise Refused(f"{volume['VolumeId']}: the marker was written on filesystem {marker['uuid']} but this filesystem is "
-                          f"{uuid}; the marker was copied, so it proves nothing about this data")
-        if int(marker.get("generation", 0)) > generation:
-            raise Refused(f"{volume['VolumeId']} is tagged generation {generation} but its data already reached generation "
-                          f"{marker['generation']}: its tags are older than its data; refusing until a human reconciles them")
-        marker.update(generation=generation, last_volume=volume["VolumeId"], last_instance=self.identity()["instance_id"],
-                      last_mounted=stamp(self.clock.now()))
-        write_json(path, marker)
 
     # -- application and report
     def run_commands(self, commands, deadline=None):
@@ -869,7 +1378,7 @@ class Agent:
 # ---- command line -----------------------------------------------------------------------------
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="ec2spot-agent", description=__doc__.split("\n\n", maxsplit=1)[0])
+    parser = argparse.ArgumentParser(prog="ec2spot-agent", description=(__doc__ or "ec2spot-agent").split("\n\n", maxsplit=1)[0])
     parser.add_argument("--config", default=os.environ.get("EC2SPOT_AGENT_CONFIG", DEFAULT_CONFIG))
     parser.add_argument("-v", "--verbose", action="store_true")
     commands = parser.add_subparsers(dest="command", required=True)
