@@ -23,6 +23,7 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery impor
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws import RETRY_CONFIG
 from sandbox import world
+from sandbox.context import ACCOUNT_ID, REGION
 from sandbox.control import Sandbox
 from sandbox.scenario import warning
 
@@ -76,7 +77,7 @@ def run(endpoint, scale=1.0):
     def handle(instance_id):
         clients = recovery.Clients(lambda service: _client(endpoint, service))
         began = time.monotonic()
-        outcome = recovery.Handler(config, clients).handle(warning(instance_id))
+        outcome = recovery.Handler(config, clients, account=ACCOUNT_ID, region=REGION).handle(warning(instance_id))
         return time.monotonic() - began, outcome
 
     began = time.monotonic()

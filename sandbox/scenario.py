@@ -29,9 +29,9 @@ def envelope(source, detail_type, detail, when=None):
                        "region": "us-east-1", "resources": [], "detail": detail})
 
 
-def warning(instance_id, when=None):
+def warning(instance_id, when=None, action="terminate"):
     return envelope("aws.ec2", "EC2 Spot Instance Interruption Warning",
-                    {"instance-id": instance_id, "instance-action": "terminate"}, when)
+                    {"instance-id": instance_id, "instance-action": action}, when)
 
 
 class World:
@@ -39,7 +39,7 @@ class World:
         self.lineage, self.group, self.name = lineage, group, name
         extra = {"endpoint_url": endpoint_url, "aws_access_key_id": "sandbox", "aws_secret_access_key": "sandbox"} if endpoint_url else {}
         self.clients = {service: boto3.client(service, region_name="us-east-1", config=RETRY_CONFIG, **extra)
-                        for service in ("ec2", "autoscaling", "ssm", "sns", "sqs", "cloudwatch", "iam")}
+                        for service in ("ec2", "autoscaling", "ssm", "sns", "sqs", "cloudwatch", "iam", "sts")}
         self.seeded = seeded
         ec2, iam, sns, sqs = (self.clients[n] for n in ("ec2", "iam", "sns", "sqs"))
         sandbox_world.managed_instance_profile(iam, f"{name}-instance")
@@ -64,14 +64,17 @@ class World:
         self.first = self.pending_launches()[0]["instance_id"]
         self.complete(self.first)
         self.volume = ec2.create_volume(AvailabilityZone=zone, Size=20, VolumeType="gp3", Encrypted=True, TagSpecifications=[
-            {"ResourceType": "volume", "Tags": t.as_list({t.LINEAGE: lineage, t.GENERATION: 1, t.DEVICE: "/dev/sdf"})}])["VolumeId"]
+            {"ResourceType": "volume", "Tags": t.as_list({t.LINEAGE: lineage, t.GENERATION: 1, t.DEVICE: "/dev/sdf",
+                                                          t.HOLDER: self.first})}])["VolumeId"]
         ec2.attach_volume(VolumeId=self.volume, InstanceId=self.first, Device="/dev/sdf")
         ec2.associate_address(AllocationId=self.address["AllocationId"], InstanceId=self.first)
         CONTEXT.advance(5)
         self.config = handler_config.parse({"topic_arn": self.topic, "services": [{
             "name": name, "lineage": lineage, "group": group, "stop_commands": ["echo stopping > app.stopped"],
             "address": {"tags": {"Service": name}}, "device_name": "/dev/sdf"}]})
-        self.handler = recovery.Handler(self.config, recovery.Clients(lambda name: self.clients[name]), clock=clock or CoreClock())
+        # The function's own account and region, as the Lambda entry point reads them from its context.
+        self.handler = recovery.Handler(self.config, recovery.Clients(lambda name: self.clients[name]), clock=clock or CoreClock(),
+                                        account=CONTEXT.account_id, region=CONTEXT.region)
 
     @property
     def autoscaling(self):

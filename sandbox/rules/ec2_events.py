@@ -14,6 +14,12 @@ categories"; FIS action ``aws:ec2:send-spot-instance-interruptions``):
   ``spot/instance-action`` with ``{"action": "terminate", "time": "<when>"}`` (and the older
   ``spot/termination-time`` with the time); at that time the instance is terminated with state reason
   ``Server.SpotInstanceTermination`` (termination protection does not stop a Spot reclaim);
+* an instance whose interruption behaviour is ``stop`` or ``hibernate`` (a persistent Spot request; EC2
+  user guide "Behavior of Spot Instance interruptions") gets the same notice with that ``instance-action``
+  and is **stopped**, not terminated, at the notice time (state reason ``Server.SpotInstanceShutdown`` or
+  ``Server.SpotInstanceHibernate``), keeping its volumes; only EC2 starts it again, when capacity returns
+  (the ``spot/capacity`` control plays that). moto keeps no interruption behaviour (it reads only the
+  market type), so the ``spot/interrupt`` control takes it as ``action``;
 * a rebalance recommendation (earlier, no termination): ``EC2 Instance Rebalance Recommendation``
   (``detail`` ``{"instance-id"}``) and metadata ``events/recommendations/rebalance`` =
   ``{"noticeTime": "<when>"}``.
@@ -28,7 +34,8 @@ every caller that acts right after ``RunInstances`` meet ``pending``, which it m
 out of this rule's scope.
 
 Controls: ``spot/interrupt`` (``instance_id``, optional ``lead`` seconds, default the modeled
-``spot_notice_lead``), ``spot/rebalance`` (``instance_id``), ``imds`` (``instance_id``, ``path``:
+``spot_notice_lead``, optional ``action``: ``terminate``, ``stop`` or ``hibernate``), ``spot/capacity``
+(``instance_id``: EC2 restarts an instance a Spot interruption stopped), ``spot/rebalance`` (``instance_id``), ``imds`` (``instance_id``, ``path``:
 ``{"value": ...}``). Interruptions and rebalances are refused for an unknown or not ``running`` instance.
 The sandbox records each interruption (``records`` control, name ``spot_interruptions``).
 
@@ -109,9 +116,17 @@ def _running_instance(context, instance_id):
     return instance
 
 
-def interrupt(instance_id, lead=None, context=None):
-    """Inject a Spot interruption as AWS (and FIS) do: warning event, IMDS notice, termination at the notice time."""
+INTERRUPTION_BEHAVIOURS = {"terminate": "Server.SpotInstanceTermination: Spot instance termination",
+                           "stop": "Server.SpotInstanceShutdown: Spot instance shutdown",
+                           "hibernate": "Server.SpotInstanceHibernate: Spot instance hibernation"}
+
+
+def interrupt(instance_id, lead=None, context=None, action="terminate"):
+    """Inject a Spot interruption as AWS (and FIS) do: warning event, IMDS notice, then at the notice time the
+    instance's interruption behaviour (``action``): terminated, or stopped with its volumes (stop, hibernate)."""
     context = _context(context)
+    if action not in INTERRUPTION_BEHAVIOURS:
+        raise ValueError(f"action must be one of {', '.join(INTERRUPTION_BEHAVIOURS)}")
     with context.lock:
         instance = _running_instance(context, instance_id)
         if getattr(instance, RECLAIM_ATTRIBUTE, None) is not None:
@@ -121,13 +136,22 @@ def interrupt(instance_id, lead=None, context=None):
             raise ValueError("lead must not be negative")
         when = _iso(context.now() + timedelta(seconds=context.clock.duration(lead)))
         metadata = context.imds.setdefault(instance_id, {})
-        metadata["spot/instance-action"] = json.dumps({"action": "terminate", "time": when})
+        metadata["spot/instance-action"] = json.dumps({"action": action, "time": when})
         metadata["spot/termination-time"] = when
-        _emit(context, instance, SPOT_WARNING, {"instance-id": instance_id, "instance-action": "terminate"})
+        _emit(context, instance, SPOT_WARNING, {"instance-id": instance_id, "instance-action": action})
 
         def reclaim():
             setattr(instance, RECLAIM_ATTRIBUTE, None)
             if instance.state in ("shutting-down", "terminated"):
+                return
+            from moto.ec2.models.instances import StateReason
+            if action != "terminate":
+                if instance.state in ("pending", "running"):
+                    instance.ec2_backend.stop_instances([instance_id])
+                    code = INTERRUPTION_BEHAVIOURS[action].split(":", 1)[0]
+                    instance.state_reason = StateReason(INTERRUPTION_BEHAVIOURS[action], code)
+                for path in ("spot/instance-action", "spot/termination-time"):   # a new boot has no notice
+                    metadata.pop(path, None)
                 return
             protected = instance.disable_api_termination
             instance.disable_api_termination = False  # a Spot reclaim ignores termination protection
@@ -135,14 +159,29 @@ def interrupt(instance_id, lead=None, context=None):
                 instance.ec2_backend.terminate_instances([instance_id])
             finally:
                 instance.disable_api_termination = protected
-            from moto.ec2.models.instances import StateReason
             instance.state_reason = StateReason("Server.SpotInstanceTermination: Spot instance termination",
                                                 "Server.SpotInstanceTermination")
 
         setattr(instance, RECLAIM_ATTRIBUTE, context.after(lead, reclaim, f"spot reclaim {instance_id}"))
-        notice = {"instance_id": instance_id, "action": "terminate", "time": when, "lead": lead}
+        notice = {"instance_id": instance_id, "action": action, "time": when, "lead": lead}
         context.record("spot_interruptions", notice)
         return notice
+
+
+def capacity_returns(instance_id, context=None):
+    """EC2 starts a Spot instance it stopped (interruption behaviour stop or hibernate) when capacity returns."""
+    context = _context(context)
+    with context.lock:
+        from moto.ec2.exceptions import InvalidInstanceIdError
+        try:
+            instance = context.backend("ec2").get_instance(instance_id)
+        except InvalidInstanceIdError as exc:
+            raise ValueError(f"The instance ID '{instance_id}' does not exist") from exc
+        reason = getattr(instance.state_reason, "code", "") or ""
+        if instance.state != "stopped" or reason not in ("Server.SpotInstanceShutdown", "Server.SpotInstanceHibernate"):
+            raise ValueError(f"Instance '{instance_id}' was not stopped by a Spot interruption (only EC2 restarts those)")
+        instance.ec2_backend.start_instances([instance_id])
+        return {"instance_id": instance_id, "state": instance.state}
 
 
 def rebalance(instance_id, context=None):
@@ -227,7 +266,11 @@ def install(context):
 
     @context.control("spot/interrupt")
     def _spot_interrupt(payload):
-        return interrupt(payload.get("instance_id"), payload.get("lead"), context)
+        return interrupt(payload.get("instance_id"), payload.get("lead"), context, payload.get("action") or "terminate")
+
+    @context.control("spot/capacity")
+    def _spot_capacity(payload):
+        return capacity_returns(payload.get("instance_id"), context)
 
     @context.control("spot/rebalance")
     def _spot_rebalance(payload):

@@ -61,6 +61,23 @@ def notice(clock, seconds_ahead=120, action="terminate"):
     return json.dumps({"action": action, "time": when.strftime("%Y-%m-%dT%H:%M:%SZ")}), when
 
 
+def test_a_hibernate_notice_is_recorded_and_stops_nothing(make_agent, instance, clock, workdir):
+    """Hibernation keeps memory: the application resumes where it was; a stop would lose that for nothing."""
+    agent = make_agent()
+    instance["imds"].set(NOTICE, notice(clock, action="hibernate")[0])
+    assert agent.poll_once() == "hibernate"
+    assert agent.poll_once() == "hibernate"
+    assert app_stops(workdir) == 0 and not os.path.exists(os.path.join(workdir, "run", "stop.json"))
+    assert agent_module.read_json(os.path.join(workdir, "run", "hibernate.json"))["notice"]["action"] == "hibernate"
+
+
+def test_a_stop_notice_stops_the_application_like_a_termination(make_agent, instance, clock, workdir):
+    agent = make_agent()
+    instance["imds"].set(NOTICE, notice(clock, action="stop")[0])
+    assert agent.poll_once() == "interruption"
+    assert app_stops(workdir) == 1
+
+
 def test_notice_deregisters_drains_and_stops_within_the_deadline(make_agent, instance, target_group, clock, workdir):
     agent = make_agent(target_group_arns=[target_group["arn"]])
     agent.watch(max_polls=2)

@@ -26,6 +26,7 @@ from sandbox.control import Sandbox
 from .conftest import REPO
 
 LINEAGE, GROUP, SCALE = "e2edata", "e2e-fleet", 10.0
+SOLO = "e2esolo"
 
 
 class Webhook(http.server.BaseHTTPRequestHandler):
@@ -76,7 +77,10 @@ def deploy(e2e, tmp_path):
                  "control_plane_package_path": str(tmp_path / "handler.zip"),
                  "control_plane_services": [{"name": "e2e", "lineage": LINEAGE, "group": GROUP,
                                              "stop_commands": ["echo stopped > app.stopped"],
-                                             "address": {"tags": {"Service": "e2e"}}, "device_name": "/dev/sdf"}]}}]}]
+                                             "address": {"tags": {"Service": "e2e"}}, "device_name": "/dev/sdf"},
+                                            # a standalone persistent Spot instance (interruption behaviour stop/hibernate)
+                                            {"name": "solo", "lineage": SOLO, "stop_commands": ["echo stopped > app.stopped"],
+                                             "hibernate_snapshot": True}]}}]}]
     path = tmp_path / "deploy.yml"
     path.write_text(json.dumps(play))
     done = subprocess.run(["ansible-playbook", str(path)], env=dict(e2e["env"], ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg")),
@@ -89,8 +93,14 @@ def messages(kind):
             if m.get("Type") == "Notification" and json.loads(m["Message"]).get("event") == kind]
 
 
-def test_interruption_to_recovered_replacement_in_another_zone(e2e, tmp_path):
-    deploy(e2e, tmp_path)
+@pytest.fixture(scope="module")
+def deployed(e2e, tmp_path_factory):
+    deploy(e2e, tmp_path_factory.mktemp("control-plane"))
+    return e2e
+
+
+def test_interruption_to_recovered_replacement_in_another_zone(deployed):
+    e2e = deployed
     ec2, iam, autoscaling, events = (e2e["aws"](n) for n in ("ec2", "iam", "autoscaling", "events"))
     world = e2e["world"]
     sandbox_world.managed_instance_profile(iam, "e2e-instance")
@@ -140,3 +150,44 @@ def test_interruption_to_recovered_replacement_in_another_zone(e2e, tmp_path):
     [success] = eventually("the success message at the webhook", lambda: messages("recovered"))
     assert success["replaced"] == first and success["data_age_seconds"] >= 0
     assert {"old.warned", "old.stopped", "old.snapshot", "old.released", "new.attached", "new.continued"} <= set(success["timeline"])
+
+
+def test_spot_stop_then_hibernate_keep_the_instance_and_its_data(deployed):
+    """A standalone persistent Spot instance: a stop interruption stops the application and snapshots it, a hibernate
+    one stops nothing; neither marks, releases or replaces anything, and the instance keeps its volume throughout."""
+    e2e = deployed
+    ec2, iam = e2e["aws"]("ec2"), e2e["aws"]("iam")
+    sandbox_world.managed_instance_profile(iam, "solo-instance")
+    world = e2e["world"]
+    instance = ec2.run_instances(
+        ImageId=world["image_id"], InstanceType="t3.micro", MinCount=1, MaxCount=1, SubnetId=world["subnets"]["us-east-1a"],
+        IamInstanceProfile={"Name": "solo-instance"}, InstanceMarketOptions={"MarketType": "spot", "SpotOptions": {
+            "SpotInstanceType": "persistent", "InstanceInterruptionBehavior": "stop"}},
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": t.LINEAGE, "Value": SOLO}]}])["Instances"][0]["InstanceId"]
+    volume = ec2.create_volume(AvailabilityZone="us-east-1a", Size=10, VolumeType="gp3", Encrypted=True, TagSpecifications=[
+        {"ResourceType": "volume", "Tags": t.as_list({t.LINEAGE: SOLO, t.GENERATION: 3, t.HOLDER: instance})}])["VolumeId"]
+    ec2.attach_volume(VolumeId=volume, InstanceId=instance, Device="/dev/sdf")
+    state = lambda: ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]["State"]["Name"]  # noqa: E731
+    attached = lambda: [(a["InstanceId"], a["State"]) for a in ec2.describe_volumes(VolumeIds=[volume])["Volumes"][0]["Attachments"]]  # noqa: E731
+    eventually("the volume attached", lambda: attached() == [(instance, "attached")])
+    ours = lambda: [c for c in e2e["box"].records("ssm_commands") if c["instance_ids"] == [instance]]  # noqa: E731
+
+    e2e["box"].call("spot/interrupt", instance_id=instance, action="stop")
+    [stop] = eventually("the stop interruption at the webhook", lambda: [
+        m for m in messages("interruption-stop") if m["instance_id"] == instance])
+    assert (stop["stop"], stop["snapshot"].endswith(" consistent")) == ("ok", True)
+    eventually("the instance stopped at the notice time", lambda: state() == "stopped")
+    assert attached() == [(instance, "attached")] and len(ours()) == 1
+
+    e2e["box"].call("spot/capacity", instance_id=instance)      # EC2 starts it again: same instance, same volume
+    eventually("the instance running again", lambda: state() == "running")
+    e2e["box"].call("spot/interrupt", instance_id=instance, action="hibernate")
+    [hibernate] = eventually("the hibernate interruption at the webhook", lambda: [
+        m for m in messages("interruption-hibernate") if m["instance_id"] == instance])
+    assert hibernate["stop"] == "not stopped: hibernation keeps memory" and hibernate["snapshot"].endswith("crash-consistent")
+    eventually("the instance hibernated at the notice time", lambda: state() == "stopped")
+    assert attached() == [(instance, "attached")] and len(ours()) == 1
+    assert not [m for kind in ("interruption-warning", "missed-warning", "recovery-failed") for m in messages(kind)
+                if m.get("instance_id") == instance]
+    tags = t.as_dict(ec2.describe_volumes(VolumeIds=[volume])["Volumes"][0]["Tags"])
+    assert (tags[t.GENERATION], tags[t.HOLDER]) == ("3", instance)

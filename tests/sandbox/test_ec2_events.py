@@ -175,6 +175,39 @@ def test_spot_interruption_warns_serves_the_notice_and_terminates_at_the_notice_
     assert [r["instance_id"] for r in box.records("spot_interruptions")] == [instance]
 
 
+@pytest.mark.parametrize("action, reason", [("stop", "Server.SpotInstanceShutdown"), ("hibernate", "Server.SpotInstanceHibernate")])
+def test_spot_stop_and_hibernate_interruptions_stop_the_instance_with_its_volumes(ec2, box, launch, catch, state_changes,
+                                                                                 action, reason):
+    """AWS (interruption behaviour stop/hibernate, a persistent request): the same notice with that action, then the
+    instance is stopped, not terminated, and keeps its volumes; only EC2 starts it again. moto cannot interrupt."""
+    warnings = catch({"source": ["aws.ec2"], "detail-type": ["EC2 Spot Instance Interruption Warning"]})
+    instance = launch(InstanceMarketOptions={"MarketType": "spot", "SpotOptions": {
+        "SpotInstanceType": "persistent", "InstanceInterruptionBehavior": action}})
+    zone = describe(ec2, instance)["Placement"]["AvailabilityZone"]
+    volume = ec2.create_volume(AvailabilityZone=zone, Size=1)["VolumeId"]
+    ec2.attach_volume(VolumeId=volume, InstanceId=instance, Device="/dev/sdf")
+    box.advance(5)
+    state_changes(instance)
+    box.call("spot/interrupt", instance_id=instance, action=action)
+
+    [delivered] = [e for e in warnings.drain() if e["detail"]["instance-id"] == instance]
+    assert delivered["detail"] == {"instance-id": instance, "instance-action": action}
+    assert json.loads(box.call("imds", instance_id=instance, path="spot/instance-action")["value"])["action"] == action
+    box.advance(121)
+    described = describe(ec2, instance)
+    assert (described["State"]["Name"], described["StateReason"]["Code"]) == ("stopped", reason)
+    assert state_changes(instance) == ["stopping", "stopped"]
+    attachments = ec2.describe_volumes(VolumeIds=[volume])["Volumes"][0]["Attachments"]
+    assert [(a["InstanceId"], a["State"]) for a in attachments] == [(instance, "attached")]
+
+    box.call("spot/capacity", instance_id=instance)
+    assert describe(ec2, instance)["State"]["Name"] == "running"
+    with pytest.raises(Exception, match="404"):   # a new boot has no notice
+        box.call("imds", instance_id=instance, path="spot/instance-action")
+    with pytest.raises(Exception, match="not stopped by a Spot interruption"):
+        box.call("spot/capacity", instance_id=instance)
+
+
 def test_spot_interruption_with_a_short_lead_and_termination_protection(ec2, box, launch, state_changes):
     """moto 5.2.5 cannot interrupt; AWS reclaims at the notice time even with termination protection on."""
     instance = launch(DisableApiTermination=True)

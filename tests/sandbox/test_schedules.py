@@ -167,7 +167,7 @@ def test_cron_rule_fires_at_its_time_with_the_transformed_input(events, sqs, box
     envelope = json.loads(body)
     assert envelope["time"] == envelope["when"] == fired[0]["time"] and envelope["id"] == fired[0]["event_id"]
     assert envelope["resources"] == [events.describe_rule(Name=name)["Arn"]]
-    parsed = recovery_events.parse(body)   # what the handler makes of it
+    parsed = recovery_events.parse(body, account="123456789012", region="us-east-1")   # what the handler makes of it
     assert parsed.kind == recovery_events.SCHEDULED_BACKUP and parsed.time == daily
     assert parsed.detail == {"lineage": "pgdata", "max_age_days": 7, "keep_newest": 3, "create_image": True}
     assert at(listed(box, name)["next"]) == daily + timedelta(days=1)

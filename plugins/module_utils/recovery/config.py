@@ -18,6 +18,7 @@ The control-plane role renders it into the Lambda function's environment variabl
           "data_mounts": ["/data"],           # flushed and frozen around the snapshot
           "create_image": false,              # also start an AMI (no reboot) on a warning
           "rebalance_snapshot": true,         # take a fresh snapshot on a rebalance recommendation
+          "hibernate_snapshot": false,        # a Spot hibernate notice: also snapshot (crash-consistent; memory is kept)
           "address": {"tags": {"Service": "pg"}},   # or {"allocation_id": ...} / {"public_ip": ...} / null
           "device_name": "/dev/sdf",          # where the replacement gets the data (optional)
           "max_data_age": null,               # refuse restores from older data (seconds)
@@ -66,6 +67,7 @@ class Service:
     data_mounts: tuple = ()
     create_image: bool = False
     rebalance_snapshot: bool = True
+    hibernate_snapshot: bool = False
     address: dict | None = None
     device_name: str | None = None
     max_data_age: int | None = None
@@ -104,6 +106,9 @@ def _service(raw, index):
     if address is not None and (not isinstance(address, dict) or len(address) != 1
                                 or next(iter(address)) not in ("allocation_id", "public_ip", "tags")):
         raise InvalidInput(f"{where}.address must be one of {{allocation_id}}, {{public_ip}} or {{tags}}")
+    for key in ("create_image", "rebalance_snapshot", "hibernate_snapshot"):
+        if key in raw and not isinstance(raw[key], bool):
+            raise InvalidInput(f"{where}.{key} must be true or false")
     for key in ("max_data_age", "stop_timeout"):
         value = raw.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
@@ -111,7 +116,8 @@ def _service(raw, index):
     return Service(
         name=name, lineage=raw["lineage"], group=raw.get("group"),
         stop_commands=tuple(raw.get("stop_commands", [])), data_mounts=tuple(raw.get("data_mounts", [])),
-        create_image=bool(raw.get("create_image", False)), rebalance_snapshot=bool(raw.get("rebalance_snapshot", True)),
+        create_image=raw.get("create_image", False), rebalance_snapshot=raw.get("rebalance_snapshot", True),
+        hibernate_snapshot=raw.get("hibernate_snapshot", False),
         address=address, device_name=raw.get("device_name"), max_data_age=raw.get("max_data_age"),
         stop_timeout=raw.get("stop_timeout", 90),
         standby=standby_settings.parse_settings(raw["standby"], f"{where}.standby") if raw.get("standby") is not None else None,

@@ -7,6 +7,15 @@ Every SQS message body is expected to be one EventBridge event. Anything else (n
 a wrong source, a missing or mistyped field, an id that is not an EC2 id, a huge payload)
 raises ``InvalidEvent`` with the reason; the handler logs it, counts it and deletes the
 message, so a hostile or broken message can never crash-loop the queue.
+
+The envelope is trusted only when it is AWS's and ours (EventBridge user guide, "Amazon
+EventBridge events" and "Event structure reference"): ``version`` "0"; ``account`` and
+``region`` the function's own (the Lambda entry point reads them from its context, never
+from configuration or a constant); a ``source`` that matches its ``detail-type`` (EventBridge
+refuses ``PutEvents`` with an ``aws.`` source, so ``aws.ec2`` events come from AWS); and,
+when ``resources`` is present, ARNs that name the same instance (or group, or alarm) as
+``detail``. The body must be UTF-8 JSON without duplicate keys or non-standard constants;
+ids must match in full (``re.fullmatch``: ``$`` would let a final newline through).
 """
 
 from __future__ import annotations
@@ -19,9 +28,18 @@ from datetime import datetime
 from .errors import RecoveryError
 
 MAX_BODY_BYTES = 256 * 1024
-INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,17}$")
-TOKEN = re.compile(r"^[0-9a-fA-F-]{36}$")
-GROUP_NAME = re.compile(r"^[\w+=,.@/ -]{1,255}$")
+INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}")
+TOKEN = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+GROUP_NAME = re.compile(r"[\w+=,.@/ -]{1,255}")
+ACCOUNT_ID = re.compile(r"[0-9]{12}")
+REGION_NAME = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]")
+ENVELOPE_VERSION = "0"
+EVENT_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
+# Spot interruption behaviours (EC2 user guide, "Interruption behavior for Spot Instances").
+INSTANCE_ACTIONS = ("terminate", "stop", "hibernate")
+# Lifecycle action Origin and Destination (EC2 Auto Scaling user guide, "Warm pool instance lifecycle").
+LIFECYCLE_PLACES = ("EC2", "AutoScalingGroup", "WarmPool")
+WARM_POOL = "WarmPool"
 
 SPOT_WARNING = "spot-warning"
 REBALANCE = "rebalance"
@@ -32,8 +50,12 @@ BOOT_REPORT = "boot-report"
 SCHEDULED_BACKUP = "scheduled-backup"
 ALARM = "alarm"
 ALARM_STATES = ("OK", "ALARM", "INSUFFICIENT_DATA")
-ALARM_NAME = re.compile(r"^[^\x00-\x1f]{1,255}$")
-LINEAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+ALARM_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
+LINEAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+# ARNs in ``resources``: an instance (EC2 writes an availability zone where the region goes), a group, an alarm.
+INSTANCE_ARN = re.compile(r"arn:aws[a-z-]*:ec2:[a-z0-9-]*:([0-9]{12}):instance/(.+)")
+GROUP_ARN = re.compile(r"arn:aws[a-z-]*:autoscaling:[a-z0-9-]+:([0-9]{12}):autoScalingGroup:[^:]*:autoScalingGroupName/(.+)")
+ALARM_ARN = re.compile(r"arn:aws[a-z-]*:cloudwatch:[a-z0-9-]+:([0-9]{12}):alarm:(.+)")
 
 # (source, detail-type) -> kind
 KINDS = {
@@ -70,45 +92,121 @@ class Event:
     state: str | None = None
 
 
+def printable(text, limit=400):
+    """``text`` for a log line: control characters (and the line and paragraph separators) escaped, at most
+    ``limit`` characters. Event fields reach the log; a newline or an escape sequence in one must not forge
+    a line or repaint a terminal."""
+    text = str(text)[:limit]
+    return "".join(ch if ch.isprintable() and ch not in "\u2028\u2029" else ch.encode("unicode_escape").decode("ascii")
+                   for ch in text)
+
+
 def _string(detail, key, pattern=None, required=True):
     value = detail.get(key)
     if value is None and not required:
         return None
     if not isinstance(value, str) or not value:
         raise InvalidEvent(f"detail.{key} must be a non-empty string, got {type(value).__name__}")
-    if pattern is not None and not pattern.match(value):
+    if pattern is not None and not pattern.fullmatch(value):
         raise InvalidEvent(f"detail.{key} {value[:80]!r} is not valid")
     return value
 
 
-def parse(body):
-    """One SQS message body -> ``Event``; ``InvalidEvent`` with the reason otherwise."""
+def _unique_keys(pairs):
+    found = {}
+    for key, value in pairs:
+        if key in found:
+            raise InvalidEvent(f"message body repeats the key {key[:60]!r} (duplicate keys): which one counts is a guess")
+        found[key] = value
+    return found
+
+
+def _no_constant(name):
+    raise InvalidEvent(f"message body is not JSON: {name} is not a JSON value")
+
+
+def _decode(body):
     if isinstance(body, (bytes, bytearray)):
-        body = body.decode("utf-8", errors="replace")
+        try:
+            body = bytes(body).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidEvent(f"message body is not UTF-8: {exc.reason} at byte {exc.start}") from exc
     if not isinstance(body, str):
         raise InvalidEvent(f"message body must be a string, got {type(body).__name__}")
-    if len(body.encode("utf-8")) > MAX_BODY_BYTES:
-        raise InvalidEvent(f"message body is {len(body.encode('utf-8'))} bytes, over the {MAX_BODY_BYTES} bytes an event can be")
     try:
-        envelope = json.loads(body)
-    except ValueError as exc:
-        raise InvalidEvent(f"message body is not JSON: {exc}") from exc
+        size = len(body.encode("utf-8"))
+    except UnicodeEncodeError as exc:   # a lone surrogate: not text any JSON producer writes
+        raise InvalidEvent(f"message body is not UTF-8: {exc.reason} at character {exc.start}") from exc
+    if size > MAX_BODY_BYTES:
+        raise InvalidEvent(f"message body is {size} bytes, over the {MAX_BODY_BYTES} bytes an event can be")
+    try:
+        return json.loads(body, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except InvalidEvent:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise InvalidEvent(f"message body is not JSON: {printable(exc, 200)}") from exc
+
+
+def _check_envelope(envelope, account, region):
+    """AWS's envelope, for this function's own account and region."""
+    if envelope.get("version") != ENVELOPE_VERSION:
+        raise InvalidEvent(f"event version {printable(envelope.get('version'), 20)!r} is not {ENVELOPE_VERSION!r}, "
+                           f"the only EventBridge envelope version")
+    event_account, event_region = envelope.get("account"), envelope.get("region")
+    if not isinstance(event_account, str) or not ACCOUNT_ID.fullmatch(event_account):
+        raise InvalidEvent(f"event account {printable(event_account, 20)!r} is not an account id")
+    if event_account != account:
+        raise InvalidEvent(f"event account {event_account} is not this function's ({account}): not acted on")
+    if not isinstance(event_region, str) or not REGION_NAME.fullmatch(event_region):
+        raise InvalidEvent(f"event region {printable(event_region, 30)!r} is not a region")
+    if event_region != region:
+        raise InvalidEvent(f"event region {event_region} is not this function's ({region}): not acted on")
+    resources = envelope.get("resources", [])
+    if resources is None:
+        resources = []
+    if not isinstance(resources, list) or len(resources) > 20 or not all(isinstance(r, str) for r in resources):
+        raise InvalidEvent("event resources must be a list of ARNs")
+    return resources
+
+
+def _check_resources(resources, account, instance_id=None, group=None, alarm=None):
+    """Each ARN in ``resources`` of a kind the event names must name the same resource, in this account."""
+    for arn in resources:
+        for pattern, expected, what in ((INSTANCE_ARN, instance_id, "instance"), (GROUP_ARN, group, "group"),
+                                        (ALARM_ARN, alarm, "alarm")):
+            found = pattern.fullmatch(arn)
+            if not found or expected is None:
+                continue
+            if found.group(1) != account:
+                raise InvalidEvent(f"event resources name a {what} of account {found.group(1)}, not {account}")
+            if found.group(2) != expected:
+                raise InvalidEvent(f"event resources name {what} {printable(found.group(2), 80)} but its detail names "
+                                   f"{expected}: which one is meant is a guess")
+
+
+def parse(body, *, account, region):
+    """One SQS message body -> ``Event``; ``InvalidEvent`` with the reason otherwise.
+
+    ``account`` and ``region`` are the function's own: an event for another account or region is refused.
+    """
+    envelope = _decode(body)
     if not isinstance(envelope, dict):
         raise InvalidEvent("message body is not an EventBridge event (not an object)")
+    resources = _check_envelope(envelope, account, region)
     source, detail_type = envelope.get("source"), envelope.get("detail-type")
     kind = KINDS.get((source, detail_type)) if isinstance(source, str) and isinstance(detail_type, str) else None
     if kind is None:
-        raise InvalidEvent(f"unexpected event source/detail-type {str(source)[:60]!r}/{str(detail_type)[:80]!r}")
+        raise InvalidEvent(f"unexpected event source/detail-type {printable(source, 60)!r}/{printable(detail_type, 80)!r}")
     detail = envelope.get("detail")
     if not isinstance(detail, dict):
         raise InvalidEvent("event detail must be an object")
     try:
         when = datetime.fromisoformat(str(envelope.get("time", "")).replace("Z", "+00:00"))
     except ValueError as exc:
-        raise InvalidEvent(f"event time {str(envelope.get('time'))[:40]!r} is not ISO 8601") from exc
+        raise InvalidEvent(f"event time {printable(envelope.get('time'), 40)!r} is not ISO 8601") from exc
     if when.tzinfo is None:
         raise InvalidEvent("event time has no time zone")
-    event_id = envelope.get("id") if isinstance(envelope.get("id"), str) else ""
+    event_id = envelope.get("id") if isinstance(envelope.get("id"), str) and EVENT_ID.fullmatch(envelope["id"]) else ""
     if kind == SCHEDULED_BACKUP:
         _string(detail, "lineage", LINEAGE_NAME)
         for key, upper in (("keep_newest", 1000), ("max_age_days", 3650)):
@@ -119,15 +217,23 @@ def parse(body):
             raise InvalidEvent("detail.create_image must be true or false")
         return Event(kind=kind, instance_id=None, time=when, event_id=event_id, detail=detail)
     if kind == ALARM:
-        return _alarm(detail, when, event_id)
+        event = _alarm(detail, when, event_id)
+        _check_resources(resources, account, alarm=detail["alarmName"])
+        return event
     if kind in (LAUNCH_ACTION, TERMINATE_ACTION):
-        return Event(kind=kind, instance_id=_string(detail, "EC2InstanceId", INSTANCE_ID), time=when, event_id=event_id,
-                     detail=detail, group=_string(detail, "AutoScalingGroupName", GROUP_NAME),
+        instance_id, group = _string(detail, "EC2InstanceId", INSTANCE_ID), _string(detail, "AutoScalingGroupName", GROUP_NAME)
+        for key in ("Origin", "Destination"):
+            if detail.get(key) is not None and detail.get(key) not in LIFECYCLE_PLACES:
+                raise InvalidEvent(f"detail.{key} {printable(detail.get(key), 40)!r} is not one of {', '.join(LIFECYCLE_PLACES)}")
+        _check_resources(resources, account, instance_id=instance_id, group=group)
+        return Event(kind=kind, instance_id=instance_id, time=when, event_id=event_id, detail=detail, group=group,
                      hook=_string(detail, "LifecycleHookName", GROUP_NAME), token=_string(detail, "LifecycleActionToken", TOKEN))
     instance_id = _string(detail, "instance-id", INSTANCE_ID)
-    if kind == SPOT_WARNING and detail.get("instance-action") not in ("terminate", "stop", "hibernate"):
-        raise InvalidEvent(f"detail.instance-action {str(detail.get('instance-action'))[:40]!r} is not terminate, stop or hibernate")
-    state = _string(detail, "state", re.compile(r"^[a-z-]{3,20}$")) if kind == STATE_CHANGE else None
+    _check_resources(resources, account, instance_id=instance_id)
+    if kind == SPOT_WARNING and detail.get("instance-action") not in INSTANCE_ACTIONS:
+        raise InvalidEvent(f"detail.instance-action {printable(detail.get('instance-action'), 40)!r} is not terminate, stop "
+                           f"or hibernate")
+    state = _string(detail, "state", re.compile(r"[a-z-]{3,20}")) if kind == STATE_CHANGE else None
     return Event(kind=kind, instance_id=instance_id, time=when, event_id=event_id, detail=detail, state=state)
 
 

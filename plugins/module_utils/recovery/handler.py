@@ -62,8 +62,10 @@ from .commands import run_shell
 from .retention import images_in_launch_templates, list_backup_sets, prune, select_expired
 from .errors import AwsApiError, FenceViolation, NotFound, RecoveryError, WaitTimeout
 from .instances import GONE_STATES, describe_instance
+from .generations import rank_copies
 from .lineage import current_volume
 from .lineage import snapshots as lineage_snapshots
+from .lineage import volumes as lineage_volumes
 from .volumes import attached_volumes, move_lineage_volume, release_volume
 
 LOG = logging.getLogger("ec2spot.autorecover.handler")
@@ -99,16 +101,27 @@ class Clients:
 
 
 class Handler:
-    def __init__(self, config, clients, clock=SYSTEM_CLOCK, move_timeout=600):
+    def __init__(self, config, clients, clock=SYSTEM_CLOCK, move_timeout=600, account=None, region=None):
+        """``account`` and ``region`` are the function's own (the Lambda entry point reads them from its context);
+        unset, they are asked of STS and the EC2 client once: an event is never trusted by default."""
         self.config = config
         self.clients = clients
         self.clock = clock
         self.move_timeout = move_timeout
+        self._identity = (account, region) if account and region else None
+
+    @property
+    def identity(self):
+        if self._identity is None:
+            account = call(self.clients["sts"], "get_caller_identity")["Account"]
+            self._identity = (account, self.clients["ec2"].meta.region_name)
+        return self._identity
 
     # ---- dispatch -----------------------------------------------------------------------
     def handle(self, body):
         """Act on one message body; returns a short outcome for the log."""
-        event = events.parse(body)
+        account, region = self.identity
+        event = events.parse(body, account=account, region=region)
         if event.kind == events.SCHEDULED_BACKUP:
             service = self.config.service_for(event.detail["lineage"])
             if service is None:
@@ -140,11 +153,45 @@ class Handler:
         except NotFound:
             return None
 
+    # ---- who holds the data -------------------------------------------------------------------
+    def holds_current_data(self, service, instance):
+        """Whether ``instance`` holds the lineage's current data: the current volume is attached to it, or it is
+        the holder the volume's tags record (released early, or mid-move). Being tagged with the lineage is not
+        holding its data: the data may have moved to a newer generation on another instance. When the lineage
+        forked or a generation is malformed, any of its top copies attached to the instance makes it a holder
+        (its application may be writing to it: protecting that is never wrong)."""
+        ec2, instance_id = self.clients["ec2"], instance["InstanceId"]
+        candidates = lineage_volumes(ec2, service.lineage)
+        verdict, detail = rank_copies([(v["VolumeId"], t.as_dict(v.get("Tags")).get(t.GENERATION)) for v in candidates])
+        if verdict == "none":
+            return False
+        if verdict == "current":
+            chosen = [v for v in candidates if v["VolumeId"] == detail[0]]
+        else:
+            chosen = candidates if verdict == "malformed" else [v for v in candidates if v["VolumeId"] in detail[1]]
+        return any(any(a.get("InstanceId") == instance_id and a.get("State") in ("attaching", "attached", "detaching")
+                       for a in v.get("Attachments", [])) or t.as_dict(v.get("Tags")).get(t.HOLDER) == instance_id
+                   for v in chosen)
+
+    def _not_holder(self, event, service):
+        return (f"ignored: {event.instance_id} is not the holder of the current generation of {service.lineage} "
+                f"(it carries the lineage's tag, but its current data is elsewhere)")
+
     # ---- Spot interruption warning ----------------------------------------------------------
     def on_warning(self, event, instance, service):
         ec2, instance_id = self.clients["ec2"], event.instance_id
         deadline = event.time + NOTICE_LEAD
         done = progress.read(instance)
+        state = instance["State"]["Name"]
+        if "warned" not in done and not self.holds_current_data(service, instance):
+            return self._not_holder(event, service)
+        if "warned" not in done and state in AWAY_STATES:
+            # Too late to stop anything: nothing answers SSM, the group has let it go. The missed-warning path, once.
+            return f"warning for {instance_id}, already {state}: " + self._protect(
+                instance_id, instance, service, reason=f"the interruption warning came when it was already {state}")
+        action = event.detail.get("instance-action", "terminate")
+        if action in ("stop", "hibernate"):
+            return self.on_pause_warning(event, instance, service, action, deadline)
         if "warned" not in done:
             self.publish(service, f"Spot interruption warning for {instance_id}", {
                 "event": "interruption-warning", "service": service.name, "lineage": service.lineage,
@@ -185,6 +232,42 @@ class Handler:
         self.metric(service, "WarningHandled", 1, "Count")
         return f"warning handled for {instance_id}: stop {progress.outcome_of(done['stopped'])}"
 
+    def on_pause_warning(self, event, instance, service, action, deadline):
+        """A Spot ``stop`` or ``hibernate`` interruption: the instance is stopped, not terminated, and keeps its
+        volumes; EC2 starts it again when capacity returns (EC2 user guide, "Interruption behavior for Spot
+        Instances"). So no Unhealthy, no release, no replacement: for ``stop`` the application is stopped cleanly
+        within the notice and a consistent snapshot taken; for ``hibernate`` nothing is stopped (memory is kept) and
+        a snapshot (crash-consistent) is taken only with the service's ``hibernate_snapshot``. When the instance runs
+        again its agent mounts the same volume as on any boot. Once per notice (the ``paused`` progress step keeps the
+        notice time)."""
+        ec2, instance_id = self.clients["ec2"], event.instance_id
+        notice = f"{action}@{event.time:%Y%m%dT%H%M%SZ}"
+        recorded = progress.outcome_of(progress.read(instance).get("paused", ""))
+        if recorded.split(" ", 1)[0] == notice:
+            return f"duplicate: {action} warning for {instance_id} at {event.time:%H:%M:%S}Z already handled"
+        if action == "stop":
+            stop = self.stop_application(instance_id, service, deadline)
+        else:
+            stop = "not stopped: hibernation keeps memory"
+        snapshot = "none"
+        if action == "stop" or service.hibernate_snapshot:
+            consistency = "consistent" if stop == "ok" else "crash-consistent"
+            backup = backup_instance(ec2, instance_id, f"{service.name}-{action}-{event.time:%Y%m%d%H%M%S}",
+                                     extra_tags={t.LINEAGE: service.lineage}, clock=self.clock)
+            snapshot = f"{backup.backup_set} {consistency}"
+        progress.record(ec2, instance_id, "paused", self.clock.now(), f"{notice} stop={stop.split(':')[0]}")
+        self.publish(service, f"Spot {action} interruption for {instance_id}", {
+            "event": f"interruption-{action}", "service": service.name, "lineage": service.lineage,
+            "instance_id": instance_id, "instance_action": action, "interruption_at": deadline.isoformat(), "stop": stop,
+            "snapshot": snapshot,
+            "summary": f"{service.name}: {instance_id} will be {'stopped' if action == 'stop' else 'hibernated'} at "
+                       f"{deadline:%H:%M:%S}Z and kept with its data volume (no replacement); application "
+                       f"{'stop: ' + stop if action == 'stop' else 'left running in memory'}; snapshot: {snapshot}. "
+                       f"EC2 starts it again when capacity returns"})
+        self.metric(service, "SpotPauses", 1, "Count")
+        return (f"{action} warning handled for {instance_id}: the instance keeps its data; stop {stop}; "
+                f"snapshot {snapshot}")
+
     def stop_application(self, instance_id, service, deadline):
         """Stop the app through SSM within the notice; returns ``ok`` or why not."""
         if not service.stop_commands:
@@ -206,8 +289,13 @@ class Handler:
             return f"ignored: replacement {replacement} is gone"
         done = progress.read(instance)
         hook = {"AutoScalingGroupName": event.group, "LifecycleHookName": event.hook, "LifecycleActionToken": event.token}
-        if "continued" in done or "abandoned" in done:
+        completed = [step for step in ("continued", "abandoned") if step in done]
+        if completed and _token_of(done[completed[0]]) in (event.token, ""):
             return f"duplicate: launch action for {replacement} already completed"
+        if completed:
+            # Another lifecycle of the same instance (back from a warm pool): the last one's steps say nothing about
+            # where the data is now.
+            done = self._forget_launch(instance, done)
         self._heartbeat(hook)
         try:
             if "attached" not in done:
@@ -239,7 +327,7 @@ class Handler:
         except RecoveryError as exc:  # no snapshot, forked lineage, bad address...: waiting will not help
             return self._abandon(hook, service, replacement, exc)
         self._complete(hook, "CONTINUE")
-        progress.record(ec2, replacement, "continued", self.clock.now())
+        progress.record(ec2, replacement, "continued", self.clock.now(), f"token={event.token}")
         outcome = f"replacement {replacement} has the data ({progress.outcome_of(done['attached'])}) and the address"
         watched = self._watch_replacement(service, progress.outcome_of(done.get("replaces", "")), replacement)
         return outcome + (f"; {watched}" if watched else "")
@@ -292,12 +380,22 @@ class Handler:
         try:
             call(self.clients["autoscaling"], "complete_lifecycle_action", LifecycleActionResult=result, **hook)
         except AwsApiError as exc:
-            if exc.aws_code != "ValidationError":  # "No active Lifecycle Action": already completed or timed out
+            if exc.aws_code != "ValidationError":
                 raise
+            # "No active Lifecycle Action": completed by someone else, or timed out (its default result applied)
+            LOG.warning("lifecycle action %s of %s was no longer active: %s", hook["LifecycleHookName"],
+                        hook["AutoScalingGroupName"], exc.message)
+
+    def _forget_launch(self, instance, done):
+        steps = [step for step in LAUNCH_STEPS if step in done]
+        call(self.clients["ec2"], "delete_tags", Resources=[instance["InstanceId"]],
+             Tags=[{"Key": progress.PROGRESS + step} for step in steps])
+        return {step: value for step, value in done.items() if step not in steps}
 
     def _abandon(self, hook, service, replacement, error):
         self._complete(hook, "ABANDON")
-        progress.record(self.clients["ec2"], replacement, "abandoned", self.clock.now(), error.code)
+        progress.record(self.clients["ec2"], replacement, "abandoned", self.clock.now(),
+                        f"token={hook['LifecycleActionToken']} {error.code}")
         self.publish(service, f"Recovery failed for {service.name}", {
             "event": "recovery-failed", "service": service.name, "instance_id": replacement, "error": error.to_dict(),
             "summary": f"{service.name}: replacement {replacement} abandoned: {error.message}"})
@@ -306,9 +404,25 @@ class Handler:
 
     # ---- termination without (or after) a warning ---------------------------------------------
     def on_terminate(self, event, instance, service):
+        """A terminate lifecycle action: completed once per token (recorded on the instance: a redelivery makes no
+        call). ``Destination: WarmPool`` is a scale-in into the group's warm pool: the instance is stopped, not
+        terminated, and keeps its volumes, so it is no loss (no snapshot, no alert, no mark)."""
         hook = {"AutoScalingGroupName": event.group, "LifecycleHookName": event.hook, "LifecycleActionToken": event.token}
-        outcome = self._protect(event.instance_id, instance, service) if instance else "instance gone"
+        if instance is None or instance["State"]["Name"] == "terminated":
+            return f"terminate action for {event.instance_id}: instance gone, its lifecycle action with it"
+        done = progress.read(instance)
+        if _token_of(done.get("terminate-completed", "")) == event.token:
+            return f"duplicate: terminate action for {event.instance_id} already completed"
+        if event.detail.get("Destination") == events.WARM_POOL:
+            outcome = "scale-in to the warm pool: the instance is kept, stopped, with its volumes"
+        else:
+            outcome = self._protect(event.instance_id, instance, service)
         self._complete(hook, "CONTINUE")
+        try:
+            progress.record(self.clients["ec2"], event.instance_id, "terminate-completed", self.clock.now(),
+                            f"token={event.token}")
+        except AwsApiError as exc:   # gone meanwhile: no redelivery can find it either
+            LOG.info("could not record the completed action on %s: %s", event.instance_id, exc.message)
         return f"terminate action for {event.instance_id}: {outcome}"
 
     def on_state_change(self, event, instance, service):
@@ -323,11 +437,13 @@ class Handler:
             return f"ignored: state {event.state}"
         return f"state {event.state} of {event.instance_id}: {self._protect(event.instance_id, instance, service)}"
 
-    def _protect(self, instance_id, instance, service):
-        """The protective steps still possible when no warning was handled for the instance."""
+    def _protect(self, instance_id, instance, service, reason=None):
+        """The protective steps still possible when no warning was handled for the instance (its holder only)."""
         done = progress.read(instance)
         if "warned" in done or "protected" in done:
             return "already handled"
+        if not self.holds_current_data(service, instance):
+            return f"not the holder of the current generation of {service.lineage}: nothing to protect"
         outcome = "no snapshot possible (instance gone)"
         if instance["State"]["Name"] not in GONE_STATES:
             backup = backup_instance(self.clients["ec2"], instance_id, f"{service.name}-interruption",
@@ -337,16 +453,21 @@ class Handler:
             progress.record(self.clients["ec2"], instance_id, "protected", self.clock.now(), outcome)
         except AwsApiError:
             LOG.info("could not tag %s (gone): %s", instance_id, outcome)
+        why = reason or "no interruption warning was seen"
         self.publish(service, f"{instance_id} is going away without a Spot warning", {
             "event": "missed-warning", "service": service.name, "instance_id": instance_id, "protection": outcome,
-            "summary": f"{service.name}: {instance_id} is terminating and no interruption warning was seen; {outcome}"})
+            "reason": why, "summary": f"{service.name}: {instance_id} is going away and {why}; {outcome}"})
         self.metric(service, "MissedWarnings", 1, "Count")
         return outcome
 
     # ---- rebalance and boot report ------------------------------------------------------------
     def on_rebalance(self, event, instance, service):
+        if "warned" in progress.read(instance):
+            return f"ignored: rebalance for {event.instance_id}, which is already being interrupted"
         if not service.rebalance_snapshot or instance["State"]["Name"] != "running":
             return f"rebalance for {event.instance_id}: nothing to do"
+        if not self.holds_current_data(service, instance):
+            return self._not_holder(event, service)
         backup = backup_instance(self.clients["ec2"], event.instance_id, f"{service.name}-rebalance-{event.time:%Y%m%d%H%M}",
                                  extra_tags={t.LINEAGE: service.lineage}, clock=self.clock)
         return f"rebalance for {event.instance_id}: snapshot {backup.backup_set} ({'new' if backup.changed else 'existing'})"
@@ -601,6 +722,18 @@ class Handler:
 
 
 TRANSIENT = (Retry, WaitTimeout, AwsApiError)
+# States in which an instance can no longer stop anything cleanly: no SSM stop, no SetInstanceHealth.
+AWAY_STATES = ("shutting-down", "terminated", "stopping", "stopped")
+# The progress steps of one launch lifecycle (forgotten when the instance starts another, back from a warm pool).
+LAUNCH_STEPS = ("attached", "replaces", "address", "continued", "abandoned", "reported")
+
+
+def _token_of(value):
+    """The lifecycle action token a progress value records (``... token=<uuid> ...``), or ``""``."""
+    for word in progress.outcome_of(value).split():
+        if word.startswith("token="):
+            return word[len("token="):]
+    return ""
 
 
 def _alarm_section(service, name, metric):
@@ -643,20 +776,20 @@ def process_batch(sqs_event, handler):
         message_id = record.get("messageId") if isinstance(record, dict) else None
         try:
             outcome = handler.handle(record.get("body") if isinstance(record, dict) else None)
-            LOG.info("%s: %s", message_id, outcome)
+            LOG.info("%s: %s", events.printable(message_id, 100), events.printable(outcome))
         except events.InvalidEvent as exc:
-            LOG.warning("%s: dropped invalid event: %s", message_id, exc.message)
+            LOG.warning("%s: dropped invalid event: %s", events.printable(message_id, 100), events.printable(exc.message))
             handler.metric(handler_config.Service(name="handler", lineage="handler"), "InvalidEvents", 1, "Count")
         except TRANSIENT as exc:
-            LOG.warning("%s: will retry: %s", message_id, getattr(exc, "message", exc))
+            LOG.warning("%s: will retry: %s", events.printable(message_id, 100), events.printable(getattr(exc, "message", exc)))
             if message_id:
                 failures.append({"itemIdentifier": message_id})
                 _retry_soon(handler, record)
         except RecoveryError as exc:
-            LOG.error("%s: not recoverable: %s", message_id, exc.message)
+            LOG.error("%s: not recoverable: %s", events.printable(message_id, 100), events.printable(exc.message))
             handler.metric(handler_config.Service(name="handler", lineage="handler"), "HandlerErrors", 1, "Count")
         except Exception:  # pylint: disable=broad-exception-caught  # a bug must not lose the message: retry, then DLQ
-            LOG.exception("%s: handler error", message_id)
+            LOG.exception("%s: handler error", events.printable(message_id, 100))
             if message_id:
                 failures.append({"itemIdentifier": message_id})
     return {"batchItemFailures": failures}
@@ -671,4 +804,7 @@ def lambda_handler(event, context):  # pylint: disable=unused-argument
     logging.getLogger().setLevel(logging.INFO)
     if _CONFIG is None:
         _CONFIG = handler_config.parse(os.environ.get(handler_config.ENV_VAR, ""))
-    return process_batch(event, Handler(_CONFIG, Clients()))
+    # The function's own account and region, from its ARN (arn:aws:lambda:<region>:<account>:function:<name>).
+    arn = str(getattr(context, "invoked_function_arn", "") or "").split(":")
+    account, region = (arn[4], arn[3]) if len(arn) >= 7 else (None, None)
+    return process_batch(event, Handler(_CONFIG, Clients(), account=account, region=region))

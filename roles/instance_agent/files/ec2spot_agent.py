@@ -1316,7 +1316,8 @@ class Agent:
 
     # -- watch
     def poll_once(self):
-        """One look at IMDS. Returns what was acted on: 'interruption', 'rebalance' or None."""
+        """One look at IMDS. Returns what was acted on: 'interruption' (terminate or stop: the application is stopped),
+        'hibernate' (recorded, nothing stopped), 'rebalance' or None."""
         try:
             action = self.imds.get("meta-data/spot/instance-action")
         except TransientError as exc:   # never act on an error: a false stop is an outage of its own
@@ -1329,9 +1330,18 @@ class Agent:
             try:
                 notice = json.loads(action)
                 deadline = parse_time(notice["time"])
-            except (ValueError, KeyError, TypeError):
-                LOG.error("unreadable instance-action %r; stopping with the documented two-minute lead", action)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                LOG.error("unreadable instance-action %r; stopping with the documented two-minute lead", action[:200])
                 notice, deadline = {"action": "unknown"}, self.clock.now() + datetime.timedelta(seconds=120)
+            if notice.get("action") == "hibernate":
+                # Hibernation keeps memory: the application resumes as it was. Stopping it would lose that for nothing
+                # (EC2 user guide, "Behavior of Spot Instance interruptions"). Recorded once, never stopped.
+                path = self.state_path("hibernate.json")
+                if read_json(path) is None:
+                    write_json(path, {"notice": notice, "seen": stamp(self.clock.now())})
+                    LOG.warning("Spot hibernation at %s: the application keeps running and resumes from memory",
+                                stamp(deadline))
+                return "hibernate"
             self.stop(f"spot {notice.get('action', 'interruption')} at {stamp(deadline)}", deadline)
             return "interruption"
         try:

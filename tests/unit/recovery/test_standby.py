@@ -59,7 +59,8 @@ class StandbyWorld:
             "name": NAME, "lineage": LINEAGE, "address": {"tags": {"Service": NAME}}, "device_name": "/dev/sdf",
             "standby": standby_section or {"tags": {ROLE: "standby"}, "primary_tags": {ROLE: "primary"},
                                            "move_volume": move_volume}}]})
-        self.handler = recovery.Handler(self.config, recovery.Clients(lambda n: self.clients[n]), clock=CoreClock())
+        self.handler = recovery.Handler(self.config, recovery.Clients(lambda n: self.clients[n]), clock=CoreClock(),
+                                        account=CONTEXT.account_id, region=CONTEXT.region)
 
     def _launch(self, seeded, zone, role):
         return self.clients["ec2"].run_instances(

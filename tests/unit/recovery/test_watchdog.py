@@ -50,7 +50,8 @@ class WatchdogWorld:
         CONTEXT.advance(status_check_seconds(CONTEXT) + 5)
         self.config = handler_config.parse({"topic_arn": self.topic, "services": [{
             "name": NAME, "lineage": LINEAGE, "watchdog": {"mode": mode, "alarm_prefix": ALARM, **section}}]})
-        self.handler = recovery.Handler(self.config, recovery.Clients(lambda n: self.clients[n]), clock=CoreClock())
+        self.handler = recovery.Handler(self.config, recovery.Clients(lambda n: self.clients[n]), clock=CoreClock(),
+                                        account=CONTEXT.account_id, region=CONTEXT.region)
 
     def fire(self):
         """The CPU alarm goes to ALARM; returns the event as the queue delivers it."""
@@ -193,7 +194,8 @@ def test_other_alarms_and_ok_states_are_ignored(aws, ec2, world):
 def test_malformed_alarm_events_are_dropped_with_a_reason(detail, message):
     from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import events
     with pytest.raises(events.InvalidEvent, match=message):
-        events.parse(envelope("aws.cloudwatch", "CloudWatch Alarm State Change", detail))
+        events.parse(envelope("aws.cloudwatch", "CloudWatch Alarm State Change", detail), account=CONTEXT.account_id,
+                     region=CONTEXT.region)
 
 
 @pytest.mark.parametrize("section, message", [
@@ -225,7 +227,8 @@ def test_the_cpu_alarm_follows_the_data_to_a_spot_replacement(aws, ec2, world):
         "name": "pg", "lineage": PG_LINEAGE, "group": GROUP, "stop_commands": ["echo stopping > app.stopped"],
         "address": {"tags": {"Service": "pg"}}, "device_name": "/dev/sdf",
         "watchdog": {"mode": "alarm-reboot", "alarm_prefix": prefix}}]})
-    fleet.handler = recovery.Handler(watched, recovery.Clients(lambda n: fleet.clients[n]), clock=CoreClock())
+    fleet.handler = recovery.Handler(watched, recovery.Clients(lambda n: fleet.clients[n]), clock=CoreClock(),
+                                     account=CONTEXT.account_id, region=CONTEXT.region)
 
     fleet.handler.handle(warning(fleet.first))
     CONTEXT.advance(60)

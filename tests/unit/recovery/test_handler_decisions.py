@@ -1,0 +1,198 @@
+"""The handler's decisions on well-formed events, each rule with the exact mutating calls it makes (or does not).
+
+The world is sandbox.scenario's (a Spot group of one, its volume, its address, the handler); every client call is
+recorded, and each case compares the list of calls that change something (not Describe/Get/List).
+"""
+
+import logging
+
+import pytest
+
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import config as handler_config
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import handler as recovery
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import progress
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
+from sandbox.context import CONTEXT
+from sandbox.scenario import GROUP, LINEAGE, World, envelope, warning
+
+READ_ONLY = ("Describe", "Get", "List")
+
+
+class Calls:
+    """Every operation the handler's clients send, in order."""
+
+    def __init__(self, clients):
+        self.made = []
+        for client in clients.values():
+            client.meta.events.register("before-call", self._record)
+
+    def _record(self, model, **kwargs):
+        self.made.append(model.name)
+
+    def mutating(self):
+        return [name for name in self.made if not name.startswith(READ_ONLY)]
+
+    def clear(self):
+        self.made.clear()
+
+
+@pytest.fixture
+def fleet(aws, ec2, world):
+    return World(world)
+
+
+@pytest.fixture
+def calls(fleet):
+    return Calls(fleet.clients)
+
+
+def with_service(fleet, **settings):
+    """The fleet's handler with its service's configuration changed."""
+    raw = {"name": fleet.name, "lineage": LINEAGE, "group": GROUP, "stop_commands": ["echo stopping > app.stopped"],
+           "address": {"tags": {"Service": fleet.name}}, "device_name": "/dev/sdf", **settings}
+    fleet.handler.config = handler_config.parse({"topic_arn": fleet.topic, "services": [raw]})
+    return fleet.handler
+
+
+def terminate_action(fleet, instance_id, token, **detail):
+    return envelope("aws.autoscaling", "EC2 Instance-terminate Lifecycle Action", {
+        "LifecycleActionToken": token, "AutoScalingGroupName": GROUP, "LifecycleHookName": "terminate",
+        "EC2InstanceId": instance_id, "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING", **detail})
+
+
+# ---- interruption behaviours: stop and hibernate keep the instance and its data ---------------------------------
+
+def test_stop_warning_stops_the_app_and_snapshots_but_keeps_the_instance_and_its_volume(fleet, calls):
+    notice = warning(fleet.first, action="stop")
+    outcome = fleet.handler.handle(notice)
+
+    assert outcome.startswith(f"stop warning handled for {fleet.first}: the instance keeps its data")
+    assert "SetInstanceHealth" not in calls.made and "DetachVolume" not in calls.made
+    assert calls.mutating().count("SendCommand") == 1 and calls.mutating().count("CreateSnapshots") == 1
+    assert fleet.volume_state(fleet.volume) == ("in-use", [(fleet.first, "attached")])
+    [message] = fleet.messages()
+    assert (message["event"], message["instance_action"], message["stop"]) == ("interruption-stop", "stop", "ok")
+    assert message["snapshot"].endswith("consistent") and "kept" in message["summary"]
+    done = progress.read(fleet.instance(fleet.first))
+    assert "warned" not in done and "unhealthy" not in done and "released" not in done
+    calls.clear()
+    assert fleet.handler.handle(notice).startswith("duplicate")   # redelivered
+    assert calls.mutating() == [] and fleet.messages() == []
+
+
+@pytest.mark.parametrize("snapshot, expected", [(False, []), (True, ["CreateSnapshots"])])
+def test_hibernate_warning_never_stops_the_app_and_snapshots_only_when_asked(fleet, calls, snapshot, expected):
+    with_service(fleet, hibernate_snapshot=snapshot)
+    fleet.handler.handle(warning(fleet.first, action="hibernate"))
+
+    assert [c for c in calls.mutating() if c in ("SendCommand", "SetInstanceHealth", "DetachVolume", "CreateSnapshots")] \
+        == expected
+    [message] = fleet.messages()
+    assert message["event"] == "interruption-hibernate" and message["stop"] == "not stopped: hibernation keeps memory"
+
+
+def test_a_terminate_warning_after_a_handled_stop_is_handled_in_full(fleet):
+    fleet.handler.handle(warning(fleet.first, action="stop"))
+    CONTEXT.advance(300)
+    assert fleet.handler.handle(warning(fleet.first)) == f"warning handled for {fleet.first}: stop ok"
+
+
+# ---- holder, not tag ---------------------------------------------------------------------------------------------
+
+def test_warning_for_an_instance_that_no_longer_holds_the_current_data_does_nothing(fleet, calls, launch):
+    """Still tagged with the lineage, but the current generation moved to another instance."""
+    ec2 = fleet.clients["ec2"]
+    newer = launch(lineage=LINEAGE)
+    volume = ec2.create_volume(AvailabilityZone="us-east-1a", Size=20, TagSpecifications=[{"ResourceType": "volume", "Tags": t.as_list(
+        {t.LINEAGE: LINEAGE, t.GENERATION: 2, t.HOLDER: newer})}])["VolumeId"]
+    ec2.attach_volume(VolumeId=volume, InstanceId=newer, Device="/dev/sdf")
+    CONTEXT.advance(5)
+    calls.clear()
+
+    for body in (warning(fleet.first), envelope("aws.ec2", "EC2 Instance Rebalance Recommendation", {"instance-id": fleet.first})):
+        assert "not the holder of the current generation" in fleet.handler.handle(body)
+    assert calls.mutating() == [] and fleet.messages() == [] and fleet.ssm_commands() == []
+
+
+def test_the_recorded_holder_is_still_the_holder_after_its_volume_was_released(fleet):
+    fleet.handler.handle(warning(fleet.first))
+    assert fleet.volume_state(fleet.volume)[0] == "available"
+    assert fleet.handler.handle(warning(fleet.first)) == f"warning handled for {fleet.first}: stop ok"   # redelivery
+
+
+# ---- instance state ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("state", ["stopped", "terminated"])
+def test_warning_for_an_instance_already_going_away_sends_no_stop_and_alerts_once(fleet, calls, state):
+    ec2 = fleet.clients["ec2"]
+    fleet.autoscaling.detach_instances(InstanceIds=[fleet.first], AutoScalingGroupName=GROUP,
+                                       ShouldDecrementDesiredCapacity=True)
+    (ec2.stop_instances if state == "stopped" else ec2.terminate_instances)(InstanceIds=[fleet.first])
+    CONTEXT.advance(5)
+    calls.clear()
+
+    fleet.handler.handle(warning(fleet.first))
+    fleet.handler.handle(warning(fleet.first))
+
+    assert "SendCommand" not in calls.made and "SetInstanceHealth" not in calls.made
+    assert [m["event"] for m in fleet.messages()] == ["missed-warning"]
+
+
+# ---- lifecycle tokens and warm pools ----------------------------------------------------------------------------
+
+def test_a_terminate_action_is_completed_once_per_token(fleet, calls):
+    token = "c613620e-07e2-4ed2-a9e2-ef8258911ade"
+    fleet.handler.handle(warning(fleet.first))
+    calls.clear()
+    for _ in range(3):
+        fleet.handler.handle(terminate_action(fleet, fleet.first, token))
+    assert calls.mutating().count("CompleteLifecycleAction") == 1
+
+
+def test_scale_in_to_a_warm_pool_is_not_a_loss(fleet, calls):
+    token = "0b9b1a3e-6f0c-4a8e-9d55-3c1f6a2b7e10"
+    outcome = fleet.handler.handle(terminate_action(fleet, fleet.first, token, Origin="AutoScalingGroup",
+                                                    Destination="WarmPool"))
+
+    assert "warm pool" in outcome
+    assert calls.mutating() == ["CompleteLifecycleAction", "CreateTags"]   # completed once, token recorded
+    assert fleet.messages() == []
+    done = progress.read(fleet.instance(fleet.first))
+    assert "protected" not in done
+    # ...so its later, real termination gets the protective snapshot and the alert
+    fleet.handler.handle(terminate_action(fleet, fleet.first, "1b9b1a3e-6f0c-4a8e-9d55-3c1f6a2b7e11"))
+    assert [m["event"] for m in fleet.messages()] == ["missed-warning"]
+
+
+def test_a_launch_back_from_the_warm_pool_with_its_own_volume_moves_nothing(fleet, calls):
+    token = "2b9b1a3e-6f0c-4a8e-9d55-3c1f6a2b7e12"
+    body = envelope("aws.autoscaling", "EC2 Instance-launch Lifecycle Action", {
+        "LifecycleActionToken": token, "AutoScalingGroupName": GROUP, "LifecycleHookName": "launch",
+        "EC2InstanceId": fleet.first, "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING",
+        "Origin": "WarmPool", "Destination": "AutoScalingGroup"})
+
+    fleet.handler.handle(body)
+
+    assert "AttachVolume" not in calls.made and "DetachVolume" not in calls.made and "CreateVolume" not in calls.made
+    assert calls.mutating().count("CompleteLifecycleAction") == 1
+    assert fleet.volume_state(fleet.volume) == ("in-use", [(fleet.first, "attached")])
+
+
+# ---- the envelope, end to end through a batch ------------------------------------------------------------------
+
+def test_an_event_for_another_account_is_dropped_counted_and_calls_nothing(fleet, calls, caplog):
+    foreign = warning(fleet.first).replace('"account": "123456789012"', '"account": "210987654321"')
+    caplog.set_level(logging.INFO)
+    answer = recovery.process_batch({"Records": [{"messageId": "m1", "body": foreign}]}, fleet.handler)
+    assert answer == {"batchItemFailures": []}
+    assert calls.mutating() == ["PutMetricData"] and fleet.ssm_commands() == []
+    assert "account 210987654321 is not this function's" in caplog.text
+
+
+def test_a_rebalance_after_a_handled_warning_is_not_an_error(fleet, caplog):
+    fleet.handler.handle(warning(fleet.first))
+    caplog.set_level(logging.INFO)
+    rebalance = envelope("aws.ec2", "EC2 Instance Rebalance Recommendation", {"instance-id": fleet.first})
+    recovery.process_batch({"Records": [{"messageId": "m1", "body": rebalance}]}, fleet.handler)
+    assert "already being interrupted" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
