@@ -151,9 +151,11 @@ def test_cron_rule_fires_at_its_time_with_the_transformed_input(events, sqs, box
     clock = now(box)
     daily = (clock + timedelta(minutes=30)).replace(second=0, microsecond=0)
     template = ('{"version": "0", "id": "<id>", "source": "ec2spot.autorecover", "detail-type": "EC2Spot Scheduled Backup", '
+                '"account": "<account>", "region": "<region>", '
                 '"time": "<time>", "resources": ["<aws.events.rule-arn>"], "when": <time>, '
                 '"detail": {"lineage": "pgdata", "max_age_days": 7, "keep_newest": 3, "create_image": true}}')
-    name = rule({"Arn": arn, "InputTransformer": {"InputPathsMap": {"id": "$.id", "time": "$.time"}, "InputTemplate": template}},
+    paths = {"id": "$.id", "time": "$.time", "account": "$.account", "region": "$.region"}
+    name = rule({"Arn": arn, "InputTransformer": {"InputPathsMap": paths, "InputTemplate": template}},
                 schedule=f"cron({daily.minute} {daily.hour} * * ? *)")
     assert at(listed(box, name)["next"]) == daily
     box.advance((daily - clock).total_seconds() - 1)
