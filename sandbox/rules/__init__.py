@@ -3,7 +3,7 @@
 from importlib import import_module
 
 RULE_MODULES = ("ebs", "snapshots", "addresses", "autoscaling", "ec2_events", "ssm", "eventbridge", "schedules",
-                "fis", "kms", "pricing", "alarms", "cloudwatch", "speed")
+                "fis", "kms", "pricing", "alarms", "cloudwatch", "scheduled_events", "speed")
 
 
 def install_all(context):

@@ -240,3 +240,30 @@ def test_sigterm_ends_the_watcher_between_polls_not_during_a_stop(make_agent, in
     record = agent_module.read_json(os.path.join(workdir, "run", "stop.json"))
     assert record["outcome"] == "stopped" and app_stops(workdir) == 1
     assert len(clock.slept) <= 1   # the loop ended after the poll that stopped, instead of polling 50 times
+
+
+def test_scheduled_maintenance_in_the_metadata_is_told_to_the_control_plane_once(make_agent, instance, clock, session,
+                                                                                 endpoint, request):
+    """EC2 lists a retirement in events/maintenance/scheduled: the watcher puts one EC2Spot Scheduled Maintenance event."""
+    events, sqs = session.client("events", endpoint_url=endpoint), session.client("sqs", endpoint_url=endpoint)
+    name = f"maint-{abs(hash(request.node.name)) % 10**8}"
+    queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name=name, EventPattern=json.dumps({"source": ["ec2spot.autorecover"],
+                                                        "detail-type": ["EC2Spot Scheduled Maintenance"],
+                                                        "detail": {"instance-id": [instance["id"]]}}))
+    events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": queue_arn}])
+    instance["imds"].set("meta-data/events/maintenance/scheduled", json.dumps([
+        {"Code": "instance-retirement", "Description": "degraded hardware", "EventId": "instance-event-0abc",
+         "NotBefore": "21 Dec 2026 09:00:43 GMT", "NotAfter": "28 Dec 2026 09:00:43 GMT", "State": "active"},
+        {"Code": "system-reboot", "Description": "[Completed] done", "EventId": "instance-event-0def",
+         "NotBefore": "01 Dec 2026 09:00:43 GMT", "NotAfter": "02 Dec 2026 09:00:43 GMT", "State": "completed"}]))
+    agent = make_agent(report_boot=True)
+
+    assert agent.check_maintenance() == ["instance-event-0abc"]
+    assert agent.check_maintenance() == []          # told once: the record survives the watcher's restarts
+
+    [message] = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
+    detail = json.loads(message["Body"])["detail"]
+    assert detail == {"instance-id": instance["id"], "lineage": "pgdata", "service": "pg", "code": "instance-retirement",
+                      "event-id": "instance-event-0abc", "not-before": "2026-12-21T09:00:43.000Z"}

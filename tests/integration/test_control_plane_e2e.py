@@ -27,6 +27,7 @@ from .conftest import REPO
 
 LINEAGE, GROUP, SCALE = "e2edata", "e2e-fleet", 10.0
 SOLO = "e2esolo"
+RETIRING = "e2eretiring"
 
 
 class Webhook(http.server.BaseHTTPRequestHandler):
@@ -80,7 +81,10 @@ def deploy(e2e, tmp_path):
                                              "address": {"tags": {"Service": "e2e"}}, "device_name": "/dev/sdf"},
                                             # a standalone persistent Spot instance (interruption behaviour stop/hibernate)
                                             {"name": "solo", "lineage": SOLO, "stop_commands": ["echo stopped > app.stopped"],
-                                             "hibernate_snapshot": True}]}}]}]
+                                             "hibernate_snapshot": True},
+                                            {"name": "retiring", "lineage": RETIRING, "stop_commands": ["echo stopped > app.stopped"],
+                                             "planned_lead": 300}],
+                 "control_plane_sweep_minutes": 1}}]}]
     path = tmp_path / "deploy.yml"
     path.write_text(json.dumps(play))
     done = subprocess.run(["ansible-playbook", str(path)], env=dict(e2e["env"], ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg")),
@@ -191,3 +195,37 @@ def test_spot_stop_then_hibernate_keep_the_instance_and_its_data(deployed):
                 if m.get("instance_id") == instance]
     tags = t.as_dict(ec2.describe_volumes(VolumeIds=[volume])["Volumes"][0]["Tags"])
     assert (tags[t.GENERATION], tags[t.HOLDER]) == ("3", instance)
+
+
+def test_a_scheduled_retirement_is_planned_from_aws_health_and_handed_off_by_the_sweep_when_due(deployed):
+    """EC2 schedules the retirement of a lineage's holder: AWS Health's event gets a snapshot at once and the
+    planned-interruption message; the sweep (every modeled minute) hands the data off planned_lead (300 s) before
+    the retirement: the application stopped, a consistent snapshot, the volume released, before NotBefore."""
+    e2e = deployed
+    ec2, iam = e2e["aws"]("ec2"), e2e["aws"]("iam")
+    sandbox_world.managed_instance_profile(iam, "retiring-instance")
+    world = e2e["world"]
+    instance = ec2.run_instances(
+        ImageId=world["image_id"], InstanceType="t3.micro", MinCount=1, MaxCount=1, SubnetId=world["subnets"]["us-east-1a"],
+        IamInstanceProfile={"Name": "retiring-instance"},
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": t.LINEAGE, "Value": RETIRING}]}])["Instances"][0]["InstanceId"]
+    volume = ec2.create_volume(AvailabilityZone="us-east-1a", Size=10, VolumeType="gp3", Encrypted=True, TagSpecifications=[
+        {"ResourceType": "volume", "Tags": t.as_list({t.LINEAGE: RETIRING, t.GENERATION: 1, t.HOLDER: instance})}])["VolumeId"]
+    ec2.attach_volume(VolumeId=volume, InstanceId=instance, Device="/dev/sdf")
+    volume_state = lambda: ec2.describe_volumes(VolumeIds=[volume])["Volumes"][0]["State"]  # noqa: E731
+    eventually("the volume attached", lambda: volume_state() == "in-use")
+
+    scheduled = e2e["box"].call("ec2/schedule-event", instance_id=instance, code="instance-retirement", lead=600)
+
+    [planned] = eventually("the planned interruption at the webhook", lambda: [
+        m for m in messages("planned-interruption") if m["instance_id"] == instance])
+    assert planned["code"] == "instance-retirement" and planned["via"] == "AWS Health"
+    assert volume_state() == "in-use" and not [c for c in e2e["box"].records("ssm_commands") if c["instance_ids"] == [instance]]
+    eventually("the hand-off by the sweep, before the retirement", lambda: volume_state() == "available", timeout=120)
+    [stop] = [c for c in e2e["box"].records("ssm_commands") if c["instance_ids"] == [instance]]
+    assert stop["commands"][0] == "echo stopped > app.stopped"
+    described = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]
+    assert described["State"]["Name"] == "running"                 # released before NotBefore, not after
+    progress_tags = {k: v for k, v in t.as_dict(described["Tags"]).items() if k.startswith("ec2spot:progress:")}
+    assert progress_tags["ec2spot:progress:warned"].endswith("planned instance-retirement")
+    assert progress_tags["ec2spot:progress:stopped"].endswith(" ok") and scheduled["event_id"].startswith("instance-event-")

@@ -280,3 +280,39 @@ def test_stop_of_a_terminated_instance_still_fails_as_before(ec2, box, launch, s
     with pytest.raises(ClientError):
         ec2.stop_instances(InstanceIds=[instance])
     assert state_changes(instance) == []
+
+
+def test_a_scheduled_retirement_is_listed_announced_and_stops_the_instance_at_its_time(ec2, box, launch, catch):
+    """AWS lists a scheduled event in DescribeInstanceStatus and the instance's metadata, announces it through AWS
+    Health (best effort) and stops an EBS-backed instance at NotBefore. moto 5.2.5 has no scheduled events at all."""
+    health = catch({"source": ["aws.health"], "detail-type": ["AWS Health Event"]})
+    instance = launch()
+    record = box.call("ec2/schedule-event", instance_id=instance, code="instance-retirement", lead=3600)
+
+    [status] = ec2.describe_instance_status(InstanceIds=[instance], IncludeAllInstances=True)["InstanceStatuses"]
+    [event] = status["Events"]
+    assert (event["Code"], event["InstanceEventId"]) == ("instance-retirement", record["event_id"])
+    listed = json.loads(box.call("imds", instance_id=instance, path="events/maintenance/scheduled")["value"])
+    assert [(e["Code"], e["State"], e["EventId"]) for e in listed] == [("instance-retirement", "active", record["event_id"])]
+    datetime.strptime(listed[0]["NotBefore"], "%d %b %Y %H:%M:%S GMT")
+    [announced] = [e for e in health.drain() if e["detail"]["affectedEntities"] == [{"entityValue": instance}]]
+    assert announced["detail"]["eventTypeCode"] == "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED"
+    assert announced["resources"] == [instance] and announced["detail"]["statusCode"] == "upcoming"
+
+    box.advance(3599)
+    assert describe(ec2, instance)["State"]["Name"] == "running"
+    box.advance(2)
+    assert describe(ec2, instance)["State"]["Name"] == "stopped"
+    [event] = ec2.describe_instance_status(InstanceIds=[instance], IncludeAllInstances=True)["InstanceStatuses"][0]["Events"]
+    assert event["Description"].startswith("[Completed]")
+
+
+def test_a_scheduled_event_can_go_unannounced_and_bad_requests_are_refused(box, launch, catch):
+    health = catch({"source": ["aws.health"], "detail-type": ["AWS Health Event"]})
+    instance = launch()
+    box.call("ec2/schedule-event", instance_id=instance, code="system-reboot", lead=600, health=False)
+    assert [e for e in health.drain() if e["detail"]["affectedEntities"] == [{"entityValue": instance}]] == []
+    for payload, words in (({"instance_id": instance, "code": "instance-melt"}, "code must be one of"),
+                           ({"instance_id": "i-0000000000000000f", "code": "instance-stop"}, "does not exist")):
+        with pytest.raises(SandboxError, match=words):
+            box.call("ec2/schedule-event", **payload)

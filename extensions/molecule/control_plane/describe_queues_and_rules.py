@@ -43,7 +43,15 @@ ROUTING_CASES = [
           LifecycleTransition="autoscaling:EC2_INSTANCE_LAUNCHING"), False),
     ("running", "aws.ec2", "EC2 Instance State-change Notification",
      {"instance-id": "i-0feedface0000009", "state": "running"}, False),
-    ("other service", "aws.health", "AWS Health Event", {"service": "EC2"}, False),
+    ("scheduled maintenance", "ec2spot.autorecover", "EC2Spot Scheduled Maintenance",
+     {"instance-id": "i-0feedface000000a", "code": "instance-retirement"}, True),
+    ("EC2 retirement (AWS Health)", "aws.health", "AWS Health Event",
+     {"service": "EC2", "eventTypeCategory": "scheduledChange", "eventTypeCode": "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED"}, True),
+    ("EBS volume lost (AWS Health)", "aws.health", "AWS Health Event",
+     {"service": "EBS", "eventTypeCategory": "issue", "eventTypeCode": "AWS_EBS_VOLUME_LOST"}, True),
+    ("other service", "aws.health", "AWS Health Event", {"service": "RDS", "eventTypeCategory": "scheduledChange"}, False),
+    ("account notification", "aws.health", "AWS Health Event", {"service": "EC2", "eventTypeCategory": "accountNotification"},
+     False),
 ]
 
 
@@ -63,7 +71,8 @@ def rules(events, prefix):
         found[rule["Name"]] = {
             "state": described["State"],
             "arn": described["Arn"],
-            "pattern": json.loads(described["EventPattern"]),
+            "pattern": json.loads(described["EventPattern"]) if described.get("EventPattern") else None,
+            "schedule": described.get("ScheduleExpression"),
             "targets": [{"id": t["Id"], "arn": t["Arn"]} for t in events.list_targets_by_rule(Rule=rule["Name"])["Targets"]],
         }
     return found

@@ -19,6 +19,7 @@ The control-plane role renders it into the Lambda function's environment variabl
           "create_image": false,              # also start an AMI (no reboot) on a warning
           "rebalance_snapshot": true,         # take a fresh snapshot on a rebalance recommendation
           "hibernate_snapshot": false,        # a Spot hibernate notice: also snapshot (crash-consistent; memory is kept)
+          "planned_lead": 1800,               # a planned interruption (retirement...): hand off this long before it
           "address": {"tags": {"Service": "pg"}},   # or {"allocation_id": ...} / {"public_ip": ...} / null
           "device_name": "/dev/sdf",          # where the replacement gets the data (optional)
           "max_data_age": null,               # refuse restores from older data (seconds)
@@ -68,6 +69,7 @@ class Service:
     create_image: bool = False
     rebalance_snapshot: bool = True
     hibernate_snapshot: bool = False
+    planned_lead: int = 1800
     address: dict | None = None
     device_name: str | None = None
     max_data_age: int | None = None
@@ -109,7 +111,7 @@ def _service(raw, index):
     for key in ("create_image", "rebalance_snapshot", "hibernate_snapshot"):
         if key in raw and not isinstance(raw[key], bool):
             raise InvalidInput(f"{where}.{key} must be true or false")
-    for key in ("max_data_age", "stop_timeout"):
+    for key in ("max_data_age", "stop_timeout", "planned_lead"):
         value = raw.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
             raise InvalidInput(f"{where}.{key} must be a positive integer (seconds)")
@@ -117,7 +119,7 @@ def _service(raw, index):
         name=name, lineage=raw["lineage"], group=raw.get("group"),
         stop_commands=tuple(raw.get("stop_commands", [])), data_mounts=tuple(raw.get("data_mounts", [])),
         create_image=raw.get("create_image", False), rebalance_snapshot=raw.get("rebalance_snapshot", True),
-        hibernate_snapshot=raw.get("hibernate_snapshot", False),
+        hibernate_snapshot=raw.get("hibernate_snapshot", False), planned_lead=raw.get("planned_lead", 1800),
         address=address, device_name=raw.get("device_name"), max_data_age=raw.get("max_data_age"),
         stop_timeout=raw.get("stop_timeout", 90),
         standby=standby_settings.parse_settings(raw["standby"], f"{where}.standby") if raw.get("standby") is not None else None,

@@ -23,7 +23,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 
 from .errors import RecoveryError
 
@@ -49,6 +50,9 @@ STATE_CHANGE = "state-change"
 BOOT_REPORT = "boot-report"
 SCHEDULED_BACKUP = "scheduled-backup"
 ALARM = "alarm"
+HEALTH = "health"
+MAINTENANCE = "maintenance"
+SWEEP = "sweep"
 ALARM_STATES = ("OK", "ALARM", "INSUFFICIENT_DATA")
 ALARM_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
 LINEAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
@@ -70,7 +74,31 @@ KINDS = {
     ("ec2spot.autorecover", "EC2Spot Scheduled Backup"): SCHEDULED_BACKUP,
     # A CloudWatch alarm changed state (the standby's status-check / CPU alarms, the CPU watchdog).
     ("aws.cloudwatch", "CloudWatch Alarm State Change"): ALARM,
+    # AWS Health: EC2 scheduled events (retirement, stop, reboot, maintenance) and EBS volume events.
+    ("aws.health", "AWS Health Event"): HEALTH,
+    # Sent by the instance agent when its metadata lists a scheduled event (events/maintenance/scheduled).
+    ("ec2spot.autorecover", "EC2Spot Scheduled Maintenance"): MAINTENANCE,
+    # The control plane's backstop schedule: look for what no event announced.
+    ("ec2spot.autorecover", "EC2Spot Sweep"): SWEEP,
 }
+
+# AWS Health event types that announce the loss of an instance's or a volume's service: each is handled as a
+# planned interruption of the lineage's holder (AWS Health user guide, event type codes; EC2 user guide,
+# "Scheduled events for your instances"). The EC2 scheduled-event code each corresponds to is the second item.
+PLANNED_HEALTH_CODES = {
+    "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED": "instance-retirement",
+    "AWS_EC2_PERSISTENT_INSTANCE_RETIREMENT_SCHEDULED": "instance-retirement",
+    "AWS_EC2_INSTANCE_STOP_SCHEDULED": "instance-stop",
+    "AWS_EC2_INSTANCE_REBOOT_MAINTENANCE_SCHEDULED": "instance-reboot",
+    "AWS_EC2_INSTANCE_REBOOT_FLEXIBLE_MAINTENANCE_SCHEDULED": "instance-reboot",
+    "AWS_EC2_SYSTEM_REBOOT_MAINTENANCE_SCHEDULED": "system-reboot",
+    "AWS_EC2_SYSTEM_MAINTENANCE_EVENT": "system-maintenance",
+    "AWS_EBS_VOLUME_LOST": "volume-lost",
+}
+# EC2 scheduled event codes (DescribeInstanceStatus Events, instance metadata events/maintenance/scheduled).
+SCHEDULED_EVENT_CODES = ("instance-retirement", "instance-stop", "instance-reboot", "system-reboot", "system-maintenance")
+HEALTH_CODE = re.compile(r"[A-Z0-9_]{1,100}")
+VOLUME_ID = re.compile(r"vol-[0-9a-f]{8,17}")
 
 
 class InvalidEvent(RecoveryError):
@@ -90,6 +118,9 @@ class Event:
     hook: str | None = None
     token: str | None = None
     state: str | None = None
+    code: str | None = None                 # a planned event's EC2 code (instance-retirement, ...)
+    start: datetime | None = None           # when a planned event begins (never hand off after it)
+    entities: tuple = ()                    # the instance and volume ids a Health event affects
 
 
 def printable(text, limit=400):
@@ -216,6 +247,17 @@ def parse(body, *, account, region):
         if not isinstance(detail.get("create_image", False), bool):
             raise InvalidEvent("detail.create_image must be true or false")
         return Event(kind=kind, instance_id=None, time=when, event_id=event_id, detail=detail)
+    if kind == HEALTH:
+        return _health(detail, when, event_id, account)
+    if kind == SWEEP:
+        return Event(kind=kind, instance_id=None, time=when, event_id=event_id, detail=detail)
+    if kind == MAINTENANCE:
+        instance_id = _string(detail, "instance-id", INSTANCE_ID)
+        code = _string(detail, "code")
+        if code not in SCHEDULED_EVENT_CODES:
+            raise InvalidEvent(f"detail.code {printable(code, 40)!r} is not an EC2 scheduled event code")
+        return Event(kind=kind, instance_id=instance_id, time=when, event_id=event_id, detail=detail, code=code,
+                     start=_moment(detail.get("not-before"), "detail.not-before"))
     if kind == ALARM:
         event = _alarm(detail, when, event_id)
         _check_resources(resources, account, alarm=detail["alarmName"])
@@ -235,6 +277,44 @@ def parse(body, *, account, region):
                            f"or hibernate")
     state = _string(detail, "state", re.compile(r"[a-z-]{3,20}")) if kind == STATE_CHANGE else None
     return Event(kind=kind, instance_id=instance_id, time=when, event_id=event_id, detail=detail, state=state)
+
+
+def _moment(value, where):
+    """A time as AWS writes it in these events: ISO 8601, RFC 1123 (AWS Health) or ``21 Jan 2019 09:00:43 GMT``
+    (instance metadata); always with a time zone."""
+    if not isinstance(value, str) or not 10 <= len(value) <= 40:
+        raise InvalidEvent(f"{where} must be a time, got {printable(value, 40)!r}")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError) as exc:
+            raise InvalidEvent(f"{where} {printable(value, 40)!r} is not a time") from exc
+    if moment is None or moment.tzinfo is None:
+        raise InvalidEvent(f"{where} {printable(value, 40)!r} has no time zone")
+    return moment.astimezone(timezone.utc)
+
+
+def _health(detail, when, event_id, account):
+    """``AWS Health Event``: the event type, its start and the instances and volumes it affects (its own
+    ``affectedAccount`` must be ours). Event types this handler does not act on parse with ``code`` None."""
+    service = _string(detail, "service", re.compile(r"[A-Z0-9]{1,20}"))
+    type_code = _string(detail, "eventTypeCode", HEALTH_CODE)
+    if detail.get("affectedAccount") is not None and detail.get("affectedAccount") != account:
+        raise InvalidEvent(f"detail.affectedAccount {printable(detail.get('affectedAccount'), 20)} is not {account}")
+    entities = detail.get("affectedEntities", [])
+    if not isinstance(entities, list) or len(entities) > 100:
+        raise InvalidEvent("detail.affectedEntities must be a list (at most 100)")
+    ids = []
+    for entity in entities:
+        value = entity.get("entityValue") if isinstance(entity, dict) else None
+        if isinstance(value, str) and (INSTANCE_ID.fullmatch(value) or VOLUME_ID.fullmatch(value)):
+            ids.append(value)
+    code = PLANNED_HEALTH_CODES.get(type_code) if service in ("EC2", "EBS") else None
+    start = _moment(detail.get("startTime"), "detail.startTime") if code else None
+    return Event(kind=HEALTH, instance_id=None, time=when, event_id=event_id, detail=detail, code=code, start=start,
+                 entities=tuple(ids), state=str(detail.get("statusCode", ""))[:20])
 
 
 def _alarm(detail, when, event_id):

@@ -56,7 +56,7 @@ from . import standby as standbys
 from . import tags as t
 from . import watchdog as watchdogs
 from .addresses import find_address, move_address
-from .aws import SYSTEM_CLOCK, call, make_client, wait_until
+from .aws import SYSTEM_CLOCK, call, make_client, paginate, wait_until
 from .backups import backup_instance
 from .commands import run_shell
 from .retention import images_in_launch_templates, list_backup_sets, prune, select_expired
@@ -127,6 +127,10 @@ class Handler:
             if service is None:
                 return f"ignored: lineage {event.detail['lineage']} is not managed"
             return self.on_scheduled_backup(event, service)
+        if event.kind == events.HEALTH:
+            return self.on_health(event)
+        if event.kind == events.SWEEP:
+            return self.on_sweep(event)
         if event.kind in (events.LAUNCH_ACTION, events.TERMINATE_ACTION):
             service = next((s for s in self.config.services if s.group and s.group == event.group), None)
             if service is None:
@@ -144,6 +148,7 @@ class Handler:
             events.STATE_CHANGE: self.on_state_change,
             events.BOOT_REPORT: self.on_boot_report,
             events.ALARM: self.on_alarm,
+            events.MAINTENANCE: self.on_maintenance,
         }[event.kind]
         return action(event, instance, service)
 
@@ -199,6 +204,13 @@ class Handler:
                 "summary": f"{service.name}: {instance_id} will be interrupted at {deadline:%H:%M:%S}Z; recovery started"})
             done["warned"] = progress.record(ec2, instance_id, "warned", self.clock.now())
             self.metric(service, "SpotInterruptions", 1, "Count")
+        outcome = self._hand_off(instance_id, service, deadline, done)
+        return f"warning handled for {instance_id}: {outcome}"
+
+    def _hand_off(self, instance_id, service, deadline, done):
+        """The terminate hand-off, each step once (progress): Unhealthy (the group starts the replacement now), the
+        application stopped before ``deadline``, one consistent snapshot set, the data volume released early."""
+        ec2 = self.clients["ec2"]
         if service.group and "unhealthy" not in done:
             try:
                 call(self.clients["autoscaling"], "set_instance_health", InstanceId=instance_id, HealthStatus="Unhealthy",
@@ -230,7 +242,163 @@ class Handler:
             done["released"] = progress.record(ec2, instance_id, "released", self.clock.now(),
                                                " ".join(v["VolumeId"] for v in released) or "none")
         self.metric(service, "WarningHandled", 1, "Count")
-        return f"warning handled for {instance_id}: stop {progress.outcome_of(done['stopped'])}"
+        return f"stop {progress.outcome_of(done['stopped'])}"
+
+    # ---- planned interruptions: AWS Health, the agent's scheduled events, the sweep ---------------------
+    def on_health(self, event):
+        """An AWS Health event. EC2 scheduled events name instances; an EBS event names volumes, whose holder is the
+        instance concerned. Types this handler does not act on, and closed events, are ignored."""
+        if event.code is None:
+            return f"ignored: AWS Health {printable_code(event)} is not a planned interruption"
+        if event.state == "closed":
+            return f"ignored: AWS Health {event.detail.get('eventTypeCode')} is closed"
+        if event.code == "volume-lost":
+            return self._volume_lost(event)
+        outcomes = []
+        for entity in event.entities:
+            instance_id = entity
+            if entity.startswith("vol-"):
+                instance_id = self._holder_of_volume(entity)
+                if instance_id is None:
+                    outcomes.append(f"{entity}: no instance holds it")
+                    continue
+            outcomes.append(f"{instance_id}: {self.on_planned(instance_id, event.code, event.start, 'AWS Health')}")
+        return "; ".join(outcomes) or "ignored: the AWS Health event names no instance or volume"
+
+    def _volume_lost(self, event):
+        """``AWS_EBS_VOLUME_LOST``: a volume's data is gone. Nothing is moved automatically: which copy is now the
+        lineage's newest (a snapshot, an older volume) is a human's decision, and guessing could bring back stale
+        data as current. The alert names the volume, its holder and the newest completed snapshot."""
+        outcomes = []
+        for volume_id in (e for e in event.entities if e.startswith("vol-")):
+            try:
+                volume = call(self.clients["ec2"], "describe_volumes", VolumeIds=[volume_id])["Volumes"][0]
+            except (AwsApiError, IndexError):
+                outcomes.append(f"{volume_id}: not found")
+                continue
+            tags = t.as_dict(volume.get("Tags"))
+            service = self.config.service_for(tags.get(t.LINEAGE)) if t.GENERATION in tags else None
+            if service is None:
+                outcomes.append(f"{volume_id}: not a lineage's data")
+                continue
+            newest = lineage_snapshots(self.clients["ec2"], service.lineage)
+            newest_id = newest[0]["SnapshotId"] if newest else None
+            self.publish(service, f"Data volume {volume_id} of {service.name} is lost", {
+                "event": "volume-lost", "service": service.name, "lineage": service.lineage, "volume_id": volume_id,
+                "holder": self._holder_of_volume(volume_id), "newest_snapshot": newest_id,
+                "summary": f"{service.name}: AWS reports {volume_id} (generation {tags.get(t.GENERATION)}) lost. Nothing "
+                           f"was moved automatically; restore the lineage from {newest_id or 'a backup'} with restore.yml "
+                           f"after checking which copy is the newest"})
+            self.metric(service, "VolumesLost", 1, "Count")
+            outcomes.append(f"{volume_id}: lost; alert sent, nothing moved (restore.yml from {newest_id})")
+        return "; ".join(outcomes) or "ignored: the AWS Health event names no volume"
+
+    def on_maintenance(self, event, instance, service):
+        """The agent saw a scheduled event in its metadata. Instances may send this event, so it is only a prompt:
+        what is acted on is what EC2 itself lists for the instance (DescribeInstanceStatus)."""
+        listed = [e for e in self._scheduled_events(event.instance_id) if e["Code"] == event.code]
+        if not listed:
+            return f"ignored: EC2 lists no {event.code} for {event.instance_id} (the agent's report is not acted on alone)"
+        return self.on_planned(event.instance_id, event.code, listed[0]["NotBefore"], "the instance's metadata")
+
+    def _scheduled_events(self, instance_id):
+        statuses = call(self.clients["ec2"], "describe_instance_status", InstanceIds=[instance_id],
+                        IncludeAllInstances=True).get("InstanceStatuses", [])
+        return [e for status in statuses for e in status.get("Events", [])
+                if e.get("Code") in events.SCHEDULED_EVENT_CODES and e.get("NotBefore")
+                and not str(e.get("Description", "")).startswith(("[Completed]", "[Canceled]"))]
+
+    def _holder_of_volume(self, volume_id):
+        try:
+            volume = call(self.clients["ec2"], "describe_volumes", VolumeIds=[volume_id])["Volumes"][0]
+        except (AwsApiError, IndexError):
+            return None
+        attached = [a["InstanceId"] for a in volume.get("Attachments", []) if a.get("State") in ("attaching", "attached")]
+        return attached[0] if attached else t.as_dict(volume.get("Tags")).get(t.HOLDER)
+
+    def on_planned(self, instance_id, code, start, via):
+        """A planned interruption of ``instance_id`` at ``start`` (retirement, scheduled stop or reboot, maintenance,
+        a lost volume). For the holder of a configured lineage: a fresh snapshot at once (once per event), then the
+        same hand-off as a Spot interruption at ``start`` less the service's ``planned_lead`` (at once when that is
+        past, never after ``start``: the sweep, which runs every few minutes, does it when it is due)."""
+        instance = self._describe(instance_id)
+        if instance is None:
+            return "ignored: not found"
+        service = self.config.service_for(t.as_dict(instance.get("Tags")).get(t.LINEAGE))
+        if service is None:
+            return f"ignored: {instance_id} is not a managed instance"
+        done = progress.read(instance)
+        if "warned" in done:
+            return "already handed off"
+        if not self.holds_current_data(service, instance):
+            return f"ignored: not the holder of the current generation of {service.lineage}"
+        state = instance["State"]["Name"]
+        if state in ("stopping", "stopped") and "paused" in done:
+            return "ignored: stopped by a Spot interruption with its data; handled when EC2 starts it again"
+        if state in AWAY_STATES:
+            return self._protect(instance_id, instance, service, reason=f"{code} was announced ({via}) and it is {state}")
+        ec2, now = self.clients["ec2"], self.clock.now()
+        handoff_at = start - timedelta(seconds=service.planned_lead)
+        notice = f"{code}@{start:%Y%m%dT%H%M%SZ}"
+        recorded = progress.outcome_of(done.get("planned", ""))
+        if not recorded.startswith(notice + " "):
+            backup = backup_instance(ec2, instance_id, f"{service.name}-planned-{start:%Y%m%d%H%M}",
+                                     extra_tags={t.LINEAGE: service.lineage}, clock=self.clock)
+            progress.record(ec2, instance_id, "planned", now, f"{notice} handoff={handoff_at:%Y%m%dT%H%M%SZ} "
+                                                             f"snapshot={backup.backup_set}")
+            self.publish(service, f"Planned interruption of {instance_id}: {code}", {
+                "event": "planned-interruption", "service": service.name, "lineage": service.lineage,
+                "instance_id": instance_id, "code": code, "via": via, "starts_at": start.isoformat(),
+                "handoff_at": max(handoff_at, now).isoformat(), "snapshot": backup.backup_set,
+                "summary": f"{service.name}: {code} of {instance_id} at {start:%Y-%m-%d %H:%M}Z ({via}); snapshot "
+                           f"{backup.backup_set} taken now; the data moves to a replacement at "
+                           f"{max(handoff_at, now):%Y-%m-%d %H:%M}Z"})
+            self.metric(service, "PlannedInterruptions", 1, "Count")
+        if now < handoff_at:
+            return f"{code} at {start:%Y-%m-%d %H:%M}Z: snapshot taken; hand-off due at {handoff_at:%Y-%m-%d %H:%M}Z"
+        done["warned"] = progress.record(ec2, instance_id, "warned", now, f"planned {code}")
+        return f"{code}: handed off before {start:%H:%M:%S}Z, " + self._hand_off(instance_id, service, start, done)
+
+    def on_sweep(self, event):
+        """The backstop AWS's best-effort delivery needs: for each lineage, the scheduled events EC2 lists for its
+        instances (each planned once, and handed off when due), and a holder that is gone or stopped although no
+        event announced it (the missed-warning path, once). Progress tags make it idempotent with late events."""
+        ec2, outcomes = self.clients["ec2"], []
+        for service in self.config.services:
+            instances = paginate(ec2, "describe_instances", "Reservations", Filters=[
+                {"Name": f"tag:{t.LINEAGE}", "Values": [service.lineage]},
+                {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped", "shutting-down"]}])
+            for instance in (i for reservation in instances for i in reservation["Instances"]):
+                for scheduled in self._scheduled_events(instance["InstanceId"]):
+                    outcome = self.on_planned(instance["InstanceId"], scheduled["Code"], scheduled["NotBefore"], "the sweep")
+                    outcomes.append(f"{instance['InstanceId']} {scheduled['Code']}: {outcome}")
+            holder = self._unannounced_loss(service)
+            if holder:
+                outcomes.append(f"{holder['InstanceId']}: " + self._protect(
+                    holder["InstanceId"], holder, service,
+                    reason=f"the sweep found it {holder['State']['Name']} and no event announced it"))
+        self.metric(self.config.services[0], "Sweeps", 1, "Count")
+        return "sweep: " + ("; ".join(outcomes) if outcomes else "nothing unannounced")
+
+    def _unannounced_loss(self, service):
+        """The lineage's holder when it is stopped or gone and nothing handled it yet (no warning, protection,
+        pause or planned hand-off recorded), else None."""
+        ec2 = self.clients["ec2"]
+        try:
+            volume = current_volume(ec2, service.lineage)
+        except RecoveryError:
+            return None
+        if volume is None:
+            return None
+        attached = [a["InstanceId"] for a in volume.get("Attachments", []) if a.get("State") in ("attaching", "attached")]
+        holder_id = attached[0] if attached else t.as_dict(volume.get("Tags")).get(t.HOLDER)
+        holder = self._describe(holder_id) if holder_id else None
+        if holder is None or holder["State"]["Name"] not in AWAY_STATES:
+            return None
+        done = progress.read(holder)
+        if {"warned", "protected", "paused"} & set(done):
+            return None
+        return holder
 
     def on_pause_warning(self, event, instance, service, action, deadline):
         """A Spot ``stop`` or ``hibernate`` interruption: the instance is stopped, not terminated, and keeps its
@@ -726,6 +894,10 @@ TRANSIENT = (Retry, WaitTimeout, AwsApiError)
 AWAY_STATES = ("shutting-down", "terminated", "stopping", "stopped")
 # The progress steps of one launch lifecycle (forgotten when the instance starts another, back from a warm pool).
 LAUNCH_STEPS = ("attached", "replaces", "address", "continued", "abandoned", "reported")
+
+
+def printable_code(event):
+    return events.printable(event.detail.get("eventTypeCode"), 100)
 
 
 def _token_of(value):

@@ -59,6 +59,9 @@ FRESH_TAG = "ec2spot:fresh"
 MARKER = ".ec2spot/lineage.json"        # kept on the data volume, beside the data
 EVENT_SOURCE = "ec2spot.autorecover"
 BOOT_REPORT = "EC2Spot Recovery Boot Report"
+MAINTENANCE_REPORT = "EC2Spot Scheduled Maintenance"
+# EC2 scheduled events that end the instance's service (EC2 user guide, "Scheduled events for your instances").
+MAINTENANCE_CODES = ("instance-retirement", "instance-stop", "instance-reboot", "system-reboot", "system-maintenance")
 EC2_API_VERSION = "2016-11-15"
 ELB_API_VERSION = "2015-12-01"
 SUPPORTED_FILESYSTEMS = ("ext4", "xfs")
@@ -69,7 +72,7 @@ DEFAULTS = {
     "device_wait_seconds": 300,
     "app_start_commands": [], "app_stop_commands": [], "app_directory": None, "command_timeout_seconds": 90,
     "target_group_arns": [], "drain_seconds": 30, "poll_seconds": 5, "on_rebalance": "record",
-    "unmount_on_stop": True, "stop_reserve_seconds": 30,
+    "unmount_on_stop": True, "stop_reserve_seconds": 30, "maintenance_poll_seconds": 300,
     "report_boot": True, "event_bus": "default", "address_tags": None,
     "imds_endpoint": "http://169.254.169.254", "aws_endpoint_url": None,
     "state_dir": "/var/lib/ec2spot-agent", "run_dir": "/run/ec2spot-agent",
@@ -220,7 +223,7 @@ def validate_config(raw):
         if not isinstance(config[key], list) or not all(isinstance(item, str) and item for item in config[key]):
             raise AgentError(f"{key} must be a list of non-empty strings")
     for key in ("device_wait_seconds", "command_timeout_seconds", "drain_seconds", "poll_seconds", "stop_reserve_seconds",
-                "agent_fetch_seconds"):
+                "agent_fetch_seconds", "maintenance_poll_seconds"):
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise AgentError(f"{key} must be a number of seconds >= 0")
@@ -1373,11 +1376,59 @@ class Agent:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
 
+    def check_maintenance(self):
+        """EC2's scheduled events for this instance (IMDS ``events/maintenance/scheduled``): each active one is told
+        to the control plane once (``EC2Spot Scheduled Maintenance``), which checks it with EC2 and plans the hand-off
+        (AWS Health delivers the same news best effort). Returns the event ids reported now."""
+        try:
+            listed = self.imds.get("meta-data/events/maintenance/scheduled")
+        except TransientError as exc:
+            LOG.warning("IMDS unavailable, will retry: %s", exc)
+            return []
+        try:
+            scheduled = json.loads(listed or "[]")
+        except ValueError:
+            LOG.error("unreadable events/maintenance/scheduled %r", (listed or "")[:200])
+            return []
+        path = self.state_path("maintenance.json", persistent=True)
+        known = read_json(path) or {}
+        reported = []
+        for item in scheduled if isinstance(scheduled, list) else []:
+            if not isinstance(item, dict) or item.get("State") != "active" or item.get("Code") not in MAINTENANCE_CODES:
+                continue
+            event_id = str(item.get("EventId", ""))[:64]
+            if not event_id or event_id in known:
+                continue
+            try:
+                not_before = datetime.datetime.strptime(str(item.get("NotBefore")), "%d %b %Y %H:%M:%S %Z").replace(
+                    tzinfo=datetime.timezone.utc)
+            except ValueError:
+                LOG.error("scheduled event %s has an unreadable NotBefore %r", event_id, item.get("NotBefore"))
+                continue
+            detail = {"instance-id": self.identity()["instance_id"], "lineage": self.config["lineage"],
+                      "service": self.config["service"], "code": item["Code"], "event-id": event_id,
+                      "not-before": stamp(not_before)}
+            answer = self.aws.put_events([{"Source": EVENT_SOURCE, "DetailType": MAINTENANCE_REPORT,
+                                           "Detail": json.dumps(detail), "EventBusName": self.config["event_bus"],
+                                           "Resources": []}])
+            if answer.get("FailedEntryCount"):
+                LOG.warning("scheduled event %s not reported: %s", event_id, answer.get("Entries"))
+                continue
+            LOG.warning("EC2 scheduled %s for %s; told the control plane", item["Code"], stamp(not_before))
+            known[event_id] = {"code": item["Code"], "not_before": stamp(not_before), "reported": stamp(self.clock.now())}
+            write_json(path, known)
+            reported.append(event_id)
+        return reported
+
     def _watch(self, max_polls):
         polls = 0
+        next_maintenance = self.clock.now()
         while (max_polls is None or polls < max_polls) and not self.terminating:
             try:
                 self.poll_once()
+                if self.config["report_boot"] and self.clock.now() >= next_maintenance:
+                    next_maintenance = self.clock.now() + datetime.timedelta(seconds=self.config["maintenance_poll_seconds"])
+                    self.check_maintenance()
             except AgentError as exc:
                 LOG.error("%s", exc)
             polls += 1

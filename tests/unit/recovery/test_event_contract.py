@@ -106,3 +106,38 @@ def test_the_envelope_is_checked_only_against_a_known_identity():
 ])
 def test_log_text_never_carries_control_characters(raw, shown):
     assert events.printable(raw) == shown
+
+
+def health(code="AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED", entities=(INSTANCE,), **detail):
+    fields = {"eventArn": f"arn:aws:health:{REGION}::event/EC2/{code}/{code}_1", "service": "EC2", "eventTypeCode": code,
+              "eventTypeCategory": "scheduledChange", "startTime": "Mon, 21 Dec 2026 09:00:00 GMT",
+              "statusCode": "upcoming", "affectedAccount": ACCOUNT,
+              "affectedEntities": [{"entityValue": entity} for entity in entities]}
+    fields.update(detail)
+    return body("aws.health", "AWS Health Event", fields, resources=list(entities))
+
+
+@pytest.mark.parametrize("message, code, entities", [
+    (health(), "instance-retirement", (INSTANCE,)),
+    (health("AWS_EC2_INSTANCE_STOP_SCHEDULED"), "instance-stop", (INSTANCE,)),
+    (health("AWS_EBS_VOLUME_LOST", ("vol-0123456789abcdef0",), service="EBS"), "volume-lost", ("vol-0123456789abcdef0",)),
+    (health("AWS_EC2_OPERATIONAL_NOTIFICATION"), None, (INSTANCE,)),          # parsed, not acted on
+    (health(entities=(INSTANCE, "not-an-id", OTHER)), "instance-retirement", (INSTANCE, OTHER)),
+])
+def test_health_events_name_their_planned_interruption(message, code, entities):
+    event = events.parse(message, account=ACCOUNT, region=REGION)
+    assert (event.kind, event.code, event.entities) == (events.HEALTH, code, entities)
+    if code and code != "volume-lost":
+        assert event.start.isoformat() == "2026-12-21T09:00:00+00:00"
+
+
+@pytest.mark.parametrize("message, reason", [
+    (health(affectedAccount="210987654321"), "affectedAccount"),
+    (health(startTime="soon"), "startTime"),
+    (health(eventTypeCode="aws_ec2\n"), "eventTypeCode"),
+    (body("ec2spot.autorecover", "EC2Spot Scheduled Maintenance",
+          {"instance-id": INSTANCE, "code": "instance-melt", "not-before": "2026-12-21T09:00:00Z"}), "scheduled event code"),
+])
+def test_planned_events_that_do_not_hold_together_are_refused(message, reason):
+    with pytest.raises(events.InvalidEvent, match=reason):
+        events.parse(message, account=ACCOUNT, region=REGION)

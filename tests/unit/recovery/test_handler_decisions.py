@@ -5,6 +5,7 @@ recorded, and each case compares the list of calls that change something (not De
 """
 
 import logging
+from datetime import timedelta
 
 import pytest
 
@@ -196,3 +197,97 @@ def test_a_rebalance_after_a_handled_warning_is_not_an_error(fleet, caplog):
     recovery.process_batch({"Records": [{"messageId": "m1", "body": rebalance}]}, fleet.handler)
     assert "already being interrupted" in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+# ---- planned interruptions: AWS Health, the agent's report, the sweep ----------------------------------------------
+
+def health_event(instance_id, start, code="AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED"):
+    return envelope("aws.health", "AWS Health Event", {
+        "eventArn": f"arn:aws:health:us-east-1::event/EC2/{code}/x", "service": "EC2", "eventTypeCode": code,
+        "eventTypeCategory": "scheduledChange", "startTime": start.strftime("%a, %d %b %Y %H:%M:%S GMT"),
+        "statusCode": "upcoming", "affectedAccount": "123456789012", "affectedEntities": [{"entityValue": instance_id}]})
+
+
+def sweep():
+    return envelope("ec2spot.autorecover", "EC2Spot Sweep", {})
+
+
+def test_a_retirement_days_away_is_snapshotted_now_and_handed_off_only_when_due(fleet, calls):
+    start = CONTEXT.now() + timedelta(days=2)
+    body = health_event(fleet.first, start)
+
+    outcome = fleet.handler.handle(body)
+
+    assert "hand-off due at" in outcome
+    assert [c for c in calls.mutating() if c not in ("CreateTags", "Publish", "PutMetricData")] == ["CreateSnapshots"]
+    [message] = fleet.messages()
+    assert (message["event"], message["code"]) == ("planned-interruption", "instance-retirement")
+    calls.clear()
+    fleet.handler.handle(body)                                         # redelivered: nothing again
+    assert calls.mutating() == [] and fleet.messages() == []
+
+
+def test_a_retirement_inside_the_lead_is_handed_off_at_once_before_it_begins(fleet, calls):
+    with_service(fleet, planned_lead=3600)
+    start = (CONTEXT.now() + timedelta(minutes=30)).replace(microsecond=0)
+    outcome = fleet.handler.handle(health_event(fleet.first, start))
+
+    assert outcome == f"{fleet.first}: instance-retirement: handed off before {start:%H:%M:%S}Z, stop ok"
+    made = calls.mutating()
+    assert made.count("CreateSnapshots") == 2                         # the fresh one, then the hand-off's consistent set
+    assert "SetInstanceHealth" in made and "SendCommand" in made and "DetachVolume" in made
+    assert fleet.volume_state(fleet.volume)[0] == "available"
+
+
+def test_a_health_event_for_an_instance_that_is_not_the_holder_does_nothing(fleet, calls, launch):
+    stranger = launch(lineage=LINEAGE)
+    assert "not the holder" in fleet.handler.handle(health_event(stranger, CONTEXT.now() + timedelta(days=1)))
+    assert calls.mutating() == []
+
+
+def test_a_lost_volume_is_reported_and_nothing_is_moved(fleet, calls):
+    body = envelope("aws.health", "AWS Health Event", {
+        "service": "EBS", "eventTypeCode": "AWS_EBS_VOLUME_LOST", "eventTypeCategory": "issue",
+        "startTime": "Mon, 07 Dec 2026 01:00:00 GMT", "affectedEntities": [{"entityValue": fleet.volume}]})
+    assert "nothing moved" in fleet.handler.handle(body)
+    assert calls.mutating() == ["Publish", "PutMetricData"]
+    [message] = fleet.messages()
+    assert message["event"] == "volume-lost" and message["holder"] == fleet.first
+
+
+def test_the_agents_report_is_acted_on_only_when_ec2_lists_the_event(fleet, calls):
+    report = envelope("ec2spot.autorecover", "EC2Spot Scheduled Maintenance", {
+        "instance-id": fleet.first, "code": "instance-retirement", "not-before": "2026-12-30T00:00:00Z"})
+    assert "EC2 lists no instance-retirement" in fleet.handler.handle(report)
+    assert calls.mutating() == []
+    CONTEXT.call_control("ec2/schedule-event", {"instance_id": fleet.first, "code": "instance-retirement",
+                                                "lead": 86400, "health": False})
+    assert "hand-off due at" in fleet.handler.handle(report)
+    assert [m["event"] for m in fleet.messages()] == ["planned-interruption"]
+
+
+def test_the_sweep_finds_an_unannounced_retirement_and_hands_off_when_it_is_due(fleet, calls):
+    with_service(fleet, planned_lead=600)
+    CONTEXT.call_control("ec2/schedule-event", {"instance_id": fleet.first, "code": "instance-retirement",
+                                                "lead": 3600, "health": False})    # AWS Health never delivers it
+    assert "hand-off due at" in fleet.handler.handle(sweep())
+    assert [m["event"] for m in fleet.messages()] == ["planned-interruption"]
+    assert "SetInstanceHealth" not in calls.made
+    CONTEXT.advance(3000 + 5)                                          # past start - planned_lead, before start
+    assert "handed off" in fleet.handler.handle(sweep())
+    assert "SetInstanceHealth" in calls.made and fleet.volume_state(fleet.volume)[0] == "available"
+    calls.clear()
+    fleet.handler.handle(sweep())
+    assert [c for c in calls.mutating() if c != "PutMetricData"] == []
+
+
+def test_the_sweep_alerts_once_for_a_holder_gone_without_any_event(fleet, calls):
+    fleet.autoscaling.detach_instances(InstanceIds=[fleet.first], AutoScalingGroupName=GROUP,
+                                       ShouldDecrementDesiredCapacity=True)
+    fleet.clients["ec2"].stop_instances(InstanceIds=[fleet.first])
+    CONTEXT.advance(5)
+    assert "crash-consistent snapshot" in fleet.handler.handle(sweep())
+    [message] = fleet.messages()
+    assert message["event"] == "missed-warning" and message["reason"] == "the sweep found it stopped and no event announced it"
+    assert "nothing unannounced" in fleet.handler.handle(sweep())
+    assert fleet.messages() == []
