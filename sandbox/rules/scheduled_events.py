@@ -109,8 +109,7 @@ def install(context):
     """``Events`` on moto's ``Instance`` (DescribeInstanceStatus reads them) and the ``ec2/schedule-event`` control."""
     from moto.ec2.models.instances import Instance
 
-    Instance.events = property(lambda self: [
-        {key: value for key, value in event.items()} for event in _events(self)])
+    Instance.events = property(lambda self: [dict(event) for event in _events(self)])
 
     @context.control("ec2/schedule-event")
     def _schedule(payload):

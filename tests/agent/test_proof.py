@@ -345,3 +345,28 @@ def test_ext4_whose_first_100_mib_were_wiped_is_refused_on_a_device_the_check_sa
     with pytest.raises(agent_module.Refused, match="not blank"):
         context.agent.mount()
     assert device_digest(device) == before
+
+
+def test_a_refusal_is_told_to_the_control_plane_once_with_what_the_agent_saw(context, make_agent, session, endpoint):
+    """The operator hears why the replacement has no data, at once, instead of nothing."""
+    events, sqs = session.client("events", endpoint_url=endpoint), session.client("sqs", endpoint_url=endpoint)
+    queue_url = sqs.create_queue(QueueName=f"failed-{context.lineage}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name=f"failed-{context.lineage}", EventPattern=json.dumps({
+        "source": ["ec2spot.autorecover"], "detail": {"lineage": [context.lineage], "status": ["refused"]}}))
+    events.put_targets(Rule=f"failed-{context.lineage}", Targets=[{"Id": "queue", "Arn": queue_arn}])
+    agent = make_agent(context.lineage, report_boot=True)
+    device, volume_id = context.data_device_and_id(lineage_tags(context.lineage, 2))
+    prepare_data_volume(agent, device, {"ledger": b"rows"}, marker={"lineage": "billing", "generation": 2})
+
+    for unused_attempt in range(2):     # the mount unit may be restarted: one report
+        with pytest.raises(agent_module.Refused):
+            agent.mount_or_report()
+
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+    assert len(messages) == 1
+    envelope = json.loads(messages[0]["Body"])
+    assert envelope["detail-type"] == "EC2Spot Recovery Boot Report"
+    detail = envelope["detail"]
+    assert (detail["status"], detail["volume-id"], detail["device"]) == ("refused", volume_id, device)
+    assert "its data belongs to lineage 'billing'" in detail["reason"] and "Nothing was written" in detail["reason"]

@@ -171,10 +171,17 @@ def test_spot_stop_then_hibernate_keep_the_instance_and_its_data(deployed):
     volume = ec2.create_volume(AvailabilityZone="us-east-1a", Size=10, VolumeType="gp3", Encrypted=True, TagSpecifications=[
         {"ResourceType": "volume", "Tags": t.as_list({t.LINEAGE: SOLO, t.GENERATION: 3, t.HOLDER: instance})}])["VolumeId"]
     ec2.attach_volume(VolumeId=volume, InstanceId=instance, Device="/dev/sdf")
-    state = lambda: ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]["State"]["Name"]  # noqa: E731
-    attached = lambda: [(a["InstanceId"], a["State"]) for a in ec2.describe_volumes(VolumeIds=[volume])["Volumes"][0]["Attachments"]]  # noqa: E731
+
+    def state():
+        return ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]["State"]["Name"]
+
+    def attached():
+        return [(a["InstanceId"], a["State"]) for a in ec2.describe_volumes(VolumeIds=[volume])["Volumes"][0]["Attachments"]]
+
+    def ours():
+        return [c for c in e2e["box"].records("ssm_commands") if c["instance_ids"] == [instance]]
+
     eventually("the volume attached", lambda: attached() == [(instance, "attached")])
-    ours = lambda: [c for c in e2e["box"].records("ssm_commands") if c["instance_ids"] == [instance]]  # noqa: E731
 
     e2e["box"].call("spot/interrupt", instance_id=instance, action="stop")
     [stop] = eventually("the stop interruption at the webhook", lambda: [
@@ -212,7 +219,10 @@ def test_a_scheduled_retirement_is_planned_from_aws_health_and_handed_off_by_the
     volume = ec2.create_volume(AvailabilityZone="us-east-1a", Size=10, VolumeType="gp3", Encrypted=True, TagSpecifications=[
         {"ResourceType": "volume", "Tags": t.as_list({t.LINEAGE: RETIRING, t.GENERATION: 1, t.HOLDER: instance})}])["VolumeId"]
     ec2.attach_volume(VolumeId=volume, InstanceId=instance, Device="/dev/sdf")
-    volume_state = lambda: ec2.describe_volumes(VolumeIds=[volume])["Volumes"][0]["State"]  # noqa: E731
+
+    def volume_state():
+        return ec2.describe_volumes(VolumeIds=[volume])["Volumes"][0]["State"]
+
     eventually("the volume attached", lambda: volume_state() == "in-use")
 
     scheduled = e2e["box"].call("ec2/schedule-event", instance_id=instance, code="instance-retirement", lead=600)

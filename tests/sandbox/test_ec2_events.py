@@ -176,8 +176,8 @@ def test_spot_interruption_warns_serves_the_notice_and_terminates_at_the_notice_
 
 
 @pytest.mark.parametrize("action, reason", [("stop", "Server.SpotInstanceShutdown"), ("hibernate", "Server.SpotInstanceHibernate")])
-def test_spot_stop_and_hibernate_interruptions_stop_the_instance_with_its_volumes(ec2, box, launch, catch, state_changes,
-                                                                                 action, reason):
+def test_spot_stop_and_hibernate_interruptions_stop_the_instance_with_its_volumes(
+        ec2, box, launch, catch, state_changes, action, reason):
     """AWS (interruption behaviour stop/hibernate, a persistent request): the same notice with that action, then the
     instance is stopped, not terminated, and keeps its volumes; only EC2 starts it again. moto cannot interrupt."""
     warnings = catch({"source": ["aws.ec2"], "detail-type": ["EC2 Spot Instance Interruption Warning"]})

@@ -68,8 +68,12 @@ def find_address(ec2, allocation_id=None, public_ip=None, address_tags=None):
     return address
 
 
-def move_address(ec2, address, instance_id, allow_reassociation=False, dry_run=False):
-    """Associate ``address`` with ``instance_id`` (its primary interface). Idempotent."""
+def move_address(ec2, address, instance_id, allow_reassociation=False, dry_run=False, only_from_lineage=None):
+    """Associate ``address`` with ``instance_id`` (its primary interface). Idempotent.
+
+    With ``only_from_lineage``, an associated address is taken only from an instance of that lineage (the
+    service's previous holder): an address on anything else is someone else's service, and taking it silently
+    would break theirs. ``Conflict`` names the holder."""
     target = describe_instance(ec2, instance_id)
     if state_of(target) not in ("running", "pending", "stopped", "stopping"):
         raise InvalidInput(f"target instance {instance_id} is {state_of(target)}; an Elastic IP cannot move to it")
@@ -79,7 +83,16 @@ def move_address(ec2, address, instance_id, allow_reassociation=False, dry_run=F
                        association_id=address.get("AssociationId") or None)
     if address.get("InstanceId") == instance_id:
         return move
+
     holder = address.get("InstanceId") or address.get("NetworkInterfaceId")
+    if holder and allow_reassociation and only_from_lineage is not None:
+        holder_lineage = _lineage_of_holder(ec2, address)
+        if holder_lineage != only_from_lineage:
+            raise Conflict(f"Elastic IP {address['PublicIp']} ({address['AllocationId']}) is associated with {holder}, "
+                           f"which is {'of lineage ' + holder_lineage if holder_lineage else 'not an instance of any lineage'}, "
+                           f"not of {only_from_lineage}: not taken. Free it, or allow taking it from any instance "
+                           f"(the service's address_take_from_any)",
+                           allocation_id=address["AllocationId"], holder=holder)
     if holder and not allow_reassociation:
         raise Conflict(f"Elastic IP {address['PublicIp']} ({address['AllocationId']}) is associated with {holder}; "
                        f"set allow_reassociation to move it to {instance_id}",
@@ -91,3 +104,17 @@ def move_address(ec2, address, instance_id, allow_reassociation=False, dry_run=F
                         AllowReassociation=bool(holder))
         move.association_id = response.get("AssociationId")
     return move
+
+
+def _lineage_of_holder(ec2, address):
+    """The ``ec2spot:lineage`` of the instance an address is on (through its interface when it names one), or None."""
+    instance_id = address.get("InstanceId")
+    if not instance_id and address.get("NetworkInterfaceId"):
+        interfaces = call(ec2, "describe_network_interfaces", NetworkInterfaceIds=[address["NetworkInterfaceId"]])
+        instance_id = ((interfaces.get("NetworkInterfaces") or [{}])[0].get("Attachment") or {}).get("InstanceId")
+    if not instance_id:
+        return None
+    try:
+        return t.as_dict(describe_instance(ec2, instance_id).get("Tags")).get(t.LINEAGE)
+    except NotFound:
+        return None

@@ -21,6 +21,7 @@ The control-plane role renders it into the Lambda function's environment variabl
           "hibernate_snapshot": false,        # a Spot hibernate notice: also snapshot (crash-consistent; memory is kept)
           "planned_lead": 1800,               # a planned interruption (retirement...): hand off this long before it
           "address": {"tags": {"Service": "pg"}},   # or {"allocation_id": ...} / {"public_ip": ...} / null
+          "address_take_from_any": false,     # move the address even from an instance of another (or no) lineage
           "device_name": "/dev/sdf",          # where the replacement gets the data (optional)
           "max_data_age": null,               # refuse restores from older data (seconds)
           "stop_timeout": 90,                 # upper bound on the SSM stop; the notice deadline may cut it shorter
@@ -69,6 +70,7 @@ class Service:
     create_image: bool = False
     rebalance_snapshot: bool = True
     hibernate_snapshot: bool = False
+    address_take_from_any: bool = False
     planned_lead: int = 1800
     address: dict | None = None
     device_name: str | None = None
@@ -108,7 +110,7 @@ def _service(raw, index):
     if address is not None and (not isinstance(address, dict) or len(address) != 1
                                 or next(iter(address)) not in ("allocation_id", "public_ip", "tags")):
         raise InvalidInput(f"{where}.address must be one of {{allocation_id}}, {{public_ip}} or {{tags}}")
-    for key in ("create_image", "rebalance_snapshot", "hibernate_snapshot"):
+    for key in ("create_image", "rebalance_snapshot", "hibernate_snapshot", "address_take_from_any"):
         if key in raw and not isinstance(raw[key], bool):
             raise InvalidInput(f"{where}.{key} must be true or false")
     for key in ("max_data_age", "stop_timeout", "planned_lead"):
@@ -120,6 +122,7 @@ def _service(raw, index):
         stop_commands=tuple(raw.get("stop_commands", [])), data_mounts=tuple(raw.get("data_mounts", [])),
         create_image=raw.get("create_image", False), rebalance_snapshot=raw.get("rebalance_snapshot", True),
         hibernate_snapshot=raw.get("hibernate_snapshot", False), planned_lead=raw.get("planned_lead", 1800),
+        address_take_from_any=raw.get("address_take_from_any", False),
         address=address, device_name=raw.get("device_name"), max_data_age=raw.get("max_data_age"),
         stop_timeout=raw.get("stop_timeout", 90),
         standby=standby_settings.parse_settings(raw["standby"], f"{where}.standby") if raw.get("standby") is not None else None,

@@ -53,6 +53,8 @@ ALARM = "alarm"
 HEALTH = "health"
 MAINTENANCE = "maintenance"
 SWEEP = "sweep"
+# A boot report's status: the agent mounted the data and started the application, or it did not and says why.
+BOOT_STATUSES = ("ok", "refused", "timed-out")
 ALARM_STATES = ("OK", "ALARM", "INSUFFICIENT_DATA")
 ALARM_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
 LINEAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
@@ -272,6 +274,8 @@ def parse(body, *, account, region):
                      hook=_string(detail, "LifecycleHookName", GROUP_NAME), token=_string(detail, "LifecycleActionToken", TOKEN))
     instance_id = _string(detail, "instance-id", INSTANCE_ID)
     _check_resources(resources, account, instance_id=instance_id)
+    if kind == BOOT_REPORT and detail.get("status", "ok") not in BOOT_STATUSES:
+        raise InvalidEvent(f"detail.status {printable(detail.get('status'), 40)!r} is not one of {', '.join(BOOT_STATUSES)}")
     if kind == SPOT_WARNING and detail.get("instance-action") not in INSTANCE_ACTIONS:
         raise InvalidEvent(f"detail.instance-action {printable(detail.get('instance-action'), 40)!r} is not terminate, stop "
                            f"or hibernate")

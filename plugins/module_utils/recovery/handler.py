@@ -60,7 +60,7 @@ from .aws import SYSTEM_CLOCK, call, make_client, paginate, wait_until
 from .backups import backup_instance
 from .commands import run_shell
 from .retention import images_in_launch_templates, list_backup_sets, prune, select_expired
-from .errors import AwsApiError, FenceViolation, NotFound, RecoveryError, WaitTimeout
+from .errors import AwsApiError, Conflict, FenceViolation, NotFound, RecoveryError, WaitTimeout
 from .instances import GONE_STATES, describe_instance
 from .generations import rank_copies
 from .lineage import current_volume
@@ -344,8 +344,8 @@ class Handler:
         if not recorded.startswith(notice + " "):
             backup = backup_instance(ec2, instance_id, f"{service.name}-planned-{start:%Y%m%d%H%M}",
                                      extra_tags={t.LINEAGE: service.lineage}, clock=self.clock)
-            progress.record(ec2, instance_id, "planned", now, f"{notice} handoff={handoff_at:%Y%m%dT%H%M%SZ} "
-                                                             f"snapshot={backup.backup_set}")
+            progress.record(ec2, instance_id, "planned", now,
+                            f"{notice} handoff={handoff_at:%Y%m%dT%H%M%SZ} snapshot={backup.backup_set}")
             self.publish(service, f"Planned interruption of {instance_id}: {code}", {
                 "event": "planned-interruption", "service": service.name, "lineage": service.lineage,
                 "instance_id": instance_id, "code": code, "via": via, "starts_at": start.isoformat(),
@@ -423,7 +423,7 @@ class Handler:
             backup = backup_instance(ec2, instance_id, f"{service.name}-{action}-{event.time:%Y%m%d%H%M%S}",
                                      extra_tags={t.LINEAGE: service.lineage}, clock=self.clock)
             snapshot = f"{backup.backup_set} {consistency}"
-        progress.record(ec2, instance_id, "paused", self.clock.now(), f"{notice} stop={stop.split(':')[0]}")
+        progress.record(ec2, instance_id, "paused", self.clock.now(), f"{notice} stop={stop.split(':', maxsplit=1)[0]}")
         self.publish(service, f"Spot {action} interruption for {instance_id}", {
             "event": f"interruption-{action}", "service": service.name, "lineage": service.lineage,
             "instance_id": instance_id, "instance_action": action, "interruption_at": deadline.isoformat(), "stop": stop,
@@ -482,10 +482,7 @@ class Handler:
                     done["replaces"] = progress.record(ec2, replacement, "replaces", self.clock.now(), moved.previous_instance_id)
                 self.metric(service, "DataAge", moved.data_age_seconds or 0.0, "Seconds")
             if service.address and "address" not in done:
-                address = find_address(ec2, allocation_id=service.address.get("allocation_id"),
-                                       public_ip=service.address.get("public_ip"), address_tags=service.address.get("tags"))
-                moved_address = move_address(ec2, address, replacement, allow_reassociation=True)
-                done["address"] = progress.record(ec2, replacement, "address", self.clock.now(), moved_address.public_ip)
+                done["address"] = self._move_service_address(service, replacement)
         except FenceViolation as exc:
             if "max_data_age" in exc.message:
                 return self._abandon(hook, service, replacement, exc)
@@ -499,6 +496,26 @@ class Handler:
         outcome = f"replacement {replacement} has the data ({progress.outcome_of(done['attached'])}) and the address"
         watched = self._watch_replacement(service, progress.outcome_of(done.get("replaces", "")), replacement)
         return outcome + (f"; {watched}" if watched else "")
+
+    def _move_service_address(self, service, replacement):
+        """The service's Elastic IP to the replacement, taken only from an instance of the lineage (or unassociated)
+        unless the service says ``address_take_from_any``. Refused: the data stays with the replacement (abandoning
+        it would only churn) and the operator is told who holds the address."""
+        ec2 = self.clients["ec2"]
+        address = find_address(ec2, allocation_id=service.address.get("allocation_id"),
+                               public_ip=service.address.get("public_ip"), address_tags=service.address.get("tags"))
+        try:
+            moved = move_address(ec2, address, replacement, allow_reassociation=True,
+                                 only_from_lineage=None if service.address_take_from_any else service.lineage)
+        except Conflict as exc:
+            self.publish(service, f"Elastic IP of {service.name} not moved to {replacement}", {
+                "event": "failed", "step": "address", "service": service.name, "lineage": service.lineage,
+                "instance_id": replacement, "address": address["PublicIp"], "holder": exc.details.get("holder"),
+                "safe": f"the data is on {replacement}", "summary": f"{service.name}: {exc.message}. The data is on "
+                f"{replacement}, which is running without the service's address"})
+            self.metric(service, "RecoveryFailures", 1, "Count")
+            return progress.record(ec2, replacement, "address", self.clock.now(), f"refused: held by {exc.details.get('holder')}")
+        return progress.record(ec2, replacement, "address", self.clock.now(), moved.public_ip)
 
     def _watch_replacement(self, service, old_instance_id, replacement):
         """The CPU watchdog's alarm follows the data to the replacement (after the launch completed: the service
@@ -670,6 +687,8 @@ class Handler:
 
     def on_boot_report(self, event, instance, service):
         ec2, replacement = self.clients["ec2"], event.instance_id
+        if event.detail.get("status", "ok") != "ok":
+            return self._boot_failed(event, instance, service)
         initialised = self._clear_fresh(ec2, event.detail.get("volume-id"), replacement, service)
         done = progress.read(instance)
         if "reported" in done:
@@ -708,6 +727,26 @@ class Handler:
                 self.metric(service, "PhaseSeconds", max(0.0, seconds), "Seconds", phase=phase)
         progress.record(ec2, replacement, "reported", self.clock.now())
         return f"success of {replacement} reported"
+
+    def _boot_failed(self, event, instance, service):
+        """The agent refused the data or timed out waiting for it: the operator hears it at once, with the agent's
+        reason, what is safe and what to do. Once per instance (``boot-failed``)."""
+        ec2, instance_id = self.clients["ec2"], event.instance_id
+        if "boot-failed" in progress.read(instance):
+            return f"duplicate: the failed boot of {instance_id} was already reported"
+        status, reason = event.detail["status"], events.printable(event.detail.get("reason", "no reason given"), 1500)
+        volume = event.detail.get("volume-id") if isinstance(event.detail.get("volume-id"), str) else None
+        safe = ("the agent wrote nothing to the device it refused and did not start the application" if status == "refused"
+                else "no data volume was mounted and the application was not started")
+        self.publish(service, f"Recovery failed for {service.name}: the data was {status} on {instance_id}", {
+            "event": "failed", "step": "boot", "status": status, "service": service.name, "lineage": service.lineage,
+            "instance_id": instance_id, "volume_id": volume, "device": event.detail.get("device"), "reason": reason,
+            "safe": safe, "summary": f"{service.name}: the agent on {instance_id} {status} the data"
+            + (f" ({volume})" if volume else "") + f": {reason}. {safe.capitalize()}. Read the reason, then restore the "
+            f"lineage's current data (lineage_info lists every copy; restore.yml)"})
+        self.metric(service, "RecoveryFailures", 1, "Count")
+        progress.record(ec2, instance_id, "boot-failed", self.clock.now(), status)
+        return f"failed boot of {instance_id} reported: {status}"
 
     def _clear_fresh(self, ec2, volume_id, instance_id, service):
         """The agent formatted a brand-new volume: it is no longer blank, so it must never be formatted again.

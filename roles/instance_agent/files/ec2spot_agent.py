@@ -840,6 +840,7 @@ class Agent:
         self._aws = aws
         self._identity = None
         self.terminating = False
+        self.seen = {}      # the volume and device a boot found: said in a failure report
 
     # -- identity and AWS
     def identity(self):
@@ -873,9 +874,11 @@ class Agent:
         phases["identity"] = stamp(self.clock.now())
         deadline = self.clock.now() + datetime.timedelta(seconds=config["device_wait_seconds"])
         volume = self.wait_for_attachment(identity["instance_id"], deadline)
+        self.seen["volume-id"] = volume["VolumeId"]
         phases["volume_attached"] = stamp(self.clock.now())
         generation = self.check_generation(volume)
         device = self.wait_for_device(volume, deadline)
+        self.seen["device"] = device
         phases["device_found"] = stamp(self.clock.now())
         source = mounted_source(mount_point)
         if source:
@@ -1227,6 +1230,36 @@ class Agent:
             self.aws.associate_address(found[0]["AllocationId"], instance_id)
         return found[0]["PublicIp"]
 
+    def mount_or_report(self, adopt=False):
+        """``mount``; when it refuses or times out, the control plane is told at once (a boot report with the
+        ``status``, the reason and what the agent saw), so the operator hears why instead of nothing."""
+        try:
+            return self.mount(adopt=adopt)
+        except (Refused, TimedOut) as exc:
+            if self.config["report_boot"]:
+                self.report_failure("refused" if isinstance(exc, Refused) else "timed-out", str(exc))
+            raise
+
+    def report_failure(self, status, reason):
+        """One boot report per boot saying the data was not mounted (``status`` refused or timed-out)."""
+        path = self.state_path("failure.json")
+        if read_json(path) is not None:
+            return False
+        try:
+            detail = {"instance-id": self.identity()["instance_id"], "lineage": self.config["lineage"],
+                      "service": self.config["service"], "status": status, "reason": reason[:2000],
+                      **{key: value for key, value in self.seen.items() if value}}
+            answer = self.aws.put_events([{"Source": EVENT_SOURCE, "DetailType": BOOT_REPORT, "Detail": json.dumps(detail),
+                                           "EventBusName": self.config["event_bus"], "Resources": []}])
+        except AgentError as exc:
+            LOG.error("could not tell the control plane that the data was not mounted: %s", exc)
+            return False
+        if answer.get("FailedEntryCount"):
+            LOG.error("the failure report was rejected: %s", answer.get("Entries"))
+            return False
+        write_json(path, {"status": status, "reported": stamp(self.clock.now())})
+        return True
+
     def report(self, state):
         """Tell the control plane the boot finished (it clears ec2spot:fresh and sends the success message)."""
         phases = state["phases"]
@@ -1463,11 +1496,11 @@ def main(argv=None):
         if args.command == "check-config":
             print(json.dumps(config, indent=2, sort_keys=True))
         elif args.command == "mount":
-            agent.mount(adopt=args.adopt)
+            agent.mount_or_report(adopt=args.adopt)
         elif args.command == "start-app":
             agent.start_app()
         elif args.command == "boot":
-            agent.mount()
+            agent.mount_or_report()
             agent.start_app()
         elif args.command == "stop":
             print(json.dumps(agent.stop(args.reason, parse_time(args.deadline) if args.deadline else None), indent=2))

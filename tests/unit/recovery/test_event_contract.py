@@ -96,7 +96,7 @@ def test_refused_with_the_reason(rule, message, reason):
 def test_the_envelope_is_checked_only_against_a_known_identity():
     """The function's own account and region are required: an event is never trusted by default."""
     with pytest.raises(TypeError):
-        events.parse(body())   # pylint: disable=no-value-for-parameter
+        events.parse(body())   # pylint: disable=missing-kwoa
 
 
 @pytest.mark.parametrize("raw, shown", [

@@ -145,7 +145,7 @@ def test_a_terminate_action_is_completed_once_per_token(fleet, calls):
     token = "c613620e-07e2-4ed2-a9e2-ef8258911ade"
     fleet.handler.handle(warning(fleet.first))
     calls.clear()
-    for _ in range(3):
+    for unused_delivery in range(3):
         fleet.handler.handle(terminate_action(fleet, fleet.first, token))
     assert calls.mutating().count("CompleteLifecycleAction") == 1
 
@@ -291,3 +291,49 @@ def test_the_sweep_alerts_once_for_a_holder_gone_without_any_event(fleet, calls)
     assert message["event"] == "missed-warning" and message["reason"] == "the sweep found it stopped and no event announced it"
     assert "nothing unannounced" in fleet.handler.handle(sweep())
     assert fleet.messages() == []
+
+
+# ---- the service's address ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("holder_lineage, take_from_any, moved", [
+    (LINEAGE, False, True),          # the previous holder's kind: the service's own instance
+    ("billing", False, False),       # another service's instance: not taken, said
+    (None, False, False),            # an instance of no lineage
+    ("billing", True, True),         # the operator allowed taking it from anything
+])
+def test_the_address_is_taken_only_from_the_lineage_unless_allowed(fleet, launch, holder_lineage, take_from_any, moved):
+    with_service(fleet, address_take_from_any=take_from_any)
+    ec2 = fleet.clients["ec2"]
+    holder = launch(lineage=holder_lineage) if holder_lineage else launch()
+    ec2.associate_address(AllocationId=fleet.address["AllocationId"], InstanceId=holder, AllowReassociation=True)
+    fleet.handler.handle(warning(fleet.first))
+    CONTEXT.advance(60)
+    [action] = fleet.pending_launches()
+    fleet.messages()
+
+    outcome = fleet.handler.handle(fleet.launch_event(action))
+
+    on = ec2.describe_addresses(AllocationIds=[fleet.address["AllocationId"]])["Addresses"][0].get("InstanceId")
+    assert on == (action["instance_id"] if moved else holder)
+    assert outcome.startswith(f"replacement {action['instance_id']} has the data")     # the data moved either way
+    failed = [m for m in fleet.messages() if m["event"] == "failed"]
+    if moved:
+        assert failed == []
+    else:
+        [message] = failed
+        assert (message["step"], message["holder"], message["instance_id"]) == ("address", holder, action["instance_id"])
+        assert "not taken" in message["summary"]
+
+
+def test_a_refusal_reported_by_the_agent_is_a_failed_message_at_once_and_once(fleet, calls):
+    report = envelope("ec2spot.autorecover", "EC2Spot Recovery Boot Report", {
+        "instance-id": fleet.first, "lineage": LINEAGE, "status": "refused", "volume-id": fleet.volume,
+        "device": "/dev/nvme1n1", "reason": "refusing vol-1 for lineage pgdata: its data belongs to lineage 'billing'\\x1b[2J"})
+    assert fleet.handler.handle(report) == f"failed boot of {fleet.first} reported: refused"
+    assert fleet.handler.handle(report).startswith("duplicate")
+    assert calls.mutating() == ["Publish", "PutMetricData", "CreateTags"]   # nothing touched: told, counted, recorded
+    [message] = fleet.messages()
+    assert (message["event"], message["step"], message["status"], message["volume_id"]) == (
+        "failed", "boot", "refused", fleet.volume)
+    assert "belongs to lineage 'billing'" in message["reason"] and "\x1b" not in message["reason"]
+    assert "wrote nothing" in message["safe"] and "restore.yml" in message["summary"]
