@@ -39,6 +39,10 @@ on update (and wipes the mixed instances policy), defaults the grace period to 3
 from a template without its metadata and market options, and counts only InService
 instances towards capacity.
 
+**Suspended processes** (EC2 Auto Scaling user guide, "Suspend and resume processes"): while ``Launch`` is
+suspended the group launches nothing, whatever its capacity, and launches what is missing once it is resumed.
+moto 5.2.5 records the suspension and launches regardless.
+
 Controls: ``autoscaling/actions`` (pending lifecycle actions), ``autoscaling/terminate``
 (the group terminates one of its instances, through its hooks, as on a Spot interruption it
 acts on) and ``autoscaling/replace`` (an EC2 health check fails: replace as the group's
@@ -460,7 +464,10 @@ class AutoScalingRules:
         group.desired_capacity = group.min_size if new_capacity is None else new_capacity
         counted = self.capacity(group)
         delta = self.target_instances(group) - len(counted)
-        if delta > 0:
+        if delta > 0 and "Launch" in suspended(group):
+            self.context.record("suppressed_launches", {"group": group.name, "missing": delta,
+                                                        "at": self.context.now().isoformat()})
+        elif delta > 0:
             group.replace_autoscaling_group_instances(delta, group.get_propagated_tags())
         elif delta < 0:
             # The oldest unprotected instances first (moto's order).
@@ -581,6 +588,11 @@ class AutoScalingRules:
             self.finish_termination(group, state, reconcile=False)
 
 
+def suspended(group):
+    """The names of a group's suspended processes."""
+    return [p["ProcessName"] if isinstance(p, dict) else p for p in getattr(group, "suspended_processes", None) or []]
+
+
 def _patch_models(rules):
     from moto.autoscaling.models import AutoScalingBackend, FakeAutoScalingGroup, TerminateInstanceActivity, autoscaling_backends
     from moto.ec2.models.instances import InstanceBackend
@@ -591,6 +603,13 @@ def _patch_models(rules):
     original_delete_group = AutoScalingBackend.delete_auto_scaling_group
     original_ec2_terminate = InstanceBackend.terminate_instances
     original_ec2_stop = InstanceBackend.stop_instances
+    original_resume = AutoScalingBackend.resume_processes
+
+    def resume_processes(self, group_name, scaling_processes):
+        original_resume(self, group_name, scaling_processes)
+        group = self.autoscaling_groups[group_name]
+        if "Launch" not in suspended(group) and rules.live(group):   # launch what is missing
+            group.set_desired_capacity(group.desired_capacity)
 
     def replace_autoscaling_group_instances(self, count_needed, propagated_tags):
         before = {state.instance.id for state in self.instance_states}
@@ -670,6 +689,7 @@ def _patch_models(rules):
     FakeAutoScalingGroup.update = update
     AutoScalingBackend.create_lifecycle_hook = create_lifecycle_hook
     AutoScalingBackend.delete_auto_scaling_group = delete_auto_scaling_group
+    AutoScalingBackend.resume_processes = resume_processes
     AutoScalingBackend.set_instance_health = set_instance_health
     AutoScalingBackend.terminate_instance = terminate_instance
     AutoScalingBackend.notify_terminate_instances = notify_terminate_instances

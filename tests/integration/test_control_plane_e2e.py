@@ -198,7 +198,7 @@ def test_spot_stop_then_hibernate_keep_the_instance_and_its_data(deployed):
     assert hibernate["stop"] == "not stopped: hibernation keeps memory" and hibernate["snapshot"].endswith("crash-consistent")
     eventually("the instance hibernated at the notice time", lambda: state() == "stopped")
     assert attached() == [(instance, "attached")] and len(ours()) == 1
-    assert not [m for kind in ("interruption-warning", "missed-warning", "recovery-failed") for m in messages(kind)
+    assert not [m for kind in ("interruption-warning", "missed-warning", "failed") for m in messages(kind)
                 if m.get("instance_id") == instance]
     tags = t.as_dict(ec2.describe_volumes(VolumeIds=[volume])["Volumes"][0]["Tags"])
     assert (tags[t.GENERATION], tags[t.HOLDER]) == ("3", instance)

@@ -578,14 +578,34 @@ class Handler:
         return {step: value for step, value in done.items() if step not in steps}
 
     def _abandon(self, hook, service, replacement, error):
+        """A launch that can never get the data (no snapshot to restore, data too old, a forked lineage, the volume
+        gone...): a new instance would fail the same way, so the group's ``Launch`` process is suspended after this
+        first ABANDON (not desired capacity 0: the group keeps its size, and resuming launches exactly what is
+        missing). Nothing is lost by waiting: the data stays where it is. Resuming is the operator's explicit step."""
         self._complete(hook, "ABANDON")
         progress.record(self.clients["ec2"], replacement, "abandoned", self.clock.now(),
                         f"token={hook['LifecycleActionToken']} {error.code}")
+        suspended = self._suspend_launches(hook["AutoScalingGroupName"])
+        resume = (f"aws autoscaling resume-processes --auto-scaling-group-name {hook['AutoScalingGroupName']} "
+                  f"--scaling-processes Launch")
         self.publish(service, f"Recovery failed for {service.name}", {
-            "event": "recovery-failed", "service": service.name, "instance_id": replacement, "error": error.to_dict(),
-            "summary": f"{service.name}: replacement {replacement} abandoned: {error.message}"})
+            "event": "failed", "step": "launch", "service": service.name, "lineage": service.lineage,
+            "instance_id": replacement, "error": error.to_dict(), "launches_suspended": suspended,
+            "safe": "the lineage's data was not moved or changed", "resume": resume,
+            "summary": f"{service.name}: replacement {replacement} abandoned: {error.message}. "
+                       + (f"Launches of {hook['AutoScalingGroupName']} are suspended so that no replacement loop follows; "
+                          f"fix the cause (restore.yml restores a backup into the group), then `{resume}`"
+                          if suspended else "Launches could not be suspended: the group may try again")})
         self.metric(service, "RecoveryFailures", 1, "Count")
-        return f"abandoned {replacement}: {error.message}"
+        return f"abandoned {replacement}: {error.message}" + ("; launches suspended" if suspended else "")
+
+    def _suspend_launches(self, group):
+        try:
+            call(self.clients["autoscaling"], "suspend_processes", AutoScalingGroupName=group, ScalingProcesses=["Launch"])
+        except AwsApiError as exc:
+            LOG.error("could not suspend the launches of %s: %s", group, exc.message)
+            return False
+        return True
 
     # ---- termination without (or after) a warning ---------------------------------------------
     def on_terminate(self, event, instance, service):

@@ -125,7 +125,8 @@ def test_launch_without_any_snapshot_is_abandoned_with_an_alert(fleet):
     action = next(a for a in fleet.pending_launches() if a["instance_id"] != fleet.first)
     outcome = fleet.handler.handle(fleet.launch_event(action))
     assert outcome.startswith(f"abandoned {action['instance_id']}") and "no completed snapshot" in outcome
-    assert [m["event"] for m in fleet.messages()] == ["recovery-failed"]
+    [message] = fleet.messages()
+    assert (message["event"], message["step"], message["launches_suspended"]) == ("failed", "launch", True)
 
 
 def test_missed_warning_takes_a_protective_snapshot_and_completes_the_hook(fleet):

@@ -337,3 +337,27 @@ def test_a_refusal_reported_by_the_agent_is_a_failed_message_at_once_and_once(fl
         "failed", "boot", "refused", fleet.volume)
     assert "belongs to lineage 'billing'" in message["reason"] and "\x1b" not in message["reason"]
     assert "wrote nothing" in message["safe"] and "restore.yml" in message["summary"]
+
+
+# ---- no replacement loop ------------------------------------------------------------------------------------------
+
+def test_a_launch_that_can_never_get_the_data_suspends_the_groups_launches_after_the_first_abandon(fleet, calls):
+    """No snapshot to restore in the other zone: a new instance would fail the same way. One ABANDON, launches
+    suspended, one failed message that says how to resume; the group launches nothing more until the operator does."""
+    fleet.autoscaling.update_auto_scaling_group(AutoScalingGroupName=GROUP, VPCZoneIdentifier=fleet.seeded["subnets"]["us-east-1b"])
+    fleet.clients["ec2"].stop_instances(InstanceIds=[fleet.first])
+    CONTEXT.advance(60)
+    [action] = [a for a in fleet.pending_launches() if a["instance_id"] != fleet.first]
+
+    assert fleet.handler.handle(fleet.launch_event(action)).endswith("; launches suspended")
+    CONTEXT.advance(600)                                   # the group would have launched again and again
+
+    assert [a for a in fleet.pending_launches() if a["instance_id"] not in (fleet.first, action["instance_id"])] == []
+    [group] = fleet.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])["AutoScalingGroups"]
+    assert [p["ProcessName"] for p in group["SuspendedProcesses"]] == ["Launch"]
+    assert calls.mutating().count("CompleteLifecycleAction") == 1
+    [message] = fleet.messages()
+    assert (message["event"], message["step"], message["launches_suspended"]) == ("failed", "launch", True)
+    assert message["resume"].endswith(f"--auto-scaling-group-name {GROUP} --scaling-processes Launch")
+    fleet.autoscaling.resume_processes(AutoScalingGroupName=GROUP, ScalingProcesses=["Launch"])
+    assert [a for a in fleet.pending_launches() if a["instance_id"] not in (fleet.first, action["instance_id"])] != []
