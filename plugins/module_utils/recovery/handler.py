@@ -46,6 +46,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import shlex
 from datetime import timedelta
 
@@ -74,7 +75,8 @@ RESERVE_AFTER_STOP = 15                # seconds kept after the stop for the sna
 MIN_STOP_SECONDS = 5
 SNAPSHOT_WAIT = 600                    # seconds a launch action waits in-process for the interruption snapshot
 HEARTBEAT_EVERY = 60                   # seconds between lifecycle heartbeats while waiting
-RETRY_AFTER = 30                       # seconds before a Retry message is visible again (not the queue's long timeout)
+RETRY_AFTER = 30                       # seconds before a first retry is visible again (not the queue's long timeout)
+RETRY_CAP = 900                        # later retries back off exponentially up to this, with jitter
 # The recovery's phases, each ending at a progress step: published as PhaseSeconds{Service, Phase}.
 PHASES = (("stop", "old.warned", "old.stopped"), ("snapshot", "old.stopped", "old.snapshot"),
           ("release", "old.snapshot", "old.released"), ("attach", "old.released", "new.attached"),
@@ -981,19 +983,73 @@ def _alarm_section(service, name, metric):
     return None
 
 
-def _retry_soon(handler, record):
-    """Make a message that must be retried visible again in ``RETRY_AFTER`` seconds instead of
-    after the queue's visibility timeout (six times the function timeout, AWS's advice)."""
-    arn, receipt = record.get("eventSourceARN"), record.get("receiptHandle")
-    if not (isinstance(arn, str) and arn.count(":") == 5 and isinstance(receipt, str)):
-        return
-    region, account, queue = arn.split(":")[3:6]
+def retry_delay(receives, jitter=None):
+    """Seconds before a message that must be retried is visible again: ``RETRY_AFTER`` after its first receive,
+    doubling with each later one up to ``RETRY_CAP``, less a random part of up to half (AWS's "full jitter" advice
+    halved: throttled retries spread out, and a recovery still retries within minutes)."""
+    base = min(RETRY_CAP, RETRY_AFTER * 2 ** max(0, receives - 1))
+    factor = random.uniform(0.5, 1.0) if jitter is None else jitter
+    return max(1, int(base * factor))
+
+
+def _receive_count(record):
     try:
-        queue_url = call(handler.clients["sqs"], "get_queue_url", QueueName=queue, QueueOwnerAWSAccountId=account)["QueueUrl"]
-        call(handler.clients["sqs"], "change_message_visibility", QueueUrl=queue_url, ReceiptHandle=receipt,
-             VisibilityTimeout=RETRY_AFTER)
-    except AwsApiError as exc:  # the retry then comes after the visibility timeout: slower, still safe
-        LOG.warning("could not shorten the retry delay in %s (%s): %s", queue, region, exc.message)
+        return int((record.get("attributes") or {}).get("ApproximateReceiveCount", "1"))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _queue_of(handler, record):
+    """(queue URL, its redrive policy's maxReceiveCount or None) for the record's queue, or (None, None)."""
+    arn = record.get("eventSourceARN")
+    if not (isinstance(arn, str) and arn.count(":") == 5):
+        return None, None
+    unused_region, account, queue = arn.split(":")[3:6]
+    queue_url = call(handler.clients["sqs"], "get_queue_url", QueueName=queue, QueueOwnerAWSAccountId=account)["QueueUrl"]
+    attributes = call(handler.clients["sqs"], "get_queue_attributes", QueueUrl=queue_url,
+                      AttributeNames=["RedrivePolicy"]).get("Attributes", {})
+    try:
+        limit = int(json.loads(attributes.get("RedrivePolicy", "{}")).get("maxReceiveCount"))
+    except (TypeError, ValueError):
+        limit = None
+    return queue_url, limit
+
+
+def _retry_later(handler, record, exc):
+    """A transient failure: back off (``retry_delay``) instead of waiting the queue's long visibility timeout; on the
+    message's last receive before the dead-letter queue, say so (``failed``, with the step it was on)."""
+    receipt, receives = record.get("receiptHandle"), _receive_count(record)
+    try:
+        queue_url, limit = _queue_of(handler, record)
+        if queue_url and isinstance(receipt, str):
+            call(handler.clients["sqs"], "change_message_visibility", QueueUrl=queue_url, ReceiptHandle=receipt,
+                 VisibilityTimeout=retry_delay(receives))
+    except AwsApiError as err:  # the retry then comes after the visibility timeout: slower, still safe
+        LOG.warning("could not set the retry delay: %s", err.message)
+        limit = None
+    if limit and receives >= limit:
+        _give_up(handler, record, exc, receives)
+
+
+def _give_up(handler, record, exc, receives):
+    """The message goes to the dead-letter queue after this receive: the operator hears it, with the step."""
+    try:
+        account, region = handler.identity
+        event = events.parse(record.get("body"), account=account, region=region)
+        instance_id = event.instance_id
+        service = handler.config.service_for(t.as_dict((handler._describe(instance_id) or {}).get("Tags")).get(t.LINEAGE)) \
+            if instance_id else None
+    except (RecoveryError, AwsApiError):
+        instance_id, service = None, None
+    service = service or handler.config.services[0]
+    message = events.printable(getattr(exc, "message", exc), 500)
+    handler.publish(service, f"Recovery step given up for {service.name}", {
+        "event": "failed", "step": "retries", "service": service.name, "lineage": service.lineage,
+        "instance_id": instance_id, "receives": receives, "error": message,
+        "summary": f"{service.name}: a recovery step for {instance_id or 'an event'} failed {receives} times and goes to the "
+                   f"dead-letter queue: {message}. Progress tags on the instances say what was done; redrive the message "
+                   f"once the cause is fixed, or restore with restore.yml"})
+    handler.metric(service, "RecoveryFailures", 1, "Count")
 
 
 def process_batch(sqs_event, handler):
@@ -1015,7 +1071,7 @@ def process_batch(sqs_event, handler):
             LOG.warning("%s: will retry: %s", events.printable(message_id, 100), events.printable(getattr(exc, "message", exc)))
             if message_id:
                 failures.append({"itemIdentifier": message_id})
-                _retry_soon(handler, record)
+                _retry_later(handler, record, exc)
         except RecoveryError as exc:
             LOG.error("%s: not recoverable: %s", events.printable(message_id, 100), events.printable(exc.message))
             handler.metric(handler_config.Service(name="handler", lineage="handler"), "HandlerErrors", 1, "Count")

@@ -4,6 +4,7 @@ The world is sandbox.scenario's (a Spot group of one, its volume, its address, t
 recorded, and each case compares the list of calls that change something (not Describe/Get/List).
 """
 
+import json
 import logging
 from datetime import timedelta
 
@@ -361,3 +362,33 @@ def test_a_launch_that_can_never_get_the_data_suspends_the_groups_launches_after
     assert message["resume"].endswith(f"--auto-scaling-group-name {GROUP} --scaling-processes Launch")
     fleet.autoscaling.resume_processes(AutoScalingGroupName=GROUP, ScalingProcesses=["Launch"])
     assert [a for a in fleet.pending_launches() if a["instance_id"] not in (fleet.first, action["instance_id"])] != []
+
+
+# ---- giving up loudly -----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("receives, low, high", [(1, 15, 30), (2, 30, 60), (3, 60, 120), (6, 450, 900), (20, 450, 900)])
+def test_retries_back_off_exponentially_capped_with_jitter(receives, low, high):
+    assert recovery.retry_delay(receives, jitter=0.5) == low and recovery.retry_delay(receives, jitter=1.0) == high
+    assert all(low <= recovery.retry_delay(receives) <= high for unused in range(50))
+
+
+def test_the_last_receive_before_the_dead_letter_queue_publishes_failed_with_the_step(fleet):
+    sqs = fleet.clients["sqs"]
+    dlq = sqs.get_queue_attributes(QueueUrl=sqs.create_queue(QueueName="events-dlq")["QueueUrl"],
+                                   AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    url = sqs.create_queue(QueueName="events", Attributes={"RedrivePolicy": json.dumps(
+        {"deadLetterTargetArn": dlq, "maxReceiveCount": 3})})["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    fleet.autoscaling.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=2)
+    [action] = fleet.pending_launches()            # the old holder is running: the launch must wait (Retry)
+    sqs.send_message(QueueUrl=url, MessageBody=fleet.launch_event(action))
+    message = sqs.receive_message(QueueUrl=url)["Messages"][0]
+    fleet.messages()
+    for receives, expected in ((1, []), (2, []), (3, ["failed"])):
+        record = {"messageId": message["MessageId"], "body": message["Body"], "receiptHandle": message["ReceiptHandle"],
+                  "eventSourceARN": arn, "attributes": {"ApproximateReceiveCount": str(receives)}}
+        assert recovery.process_batch({"Records": [record]}, fleet.handler)["batchItemFailures"] != []
+        published = fleet.messages()
+        assert [m["event"] for m in published] == expected
+    assert (published[0]["step"], published[0]["instance_id"], published[0]["receives"]) == ("retries", action["instance_id"], 3)
+    assert "waits for the data" in published[0]["error"]
