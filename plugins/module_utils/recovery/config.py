@@ -20,6 +20,7 @@ The control-plane role renders it into the Lambda function's environment variabl
           "rebalance_snapshot": true,         # take a fresh snapshot on a rebalance recommendation
           "hibernate_snapshot": false,        # a Spot hibernate notice: also snapshot (crash-consistent; memory is kept)
           "planned_lead": 1800,               # a planned interruption (retirement...): hand off this long before it
+          "recovery_deadline": 900,           # an interruption not recovered (boot report) this long after: failed
           "address": {"tags": {"Service": "pg"}},   # or {"allocation_id": ...} / {"public_ip": ...} / null
           "address_take_from_any": false,     # move the address even from an instance of another (or no) lineage
           "device_name": "/dev/sdf",          # where the replacement gets the data (optional)
@@ -72,6 +73,7 @@ class Service:
     hibernate_snapshot: bool = False
     address_take_from_any: bool = False
     planned_lead: int = 1800
+    recovery_deadline: int = 900
     address: dict | None = None
     device_name: str | None = None
     max_data_age: int | None = None
@@ -113,7 +115,7 @@ def _service(raw, index):
     for key in ("create_image", "rebalance_snapshot", "hibernate_snapshot", "address_take_from_any"):
         if key in raw and not isinstance(raw[key], bool):
             raise InvalidInput(f"{where}.{key} must be true or false")
-    for key in ("max_data_age", "stop_timeout", "planned_lead"):
+    for key in ("max_data_age", "stop_timeout", "planned_lead", "recovery_deadline"):
         value = raw.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
             raise InvalidInput(f"{where}.{key} must be a positive integer (seconds)")
@@ -122,7 +124,7 @@ def _service(raw, index):
         stop_commands=tuple(raw.get("stop_commands", [])), data_mounts=tuple(raw.get("data_mounts", [])),
         create_image=raw.get("create_image", False), rebalance_snapshot=raw.get("rebalance_snapshot", True),
         hibernate_snapshot=raw.get("hibernate_snapshot", False), planned_lead=raw.get("planned_lead", 1800),
-        address_take_from_any=raw.get("address_take_from_any", False),
+        address_take_from_any=raw.get("address_take_from_any", False), recovery_deadline=raw.get("recovery_deadline", 900),
         address=address, device_name=raw.get("device_name"), max_data_age=raw.get("max_data_age"),
         stop_timeout=raw.get("stop_timeout", 90),
         standby=standby_settings.parse_settings(raw["standby"], f"{where}.standby") if raw.get("standby") is not None else None,

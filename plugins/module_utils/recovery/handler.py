@@ -367,10 +367,13 @@ class Handler:
         event announced it (the missed-warning path, once). Progress tags make it idempotent with late events."""
         ec2, outcomes = self.clients["ec2"], []
         for service in self.config.services:
-            instances = paginate(ec2, "describe_instances", "Reservations", Filters=[
+            reservations = paginate(ec2, "describe_instances", "Reservations", Filters=[
                 {"Name": f"tag:{t.LINEAGE}", "Values": [service.lineage]},
-                {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped", "shutting-down"]}])
-            for instance in (i for reservation in instances for i in reservation["Instances"]):
+                {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped", "shutting-down",
+                                                           "terminated"]}])
+            instances = [i for reservation in reservations for i in reservation["Instances"]]
+            outcomes += self._overdue_recoveries(service, instances)
+            for instance in (i for i in instances if i["State"]["Name"] != "terminated"):
                 for scheduled in self._scheduled_events(instance["InstanceId"]):
                     outcome = self.on_planned(instance["InstanceId"], scheduled["Code"], scheduled["NotBefore"], "the sweep")
                     outcomes.append(f"{instance['InstanceId']} {scheduled['Code']}: {outcome}")
@@ -381,6 +384,42 @@ class Handler:
                     reason=f"the sweep found it {holder['State']['Name']} and no event announced it"))
         self.metric(self.config.services[0], "Sweeps", 1, "Count")
         return "sweep: " + ("; ".join(outcomes) if outcomes else "nothing unannounced")
+
+    def _overdue_recoveries(self, service, instances):
+        """A recovery that did not end within the service's ``recovery_deadline`` is a ``failed`` one, said once: a
+        replacement that got the data but sent no boot report, or a handed-off holder whose data no replacement
+        took. Silence is never the outcome."""
+        ec2, now, outcomes = self.clients["ec2"], self.clock.now(), []
+        limit = timedelta(seconds=service.recovery_deadline)
+        # The instances whose data a replacement took (its "replaces" step names them).
+        replaced = {progress.outcome_of(progress.read(i).get("replaces", "")) for i in instances}
+        for instance in instances:
+            done, instance_id = progress.read(instance), instance["InstanceId"]
+            if "overdue" in done:
+                continue
+            if "continued" in done and not {"reported", "boot-failed"} & set(done) \
+                    and now - progress.time_of(done["continued"]) > limit:
+                why = (f"no boot report from {instance_id} within {service.recovery_deadline} s of getting the data "
+                       f"({progress.outcome_of(done.get('attached', ''))})")
+                safe = f"the data is attached to {instance_id}; its agent never said it mounted it"
+            elif "warned" in done and instance_id not in replaced and now - progress.time_of(done["warned"]) > limit:
+                why = f"no replacement took the data within {service.recovery_deadline} s of {instance_id}'s interruption"
+                safe = (f"the data is on {progress.outcome_of(done.get('released', '')) or 'its volume'} and in the "
+                        f"snapshot set {progress.outcome_of(done.get('snapshot', '')).split(' ')[0] or 'taken then'}")
+            else:
+                continue
+            self.publish(service, f"Recovery of {service.name} did not finish", {
+                "event": "failed", "step": "deadline", "service": service.name, "lineage": service.lineage,
+                "instance_id": instance_id, "reason": why, "safe": safe,
+                "summary": f"{service.name}: {why}. {safe.capitalize()}. Look at the group's activities and the instance's "
+                           f"agent log (journalctl -u ec2spot-mount); restore.yml restores the data onto a new instance"})
+            self.metric(service, "RecoveryFailures", 1, "Count")
+            try:
+                progress.record(ec2, instance_id, "overdue", now)
+            except AwsApiError as exc:
+                LOG.info("could not mark %s overdue: %s", instance_id, exc.message)
+            outcomes.append(f"{instance_id}: failed: {why}")
+        return outcomes
 
     def _unannounced_loss(self, service):
         """The lineage's holder when it is stopped or gone and nothing handled it yet (no warning, protection,

@@ -392,3 +392,33 @@ def test_the_last_receive_before_the_dead_letter_queue_publishes_failed_with_the
         assert [m["event"] for m in published] == expected
     assert (published[0]["step"], published[0]["instance_id"], published[0]["receives"]) == ("retries", action["instance_id"], 3)
     assert "waits for the data" in published[0]["error"]
+
+
+# ---- every interruption ends ---------------------------------------------------------------------------------------
+
+def test_a_handed_off_interruption_no_replacement_took_is_failed_by_the_deadline_once(fleet):
+    with_service(fleet, recovery_deadline=300)
+    fleet.handler.handle(warning(fleet.first))                 # the launch hook is never answered: no replacement
+    fleet.messages()
+    assert "nothing unannounced" in fleet.handler.handle(sweep())
+    CONTEXT.advance(400)
+    outcome = fleet.handler.handle(sweep())
+    assert f"{fleet.first}: failed: no replacement took the data within 300 s" in outcome
+    [message] = fleet.messages()
+    assert (message["event"], message["step"], message["instance_id"]) == ("failed", "deadline", fleet.first)
+    assert fleet.volume in message["safe"] and "pg-interruption" in message["safe"]
+    fleet.handler.handle(sweep())
+    assert fleet.messages() == []
+
+
+def test_a_replacement_that_never_reports_its_boot_is_failed_by_the_deadline(fleet):
+    with_service(fleet, recovery_deadline=300)
+    fleet.handler.handle(warning(fleet.first))
+    CONTEXT.advance(60)
+    [action] = [a for a in fleet.pending_launches() if a["instance_id"] != fleet.first]
+    fleet.handler.handle(fleet.launch_event(action))            # the data moved; the agent says nothing after
+    fleet.messages()
+    CONTEXT.advance(400)
+    assert f"no boot report from {action['instance_id']} within 300 s" in fleet.handler.handle(sweep())
+    [message] = fleet.messages()
+    assert (message["event"], message["step"], message["instance_id"]) == ("failed", "deadline", action["instance_id"])
