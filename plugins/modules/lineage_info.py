@@ -30,10 +30,16 @@ options:
     required: true
   source:
     description:
-      - V(backup) resolves a backup (see above); V(current) only describes the lineage and requires it to have a volume.
+      - V(backup) resolves a backup (see above); V(current) only describes the lineage and requires it to have a volume;
+        V(describe) only describes it, whatever it has (a new lineage has nothing yet).
     type: str
-    choices: [backup, current]
+    choices: [backup, current, describe]
     default: backup
+  group:
+    description:
+      - The service's Auto Scaling group. RV(foreign_groups) then names the other groups whose instances carry the
+        lineage (C(deploy.yml) refuses to deploy over them).
+    type: str
   snapshot_id:
     description:
       - The backup is this snapshot (a completed volume snapshot of the lineage).
@@ -113,6 +119,18 @@ already_restored:
   returned: always
   type: bool
   sample: false
+groups:
+  description: The Auto Scaling groups whose live instances carry the lineage, with those instances.
+  returned: always
+  type: dict
+  sample: {"pg": ["i-0123456789abcdef0"]}
+foreign_groups:
+  description:
+    - With O(group), the groups other than it whose instances carry the lineage (a second writer waiting to happen);
+      empty otherwise.
+  returned: always
+  type: dict
+  sample: {"pg-old": ["i-0fedcba9876543210"]}
 """
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
@@ -124,7 +142,8 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.resto
 def main():
     argument_spec = dict(
         lineage=dict(type="str", required=True),
-        source=dict(type="str", choices=["backup", "current"], default="backup"),
+        source=dict(type="str", choices=["backup", "current", "describe"], default="backup"),
+        group=dict(type="str"),
         snapshot_id=dict(type="str"),
         image_id=dict(type="str"),
         before=dict(type="str"),
@@ -134,7 +153,7 @@ def main():
     params = module.params
     ec2 = client(module, "ec2")
     report = run(module, lambda: plan(ec2, params["lineage"], params["source"], params["snapshot_id"] or None,
-                                      params["image_id"] or None, params["before"] or None))
+                                      params["image_id"] or None, params["before"] or None, group=params["group"] or None))
     module.exit_json(changed=False, **report)
 
 

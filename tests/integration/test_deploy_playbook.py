@@ -89,7 +89,9 @@ def test_check_mode_changes_nothing(runs):
 def test_first_run_deploys_both_services_and_the_second_changes_nothing(runs, autoscaling, ec2):
     assert runs["first"][1] == 0, failures(runs["first"])
     assert stats(runs["first"])["changed"] > 0
-    assert runs["second"][1] == 0 and stats(runs["second"])["changed"] == 0, stats(runs["second"])
+    assert runs["second"][1] == 0 and stats(runs["second"])["changed"] == 0, [
+        task["task"]["name"] for play in runs["second"][0]["plays"] for task in play["tasks"]
+        if task["hosts"].get("localhost", {}).get("changed")]
     groups = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["it-pg", "it-cache"])["AutoScalingGroups"]
     assert sorted(g["AutoScalingGroupName"] for g in groups) == ["it-cache", "it-pg"]
     assert all(g["CapacityRebalance"] and len(g["AvailabilityZones"]) == 2 for g in groups)
@@ -138,6 +140,28 @@ def test_bad_variables_are_refused_before_anything_changes(deploy, sandbox, auto
     assert code != 0
     failed = [task["hosts"]["localhost"] for play in raw["plays"] for task in play["tasks"] if task["hosts"]["localhost"].get("failed")]
     assert "a unique name and a unique lineage" in failed[0]["msg"] and "Nothing was changed" in failed[0]["msg"]
+
+
+def test_a_second_group_with_the_services_lineage_is_refused_before_anything_changes(runs, deploy, sandbox, autoscaling, ec2):
+    """One lineage, one writer: instances of it-pgdata in another group make deploy.yml stop, naming that group."""
+    world = sandbox["world"]
+    ec2.create_launch_template(LaunchTemplateName="it-rogue", LaunchTemplateData={
+        "ImageId": world["image_id"], "InstanceType": "t3.micro",
+        "TagSpecifications": [{"ResourceType": "instance", "Tags": [{"Key": t.LINEAGE, "Value": "it-pgdata"}]}]})
+    autoscaling.create_auto_scaling_group(AutoScalingGroupName="it-rogue", MinSize=1, MaxSize=1, DesiredCapacity=1,
+                                          LaunchTemplate={"LaunchTemplateName": "it-rogue"},
+                                          VPCZoneIdentifier=world["subnets"]["us-east-1a"])
+    try:
+        before = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["it-pg"])["AutoScalingGroups"]
+        refused = deploy()
+        assert refused[1] != 0
+        [(task, message)] = failures(refused)
+        assert task.endswith("Refuse a lineage whose instances belong to another Auto Scaling group than its service's")
+        assert "lineage it-pgdata" in message and "group it-rogue (i-" in message and "Nothing was changed" in message
+        assert autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["it-pg"])["AutoScalingGroups"] == before
+    finally:
+        autoscaling.delete_auto_scaling_group(AutoScalingGroupName="it-rogue", ForceDelete=True)
+        ec2.delete_launch_template(LaunchTemplateName="it-rogue")
 
 
 BACKUP = os.path.join(REPO, "playbooks", "backup.yml")

@@ -64,6 +64,7 @@ from .retention import images_in_launch_templates, list_backup_sets, prune, sele
 from .errors import AwsApiError, Conflict, FenceViolation, NotFound, RecoveryError, WaitTimeout
 from .instances import GONE_STATES, describe_instance
 from .generations import rank_copies
+from . import lineage as lineages
 from .lineage import current_volume
 from .lineage import snapshots as lineage_snapshots
 from .lineage import volumes as lineage_volumes
@@ -136,7 +137,12 @@ class Handler:
         if event.kind in (events.LAUNCH_ACTION, events.TERMINATE_ACTION):
             service = next((s for s in self.config.services if s.group and s.group == event.group), None)
             if service is None:
-                return f"ignored: group {event.group} is not managed"
+                instance = self._describe(event.instance_id)
+                owner = self.config.service_for(t.as_dict((instance or {}).get("Tags")).get(t.LINEAGE))
+                if owner is None:
+                    return f"ignored: group {event.group} is not managed"
+                # Not ours to complete: its default result applies. But a second writer must be named.
+                return self._misconfigured(owner, {event.group: [event.instance_id]})
         instance = self._describe(event.instance_id)
         if event.kind not in (events.LAUNCH_ACTION, events.TERMINATE_ACTION):
             service = self.config.service_for(t.as_dict(instance.get("Tags")).get(t.LINEAGE)) if instance else None
@@ -377,6 +383,9 @@ class Handler:
                 for scheduled in self._scheduled_events(instance["InstanceId"]):
                     outcome = self.on_planned(instance["InstanceId"], scheduled["Code"], scheduled["NotBefore"], "the sweep")
                     outcomes.append(f"{instance['InstanceId']} {scheduled['Code']}: {outcome}")
+            foreign = lineages.foreign_groups(lineages.groups_of(ec2, service.lineage), service.group)
+            if foreign:
+                outcomes.append(self._misconfigured(service, foreign))
             holder = self._unannounced_loss(service)
             if holder:
                 outcomes.append(f"{holder['InstanceId']}: " + self._protect(
@@ -384,6 +393,31 @@ class Handler:
                     reason=f"the sweep found it {holder['State']['Name']} and no event announced it"))
         self.metric(self.config.services[0], "Sweeps", 1, "Count")
         return "sweep: " + ("; ".join(outcomes) if outcomes else "nothing unannounced")
+
+    def _misconfigured(self, service, foreign):
+        """Instances of the service's lineage in a group that is not the service's: a second writer waiting to happen.
+        Said once per instance (``misconfigured``); nothing is done to them (they are not this control plane's)."""
+        ec2, fresh = self.clients["ec2"], {}
+        for group, instance_ids in foreign.items():
+            for instance_id in instance_ids:
+                instance = self._describe(instance_id)
+                if instance is not None and "misconfigured" not in progress.read(instance):
+                    fresh.setdefault(group, []).append(instance_id)
+        if not fresh:
+            return f"misconfiguration of {service.lineage} already reported"
+        named = "; ".join(f"group {group} ({', '.join(ids)})" for group, ids in fresh.items())
+        self.publish(service, f"Misconfiguration: lineage {service.lineage} has instances in another group", {
+            "event": "failed", "step": "configuration", "service": service.name, "lineage": service.lineage,
+            "group": service.group, "foreign_groups": fresh,
+            "summary": f"{service.name}: instances of lineage {service.lineage} are in {named}, not only in "
+                       f"{service.group or 'no group'}: one lineage has one writer. Their events are not acted on; remove "
+                       f"the lineage's tag from that group's launch template or delete the group (deploy.yml refuses "
+                       f"until then)"})
+        self.metric(service, "Misconfigurations", 1, "Count")
+        for ids in fresh.values():
+            for instance_id in ids:
+                progress.record(ec2, instance_id, "misconfigured", self.clock.now(), service.group or "none")
+        return f"misconfiguration reported: lineage {service.lineage} in {named}"
 
     def _overdue_recoveries(self, service, instances):
         """A recovery that did not end within the service's ``recovery_deadline`` is a ``failed`` one, said once: a

@@ -104,3 +104,26 @@ def describe(volume_or_snapshot):
     """Short, human-readable identity used in messages: ``vol-1 (generation 3)``."""
     resource_id = volume_or_snapshot.get("VolumeId") or volume_or_snapshot.get("SnapshotId")
     return f"{resource_id} (generation {as_dict(volume_or_snapshot.get('Tags')).get(GENERATION, '0')})"
+
+
+GROUP_TAG = "aws:autoscaling:groupName"     # the tag Auto Scaling puts on every instance it launches
+LIVE_INSTANCE_STATES = ("pending", "running", "stopping", "stopped")
+
+
+def groups_of(ec2, lineage):
+    """``{group name: [instance ids]}`` of the lineage's live instances that an Auto Scaling group launched."""
+    found = {}
+    reservations = paginate(ec2, "describe_instances", "Reservations", Filters=[
+        {"Name": f"tag:{LINEAGE}", "Values": [lineage]},
+        {"Name": "instance-state-name", "Values": list(LIVE_INSTANCE_STATES)}])
+    for instance in (i for reservation in reservations for i in reservation["Instances"]):
+        group = as_dict(instance.get("Tags")).get(GROUP_TAG)
+        if group:
+            found.setdefault(group, []).append(instance["InstanceId"])
+    return {group: sorted(ids) for group, ids in sorted(found.items())}
+
+
+def foreign_groups(groups, group):
+    """The groups, other than the service's ``group``, whose instances carry the lineage: each is a second writer
+    waiting to happen (its instances would mount or be given the data too)."""
+    return {name: ids for name, ids in groups.items() if name != group}

@@ -76,6 +76,7 @@ def describe_lineage(ec2, lineage):
             if holder["group"]:
                 report["grouped_writers"].append(holder["instance_id"])
     report["backups"] = [_backup(s) for s in lineages.snapshots(ec2, lineage)]
+    report["groups"] = lineages.groups_of(ec2, lineage)
     return report
 
 
@@ -131,10 +132,15 @@ def choose_backup(ec2, lineage, backups, snapshot_id=None, image_id=None, before
     return candidates[0]
 
 
-def plan(ec2, lineage, source="backup", snapshot_id=None, image_id=None, before=None, now=None):
-    """``describe_lineage`` plus the chosen backup (with its data age) and whether it is already restored."""
+def plan(ec2, lineage, source="backup", snapshot_id=None, image_id=None, before=None, now=None, group=None):
+    """``describe_lineage`` plus the chosen backup (with its data age) and whether it is already restored; with
+    ``source="describe"`` the description only. With ``group`` (the service's), ``foreign_groups`` names the other
+    groups whose instances carry the lineage."""
     report = describe_lineage(ec2, lineage)
     report["chosen_backup"], report["already_restored"] = None, False
+    report["foreign_groups"] = lineages.foreign_groups(report["groups"], group) if group else {}
+    if source == "describe":
+        return report
     if source == "backup":
         chosen = dict(choose_backup(ec2, lineage, report["backups"], snapshot_id, image_id, before, report["current"]))
         now = now or datetime.now(timezone.utc)
@@ -144,7 +150,7 @@ def plan(ec2, lineage, source="backup", snapshot_id=None, image_id=None, before=
         holder = (current or {}).get("holder") or {}
         report["already_restored"] = bool(current and current["restored_from"] == chosen["snapshot_id"] and holder.get("live"))
     elif source != "current":
-        raise InvalidInput(f"source must be backup or current, got {source!r}")
+        raise InvalidInput(f"source must be backup, current or describe, got {source!r}")
     elif report["current"] is None:
         raise NotFound(f"lineage {lineage} has no volume to move; restore a backup instead", lineage=lineage)
     return report

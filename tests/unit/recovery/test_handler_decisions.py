@@ -422,3 +422,27 @@ def test_a_replacement_that_never_reports_its_boot_is_failed_by_the_deadline(fle
     assert f"no boot report from {action['instance_id']} within 300 s" in fleet.handler.handle(sweep())
     [message] = fleet.messages()
     assert (message["event"], message["step"], message["instance_id"]) == ("failed", "deadline", action["instance_id"])
+
+
+# ---- one lineage, one group ----------------------------------------------------------------------------------------
+
+def test_a_second_group_whose_instances_carry_the_lineage_is_reported_once_and_left_alone(fleet, calls):
+    """Its launch hook is not ours (not completed, its instance not given the data); the operator is told, once."""
+    fleet.autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName="pg-old", MinSize=1, MaxSize=1, DesiredCapacity=1,
+        LaunchTemplate={"LaunchTemplateName": f"{GROUP}-template"}, VPCZoneIdentifier=fleet.seeded["subnets"]["us-east-1a"],
+        LifecycleHookSpecificationList=[{"LifecycleHookName": "launch", "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING",
+                                         "HeartbeatTimeout": 600, "DefaultResult": "ABANDON"}])
+    [rogue] = CONTEXT.call_control("autoscaling/actions", {"group": "pg-old"})["actions"]
+    body = envelope("aws.autoscaling", "EC2 Instance-launch Lifecycle Action", {
+        "LifecycleActionToken": rogue["token"], "AutoScalingGroupName": "pg-old", "LifecycleHookName": "launch",
+        "EC2InstanceId": rogue["instance_id"], "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING"})
+    calls.clear()
+
+    assert fleet.handler.handle(body) == f"misconfiguration reported: lineage {LINEAGE} in group pg-old ({rogue['instance_id']})"
+    assert fleet.handler.handle(body) == f"misconfiguration of {LINEAGE} already reported"
+    assert "already reported" in fleet.handler.handle(sweep())
+    assert "CompleteLifecycleAction" not in calls.made and "AttachVolume" not in calls.made
+    [message] = fleet.messages()
+    assert (message["event"], message["step"], message["foreign_groups"]) == ("failed", "configuration",
+                                                                              {"pg-old": [rogue["instance_id"]]})
