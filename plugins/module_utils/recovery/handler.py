@@ -321,8 +321,7 @@ class Handler:
             volume = call(self.clients["ec2"], "describe_volumes", VolumeIds=[volume_id])["Volumes"][0]
         except (AwsApiError, IndexError):
             return None
-        attached = [a["InstanceId"] for a in volume.get("Attachments", []) if a.get("State") in ("attaching", "attached")]
-        return attached[0] if attached else t.as_dict(volume.get("Tags")).get(t.HOLDER)
+        return lineages.holder_id(volume)
 
     def on_planned(self, instance_id, code, start, via):
         """A planned interruption of ``instance_id`` at ``start`` (retirement, scheduled stop or reboot, maintenance,
@@ -383,7 +382,7 @@ class Handler:
                 for scheduled in self._scheduled_events(instance["InstanceId"]):
                     outcome = self.on_planned(instance["InstanceId"], scheduled["Code"], scheduled["NotBefore"], "the sweep")
                     outcomes.append(f"{instance['InstanceId']} {scheduled['Code']}: {outcome}")
-            foreign = lineages.foreign_groups(lineages.groups_of(ec2, service.lineage), service.group)
+            foreign = lineages.foreign_groups(lineages.groups_in(instances), service.group)
             if foreign:
                 outcomes.append(self._misconfigured(service, foreign))
             holder = self._unannounced_loss(service)
@@ -465,8 +464,7 @@ class Handler:
             return None
         if volume is None:
             return None
-        attached = [a["InstanceId"] for a in volume.get("Attachments", []) if a.get("State") in ("attaching", "attached")]
-        holder_id = attached[0] if attached else t.as_dict(volume.get("Tags")).get(t.HOLDER)
+        holder_id = lineages.holder_id(volume)
         holder = self._describe(holder_id) if holder_id else None
         if holder is None or holder["State"]["Name"] not in AWAY_STATES:
             return None

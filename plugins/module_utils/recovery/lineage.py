@@ -17,7 +17,7 @@ import re
 from .aws import paginate
 from .errors import Ambiguous, InvalidInput, NotFound
 from .generations import rank_copies
-from .tags import GENERATION, KIND, LINEAGE, as_dict, generation_of
+from .tags import GENERATION, HOLDER, KIND, LINEAGE, as_dict, generation_of
 
 # Tag values allow more, but lineage names end up in resource names and file paths.
 LINEAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -112,15 +112,26 @@ LIVE_INSTANCE_STATES = ("pending", "running", "stopping", "stopped")
 
 def groups_of(ec2, lineage):
     """``{group name: [instance ids]}`` of the lineage's live instances that an Auto Scaling group launched."""
-    found = {}
     reservations = paginate(ec2, "describe_instances", "Reservations", Filters=[
         {"Name": f"tag:{LINEAGE}", "Values": [lineage]},
         {"Name": "instance-state-name", "Values": list(LIVE_INSTANCE_STATES)}])
-    for instance in (i for reservation in reservations for i in reservation["Instances"]):
+    return groups_in(i for reservation in reservations for i in reservation["Instances"])
+
+
+def groups_in(instances):
+    """``groups_of`` for instances already described (only the live ones count)."""
+    found = {}
+    for instance in instances:
         group = as_dict(instance.get("Tags")).get(GROUP_TAG)
-        if group:
+        if group and instance["State"]["Name"] in LIVE_INSTANCE_STATES:
             found.setdefault(group, []).append(instance["InstanceId"])
     return {group: sorted(ids) for group, ids in sorted(found.items())}
+
+
+def holder_id(volume):
+    """The instance that holds a volume: the one it is attached (or attaching) to, else its recorded holder."""
+    attached = [a["InstanceId"] for a in volume.get("Attachments", []) if a.get("State") in ("attaching", "attached")]
+    return attached[0] if attached else as_dict(volume.get("Tags")).get(HOLDER)
 
 
 def foreign_groups(groups, group):
