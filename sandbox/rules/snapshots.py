@@ -60,10 +60,16 @@ def install(context):
 
     def hold_pending(snapshot, modeled_seconds):
         snapshot.status = "pending"
+        failing = context.controls_state.get("failing_snapshots", {})
+        fails = failing.get(getattr(snapshot.volume, "id", None), 0) > 0
+        if fails:
+            failing[snapshot.volume.id] -= 1
 
         def complete():
             if snapshot.status == "pending":
-                snapshot.status = "completed"
+                snapshot.status = "error" if fails else "completed"
+                if fails:
+                    context.record("failed_snapshots", {"snapshot_id": snapshot.id, "volume_id": snapshot.volume.id})
         context.after(modeled_seconds, complete, f"snapshot {snapshot.id} completes")
 
     def snapshot_time(size):
@@ -171,6 +177,20 @@ def install(context):
                 page["NextToken"] = _token(start + size)
             return ActionResult(page)
         return describe
+
+    # ---- failure ------------------------------------------------------------------------
+    @context.control("ec2/fail-snapshots")
+    def _fail_snapshots(payload):
+        """``{"volume_id": vol-..., "times": n}``: the next ``n`` (default 1) snapshots of that volume end in ``error``
+        instead of ``completed``, at the time they would have completed (EC2 API reference, ``Snapshot.State``:
+        ``pending | completed | error``; EBS user guide: a snapshot that fails shows ``error``)."""
+        volume_id, times = payload.get("volume_id"), payload.get("times", 1)
+        if volume_id not in context.backend("ec2").volumes:
+            raise ValueError(f"no such volume: {volume_id!r}")
+        if not isinstance(times, int) or isinstance(times, bool) or times < 0:
+            raise ValueError(f"times must be a whole number >= 0, got {times!r}")
+        context.controls_state.setdefault("failing_snapshots", {})[volume_id] = times
+        return {"failing_snapshots": dict(context.controls_state["failing_snapshots"])}
 
     # ---- age ----------------------------------------------------------------------------
     @context.control("ec2/backdate")

@@ -34,6 +34,19 @@ def test_snapshot_stays_pending_for_a_time_scaled_to_size(ec2, box, data_instanc
     assert snapshot_state(ec2, snapshot["SnapshotId"]) == "completed"
 
 
+def test_a_failing_volume_s_next_snapshots_end_in_error_when_they_would_have_completed(ec2, box, data_instance):
+    instance, volume = data_instance
+    with pytest.raises(SandboxError, match="no such volume"):
+        box.call("ec2/fail-snapshots", volume_id="vol-0000")
+    box.call("ec2/fail-snapshots", volume_id=volume, times=1)
+    [failing] = [s["SnapshotId"] for s in ec2.create_snapshots(InstanceSpecification={"InstanceId": instance})["Snapshots"]
+                 if s["VolumeId"] == volume]
+    healthy = ec2.create_snapshot(VolumeId=volume)["SnapshotId"]          # only the next one fails
+    box.advance(CONTEXT.latency["snapshot_base"] + CONTEXT.latency["snapshot_per_gib"] * 20 + 1)
+    assert (snapshot_state(ec2, failing), snapshot_state(ec2, healthy)) == ("error", "completed")
+    assert CONTEXT.records["failed_snapshots"] == [{"snapshot_id": failing, "volume_id": volume}]
+
+
 def test_create_snapshots_items_carry_state_and_volume_tags(ec2, box, data_instance):
     """moto 5.2.5 omits State from CreateSnapshots items and ignores CopyTagsFromSource."""
     instance, volume = data_instance

@@ -52,6 +52,7 @@ from datetime import timedelta
 
 from . import config as handler_config
 from . import events
+from . import outcomes
 from . import progress
 from . import standby as standbys
 from . import tags as t
@@ -68,7 +69,7 @@ from . import lineage as lineages
 from .lineage import current_volume
 from .lineage import snapshots as lineage_snapshots
 from .lineage import volumes as lineage_volumes
-from .volumes import attached_volumes, move_lineage_volume, release_volume
+from .volumes import attached_volumes, move_lineage_volume, release_volume, staged_from
 
 LOG = logging.getLogger("ec2spot.autorecover.handler")
 NOTICE_LEAD = timedelta(seconds=120)   # AWS: the warning comes two minutes before the interruption
@@ -389,7 +390,7 @@ class Handler:
             if holder:
                 outcomes.append(f"{holder['InstanceId']}: " + self._protect(
                     holder["InstanceId"], holder, service,
-                    reason=f"the sweep found it {holder['State']['Name']} and no event announced it"))
+                    reason=f"the sweep found it {holder['State']['Name']} and no interruption of it was handled"))
         self.metric(self.config.services[0], "Sweeps", 1, "Count")
         return "sweep: " + ("; ".join(outcomes) if outcomes else "nothing unannounced")
 
@@ -424,8 +425,11 @@ class Handler:
         took. Silence is never the outcome."""
         ec2, now, outcomes = self.clients["ec2"], self.clock.now(), []
         limit = timedelta(seconds=service.recovery_deadline)
-        # The instances whose data a replacement took (its "replaces" step names them).
-        replaced = {progress.outcome_of(progress.read(i).get("replaces", "")) for i in instances}
+        # The instances whose data a replacement took (its "replaces" step names them), and the abandoned launches:
+        # each already ended an interruption with its own failed message.
+        replaced = {progress.outcome_of(progress.read(i)["replaces"]) for i in instances
+                    if {"replaces", "attached"} <= set(progress.read(i))}
+        abandons = [progress.time_of(progress.read(i)["abandoned"]) for i in instances if "abandoned" in progress.read(i)]
         for instance in instances:
             done, instance_id = progress.read(instance), instance["InstanceId"]
             if "overdue" in done:
@@ -435,8 +439,12 @@ class Handler:
                 why = (f"no boot report from {instance_id} within {service.recovery_deadline} s of getting the data "
                        f"({progress.outcome_of(done.get('attached', ''))})")
                 safe = f"the data is attached to {instance_id}; its agent never said it mounted it"
-            elif "warned" in done and instance_id not in replaced and now - progress.time_of(done["warned"]) > limit:
+            elif "warned" in done and instance_id not in replaced and now - progress.time_of(done["warned"]) > limit \
+                    and not any(when >= progress.time_of(done["warned"]) for when in abandons):
                 why = f"no replacement took the data within {service.recovery_deadline} s of {instance_id}'s interruption"
+                failures = self._failed_launches(service, progress.time_of(done["warned"]))
+                if failures:
+                    why += f": the group's launches failed {len(failures)} times, last: {failures[0]}"
                 safe = (f"the data is on {progress.outcome_of(done.get('released', '')) or 'its volume'} and in the "
                         f"snapshot set {progress.outcome_of(done.get('snapshot', '')).split(' ')[0] or 'taken then'}")
             else:
@@ -453,6 +461,20 @@ class Handler:
                 LOG.info("could not mark %s overdue: %s", instance_id, exc.message)
             outcomes.append(f"{instance_id}: failed: {why}")
         return outcomes
+
+    def _failed_launches(self, service, since):
+        """The status messages of the group's failed launches since ``since``, newest first (Auto Scaling keeps six
+        weeks of activities; one page of the newest is enough to say why no replacement came)."""
+        if not service.group:
+            return []
+        try:
+            activities = call(self.clients["autoscaling"], "describe_scaling_activities", AutoScalingGroupName=service.group,
+                              MaxRecords=50).get("Activities", [])
+        except AwsApiError as exc:
+            LOG.warning("could not read the activities of %s: %s", service.group, exc.message)
+            return []
+        return [events.printable(a.get("StatusMessage") or a.get("Description", ""), 300) for a in activities
+                if a.get("StatusCode") == "Failed" and a.get("StartTime") and a["StartTime"] >= since]
 
     def _unannounced_loss(self, service):
         """The lineage's holder when it is stopped or gone and nothing handled it yet (no warning, protection,
@@ -542,16 +564,24 @@ class Handler:
             if "attached" not in done:
                 self._await_newest_snapshot(service, instance, hook)
                 # The fence: the old holder's app counts as stopped only if this handler stopped it (progress tag).
-                attachments = (current_volume(ec2, service.lineage) or {}).get("Attachments") or []
+                current = current_volume(ec2, service.lineage)
+                attachments = (current or {}).get("Attachments") or []
                 holder_id = attachments[0]["InstanceId"] if attachments else None
                 holder_stopped = bool(holder_id) and holder_id != replacement and progress.outcome_of(
                     progress.read(self._describe(holder_id) or {}).get("stopped", "")) == "ok"
+                # Whose data this is, recorded before anything moves: a redelivery after the attach finds the volume
+                # already on the replacement, and only this says where it came from.
+                prior = lineages.holder_id(current) if current else None
+                if prior and prior != replacement and "replaces" not in done:
+                    done["replaces"] = progress.record(ec2, replacement, "replaces", self.clock.now(), prior)
                 moved = move_lineage_volume(ec2, service.lineage, replacement, device_name=service.device_name,
                                             app_stopped=holder_stopped, max_data_age=service.max_data_age,
                                             timeout=self.move_timeout, clock=self.clock)
-                origin = f"from {moved.snapshot_id} age {moved.data_age_seconds}s" if moved.from_snapshot else "same volume"
-                done["attached"] = progress.record(ec2, replacement, "attached", self.clock.now(), f"{moved.volume_id} {origin}")
-                if moved.previous_instance_id:
+                origin = outcomes.Origin(moved.volume_id) if not moved.from_snapshot else outcomes.Origin(
+                    moved.volume_id, moved.snapshot_id, moved.data_age_seconds or 0.0,
+                    staged=staged_from(current, moved.snapshot_id))
+                done["attached"] = progress.record(ec2, replacement, "attached", self.clock.now(), origin.describe())
+                if moved.previous_instance_id and moved.previous_instance_id != replacement and "replaces" not in done:
                     done["replaces"] = progress.record(ec2, replacement, "replaces", self.clock.now(), moved.previous_instance_id)
                 self.metric(service, "DataAge", moved.data_age_seconds or 0.0, "Seconds")
             if service.address and "address" not in done:
@@ -623,8 +653,11 @@ class Handler:
                 beats["last"] = self.clock.monotonic()
             return call(ec2, "describe_snapshots", SnapshotIds=[newest])["Snapshots"][0]["State"]
         try:
-            wait_until(state, lambda found: found == "completed", f"snapshot {newest} to complete", SNAPSHOT_WAIT, self.clock,
-                       is_failed=lambda found: found == "error" and f"snapshot {newest} failed")
+            # A snapshot that ends in ``error`` is nothing to wait for: the move then decides on what is complete (an
+            # older snapshot within max_data_age, reported as a loss; none: abandoned, launches suspended).
+            if wait_until(state, lambda found: found in ("completed", "error"), f"snapshot {newest} to complete",
+                          SNAPSHOT_WAIT, self.clock) == "error":
+                LOG.error("the newest snapshot of %s, %s, failed", service.lineage, newest)
         except WaitTimeout as exc:
             raise Retry(f"the newest snapshot of {service.lineage}, {newest}, is still in progress") from exc
 
@@ -655,22 +688,39 @@ class Handler:
         gone...): a new instance would fail the same way, so the group's ``Launch`` process is suspended after this
         first ABANDON (not desired capacity 0: the group keeps its size, and resuming launches exactly what is
         missing). Nothing is lost by waiting: the data stays where it is. Resuming is the operator's explicit step."""
+        # Suspended before the ABANDON: the group replaces an abandoned instance at once, and that launch would fail
+        # the same way.
+        suspended = self._suspend_launches(hook["AutoScalingGroupName"])
         self._complete(hook, "ABANDON")
         progress.record(self.clients["ec2"], replacement, "abandoned", self.clock.now(),
                         f"token={hook['LifecycleActionToken']} {error.code}")
-        suspended = self._suspend_launches(hook["AutoScalingGroupName"])
         resume = (f"aws autoscaling resume-processes --auto-scaling-group-name {hook['AutoScalingGroupName']} "
                   f"--scaling-processes Launch")
+        safe = self._where_the_data_is(service)
         self.publish(service, f"Recovery failed for {service.name}", {
             "event": "failed", "step": "launch", "service": service.name, "lineage": service.lineage,
             "instance_id": replacement, "error": error.to_dict(), "launches_suspended": suspended,
-            "safe": "the lineage's data was not moved or changed", "resume": resume,
-            "summary": f"{service.name}: replacement {replacement} abandoned: {error.message}. "
+            "safe": safe, "resume": resume,
+            "summary": f"{service.name}: replacement {replacement} abandoned: {error.message}. {safe.capitalize()}. "
                        + (f"Launches of {hook['AutoScalingGroupName']} are suspended so that no replacement loop follows; "
                           f"fix the cause (restore.yml restores a backup into the group), then `{resume}`"
                           if suspended else "Launches could not be suspended: the group may try again")})
         self.metric(service, "RecoveryFailures", 1, "Count")
         return f"abandoned {replacement}: {error.message}" + ("; launches suspended" if suspended else "")
+
+    def _where_the_data_is(self, service):
+        """For a failed message: the lineage's current volume (where, in what state) and a newer snapshot that failed."""
+        ec2 = self.clients["ec2"]
+        try:
+            volume = current_volume(ec2, service.lineage)
+            completed, failed = lineage_snapshots(ec2, service.lineage), lineage_snapshots(ec2, service.lineage, states=("error",))
+        except (AwsApiError, RecoveryError) as exc:
+            return f"the lineage's data was not moved or changed (where it is could not be read: {exc.message})"
+        where = (f"the data is on {volume['VolumeId']} in {volume['AvailabilityZone']} ({volume['State']}), not moved or changed"
+                 if volume else "the lineage has no volume: its data is only in its snapshots")
+        if failed and (not completed or failed[0]["StartTime"] > completed[0]["StartTime"]):
+            where += f"; its newest snapshot, {failed[0]['SnapshotId']}, failed (state error)"
+        return where
 
     def _suspend_launches(self, group):
         try:
@@ -694,7 +744,8 @@ class Handler:
         if event.detail.get("Destination") == events.WARM_POOL:
             outcome = "scale-in to the warm pool: the instance is kept, stopped, with its volumes"
         else:
-            outcome = self._protect(event.instance_id, instance, service)
+            outcome = self._protect(event.instance_id, instance, service,
+                                    reason="its Auto Scaling group is terminating it and no interruption of it was handled")
         self._complete(hook, "CONTINUE")
         try:
             progress.record(self.clients["ec2"], event.instance_id, "terminate-completed", self.clock.now(),
@@ -713,7 +764,8 @@ class Handler:
                 return self.on_standby(event, instance, service, f"the primary is {event.state}")
         if event.state not in ("shutting-down", "terminated"):
             return f"ignored: state {event.state}"
-        return f"state {event.state} of {event.instance_id}: {self._protect(event.instance_id, instance, service)}"
+        return f"state {event.state} of {event.instance_id}: " + self._protect(
+            event.instance_id, instance, service, reason=f"EC2 reports it {event.state} and no interruption of it was handled")
 
     def _protect(self, instance_id, instance, service, reason=None):
         """The protective steps still possible when no warning was handled for the instance (its holder only)."""
@@ -731,8 +783,8 @@ class Handler:
             progress.record(self.clients["ec2"], instance_id, "protected", self.clock.now(), outcome)
         except AwsApiError:
             LOG.info("could not tag %s (gone): %s", instance_id, outcome)
-        why = reason or "no interruption warning was seen"
-        self.publish(service, f"{instance_id} is going away without a Spot warning", {
+        why = reason or "no interruption of it was handled"
+        self.publish(service, f"{instance_id} is going away and no interruption of it was handled", {
             "event": "missed-warning", "service": service.name, "instance_id": instance_id, "protection": outcome,
             "reason": why, "summary": f"{service.name}: {instance_id} is going away and {why}; {outcome}"})
         self.metric(service, "MissedWarnings", 1, "Count")
@@ -796,22 +848,28 @@ class Handler:
                 "summary": f"{service.name} is up on {replacement}" + ("; its new data volume was formatted" if initialised else "")})
             progress.record(ec2, replacement, "reported", self.clock.now())
             return f"start of {replacement} reported"
-        previous = self._describe(progress.outcome_of(done.get("replaces", ""))) if done.get("replaces") else None
+        previous_id = progress.outcome_of(done.get("replaces", "")) or None
+        previous = self._describe(previous_id) if previous_id else None
         old_done = progress.read(previous or {})
         timeline = {f"old.{step}": progress.stamp_of(value) for step, value in old_done.items()}
         timeline.update({f"new.{step}": progress.stamp_of(value) for step, value in done.items()})
         phases = event.detail.get("phases") if isinstance(event.detail.get("phases"), dict) else {}
         timeline.update({f"boot.{name}": str(value)[:40] for name, value in list(phases.items())[:20]})
-        origin = progress.outcome_of(done.get("attached", ""))
-        data_age = origin.rsplit("age ", 1)[1].rstrip("s") if "age " in origin else "0"
+        attached = progress.outcome_of(done.get("attached", ""))
+        origin = outcomes.parse_origin(attached)
+        verdict, losses = outcomes.judge(origin, previous_id, old_done, self._backup_set_of(origin))
+        data_age = origin.data_age_seconds if origin else 0.0
         old_warned = old_done.get("warned")
         recovery_seconds = (event.time - progress.time_of(old_warned)).total_seconds() if old_warned else None
-        self.publish(service, f"{service.name} recovered on {replacement}", {
-            "event": "recovered", "service": service.name, "lineage": service.lineage, "instance_id": replacement,
-            "replaced": previous["InstanceId"] if previous else None, "data": origin, "data_age_seconds": float(data_age),
+        self.publish(service, f"{service.name} {verdict.replace('-', ' ')} on {replacement}", {
+            "event": verdict, "service": service.name, "lineage": service.lineage, "instance_id": replacement,
+            "replaced": previous_id, "data": attached, "data_age_seconds": data_age, "losses": losses,
             "recovery_seconds": recovery_seconds, "timeline": dict(sorted(timeline.items(), key=lambda item: item[1])),
             "summary": f"{service.name} is back on {replacement}" + (f" after {recovery_seconds:.0f}s" if recovery_seconds else "")
-            + f"; data age {float(data_age):.0f}s"})
+            + (f" from {previous_id}" if previous_id else "") + f"; data age {data_age:.0f}s"
+            + ("".join(f"; LOST: {loss}" for loss in losses) if losses else "; nothing lost")})
+        if losses:
+            self.metric(service, "RecoveriesWithLoss", 1, "Count")
         if recovery_seconds is not None:
             self.metric(service, "RecoverySeconds", recovery_seconds, "Seconds")
         for phase, start, end in PHASES:
@@ -820,6 +878,16 @@ class Handler:
                 self.metric(service, "PhaseSeconds", max(0.0, seconds), "Seconds", phase=phase)
         progress.record(ec2, replacement, "reported", self.clock.now())
         return f"success of {replacement} reported"
+
+    def _backup_set_of(self, origin):
+        """The backup set of the snapshot ``origin`` restored, or None (a moved volume; a snapshot deleted since)."""
+        if origin is None or origin.snapshot_id is None:
+            return None
+        try:
+            snapshot = call(self.clients["ec2"], "describe_snapshots", SnapshotIds=[origin.snapshot_id])["Snapshots"][0]
+        except (AwsApiError, IndexError):
+            return None
+        return t.as_dict(snapshot.get("Tags")).get(t.BACKUP_SET)
 
     def _boot_failed(self, event, instance, service):
         """The agent refused the data or timed out waiting for it: the operator hears it at once, with the agent's

@@ -374,7 +374,7 @@ def _restore_in_zone(ec2, current, target, result, device_name, app_stopped, for
         # A second writer on a restored copy would fork the data: the current holder is fenced first.
         assert_release_allowed(holder, current["VolumeId"], app_stopped)
     data_age = max(0.0, (clock.now() - snapshot["StartTime"]).total_seconds())
-    if max_data_age is not None and data_age > max_data_age and not _staged_from(current, snapshot["SnapshotId"]):
+    if max_data_age is not None and data_age > max_data_age and not staged_from(current, snapshot["SnapshotId"]):
         raise FenceViolation(
             f"newest usable snapshot of lineage {lineage}, {snapshot['SnapshotId']}, holds data "
             f"{data_age:.0f}s old, more than max_data_age {max_data_age}s; refusing to restore",
@@ -422,7 +422,7 @@ def _restore_in_zone(ec2, current, target, result, device_name, app_stopped, for
     _timed(result, "attach", clock, lambda: attach_volume(ec2, volume_id, instance_id, device, timeout, clock))
 
 
-def _staged_from(current, snapshot_id):
+def staged_from(current, snapshot_id):
     """Whether the current volume is a copy of ``snapshot_id`` that no instance has held yet (a backup
     restore.yml staged for the group). Restoring that backup elsewhere loses nothing, however old it is:
     ``max_data_age`` guards against losing writes, and an operator's rollback chose this age."""

@@ -14,6 +14,8 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery impor
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import handler as recovery
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import progress
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import volumes
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.errors import WaitTimeout
 from sandbox.context import CONTEXT
 from sandbox.scenario import GROUP, LINEAGE, World, envelope, warning
 
@@ -289,7 +291,7 @@ def test_the_sweep_alerts_once_for_a_holder_gone_without_any_event(fleet, calls)
     CONTEXT.advance(5)
     assert "crash-consistent snapshot" in fleet.handler.handle(sweep())
     [message] = fleet.messages()
-    assert message["event"] == "missed-warning" and message["reason"] == "the sweep found it stopped and no event announced it"
+    assert message["event"] == "missed-warning" and message["reason"] == "the sweep found it stopped and no interruption of it was handled"
     assert "nothing unannounced" in fleet.handler.handle(sweep())
     assert fleet.messages() == []
 
@@ -446,3 +448,30 @@ def test_a_second_group_whose_instances_carry_the_lineage_is_reported_once_and_l
     [message] = fleet.messages()
     assert (message["event"], message["step"], message["foreign_groups"]) == ("failed", "configuration",
                                                                               {"pg-old": [rogue["instance_id"]]})
+
+
+def test_a_launch_redelivered_after_its_attach_still_says_whose_data_it_took(fleet, monkeypatch):
+    """The attach went through but the handler failed before recording it (a throttled wait, a timeout): the
+    redelivery finds the volume already on the replacement, and the recovery is still told as a recovery of the
+    interrupted instance's data, never as the replacement replacing itself."""
+    fleet.handler.handle(warning(fleet.first))
+    CONTEXT.advance(60)
+    [action] = [a for a in fleet.pending_launches() if a["instance_id"] != fleet.first]
+    attach = volumes.attach_volume
+
+    def attach_then_time_out(*args, **kwargs):
+        attach(*args, **kwargs)
+        raise WaitTimeout("timed out after 600s waiting for the attachment")
+    monkeypatch.setattr(volumes, "attach_volume", attach_then_time_out)
+    with pytest.raises(WaitTimeout):
+        fleet.handler.handle(fleet.launch_event(action))
+    monkeypatch.setattr(volumes, "attach_volume", attach)
+
+    assert fleet.handler.handle(fleet.launch_event(action)).startswith(f"replacement {action['instance_id']} has the data")
+    done = progress.read(fleet.instance(action["instance_id"]))
+    assert progress.outcome_of(done["replaces"]) == fleet.first
+    fleet.messages()
+    report = envelope("ec2spot.autorecover", "EC2Spot Recovery Boot Report", {"instance-id": action["instance_id"], "lineage": LINEAGE})
+    fleet.handler.handle(report)
+    [message] = fleet.messages()
+    assert (message["event"], message["replaced"], message["losses"]) == ("recovered", fleet.first, [])
