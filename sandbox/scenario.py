@@ -35,7 +35,8 @@ def warning(instance_id, when=None, action="terminate"):
 
 
 class World:
-    def __init__(self, seeded, lineage=LINEAGE, group=GROUP, name="pg", zone="us-east-1a", endpoint_url=None, clock=None):
+    def __init__(self, seeded, lineage=LINEAGE, group=GROUP, name="pg", zone="us-east-1a", endpoint_url=None, clock=None,
+                 kms_key_id=None):
         self.lineage, self.group, self.name = lineage, group, name
         extra = {"endpoint_url": endpoint_url, "aws_access_key_id": "sandbox", "aws_secret_access_key": "sandbox"} if endpoint_url else {}
         self.clients = {service: boto3.client(service, region_name="us-east-1", config=RETRY_CONFIG, **extra)
@@ -63,7 +64,8 @@ class World:
                  "HeartbeatTimeout": 300, "DefaultResult": "CONTINUE"}])
         self.first = self.pending_launches()[0]["instance_id"]
         self.complete(self.first)
-        self.volume = ec2.create_volume(AvailabilityZone=zone, Size=20, VolumeType="gp3", Encrypted=True, TagSpecifications=[
+        self.volume = ec2.create_volume(AvailabilityZone=zone, Size=20, VolumeType="gp3", Encrypted=True,
+                                        **({"KmsKeyId": kms_key_id} if kms_key_id else {}), TagSpecifications=[
             {"ResourceType": "volume", "Tags": t.as_list({t.LINEAGE: lineage, t.GENERATION: 1, t.DEVICE: "/dev/sdf",
                                                           t.HOLDER: self.first})}])["VolumeId"]
         ec2.attach_volume(VolumeId=self.volume, InstanceId=self.first, Device="/dev/sdf")

@@ -17,7 +17,13 @@ actions", "Create alarms to stop, terminate, reboot, or recover an EC2 instance"
   are ``initializing`` after it starts running (launch, start, reboot) and ``ok`` once they pass, a
   few minutes later; a failing check is ``impaired`` (its ``reachability`` detail ``failed``, with
   ``ImpairedSince``); a stopped instance has ``not-applicable``. A reboot keeps the instance
-  ``running`` (no state-change event).
+  ``running`` (no state-change event);
+* an alarm on one metric with a static threshold is evaluated on the most recent ``EvaluationPeriods``
+  periods: ``DatapointsToAlarm`` of them breaching is ``ALARM``, otherwise ``OK``; periods without data
+  count as ``TreatMissingData`` says (``missing``, the default, and ``ignore`` leave them out; all of them
+  missing is ``INSUFFICIENT_DATA``, or no change for ``ignore``) ("Evaluating an alarm", "Configuring how
+  CloudWatch alarms treat missing data"). ``evaluate_alarm`` does it for the metrics the sandbox publishes
+  (``sqs_metrics.py``), with CloudWatch's ``StateReason`` wording.
 
 The sandbox: the checks pass ``status_checks`` modeled seconds (default ``STATUS_CHECK_SECONDS``; the
 ``latency`` control sets it when the context knows the key) after the instance last began running
@@ -25,14 +31,16 @@ or rebooted. Control ``ec2/status`` (``instance_id``, ``instance`` / ``system``:
 makes a check fail until set back to ``ok``. Every reboot (API or alarm action) is recorded (``records``
 name ``reboots``), every alarm action too (``alarm_actions``).
 
-moto 5.2.5: ``SetAlarmState`` changes the state and nothing else (no event, no action); both status
-checks are ``ok`` the moment an instance runs, including right after a start or a reboot, and can
-never fail.
+moto 5.2.5: ``SetAlarmState`` changes the state and nothing else (no event, no action); no alarm is ever
+evaluated against its metric; both status checks are ``ok`` the moment an instance runs, including right
+after a start or a reboot, and can never fail.
 """
 
 from __future__ import annotations
 
 import json
+import operator
+from datetime import timedelta
 
 SOURCE = "aws.cloudwatch"
 DETAIL_TYPE = "CloudWatch Alarm State Change"
@@ -145,6 +153,92 @@ def _notify(context, topic_arn, alarm, detail):
     except Exception as exc:  # pylint: disable=broad-exception-caught  # AWS only logs a failed notification
         return f"failed: {exc!r}"
     return f"notified {topic_arn}"
+
+
+# ---- evaluation of a metric alarm ------------------------------------------------------------------------------
+# CloudWatch user guide "Using Amazon CloudWatch alarms" ("Evaluating an alarm": the most recent EvaluationPeriods
+# periods, DatapointsToAlarm of them breaching puts the alarm in ALARM; "Configuring how CloudWatch alarms treat
+# missing data": missing (default), notBreaching, breaching, ignore).
+COMPARISONS = {"GreaterThanOrEqualToThreshold": (operator.ge, "greater than or equal to"),
+               "GreaterThanThreshold": (operator.gt, "greater than"),
+               "LessThanThreshold": (operator.lt, "less than"),
+               "LessThanOrEqualToThreshold": (operator.le, "less than or equal to")}
+
+
+def _window_statistic(data, statistic):
+    """One period's statistic over single values and statistic sets (moto's MetricDatum / MetricAggregatedDatum)."""
+    count = sum(getattr(datum, "sample_count", 1) for datum in data)
+    total = sum(getattr(datum, "sum", getattr(datum, "value", 0.0)) for datum in data)
+    figures = {"SampleCount": count, "Sum": total, "Average": total / count if count else None,
+               "Minimum": min(getattr(datum, "min", getattr(datum, "value", None)) for datum in data),
+               "Maximum": max(getattr(datum, "max", getattr(datum, "value", None)) for datum in data)}
+    return figures.get(statistic)
+
+
+def alarm_datapoints(context, alarm, data):
+    """The alarm's ``EvaluationPeriods`` most recent periods, newest first: ``(end of period, statistic or None)``, from
+    the data points ``data`` (moto's datums; those of another metric or dimension set are left out).
+
+    A period is a modeled duration: on the scaled clock it lasts ``period / scale`` of the clock's (wall) time."""
+    now = context.now().replace(tzinfo=None)   # moto's timestamps are naive UTC
+    period = timedelta(seconds=context.clock.duration(int(alarm.period)))
+    wanted = _dimensions(alarm)
+    data = [datum for datum in data if datum.namespace == alarm.namespace and datum.name == alarm.metric_name
+            and {d.name: d.value for d in datum.dimensions} == wanted]
+    points = []
+    for index in range(int(alarm.evaluation_periods)):
+        end = now - index * period
+        inside = [datum for datum in data if end - period < datum.timestamp <= end]
+        points.append((end, _window_statistic(inside, alarm.statistic) if inside else None))
+    return points
+
+
+def _evaluated_state(alarm, points):
+    """(new state or None to keep the state, [(end, value, breaching)] that decided it)."""
+    compare = COMPARISONS[alarm.comparison_operator][0]
+    treat = alarm.treat_missing_data or "missing"
+    considered = []
+    for end, value in points:
+        if value is not None:
+            considered.append((end, value, compare(value, float(alarm.threshold))))
+        elif treat in ("breaching", "notBreaching"):
+            considered.append((end, None, treat == "breaching"))
+    if not considered:
+        return (None if treat == "ignore" else "INSUFFICIENT_DATA"), considered
+    needed = int(alarm.datapoints_to_alarm or alarm.evaluation_periods)
+    return ("ALARM" if sum(1 for unused_end, unused_value, breaching in considered if breaching) >= needed else "OK"), considered
+
+
+def _reason(alarm, state, considered, missing):
+    """CloudWatch's StateReason wording: the datapoints that decided, newest first."""
+    if state == "INSUFFICIENT_DATA":
+        return f"Insufficient Data: {missing} datapoint{'s were' if missing != 1 else ' was'} unknown."
+    deciding = [(end, value) for end, value, breaching in considered if breaching == (state == "ALARM") and value is not None]
+    shown = ", ".join(f"{value} ({end:%d/%m/%y %H:%M:%S})" for end, value in deciding)
+    verb = "was" if len(deciding) == 1 else "were"
+    negation = "" if state == "ALARM" else "not "
+    needed = int(alarm.datapoints_to_alarm or alarm.evaluation_periods) if state == "ALARM" else 1
+    previous = "OK" if state == "ALARM" else "ALARM"
+    return (f"Threshold Crossed: {len(deciding)} out of the last {len(considered)} datapoints [{shown}] {verb} {negation}"
+            f"{COMPARISONS[alarm.comparison_operator][1]} the threshold ({float(alarm.threshold)}) "
+            f"(minimum {needed} datapoint{'s' if needed != 1 else ''} for {previous} -> {state} transition).")
+
+
+def evaluate_alarm(context, alarm, data):
+    """Evaluate one static-threshold alarm on one metric against the data points ``data``, as CloudWatch does each
+    minute; a change goes through ``update_state`` (the event and the actions above). Returns the alarm's state."""
+    if alarm.metric_data_queries or alarm.comparison_operator not in COMPARISONS or not alarm.statistic:
+        return alarm.state_value   # metric math, anomaly bands, percentiles: not evaluated by the sandbox
+    points = alarm_datapoints(context, alarm, data)
+    state, considered = _evaluated_state(alarm, points)
+    if state is None or state == alarm.state_value:
+        return alarm.state_value
+    missing = sum(1 for unused_end, value in points if value is None)
+    reason_data = json.dumps({"version": "1.0", "queryDate": _aws_time(context.now()), "statistic": alarm.statistic,
+                              "period": int(alarm.period), "threshold": float(alarm.threshold),
+                              "recentDatapoints": [value for unused_end, value, unused_breaching in considered if value is not None]})
+    alarm.update_state(_reason(alarm, state, considered, missing), reason_data, state)
+    return state
 
 
 def set_impaired(context, instance_id, instance_check=None, system_check=None):

@@ -30,14 +30,19 @@ RecordLifecycleActionHeartbeat, SetInstanceHealth, UpdateAutoScalingGroup):
 * ``UpdateAutoScalingGroup`` changes ``CapacityRebalance`` and ``InstanceMaintenancePolicy``
   and keeps the ``MixedInstancesPolicy`` it was not given;
 * instances take the launch template's ``MetadataOptions`` and ``InstanceMarketOptions``; a
-  mixed instances policy makes the part above the On-Demand base Spot by its percentage.
+  mixed instances policy makes the part above the On-Demand base Spot by its percentage;
+* ``CreateAutoScalingGroup`` / ``UpdateAutoScalingGroup`` keep ``AvailabilityZoneDistribution``
+  (``CapacityDistributionStrategy``, default ``balanced-best-effort``; an unknown one is a
+  ``ValidationError``): what a launch refused for lack of capacity does next is ``capacity.py``'s;
+  each launch that enters service and each termination is a ``Successful`` scaling activity
+  (``scaling_activities.py``).
 
 moto 5.2.5 drops hooks given at create, never holds an instance, sends and emits nothing,
 raises NotImplementedError on CompleteLifecycleAction and RecordLifecycleActionHeartbeat,
 records Unhealthy without replacing, ignores CapacityRebalance and InstanceMaintenancePolicy
 on update (and wipes the mixed instances policy), defaults the grace period to 300, launches
-from a template without its metadata and market options, and counts only InService
-instances towards capacity.
+from a template without its metadata and market options, counts only InService
+instances towards capacity, and ignores ``AvailabilityZoneDistribution``.
 
 **Suspended processes** (EC2 Auto Scaling user guide, "Suspend and resume processes"): while ``Launch`` is
 suspended the group launches nothing, whatever its capacity, and launches what is missing once it is resumed.
@@ -55,6 +60,8 @@ import copy
 import json
 import math
 from datetime import timedelta
+
+from . import scaling_activities
 
 LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
 TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
@@ -169,6 +176,7 @@ class AutoScalingRules:
         self.actions = {}             # token -> LifecycleAction still waiting
         self.pending_tests = {}       # group name -> hooks whose TEST_NOTIFICATION is not sent yet
         self.group_terminating = set()  # instance ids the groups themselves are terminating in EC2
+        self.zone_strategies = {}     # group name -> CapacityDistributionStrategy while moto creates the group
 
     # ---- lookups ------------------------------------------------------------------------
     def backend(self):
@@ -299,11 +307,12 @@ class AutoScalingRules:
         from sandbox.context import new_token
         instance = state.instance
         now = _event_time(self.context.now())
-        detail = {"StatusCode": "InProgress",
-                  "Description": f"{'Launching a new' if launched else 'Terminating'} EC2 instance: {instance.id}",
-                  "AutoScalingGroupName": group.name, "ActivityId": new_token(),
-                  "Details": {"Availability Zone": instance.placement.zone, "Subnet ID": instance.subnet_id},
-                  "RequestId": new_token(), "StatusMessage": "", "EndTime": now, "EC2InstanceId": instance.id,
+        description = f"{'Launching a new' if launched else 'Terminating'} EC2 instance: {instance.id}"
+        details = {"Availability Zone": instance.placement.zone, "Subnet ID": instance.subnet_id}
+        activity = scaling_activities.record(self.context, group, description, cause, details)
+        detail = {"StatusCode": "InProgress", "Description": description,
+                  "AutoScalingGroupName": group.name, "ActivityId": activity["ActivityId"],
+                  "Details": details, "RequestId": new_token(), "StatusMessage": "", "EndTime": now, "EC2InstanceId": instance.id,
                   "StartTime": now, "Cause": cause,
                   "Origin": "EC2" if launched else "AutoScalingGroup", "Destination": "AutoScalingGroup" if launched else "EC2"}
         instance_arn = f"arn:aws:ec2:{self.context.region}:{self.context.account_id}:instance/{instance.id}"
@@ -647,6 +656,7 @@ def _patch_models(rules):
             rules.delete_group(group)
         original_delete_group(self, group_name)
         if group is not None:
+            scaling_activities.group_deleted(self, group)
             for state in list(group.instance_states):  # standby or protected ones too: the group is gone
                 rules.finish_termination(group, state, reconcile=False)
             for key in [key for key, hook in self.lifecycle_hooks.items() if hook.auto_scaling_group_name == group_name]:
@@ -705,6 +715,9 @@ GROUP_METRICS = frozenset({
     "WarmPoolDesiredCapacity", "WarmPoolWarmedCapacity", "WarmPoolPendingCapacity", "WarmPoolTerminatingCapacity",
     "WarmPoolTotalCapacity", "GroupAndWarmPoolDesiredCapacity", "GroupAndWarmPoolTotalCapacity",
 })
+# AvailabilityZoneDistribution.CapacityDistributionStrategy (API reference); AWS's default is balanced-best-effort.
+ZONE_STRATEGIES = ("balanced-best-effort", "balanced-only", "reservations-then-balanced")
+DEFAULT_ZONE_STRATEGY = "balanced-best-effort"
 NOTIFICATION_TYPES = frozenset({"autoscaling:EC2_INSTANCE_LAUNCH", "autoscaling:EC2_INSTANCE_LAUNCH_ERROR",
                                 "autoscaling:EC2_INSTANCE_TERMINATE", "autoscaling:EC2_INSTANCE_TERMINATE_ERROR",
                                 "autoscaling:TEST_NOTIFICATION"})
@@ -727,6 +740,7 @@ def _patch_responses(rules):
         params = self._get_params()
         name = params.get("AutoScalingGroupName")
         backend = self.autoscaling_backend
+        strategy = _zone_strategy(params.get("AvailabilityZoneDistribution"))
         if name in backend.autoscaling_groups:
             raise AutoscalingClientError("AlreadyExists", f"AutoScalingGroup by this name already exists - A group with the name {name} "
                                          "already exists")
@@ -735,6 +749,8 @@ def _patch_responses(rules):
             hook, _existing = rules.put_hook(backend, name, spec)
             hooks.append(hook)
         rules.pending_tests[name] = [hook for hook in hooks if hook.notification_target_arn]
+        # The group's first launch happens inside moto's create: the strategy must be known by then.
+        rules.zone_strategies[name] = strategy
         try:
             answer = original_create(self)
         except Exception:
@@ -742,7 +758,10 @@ def _patch_responses(rules):
                 backend.lifecycle_hooks.pop(f"{name}_{hook.name}", None)
             rules.pending_tests.pop(name, None)
             raise
+        finally:
+            rules.zone_strategies.pop(name, None)
         group = backend.autoscaling_groups[name]
+        group.availability_zone_distribution = {"CapacityDistributionStrategy": strategy}
         group.instance_maintenance_policy = _maintenance_policy(params.get("InstanceMaintenancePolicy"))
         if params.get("HealthCheckGracePeriod") is None:
             group.health_check_grace_period = 0  # the API's default (moto: 300)
@@ -753,6 +772,9 @@ def _patch_responses(rules):
         params = self._get_params()
         answer = original_update(self)
         group = self.autoscaling_backend.autoscaling_groups[params.get("AutoScalingGroupName")]
+        if params.get("AvailabilityZoneDistribution"):
+            group.availability_zone_distribution = {
+                "CapacityDistributionStrategy": _zone_strategy(params["AvailabilityZoneDistribution"])}
         if params.get("CapacityRebalance") is not None:
             group.capacity_rebalance = self._get_bool_param("CapacityRebalance")
         if "InstanceMaintenancePolicy" in params:
@@ -871,6 +893,24 @@ def _patch_responses(rules):
     AutoScalingResponse.complete_lifecycle_action = complete_lifecycle_action
     AutoScalingResponse.record_lifecycle_action_heartbeat = record_lifecycle_action_heartbeat
     AutoScalingResponse.set_instance_health = set_instance_health
+
+
+def _zone_strategy(distribution):
+    """The CapacityDistributionStrategy asked for (AWS's default when none), or ``ValidationError``."""
+    from moto.autoscaling.exceptions import ValidationError
+    strategy = (distribution or {}).get("CapacityDistributionStrategy") or DEFAULT_ZONE_STRATEGY
+    if strategy not in ZONE_STRATEGIES:
+        raise ValidationError(f"Value '{strategy}' at 'availabilityZoneDistribution.capacityDistributionStrategy' failed to "
+                              f"satisfy constraint: Member must satisfy enum value set: [{', '.join(ZONE_STRATEGIES)}]")
+    return strategy
+
+
+def zone_strategy(group):
+    """What the group does when launches fail in a zone (``AvailabilityZoneDistribution``)."""
+    distribution = getattr(group, "availability_zone_distribution", None)
+    if distribution is None and "asg" in RULES:  # still inside moto's create: the request's strategy
+        return RULES["asg"].zone_strategies.get(group.name, DEFAULT_ZONE_STRATEGY)
+    return (distribution or {}).get("CapacityDistributionStrategy") or DEFAULT_ZONE_STRATEGY
 
 
 def _register_controls(context, rules):

@@ -153,7 +153,7 @@ def test_interruption_to_recovered_replacement_in_another_zone(deployed):
     events.put_events(Entries=[{"Source": "ec2spot.autorecover", "DetailType": "EC2Spot Recovery Boot Report",
                                 "Detail": json.dumps({"instance-id": replacement, "lineage": LINEAGE, "phases": {"app-started": "now"}})}])
     [success] = eventually("the success message at the webhook", lambda: messages("recovered"))
-    assert success["replaced"] == first and success["data_age_seconds"] >= 0
+    assert success["replaced"] == first and success["data_age_seconds"] >= 0 and success["losses"] == []
     assert {"old.warned", "old.stopped", "old.snapshot", "old.released", "new.attached", "new.continued"} <= set(success["timeline"])
 
 

@@ -1122,13 +1122,32 @@ def _alarm_section(service, name, metric):
     return None
 
 
-def retry_delay(receives, jitter=None):
+def retry_delay(receives, jitter=None, time_left=None, receives_left=None):
     """Seconds before a message that must be retried is visible again: ``RETRY_AFTER`` after its first receive,
     doubling with each later one up to ``RETRY_CAP``, less a random part of up to half (AWS's "full jitter" advice
-    halved: throttled retries spread out, and a recovery still retries within minutes)."""
+    halved: throttled retries spread out, and a recovery still retries within minutes).
+
+    An event with a deadline (a Spot warning: the notice's two minutes) is retried within it: the delay is capped
+    so that the ``receives_left`` before the dead-letter queue fit in the ``time_left`` (seconds). Backing off past
+    the interruption would turn a minute of throttling into an application never stopped."""
     base = min(RETRY_CAP, RETRY_AFTER * 2 ** max(0, receives - 1))
     factor = random.uniform(0.5, 1.0) if jitter is None else jitter
-    return max(1, int(base * factor))
+    delay = max(1, int(base * factor))
+    if time_left is not None and time_left > 0 and receives_left:
+        delay = min(delay, max(1, int(time_left / receives_left)))
+    return delay
+
+
+def _time_left(handler, record):
+    """Seconds left before the record's event's deadline (a terminate Spot warning's notice), or None."""
+    try:
+        account, region = handler.identity
+        event = events.parse(record.get("body"), account=account, region=region)
+    except (RecoveryError, AwsApiError):
+        return None
+    if event.kind != events.SPOT_WARNING or event.detail.get("instance-action", "terminate") != "terminate":
+        return None
+    return (event.time + NOTICE_LEAD - handler.clock.now()).total_seconds()
 
 
 def _receive_count(record):
@@ -1160,9 +1179,13 @@ def _retry_later(handler, record, exc):
     receipt, receives = record.get("receiptHandle"), _receive_count(record)
     try:
         queue_url, limit = _queue_of(handler, record)
+        # Within a notice, the receives but the last: the last is kept for after it, when a warning that could not
+        # be handled meets an instance already gone and says so (the missed-warning path), not the dead-letter queue.
+        delay = retry_delay(receives, time_left=_time_left(handler, record),
+                            receives_left=(limit - receives - 1) if limit else None)
         if queue_url and isinstance(receipt, str):
             call(handler.clients["sqs"], "change_message_visibility", QueueUrl=queue_url, ReceiptHandle=receipt,
-                 VisibilityTimeout=retry_delay(receives))
+                 VisibilityTimeout=delay)
     except AwsApiError as err:  # the retry then comes after the visibility timeout: slower, still safe
         LOG.warning("could not set the retry delay: %s", err.message)
         limit = None
@@ -1172,14 +1195,14 @@ def _retry_later(handler, record, exc):
 
 def _give_up(handler, record, exc, receives):
     """The message goes to the dead-letter queue after this receive: the operator hears it, with the step."""
+    instance_id, service = None, None
     try:
         account, region = handler.identity
-        event = events.parse(record.get("body"), account=account, region=region)
-        instance_id = event.instance_id
+        instance_id = events.parse(record.get("body"), account=account, region=region).instance_id
         service = handler.config.service_for(t.as_dict((handler._describe(instance_id) or {}).get("Tags")).get(t.LINEAGE)) \
             if instance_id else None
-    except (RecoveryError, AwsApiError):
-        instance_id, service = None, None
+    except (RecoveryError, AwsApiError):   # AWS still failing: the instance named by the event, the first service
+        pass
     service = service or handler.config.services[0]
     message = events.printable(getattr(exc, "message", exc), 500)
     handler.publish(service, f"Recovery step given up for {service.name}", {

@@ -433,10 +433,20 @@ def staged_from(current, snapshot_id):
 
 
 def _create_restored_volume(ec2, params, timeout, clock):
-    volume_id = call(ec2, "create_volume", **params)["VolumeId"]
-    wait_until(lambda: describe_volume(ec2, volume_id), lambda v: v["State"] == "available",
-               f"restored volume {volume_id} to become available", timeout, clock,
-               is_failed=lambda v: v["State"] == "error" and f"volume {volume_id} is in error state")
+    created = call(ec2, "create_volume", **params)
+    volume_id = created["VolumeId"]
+    try:
+        wait_until(lambda: describe_volume(ec2, volume_id), lambda v: v["State"] == "available",
+                   f"restored volume {volume_id} to become available", timeout, clock,
+                   is_failed=lambda v: v["State"] == "error" and f"volume {volume_id} is in error state")
+    except NotFound as exc:
+        # EBS checks an encrypted volume's KMS key after CreateVolume answers ("the action can appear to complete,
+        # but eventually fails", CreateVolume KmsKeyId): a key disabled or pending deletion makes the volume vanish.
+        key = created.get("KmsKeyId") or "its KMS key"
+        raise NotFound(
+            f"volume {volume_id} vanished while EBS created it: EBS could not use {key} (disabled, pending deletion or "
+            f"not granted to EBS); enable the key, then restore. Nothing was attached", volume_id=volume_id,
+            kms_key_id=created.get("KmsKeyId"), snapshot_id=params.get("SnapshotId")) from exc
     return volume_id
 
 

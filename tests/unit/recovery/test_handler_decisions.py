@@ -374,6 +374,19 @@ def test_retries_back_off_exponentially_capped_with_jitter(receives, low, high):
     assert all(low <= recovery.retry_delay(receives) <= high for unused in range(50))
 
 
+@pytest.mark.parametrize("receives, time_left, receives_left, expected", [
+    (1, 120, 3, 30),      # within a notice: the receives left fit in the time left (120 / 3 = 40 > 30: not capped)
+    (2, 90, 2, 45),       # 60 would leave one receive for 30 s: capped at 45
+    (3, 40, 1, 40),       # the last receive inside the notice comes at its end
+    (3, 0.5, 1, 1),       # never less than a second
+    (3, -5, 1, 120),      # past the notice: the ordinary back-off
+    (3, 40, 0, 120),      # no receive left to spend inside the notice (the last is kept for after it)
+    (3, None, None, 120),
+])
+def test_a_retry_within_a_notice_fits_the_receives_left_in_the_time_left(receives, time_left, receives_left, expected):
+    assert recovery.retry_delay(receives, jitter=1.0, time_left=time_left, receives_left=receives_left) == expected
+
+
 def test_the_last_receive_before_the_dead_letter_queue_publishes_failed_with_the_step(fleet):
     sqs = fleet.clients["sqs"]
     dlq = sqs.get_queue_attributes(QueueUrl=sqs.create_queue(QueueName="events-dlq")["QueueUrl"],
