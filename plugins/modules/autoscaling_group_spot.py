@@ -530,15 +530,10 @@ group:
       sample: {"name": "web-fleet-predictive", "metric_type": "ASGCPUUtilization", "target_value": 50.0, "mode": "ForecastOnly"}
 """
 
-try:
-    import botocore
-except ImportError:
-    pass  # AnsibleAWSModule reports the missing library
-
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.fleet import group as asg_group
-from ansible_collections.ec2spot.autorecover.plugins.module_utils.module_support import client
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.module_support import client, run
 
 
 def wanted_state(params):
@@ -632,21 +627,18 @@ def main():
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     asg = client(module, "autoscaling")
-    try:
+
+    def converge():
         if params["state"] == "absent":
-            result = asg_group.ensure_absent(asg, params["name"], force=params["force_delete"], check_mode=module.check_mode)
-        else:
-            want = wanted_state(params)
-            if not params["update_desired_capacity"]:
-                want["desired_capacity_at_create"], want["desired_capacity"] = want["desired_capacity"], None
-            result = asg_group.ensure(
-                asg, want, check_mode=module.check_mode,
-                purge_hooks=params["purge_lifecycle_hooks"], purge_notifications=params["purge_notifications"],
-                purge_tags=params["purge_tags"], propagate_tags=params["propagate_tags_at_launch"])
-    except asg_group.FleetError as error:
-        module.fail_json(msg=error.message)
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
-        module.fail_json_aws(error, msg=f"Auto Scaling group {params['name']}")
+            return asg_group.ensure_absent(asg, params["name"], force=params["force_delete"], check_mode=module.check_mode)
+        want = wanted_state(params)
+        if not params["update_desired_capacity"]:
+            want["desired_capacity_at_create"], want["desired_capacity"] = want["desired_capacity"], None
+        return asg_group.ensure(
+            asg, want, check_mode=module.check_mode,
+            purge_hooks=params["purge_lifecycle_hooks"], purge_notifications=params["purge_notifications"],
+            purge_tags=params["purge_tags"], propagate_tags=params["propagate_tags_at_launch"])
+    result = run(module, converge)
     module.exit_json(
         changed=result["changed"],
         created=result["created"],

@@ -112,24 +112,24 @@ validation_messages:
 import json
 import re
 
-try:
-    import botocore
-except ImportError:
-    pass  # AnsibleAWSModule reports the missing botocore
-
-from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
-from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 
-NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.module_support import client as aws_client
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.module_support import run
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws import call
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.errors import AwsApiError, InvalidInput
+
+NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
 
 
 def get_dashboard(client, name):
     """The dashboard's ARN and parsed body, or (None, None) when there is none."""
     try:
-        found = client.get_dashboard(aws_retry=True, DashboardName=name)
-    except is_boto3_error_code("ResourceNotFound"):
-        return None, None
+        found = call(client, "get_dashboard", DashboardName=name)
+    except AwsApiError as error:
+        if error.aws_code == "ResourceNotFound":
+            return None, None
+        raise
     return found.get("DashboardArn"), json.loads(found.get("DashboardBody") or "{}")
 
 
@@ -144,7 +144,7 @@ def ensure_present(module, client, name, body):
         return dict(changed=False, dashboard=dict(name=name, arn=arn, body=existing), diff=diff)
     if module.check_mode:
         return dict(changed=True, dashboard=dict(name=name, arn=arn, body=body), diff=diff)
-    answer = client.put_dashboard(aws_retry=True, DashboardName=name, DashboardBody=canonical(body))
+    answer = call(client, "put_dashboard", DashboardName=name, DashboardBody=canonical(body))
     messages = answer.get("DashboardValidationMessages") or []
     for message in messages:
         module.warn(f"CloudWatch on dashboard {name}: {message.get('DataPath', '')} {message.get('Message', '')}".strip())
@@ -158,10 +158,22 @@ def ensure_absent(module, client, name):
         return dict(changed=False, dashboard={}, diff={"before": {}, "after": {}})
     if not module.check_mode:
         try:
-            client.delete_dashboards(aws_retry=True, DashboardNames=[name])
-        except is_boto3_error_code("ResourceNotFound"):  # gone meanwhile: what was asked
-            pass
+            call(client, "delete_dashboards", DashboardNames=[name])
+        except AwsApiError as error:
+            if error.aws_code != "ResourceNotFound":  # gone meanwhile: what was asked
+                raise
     return dict(changed=True, dashboard={}, diff={"before": existing, "after": {}})
+
+
+def parse_body(name, text):
+    """The dashboard body as CloudWatch takes it: a JSON object with a ``widgets`` list."""
+    try:
+        body = json.loads(text)
+    except ValueError as error:
+        raise InvalidInput(f"dashboard {name}: the body is not JSON ({error}); nothing was changed") from error
+    if not isinstance(body, dict) or not isinstance(body.get("widgets"), list):
+        raise InvalidInput(f"dashboard {name}: the body must be a JSON object with a 'widgets' list; nothing was changed")
+    return body
 
 
 def main():
@@ -173,21 +185,12 @@ def main():
     module = AnsibleAWSModule(argument_spec=argument_spec, required_if=[("state", "present", ["body"])],
                               supports_check_mode=True)
     name = module.params["name"]
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         module.fail_json(msg=f"dashboard name {name!r}: 1-255 letters, digits, '-' or '_' (CloudWatch's rule); nothing was changed")
-    client = module.client("cloudwatch", retry_decorator=AWSRetry.jittered_backoff())
-    try:
-        if module.params["state"] == "absent":
-            module.exit_json(**ensure_absent(module, client, name))
-        try:
-            body = json.loads(module.params["body"])
-        except ValueError as error:
-            module.fail_json(msg=f"dashboard {name}: the body is not JSON ({error}); nothing was changed")
-        if not isinstance(body, dict) or not isinstance(body.get("widgets"), list):
-            module.fail_json(msg=f"dashboard {name}: the body must be a JSON object with a 'widgets' list; nothing was changed")
-        module.exit_json(**ensure_present(module, client, name, body))
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
-        module.fail_json_aws(error, msg=f"dashboard {name}")
+    client = aws_client(module, "cloudwatch")
+    if module.params["state"] == "absent":
+        module.exit_json(**run(module, lambda: ensure_absent(module, client, name)))
+    module.exit_json(**run(module, lambda: ensure_present(module, client, name, parse_body(name, module.params["body"]))))
 
 
 if __name__ == "__main__":

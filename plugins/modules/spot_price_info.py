@@ -234,15 +234,10 @@ price_warnings:
   sample: ["m6i.large has no Spot offering in us-east-1e"]
 """
 
-try:
-    import botocore
-except ImportError:
-    pass  # AnsibleAWSModule reports the missing library
-
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.fleet import pricing
-from ansible_collections.ec2spot.autorecover.plugins.module_utils.module_support import client
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.module_support import client, run
 
 
 def pricing_client(module, region):
@@ -254,7 +249,7 @@ def pricing_client(module, region):
     extra = {"region": endpoint_region, "config": pricing.PRICING_CONFIG}
     if params["pricing_endpoint_url"]:
         extra["endpoint"] = params["pricing_endpoint_url"]
-    return module.client("pricing", **extra)
+    return client(module, "pricing", **extra)
 
 
 def main():
@@ -274,13 +269,8 @@ def main():
         module.fail_json(msg="spot_price_info needs a region: set region (or AWS_REGION) to the region to price in")
     ec2 = client(module, "ec2")
     prices = pricing_client(module, region) if params["on_demand"] else None
-    try:
-        result = pricing.price_report(ec2, prices, region, params["instance_types"], zones=params["availability_zones"],
-                                      subnet_ids=params["subnet_ids"], on_demand=params["on_demand"])
-    except pricing.PricingError as error:
-        module.fail_json(msg=error.message)
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
-        module.fail_json_aws(error, msg="reading Spot prices")
+    result = run(module, lambda: pricing.price_report(ec2, prices, region, params["instance_types"], zones=params["availability_zones"],
+                                                      subnet_ids=params["subnet_ids"], on_demand=params["on_demand"]))
     for warning in result["warnings"]:
         module.warn(warning)
     result["price_warnings"] = result.pop("warnings")

@@ -17,15 +17,17 @@ What ``amazon.aws.autoscaling_group`` cannot do, and why the group is created he
 The state is a flat dict with snake_case keys (``observe``); a wanted state has the same keys,
 ``None`` meaning "not managed". ``plan`` lists the differences, ``apply`` makes them with one
 ``UpdateAutoScalingGroup`` and the few calls for what it does not take (target groups, hooks,
-notifications, tags, the predictive policy). Pure boto3, no Ansible: AWS errors propagate as
-botocore exceptions, wrong input raises ``FleetError``.
+notifications, tags, the predictive policy). No Ansible: every AWS call goes through the core's
+``call``/``paginate`` (an AWS error is ``AwsApiError``), wrong input raises ``FleetError`` (an
+``InvalidInput``): one error dialect with the recovery core.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
+from __future__ import annotations
 
 import copy
+
+from ..recovery.aws import call, paginate
+from ..recovery.errors import InvalidInput
 
 LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
 TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
@@ -81,12 +83,8 @@ FIELDS = tuple(key for key, _api in SCALARS) + (
 REQUIRED_AT_CREATE = ("min_size", "max_size", "launch_template", "subnet_ids")
 
 
-class FleetError(Exception):
-    """Input that AWS would refuse, or that cannot describe one group."""
-
-    def __init__(self, message):
-        super(FleetError, self).__init__(message)
-        self.message = message
+class FleetError(InvalidInput):
+    """Input that AWS would refuse, or that cannot describe one group. Nothing was changed."""
 
 
 def _int_or_none(value):
@@ -116,14 +114,13 @@ def observe(asg, name, notifications=False, predictive_name=None):
     ``predictive_name`` in detail when given. Notifications take calls of their own: they are read
     only when managed (``notifications``), else left out of the state.
     """
-    groups = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
+    groups = call(asg, "describe_auto_scaling_groups", AutoScalingGroupNames=[name])["AutoScalingGroups"]
     groups = [group for group in groups if group["AutoScalingGroupName"] == name]
     if not groups:
         return None
-    hooks = asg.describe_lifecycle_hooks(AutoScalingGroupName=name)["LifecycleHooks"]
+    hooks = call(asg, "describe_lifecycle_hooks", AutoScalingGroupName=name)["LifecycleHooks"]
     state = group_state(groups[0], hooks)
-    policies = [policy for page in asg.get_paginator("describe_policies").paginate(AutoScalingGroupName=name)
-                for policy in page["ScalingPolicies"]]
+    policies = list(paginate(asg, "describe_policies", "ScalingPolicies", AutoScalingGroupName=name))
     state["scaling_policies"] = sorted(policy["PolicyName"] for policy in policies)
     if predictive_name:
         state["predictive_scaling"] = predictive_state(
@@ -199,9 +196,8 @@ def hook_state(hook):
 
 def observe_notifications(asg, name):
     topics = {}
-    for page in asg.get_paginator("describe_notification_configurations").paginate(AutoScalingGroupNames=[name]):
-        for item in page["NotificationConfigurations"]:
-            topics.setdefault(item["TopicARN"], set()).add(item["NotificationType"])
+    for item in paginate(asg, "describe_notification_configurations", "NotificationConfigurations", AutoScalingGroupNames=[name]):
+        topics.setdefault(item["TopicARN"], set()).add(item["NotificationType"])
     return [{"topic_arn": topic, "types": sorted(types)} for topic, types in sorted(topics.items())]
 
 
@@ -490,14 +486,14 @@ def create(asg, want, after):
         params["LifecycleHookSpecificationList"] = [_hook_params(name, hook, with_group=False) for hook in after["lifecycle_hooks"]]
     if after.get("tags"):
         params["Tags"] = _tag_params(name, after["tags"], after.get("propagated_tags") or [])
-    asg.create_auto_scaling_group(**params)
+    call(asg, "create_auto_scaling_group", **params)
     for item in after.get("notifications") or []:
-        asg.put_notification_configuration(AutoScalingGroupName=name, TopicARN=item["topic_arn"],
-                                           NotificationTypes=item["types"])
+        call(asg, "put_notification_configuration", AutoScalingGroupName=name, TopicARN=item["topic_arn"],
+             NotificationTypes=item["types"])
     if after.get("predictive_scaling"):
-        asg.put_scaling_policy(**_predictive_params(name, after["predictive_scaling"]))
+        call(asg, "put_scaling_policy", **_predictive_params(name, after["predictive_scaling"]))
     if after.get("enabled_metrics"):
-        asg.enable_metrics_collection(AutoScalingGroupName=name, Granularity="1Minute", Metrics=after["enabled_metrics"])
+        call(asg, "enable_metrics_collection", AutoScalingGroupName=name, Granularity="1Minute", Metrics=after["enabled_metrics"])
 
 
 def apply(asg, have, want, changes, after, purge_hooks=False, purge_notifications=False, purge_tags=False,
@@ -516,49 +512,49 @@ def apply(asg, have, want, changes, after, purge_hooks=False, purge_notification
     if fields & {"launch_template", "overrides", "instances_distribution"}:
         update.update(_launch_params(after))
     if update:
-        asg.update_auto_scaling_group(AutoScalingGroupName=name, **update)
+        call(asg, "update_auto_scaling_group", AutoScalingGroupName=name, **update)
     if "target_group_arns" in fields:
         current, wanted = set(have.get("target_group_arns") or []), set(want["target_group_arns"])
         if wanted - current:
-            asg.attach_load_balancer_target_groups(AutoScalingGroupName=name, TargetGroupARNs=sorted(wanted - current))
+            call(asg, "attach_load_balancer_target_groups", AutoScalingGroupName=name, TargetGroupARNs=sorted(wanted - current))
         if current - wanted:
-            asg.detach_load_balancer_target_groups(AutoScalingGroupName=name, TargetGroupARNs=sorted(current - wanted))
+            call(asg, "detach_load_balancer_target_groups", AutoScalingGroupName=name, TargetGroupARNs=sorted(current - wanted))
     if "lifecycle_hooks" in fields:
         put, delete = _hooks_plan(have.get("lifecycle_hooks"), want["lifecycle_hooks"], purge_hooks)
         for hook in put:
-            asg.put_lifecycle_hook(**_hook_params(name, hook))
+            call(asg, "put_lifecycle_hook", **_hook_params(name, hook))
         for hook_name in delete:
-            asg.delete_lifecycle_hook(AutoScalingGroupName=name, LifecycleHookName=hook_name)
+            call(asg, "delete_lifecycle_hook", AutoScalingGroupName=name, LifecycleHookName=hook_name)
     if "notifications" in fields:
         put, delete = _notifications_plan(have.get("notifications"), want["notifications"], purge_notifications)
         for item in put:
-            asg.put_notification_configuration(AutoScalingGroupName=name, TopicARN=item["topic_arn"],
-                                               NotificationTypes=item["types"])
+            call(asg, "put_notification_configuration", AutoScalingGroupName=name, TopicARN=item["topic_arn"],
+                 NotificationTypes=item["types"])
         for topic in delete:
-            asg.delete_notification_configuration(AutoScalingGroupName=name, TopicARN=topic)
+            call(asg, "delete_notification_configuration", AutoScalingGroupName=name, TopicARN=topic)
     if "tags" in fields:
         put, delete = _tags_plan(have.get("tags"), have.get("propagated_tags"), want["tags"], propagate_tags, purge_tags)
         if put:
-            asg.create_or_update_tags(Tags=_tag_params(name, put, list(put) if propagate_tags else []))
+            call(asg, "create_or_update_tags", Tags=_tag_params(name, put, list(put) if propagate_tags else []))
         if delete:
-            asg.delete_tags(Tags=[{"ResourceId": name, "ResourceType": "auto-scaling-group", "Key": key} for key in delete])
+            call(asg, "delete_tags", Tags=[{"ResourceId": name, "ResourceType": "auto-scaling-group", "Key": key} for key in delete])
     if "enabled_metrics" in fields:
         # Group metrics are free at 1-minute granularity (the dashboard's capacity widgets need them).
         current, wanted = set(have.get("enabled_metrics") or []), set(want["enabled_metrics"])
         if wanted - current:
-            asg.enable_metrics_collection(AutoScalingGroupName=name, Granularity="1Minute", Metrics=sorted(wanted - current))
+            call(asg, "enable_metrics_collection", AutoScalingGroupName=name, Granularity="1Minute", Metrics=sorted(wanted - current))
         if current - wanted:
-            asg.disable_metrics_collection(AutoScalingGroupName=name, Metrics=sorted(current - wanted))
+            call(asg, "disable_metrics_collection", AutoScalingGroupName=name, Metrics=sorted(current - wanted))
     if "predictive_scaling" in fields:
         policy = want["predictive_scaling"]
         if policy.get("state") == "absent":
-            asg.delete_policy(AutoScalingGroupName=name, PolicyName=policy["name"])
+            call(asg, "delete_policy", AutoScalingGroupName=name, PolicyName=policy["name"])
         else:
-            asg.put_scaling_policy(**_predictive_params(name, after["predictive_scaling"]))
+            call(asg, "put_scaling_policy", **_predictive_params(name, after["predictive_scaling"]))
 
 
 def delete(asg, name, force):
-    asg.delete_auto_scaling_group(AutoScalingGroupName=name, ForceDelete=force)
+    call(asg, "delete_auto_scaling_group", AutoScalingGroupName=name, ForceDelete=force)
 
 
 def ensure(asg, want, check_mode=False, purge_hooks=False, purge_notifications=False, purge_tags=False,

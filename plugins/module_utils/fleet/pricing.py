@@ -15,31 +15,27 @@
 
 On-demand prices are a comparison, not the job: when ``GetProducts`` is denied or unreachable the
 report keeps the Spot prices, sets the on-demand figures to ``None`` and says why in ``warnings``.
-Pure boto3, no Ansible: wrong input (an unknown instance type or subnet) raises ``PricingError``;
-other AWS errors from EC2 propagate as botocore exceptions.
+No Ansible: every AWS call goes through the core's ``call``/``paginate`` (an AWS error is ``AwsApiError``), wrong
+input (an unknown instance type or subnet) raises ``PricingError`` (an ``InvalidInput``): one error dialect with
+the recovery core.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
+from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
 
-try:
+from ..recovery.aws import HAS_BOTO3, call, paginate
+from ..recovery.errors import AwsApiError, InvalidInput
+
+if HAS_BOTO3:
     import botocore.config
-    from botocore.exceptions import BotoCoreError, ClientError
 
-    # The price comparison must not hold up a deploy: few retries and short timeouts for the Price List API.
+    # The price comparison must not hold up a deploy: few retries and short timeouts for the Price List API
+    # (merged over the core's retry configuration by module_support.client).
     PRICING_CONFIG = botocore.config.Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=20)
-except ImportError:  # pragma: no cover - the module reports the missing library
+else:  # pragma: no cover - the module reports the missing library
     PRICING_CONFIG = None
-
-    class BotoCoreError(Exception):
-        """Stand-in so the except clauses stay valid without botocore."""
-
-    class ClientError(Exception):
-        """Stand-in so the except clauses stay valid without botocore."""
 
 HOURS_PER_MONTH = 730
 CURRENCY = "USD"
@@ -58,12 +54,8 @@ ON_DEMAND_ATTRIBUTES = (
 DESCRIBE_TYPES_BATCH = 100
 
 
-class PricingError(Exception):
-    """Input AWS cannot price: an unknown instance type or subnet, a malformed weight."""
-
-    def __init__(self, message):
-        super(PricingError, self).__init__(message)
-        self.message = message
+class PricingError(InvalidInput):
+    """Input AWS cannot price: an unknown instance type or subnet, a malformed weight. Nothing was changed."""
 
 
 def partition_of(region):
@@ -109,20 +101,20 @@ def check_instance_types(ec2, names):
     for start in range(0, len(names), DESCRIBE_TYPES_BATCH):
         batch = names[start:start + DESCRIBE_TYPES_BATCH]
         try:
-            ec2.describe_instance_types(InstanceTypes=batch)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code", "").startswith("InvalidInstanceType"):
-                raise PricingError(f"unknown instance type in {', '.join(batch)}: {error.response['Error'].get('Message', '')}")
+            call(ec2, "describe_instance_types", InstanceTypes=batch)
+        except AwsApiError as error:
+            if (error.aws_code or "").startswith("InvalidInstanceType"):
+                raise PricingError(f"unknown instance type in {', '.join(batch)}: {error.message}") from error
             raise
 
 
 def zones_of_subnets(ec2, subnet_ids):
     """The availability zones of the subnets, in the subnets' order, each once."""
     try:
-        subnets = ec2.describe_subnets(SubnetIds=list(subnet_ids))["Subnets"]
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code", "") == "InvalidSubnetID.NotFound":
-            raise PricingError(f"subnets {', '.join(subnet_ids)}: {error.response['Error'].get('Message', '')}")
+        subnets = call(ec2, "describe_subnets", SubnetIds=list(subnet_ids))["Subnets"]
+    except AwsApiError as error:
+        if error.aws_code == "InvalidSubnetID.NotFound":
+            raise PricingError(f"subnets {', '.join(subnet_ids)}: {error.message}") from error
         raise
     zone_of = dict((s["SubnetId"], s["AvailabilityZone"]) for s in subnets)
     return unique(zone_of[s] for s in subnet_ids if s in zone_of)
@@ -130,18 +122,18 @@ def zones_of_subnets(ec2, subnet_ids):
 
 def region_zones(ec2):
     """Every available availability zone of the region (not Local or Wavelength Zones)."""
-    found = ec2.describe_availability_zones(Filters=[{"Name": "zone-type", "Values": ["availability-zone"]},
-                                                     {"Name": "state", "Values": ["available"]}])
+    found = call(ec2, "describe_availability_zones", Filters=[{"Name": "zone-type", "Values": ["availability-zone"]},
+                                                              {"Name": "state", "Values": ["available"]}])
     return sorted(z["ZoneName"] for z in found["AvailabilityZones"])
 
 
 def check_zones(ec2, zones):
     """Refuse zone names the region does not have (AWS answers InvalidParameterValue for them)."""
     try:
-        known = set(z["ZoneName"] for z in ec2.describe_availability_zones(ZoneNames=list(zones))["AvailabilityZones"])
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code", "") == "InvalidParameterValue":
-            raise PricingError(f"availability zones {', '.join(zones)}: {error.response['Error'].get('Message', '')}")
+        known = set(z["ZoneName"] for z in call(ec2, "describe_availability_zones", ZoneNames=list(zones))["AvailabilityZones"])
+    except AwsApiError as error:
+        if error.aws_code == "InvalidParameterValue":
+            raise PricingError(f"availability zones {', '.join(zones)}: {error.message}") from error
         raise
     missing = [zone for zone in zones if zone not in known]
     if missing:
@@ -178,11 +170,9 @@ def newest_spot_prices(records, zones=None):
 
 def current_spot_prices(ec2, names, zones, now=None):
     """The Spot price in effect now of each type in each zone (pairs without an offering are absent)."""
-    paginator = ec2.get_paginator("describe_spot_price_history")
-    pages = paginator.paginate(InstanceTypes=list(names), ProductDescriptions=[PRODUCT_DESCRIPTION],
-                               StartTime=now or datetime.now(timezone.utc),
-                               Filters=[{"Name": "availability-zone", "Values": list(zones)}])
-    records = [record for page in pages for record in page.get("SpotPriceHistory", [])]
+    records = list(paginate(ec2, "describe_spot_price_history", "SpotPriceHistory", InstanceTypes=list(names),
+                            ProductDescriptions=[PRODUCT_DESCRIPTION], StartTime=now or datetime.now(timezone.utc),
+                            Filters=[{"Name": "availability-zone", "Values": list(zones)}]))
     return newest_spot_prices(records, zones=set(zones))
 
 
@@ -216,10 +206,8 @@ def hourly_on_demand(price_list):
 
 
 def on_demand_price(pricing, instance_type, region):
-    paginator = pricing.get_paginator("get_products")
-    pages = paginator.paginate(ServiceCode="AmazonEC2", FormatVersion="aws_v1",
-                               Filters=on_demand_filters(instance_type, region))
-    return hourly_on_demand([item for page in pages for item in page.get("PriceList", [])])
+    return hourly_on_demand(list(paginate(pricing, "get_products", "PriceList", ServiceCode="AmazonEC2", FormatVersion="aws_v1",
+                                          Filters=on_demand_filters(instance_type, region))))
 
 
 def on_demand_prices(pricing, names, region):
@@ -232,14 +220,9 @@ def on_demand_prices(pricing, names, region):
     for name in names:
         try:
             prices[name] = on_demand_price(pricing, name, region)
-        except ClientError as error:
-            details = error.response.get("Error", {})
+        except AwsApiError as error:   # denied, throttled past the retries, unreachable: a warning
             return dict((n, None) for n in names), [
-                f"on-demand prices unavailable (pricing:GetProducts: {details.get('Code', 'error')}: "
-                f"{details.get('Message', '')}); showing Spot prices only"]
-        except BotoCoreError as error:
-            return dict((n, None) for n in names), [
-                f"on-demand prices unavailable (pricing:GetProducts: {error}); showing Spot prices only"]
+                f"on-demand prices unavailable (pricing:{error.message}); showing Spot prices only"]
         if prices[name] is None:
             warnings.append(f"no on-demand Linux price published for {name} in {region}")
     return prices, warnings

@@ -16,6 +16,7 @@ same-AZ move (detach + attach, 4 s of AWS time) at 3.4 s with a 2 s cap and x2 g
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from datetime import datetime, timezone
@@ -28,7 +29,10 @@ try:
     from botocore.exceptions import BotoCoreError, ClientError
 
     HAS_BOTO3 = True
-    RETRY_CONFIG = botocore.config.Config(retries={"mode": "standard", "max_attempts": 10})
+    # Ten attempts, unless the operator set AWS_MAX_ATTEMPTS (botocore's own setting, honoured when the
+    # configuration leaves it out): a dead endpoint then fails after the attempts they chose.
+    RETRY_CONFIG = botocore.config.Config(retries={"mode": "standard", **(
+        {} if os.environ.get("AWS_MAX_ATTEMPTS") else {"max_attempts": 10})})
 except ImportError:  # pragma: no cover - the modules report the missing library
     HAS_BOTO3 = False
     RETRY_CONFIG = None
@@ -73,16 +77,25 @@ def error_code(exc):
     return None
 
 
+def translate(operation, exc):
+    """The core's error for a botocore error raised by ``operation``: ``AwsApiError`` naming the operation, AWS's
+    error code, the request id and the HTTP status when AWS answered; the botocore error's own words (could not
+    connect, timed out, no credentials) when it did not. The one place botocore's errors become the core's."""
+    if isinstance(exc, ClientError):
+        code = error_code(exc)
+        message = exc.response.get("Error", {}).get("Message", str(exc))
+        metadata = exc.response.get("ResponseMetadata", {})
+        return AwsApiError(f"{operation} failed: {code}: {message}", operation=operation, aws_code=code,
+                           request_id=metadata.get("RequestId"), http_status=metadata.get("HTTPStatusCode"))
+    return AwsApiError(f"{operation} failed: {exc}", operation=operation, botocore_error=type(exc).__name__)
+
+
 def call(client, operation, **params):
     """Call one AWS API operation; AWS errors become ``AwsApiError`` with the operation named."""
     try:
         return getattr(client, operation)(**params)
-    except ClientError as exc:
-        code = error_code(exc)
-        message = exc.response.get("Error", {}).get("Message", str(exc))
-        raise AwsApiError(f"{operation} failed: {code}: {message}", operation=operation, aws_code=code) from exc
-    except BotoCoreError as exc:
-        raise AwsApiError(f"{operation} failed: {exc}", operation=operation) from exc
+    except (ClientError, BotoCoreError) as exc:
+        raise translate(operation, exc) from exc
 
 
 PAGE_SIZE = 100
@@ -99,14 +112,13 @@ def _page_config(client, operation, params):
 
 
 def paginate(client, operation, result_key, **params):
-    """Every item of ``result_key`` across all pages (AWS errors translated as in ``call``)."""
+    """Every item of ``result_key`` across all pages (AWS errors translated as in ``call``, on any page: a
+    connection lost or a read timed out while paging is the core's error too, never a bare botocore one)."""
     try:
         for page in client.get_paginator(operation).paginate(**params, **_page_config(client, operation, params)):
             yield from page.get(result_key, [])
-    except ClientError as exc:
-        code = error_code(exc)
-        message = exc.response.get("Error", {}).get("Message", str(exc))
-        raise AwsApiError(f"{operation} failed: {code}: {message}", operation=operation, aws_code=code) from exc
+    except (ClientError, BotoCoreError) as exc:
+        raise translate(operation, exc) from exc
 
 
 def wait_until(fetch, is_done, what, timeout, clock=SYSTEM_CLOCK, is_failed=None):

@@ -5,7 +5,7 @@ from botocore.awsrequest import AWSResponse
 
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import errors
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.addresses import find_address, move_address
-from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws import call, wait_until
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws import call, paginate, wait_until
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.instances import (
     ensure_running, healthy_group_instance)
 
@@ -139,3 +139,25 @@ def test_wait_until_polls_fast_then_backs_off_and_times_out(clock):
         wait_until(lambda: None, lambda _: False, "nothing", 10, clock)
     assert clock.slept[0] <= 0.3 and max(clock.slept) <= 1.0
     assert sum(clock.slept) == pytest.approx(10, abs=0.01)
+
+
+def test_a_connection_lost_while_paging_is_the_cores_error_not_a_bare_botocore_one(ec2, world, no_backoff_sleep):
+    """The second page's request times out on every attempt: ``paginate`` raises ``AwsApiError`` naming the
+    operation and botocore's words, as ``call`` does (a module then fails cleanly instead of a traceback)."""
+    from botocore.exceptions import ReadTimeoutError
+
+    for unused in range(6):                        # more than one page: the sandbox pages DescribeVolumes by 5
+        ec2.create_volume(AvailabilityZone="us-east-1a", Size=1)
+    sent = {"requests": 0, "timed_out": 0}
+
+    def time_out_after_the_first_page(request, **unused):
+        sent["requests"] += 1
+        if sent["requests"] > 1:
+            sent["timed_out"] += 1
+            raise ReadTimeoutError(endpoint_url=request.url)
+    ec2.meta.events.register_first("before-send.ec2.DescribeVolumes", time_out_after_the_first_page)
+
+    with pytest.raises(errors.AwsApiError, match="describe_volumes failed: Read timeout on endpoint URL") as caught:
+        list(paginate(ec2, "describe_volumes", "Volumes"))
+    assert caught.value.details["botocore_error"] == "ReadTimeoutError" and caught.value.aws_code is None
+    assert sent["timed_out"] > 1                   # botocore retried the next page first, then gave up
