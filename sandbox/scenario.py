@@ -64,10 +64,10 @@ class World:
                  "HeartbeatTimeout": 300, "DefaultResult": "CONTINUE"}])
         self.first = self.pending_launches()[0]["instance_id"]
         self.complete(self.first)
+        volume_tags = {t.LINEAGE: lineage, t.GENERATION: 1, t.DEVICE: "/dev/sdf", t.HOLDER: self.first}
         self.volume = ec2.create_volume(AvailabilityZone=zone, Size=20, VolumeType="gp3", Encrypted=True,
-                                        **({"KmsKeyId": kms_key_id} if kms_key_id else {}), TagSpecifications=[
-            {"ResourceType": "volume", "Tags": t.as_list({t.LINEAGE: lineage, t.GENERATION: 1, t.DEVICE: "/dev/sdf",
-                                                          t.HOLDER: self.first})}])["VolumeId"]
+                                        **({"KmsKeyId": kms_key_id} if kms_key_id else {}),
+                                        TagSpecifications=[{"ResourceType": "volume", "Tags": t.as_list(volume_tags)}])["VolumeId"]
         ec2.attach_volume(VolumeId=self.volume, InstanceId=self.first, Device="/dev/sdf")
         ec2.associate_address(AllocationId=self.address["AllocationId"], InstanceId=self.first)
         CONTEXT.advance(5)

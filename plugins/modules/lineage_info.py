@@ -40,6 +40,12 @@ options:
       - The service's Auto Scaling group. RV(foreign_groups) then names the other groups whose instances carry the
         lineage (C(deploy.yml) refuses to deploy over them).
     type: str
+  standby:
+    description:
+      - A standby pair of the lineage, as the handler's configuration names it (keys C(instance_id) or C(tags) for the
+        standby, C(primary_instance_id) or C(primary_tags) for the primary). RV(standby) then lists which of the
+        lineage's instances are the standby and which the primary, by the very rule the handler acts on.
+    type: dict
   snapshot_id:
     description:
       - The backup is this snapshot (a completed volume snapshot of the lineage).
@@ -110,6 +116,12 @@ backups:
   elements: dict
   sample: [{"snapshot_id": "snap-0123456789abcdef0", "start_time": "2026-11-24T03:00:04Z", "backup_set": "pgdata-20261124",
             "generation": 4, "source_volume": "vol-0123456789abcdef0", "size": 100}]
+backups_in_progress:
+  description: The ids of the lineage's volume snapshots still being taken (C(pending)); a lineage with one is not new.
+  returned: always
+  type: list
+  elements: str
+  sample: ["snap-0fedcba9876543210"]
 chosen_backup:
   description: The backup the request means, with its C(data_age_seconds) (null with O(source=current)).
   returned: always
@@ -119,6 +131,13 @@ already_restored:
   returned: always
   type: bool
   sample: false
+standby:
+  description:
+    - With O(standby), the standby and primary instances among the lineage's pending, running, stopping or stopped
+      instances (exactly one of each is a usable pair); null otherwise.
+  returned: always
+  type: dict
+  sample: {"standby": ["i-0fedcba9876543210"], "primary": ["i-0123456789abcdef0"]}
 groups:
   description: The Auto Scaling groups whose live instances carry the lineage, with those instances.
   returned: always
@@ -136,7 +155,18 @@ foreign_groups:
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.module_support import client, run
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import standby as standbys
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.restore_plan import plan
+
+
+def report_of(ec2, params):
+    """The lineage's description (``restore_plan.plan``), with its standby pair when asked."""
+    report = plan(ec2, params["lineage"], params["source"], params["snapshot_id"] or None, params["image_id"] or None,
+                  params["before"] or None, group=params["group"] or None)
+    report["standby"] = None
+    if params["standby"]:
+        report["standby"] = standbys.classify(ec2, params["lineage"], standbys.parse_settings(params["standby"], "standby"))
+    return report
 
 
 def main():
@@ -147,13 +177,13 @@ def main():
         snapshot_id=dict(type="str"),
         image_id=dict(type="str"),
         before=dict(type="str"),
+        standby=dict(type="dict"),
     )
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True,
                               mutually_exclusive=[["snapshot_id", "image_id", "before"]])
     params = module.params
     ec2 = client(module, "ec2")
-    report = run(module, lambda: plan(ec2, params["lineage"], params["source"], params["snapshot_id"] or None,
-                                      params["image_id"] or None, params["before"] or None, group=params["group"] or None))
+    report = run(module, lambda: report_of(ec2, params))
     module.exit_json(changed=False, **report)
 
 

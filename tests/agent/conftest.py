@@ -51,6 +51,14 @@ def loop_devices_work():
 LOOP = loop_devices_work() and not os.environ.get("EC2SPOT_TEST_DIRECTORY_DEVICES")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def loop_devices_when_required():
+    """make test (EC2SPOT_TEST_REQUIRE_TOOLS) proves the agent on real block devices: without loop devices that is
+    an error, never a quiet skip of every case that is about bytes."""
+    if os.environ.get("EC2SPOT_TEST_REQUIRE_TOOLS") and not os.environ.get("EC2SPOT_TEST_DIRECTORY_DEVICES") and not LOOP:
+        pytest.fail("loop devices are needed (root, losetup): make test proves the agent on real block devices")
+
+
 class FakeClock:
     """Agent time: ``sleep`` advances ``now`` at once and runs the hooks due (a device appearing late...)."""
 

@@ -115,7 +115,8 @@ def flow(sandbox, box, play, clients):
 def test_check_mode_installs_nothing_and_says_so(flow):
     assert flow["check"]["code"] == 0, flow["check"]["failed"]
     assert flow["after_check"] == {"rules": {}, "sets": {}}
-    assert all("would be installed or kept (check mode" in line for line in flow["check"]["summary"]), flow["check"]["summary"]
+    assert flow["check"]["summary"] and all("would be installed or kept (check mode" in line for line in flow["check"]["summary"]), \
+        flow["check"]["summary"]
 
 
 def queue_arn(clients):
@@ -133,7 +134,7 @@ def test_backup_installs_the_rule_to_the_queue_and_a_second_run_changes_nothing(
     [line] = flow["first"]["summary"]
     assert f"schedule {PG_RULE} {PG_SCHEDULE} to {queue_arn(clients)} (installed)" in line, line
     assert flow["second"]["code"] == 0 and flow["second"]["stats"]["changed"] == 0, flow["second"]["stats"]
-    assert all(line.endswith("(unchanged)") for line in flow["second"]["summary"]), flow["second"]["summary"]
+    assert flow["second"]["summary"] and all(line.endswith("(unchanged)") for line in flow["second"]["summary"]), flow["second"]["summary"]
 
 
 def test_the_schedule_runs_the_backup_through_the_handler_with_retention(flow, box, clients, sqs_queue_url):

@@ -89,7 +89,7 @@ def test_bad_input_fails_clearly_and_changes_nothing(sandbox, ec2, playbook):
         failing("eip_failover", allocation_id=eip["AllocationId"], instance_id=target, allow_reassociation="maybe"),
     ])
     messages = [r["msg"] for r in run.results]
-    assert all(r["failed"] for r in run.results)
+    assert run.results and all(r["failed"] for r in run.results)
     assert "no Elastic IP with allocation id eipalloc-0000000000000dead" in messages[0]
     assert "no Elastic IP with tags {'Service': 'nobody'}" in messages[1]
     assert "instance i-0000000000000dead does not exist" in messages[2]

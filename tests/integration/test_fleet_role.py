@@ -84,6 +84,11 @@ def runs(sandbox, aws, tmp_path_factory):
 
     world = sandbox["world"]
     before = described(aws)
+    # A forked lineage: two copies at the same generation. The role asks the core which is current, and the core
+    # refuses to guess (the role used to pick one in Jinja).
+    for unused in range(2):
+        aws("ec2").create_volume(AvailabilityZone="us-east-1a", Size=10, VolumeType="gp3", Encrypted=True, TagSpecifications=[
+            {"ResourceType": "volume", "Tags": t.as_list({t.LINEAGE: "it-refused-forked", t.GENERATION: 3})}])
     # One ansible-playbook for both (each run costs seconds): the fleet in check mode, then the refused inputs.
     check_and_refusals = run(
         ("check mode", True, [role_task(world)]),
@@ -91,6 +96,7 @@ def runs(sandbox, aws, tmp_path_factory):
             refused(world, "one-zone", fleet_subnet_ids=[world["subnets"]["us-east-1a"]]),
             refused(world, "scaling-max-1", fleet_cpu_target=50),
             refused(world, "user-data-too-large", fleet_user_data="#cloud-config\n" + "#" * 17000 + "\n"),
+            refused(world, "forked"),
         ]))
     after_check = described(aws)
     sandbox_world.managed_instance_profile(aws("iam"), PROFILE)
@@ -190,9 +196,11 @@ def test_the_lineage_has_one_fresh_first_volume_and_nothing_else_is_made(runs, a
     ("one-zone", "at least two availability zones"),
     ("scaling-max-1", "fleet_max_size is 1: the group holds at most one instance"),
     ("user-data-too-large", "EC2 takes at most 16384 bytes"),
+    ("forked", "lineage it-refused-forked has 2 volumes at generation 3"),
 ])
 def test_refused_inputs_change_nothing_and_say_why(runs, aws, case, message):
     said = {task["task"]["name"]: task["hosts"]["localhost"].get("msg") for task in task_results(runs["check"], "refused inputs")}
     assert message in said[f"{case} refused"], said
-    assert described(aws, name=f"it-refused-{case}", lineage=f"it-refused-{case}") == {
-        "templates": [], "groups": [], "volumes": [], "addresses": [], "roles": [], "profiles": []}
+    found = described(aws, name=f"it-refused-{case}", lineage=f"it-refused-{case}")
+    assert len(found.pop("volumes")) == (2 if case == "forked" else 0)     # the fork's own two copies, nothing more
+    assert found == {"templates": [], "groups": [], "addresses": [], "roles": [], "profiles": []}

@@ -150,7 +150,7 @@ def test_the_alarms_watch_the_right_metrics_with_the_file_s_thresholds(runs, san
     alarms, _dashboards = described(cloudwatch)
     topic = topic_arn(sandbox)
     assert {a["AlarmActions"][0] for a in alarms.values()} == {topic}
-    assert all(a["AlarmActions"] == a["OKActions"] == [topic] for a in alarms.values())
+    assert alarms and all(a["AlarmActions"] == a["OKActions"] == [topic] for a in alarms.values())
     spot = alarms["it-mweb-monitoring-spot-interruptions"]
     assert (spot["Namespace"], spot["MetricName"], spot["Statistic"], spot["Period"], spot["Threshold"]) == \
         ("EC2Spot/AutoRecover", "SpotInterruptions", "Sum", 300, 2.0)  # the service's threshold

@@ -60,7 +60,7 @@ def test_refusals_are_clear_and_change_nothing(sandbox, ec2, playbook):
         failing("volume_reattach", lineage="it-fenced", instance_id=target, device_name="/dev/sda1"),
     ])
     messages = [r["msg"] for r in run.results]
-    assert all(r["failed"] for r in run.results)
+    assert run.results and all(r["failed"] for r in run.results)
     assert f"refusing to release {vol} from {live}: the instance is running" in messages[0]
     assert run.results[0]["error"]["code"] == "FenceViolation"
     assert "instance i-0000000000000dead does not exist" in messages[1]

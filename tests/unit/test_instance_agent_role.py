@@ -93,7 +93,7 @@ USER_DATA_ONLY = """\
 
 def ansible_env():
     if not (COLLECTIONS / "ansible_collections" / "ec2spot" / "autorecover").exists():
-        pytest.skip("run `make collection` first: ec2spot.autorecover is not linked under .build/collections")
+        pytest.fail("run `make collection` first: ec2spot.autorecover is not linked under .build/collections")
     return dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
                 ANSIBLE_NOCOLOR="1")
 
@@ -132,7 +132,7 @@ def agent_source(program):
 def installed(tmp_path_factory):
     """The shipped agent, installed into a throw-away root and rendered as user data."""
     if not AGENT.is_file():
-        pytest.skip(f"{AGENT} is not there yet")
+        pytest.fail(f"{AGENT} is missing: the role ships it")
     tmp = tmp_path_factory.mktemp("instance-agent")
     done = playbook(tmp, dict(variables(tmp, AGENT), instance_agent_agent_source=agent_source(AGENT)))
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
@@ -188,7 +188,7 @@ def test_units_pass_systemd_analyze_verify(installed, tmp_path):
     unknown Type=), is a failure: its exit code is 0 for those."""
     analyze, system_units = shutil.which("systemd-analyze"), pathlib.Path("/usr/lib/systemd/system")
     if not analyze or not system_units.is_dir():
-        pytest.skip("systemd-analyze and /usr/lib/systemd/system are needed")
+        pytest.fail("systemd-analyze and /usr/lib/systemd/system are needed to verify the units (apt-get install systemd)")
     root = tmp_path / "root"
     shutil.copytree(installed["root"], root, symlinks=True)
     shutil.copytree(system_units, root / "usr/lib/systemd/system", symlinks=True)

@@ -57,7 +57,8 @@ def _holder(ec2, volume):
 
 
 def describe_lineage(ec2, lineage):
-    """The lineage's current volume and its holder, every data volume, and its completed backups, newest first."""
+    """The lineage's current volume and its holder, every data volume, its completed backups, newest first, and the
+    ids of its snapshots still in progress."""
     lineages.validate_name(lineage)
     current = lineages.current_volume(ec2, lineage)
     report = {"lineage": lineage, "current": None, "volumes": [], "backups": [],
@@ -76,6 +77,8 @@ def describe_lineage(ec2, lineage):
             if holder["group"]:
                 report["grouped_writers"].append(holder["instance_id"])
     report["backups"] = [_backup(s) for s in lineages.snapshots(ec2, lineage)]
+    # Snapshots still being taken hold the lineage's data too: a lineage with one of them is not new.
+    report["backups_in_progress"] = [s["SnapshotId"] for s in lineages.snapshots(ec2, lineage, states=("pending",))]
     report["groups"] = lineages.groups_of(ec2, lineage)
     return report
 

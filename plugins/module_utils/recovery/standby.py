@@ -28,6 +28,7 @@ the operator put it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 
 from . import tags as t
@@ -46,7 +47,9 @@ TOOK_OVER_STEP = "standby-took-over"
 # Primary states that trigger a failover.
 TRIGGER_STATES = frozenset({"stopping", "stopped", "shutting-down", "terminated"})
 DEFAULT_READY_TIMEOUT = 600
-SECTION_KEYS = frozenset({"instance_id", "tags", "primary_tags", "alarm_prefix", "ready_timeout", "move_volume"})
+INSTANCE_ID = re.compile(r"i-(?:[0-9a-f]{8}|[0-9a-f]{17})")
+SECTION_KEYS = frozenset({"instance_id", "tags", "primary_tags", "primary_instance_id", "alarm_prefix", "ready_timeout",
+                          "move_volume"})
 
 
 class StandbyNotReady(RecoveryError):
@@ -62,6 +65,7 @@ class StandbySettings:
     instance_id: str | None = None
     tags: dict | None = None
     primary_tags: dict | None = None
+    primary_instance_id: str | None = None
     alarm_prefix: str | None = None
     ready_timeout: int = DEFAULT_READY_TIMEOUT
     move_volume: bool = True
@@ -99,9 +103,12 @@ def parse_settings(raw, where):
     given = [key for key in ("instance_id", "tags") if raw.get(key)]
     if len(given) != 1:
         raise InvalidInput(f"{where} must name the standby by exactly one of instance_id or tags (got {given or 'none'})")
-    instance_id = raw.get("instance_id")
-    if instance_id is not None and (not isinstance(instance_id, str) or not instance_id.startswith("i-")):
-        raise InvalidInput(f"{where}.instance_id {instance_id!r} is not an EC2 instance id (expected i-...)")
+    instance_id, primary_instance_id = raw.get("instance_id"), raw.get("primary_instance_id") or None
+    for key, value in (("instance_id", instance_id), ("primary_instance_id", primary_instance_id)):
+        if value is not None and (not isinstance(value, str) or not INSTANCE_ID.fullmatch(value)):
+            raise InvalidInput(f"{where}.{key} {value!r} is not an EC2 instance id (expected i-0123456789abcdef0)")
+    if primary_instance_id and raw.get("primary_tags"):
+        raise InvalidInput(f"{where}: tell the primary apart by primary_instance_id or by primary_tags, not both")
     prefix = raw.get("alarm_prefix")
     if prefix is not None and (not isinstance(prefix, str) or not prefix):
         raise InvalidInput(f"{where}.alarm_prefix must be a non-empty string")
@@ -113,7 +120,7 @@ def parse_settings(raw, where):
     return StandbySettings(
         instance_id=instance_id, tags=_tag_dict(raw["tags"], f"{where}.tags") if raw.get("tags") else None,
         primary_tags=_tag_dict(raw["primary_tags"], f"{where}.primary_tags") if raw.get("primary_tags") is not None else None,
-        alarm_prefix=prefix, ready_timeout=timeout, move_volume=raw.get("move_volume", True))
+        primary_instance_id=primary_instance_id, alarm_prefix=prefix, ready_timeout=timeout, move_volume=raw.get("move_volume", True))
 
 
 def _has_tags(instance, wanted):
@@ -128,10 +135,25 @@ def is_standby(settings, instance):
 
 
 def is_primary(settings, instance):
-    """A managed instance of the lineage that is not the standby (and carries ``primary_tags`` when given)."""
+    """A managed instance of the lineage that is not the standby: the one ``primary_instance_id`` names, else one
+    that carries ``primary_tags`` when given, else any other."""
     if is_standby(settings, instance):
         return False
+    if settings.primary_instance_id:
+        return instance["InstanceId"] == settings.primary_instance_id
     return not settings.primary_tags or _has_tags(instance, settings.primary_tags)
+
+
+def classify(ec2, lineage, settings):
+    """``{"standby": [ids], "primary": [ids]}`` among the lineage's instances that are not gone: the rule the handler
+    acts on, for the standby role's preflight (through ``lineage_info``) to ask instead of re-deriving it."""
+    found = {"standby": [], "primary": []}
+    for instance in find_instances(ec2, {t.LINEAGE: lineage}):
+        if is_standby(settings, instance):
+            found["standby"].append(instance["InstanceId"])
+        elif is_primary(settings, instance):
+            found["primary"].append(instance["InstanceId"])
+    return found
 
 
 def find_standby(ec2, lineage, settings):

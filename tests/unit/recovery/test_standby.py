@@ -246,7 +246,37 @@ def test_standby_without_the_lineage_tag_is_refused_clearly(aws, ec2, world):
     ({"tags": {"a": "b"}, "move_volume": "yes"}, "move_volume must be true or false"),
     ({"tags": {"a": "b"}, "surprise": 1}, "unknown keys: surprise"),
     ("i-0123456789abcdef0", "must be an object"),
+    ({"instance_id": "i-0123456789abcdef0\n"}, "not an EC2 instance id"),
+    ({"tags": {"a": "b"}, "primary_instance_id": "i-123"}, "primary_instance_id 'i-123' is not an EC2 instance id"),
+    ({"tags": {"a": "b"}, "primary_instance_id": "i-0123456789abcdef0", "primary_tags": {"r": "p"}}, "not both"),
 ])
 def test_bad_standby_configuration_is_refused_precisely(section, message):
     with pytest.raises(InvalidInput, match=message):
         handler_config.parse({"services": [{"name": NAME, "lineage": LINEAGE, "standby": section}]})
+
+
+@pytest.mark.parametrize("section, expected", [
+    # the standby by id; the primary: every other instance of the lineage
+    ({"instance_id": "B"}, {"standby": ["B"], "primary": ["A", "C"]}),
+    # the standby by tags, the primary by tags
+    ({"tags": {"role": "standby"}, "primary_tags": {"role": "primary"}}, {"standby": ["B"], "primary": ["A"]}),
+    # the primary by id: a third instance is neither
+    ({"tags": {"role": "standby"}, "primary_instance_id": "C"}, {"standby": ["B"], "primary": ["C"]}),
+    # the standby is never the primary, even when it is named as both
+    ({"instance_id": "B", "primary_instance_id": "B"}, {"standby": ["B"], "primary": []}),
+    # tags that match nothing
+    ({"tags": {"role": "spare"}}, {"standby": [], "primary": ["A", "B", "C"]}),
+])
+def test_the_standby_and_the_primary_are_told_apart_by_one_rule(aws, ec2, world, section, expected):
+    """The rule the handler acts on is the one the standby role asks (through lineage_info): instances A (primary),
+    B (standby), C (another of the lineage), D (another lineage, never counted)."""
+    ids = {}
+    for name, tags in (("A", {"role": "primary"}), ("B", {"role": "standby"}), ("C", {}), ("D", None)):
+        lineage_tags = {t.LINEAGE: LINEAGE, **tags} if tags is not None else {t.LINEAGE: "other"}
+        ids[name] = ec2.run_instances(ImageId=world["image_id"], MinCount=1, MaxCount=1, InstanceType="t3.micro",
+                                      SubnetId=world["subnets"]["us-east-1a"], TagSpecifications=[
+                                          {"ResourceType": "instance", "Tags": t.as_list(lineage_tags)}])["Instances"][0]["InstanceId"]
+    by_id = {value: key for key, value in ids.items()}
+    raw = {key: (ids[value] if key.endswith("instance_id") else value) for key, value in section.items()}
+    found = standbys.classify(ec2, LINEAGE, standbys.parse_settings(raw, "standby"))
+    assert {role: sorted(by_id[i] for i in found_ids) for role, found_ids in found.items()} == expected
