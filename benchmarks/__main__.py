@@ -5,10 +5,11 @@
 2. the handler's critical path: AWS calls and modeled time from the warning to the snapshot request, and
    from the launch action to the volume attached;
 3. a fleet: 100 simultaneous interruptions across 10 groups with EC2 throttling;
-4. retention over 1,000 AMIs: ``spot_backup`` against the amazon.aws peer playbook and seed 001's script;
+4. retention over 1,000 AMIs: ``spot_backup`` (retention alone) against the amazon.aws peer playbook and seed
+   001's script: API calls per deleted AMI, wall time;
 5. the recovery core's moves (``benchmarks/foundation.py``).
 
-    python -m benchmarks [--amis 1000] [--out .build/bench]
+    python -m benchmarks [--amis 1000] [--only rto|fleet|retention] [--out .build/bench]
 
 A benchmark reports; nothing here fails on a slow machine. Each module's docstring says what it measures.
 """
@@ -34,11 +35,22 @@ OUT = os.path.join(REPO, ".build", "bench")
 
 
 def markdown(results):
-    rto, handler, fleet_result, kept = results["rto"], results["handler"], results["fleet"], results["retention"]
-    other = rto["other_az"]
     lines = [
         "# ec2spot.autorecover benchmarks", "",
         f"{results['machine']}; sandbox latency model from FIGURES.md; {results['date']}.", "",
+    ]
+    if "rto" in results:
+        lines += _rto_lines(results["rto"], results["handler"])
+    if "fleet" in results:
+        lines += _fleet_lines(results["fleet"])
+    if "retention" in results:
+        lines += _retention_lines(results["retention"])
+    return "\n".join(lines)
+
+
+def _rto_lines(rto, handler):
+    other = rto["other_az"]
+    return [
         "## 1. RTO (modeled seconds of downtime: service stopped until back at its address)", "",
         "| case | ours | wait for termination | ratio | RPO ours | RPO wait for termination |", "|---|---|---|---|---|---|",
         f"| same AZ | {rto['ours_seconds']} | {rto['wait_for_termination_seconds']} | {rto['ratio']} | 0 | 0 (crash-consistent) |",
@@ -53,6 +65,11 @@ def markdown(results):
         f"| launch action to volume attached (same AZ) | {handler['calls_launch_to_attached']} | {handler['seconds_launch_to_attached']} |",
         f"| launch action to volume attached (other AZ, restore) | {handler['other_az_calls_launch_to_attached']} | "
         f"{handler['other_az_seconds_launch_to_attached']} |", "",
+    ]
+
+
+def _fleet_lines(fleet_result):
+    return [
         "## 3. Fleet: simultaneous interruptions", "",
         "| interruptions | groups | concurrency | handled | stopped cleanly | throttled (retried) | p50 s | p99 s | wall s |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -60,17 +77,30 @@ def markdown(results):
         f"{fleet_result['stopped_cleanly']} | {fleet_result['throttled_requests']} | {fleet_result['p50_seconds']} | "
         f"{fleet_result['p99_seconds']} | {fleet_result['wall_seconds']} |", "",
         f"The sandbox served {fleet_result['sandbox_requests_per_second']} requests/s here: handler times are bounded by it.", "",
+    ]
+
+
+def _retention_lines(kept):
+    return [
         f"## 4. Retention over {kept['amis']} daily AMIs (keep {kept['keep_days']} days)", "",
-        "| tool | API calls | wall seconds | AMIs left | backups younger than the period deleted |", "|---|---|---|---|---|",
-        f"| ours (`spot_backup`, one task, tonight's backup included) | {kept['ours_api_calls']} | {kept['ours_seconds']} | "
-        f"{kept['ours_images_left']} | {kept['ours_recent_deleted']} |",
-        f"| peer (`ec2_ami_info` + `ec2_ami state=absent` loop) | {kept['peer_api_calls']} | {kept['peer_seconds']} | "
-        f"{kept['peer_images_left']} | {kept['peer_recent_deleted']} |",
-        f"| seed 001 script (AWS CLI) | {kept['seed_script_api_calls']} | {kept['seed_script_seconds']} | {kept['seed_images_left']} | "
-        f"{kept['seed_recent_deleted']} |",
+        "Each backup is an AMI and a volume snapshot set. The peer and the seed delete the AMIs with their snapshots and leave "
+        "the volume sets; ours deletes those too (one `DeleteSnapshot` each), so its calls per deleted AMI are given for all "
+        "its calls and for the AMIs alone.", "",
+        "| tool | API calls | AMIs deleted | calls per deleted AMI | wall seconds | AMIs left | snapshots left | "
+        "backups younger than the period deleted |", "|---|---|---|---|---|---|---|---|",
+        f"| ours (`spot_backup backup: false`, one task) | {kept['ours_api_calls']} | {kept['ours_images_deleted']} | "
+        f"{kept['ours_calls_per_deleted_ami']} (AMIs alone: {kept['ours_ami_calls_per_deleted_ami']}) | {kept['ours_seconds']} | "
+        f"{kept['ours_images_left']} | {kept['ours_snapshots_left']} | {kept['ours_recent_deleted']} |",
+        f"| peer (`ec2_ami_info` + `ec2_ami state=absent` loop) | {kept['peer_api_calls']} | {kept['peer_images_deleted']} | "
+        f"{kept['peer_calls_per_deleted_ami']} | {kept['peer_seconds']} | {kept['peer_images_left']} | {kept['peer_snapshots_left']} | "
+        f"{kept['peer_recent_deleted']} |",
+        f"| seed 001 script (AWS CLI) | {kept['seed_script_api_calls']} | {kept['seed_images_deleted']} | "
+        f"{kept['seed_script_calls_per_deleted_ami']} | {kept['seed_script_seconds']} | {kept['seed_images_left']} | "
+        f"{kept['seed_snapshots_left']} | {kept['seed_recent_deleted']} |",
+        "",
+        "Ours by operation: " + ", ".join(f"{name} {count}" for name, count in sorted(kept["ours_calls_by_operation"].items())) + ".",
         "",
     ]
-    return "\n".join(lines)
 
 
 def main(argv=None):
@@ -78,13 +108,15 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--amis", type=int, default=1000, help="daily AMIs per retention tool")
     parser.add_argument("--out", default=OUT, help="directory for results.json and results.md")
+    parser.add_argument("--only", choices=("rto", "fleet", "retention"), help="run one comparison (RTO includes the handler's path)")
     args = parser.parse_args(argv)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     results = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
                "date": time.strftime("%Y-%m-%d")}
 
-    print("1-2. RTO and the handler's critical path (in-process, manual clock) ...", flush=True)
-    results["rto"], results["handler"] = recovery.run()
+    if args.only in (None, "rto"):
+        print("1-2. RTO and the handler's critical path (in-process, manual clock) ...", flush=True)
+        results["rto"], results["handler"] = recovery.run()
 
     state_dir = tempfile.mkdtemp(prefix="ec2spot-bench-")
     endpoint, stop = server.start_in_thread(scale=1.0)
@@ -96,10 +128,12 @@ def main(argv=None):
                                          aws_access_key_id="sandbox", aws_secret_access_key="sandbox"))
         with open(env["EC2SPOT_SANDBOX_WORLD"], "w", encoding="utf-8") as handle:
             json.dump(seeded, handle)
-        print("3. 100 interruptions across 10 groups, EC2 throttled ...", flush=True)
-        results["fleet"] = fleet.run(endpoint, scale=1.0)
-        print(f"4. retention over {args.amis} AMIs: ours, the amazon.aws peer, seed 001's script ...", flush=True)
-        results["retention"] = retention.run(endpoint, state_dir, args.amis)
+        if args.only in (None, "fleet"):
+            print("3. 100 interruptions across 10 groups, EC2 throttled ...", flush=True)
+            results["fleet"] = fleet.run(endpoint, scale=1.0)
+        if args.only in (None, "retention"):
+            print(f"4. retention over {args.amis} AMIs: ours, the amazon.aws peer, seed 001's script ...", flush=True)
+            results["retention"] = retention.run(endpoint, state_dir, args.amis)
     finally:
         stop()
         shutil.rmtree(state_dir, ignore_errors=True)

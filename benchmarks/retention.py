@@ -2,16 +2,26 @@
 
 One sandbox server runs in this process (scale 1: modeled time is the wall clock, which the seed's
 ``date -d "7 days ago"`` also reads). Each tool gets its own lineage of ``AMIS`` daily backups, one a day
-going back ``AMIS`` days, each an AMI and the data volume's snapshot, taken by the core's
+going back ``AMIS`` days, each an AMI and the data volume's snapshot set, taken by the core's
 ``backup_instance`` and then backdated in moto; the seed's set is also named ``k8s-master-<date>`` and
 tagged ``AutoBackup=true`` as seed 001 names and tags its AMIs. Policy for all three: keep 7 days.
 
-* **ours**: one ``ec2spot.autorecover.spot_backup`` task (tonight's backup, then retention of the lineage);
+* **ours**: one ``ec2spot.autorecover.spot_backup`` task, retention alone (``backup: false``): it deletes
+  the AMIs (one ``DeregisterImage`` with ``DeleteAssociatedSnapshots`` each) and the volume snapshot sets;
 * **peer**: what a user writes with amazon.aws: ``ec2_ami_info`` of the lineage, then ``ec2_ami
   state=absent delete_snapshot=true`` in a loop over the AMIs older than 7 days;
 * **seed 001**: the retention half of its bash script (``seed001_retention.sh``) with the AWS CLI.
 
-API calls are counted by the sandbox (``requests`` control); wall time is this machine's.
+The peer and the seed delete AMIs and their snapshots only, and leave each backup's volume snapshot set
+behind (``*_snapshots_left``); ours deletes those too, one ``DeleteSnapshot`` each (EC2 has no batch
+delete). So ours reports its calls per deleted AMI twice: all its calls, and its calls for the AMIs alone
+(all but the volume sets' ``DeleteSnapshot``, from the module's own per-operation count), the figure
+comparable with the other two and the one issue 17's target (1.1 plus a constant) is about.
+
+API calls are counted by the sandbox (``requests`` control); wall time is this machine's. The sandbox
+answers at most 5 items per page to exercise paging code; AWS fills a page up to ``MaxResults``, so for
+these runs the cap is lifted (``snapshots.PAGE_CAP``) and a listing costs what it costs on AWS (the peer
+and the AWS CLI send no ``MaxResults`` and get one page either way).
 """
 
 from __future__ import annotations
@@ -32,10 +42,12 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.backu
 from sandbox import __main__ as sandbox_cli
 from sandbox.context import CONTEXT
 from sandbox.control import Sandbox
+from sandbox.rules import snapshots as sandbox_snapshots
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 KEEP_DAYS = 7
+AWS_PAGE_CAP = 1000   # DescribeImages and DescribeSnapshots: MaxResults up to 1000
 
 
 def _client(endpoint, service):
@@ -78,6 +90,17 @@ def _recent(endpoint, **filters):
     return sum(1 for image in _images(endpoint, **filters) if image["CreationDate"] > cutoff)
 
 
+def _snapshots_of(endpoint, instance):
+    """The snapshots a backup of ``instance`` took (its volume sets' and its AMIs'), still there."""
+    pages = _client(endpoint, "ec2").get_paginator("describe_snapshots").paginate(
+        OwnerIds=["self"], Filters=[{"Name": f"tag:{t.SOURCE_INSTANCE}", "Values": [instance]}])
+    return sum(len(page["Snapshots"]) for page in pages)
+
+
+def _per_ami(calls, deleted):
+    return round(calls / deleted, 3) if deleted else None
+
+
 def _count(endpoint):
     return Sandbox(endpoint).call("requests", reset=True)["total"]
 
@@ -117,27 +140,40 @@ def run(endpoint, state_dir, amis):
     # wall clock, so the backups are dated from it too (otherwise ours kept two days more than it should).
     with CONTEXT.lock:
         CONTEXT.clock.anchor_to_wall()
+    page_cap, sandbox_snapshots.PAGE_CAP = sandbox_snapshots.PAGE_CAP, AWS_PAGE_CAP
+    try:
+        return _run(endpoint, state_dir, amis)
+    finally:
+        sandbox_snapshots.PAGE_CAP = page_cap
+
+
+def _run(endpoint, state_dir, amis):
     env = sandbox_cli.apply_env(sandbox_cli.sandbox_env(endpoint, state_dir))
     seeded = json.load(open(env["EC2SPOT_SANDBOX_WORLD"], encoding="utf-8"))
     results = {"amis": amis, "keep_days": KEEP_DAYS}
     workdir = os.path.join(state_dir, "retention")
     os.makedirs(workdir, exist_ok=True)
 
-    daily_backups(endpoint, seeded, "bench-ours", amis)
+    instance = daily_backups(endpoint, seeded, "bench-ours", amis)
     recent = _recent(endpoint, **{f"tag:{t.LINEAGE}": "bench-ours"})
     _count(endpoint)
     began = time.monotonic()
-    ours = _playbook(env, [{"name": "nightly backup and retention", "ec2spot.autorecover.spot_backup": {
-        "lineage": "bench-ours", "name": "bench-ours-tonight", "create_image": True, "retention": {"max_age_days": KEEP_DAYS}}}],
-        workdir, "ours")
+    ours = _playbook(env, [{"name": "retention alone", "ec2spot.autorecover.spot_backup": {
+        "backup": False, "lineage": "bench-ours", "retention": {"max_age_days": KEEP_DAYS}}}], workdir, "ours")
     results["ours_seconds"] = round(time.monotonic() - began, 2)
     results["ours_api_calls"] = _count(endpoint)
     results["ours_images_left"] = len(_images(endpoint, **{f"tag:{t.LINEAGE}": "bench-ours"}))
     results["ours_images_deleted"] = len(ours["deleted"]["images"])
-    results["ours_recent_deleted"] = recent + 1 - _recent(endpoint, **{f"tag:{t.LINEAGE}": "bench-ours"})  # + tonight's
+    results["ours_snapshots_deleted"] = len(ours["deleted"]["snapshots"])
+    results["ours_snapshots_left"] = _snapshots_of(endpoint, instance)
+    results["ours_recent_deleted"] = recent - _recent(endpoint, **{f"tag:{t.LINEAGE}": "bench-ours"})
     results["ours_kept"] = ours["kept"]
+    results["ours_calls_by_operation"] = ours["retention"]["api_calls"]
+    volume_deletes = ours["retention"]["api_calls"].get("DeleteSnapshot", 0)
+    results["ours_calls_per_deleted_ami"] = _per_ami(results["ours_api_calls"], results["ours_images_deleted"])
+    results["ours_ami_calls_per_deleted_ami"] = _per_ami(results["ours_api_calls"] - volume_deletes, results["ours_images_deleted"])
 
-    daily_backups(endpoint, seeded, "bench-peer", amis)
+    instance = daily_backups(endpoint, seeded, "bench-peer", amis)
     recent = _recent(endpoint, **{f"tag:{t.LINEAGE}": "bench-peer"})
     _count(endpoint)
     cutoff = (CONTEXT.now() - timedelta(days=KEEP_DAYS)).strftime("%Y-%m-%dT%H:%M:%S")
@@ -152,10 +188,14 @@ def run(endpoint, state_dir, amis):
     results["peer_seconds"] = round(time.monotonic() - began, 2)
     results["peer_api_calls"] = _count(endpoint)
     results["peer_images_left"] = len(_images(endpoint, **{f"tag:{t.LINEAGE}": "bench-peer"}))
+    results["peer_images_deleted"] = amis - results["peer_images_left"]
+    results["peer_snapshots_left"] = _snapshots_of(endpoint, instance)
     results["peer_recent_deleted"] = recent - _recent(endpoint, **{f"tag:{t.LINEAGE}": "bench-peer"})
+    results["peer_calls_per_deleted_ami"] = _per_ami(results["peer_api_calls"], results["peer_images_deleted"])
 
-    daily_backups(endpoint, seeded, "bench-seed", amis, seed_names=True)
-    recent = _recent(endpoint, **{"tag:AutoBackup": "true"})
+    instance = daily_backups(endpoint, seeded, "bench-seed", amis, seed_names=True)
+    seed_lineage = {f"tag:{t.LINEAGE}": "bench-seed"}   # ours and the peer's AMIs are tagged AutoBackup=true too
+    recent = _recent(endpoint, **seed_lineage)
     cli = aws_cli(workdir)
     _count(endpoint)
     began = time.monotonic()
@@ -164,6 +204,9 @@ def run(endpoint, state_dir, amis):
     results["seed_script_seconds"] = round(time.monotonic() - began, 2)
     results["seed_script_api_calls"] = _count(endpoint)
     results["seed_script_exit_code"] = done.returncode
-    results["seed_images_left"] = len(_images(endpoint, **{"tag:AutoBackup": "true"}))
-    results["seed_recent_deleted"] = recent - _recent(endpoint, **{"tag:AutoBackup": "true"})
+    results["seed_images_left"] = len(_images(endpoint, **seed_lineage))
+    results["seed_images_deleted"] = amis - results["seed_images_left"]
+    results["seed_snapshots_left"] = _snapshots_of(endpoint, instance)
+    results["seed_recent_deleted"] = recent - _recent(endpoint, **seed_lineage)
+    results["seed_script_calls_per_deleted_ami"] = _per_ami(results["seed_script_api_calls"], results["seed_images_deleted"])
     return results

@@ -20,24 +20,70 @@ description:
   - Backs up one instance, or every instance of a lineage, or every instance matching tags.
   - A backup is named (O(name)). A backup of that name already taken for an instance is not taken
     again, so a second run changes nothing.
-  - Applies a retention policy (O(retention)) to the backups of the same scope. It never deletes the
-    newest completed backup of a lineage, a backup still in progress, or an AMI that a launch template
-    version uses. Deregistering an AMI also deletes its snapshots. Only backups this collection took are
-    ever deleted.
+  - Then applies a retention policy (O(retention)) to the backups of the same scope. With O(backup=false) it applies
+    retention alone and needs no instance, so a lineage whose instances are gone can be pruned; the scope is then one
+    lineage (O(lineage)), several (O(lineages)), every lineage with backups (O(all_lineages)), or the backups taken of
+    one instance (O(instance_id)), which need not exist any more.
+  - Retention judges each kind of backup of each lineage on its own, because a restore reads them differently
+    (kind C(image), an AMI; kind C(volume), the volume snapshot set of one backup). A completed backup survives if B(any)
+    configured rule keeps it, that is it is one of the newest O(retention.keep_newest) completed backups of its kind,
+    or it was taken within the last O(retention.max_age_days) days. The newest completed backup of each kind of each
+    lineage always survives. A backup in progress (the one this run just took, for example) is neither counted nor
+    deleted. Ties (the same creation time) are broken by name, then id, the greater counting as newer.
+  - "Worked example, O(retention.keep_newest=2) and O(retention.max_age_days=3): a lineage has AMIs taken 0 (still
+    pending), 1, 2, 3 and 6 days ago and volume snapshot sets taken 10, 20 and 30 days ago. The pending AMI is not
+    counted; the two newest completed AMIs are 1 and 2 days old and the 1-, 2- and 3-day AMIs are within 3 days, so
+    only the 6-day AMI is deleted. The 10- and 20-day sets are the two newest volume backups and stay, although every
+    AMI is newer; the 30-day set is deleted. With O(retention.max_age_days=3) alone, the 10-day set would still stay
+    as the newest volume backup of the lineage."
+  - Never deleted, whatever the policy says, an AMI that any version of any launch template uses, an AMI with
+    deregistration protection, a snapshot a launch template maps, a snapshot an AMI that stays uses, and anything
+    another account owns or that lacks the tag C(ec2spot:managed-by=ec2spot.autorecover).
+  - An AMI is deleted with its snapshots in one call (C(DeregisterImage) with C(DeleteAssociatedSnapshots)); AWS itself
+    keeps a snapshot another AMI still uses. Each volume snapshot takes one C(DeleteSnapshot). Retention lists the
+    managed images and snapshots once per run and reads the launch templates only when something is due to go;
+    RV(retention.api_calls) counts its calls.
 author:
   - ec2spot.autorecover maintainers (@ec2spot)
+notes:
+  - Changed in 0.3.0 (breaking) - with both O(retention.keep_newest) and O(retention.max_age_days) a backup used to
+    be deleted when either rule expired it, in-progress backups counted towards O(retention.keep_newest), and a
+    lineage kept only its newest backup across kinds. A backup now survives if either rule keeps it, per kind.
 options:
+  backup:
+    description:
+      - Take a backup before applying O(retention).
+      - V(false) applies O(retention) alone (then required) to the backups that exist, without describing any
+        instance.
+    type: bool
+    default: true
+    version_added: 0.3.0
   instance_id:
     description:
-      - Back up this instance. Exactly one of O(instance_id), O(lineage) and O(instance_tags) is required.
+      - Back up this instance. Exactly one of O(instance_id), O(lineage), O(lineages), O(all_lineages) and
+        O(instance_tags) is required.
+      - With O(backup=false), the scope of retention is the backups taken of this instance; it need not exist.
     type: str
   lineage:
     description:
       - Back up every pending, running, stopping or stopped instance tagged C(ec2spot:lineage=<lineage>).
+      - With O(backup=false), the scope of retention is the lineage's backups.
     type: str
+  lineages:
+    description:
+      - With O(backup=false) only, the scope of retention is the backups of these lineages (each judged on its own).
+    type: list
+    elements: str
+    version_added: 0.3.0
+  all_lineages:
+    description:
+      - With O(backup=false) only, V(true) makes the scope of retention every lineage that has backups this collection
+        took (backups without a lineage tag excepted; prune those by O(instance_id)).
+    type: bool
+    version_added: 0.3.0
   instance_tags:
     description:
-      - Back up every pending, running, stopping or stopped instance carrying all these tags.
+      - Back up every pending, running, stopping or stopped instance carrying all these tags. Not with O(backup=false).
     type: dict
   name:
     description:
@@ -74,18 +120,19 @@ options:
     default: 3600
   retention:
     description:
-      - Retention for the backups of this scope (the lineage, or each instance). A backup expires when it
-        is beyond the newest O(retention.keep_newest) or older than O(retention.max_age_days).
-      - Omit to delete nothing.
+      - Retention for the backups of this scope (the lineage or lineages, or each instance). A completed backup
+        survives if any rule given here keeps it (see the description); at least one rule is required.
+      - Omit to delete nothing (not with O(backup=false)).
     type: dict
     suboptions:
       keep_newest:
         description:
-          - Keep this many newest backups per lineage (or per instance when its volumes have no lineage).
+          - Keep the newest this many completed backups of each kind, per lineage (or per instance when its
+            backups have no lineage).
         type: int
       max_age_days:
         description:
-          - Delete backups older than this many days (fractions allowed).
+          - Keep the backups taken within this many days (fractions allowed).
         type: float
 extends_documentation_fragment:
   - amazon.aws.common.modules
@@ -114,11 +161,28 @@ EXAMPLES = r"""
       Team: data
     retention:
       keep_newest: 5
+
+- name: Show what retention alone would delete from two lineages, whose instances may be gone (run with --check --diff)
+  ec2spot.autorecover.spot_backup:
+    backup: false
+    lineages: [pgdata, billing]
+    retention:
+      keep_newest: 3
+      max_age_days: 7
+  check_mode: true
+  register: would_go
+
+- name: Prune every lineage's backups, as seed 001's cron does apart from the backup
+  ec2spot.autorecover.spot_backup:
+    backup: false
+    all_lineages: true
+    retention:
+      max_age_days: 7
 """
 
 RETURN = r"""
 backups:
-  description: One entry per instance backed up.
+  description: One entry per instance backed up (none with O(backup=false)).
   returned: always
   type: list
   elements: dict
@@ -151,6 +215,9 @@ backups:
     created_image:
       description: Whether this run created the AMI.
       type: bool
+    changed:
+      description: Whether the backup was (or, in check mode, would be) taken by this run.
+      type: bool
 created:
   description: Resources this run created (in check mode, none).
   returned: always
@@ -160,12 +227,73 @@ deleted:
   description: Resources retention deleted (in check mode, would delete).
   returned: always
   type: dict
-  sample: {"snapshots": ["snap-0fedcba9876543210"], "images": ["ami-0fedcba9876543210"]}
+  contains:
+    images:
+      description: The AMIs deregistered.
+      type: list
+      elements: str
+      sample: ["ami-0fedcba9876543210"]
+    snapshots:
+      description: The snapshots deleted, those AWS deleted with their AMI included.
+      type: list
+      elements: str
+      sample: ["snap-0fedcba9876543210"]
 kept:
-  description: Expired backups retention kept, each with the reason.
+  description: Backups no retention rule keeps that stay, each with the reason (the same as RV(retention.kept)).
   returned: always
   type: dict
-  sample: {"pgdata-20261101/i-0123456789abcdef0": "newest complete backup of pgdata"}
+  sample: {"pgdata-20261101/i-0123456789abcdef0 (image)": "newest completed image backup of pgdata"}
+retention:
+  description: What retention found, deleted and kept, and the AWS calls it made. Empty without O(retention).
+  returned: always
+  type: dict
+  contains:
+    dry_run:
+      description: Whether nothing was deleted (check mode); the other keys then say what would be.
+      type: bool
+      sample: false
+    backups:
+      description: Every backup in scope before the run, as C(<name>/<source instance> (<kind>)).
+      type: list
+      elements: str
+      sample: ["pgdata-20261124/i-0123456789abcdef0 (image)", "pgdata-20261124/i-0123456789abcdef0 (volume)"]
+    deleted_backups:
+      description: The backups deleted (in check mode, that would be), oldest AMIs first.
+      type: list
+      elements: str
+      sample: ["pgdata-20261101/i-0123456789abcdef0 (image)"]
+    deleted_images:
+      description: The AMIs deregistered (the same as RV(deleted.images)).
+      type: list
+      elements: str
+      sample: ["ami-0fedcba9876543210"]
+    deleted_snapshots:
+      description: The snapshots deleted, with their AMI or one by one (the same as RV(deleted.snapshots)).
+      type: list
+      elements: str
+      sample: ["snap-0fedcba9876543210"]
+    kept:
+      description: Backups no rule keeps that stay, each with the reason.
+      type: dict
+      sample: {"pgdata-20261019/i-0123456789abcdef0 (image)": "its AMI ami-0123456789abcdef0 is used by launch template
+               pgdata version 4"}
+    not_completed:
+      description: Backups not completed (neither counted nor deleted), with their state.
+      type: dict
+      sample: {"pgdata-20261124/i-0123456789abcdef0 (image)": "pending"}
+    skipped:
+      description: Resources of deleted backups that stay, each with the reason (for example a snapshot another AMI uses).
+      type: dict
+      sample: {"snap-0123456789abcdef0": "also used by AMI ami-0123456789abcdef1, which stays"}
+    api_calls:
+      description: The AWS calls retention made, per operation (each page of a listing counts).
+      type: dict
+      sample: {"DescribeImages": 10, "DescribeSnapshots": 20, "DescribeLaunchTemplates": 1, "DeregisterImage": 993,
+               "DeleteSnapshot": 993}
+    api_call_count:
+      description: The AWS calls retention made in all.
+      type: int
+      sample: 2017
 """
 
 from datetime import datetime, timezone
@@ -179,7 +307,9 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.error
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.instances import describe_instance, find_instances
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.lineage import validate_name
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.retention import (
-    images_in_launch_templates, list_backup_sets, prune, select_expired, validate_policy)
+    ALL_LINEAGES, IMAGE, VOLUME, Policy, apply_retention)
+
+INSTANCE_ID_PREFIX = "i-"
 
 
 def instances_in_scope(ec2, params):
@@ -197,52 +327,95 @@ def instances_in_scope(ec2, params):
     return found
 
 
-def retention_scopes(params, instance_ids):
+def retention_scope(params, instance_ids):
+    """(lineages, source instances) for apply_retention."""
+    if params["all_lineages"]:
+        return ALL_LINEAGES, None
+    if params["lineages"]:
+        return [validate_name(name) for name in params["lineages"]], None
     if params["lineage"]:
-        return [{t.LINEAGE: params["lineage"]}]
-    return [{t.SOURCE_INSTANCE: instance_id} for instance_id in instance_ids]
+        return [validate_name(params["lineage"])], None
+    return None, instance_ids
 
 
-def backup(module, ec2):
+def check_parameters(params):
+    """Refuse what cannot work before anything is described or taken."""
+    if params["all_lineages"] is False:
+        raise InvalidInput("all_lineages: false selects nothing: omit it and give lineage, lineages, instance_id or instance_tags")
+    if params["backup"]:
+        if params["lineages"] or params["all_lineages"]:
+            raise InvalidInput("lineages and all_lineages select backups to prune: use them with backup: false")
+        return
+    if not params["retention"]:
+        raise InvalidInput("backup: false applies retention alone: give retention (keep_newest and/or max_age_days)")
+    if params["instance_tags"]:
+        raise InvalidInput("backup: false needs no instance: give lineage, lineages, all_lineages or instance_id, "
+                           "not instance_tags (tags select instances, which may be gone)")
+    if params["instance_id"] and not params["instance_id"].startswith(INSTANCE_ID_PREFIX):
+        raise InvalidInput(f"instance_id must be an instance id (i-...), got {params['instance_id']!r}")
+
+
+def created_labels(backups, create_image):
+    """The backups this run took (or, in check mode, would take), labelled as retention labels them."""
+    labels = []
+    for taken in backups:
+        if not taken.changed:
+            continue
+        if taken.created_snapshots or not taken.snapshots:
+            labels.append(f"{taken.backup_set}/{taken.instance_id} ({VOLUME})")
+        if create_image and (taken.created_image or not taken.image_id):
+            labels.append(f"{taken.backup_set}/{taken.instance_id} ({IMAGE})")
+    return labels
+
+
+def backup_and_prune(module, ec2):
     params = module.params
-    policy = params["retention"] or {}
-    max_age = policy["max_age_days"] * 86400 if policy.get("max_age_days") is not None else None
-    # Bad input changes nothing: check the name and the policy before the first backup is taken.
-    validate_policy(policy.get("keep_newest"), max_age)
-    today = datetime.now(timezone.utc).strftime("%Y%m%d")
-    name = validate_set_name(params["name"] or f"{params['lineage'] or 'backup'}-{today}")
-    instance_ids = instances_in_scope(ec2, params)
-    backups = [backup_instance(ec2, instance_id, name, create_image=params["create_image"],
-                               include_boot_volume=params["include_boot_volume"], extra_tags=params["tags"],
-                               dry_run=module.check_mode, wait=params["wait"], timeout=params["wait_timeout"])
-               for instance_id in instance_ids]
+    check_parameters(params)
+    # Bad input changes nothing: check the policy and the name before the first backup is taken.
+    policy = Policy.of(params["retention"]) if params["retention"] else None
+    backups, instance_ids = [], None
+    if params["backup"]:
+        today = datetime.now(timezone.utc).strftime("%Y%m%d")
+        name = validate_set_name(params["name"] or f"{params['lineage'] or 'backup'}-{today}")
+        instance_ids = instances_in_scope(ec2, params)
+        backups = [backup_instance(ec2, instance_id, name, create_image=params["create_image"],
+                                   include_boot_volume=params["include_boot_volume"], extra_tags=params["tags"],
+                                   dry_run=module.check_mode, wait=params["wait"], timeout=params["wait_timeout"])
+                   for instance_id in instance_ids]
+    elif params["instance_id"]:
+        instance_ids = [params["instance_id"]]
     outcome = {
         "backups": [b.to_dict() for b in backups],
         "created": {"snapshots": [s["snapshot_id"] for b in backups if b.created_snapshots for s in b.snapshots],
                     "images": [b.image_id for b in backups if b.created_image]},
         "deleted": {"snapshots": [], "images": []},
         "kept": {},
+        "retention": {},
         "changed": any(b.changed for b in backups),
     }
-    if policy.get("keep_newest") is None and max_age is None:
-        return outcome
-    image_users = images_in_launch_templates(ec2)
-    for scope in retention_scopes(params, instance_ids):
-        expired, kept = select_expired(list_backup_sets(ec2, scope), keep_newest=policy.get("keep_newest"),
-                                       max_age=max_age, image_users=image_users)
-        images, snapshots, skipped = prune(ec2, expired, dry_run=module.check_mode)
-        outcome["deleted"]["images"] += images
-        outcome["deleted"]["snapshots"] += snapshots
-        outcome["kept"].update(kept)
-        outcome["kept"].update(skipped)
-        outcome["changed"] = outcome["changed"] or bool(images or snapshots)
+    created = created_labels(backups, params["create_image"])
+    before = []
+    after = list(created)
+    if policy is not None:
+        lineages, source_instances = retention_scope(params, instance_ids)
+        pruned = apply_retention(ec2, lineages, policy, dry_run=module.check_mode, source_instances=source_instances)
+        outcome["retention"] = pruned.to_dict()
+        outcome["deleted"] = {"snapshots": pruned.deleted_snapshots, "images": pruned.deleted_images}
+        outcome["kept"] = pruned.kept
+        outcome["changed"] = outcome["changed"] or pruned.changed
+        before = [label for label in pruned.backups if label not in created]
+        after = sorted(set(pruned.backups) - set(pruned.deleted_backups) | set(created))
+    outcome["diff"] = {"before": {"backups": sorted(before)}, "after": {"backups": sorted(after)}}
     return outcome
 
 
 def main():
     argument_spec = dict(
+        backup=dict(type="bool", default=True),
         instance_id=dict(type="str"),
         lineage=dict(type="str"),
+        lineages=dict(type="list", elements="str"),
+        all_lineages=dict(type="bool"),
         instance_tags=dict(type="dict"),
         name=dict(type="str"),
         create_image=dict(type="bool", default=False),
@@ -252,20 +425,15 @@ def main():
         wait_timeout=dict(type="int", default=3600),
         retention=dict(type="dict", options=dict(keep_newest=dict(type="int"), max_age_days=dict(type="float"))),
     )
+    scopes = ["instance_id", "lineage", "lineages", "all_lineages", "instance_tags"]
     module = AnsibleAWSModule(
         argument_spec=argument_spec,
         supports_check_mode=True,
-        mutually_exclusive=[["instance_id", "lineage", "instance_tags"]],
-        required_one_of=[["instance_id", "lineage", "instance_tags"]],
+        mutually_exclusive=[scopes],
+        required_one_of=[scopes],
     )
     ec2 = client(module, "ec2")
-    outcome = run(module, lambda: backup(module, ec2))
-    outcome["diff"] = {
-        "before": {"created": [], "deleted": []},
-        "after": {"created": [f"{b['backup_set']}/{b['instance_id']}" for b in outcome["backups"]
-                              if b["changed"]],
-                  "deleted": outcome["deleted"]["images"] + outcome["deleted"]["snapshots"]},
-    }
+    outcome = run(module, lambda: backup_and_prune(module, ec2))
     module.exit_json(**outcome)
 
 

@@ -4,7 +4,7 @@ from importlib import import_module
 
 # Order matters where rules wrap one another: capacity wraps the launches of autoscaling and ec2_events, sqs_metrics
 # the alarm puts that cloudwatch checks first.
-RULE_MODULES = ("ebs", "snapshots", "addresses", "autoscaling", "scaling_activities", "ec2_events", "capacity",
+RULE_MODULES = ("ebs", "snapshots", "images", "addresses", "autoscaling", "scaling_activities", "ec2_events", "capacity",
                 "ssm", "eventbridge", "schedules", "fis", "kms", "pricing", "alarms", "cloudwatch", "sqs_metrics",
                 "scheduled_events", "speed")
 

@@ -154,14 +154,24 @@ def test_the_schedule_runs_the_backup_through_the_handler_with_retention(flow, b
     assert sorted(sets) == sorted([on_demand, scheduled])
     assert len(sets[scheduled]["snapshots"]) == 1 and len(sets[scheduled]["images"]) == 1  # create_image: true
 
-    second = fire(box, PG_RULE)   # keep_newest 2: the on-demand backup (oldest, complete) goes, with its AMI's snapshots
-    third = fire(box, PG_RULE)    # then the first scheduled one
+    # keep_newest 2 or younger than 3 days: a backup stays if either rule keeps it (issue 17). Two more nightly
+    # runs, all within 3 days: nothing goes, although the on-demand backup is no longer among the newest two.
+    second = fire(box, PG_RULE)
+    third = fire(box, PG_RULE)
     names = [f"{PG}-scheduled-{datetime.fromisoformat(f['time'].replace('Z', '+00:00')):%Y%m%d%H%M}" for f in (second, third)]
+    assert sorted(backup_sets(ec2)) == sorted([on_demand, scheduled] + names)
+    # Four days older: neither among the newest two of their kind nor within 3 days. The next run deletes them, the
+    # AMIs with their snapshots; the second scheduled one, not among the newest two either, stays by its age.
+    old = before[on_demand]["snapshots"] + before[on_demand]["images"] + sets[scheduled]["snapshots"] + sets[scheduled]["images"]
+    box.call("ec2/backdate", ids=old, seconds=4 * 86400)
+    fourth = fire(box, PG_RULE)
+    names.append(f"{PG}-scheduled-{datetime.fromisoformat(fourth['time'].replace('Z', '+00:00')):%Y%m%d%H%M}")
     assert sorted(backup_sets(ec2)) == sorted(names)
     gone = before[on_demand]["images"] + sets[scheduled]["images"]
     assert ec2.describe_images(Owners=["self"], Filters=[{"Name": "image-id", "Values": gone}])["Images"] == []
     ours = [s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]]
     assert not set(before[on_demand]["snapshots"] + sets[scheduled]["snapshots"]) & set(ours)
+    third = fourth
 
     # SQS delivers at least once: the same message again takes nothing and deletes nothing more.
     kept = backup_sets(ec2)
@@ -170,7 +180,7 @@ def test_the_schedule_runs_the_backup_through_the_handler_with_retention(flow, b
     box.settle()
     assert backup_sets(ec2) == kept
     [rerun] = box.call("lambda/runs", function=CONTROL_PLANE, limit=1)["runs"]
-    assert rerun["error"] is None and f"backup {names[1]} of {flow['holder']} (existing)" in rerun["log"], rerun["log"][-2000:]
+    assert rerun["error"] is None and f"backup {names[-1]} of {flow['holder']} (existing)" in rerun["log"], rerun["log"][-2000:]
 
 
 def test_the_schedule_deletes_backups_older_than_keep_days_by_age_alone(flow, play, sandbox, box, clients):
@@ -181,8 +191,8 @@ def test_the_schedule_deletes_backups_older_than_keep_days_by_age_alone(flow, pl
     box.settle()
     sets = backup_sets(ec2)
     scheduled = sorted(name for name in sets if "-scheduled-" in name)
-    assert len(scheduled) == 2, sets
-    last_week, recent = scheduled
+    assert len(scheduled) == 3, sets
+    last_week, recent = scheduled[0], scheduled[-1]
     box.call("ec2/backdate", ids=sets[last_week]["snapshots"] + sets[last_week]["images"], seconds=4 * 86400)
 
     firing = fire(box, PG_RULE)

@@ -1,6 +1,7 @@
 """spot_backup through ansible-playbook: named sets are idempotent, check mode, retention, refusals."""
 
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.backups import backup_instance
 
 from .conftest import failing, task
 from .helpers import Fixtures
@@ -66,6 +67,34 @@ def test_retention_keeps_newest_and_deletes_image_snapshots(sandbox, ec2, playbo
     assert not playbook([prune]).last["changed"]
 
 
+def test_retention_alone_on_a_lineage_without_instance_deletes_what_check_mode_listed(sandbox, ec2, playbook, box):
+    world = Fixtures(ec2, sandbox["world"])
+    instance = world.instance(tags={t.LINEAGE: "it-alone"})
+    world.volume("us-east-1a", "it-alone", attach_to=instance)
+    taken = [backup_instance(ec2, instance, f"it-alone-{n}", create_image=True) for n in (1, 2, 3)]
+    box.settle()
+    ec2.terminate_instances(InstanceIds=[instance])   # the lineage has no instance any more
+    prune = task("spot_backup", backup=False, lineage="it-alone", retention={"keep_newest": 1})
+
+    checked = playbook([prune], check=True, diff=True)
+    assert checked.last["changed"] and checked.last["backups"] == [] and checked.last["retention"]["dry_run"]
+    assert checked.last["deleted"]["images"] == [taken[0].image_id, taken[1].image_id]
+    assert checked.last["diff"]["after"]["backups"] == [f"it-alone-3/{instance} (image)", f"it-alone-3/{instance} (volume)"]
+    assert len(our_images(ec2, **{t.LINEAGE: "it-alone"})) == 3
+
+    pruned = playbook([prune])
+    assert pruned.last["changed"] and not pruned.last["retention"]["dry_run"]
+    for key in ("deleted_backups", "deleted_images", "deleted_snapshots", "kept", "skipped"):
+        assert pruned.last["retention"][key] == checked.last["retention"][key], key
+    assert [i["ImageId"] for i in our_images(ec2, **{t.LINEAGE: "it-alone"})] == [taken[2].image_id]
+    assert {s["SnapshotId"] for s in our_snapshots(ec2, **{t.SOURCE_INSTANCE: instance})} == {
+        m["Ebs"]["SnapshotId"] for m in ec2.describe_images(ImageIds=[taken[2].image_id])["Images"][0]["BlockDeviceMappings"]
+    } | {s["snapshot_id"] for s in taken[2].snapshots}
+    calls = pruned.last["retention"]["api_calls"]
+    assert calls["DeregisterImage"] == 2 and calls["DeleteSnapshot"] == 2 and "DescribeInstances" not in calls
+    assert not playbook([prune]).last["changed"]
+
+
 def test_refusals_are_clear(sandbox, ec2, playbook):
     world = Fixtures(ec2, sandbox["world"])
     bare = world.instance()
@@ -78,14 +107,20 @@ def test_refusals_are_clear(sandbox, ec2, playbook):
         failing("spot_backup", instance_id=bare, lineage="x"),
         failing("spot_backup", lineage="it-refuse", retention={"keep_newest": 0}),
         failing("spot_backup", lineage="it-refuse", name="has spaces"),
+        failing("spot_backup", backup=False, lineage="it-refuse"),
+        failing("spot_backup", lineages=["it-refuse"], retention={"keep_newest": 1}),
+        failing("spot_backup", backup=False, instance_tags={"Team": "data"}, retention={"keep_newest": 1}),
     ])
     messages = [r["msg"] for r in run.results]
-    assert all(r["failed"] for r in run.results)
+    assert run.results and all(r["failed"] for r in run.results)
     assert "instance i-0000000000000dead does not exist" in messages[0]
     assert "no pending, running, stopping or stopped instance carries tags" in messages[1]
     assert f"instance {bare} has no data volumes to back up" in messages[2]
     assert "mutually exclusive" in messages[3]
     assert "keep_newest must be at least 1" in messages[4]
     assert "invalid backup name 'has spaces'" in messages[5]
+    assert "backup: false applies retention alone: give retention" in messages[6]
+    assert "use them with backup: false" in messages[7]
+    assert "not instance_tags" in messages[8]
     assert our_snapshots(ec2, **{t.SOURCE_INSTANCE: bare}) == []
     assert our_snapshots(ec2, **{t.SOURCE_INSTANCE: served}) == []  # bad retention refused before any backup

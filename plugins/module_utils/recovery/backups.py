@@ -123,15 +123,17 @@ def backup_instance(ec2, instance_id, set_name, create_image=False, include_boot
         snapshots = existing_set(ec2, set_name, instance_id)[0]
         result.snapshots = [_snapshot_summary(s) for s in snapshots]
     if need_image:
-        image_tags = {**set_tags, t.AUTO_BACKUP: "true"}
-        if instance_tags.get(t.LINEAGE):
-            image_tags[t.LINEAGE] = instance_tags[t.LINEAGE]
+        image_tags, image_snapshot_tags = {**set_tags, t.AUTO_BACKUP: "true"}, {**set_tags, t.KIND: "image"}
+        if instance_tags.get(t.LINEAGE) and t.LINEAGE not in set_tags:
+            # The AMI's snapshots carry the lineage too: the handler's policy deletes only snapshots of its
+            # lineages, and DeregisterImage(DeleteAssociatedSnapshots) deletes them with the AMI.
+            image_tags[t.LINEAGE] = image_snapshot_tags[t.LINEAGE] = instance_tags[t.LINEAGE]
         result.image_id = call(ec2, "create_image", InstanceId=instance_id, Name=f"{set_name}-{instance_id}",
                                Description=f"ec2spot.autorecover backup {set_name} of {instance_id} (no reboot)",
                                NoReboot=True,
                                TagSpecifications=[{"ResourceType": "image", "Tags": t.as_list(image_tags)},
                                                   {"ResourceType": "snapshot",
-                                                   "Tags": t.as_list({**set_tags, t.KIND: "image"})}])["ImageId"]
+                                                   "Tags": t.as_list(image_snapshot_tags)}])["ImageId"]
         result.image_state, result.created_image = "pending", True
     if wait:
         wait_for_backup(ec2, result, timeout, clock)

@@ -61,7 +61,7 @@ from .addresses import find_address, move_address
 from .aws import SYSTEM_CLOCK, call, make_client, paginate, wait_until
 from .backups import backup_instance
 from .commands import run_shell
-from .retention import images_in_launch_templates, list_backup_sets, prune, select_expired
+from .retention import apply_retention
 from .errors import AwsApiError, Conflict, FenceViolation, NotFound, RecoveryError, WaitTimeout
 from .instances import GONE_STATES, describe_instance
 from .generations import rank_copies
@@ -821,12 +821,11 @@ class Handler:
             outcome.append(f"no backup: no instance holds lineage {service.lineage}'s volume")
         keep_newest, max_age_days = event.detail.get("keep_newest"), event.detail.get("max_age_days")
         if keep_newest or max_age_days:
-            expired, kept = select_expired(list_backup_sets(ec2, {t.LINEAGE: service.lineage}), keep_newest=keep_newest,
-                                           max_age=max_age_days * 86400 if max_age_days else None, now=self.clock.now(),
-                                           image_users=images_in_launch_templates(ec2))
-            images, snapshots, skipped = prune(ec2, expired)
-            outcome.append(f"retention deleted {len(images)} images and {len(snapshots)} snapshots, kept {len(kept)} past the policy"
-                           + (f", skipped {len(skipped)}" if skipped else ""))
+            # The same rules and code as spot_backup's retention (retention.apply_retention): any rule keeps a backup,
+            # each kind's newest always stays, one call per deleted AMI.
+            retained = apply_retention(ec2, [service.lineage], {"keep_newest": keep_newest, "max_age_days": max_age_days},
+                                       now=self.clock.now())
+            outcome.append(retained.summary())
         self.metric(service, "ScheduledBackups", 1, "Count")
         return "; ".join(outcome)
 
