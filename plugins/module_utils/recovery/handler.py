@@ -75,6 +75,9 @@ LOG = logging.getLogger("ec2spot.autorecover.handler")
 NOTICE_LEAD = timedelta(seconds=120)   # AWS: the warning comes two minutes before the interruption
 RESERVE_AFTER_STOP = 15                # seconds kept after the stop for the snapshot call and the detach
 MIN_STOP_SECONDS = 5
+# Of a notice's two minutes, what the hand-off itself needs once a retry starts it (the stop, then the snapshot call
+# and the detach): retries inside a notice are spread over what is left before it.
+HANDOFF_RESERVE = 45
 SNAPSHOT_WAIT = 600                    # seconds a launch action waits in-process for the interruption snapshot
 HEARTBEAT_EVERY = 60                   # seconds between lifecycle heartbeats while waiting
 RETRY_AFTER = 30                       # seconds before a first retry is visible again (not the queue's long timeout)
@@ -1138,7 +1141,8 @@ def retry_delay(receives, jitter=None, time_left=None, receives_left=None):
 
 
 def _time_left(handler, record):
-    """Seconds left before the record's event's deadline (a terminate Spot warning's notice), or None."""
+    """Seconds left for retries before the record's event's deadline (a terminate Spot warning's notice, less the
+    ``HANDOFF_RESERVE`` the hand-off needs once started), or None."""
     try:
         account, region = handler.identity
         event = events.parse(record.get("body"), account=account, region=region)
@@ -1146,7 +1150,7 @@ def _time_left(handler, record):
         return None
     if event.kind != events.SPOT_WARNING or event.detail.get("instance-action", "terminate") != "terminate":
         return None
-    return (event.time + NOTICE_LEAD - handler.clock.now()).total_seconds()
+    return (event.time + NOTICE_LEAD - handler.clock.now()).total_seconds() - HANDOFF_RESERVE
 
 
 def _receive_count(record):
