@@ -430,11 +430,10 @@ class Handler:
         limit = timedelta(seconds=service.recovery_deadline)
         # The instances whose data a replacement took (its "replaces" step names them), and the abandoned launches:
         # each already ended an interruption with its own failed message.
-        replaced = {progress.outcome_of(progress.read(i)["replaces"]) for i in instances
-                    if {"replaces", "attached"} <= set(progress.read(i))}
-        abandons = [progress.time_of(progress.read(i)["abandoned"]) for i in instances if "abandoned" in progress.read(i)]
-        for instance in instances:
-            done, instance_id = progress.read(instance), instance["InstanceId"]
+        steps = {i["InstanceId"]: progress.read(i) for i in instances}
+        replaced = {progress.outcome_of(done["replaces"]) for done in steps.values() if {"replaces", "attached"} <= set(done)}
+        abandons = [progress.time_of(done["abandoned"]) for done in steps.values() if "abandoned" in done]
+        for instance_id, done in steps.items():
             if "overdue" in done:
                 continue
             if "continued" in done and not {"reported", "boot-failed"} & set(done) \

@@ -99,7 +99,11 @@ class Story:
 
 @pytest.fixture
 def fleet(aws, ec2, world, monkeypatch):
-    fleet = World(world)
+    return story_ready(World(world), monkeypatch)
+
+
+def story_ready(fleet, monkeypatch):
+    """The fleet's service with a recovery deadline, its queue the story's."""
     raw = {"name": fleet.name, "lineage": LINEAGE, "group": GROUP, "stop_commands": ["echo stopping > app.stopped"],
            "address": {"tags": {"Service": fleet.name}}, "device_name": "/dev/sdf", "recovery_deadline": DEADLINE}
     fleet.handler.config = handler_config.parse({"topic_arn": fleet.topic, "services": [raw]})
@@ -291,13 +295,8 @@ def test_no_capacity_for_the_replacement_failed_by_the_deadline_with_the_groups_
 def kms_fleet(aws, ec2, world, monkeypatch):
     import boto3
     key = boto3.client("kms", region_name="us-east-1").create_key(Description="pgdata")["KeyMetadata"]["Arn"]
-    fleet = World(world, kms_key_id=key)
+    fleet = story_ready(World(world, kms_key_id=key), monkeypatch)
     fleet.key = key
-    raw = {"name": fleet.name, "lineage": LINEAGE, "group": GROUP, "stop_commands": ["echo stopping > app.stopped"],
-           "address": {"tags": {"Service": fleet.name}}, "device_name": "/dev/sdf", "recovery_deadline": DEADLINE}
-    fleet.handler.config = handler_config.parse({"topic_arn": fleet.topic, "services": [raw]})
-    monkeypatch.setattr(recovery, "_queue_of", lambda handler, record: (None, MAX_RECEIVES))
-    fleet.retry_delays = []
     return fleet
 
 
