@@ -26,7 +26,7 @@ export PYTHONPATH := $(ROOT):$(COLLECTIONS)
 export PYTHONDONTWRITEBYTECODE := 1
 export MOTO_EC2_LOAD_DEFAULT_AMIS := false
 
-.PHONY: help venv collection agent-tools test unit module-test molecule sanity lint doc demo demo-foundation bench clean
+.PHONY: help venv collection agent-tools test format unit module-test molecule sanity lint doc demo demo-foundation bench clean
 
 help:
 	@echo "make test   - run every test (sets up .venv and the sandbox itself)"
@@ -48,6 +48,11 @@ collection: venv
 
 test: unit module-test molecule sanity lint doc
 	@echo "make test: all suites passed"
+
+# One formatter for the tree (ruff.toml: 120 columns); `ruff format` applies it.
+format: venv
+	ruff format --check --quiet .
+	@echo "ruff format: every Python file is formatted"
 
 unit: collection agent-tools
 	python -m pytest -q tests/unit

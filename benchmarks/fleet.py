@@ -23,7 +23,7 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery impor
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws import RETRY_CONFIG
 from sandbox import world
-from sandbox.context import ACCOUNT_ID, REGION
+from sandbox.clock import ACCOUNT_ID, REGION
 from sandbox.control import Sandbox
 from sandbox.scenario import warning
 

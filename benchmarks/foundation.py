@@ -1,7 +1,7 @@
 """Benchmark of the recovery core's moves against the strict sandbox, in modeled AWS time.
 
 Runs the sandbox server in this process on the manual clock with the latency model of
-../shared/FIGURES.md (sandbox/context.py LATENCY), so every figure is deterministic up to
+../shared/FIGURES.md (sandbox/clock.py LATENCY), so every figure is deterministic up to
 the poll jitter: how long each move takes in AWS time, how much of that is our polling
 overhead (time between AWS finishing and the core noticing), and how many API calls it
 makes. Run with ``make bench``.
@@ -19,7 +19,7 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.addre
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.backups import backup_instance
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.volumes import move_lineage_volume
 from sandbox import server, world
-from sandbox.context import CONTEXT, CoreClock
+from sandbox.clock import CONTEXT, CoreClock
 
 RUNS = 5
 

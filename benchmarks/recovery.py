@@ -26,8 +26,8 @@ from moto import mock_aws
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import progress
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws import RETRY_CONFIG
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.backups import backup_instance
-from sandbox import fidelity, world
-from sandbox.context import CONTEXT, CoreClock
+from sandbox import rules as sandbox_rules, world
+from sandbox.clock import CONTEXT, CoreClock
 from sandbox.rules import ec2_events
 from sandbox.scenario import World, warning
 
@@ -106,7 +106,7 @@ def one_recovery(strategy, az_case):
 
 
 def run():
-    fidelity.install()
+    sandbox_rules.install()
     CONTEXT.clock.set_scale(0.0)
     runs = [one_recovery(strategy, az_case) for az_case in ("same-az", "other-az") for strategy in ("ours", "wait-for-termination")]
     by = {(r["strategy"], r["az_case"]): r for r in runs}

@@ -40,7 +40,7 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery impor
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws import RETRY_CONFIG
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.backups import backup_instance
 from sandbox import __main__ as sandbox_cli
-from sandbox.context import CONTEXT
+from sandbox.clock import CONTEXT
 from sandbox.control import Sandbox
 from sandbox.rules import snapshots as sandbox_snapshots
 

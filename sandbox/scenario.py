@@ -3,8 +3,12 @@
 A Spot Auto Scaling group of one instance with launch and terminate hooks, its instance managed by
 SSM, the lineage's volume attached, an Elastic IP, an SNS topic whose messages land in an SQS queue,
 and the handler configured for it on the core's modeled clock. Events are built as EventBridge
-delivers them. Works in-process (moto with ``sandbox.fidelity`` installed, clients from boto3's
-default endpoint) or against a sandbox server (``endpoint_url``).
+delivers them. Works in-process (moto with the sandbox's rules, ``sandbox.rules.install``, clients from
+boto3's default endpoint) or against a sandbox server (``endpoint_url``).
+
+The pieces the tests' other worlds (a standby pair, a CPU watchdog) are built of are here too, so that each is
+written once: the clients, the handler on them, the operator's inbox, an alarm on an instance and the events the
+sandbox emitted.
 """
 
 import json
@@ -18,9 +22,11 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery impor
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws import RETRY_CONFIG
 
 from . import world as sandbox_world
-from .context import CONTEXT, CoreClock
+from .clock import CONTEXT, CoreClock
 
 LINEAGE, GROUP = "pgdata", "pg-fleet"
+SERVICES = ("ec2", "autoscaling", "ssm", "sns", "sqs", "cloudwatch", "iam", "sts")
+ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
 
 
 def envelope(source, detail_type, detail, when=None):
@@ -34,24 +40,77 @@ def warning(instance_id, when=None, action="terminate"):
                     {"instance-id": instance_id, "instance-action": action}, when)
 
 
+def delivered(detail_type, **detail):
+    """The events of ``detail_type`` the sandbox put on the bus whose ``detail`` has those values, oldest first, each
+    as the control plane's queue delivers it."""
+    return [envelope(e["source"], e["detail-type"], e["detail"]) for e in CONTEXT.emitted
+            if e["detail-type"] == detail_type and all(e["detail"].get(k) == v for k, v in detail.items())]
+
+
+def clients(endpoint_url=None):
+    """A client of each service the handler uses: in-process (moto), or of the sandbox server at ``endpoint_url``."""
+    extra = {"endpoint_url": endpoint_url, "aws_access_key_id": "sandbox", "aws_secret_access_key": "sandbox"} if endpoint_url else {}
+    return {service: boto3.client(service, region_name="us-east-1", config=RETRY_CONFIG, **extra) for service in SERVICES}
+
+
+def handler(config, service_clients, clock=None):
+    """The handler with ``config`` on those clients, knowing the function's own account and region as the Lambda entry
+    point reads them from its context."""
+    return recovery.Handler(config, recovery.Clients(lambda name: service_clients[name]), clock=clock or CoreClock(),
+                            account=CONTEXT.account_id, region=CONTEXT.region)
+
+
+def instance_alarm(cloudwatch, name, instance_id, actions=(), **settings):
+    """An alarm on one instance's metric. By default the CPU watchdog's (seed 004): the average CPU over 5 minutes
+    above 95 %, twice running; ``settings`` (PutMetricAlarm's parameters) change it."""
+    cloudwatch.put_metric_alarm(**{
+        "AlarmName": name, "Namespace": "AWS/EC2", "MetricName": "CPUUtilization", "Statistic": "Average", "Period": 300,
+        "EvaluationPeriods": 2, "Threshold": 95.0, "ComparisonOperator": "GreaterThanThreshold",
+        "Dimensions": [{"Name": "InstanceId", "Value": instance_id}], "AlarmActions": list(actions), **settings})
+
+
+def set_alarm(cloudwatch, name, state, reason):
+    """SetAlarmState, as a test drives an alarm; returns the state change the sandbox emitted, as the queue delivers it."""
+    cloudwatch.set_alarm_state(AlarmName=name, StateValue=state, StateReason=reason)
+    return delivered(ALARM_STATE_CHANGE, alarmName=name)[-1]
+
+
+class Inbox:
+    """An SNS topic whose messages land in an SQS queue: what the handler publishes, as its subscribers get it."""
+
+    def __init__(self, service_clients, name):
+        sns, self.sqs = service_clients["sns"], service_clients["sqs"]
+        self.topic = sns.create_topic(Name=f"{name}-recovery")["TopicArn"]
+        self.url = self.sqs.create_queue(QueueName=f"{name}-inbox")["QueueUrl"]
+        queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=self.topic, Protocol="sqs", Endpoint=queue_arn)
+
+    def messages(self):
+        """The documents published since the last call, oldest first (read once: they leave the queue)."""
+        found = []
+        while True:
+            answer = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10)
+            if not answer.get("Messages"):
+                return found
+            for message in answer["Messages"]:
+                found.append(json.loads(json.loads(message["Body"])["Message"]))
+                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+
+
 class World:
     def __init__(self, seeded, lineage=LINEAGE, group=GROUP, name="pg", zone="us-east-1a", endpoint_url=None, clock=None,
                  kms_key_id=None):
         self.lineage, self.group, self.name = lineage, group, name
-        extra = {"endpoint_url": endpoint_url, "aws_access_key_id": "sandbox", "aws_secret_access_key": "sandbox"} if endpoint_url else {}
-        self.clients = {service: boto3.client(service, region_name="us-east-1", config=RETRY_CONFIG, **extra)
-                        for service in ("ec2", "autoscaling", "ssm", "sns", "sqs", "cloudwatch", "iam", "sts")}
+        self.clients = clients(endpoint_url)
         self.seeded = seeded
-        ec2, iam, sns, sqs = (self.clients[n] for n in ("ec2", "iam", "sns", "sqs"))
+        ec2, iam = self.clients["ec2"], self.clients["iam"]
         sandbox_world.managed_instance_profile(iam, f"{name}-instance")
         ec2.create_launch_template(LaunchTemplateName=f"{group}-template", LaunchTemplateData={
             "ImageId": seeded["image_id"], "InstanceType": "t3.micro", "IamInstanceProfile": {"Name": f"{name}-instance"},
             "MetadataOptions": {"HttpTokens": "required"},
             "TagSpecifications": [{"ResourceType": "instance", "Tags": [{"Key": t.LINEAGE, "Value": lineage}]}]})
-        self.topic = sns.create_topic(Name=f"{name}-recovery")["TopicArn"]
-        self.inbox = sqs.create_queue(QueueName=f"{name}-inbox")["QueueUrl"]
-        inbox_arn = sqs.get_queue_attributes(QueueUrl=self.inbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=self.topic, Protocol="sqs", Endpoint=inbox_arn)
+        self.inbox = Inbox(self.clients, name)
+        self.topic = self.inbox.topic
         self.address = ec2.allocate_address(Domain="vpc", TagSpecifications=[
             {"ResourceType": "elastic-ip", "Tags": [{"Key": "Service", "Value": name}]}])
         self.autoscaling.create_auto_scaling_group(
@@ -71,12 +130,17 @@ class World:
         ec2.attach_volume(VolumeId=self.volume, InstanceId=self.first, Device="/dev/sdf")
         ec2.associate_address(AllocationId=self.address["AllocationId"], InstanceId=self.first)
         CONTEXT.advance(5)
+        self.handler = handler(None, self.clients, clock)
+        self.configure()
+
+    def configure(self, **settings):
+        """Configure the handler for this world's service, with ``settings`` (the service's, as the handler
+        configuration names them) added to or replacing its own; returns the handler."""
         self.config = handler_config.parse({"topic_arn": self.topic, "services": [{
-            "name": name, "lineage": lineage, "group": group, "stop_commands": ["echo stopping > app.stopped"],
-            "address": {"tags": {"Service": name}}, "device_name": "/dev/sdf"}]})
-        # The function's own account and region, as the Lambda entry point reads them from its context.
-        self.handler = recovery.Handler(self.config, recovery.Clients(lambda name: self.clients[name]), clock=clock or CoreClock(),
-                                        account=CONTEXT.account_id, region=CONTEXT.region)
+            "name": self.name, "lineage": self.lineage, "group": self.group, "stop_commands": ["echo stopping > app.stopped"],
+            "address": {"tags": {"Service": self.name}}, "device_name": "/dev/sdf", **settings}]})
+        self.handler.config = self.config
+        return self.handler
 
     @property
     def autoscaling(self):
@@ -96,14 +160,7 @@ class World:
             "EC2InstanceId": action["instance_id"], "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING"})
 
     def messages(self):
-        found = []
-        while True:
-            answer = self.clients["sqs"].receive_message(QueueUrl=self.inbox, MaxNumberOfMessages=10)
-            if not answer.get("Messages"):
-                return found
-            for message in answer["Messages"]:
-                found.append(json.loads(json.loads(message["Body"])["Message"]))
-                self.clients["sqs"].delete_message(QueueUrl=self.inbox, ReceiptHandle=message["ReceiptHandle"])
+        return self.inbox.messages()
 
     def instance(self, instance_id):
         return self.clients["ec2"].describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]

@@ -16,8 +16,8 @@ import signal
 import sys
 import threading
 
-from . import fidelity
-from .context import CONTEXT
+from . import rules
+from .clock import CONTEXT
 from .lambda_runner import LambdaRunner
 from .runtime import Runtime
 
@@ -105,7 +105,7 @@ def _requests_control(payload):
 
 
 def make(scale):
-    fidelity.install()
+    rules.install()
     CONTEXT.clock.set_scale(scale)
     from moto.moto_server.threaded_moto_server import MotoRequestHandler
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app

@@ -533,7 +533,7 @@ group:
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.fleet import group as asg_group
-from ansible_collections.ec2spot.autorecover.plugins.module_utils.module_support import client, run
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.core_adapter import client, run
 
 
 def wanted_state(params):

@@ -114,8 +114,8 @@ import re
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
-from ansible_collections.ec2spot.autorecover.plugins.module_utils.module_support import client as aws_client
-from ansible_collections.ec2spot.autorecover.plugins.module_utils.module_support import run
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.core_adapter import client as aws_client
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.core_adapter import run
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws import call
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.errors import AwsApiError, InvalidInput
 

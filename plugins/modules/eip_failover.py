@@ -131,7 +131,7 @@ actions:
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
-from ansible_collections.ec2spot.autorecover.plugins.module_utils.module_support import client, run
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.core_adapter import client, run
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.addresses import find_address, move_address
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.instances import (
     ensure_running, healthy_group_instance)

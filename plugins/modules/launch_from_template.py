@@ -152,7 +152,7 @@ name:
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
-from ansible_collections.ec2spot.autorecover.plugins.module_utils.module_support import client, run
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.core_adapter import client, run
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.lineage import validate_name
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.standalone import launch_from_template
 

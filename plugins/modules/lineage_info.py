@@ -154,7 +154,7 @@ foreign_groups:
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
-from ansible_collections.ec2spot.autorecover.plugins.module_utils.module_support import client, run
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.core_adapter import client, run
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import standby as standbys
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.restore_plan import plan
 

@@ -300,7 +300,7 @@ from datetime import datetime, timezone
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
-from ansible_collections.ec2spot.autorecover.plugins.module_utils.module_support import client, run
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.core_adapter import client, run
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.backups import backup_instance, validate_set_name
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.errors import InvalidInput, NotFound

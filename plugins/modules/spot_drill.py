@@ -181,7 +181,7 @@ import uuid
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
-from ansible_collections.ec2spot.autorecover.plugins.module_utils.module_support import client, run
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.core_adapter import client, run
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import drill
 
 

@@ -237,7 +237,7 @@ price_warnings:
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.fleet import pricing
-from ansible_collections.ec2spot.autorecover.plugins.module_utils.module_support import client, run
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.core_adapter import client, run
 
 
 def pricing_client(module, region):

@@ -40,7 +40,7 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery impor
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.instances import describe_instance
 from sandbox import __main__ as sandbox_cli
 from sandbox import runtime
-from sandbox.context import LATENCY
+from sandbox.clock import LATENCY
 from sandbox.control import Sandbox
 
 from . import timeline

@@ -13,23 +13,23 @@ exhausts a /24 within minutes of modeled time.
 
 from __future__ import annotations
 
+from .. import instance_lifecycle as lifecycle
+
 
 def install(context):
-    from moto.ec2.models.instances import Instance
+    """Register at ``instance-terminated`` (before the EC2 events rule announces it: instance_lifecycle.ORDER)."""
 
-    original_terminate = Instance.terminate
-
-    def terminate(self):
-        previous = original_terminate(self)
-        for address in list(self.ec2_backend.addresses):
+    def terminated(instance, unused_before):
+        for address in list(instance.ec2_backend.addresses):
             holder = address.instance or (address.eni.instance if address.eni is not None else None)
-            if holder is self:
-                self.ec2_backend.disassociate_address(address=address.public_ip)
-                context.record("addresses_released_by_termination", {"public_ip": address.public_ip, "instance_id": self.id})
-        for nic in list(self.nics.values()):
+            if holder is instance:
+                instance.ec2_backend.disassociate_address(address=address.public_ip)
+                context.record(
+                    "addresses_released_by_termination", {"public_ip": address.public_ip, "instance_id": instance.id}
+                )
+        for nic in list(instance.nics.values()):
             subnet = getattr(nic, "subnet", None)
             if subnet is not None and nic.private_ip_address:
                 subnet.del_subnet_ip(nic.private_ip_address)
-        return previous
 
-    Instance.terminate = terminate
+    lifecycle.register("addresses", {lifecycle.INSTANCE_TERMINATED: terminated})

@@ -42,11 +42,13 @@ import json
 import operator
 from datetime import timedelta
 
+from .. import instance_lifecycle as lifecycle
+
 SOURCE = "aws.cloudwatch"
 DETAIL_TYPE = "CloudWatch Alarm State Change"
 STATUS_CHECK_SECONDS = 120.0
-READY_ATTRIBUTE = "_sandbox_checks_pass_at"    # modeled elapsed seconds at which both checks pass
-IMPAIRED_ATTRIBUTE = "_sandbox_impaired"        # {"instance": since, "system": since}
+READY_ATTRIBUTE = "_sandbox_checks_pass_at"  # modeled elapsed seconds at which both checks pass
+IMPAIRED_ATTRIBUTE = "_sandbox_impaired"  # {"instance": since, "system": since}
 EC2_ACTIONS = ("reboot", "stop", "terminate")
 
 
@@ -88,19 +90,39 @@ def _state(value, reason, reason_data, timestamp):
 def alarm_event_detail(alarm, previous):
     """The ``detail`` of the event for ``alarm``'s current state; ``previous`` = (value, reason, data, time)."""
     metric_id = "m1"
-    configuration = {"metrics": [{"id": metric_id, "metricStat": {
-        "metric": {"namespace": alarm.namespace, "name": alarm.metric_name, "dimensions": _dimensions(alarm)},
-        "period": alarm.period, "stat": alarm.statistic or alarm.extended_statistic}, "returnData": True}]}
+    configuration = {
+        "metrics": [
+            {
+                "id": metric_id,
+                "metricStat": {
+                    "metric": {
+                        "namespace": alarm.namespace,
+                        "name": alarm.metric_name,
+                        "dimensions": _dimensions(alarm),
+                    },
+                    "period": alarm.period,
+                    "stat": alarm.statistic or alarm.extended_statistic,
+                },
+                "returnData": True,
+            }
+        ]
+    }
     if alarm.description:
         configuration["description"] = alarm.description
-    return {"alarmName": alarm.name,
-            "state": _state(alarm.state_value, alarm.state_reason, alarm.state_reason_data, alarm.state_updated_timestamp),
-            "previousState": _state(*previous), "configuration": configuration}
+    return {
+        "alarmName": alarm.name,
+        "state": _state(alarm.state_value, alarm.state_reason, alarm.state_reason_data, alarm.state_updated_timestamp),
+        "previousState": _state(*previous),
+        "configuration": configuration,
+    }
 
 
 def _run_actions(context, alarm, detail):
-    actions = {"ALARM": alarm.alarm_actions, "OK": alarm.ok_actions,
-               "INSUFFICIENT_DATA": alarm.insufficient_data_actions}.get(alarm.state_value) or []
+    actions = {
+        "ALARM": alarm.alarm_actions,
+        "OK": alarm.ok_actions,
+        "INSUFFICIENT_DATA": alarm.insufficient_data_actions,
+    }.get(alarm.state_value) or []
     if not alarm.actions_enabled:
         return
     for action in actions:
@@ -112,13 +134,22 @@ def _run_actions(context, alarm, detail):
             outcome = _notify(context, action, alarm, detail)
         else:
             outcome = "not modeled by the sandbox"
-        context.record("alarm_actions", {"alarm": alarm.name, "state": alarm.state_value, "action": action,
-                                         "outcome": outcome, "at": context.now().isoformat()})
+        context.record(
+            "alarm_actions",
+            {
+                "alarm": alarm.name,
+                "state": alarm.state_value,
+                "action": action,
+                "outcome": outcome,
+                "at": context.now().isoformat(),
+            },
+        )
 
 
 def _ec2_action(context, region, verb, instance_id):
     from moto.backends import get_backend
     from moto.core.exceptions import ServiceException
+
     if not instance_id:
         return "failed: the alarm has no InstanceId dimension"
     backend = get_backend("ec2")[context.account_id][region]
@@ -139,17 +170,28 @@ def _ec2_action(context, region, verb, instance_id):
 
 def _notify(context, topic_arn, alarm, detail):
     from moto.backends import get_backend
+
     region = topic_arn.split(":")[3]
-    message = {"AlarmName": alarm.name, "AlarmDescription": alarm.description, "AWSAccountId": context.account_id,
-               "NewStateValue": alarm.state_value, "NewStateReason": alarm.state_reason,
-               "StateChangeTime": detail["state"]["timestamp"], "Region": region, "AlarmArn": alarm.alarm_arn,
-               "OldStateValue": detail["previousState"]["value"],
-               "Trigger": {"MetricName": alarm.metric_name, "Namespace": alarm.namespace,
-                           "Dimensions": [{"name": k, "value": v} for k, v in _dimensions(alarm).items()]}}
+    message = {
+        "AlarmName": alarm.name,
+        "AlarmDescription": alarm.description,
+        "AWSAccountId": context.account_id,
+        "NewStateValue": alarm.state_value,
+        "NewStateReason": alarm.state_reason,
+        "StateChangeTime": detail["state"]["timestamp"],
+        "Region": region,
+        "AlarmArn": alarm.alarm_arn,
+        "OldStateValue": detail["previousState"]["value"],
+        "Trigger": {
+            "MetricName": alarm.metric_name,
+            "Namespace": alarm.namespace,
+            "Dimensions": [{"name": k, "value": v} for k, v in _dimensions(alarm).items()],
+        },
+    }
     try:
         get_backend("sns")[context.account_id][region].publish(
-            message=json.dumps(message), arn=topic_arn,
-            subject=f'ALARM: "{alarm.name}" in {region}'[:100])
+            message=json.dumps(message), arn=topic_arn, subject=f'ALARM: "{alarm.name}" in {region}'[:100]
+        )
     except Exception as exc:  # pylint: disable=broad-exception-caught  # AWS only logs a failed notification
         return f"failed: {exc!r}"
     return f"notified {topic_arn}"
@@ -159,19 +201,25 @@ def _notify(context, topic_arn, alarm, detail):
 # CloudWatch user guide "Using Amazon CloudWatch alarms" ("Evaluating an alarm": the most recent EvaluationPeriods
 # periods, DatapointsToAlarm of them breaching puts the alarm in ALARM; "Configuring how CloudWatch alarms treat
 # missing data": missing (default), notBreaching, breaching, ignore).
-COMPARISONS = {"GreaterThanOrEqualToThreshold": (operator.ge, "greater than or equal to"),
-               "GreaterThanThreshold": (operator.gt, "greater than"),
-               "LessThanThreshold": (operator.lt, "less than"),
-               "LessThanOrEqualToThreshold": (operator.le, "less than or equal to")}
+COMPARISONS = {
+    "GreaterThanOrEqualToThreshold": (operator.ge, "greater than or equal to"),
+    "GreaterThanThreshold": (operator.gt, "greater than"),
+    "LessThanThreshold": (operator.lt, "less than"),
+    "LessThanOrEqualToThreshold": (operator.le, "less than or equal to"),
+}
 
 
 def _window_statistic(data, statistic):
     """One period's statistic over single values and statistic sets (moto's MetricDatum / MetricAggregatedDatum)."""
     count = sum(getattr(datum, "sample_count", 1) for datum in data)
     total = sum(getattr(datum, "sum", getattr(datum, "value", 0.0)) for datum in data)
-    figures = {"SampleCount": count, "Sum": total, "Average": total / count if count else None,
-               "Minimum": min(getattr(datum, "min", getattr(datum, "value", None)) for datum in data),
-               "Maximum": max(getattr(datum, "max", getattr(datum, "value", None)) for datum in data)}
+    figures = {
+        "SampleCount": count,
+        "Sum": total,
+        "Average": total / count if count else None,
+        "Minimum": min(getattr(datum, "min", getattr(datum, "value", None)) for datum in data),
+        "Maximum": max(getattr(datum, "max", getattr(datum, "value", None)) for datum in data),
+    }
     return figures.get(statistic)
 
 
@@ -180,11 +228,16 @@ def alarm_datapoints(context, alarm, data):
     the data points ``data`` (moto's datums; those of another metric or dimension set are left out).
 
     A period is a modeled duration: on the scaled clock it lasts ``period / scale`` of the clock's (wall) time."""
-    now = context.now().replace(tzinfo=None)   # moto's timestamps are naive UTC
+    now = context.now().replace(tzinfo=None)  # moto's timestamps are naive UTC
     period = timedelta(seconds=context.clock.duration(int(alarm.period)))
     wanted = _dimensions(alarm)
-    data = [datum for datum in data if datum.namespace == alarm.namespace and datum.name == alarm.metric_name
-            and {d.name: d.value for d in datum.dimensions} == wanted]
+    data = [
+        datum
+        for datum in data
+        if datum.namespace == alarm.namespace
+        and datum.name == alarm.metric_name
+        and {d.name: d.value for d in datum.dimensions} == wanted
+    ]
     points = []
     for index in range(int(alarm.evaluation_periods)):
         end = now - index * period
@@ -206,43 +259,57 @@ def _evaluated_state(alarm, points):
     if not considered:
         return (None if treat == "ignore" else "INSUFFICIENT_DATA"), considered
     needed = int(alarm.datapoints_to_alarm or alarm.evaluation_periods)
-    return ("ALARM" if sum(1 for unused_end, unused_value, breaching in considered if breaching) >= needed else "OK"), considered
+    return (
+        "ALARM" if sum(1 for unused_end, unused_value, breaching in considered if breaching) >= needed else "OK"
+    ), considered
 
 
 def _reason(alarm, state, considered, missing):
     """CloudWatch's StateReason wording: the datapoints that decided, newest first."""
     if state == "INSUFFICIENT_DATA":
         return f"Insufficient Data: {missing} datapoint{'s were' if missing != 1 else ' was'} unknown."
-    deciding = [(end, value) for end, value, breaching in considered if breaching == (state == "ALARM") and value is not None]
+    deciding = [
+        (end, value) for end, value, breaching in considered if breaching == (state == "ALARM") and value is not None
+    ]
     shown = ", ".join(f"{value} ({end:%d/%m/%y %H:%M:%S})" for end, value in deciding)
     verb = "was" if len(deciding) == 1 else "were"
     negation = "" if state == "ALARM" else "not "
     needed = int(alarm.datapoints_to_alarm or alarm.evaluation_periods) if state == "ALARM" else 1
     previous = "OK" if state == "ALARM" else "ALARM"
-    return (f"Threshold Crossed: {len(deciding)} out of the last {len(considered)} datapoints [{shown}] {verb} {negation}"
-            f"{COMPARISONS[alarm.comparison_operator][1]} the threshold ({float(alarm.threshold)}) "
-            f"(minimum {needed} datapoint{'s' if needed != 1 else ''} for {previous} -> {state} transition).")
+    return (
+        f"Threshold Crossed: {len(deciding)} out of the last {len(considered)} datapoints [{shown}] {verb} {negation}"
+        f"{COMPARISONS[alarm.comparison_operator][1]} the threshold ({float(alarm.threshold)}) "
+        f"(minimum {needed} datapoint{'s' if needed != 1 else ''} for {previous} -> {state} transition)."
+    )
 
 
 def evaluate_alarm(context, alarm, data):
     """Evaluate one static-threshold alarm on one metric against the data points ``data``, as CloudWatch does each
     minute; a change goes through ``update_state`` (the event and the actions above). Returns the alarm's state."""
     if alarm.metric_data_queries or alarm.comparison_operator not in COMPARISONS or not alarm.statistic:
-        return alarm.state_value   # metric math, anomaly bands, percentiles: not evaluated by the sandbox
+        return alarm.state_value  # metric math, anomaly bands, percentiles: not evaluated by the sandbox
     points = alarm_datapoints(context, alarm, data)
     state, considered = _evaluated_state(alarm, points)
     if state is None or state == alarm.state_value:
         return alarm.state_value
     missing = sum(1 for unused_end, value in points if value is None)
-    reason_data = json.dumps({"version": "1.0", "queryDate": _aws_time(context.now()), "statistic": alarm.statistic,
-                              "period": int(alarm.period), "threshold": float(alarm.threshold),
-                              "recentDatapoints": [value for unused_end, value, unused_breaching in considered if value is not None]})
+    reason_data = json.dumps(
+        {
+            "version": "1.0",
+            "queryDate": _aws_time(context.now()),
+            "statistic": alarm.statistic,
+            "period": int(alarm.period),
+            "threshold": float(alarm.threshold),
+            "recentDatapoints": [value for unused_end, value, unused_breaching in considered if value is not None],
+        }
+    )
     alarm.update_state(_reason(alarm, state, considered, missing), reason_data, state)
     return state
 
 
 def set_impaired(context, instance_id, instance_check=None, system_check=None):
     from moto.core.exceptions import ServiceException
+
     try:
         instance = context.backend("ec2").get_instance(instance_id)
     except ServiceException as exc:
@@ -258,17 +325,20 @@ def set_impaired(context, instance_id, instance_check=None, system_check=None):
         else:
             impaired.setdefault(which, context.now().strftime("%Y-%m-%dT%H:%M:%S.000Z"))
     setattr(instance, IMPAIRED_ATTRIBUTE, impaired)
-    return {"instance_id": instance_id, "instance": _check(context, instance, "instance")["Status"],
-            "system": _check(context, instance, "system")["Status"]}
+    return {
+        "instance_id": instance_id,
+        "instance": _check(context, instance, "instance")["Status"],
+        "system": _check(context, instance, "system")["Status"],
+    }
 
 
 def install(context):
-    """Patch moto's alarm state updates, ``Instance`` status checks, start and reboot."""
+    """Patch moto's alarm state updates and ``Instance`` status checks; the checks restart at the instance lifecycle's
+    creation, start and reboot."""
     from moto.cloudwatch.models import Alarm
     from moto.ec2.models.instances import Instance
 
     moto_update_state = Alarm.update_state
-    moto_init, moto_start, moto_reboot = Instance.__init__, Instance.start, Instance.reboot
 
     def update_state(self, reason, reason_data, state_value):
         previous = (self.state_value, self.state_reason, self.state_reason_data, self.state_updated_timestamp)
@@ -281,31 +351,40 @@ def install(context):
             context.emit(SOURCE, DETAIL_TYPE, detail, [self.alarm_arn])
         else:
             from moto.backends import get_backend
-            get_backend("events")[context.account_id][region].put_events([{
-                "Source": SOURCE, "DetailType": DETAIL_TYPE, "Detail": json.dumps(detail), "Resources": [self.alarm_arn],
-                "EventBusName": "default"}])
+
+            get_backend("events")[context.account_id][region].put_events(
+                [
+                    {
+                        "Source": SOURCE,
+                        "DetailType": DETAIL_TYPE,
+                        "Detail": json.dumps(detail),
+                        "Resources": [self.alarm_arn],
+                        "EventBusName": "default",
+                    }
+                ]
+            )
         _run_actions(context, self, detail)
 
-    def init(self, *args, **kwargs):
-        moto_init(self, *args, **kwargs)
-        _checks_begin(context, self)
+    def created(instance):
+        _checks_begin(context, instance)
 
-    def start(self):
-        before = self.state
-        previous = moto_start(self)
-        if before != "running" and self.state == "running":
-            _checks_begin(context, self)
-        return previous
+    def started(instance, before):
+        if before != "running" and instance.state == "running":
+            _checks_begin(context, instance)
 
-    def reboot(self):
-        moto_reboot(self)
-        _checks_begin(context, self)
-        context.record("reboots", {"instance_id": self.id, "at": context.now().isoformat()})
+    def rebooted(instance, unused_before):
+        _checks_begin(context, instance)
+        context.record("reboots", {"instance_id": instance.id, "at": context.now().isoformat()})
 
     Alarm.update_state = update_state
-    Instance.__init__ = init
-    Instance.start = start
-    Instance.reboot = reboot
+    lifecycle.register(
+        "alarms",
+        {
+            lifecycle.INSTANCE_CREATED: created,
+            lifecycle.INSTANCE_STARTED: started,
+            lifecycle.INSTANCE_REBOOTED: rebooted,
+        },
+    )
     Instance.instance_status = property(lambda self: _check(context, self, "instance"))
     Instance.system_status = property(lambda self: _check(context, self, "system"))
 

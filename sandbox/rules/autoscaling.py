@@ -61,13 +61,14 @@ import json
 import math
 from datetime import timedelta
 
-from . import scaling_activities
+from .. import instance_lifecycle as lifecycle
+from . import model_list, scaling_activities
 
 LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
 TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
 RESULTS = ("CONTINUE", "ABANDON")
-GLOBAL_TIMEOUT_CAP = 172800          # 48 h
-DEFAULT_HEARTBEAT = 3600             # AWS's default heartbeat timeout
+GLOBAL_TIMEOUT_CAP = 172800  # 48 h
+DEFAULT_HEARTBEAT = 3600  # AWS's default heartbeat timeout
 CAPACITY_STATES = ("Pending", "Pending:Wait", "Pending:Proceed", "InService")
 GONE_EC2_STATES = ("shutting-down", "terminated")
 IMPAIRED_EC2_STATES = ("stopping", "stopped")
@@ -92,7 +93,9 @@ def _maintenance_policy(raw):
     """The policy as AWS stores it; -1 for both percentages clears it."""
     if not raw:
         return None
-    policy = {key: int(raw[key]) for key in ("MinHealthyPercentage", "MaxHealthyPercentage") if raw.get(key) is not None}
+    policy = {
+        key: int(raw[key]) for key in ("MinHealthyPercentage", "MaxHealthyPercentage") if raw.get(key) is not None
+    }
     if not policy or all(value == -1 for value in policy.values()):
         return None
     return policy
@@ -100,15 +103,12 @@ def _maintenance_policy(raw):
 
 def _replacing(group):
     """Ids of instances being replaced launch-first: still in the group, no longer capacity."""
-    if not hasattr(group, "sandbox_replacing"):
-        group.sandbox_replacing = []
-    return group.sandbox_replacing
+    return model_list(group, "sandbox_replacing")
 
 
 def _actions_of(state):
-    if not hasattr(state, "sandbox_actions"):
-        state.sandbox_actions = []
-    return state.sandbox_actions
+    """The lifecycle actions started for an instance of a group, finished or still waiting."""
+    return model_list(state, "sandbox_actions")
 
 
 def _terminating(state):
@@ -119,7 +119,8 @@ class LifecycleAction:
     """One hook's wait for one instance, with its token and its modeled deadlines."""
 
     def __init__(self, rules, group, state, hook):
-        from sandbox.context import new_token
+        from sandbox.clock import new_token
+
         self.rules = rules
         self.group = group
         self.state = state
@@ -147,7 +148,9 @@ class LifecycleAction:
         if self.entry is not None:
             context.cancel(self.entry)
         self.due = min(context.clock.elapsed() + context.clock.duration(self.heartbeat_timeout), self.global_due)
-        self.entry = context.at(self.due, self.expire, f"lifecycle hook {self.hook_name} times out for {self.instance_id}")
+        self.entry = context.at(
+            self.due, self.expire, f"lifecycle hook {self.hook_name} times out for {self.instance_id}"
+        )
 
     def expire(self):
         self.rules.finish_action(self, self.default_result, "timeout")
@@ -161,11 +164,18 @@ class LifecycleAction:
     def view(self):
         context = self.rules.context
         now, elapsed = context.now(), context.clock.elapsed()
-        return {"group": self.group.name, "hook": self.hook_name, "instance_id": self.instance_id, "token": self.token,
-                "transition": self.transition, "lifecycle_state": self.state.lifecycle_state,
-                "default_result": self.default_result, "heartbeat_timeout": self.heartbeat_timeout,
-                "deadline": (now + timedelta(seconds=self.due - elapsed)).isoformat(),
-                "global_deadline": (now + timedelta(seconds=self.global_due - elapsed)).isoformat()}
+        return {
+            "group": self.group.name,
+            "hook": self.hook_name,
+            "instance_id": self.instance_id,
+            "token": self.token,
+            "transition": self.transition,
+            "lifecycle_state": self.state.lifecycle_state,
+            "default_result": self.default_result,
+            "heartbeat_timeout": self.heartbeat_timeout,
+            "deadline": (now + timedelta(seconds=self.due - elapsed)).isoformat(),
+            "global_deadline": (now + timedelta(seconds=self.global_due - elapsed)).isoformat(),
+        }
 
 
 class AutoScalingRules:
@@ -173,10 +183,10 @@ class AutoScalingRules:
 
     def __init__(self, context):
         self.context = context
-        self.actions = {}             # token -> LifecycleAction still waiting
-        self.pending_tests = {}       # group name -> hooks whose TEST_NOTIFICATION is not sent yet
+        self.actions = {}  # token -> LifecycleAction still waiting
+        self.pending_tests = {}  # group name -> hooks whose TEST_NOTIFICATION is not sent yet
         self.group_terminating = set()  # instance ids the groups themselves are terminating in EC2
-        self.zone_strategies = {}     # group name -> CapacityDistributionStrategy while moto creates the group
+        self.zone_strategies = {}  # group name -> CapacityDistributionStrategy while moto creates the group
 
     # ---- lookups ------------------------------------------------------------------------
     def backend(self):
@@ -184,12 +194,17 @@ class AutoScalingRules:
 
     @staticmethod
     def hooks(group, transition):
-        return [hook for hook in group.autoscaling_backend.lifecycle_hooks.values()
-                if hook.auto_scaling_group_name == group.name and hook.lifecycle_transition == transition]
+        return [
+            hook
+            for hook in group.autoscaling_backend.lifecycle_hooks.values()
+            if hook.auto_scaling_group_name == group.name and hook.lifecycle_transition == transition
+        ]
 
     @staticmethod
     def live(group):
-        return group.autoscaling_backend.autoscaling_groups.get(group.name) is group and not getattr(group, "sandbox_deleting", False)
+        return group.autoscaling_backend.autoscaling_groups.get(group.name) is group and not getattr(
+            group, "sandbox_deleting", False
+        )
 
     def active(self, action):
         """Still waiting for an instance of a live group (a detached instance's wait is over)."""
@@ -205,6 +220,7 @@ class AutoScalingRules:
 
     def find_or_refuse(self, backend, instance_id):
         from moto.autoscaling.exceptions import ValidationError
+
         group, state = self.find(backend, instance_id)
         if state is None:
             raise ValidationError(f"Instance Id not found - No managed instance found for instance ID: {instance_id}")
@@ -214,8 +230,11 @@ class AutoScalingRules:
     def capacity(group):
         """The instances that make up the group's capacity (moto counts InService only)."""
         replacing = _replacing(group)
-        return [state for state in group.instance_states
-                if state.lifecycle_state in CAPACITY_STATES and state.instance.id not in replacing]
+        return [
+            state
+            for state in group.instance_states
+            if state.lifecycle_state in CAPACITY_STATES and state.instance.id not in replacing
+        ]
 
     @staticmethod
     def target_instances(group):
@@ -258,14 +277,24 @@ class AutoScalingRules:
             self.context.backend("sns").publish(json.dumps(message), arn=arn, subject=subject)
 
     def test_message(self, group):
-        from sandbox.context import new_token
-        return {"AccountId": self.context.account_id, "RequestId": new_token(), "AutoScalingGroupARN": group.arn,
-                "AutoScalingGroupName": group.name, "Service": "AWS Auto Scaling", "Event": "autoscaling:TEST_NOTIFICATION",
-                "Time": _aws_time(self.context.now())}
+        from sandbox.clock import new_token
+
+        return {
+            "AccountId": self.context.account_id,
+            "RequestId": new_token(),
+            "AutoScalingGroupARN": group.arn,
+            "AutoScalingGroupName": group.name,
+            "Service": "AWS Auto Scaling",
+            "Event": "autoscaling:TEST_NOTIFICATION",
+            "Time": _aws_time(self.context.now()),
+        }
 
     def send_test(self, group, hook):
-        self.deliver(hook.notification_target_arn, self.test_message(group),
-                     f'Auto Scaling: test notification for group "{group.name}"')
+        self.deliver(
+            hook.notification_target_arn,
+            self.test_message(group),
+            f'Auto Scaling: test notification for group "{group.name}"',
+        )
 
     def flush_tests(self, group):
         """Send the TEST_NOTIFICATIONs of hooks given at create, before any lifecycle message."""
@@ -277,47 +306,84 @@ class AutoScalingRules:
 
     def announce(self, action, hook):
         """The EventBridge event and the notification-target message of one lifecycle action."""
-        from sandbox.context import new_token
+        from sandbox.clock import new_token
+
         group, launching = action.group, action.transition == LAUNCHING
         origin, destination = ("EC2", "AutoScalingGroup") if launching else ("AutoScalingGroup", "EC2")
-        detail = {"LifecycleActionToken": action.token, "AutoScalingGroupName": group.name,
-                  "LifecycleHookName": action.hook_name, "EC2InstanceId": action.instance_id,
-                  "LifecycleTransition": action.transition}
+        detail = {
+            "LifecycleActionToken": action.token,
+            "AutoScalingGroupName": group.name,
+            "LifecycleHookName": action.hook_name,
+            "EC2InstanceId": action.instance_id,
+            "LifecycleTransition": action.transition,
+        }
         if getattr(hook, "notification_metadata", None):
             detail["NotificationMetadata"] = hook.notification_metadata
         detail.update({"Origin": origin, "Destination": destination})
-        self.context.emit("aws.autoscaling", "EC2 Instance-launch Lifecycle Action" if launching else
-                          "EC2 Instance-terminate Lifecycle Action", detail, [group.arn])
+        self.context.emit(
+            "aws.autoscaling",
+            "EC2 Instance-launch Lifecycle Action" if launching else "EC2 Instance-terminate Lifecycle Action",
+            detail,
+            [group.arn],
+        )
         target = getattr(hook, "notification_target_arn", None)
         if not target:
             return
-        message = {"Origin": origin, "LifecycleHookName": action.hook_name, "Destination": destination,
-                   "AccountId": self.context.account_id, "RequestId": new_token(), "LifecycleTransition": action.transition,
-                   "AutoScalingGroupName": group.name, "Service": "AWS Auto Scaling", "Time": _aws_time(self.context.now()),
-                   "EC2InstanceId": action.instance_id, "LifecycleActionToken": action.token}
+        message = {
+            "Origin": origin,
+            "LifecycleHookName": action.hook_name,
+            "Destination": destination,
+            "AccountId": self.context.account_id,
+            "RequestId": new_token(),
+            "LifecycleTransition": action.transition,
+            "AutoScalingGroupName": group.name,
+            "Service": "AWS Auto Scaling",
+            "Time": _aws_time(self.context.now()),
+            "EC2InstanceId": action.instance_id,
+            "LifecycleActionToken": action.token,
+        }
         if getattr(hook, "notification_metadata", None):
             message["NotificationMetadata"] = hook.notification_metadata
         verb = "LAUNCHING" if launching else "TERMINATING"
         try:
-            self.deliver(target, message, f"Auto Scaling:  Lifecycle action '{verb}' for instance {action.instance_id} in progress.")
+            self.deliver(
+                target,
+                message,
+                f"Auto Scaling:  Lifecycle action '{verb}' for instance {action.instance_id} in progress.",
+            )
         except Exception as exc:  # AWS drops what it cannot deliver
             self.context.record("lifecycle_notification_errors", {"hook": action.hook_name, "error": repr(exc)})
 
     def activity_event(self, group, state, launched, cause):
-        from sandbox.context import new_token
+        from sandbox.clock import new_token
+
         instance = state.instance
         now = _event_time(self.context.now())
         description = f"{'Launching a new' if launched else 'Terminating'} EC2 instance: {instance.id}"
         details = {"Availability Zone": instance.placement.zone, "Subnet ID": instance.subnet_id}
         activity = scaling_activities.record(self.context, group, description, cause, details)
-        detail = {"StatusCode": "InProgress", "Description": description,
-                  "AutoScalingGroupName": group.name, "ActivityId": activity["ActivityId"],
-                  "Details": details, "RequestId": new_token(), "StatusMessage": "", "EndTime": now, "EC2InstanceId": instance.id,
-                  "StartTime": now, "Cause": cause,
-                  "Origin": "EC2" if launched else "AutoScalingGroup", "Destination": "AutoScalingGroup" if launched else "EC2"}
+        detail = {
+            "StatusCode": "InProgress",
+            "Description": description,
+            "AutoScalingGroupName": group.name,
+            "ActivityId": activity["ActivityId"],
+            "Details": details,
+            "RequestId": new_token(),
+            "StatusMessage": "",
+            "EndTime": now,
+            "EC2InstanceId": instance.id,
+            "StartTime": now,
+            "Cause": cause,
+            "Origin": "EC2" if launched else "AutoScalingGroup",
+            "Destination": "AutoScalingGroup" if launched else "EC2",
+        }
         instance_arn = f"arn:aws:ec2:{self.context.region}:{self.context.account_id}:instance/{instance.id}"
-        self.context.emit("aws.autoscaling", "EC2 Instance Launch Successful" if launched else "EC2 Instance Terminate Successful",
-                          detail, [group.arn, instance_arn])
+        self.context.emit(
+            "aws.autoscaling",
+            "EC2 Instance Launch Successful" if launched else "EC2 Instance Terminate Successful",
+            detail,
+            [group.arn, instance_arn],
+        )
 
     # ---- hooks ----------------------------------------------------------------------------
     def put_hook(self, backend, group_name, spec):
@@ -330,10 +396,13 @@ class AutoScalingRules:
                 return spec[field]
             return getattr(existing, attribute, None) if existing is not None else None
 
-        hook = backend.create_lifecycle_hook(name=name, as_name=group_name,
-                                             transition=pick("LifecycleTransition", "lifecycle_transition"),
-                                             timeout=_int_or_none(pick("HeartbeatTimeout", "heartbeat_timeout")),
-                                             result=pick("DefaultResult", "default_result"))
+        hook = backend.create_lifecycle_hook(
+            name=name,
+            as_name=group_name,
+            transition=pick("LifecycleTransition", "lifecycle_transition"),
+            timeout=_int_or_none(pick("HeartbeatTimeout", "heartbeat_timeout")),
+            result=pick("DefaultResult", "default_result"),
+        )
         hook.notification_target_arn = pick("NotificationTargetARN", "notification_target_arn")
         hook.role_arn = pick("RoleARN", "role_arn")
         hook.notification_metadata = pick("NotificationMetadata", "notification_metadata")
@@ -349,6 +418,7 @@ class AutoScalingRules:
 
     def find_action(self, group_name, hook_name, token=None, instance_id=None):
         from moto.autoscaling.exceptions import ValidationError
+
         for action in self.actions.values():
             if action.group.name != group_name or action.hook_name != hook_name or not self.active(action):
                 continue
@@ -366,9 +436,19 @@ class AutoScalingRules:
         action.stop()
         action.result = result
         group, state = action.group, action.state
-        self.context.record("lifecycle_actions", {"group": group.name, "hook": action.hook_name, "instance_id": action.instance_id,
-                                                  "transition": action.transition, "token": action.token, "result": result,
-                                                  "how": how, "at": self.context.now().isoformat()})
+        self.context.record(
+            "lifecycle_actions",
+            {
+                "group": group.name,
+                "hook": action.hook_name,
+                "instance_id": action.instance_id,
+                "transition": action.transition,
+                "token": action.token,
+                "result": result,
+                "how": how,
+                "at": self.context.now().isoformat(),
+            },
+        )
         if state not in group.instance_states:
             return
         waiting = [other for other in _actions_of(state) if not other.done]
@@ -447,8 +527,13 @@ class AutoScalingRules:
                 self.group_terminating.discard(instance.id)
         self.drop(group, state)
         cause = getattr(state, "sandbox_cause", "user request")
-        self.activity_event(group, state, False, f"At {_event_time(self.context.now())} instance {instance.id} was taken out of service "
-                            f"in response to a {cause}.")
+        self.activity_event(
+            group,
+            state,
+            False,
+            f"At {_event_time(self.context.now())} instance {instance.id} was taken out of service "
+            f"in response to a {cause}.",
+        )
         if reconcile and self.live(group):
             group.set_desired_capacity(group.desired_capacity)
 
@@ -474,8 +559,9 @@ class AutoScalingRules:
         counted = self.capacity(group)
         delta = self.target_instances(group) - len(counted)
         if delta > 0 and "Launch" in suspended(group):
-            self.context.record("suppressed_launches", {"group": group.name, "missing": delta,
-                                                        "at": self.context.now().isoformat()})
+            self.context.record(
+                "suppressed_launches", {"group": group.name, "missing": delta, "at": self.context.now().isoformat()}
+            )
         elif delta > 0:
             group.replace_autoscaling_group_instances(delta, group.get_propagated_tags())
         elif delta < 0:
@@ -493,6 +579,7 @@ class AutoScalingRules:
 
     def shape(self, group, fresh):
         from moto.ec2.models.instances import MetadataOptions
+
         data = {}
         if group.ec2_launch_template is not None:
             data = group.ec2_launch_template.get_version(group.launch_template_version).data or {}
@@ -524,14 +611,21 @@ class AutoScalingRules:
         since = getattr(state, "sandbox_in_service_at", None)
         grace = group.health_check_grace_period or 0
         if respect_grace and grace and since is not None and since + clock.duration(grace) > clock.elapsed():
-            self.context.at(since + clock.duration(grace), lambda: self.replace_if_unhealthy(group, state),
-                            f"health check grace period of {state.instance.id} ends")
+            self.context.at(
+                since + clock.duration(grace),
+                lambda: self.replace_if_unhealthy(group, state),
+                f"health check grace period of {state.instance.id} ends",
+            )
             return
         self.replace(group, state)
 
     def replace_if_unhealthy(self, group, state):
-        if self.live(group) and state in group.instance_states and state.health_status == "Unhealthy" \
-                and state.lifecycle_state == "InService":
+        if (
+            self.live(group)
+            and state in group.instance_states
+            and state.health_status == "Unhealthy"
+            and state.lifecycle_state == "InService"
+        ):
             self.replace(group, state)
 
     def launch_first(self, group):
@@ -565,8 +659,13 @@ class AutoScalingRules:
         state.health_status = "Unhealthy"
         state.lifecycle_state = "Terminating:Proceed"
         self.drop(group, state)
-        self.activity_event(group, state, False, f"At {_event_time(self.context.now())} an instance was taken out of service in "
-                            "response to an EC2 health check indicating it has been terminated or stopped.")
+        self.activity_event(
+            group,
+            state,
+            False,
+            f"At {_event_time(self.context.now())} an instance was taken out of service in "
+            "response to an EC2 health check indicating it has been terminated or stopped.",
+        )
         if self.live(group):
             group.set_desired_capacity(group.desired_capacity)
 
@@ -603,21 +702,23 @@ def suspended(group):
 
 
 def _patch_models(rules):
-    from moto.autoscaling.models import AutoScalingBackend, FakeAutoScalingGroup, TerminateInstanceActivity, autoscaling_backends
-    from moto.ec2.models.instances import InstanceBackend
+    from moto.autoscaling.models import (
+        AutoScalingBackend,
+        FakeAutoScalingGroup,
+        TerminateInstanceActivity,
+        autoscaling_backends,
+    )
 
     original_replace = FakeAutoScalingGroup.replace_autoscaling_group_instances
     original_update = FakeAutoScalingGroup.update
     original_create_hook = AutoScalingBackend.create_lifecycle_hook
     original_delete_group = AutoScalingBackend.delete_auto_scaling_group
-    original_ec2_terminate = InstanceBackend.terminate_instances
-    original_ec2_stop = InstanceBackend.stop_instances
     original_resume = AutoScalingBackend.resume_processes
 
     def resume_processes(self, group_name, scaling_processes):
         original_resume(self, group_name, scaling_processes)
         group = self.autoscaling_groups[group_name]
-        if "Launch" not in suspended(group) and rules.live(group):   # launch what is missing
+        if "Launch" not in suspended(group) and rules.live(group):  # launch what is missing
             group.set_desired_capacity(group.desired_capacity)
 
     def replace_autoscaling_group_instances(self, count_needed, propagated_tags):
@@ -630,8 +731,13 @@ def _patch_models(rules):
 
     def update(self, *args, **kwargs):
         # AWS keeps the mixed instances policy an update does not mention; moto wipes it.
-        if kwargs.get("mixed_instances_policy") is None and not kwargs.get("launch_template") \
-                and not kwargs.get("launch_config_name") and not args and self.mixed_instances_policy:
+        if (
+            kwargs.get("mixed_instances_policy") is None
+            and not kwargs.get("launch_template")
+            and not kwargs.get("launch_config_name")
+            and not args
+            and self.mixed_instances_policy
+        ):
             kept = copy.deepcopy(self.mixed_instances_policy)
             spec = (kept.get("LaunchTemplate") or {}).get("LaunchTemplateSpecification") or {}
             if spec.get("LaunchTemplateId"):  # moto stored both id and name; it accepts only one
@@ -659,7 +765,9 @@ def _patch_models(rules):
             scaling_activities.group_deleted(self, group)
             for state in list(group.instance_states):  # standby or protected ones too: the group is gone
                 rules.finish_termination(group, state, reconcile=False)
-            for key in [key for key, hook in self.lifecycle_hooks.items() if hook.auto_scaling_group_name == group_name]:
+            for key in [
+                key for key, hook in self.lifecycle_hooks.items() if hook.auto_scaling_group_name == group_name
+            ]:
                 del self.lifecycle_hooks[key]
             rules.pending_tests.pop(group_name, None)
 
@@ -679,20 +787,16 @@ def _patch_models(rules):
         return activity
 
     def notify_terminate_instances(self, instance_ids):
-        # EC2 TerminateInstances: already seen by the EC2 backend wrapper below; sweep for the rest.
+        # EC2 TerminateInstances: already seen at the instance lifecycle's instances-terminated below; sweep for the rest.
         rules.instances_gone(self, instance_ids)
 
-    def terminate_instances(self, instance_ids):
-        result = original_ec2_terminate(self, instance_ids)
+    def instances_terminated(ec2_backend, instance_ids):
         outside = [instance_id for instance_id in instance_ids if instance_id not in rules.group_terminating]
         if outside:
-            rules.instances_gone(autoscaling_backends[self.account_id][self.region_name], outside)
-        return result
+            rules.instances_gone(autoscaling_backends[ec2_backend.account_id][ec2_backend.region_name], outside)
 
-    def stop_instances(self, instance_ids):
-        result = original_ec2_stop(self, instance_ids)
-        rules.sweep(autoscaling_backends[self.account_id][self.region_name])
-        return result
+    def instances_stopped(ec2_backend, unused_instance_ids):
+        rules.sweep(autoscaling_backends[ec2_backend.account_id][ec2_backend.region_name])
 
     FakeAutoScalingGroup.replace_autoscaling_group_instances = replace_autoscaling_group_instances
     FakeAutoScalingGroup.set_desired_capacity = set_desired_capacity
@@ -703,24 +807,49 @@ def _patch_models(rules):
     AutoScalingBackend.set_instance_health = set_instance_health
     AutoScalingBackend.terminate_instance = terminate_instance
     AutoScalingBackend.notify_terminate_instances = notify_terminate_instances
-    InstanceBackend.terminate_instances = terminate_instances
-    InstanceBackend.stop_instances = stop_instances
+    lifecycle.register(
+        "autoscaling",
+        {lifecycle.INSTANCES_TERMINATED: instances_terminated, lifecycle.INSTANCES_STOPPED: instances_stopped},
+    )
 
 
 # What EnableMetricsCollection accepts; without a list AWS enables them all.
-GROUP_METRICS = frozenset({
-    "GroupMinSize", "GroupMaxSize", "GroupDesiredCapacity", "GroupInServiceInstances", "GroupPendingInstances",
-    "GroupStandbyInstances", "GroupTerminatingInstances", "GroupTotalInstances", "GroupInServiceCapacity",
-    "GroupPendingCapacity", "GroupStandbyCapacity", "GroupTerminatingCapacity", "GroupTotalCapacity",
-    "WarmPoolDesiredCapacity", "WarmPoolWarmedCapacity", "WarmPoolPendingCapacity", "WarmPoolTerminatingCapacity",
-    "WarmPoolTotalCapacity", "GroupAndWarmPoolDesiredCapacity", "GroupAndWarmPoolTotalCapacity",
-})
+GROUP_METRICS = frozenset(
+    {
+        "GroupMinSize",
+        "GroupMaxSize",
+        "GroupDesiredCapacity",
+        "GroupInServiceInstances",
+        "GroupPendingInstances",
+        "GroupStandbyInstances",
+        "GroupTerminatingInstances",
+        "GroupTotalInstances",
+        "GroupInServiceCapacity",
+        "GroupPendingCapacity",
+        "GroupStandbyCapacity",
+        "GroupTerminatingCapacity",
+        "GroupTotalCapacity",
+        "WarmPoolDesiredCapacity",
+        "WarmPoolWarmedCapacity",
+        "WarmPoolPendingCapacity",
+        "WarmPoolTerminatingCapacity",
+        "WarmPoolTotalCapacity",
+        "GroupAndWarmPoolDesiredCapacity",
+        "GroupAndWarmPoolTotalCapacity",
+    }
+)
 # AvailabilityZoneDistribution.CapacityDistributionStrategy (API reference); AWS's default is balanced-best-effort.
 ZONE_STRATEGIES = ("balanced-best-effort", "balanced-only", "reservations-then-balanced")
 DEFAULT_ZONE_STRATEGY = "balanced-best-effort"
-NOTIFICATION_TYPES = frozenset({"autoscaling:EC2_INSTANCE_LAUNCH", "autoscaling:EC2_INSTANCE_LAUNCH_ERROR",
-                                "autoscaling:EC2_INSTANCE_TERMINATE", "autoscaling:EC2_INSTANCE_TERMINATE_ERROR",
-                                "autoscaling:TEST_NOTIFICATION"})
+NOTIFICATION_TYPES = frozenset(
+    {
+        "autoscaling:EC2_INSTANCE_LAUNCH",
+        "autoscaling:EC2_INSTANCE_LAUNCH_ERROR",
+        "autoscaling:EC2_INSTANCE_TERMINATE",
+        "autoscaling:EC2_INSTANCE_TERMINATE_ERROR",
+        "autoscaling:TEST_NOTIFICATION",
+    }
+)
 
 
 def _patch_responses(rules):
@@ -742,8 +871,10 @@ def _patch_responses(rules):
         backend = self.autoscaling_backend
         strategy = _zone_strategy(params.get("AvailabilityZoneDistribution"))
         if name in backend.autoscaling_groups:
-            raise AutoscalingClientError("AlreadyExists", f"AutoScalingGroup by this name already exists - A group with the name {name} "
-                                         "already exists")
+            raise AutoscalingClientError(
+                "AlreadyExists",
+                f"AutoScalingGroup by this name already exists - A group with the name {name} already exists",
+            )
         hooks = []
         for spec in params.get("LifecycleHookSpecificationList") or []:
             hook, _existing = rules.put_hook(backend, name, spec)
@@ -774,7 +905,8 @@ def _patch_responses(rules):
         group = self.autoscaling_backend.autoscaling_groups[params.get("AutoScalingGroupName")]
         if params.get("AvailabilityZoneDistribution"):
             group.availability_zone_distribution = {
-                "CapacityDistributionStrategy": _zone_strategy(params["AvailabilityZoneDistribution"])}
+                "CapacityDistributionStrategy": _zone_strategy(params["AvailabilityZoneDistribution"])
+            }
         if params.get("CapacityRebalance") is not None:
             group.capacity_rebalance = self._get_bool_param("CapacityRebalance")
         if "InstanceMaintenancePolicy" in params:
@@ -796,34 +928,47 @@ def _patch_responses(rules):
                     backend.lifecycle_hooks.pop(key, None)
                 else:
                     backend.lifecycle_hooks[key] = existing
-                raise ValidationError(f"Unable to publish test message to notification target {hook.notification_target_arn} using "
-                                      f"IAM role {hook.role_arn}. Please check your target and role configuration and try to put "
-                                      "lifecycle hook again.") from None
+                raise ValidationError(
+                    f"Unable to publish test message to notification target {hook.notification_target_arn} using "
+                    f"IAM role {hook.role_arn}. Please check your target and role configuration and try to put "
+                    "lifecycle hook again."
+                ) from None
         return EmptyResult()
 
     def complete_lifecycle_action(self):
         result = self._get_param("LifecycleActionResult")
         if result not in RESULTS:
             raise ValidationError("LifecycleActionResult must be CONTINUE or ABANDON")
-        action = rules.find_action(self._get_param("AutoScalingGroupName"), self._get_param("LifecycleHookName"),
-                                   self._get_param("LifecycleActionToken"), self._get_param("InstanceId"))
+        action = rules.find_action(
+            self._get_param("AutoScalingGroupName"),
+            self._get_param("LifecycleHookName"),
+            self._get_param("LifecycleActionToken"),
+            self._get_param("InstanceId"),
+        )
         rules.finish_action(action, result, "complete")
         return EmptyResult()
 
     def record_lifecycle_action_heartbeat(self):
-        action = rules.find_action(self._get_param("AutoScalingGroupName"), self._get_param("LifecycleHookName"),
-                                   self._get_param("LifecycleActionToken"), self._get_param("InstanceId"))
+        action = rules.find_action(
+            self._get_param("AutoScalingGroupName"),
+            self._get_param("LifecycleHookName"),
+            self._get_param("LifecycleActionToken"),
+            self._get_param("InstanceId"),
+        )
         action.restart()
-        rules.context.record("lifecycle_heartbeats", {"token": action.token, "instance_id": action.instance_id,
-                                                      "at": rules.context.now().isoformat()})
+        rules.context.record(
+            "lifecycle_heartbeats",
+            {"token": action.token, "instance_id": action.instance_id, "at": rules.context.now().isoformat()},
+        )
         return EmptyResult()
 
     def set_instance_health(self):
         health_status = self._get_param("HealthStatus")
         if health_status not in ("Healthy", "Unhealthy"):
             raise ValidationError("Valid instance health states are: [Healthy, Unhealthy]")
-        self.autoscaling_backend.set_instance_health(self._get_param("InstanceId"), health_status,
-                                                     self._get_bool_param("ShouldRespectGracePeriod", True))
+        self.autoscaling_backend.set_instance_health(
+            self._get_param("InstanceId"), health_status, self._get_bool_param("ShouldRespectGracePeriod", True)
+        )
         return EmptyResult()
 
     # Notification configurations (moto 5.2.5 answers 500): stored per (group, topic), described one
@@ -847,9 +992,12 @@ def _patch_responses(rules):
     def describe_notification_configurations(self):
         wanted = set(self._get_params().get("AutoScalingGroupNames") or [])
         live = self.autoscaling_backend.autoscaling_groups
-        entries = [{"AutoScalingGroupName": group, "TopicARN": topic, "NotificationType": kind}
-                   for (group, topic), kinds in sorted(notifications.items()) if group in live and (not wanted or group in wanted)
-                   for kind in kinds]
+        entries = [
+            {"AutoScalingGroupName": group, "TopicARN": topic, "NotificationType": kind}
+            for (group, topic), kinds in sorted(notifications.items())
+            if group in live and (not wanted or group in wanted)
+            for kind in kinds
+        ]
         return ActionResult({"NotificationConfigurations": entries})
 
     def delete_notification_configuration(self):
@@ -898,10 +1046,13 @@ def _patch_responses(rules):
 def _zone_strategy(distribution):
     """The CapacityDistributionStrategy asked for (AWS's default when none), or ``ValidationError``."""
     from moto.autoscaling.exceptions import ValidationError
+
     strategy = (distribution or {}).get("CapacityDistributionStrategy") or DEFAULT_ZONE_STRATEGY
     if strategy not in ZONE_STRATEGIES:
-        raise ValidationError(f"Value '{strategy}' at 'availabilityZoneDistribution.capacityDistributionStrategy' failed to "
-                              f"satisfy constraint: Member must satisfy enum value set: [{', '.join(ZONE_STRATEGIES)}]")
+        raise ValidationError(
+            f"Value '{strategy}' at 'availabilityZoneDistribution.capacityDistributionStrategy' failed to "
+            f"satisfy constraint: Member must satisfy enum value set: [{', '.join(ZONE_STRATEGIES)}]"
+        )
     return strategy
 
 
@@ -918,7 +1069,11 @@ def _register_controls(context, rules):
     def actions_control(payload):
         """Pending lifecycle actions (optionally of one ``group``), soonest deadline first."""
         wanted = payload.get("group")
-        pending = [action for action in rules.actions.values() if rules.active(action) and (not wanted or action.group.name == wanted)]
+        pending = [
+            action
+            for action in rules.actions.values()
+            if rules.active(action) and (not wanted or action.group.name == wanted)
+        ]
         return {"actions": [action.view() for action in sorted(pending, key=lambda action: action.due)]}
 
     @context.control("autoscaling/terminate")

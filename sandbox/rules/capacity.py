@@ -46,6 +46,7 @@ moto 5.2.5 launches whatever is asked wherever it is asked and answers ``Describ
 
 from __future__ import annotations
 
+from .. import instance_lifecycle as lifecycle
 from . import scaling_activities
 from .autoscaling import RULES, zone_strategy
 
@@ -76,12 +77,18 @@ def ec2_message(context, ec2_backend, zone, instance_type, spot=False):
     """EC2's InsufficientInstanceCapacity message for a launch into ``zone``."""
     if spot:
         return SPOT_MESSAGE
-    message = (f"We currently do not have sufficient {instance_type} capacity in the Availability Zone you requested "
-               f"({zone}). Our system will be working on provisioning additional capacity.")
-    others = [name for name in _region_zones(ec2_backend) if name != zone and has_capacity(context, name, instance_type)]
+    message = (
+        f"We currently do not have sufficient {instance_type} capacity in the Availability Zone you requested "
+        f"({zone}). Our system will be working on provisioning additional capacity."
+    )
+    others = [
+        name for name in _region_zones(ec2_backend) if name != zone and has_capacity(context, name, instance_type)
+    ]
     if others:
-        message += (f" You can currently get {instance_type} capacity by not specifying an Availability Zone in your "
-                    f"request or choosing {', '.join(others)}.")
+        message += (
+            f" You can currently get {instance_type} capacity by not specifying an Availability Zone in your "
+            f"request or choosing {', '.join(others)}."
+        )
     return message
 
 
@@ -99,7 +106,9 @@ def _template_data(ec2_backend, kwargs):
 
 def requested_zone(ec2_backend, kwargs):
     """The zone the request names: its subnet's, else its placement's; None when it names none."""
-    subnet_id = kwargs.get("subnet_id") or next((nic["SubnetId"] for nic in kwargs.get("nics") or [] if "SubnetId" in nic), None)
+    subnet_id = kwargs.get("subnet_id") or next(
+        (nic["SubnetId"] for nic in kwargs.get("nics") or [] if "SubnetId" in nic), None
+    )
     if subnet_id:
         return ec2_backend.get_subnet(subnet_id).availability_zone
     return kwargs.get("placement")
@@ -127,7 +136,7 @@ def launch_type(ec2_backend, kwargs):
 
 
 def _spot_request(ec2_backend, kwargs):
-    market = kwargs.get("instance_market_options")   # moto passes the request's MarketType
+    market = kwargs.get("instance_market_options")  # moto passes the request's MarketType
     if not market:
         market = (_template_data(ec2_backend, kwargs).get("InstanceMarketOptions") or {}).get("MarketType")
     return market == "spot"
@@ -139,35 +148,43 @@ def _group_name(kwargs):
 
 def _record(context, launch, message, activity_id=None):
     """``launch``: group (None for RunInstances), zone, subnet_id, instance_type, market."""
-    context.record("failed_launches", {**launch, "code": CODE, "message": message, "activity_id": activity_id,
-                                       "at": context.now().isoformat()})
+    context.record(
+        "failed_launches",
+        {**launch, "code": CODE, "message": message, "activity_id": activity_id, "at": context.now().isoformat()},
+    )
 
 
 def _patch_run_instances(context, targets):
     from moto.core.responses import ActionResult
     from moto.ec2.exceptions import EC2ClientError
-    from moto.ec2.models.instances import InstanceBackend
     from moto.ec2.responses.instances import InstanceResponse
 
-    launch = InstanceBackend.run_instances
     respond = InstanceResponse.run_instances
 
-    def run_instances(self, image_id, count, user_data, security_group_names, **kwargs):
+    def launch_requested(ec2_backend, kwargs):
         group = _group_name(kwargs)
         if group in targets:
             # A group's launch: the group chose the zone and already knows it has capacity (its own rule).
             zone, subnet_id = targets.pop(group)
             kwargs.update(placement=zone, subnet_id=subnet_id)
         elif group is None:
-            instance_type = launch_type(self, kwargs)
-            zone = launch_zone(context, self, kwargs, instance_type)
+            instance_type = launch_type(ec2_backend, kwargs)
+            zone = launch_zone(context, ec2_backend, kwargs, instance_type)
             if not has_capacity(context, zone, instance_type):
-                spot = _spot_request(self, kwargs)
-                message = ec2_message(context, self, zone, instance_type, spot)
-                _record(context, {"group": None, "zone": zone, "subnet_id": kwargs.get("subnet_id"), "instance_type": instance_type,
-                                  "market": "spot" if spot else "on-demand"}, message)
+                spot = _spot_request(ec2_backend, kwargs)
+                message = ec2_message(context, ec2_backend, zone, instance_type, spot)
+                _record(
+                    context,
+                    {
+                        "group": None,
+                        "zone": zone,
+                        "subnet_id": kwargs.get("subnet_id"),
+                        "instance_type": instance_type,
+                        "market": "spot" if spot else "on-demand",
+                    },
+                    message,
+                )
                 raise InsufficientCapacity(message)
-        return launch(self, image_id, count, user_data, security_group_names, **kwargs)
 
     def run_instances_response(self):
         try:
@@ -178,7 +195,7 @@ def _patch_run_instances(context, targets):
             headers["status"] = 500
             return body, headers
 
-    InstanceBackend.run_instances = run_instances
+    lifecycle.register("capacity", {lifecycle.LAUNCH_REQUESTED: launch_requested})
     InstanceResponse.run_instances = run_instances_response
 
 
@@ -188,8 +205,10 @@ def group_zones(group):
     if not group.vpc_zone_identifier:
         return [(zone, None) for zone in group.availability_zones]
     subnet_ids = group.vpc_zone_identifier.split(",")
-    zone_of = {subnet.id: subnet.availability_zone
-               for subnet in group.autoscaling_backend.ec2_backend.describe_subnets(subnet_ids=subnet_ids)}
+    zone_of = {
+        subnet.id: subnet.availability_zone
+        for subnet in group.autoscaling_backend.ec2_backend.describe_subnets(subnet_ids=subnet_ids)
+    }
     ordered = []
     for subnet_id in subnet_ids:
         if zone_of[subnet_id] not in [zone for zone, _subnet in ordered]:
@@ -209,7 +228,9 @@ def group_market(rules, group):
     if split is not None:
         on_demand = sum(1 for state in rules.capacity(group) if state.instance.lifecycle != "spot")
         return "On-Demand" if on_demand < split[0] else "Spot"
-    data = group.ec2_launch_template.get_version(group.launch_template_version).data if group.ec2_launch_template else {}
+    data = (
+        group.ec2_launch_template.get_version(group.launch_template_version).data if group.ec2_launch_template else {}
+    )
     return "Spot" if ((data or {}).get("InstanceMarketOptions") or {}).get("MarketType") == "spot" else "On-Demand"
 
 
@@ -226,13 +247,13 @@ class GroupLaunches:
     def __init__(self, context, rules, targets):
         self.context = context
         self.rules = rules
-        self.targets = targets    # group name -> (zone, subnet id) of the launch moto is about to make
+        self.targets = targets  # group name -> (zone, subnet id) of the launch moto is about to make
 
     def launch(self, group, count, tags, launch_into):
         instance_type = group_type(group)
         zones = group_zones(group)
         if zone_strategy(group) == "balanced-only":
-            zones = zones[:1]   # AWS keeps trying the zone it chose, to stay balanced
+            zones = zones[:1]  # AWS keeps trying the zone it chose, to stay balanced
         for zone, subnet_id in zones:
             if has_capacity(self.context, zone, instance_type):
                 self.targets[group.name] = (zone, subnet_id)
@@ -247,24 +268,57 @@ class GroupLaunches:
     def refused(self, group, zone, subnet_id, instance_type, count):
         market = group_market(self.rules, group)
         ec2_backend = group.autoscaling_backend.ec2_backend
-        message = status_message(group, market, ec2_message(self.context, ec2_backend, zone, instance_type, market == "Spot"))
+        message = status_message(
+            group, market, ec2_message(self.context, ec2_backend, zone, instance_type, market == "Spot")
+        )
         have = len(self.rules.capacity(group))
-        cause = (f"At {_event_time(self.context.now())} an instance was started in response to a difference between desired "
-                 f"and actual capacity, increasing the capacity from {have} to {have + count}.")
+        cause = (
+            f"At {_event_time(self.context.now())} an instance was started in response to a difference between desired "
+            f"and actual capacity, increasing the capacity from {have} to {have + count}."
+        )
         details = {"Subnet ID": subnet_id or "", "Availability Zone": zone}
-        activity = scaling_activities.record(self.context, group, f"Launching a new EC2 instance.  Status Reason: {message}", cause,
-                                             details, status_code="Failed", status_message=message)
-        _record(self.context, {"group": group.name, "zone": zone, "subnet_id": subnet_id, "instance_type": instance_type,
-                               "market": market.lower()}, message, activity["ActivityId"])
+        activity = scaling_activities.record(
+            self.context,
+            group,
+            f"Launching a new EC2 instance.  Status Reason: {message}",
+            cause,
+            details,
+            status_code="Failed",
+            status_message=message,
+        )
+        _record(
+            self.context,
+            {
+                "group": group.name,
+                "zone": zone,
+                "subnet_id": subnet_id,
+                "instance_type": instance_type,
+                "market": market.lower(),
+            },
+            message,
+            activity["ActivityId"],
+        )
         self.announce(group, activity, details)
 
     def announce(self, group, activity, details):
-        from sandbox.context import new_token
+        from sandbox.clock import new_token
+
         moment = _event_time(activity["StartTime"])
-        detail = {"StatusCode": "Failed", "AutoScalingGroupName": group.name, "ActivityId": activity["ActivityId"],
-                  "Details": details, "RequestId": new_token(), "StatusMessage": activity["StatusMessage"], "EndTime": moment,
-                  "EC2InstanceId": "", "StartTime": moment, "Cause": activity["Cause"], "Description": activity["Description"],
-                  "Origin": "EC2", "Destination": "AutoScalingGroup"}
+        detail = {
+            "StatusCode": "Failed",
+            "AutoScalingGroupName": group.name,
+            "ActivityId": activity["ActivityId"],
+            "Details": details,
+            "RequestId": new_token(),
+            "StatusMessage": activity["StatusMessage"],
+            "EndTime": moment,
+            "EC2InstanceId": "",
+            "StartTime": moment,
+            "Cause": activity["Cause"],
+            "Description": activity["Description"],
+            "Origin": "EC2",
+            "Destination": "AutoScalingGroup",
+        }
         self.context.emit("aws.autoscaling", UNSUCCESSFUL, detail, [group.arn])
 
     def retry_later(self, group):
@@ -277,8 +331,11 @@ class GroupLaunches:
             group.sandbox_launch_retry = None
             if self.rules.live(group):
                 group.set_desired_capacity(group.desired_capacity)
+
         seconds = float(self.context.latency.get("asg_launch_retry", RETRY_SECONDS))
-        group.sandbox_launch_retry = self.context.after(seconds, retry, f"auto scaling group {group.name} retries its launch")
+        group.sandbox_launch_retry = self.context.after(
+            seconds, retry, f"auto scaling group {group.name} retries its launch"
+        )
 
 
 def _event_time(moment):
@@ -289,7 +346,9 @@ def _patch_group_launches(context, targets):
     from moto.autoscaling.models import FakeAutoScalingGroup
 
     launches = GroupLaunches(context, RULES["asg"], targets)
-    launch_into = FakeAutoScalingGroup.replace_autoscaling_group_instances  # the Auto Scaling rule's launch (hooks, shape)
+    launch_into = (
+        FakeAutoScalingGroup.replace_autoscaling_group_instances
+    )  # the Auto Scaling rule's launch (hooks, shape)
 
     def replace_autoscaling_group_instances(self, count_needed, propagated_tags):
         launches.launch(self, count_needed, propagated_tags, launch_into)
@@ -305,16 +364,22 @@ def set_capacity(context, zone=None, instance_type=None, available=True, reset=F
     elif zone and not available:
         refused.add((zone, instance_type or EVERY_TYPE))
     elif zone:
-        for entry in [entry for entry in refused if entry[0] == zone and (not instance_type or entry[1] == instance_type)]:
+        for entry in [
+            entry for entry in refused if entry[0] == zone and (not instance_type or entry[1] == instance_type)
+        ]:
             refused.discard(entry)
     elif not available:
         raise ValueError("a zone is needed to take capacity away")
-    return {"without_capacity": [{"zone": name, "instance_type": None if kind == EVERY_TYPE else kind}
-                                 for name, kind in sorted(refused)]}
+    return {
+        "without_capacity": [
+            {"zone": name, "instance_type": None if kind == EVERY_TYPE else kind} for name, kind in sorted(refused)
+        ]
+    }
 
 
 def install(context):
-    """After the Auto Scaling and EC2 events rules: wraps their launch paths."""
+    """After the Auto Scaling rule (wraps its group launches); refuses EC2 launches at the instance lifecycle's
+    ``launch-requested``."""
     context.latency.setdefault("asg_launch_retry", RETRY_SECONDS)
     targets = {}
     _patch_run_instances(context, targets)
@@ -322,5 +387,7 @@ def install(context):
 
     @context.control("ec2/capacity")
     def _capacity(payload):
-        available = str(payload.get("available", True)).lower() not in ("false", "0")   # false, or "false" from a shell
-        return set_capacity(context, payload.get("zone"), payload.get("instance_type"), available, bool(payload.get("reset")))
+        available = str(payload.get("available", True)).lower() not in ("false", "0")  # false, or "false" from a shell
+        return set_capacity(
+            context, payload.get("zone"), payload.get("instance_type"), available, bool(payload.get("reset"))
+        )

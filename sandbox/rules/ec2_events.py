@@ -24,8 +24,9 @@ categories"; FIS action ``aws:ec2:send-spot-instance-interruptions``):
   (``detail`` ``{"instance-id"}``) and metadata ``events/recommendations/rebalance`` =
   ``{"noticeTime": "<when>"}``.
 
-The sandbox patches moto's model, not the API layer: ``Instance.start/stop/terminate`` and instance creation,
-so transitions made by other sandbox rules (Auto Scaling, Spot reclaims) and by moto itself emit too.
+The sandbox acts on moto's model, not the API layer: at the instance lifecycle's points (``instance_lifecycle.py``:
+creation, ``run_instances``, ``Instance.start/stop/terminate``), so transitions made by other sandbox rules (Auto
+Scaling, Spot reclaims) and by moto itself emit too.
 **Choice**: moto changes state at once, and moto, the other rules (an attach needs a ``running`` or
 ``stopped`` instance) and the code under test all read that state, so the sandbox keeps moto's instant state
 and emits both events of each pair at the moment of the change, in AWS's order. Delaying only the final
@@ -48,6 +49,8 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+from .. import instance_lifecycle as lifecycle
+
 STATE_CHANGE = "EC2 Instance State-change Notification"
 SPOT_WARNING = "EC2 Spot Instance Interruption Warning"
 REBALANCE = "EC2 Instance Rebalance Recommendation"
@@ -60,7 +63,8 @@ RECLAIM_ATTRIBUTE = "_sandbox_spot_reclaim"  # the scheduled reclaim of an inter
 def _context(context=None):
     if context is not None:
         return context
-    from ..context import CONTEXT
+    from ..clock import CONTEXT
+
     return CONTEXT
 
 
@@ -80,9 +84,18 @@ def _emit(context, instance, detail_type, detail):
     if (backend.account_id, backend.region_name) == (context.account_id, context.region):
         return context.emit(SOURCE, detail_type, detail, resources)
     from moto.backends import get_backend
+
     return get_backend("events")[backend.account_id][backend.region_name].put_events(
-        [{"Source": SOURCE, "DetailType": detail_type, "Detail": json.dumps(detail), "Resources": resources,
-          "EventBusName": "default"}])
+        [
+            {
+                "Source": SOURCE,
+                "DetailType": detail_type,
+                "Detail": json.dumps(detail),
+                "Resources": resources,
+                "EventBusName": "default",
+            }
+        ]
+    )
 
 
 def _states(context, instance, *states):
@@ -105,6 +118,7 @@ def flush_births(context=None):
 
 def _running_instance(context, instance_id):
     from moto.ec2.exceptions import InvalidInstanceIdError
+
     if not instance_id:
         raise ValueError("instance_id is required")
     try:
@@ -116,9 +130,11 @@ def _running_instance(context, instance_id):
     return instance
 
 
-INTERRUPTION_BEHAVIOURS = {"terminate": "Server.SpotInstanceTermination: Spot instance termination",
-                           "stop": "Server.SpotInstanceShutdown: Spot instance shutdown",
-                           "hibernate": "Server.SpotInstanceHibernate: Spot instance hibernation"}
+INTERRUPTION_BEHAVIOURS = {
+    "terminate": "Server.SpotInstanceTermination: Spot instance termination",
+    "stop": "Server.SpotInstanceShutdown: Spot instance shutdown",
+    "hibernate": "Server.SpotInstanceHibernate: Spot instance hibernation",
+}
 
 
 def interrupt(instance_id, lead=None, context=None, action="terminate"):
@@ -145,12 +161,13 @@ def interrupt(instance_id, lead=None, context=None, action="terminate"):
             if instance.state in ("shutting-down", "terminated"):
                 return
             from moto.ec2.models.instances import StateReason
+
             if action != "terminate":
                 if instance.state in ("pending", "running"):
                     instance.ec2_backend.stop_instances([instance_id])
                     code = INTERRUPTION_BEHAVIOURS[action].split(":", 1)[0]
                     instance.state_reason = StateReason(INTERRUPTION_BEHAVIOURS[action], code)
-                for path in ("spot/instance-action", "spot/termination-time"):   # a new boot has no notice
+                for path in ("spot/instance-action", "spot/termination-time"):  # a new boot has no notice
                     metadata.pop(path, None)
                 return
             protected = instance.disable_api_termination
@@ -159,8 +176,9 @@ def interrupt(instance_id, lead=None, context=None, action="terminate"):
                 instance.ec2_backend.terminate_instances([instance_id])
             finally:
                 instance.disable_api_termination = protected
-            instance.state_reason = StateReason("Server.SpotInstanceTermination: Spot instance termination",
-                                                "Server.SpotInstanceTermination")
+            instance.state_reason = StateReason(
+                "Server.SpotInstanceTermination: Spot instance termination", "Server.SpotInstanceTermination"
+            )
 
         setattr(instance, RECLAIM_ATTRIBUTE, context.after(lead, reclaim, f"spot reclaim {instance_id}"))
         notice = {"instance_id": instance_id, "action": action, "time": when, "lead": lead}
@@ -173,13 +191,16 @@ def capacity_returns(instance_id, context=None):
     context = _context(context)
     with context.lock:
         from moto.ec2.exceptions import InvalidInstanceIdError
+
         try:
             instance = context.backend("ec2").get_instance(instance_id)
         except InvalidInstanceIdError as exc:
             raise ValueError(f"The instance ID '{instance_id}' does not exist") from exc
         reason = getattr(instance.state_reason, "code", "") or ""
         if instance.state != "stopped" or reason not in ("Server.SpotInstanceShutdown", "Server.SpotInstanceHibernate"):
-            raise ValueError(f"Instance '{instance_id}' was not stopped by a Spot interruption (only EC2 restarts those)")
+            raise ValueError(
+                f"Instance '{instance_id}' was not stopped by a Spot interruption (only EC2 restarts those)"
+            )
         instance.ec2_backend.start_instances([instance_id])
         return {"instance_id": instance_id, "state": instance.state}
 
@@ -190,7 +211,9 @@ def rebalance(instance_id, context=None):
     with context.lock:
         instance = _running_instance(context, instance_id)
         notice_time = _iso(context.now())
-        context.imds.setdefault(instance_id, {})["events/recommendations/rebalance"] = json.dumps({"noticeTime": notice_time})
+        context.imds.setdefault(instance_id, {})["events/recommendations/rebalance"] = json.dumps(
+            {"noticeTime": notice_time}
+        )
         _emit(context, instance, REBALANCE, {"instance-id": instance_id})
         return {"instance_id": instance_id, "noticeTime": notice_time}
 
@@ -201,7 +224,7 @@ def imds_value(instance_id, path, context=None):
     path = (path or "").strip("/")
     for prefix in ("latest/meta-data/", "meta-data/"):
         if path.startswith(prefix):
-            path = path[len(prefix):]
+            path = path[len(prefix) :]
     with context.lock:
         metadata = context.imds.get(instance_id, {})
         if path not in metadata:
@@ -210,59 +233,49 @@ def imds_value(instance_id, path, context=None):
 
 
 def install(context):
-    """Patch moto's ``Instance`` (creation, start, stop, terminate) and ``InstanceBackend.run_instances``."""
-    from moto.ec2.models.instances import Instance, InstanceBackend
+    """Register with the instance lifecycle (creation, launch, start, stop, terminate); the ``instance-lifecycle``
+    filter; the controls."""
 
-    moto_init = Instance.__init__
-    moto_start = Instance.start
-    moto_stop = Instance.stop
-    moto_terminate = Instance.terminate
-    moto_run_instances = InstanceBackend.run_instances
-
-    def init(self, *args, **kwargs):
-        moto_init(self, *args, **kwargs)
-        _STATE["born"].append(self)
+    def created(instance):
+        _STATE["born"].append(instance)
         # run_instances flushes at its end; this catches any other way moto creates an instance.
-        _STATE["flush_entries"].append(context.after(0, lambda: flush_births(context), "ec2 launch state-change events"))
+        _STATE["flush_entries"].append(
+            context.after(0, lambda: flush_births(context), "ec2 launch state-change events")
+        )
 
-    def run_instances(self, *args, **kwargs):
-        reservation = moto_run_instances(self, *args, **kwargs)
+    def launched(unused_backend, unused_reservation):
         flush_births(context)
-        return reservation
 
-    def start(self):
-        before = self.state
-        previous = moto_start(self)
-        if before in ("stopped", "stopping") and self.state == "running":
-            _states(context, self, "pending", "running")
-        return previous
+    def started(instance, before):
+        if lifecycle.changed(lifecycle.INSTANCE_STARTED, instance, before):
+            _states(context, instance, "pending", "running")
 
-    def stop(self):
-        before = self.state
-        previous = moto_stop(self)
-        if before in ("pending", "running") and self.state == "stopped":
-            _states(context, self, "stopping", "stopped")
-        return previous
+    def stopped(instance, before):
+        if lifecycle.changed(lifecycle.INSTANCE_STOPPED, instance, before):
+            _states(context, instance, "stopping", "stopped")
 
-    def terminate(self):
-        before = self.state
-        previous = moto_terminate(self)
-        if before != "terminated" and self.state == "terminated":
-            _states(context, self, "shutting-down", "terminated")
-            entry = getattr(self, RECLAIM_ATTRIBUTE, None)
+    def terminated(instance, before):
+        if lifecycle.changed(lifecycle.INSTANCE_TERMINATED, instance, before):
+            _states(context, instance, "shutting-down", "terminated")
+            entry = getattr(instance, RECLAIM_ATTRIBUTE, None)
             if entry is not None:  # terminated before its notice time: nothing left to reclaim
                 context.cancel(entry)
-                setattr(self, RECLAIM_ATTRIBUTE, None)
-        return previous
+                setattr(instance, RECLAIM_ATTRIBUTE, None)
 
+    lifecycle.register(
+        "ec2_events",
+        {
+            lifecycle.INSTANCE_CREATED: created,
+            lifecycle.INSTANCES_LAUNCHED: launched,
+            lifecycle.INSTANCE_STARTED: started,
+            lifecycle.INSTANCE_STOPPED: stopped,
+            lifecycle.INSTANCE_TERMINATED: terminated,
+        },
+    )
     # DescribeInstances "instance-lifecycle": spot | scheduled | capacity-block (on-demand instances have none).
     from moto.ec2 import utils as ec2_utils
+
     ec2_utils.filter_dict_attribute_mapping["instance-lifecycle"] = "lifecycle"
-    Instance.__init__ = init
-    Instance.start = start
-    Instance.stop = stop
-    Instance.terminate = terminate
-    InstanceBackend.run_instances = run_instances
 
     @context.control("spot/interrupt")
     def _spot_interrupt(payload):

@@ -18,6 +18,8 @@ from __future__ import annotations
 import itertools
 import json
 
+from . import model_list
+
 MAX_RECORDS = 100
 # Activities of one modeled instant keep the order they happened in: StartTime alone cannot tell them apart.
 SEQUENCE = "sandbox_sequence"
@@ -26,24 +28,32 @@ _COUNTER = itertools.count()
 
 def _of_group(group):
     """The group's activities, oldest first."""
-    if not hasattr(group, "sandbox_activities"):
-        group.sandbox_activities = []
-    return group.sandbox_activities
+    return model_list(group, "sandbox_activities")
 
 
 def _of_deleted_groups(backend):
-    if not hasattr(backend, "sandbox_deleted_activities"):
-        backend.sandbox_deleted_activities = []
-    return backend.sandbox_deleted_activities
+    """The activities of the backend's deleted groups, oldest first."""
+    return model_list(backend, "sandbox_deleted_activities")
 
 
 def record(context, group, description, cause, details, status_code="Successful", status_message=None):
     """Add one activity to the group's history; returns it."""
-    from sandbox.context import new_token
+    from sandbox.clock import new_token
+
     now = context.now()
-    activity = {"ActivityId": new_token(), "AutoScalingGroupName": group.name, "AutoScalingGroupARN": group.arn,
-                "Description": description, "Cause": cause, "StartTime": now, "EndTime": now, "StatusCode": status_code,
-                "Progress": 100, "Details": json.dumps(details), SEQUENCE: next(_COUNTER)}
+    activity = {
+        "ActivityId": new_token(),
+        "AutoScalingGroupName": group.name,
+        "AutoScalingGroupARN": group.arn,
+        "Description": description,
+        "Cause": cause,
+        "StartTime": now,
+        "EndTime": now,
+        "StatusCode": status_code,
+        "Progress": 100,
+        "Details": json.dumps(details),
+        SEQUENCE: next(_COUNTER),
+    }
     if status_message:
         activity["StatusMessage"] = status_message
     _of_group(group).append(activity)
@@ -57,11 +67,18 @@ def group_deleted(backend, group):
 
 def listed(backend, group_name=None, include_deleted=False):
     """The activities DescribeScalingActivities lists, newest first."""
-    found = [activity for group in backend.autoscaling_groups.values() if not group_name or group.name == group_name
-             for activity in _of_group(group)]
+    found = [
+        activity
+        for group in backend.autoscaling_groups.values()
+        if not group_name or group.name == group_name
+        for activity in _of_group(group)
+    ]
     if include_deleted:
-        found += [{**activity, "AutoScalingGroupState": "Deleted"} for activity in _of_deleted_groups(backend)
-                  if not group_name or activity["AutoScalingGroupName"] == group_name]
+        found += [
+            {**activity, "AutoScalingGroupState": "Deleted"}
+            for activity in _of_deleted_groups(backend)
+            if not group_name or activity["AutoScalingGroupName"] == group_name
+        ]
     newest_first = sorted(found, key=lambda activity: (activity["StartTime"], activity[SEQUENCE]), reverse=True)
     return [{key: value for key, value in activity.items() if key != SEQUENCE} for activity in newest_first]
 
@@ -77,11 +94,17 @@ def install(context):  # noqa: ARG001 - every rule module takes the context
         if not 1 <= limit <= MAX_RECORDS:
             raise ValidationError(f"MaxRecords must be between 1 and {MAX_RECORDS}")
         wanted = set(params.get("ActivityIds") or [])
-        found = [activity for activity in listed(self.autoscaling_backend, params.get("AutoScalingGroupName"),
-                                                 self._get_bool_param("IncludeDeletedGroups", False))
-                 if not wanted or activity["ActivityId"] in wanted]
+        found = [
+            activity
+            for activity in listed(
+                self.autoscaling_backend,
+                params.get("AutoScalingGroupName"),
+                self._get_bool_param("IncludeDeletedGroups", False),
+            )
+            if not wanted or activity["ActivityId"] in wanted
+        ]
         start = int(params.get("NextToken") or 0)
-        result = {"Activities": found[start:start + limit]}
+        result = {"Activities": found[start : start + limit]}
         if start + limit < len(found):
             result["NextToken"] = str(start + limit)
         return ActionResult(result)

@@ -9,7 +9,7 @@ import boto3
 import pytest
 
 from sandbox import server, world
-from sandbox.context import CONTEXT
+from sandbox.clock import CONTEXT
 from sandbox.control import Sandbox
 
 
@@ -44,7 +44,7 @@ def seeded(ec2):
 @pytest.fixture
 def box(endpoint):
     """The sandbox's control API; each test starts with default latencies and no records."""
-    CONTEXT.latency.update(__import__("sandbox.context", fromlist=["LATENCY"]).LATENCY)
+    CONTEXT.latency.update(__import__("sandbox.clock", fromlist=["LATENCY"]).LATENCY)
     CONTEXT.records.clear()
     CONTEXT.emitted.clear()
     return Sandbox(endpoint)

@@ -12,7 +12,7 @@ import botocore.exceptions
 import pytest
 from botocore.exceptions import ClientError
 
-from sandbox.context import CONTEXT
+from sandbox.clock import CONTEXT
 
 from .conftest import error_code
 

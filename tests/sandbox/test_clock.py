@@ -1,9 +1,9 @@
-"""The modeled clock (sandbox/context.py): on the scaled clock, modeled time is the wall clock."""
+"""The modeled clock (sandbox/clock.py): on the scaled clock, modeled time is the wall clock."""
 
 import time
 from datetime import datetime, timezone
 
-from sandbox.context import ModeledClock
+from sandbox.clock import ModeledClock
 
 
 def test_a_clock_switched_to_scaled_reads_the_wall_clock_however_late_the_switch():

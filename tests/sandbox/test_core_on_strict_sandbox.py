@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.backups import backup_instance
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.volumes import move_lineage_volume
-from sandbox.context import CONTEXT, CoreClock
+from sandbox.clock import CONTEXT, CoreClock
 
 from .conftest import error_code
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 from botocore.exceptions import ClientError
 
-from sandbox.context import CONTEXT
+from sandbox.clock import CONTEXT
 from sandbox.control import SandboxError
 from sandbox.rules import ec2_events
 

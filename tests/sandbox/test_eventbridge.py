@@ -7,7 +7,7 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
-from sandbox.context import CONTEXT
+from sandbox.clock import CONTEXT
 from sandbox.rules import eventbridge
 
 from .conftest import error_code

@@ -3,7 +3,7 @@
 import pytest
 from botocore.exceptions import ClientError
 
-from sandbox.context import CONTEXT
+from sandbox.clock import CONTEXT
 
 from .conftest import error_code
 

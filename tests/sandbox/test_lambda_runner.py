@@ -18,7 +18,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from sandbox import lambda_runner
-from sandbox.context import CONTEXT
+from sandbox.clock import CONTEXT
 
 from .conftest import error_code
 

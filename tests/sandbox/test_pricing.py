@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from botocore.exceptions import ClientError
 
-from sandbox.context import CONTEXT
+from sandbox.clock import CONTEXT
 from sandbox.rules import pricing as rule
 
 from .conftest import error_code

@@ -19,7 +19,7 @@ import uuid
 import pytest
 
 from sandbox import runtime as runtime_module
-from sandbox.context import CONTEXT
+from sandbox.clock import CONTEXT
 from sandbox.control import Sandbox
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

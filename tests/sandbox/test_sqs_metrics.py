@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from sandbox.context import CONTEXT
+from sandbox.clock import CONTEXT
 from sandbox.rules.sqs_metrics import METRIC, NAMESPACE
 
 STATE_CHANGE = "CloudWatch Alarm State Change"

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from botocore.exceptions import ClientError
 
-from sandbox.context import CONTEXT
+from sandbox.clock import CONTEXT
 
 from .conftest import error_code
 

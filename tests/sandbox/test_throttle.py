@@ -1,6 +1,6 @@
 """The ``throttle`` and ``requests`` controls (sandbox/server.py): AWS throttling on demand, requests counted."""
 
-from sandbox.context import CONTEXT
+from sandbox.clock import CONTEXT
 
 
 def test_throttled_requests_are_retried_by_botocore_and_counted(ec2, box):

@@ -14,10 +14,10 @@ from moto import mock_aws
 
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.fleet import group as g
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws import RETRY_CONFIG
-from sandbox import fidelity, world as sandbox_world
-from sandbox.context import CONTEXT
+from sandbox import rules as sandbox_rules, world as sandbox_world
+from sandbox.clock import CONTEXT
 
-fidelity.install()
+sandbox_rules.install()
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:alerts"
 OTHER_TOPIC = "arn:aws:sns:us-east-1:123456789012:other"

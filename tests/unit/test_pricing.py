@@ -13,10 +13,10 @@ import pytest
 from moto import mock_aws
 
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.fleet import pricing as p
-from sandbox import fidelity
+from sandbox import rules as sandbox_rules
 from sandbox.rules import pricing as sandbox_pricing
 
-fidelity.install()
+sandbox_rules.install()
 
 
 def price_list_item(instance_type="m5.large", usd="0.0960000000", usagetype=None, reserved_hourly="0.0540000000", unit="Hrs"):

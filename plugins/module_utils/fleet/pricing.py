@@ -32,7 +32,7 @@ if HAS_BOTO3:
     import botocore.config
 
     # The price comparison must not hold up a deploy: few retries and short timeouts for the Price List API
-    # (merged over the core's retry configuration by module_support.client).
+    # (merged over the core's retry configuration by core_adapter.client).
     PRICING_CONFIG = botocore.config.Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=20)
 else:  # pragma: no cover - the module reports the missing library
     PRICING_CONFIG = None

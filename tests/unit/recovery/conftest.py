@@ -6,11 +6,11 @@ from moto import mock_aws
 
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws import RETRY_CONFIG
-from sandbox import fidelity, world as sandbox_world
-from sandbox.context import CONTEXT, CoreClock
+from sandbox import rules as sandbox_rules, world as sandbox_world
+from sandbox.clock import CONTEXT, CoreClock
 
 # The same AWS rules the sandbox server enforces, layered over moto in-process.
-fidelity.install()
+sandbox_rules.install()
 
 
 @pytest.fixture

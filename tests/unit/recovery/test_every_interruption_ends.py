@@ -17,7 +17,7 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery impor
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import progress
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws import RETRY_CONFIG
-from sandbox.context import CONTEXT
+from sandbox.clock import CONTEXT
 from sandbox.scenario import GROUP, LINEAGE, World, envelope, warning
 
 MAX_RECEIVES = 5          # the control plane's queue: maxReceiveCount of its redrive policy (control_plane role)

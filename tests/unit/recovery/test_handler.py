@@ -15,7 +15,7 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery impor
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import handler as recovery
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import progress
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
-from sandbox.context import CONTEXT
+from sandbox.clock import CONTEXT
 from sandbox.scenario import GROUP, LINEAGE, World, envelope, warning  # noqa: F401 pylint: disable=unused-import
 
 

@@ -16,7 +16,7 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery impor
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import volumes
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.errors import WaitTimeout
-from sandbox.context import CONTEXT
+from sandbox.clock import CONTEXT
 from sandbox.scenario import GROUP, LINEAGE, World, envelope, warning
 
 READ_ONLY = ("Describe", "Get", "List")

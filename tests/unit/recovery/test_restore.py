@@ -9,7 +9,7 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.resto
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.standalone import launch_from_template, run_request
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.volumes import move_lineage_volume, stage_lineage_volume
 
-from sandbox.context import CONTEXT
+from sandbox.clock import CONTEXT
 
 from .conftest import backdate_snapshot, tags_of, volume
 from .test_volumes import snapshot_of

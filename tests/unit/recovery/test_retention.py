@@ -10,7 +10,7 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.backu
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.retention import (
     ALL_LINEAGES, References, apply_retention, catalogue, plan_retention)
 
-from sandbox.context import CONTEXT
+from sandbox.clock import CONTEXT
 
 from .conftest import moto_ec2
 

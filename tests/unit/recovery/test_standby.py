@@ -9,36 +9,27 @@ only when the handler waits (the status checks pass ``status_checks`` modeled se
 
 import json
 
-import boto3
 import pytest
 
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import config as handler_config
-from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import handler as recovery
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import progress
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import standby as standbys
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
-from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws import RETRY_CONFIG
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.errors import InvalidInput
+from sandbox import scenario
 from sandbox import world as sandbox_world
-from sandbox.context import CONTEXT, CoreClock
+from sandbox.clock import CONTEXT
 from sandbox.rules.alarms import status_check_seconds
-from sandbox.scenario import envelope
+from sandbox.scenario import delivered
 
 LINEAGE, NAME = "webdata", "web"
 ROLE = "ec2spot:role"
 
 
-def delivered(detail_type, **detail):
-    """The events the sandbox put on the bus, as the queue delivers them, filtered on ``detail`` values."""
-    return [envelope(e["source"], e["detail-type"], e["detail"]) for e in CONTEXT.emitted
-            if e["detail-type"] == detail_type and all(e["detail"].get(k) == v for k, v in detail.items())]
-
-
 class StandbyWorld:
     def __init__(self, seeded, standby_zone="us-east-1a", standby_state="stopped", move_volume=True, standby_section=None):
-        self.clients = {n: boto3.client(n, region_name="us-east-1", config=RETRY_CONFIG)
-                        for n in ("ec2", "ssm", "sns", "sqs", "cloudwatch", "iam")}
-        ec2, sns, sqs = self.clients["ec2"], self.clients["sns"], self.clients["sqs"]
+        self.clients = scenario.clients()
+        ec2 = self.clients["ec2"]
         sandbox_world.managed_instance_profile(self.clients["iam"], f"{NAME}-instance")
         self.primary = self._launch(seeded, "us-east-1a", "primary")
         self.standby = self._launch(seeded, standby_zone, "standby")
@@ -50,17 +41,13 @@ class StandbyWorld:
         self.address = ec2.allocate_address(Domain="vpc", TagSpecifications=[
             {"ResourceType": "elastic-ip", "Tags": [{"Key": "Service", "Value": NAME}]}])
         ec2.associate_address(AllocationId=self.address["AllocationId"], InstanceId=self.primary)
-        self.topic = sns.create_topic(Name=f"{NAME}-recovery")["TopicArn"]
-        self.inbox = sqs.create_queue(QueueName=f"{NAME}-inbox")["QueueUrl"]
-        inbox_arn = sqs.get_queue_attributes(QueueUrl=self.inbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=self.topic, Protocol="sqs", Endpoint=inbox_arn)
+        self.inbox = scenario.Inbox(self.clients, NAME)
         CONTEXT.advance(status_check_seconds(CONTEXT) + 5)  # the primary is up and passed its checks
-        self.config = handler_config.parse({"topic_arn": self.topic, "services": [{
+        self.config = handler_config.parse({"topic_arn": self.inbox.topic, "services": [{
             "name": NAME, "lineage": LINEAGE, "address": {"tags": {"Service": NAME}}, "device_name": "/dev/sdf",
             "standby": standby_section or {"tags": {ROLE: "standby"}, "primary_tags": {ROLE: "primary"},
                                            "move_volume": move_volume}}]})
-        self.handler = recovery.Handler(self.config, recovery.Clients(lambda n: self.clients[n]), clock=CoreClock(),
-                                        account=CONTEXT.account_id, region=CONTEXT.region)
+        self.handler = scenario.handler(self.config, self.clients)
 
     def _launch(self, seeded, zone, role):
         return self.clients["ec2"].run_instances(
@@ -79,23 +66,14 @@ class StandbyWorld:
         return [(a["InstanceId"], a["State"]) for a in volume["Attachments"]]
 
     def messages(self):
-        found = []
-        while True:
-            answer = self.clients["sqs"].receive_message(QueueUrl=self.inbox, MaxNumberOfMessages=10)
-            if not answer.get("Messages"):
-                return found
-            for message in answer["Messages"]:
-                found.append(json.loads(json.loads(message["Body"])["Message"]))
-                self.clients["sqs"].delete_message(QueueUrl=self.inbox, ReceiptHandle=message["ReceiptHandle"])
+        return self.inbox.messages()
 
-    def alarm(self, name, metric="StatusCheckFailed", state="ALARM"):
-        """An alarm on the primary, driven to ``state`` with SetAlarmState: the sandbox emits its event."""
+    def alarm(self, name):
+        """A status-check alarm on the primary, driven to ALARM with SetAlarmState: returns the event the sandbox emitted."""
         cloudwatch = self.clients["cloudwatch"]
-        cloudwatch.put_metric_alarm(AlarmName=name, Namespace="AWS/EC2", MetricName=metric, Statistic="Maximum",
-                                    Dimensions=[{"Name": "InstanceId", "Value": self.primary}], Period=60, EvaluationPeriods=2,
-                                    Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold")
-        cloudwatch.set_alarm_state(AlarmName=name, StateValue=state, StateReason="test: threshold crossed")
-        return delivered("CloudWatch Alarm State Change", alarmName=name)[-1]
+        scenario.instance_alarm(cloudwatch, name, self.primary, MetricName="StatusCheckFailed", Statistic="Maximum", Period=60,
+                                Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold")
+        return scenario.set_alarm(cloudwatch, name, "ALARM", "test: threshold crossed")
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery impor
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws import RETRY_CONFIG
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.errors import InvalidInput
 from sandbox import world as sandbox_world
-from sandbox.context import CONTEXT, CoreClock
+from sandbox.clock import CONTEXT, CoreClock
 from sandbox.rules.alarms import status_check_seconds
 from sandbox.scenario import envelope
 

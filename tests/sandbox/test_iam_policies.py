@@ -1,0 +1,409 @@
+"""The project's real policies, as the roles render them, against the calls the code makes: each scope holds.
+
+The handler's role (function-policy.json.j2), the instance profile (instance-policy.json.j2) and the FIS role
+(fis-policy.json.j2) are rendered by sandbox.iam.project_policies for the example variables and the molecule
+scenarios; each call is built as the code makes it (plugins/module_utils/recovery/, the instance agent) and
+authorised the way AWS does (sandbox.iam.requests: every resource type the reference lists, the context AWS builds,
+tagging on create). Positive: every action the handler calls on its own lineage's resources is allowed. Negative:
+the handler cannot detach, snapshot, delete or retag a resource of another lineage or an untagged one, cannot
+create an unencrypted volume, cannot delete a backup without the managed-by tag; the instance cannot attach volumes
+or move addresses (but the tag-scoped seed 002 variant, only its service's address to its lineage); the FIS role
+cannot interrupt another lineage.
+
+A call the policy refuses although the code makes it is a finding about the policy, not about the test: it is kept
+here as a strict xfail naming the evidence, so that the day the policy is fixed the marker has to go.
+"""
+
+import pytest
+
+from sandbox.iam.project_policies import KEY_ID, rendered_policies
+from sandbox.iam.requests import AuthorizationRequest, Resource, decide
+
+LINEAGE_TAG, MANAGED_BY_TAG, MANAGER = "ec2spot:lineage", "ec2spot:managed-by", "ec2spot.autorecover"
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    return rendered_policies()
+
+
+class World:
+    """Resources of one rendered policy's account and region, and the verdicts on calls about them."""
+
+    def __init__(self, entry):
+        self.entry, self.facts, self.document = entry, entry["facts"], entry["document"]
+        self.account, self.region, self.partition = (self.facts[k] for k in ("account", "region", "partition"))
+
+    def resource(self, service, type_name, *ids, tags=None, keys=None, created=False):
+        return Resource.of(service, type_name, self.partition, self.region, self.account, *ids,
+                           tags=tags or {}, keys=keys or {}, created=created)  # fmt: skip
+
+    def ec2(self, type_name, *ids, **fields):
+        return self.resource("ec2", type_name, *ids, **fields)
+
+    def allowed(self, request):
+        return decide([self.document], request).allowed
+
+    def refusal(self, request):
+        verdict = decide([self.document], request)
+        return None if verdict.allowed else verdict.refusal[0]
+
+
+def lineage(name, **more):
+    return {LINEAGE_TAG: name, **more}
+
+
+def managed(name):
+    return lineage(name, **{MANAGED_BY_TAG: MANAGER})
+
+
+# ---- the handler ------------------------------------------------------------------------------------------------
+# Each call the handler makes on the resources of lineage ``mine``, as the core makes it (module: line).
+def detach(w, mine):  # volumes.py _release_from_holder: detach_volume(VolumeId, InstanceId)
+    return AuthorizationRequest("ec2:DetachVolume", (w.ec2("volume", "vol-1", tags=lineage(mine)),
+                                                     w.ec2("instance", "i-1", tags=lineage(mine))))  # fmt: skip
+
+
+def attach(w, mine, volume_tags=None, instance_tags=None):  # volumes.py attach_volume
+    return AuthorizationRequest("ec2:AttachVolume", (
+        w.ec2("volume", "vol-1", tags=lineage(mine) if volume_tags is None else volume_tags),
+        w.ec2("instance", "i-2", tags=lineage(mine) if instance_tags is None else instance_tags)))  # fmt: skip
+
+
+def restore(w, mine, encrypted=True, request_lineage=None, snapshot_tags=None):
+    """volumes.py _restore_in_zone: create_volume(SnapshotId, Encrypted=True, TagSpecifications=[volume])."""
+    keys = {} if encrypted is None else {"ec2:Encrypted": encrypted}
+    tags = {LINEAGE_TAG: request_lineage or mine, "ec2spot:generation": "4", "ec2spot:holder": "i-2",
+            "ec2spot:restored-from": "snap-1", MANAGED_BY_TAG: MANAGER}  # fmt: skip
+    snapshot = w.ec2("snapshot", "snap-1", tags=managed(mine) if snapshot_tags is None else snapshot_tags,
+                     keys={"ec2:Encrypted": True})  # fmt: skip
+    return AuthorizationRequest("ec2:CreateVolume", (w.ec2("volume", created=True, keys=keys), snapshot),
+                                request_tags=tags)  # fmt: skip
+
+
+def blank_copy(w, mine):  # volumes.py _blank_copy: a fresh volume without a snapshot
+    tags = {LINEAGE_TAG: mine, "ec2spot:generation": "2", "ec2spot:fresh": "true", MANAGED_BY_TAG: MANAGER}
+    volume = w.ec2("volume", created=True, keys={"ec2:Encrypted": True})
+    return AuthorizationRequest("ec2:CreateVolume", (volume,), request_tags=tags)
+
+
+def snapshots(w, mine, instance_tags=None):
+    """backups.py backup_instance: create_snapshots(InstanceSpecification, TagSpecifications=[snapshot])."""
+    return AuthorizationRequest("ec2:CreateSnapshots", (
+        w.ec2("instance", "i-1", tags=lineage(mine) if instance_tags is None else instance_tags),
+        w.ec2("volume", "vol-1", tags=lineage(mine)),
+        w.ec2("snapshot", created=True)),
+        request_tags={"ec2spot:backup-set": "pg-interruption", "ec2spot:kind": "volume", MANAGED_BY_TAG: MANAGER})  # fmt: skip
+
+
+def image(w, mine, instance_tags=None):  # backups.py: create_image(NoReboot, TagSpecifications=[image, snapshot])
+    return AuthorizationRequest("ec2:CreateImage", (
+        w.ec2("instance", "i-1", tags=lineage(mine) if instance_tags is None else instance_tags),
+        w.ec2("image", created=True), w.ec2("snapshot", created=True)),
+        request_tags={"ec2spot:backup-set": "pg-interruption", LINEAGE_TAG: mine, "AutoBackup": "true"})  # fmt: skip
+
+
+def retag(w, type_name, tags, new_tags):
+    """progress.py record (instances), volumes.py (holder, superseded-by, the moved generation), backups.py (a
+    snapshot's source volume): create_tags on an existing resource."""
+    return AuthorizationRequest("ec2:CreateTags", (w.ec2(type_name, "x-1", tags=tags),), request_tags=new_tags)
+
+
+def untag(w, type_name, tags, keys):  # handler.py (progress, ec2spot:fresh), volumes.py (previous holder)
+    return AuthorizationRequest("ec2:DeleteTags", (w.ec2(type_name, "x-1", tags=tags),), tag_keys=tuple(keys))
+
+
+def prune(w, action, type_name, tags):  # retention.py: delete_snapshot, deregister_image
+    return AuthorizationRequest(action, (w.ec2(type_name, "x-1", tags=tags),))
+
+
+def associate(w, mine, address_tags=None, instance_tags=None):
+    """addresses.py move_address: associate_address(AllocationId, InstanceId), through the instance's interface
+    (the fleet tags interfaces like instances)."""
+    instance_tags = lineage(mine) if instance_tags is None else instance_tags
+    return AuthorizationRequest("ec2:AssociateAddress", (
+        w.ec2("elastic-ip", "eipalloc-1", tags=lineage(mine) if address_tags is None else address_tags),
+        w.ec2("instance", "i-2", tags=instance_tags), w.ec2("network-interface", "eni-2", tags=instance_tags)))  # fmt: skip
+
+
+def on_instance(action, tags):
+    return lambda w, mine: AuthorizationRequest(action, (w.ec2("instance", "i-1", tags=tags(mine)),))
+
+
+def group(w, action, name):  # handler.py: the lifecycle hooks, health and the suspended launches of a group
+    return AuthorizationRequest(action, (w.resource("autoscaling", "autoScalingGroup", "0f1e-uuid", name),))
+
+
+def stop_command(w, mine, instance_tags=None, document="AWS-RunShellScript"):
+    """commands.py run_shell: send_command(InstanceIds, DocumentName="AWS-RunShellScript"). An AWS-owned document's
+    ARN has no account."""
+    return AuthorizationRequest("ssm:SendCommand", (
+        Resource("document", f"arn:{w.partition}:ssm:{w.region}::document/{document}"),
+        w.resource("ssm", "instance", "i-1", tags=lineage(mine) if instance_tags is None else instance_tags)))  # fmt: skip
+
+
+def named(service, type_name, name_of):
+    def build(w, action):
+        return AuthorizationRequest(action, (w.resource(service, type_name, *name_of(w)),))
+
+    return build
+
+
+TOPIC = named("sns", "topic", lambda w: [w.facts["name"]])
+QUEUE = named("sqs", "queue", lambda w: [w.facts["name"] + "-events"])
+KEY = named("kms", "key", lambda w: [KEY_ID])
+LOG_STREAM = named("logs", "log-stream", lambda w: [f"/aws/lambda/{w.facts['name']}", "2026/01/01/[$LATEST]0f"])
+READS = ["ec2:DescribeInstances", "ec2:DescribeInstanceStatus", "ec2:DescribeVolumes", "ec2:DescribeSnapshots",
+         "ec2:DescribeImages", "ec2:DescribeAddresses", "ec2:DescribeLaunchTemplates",
+         "ec2:DescribeLaunchTemplateVersions", "autoscaling:DescribeAutoScalingGroups",
+         "autoscaling:DescribeScalingActivities", "ssm:DescribeInstanceInformation", "ssm:GetCommandInvocation"]  # fmt: skip
+
+PREVIOUS_HOLDER_FINDING = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "FINDING: volumes.py (move in zone) deletes ec2spot:previous-holder from a lineage volume whose earlier move "
+    "left one, when the volume has no holder now; function-policy.json.j2 lets DeleteTags on volumes remove only "
+    "ec2spot:fresh (ClearTheFreshMarkOfInitialisedLineageVolumes), so AWS answers UnauthorizedOperation mid hand-off"))  # fmt: skip
+NETWORK_INTERFACE_FINDING = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "FINDING: addresses.py _lineage_of_holder (the handler's move_address with only_from_lineage) calls "
+    "ec2:DescribeNetworkInterfaces when the address sits on an interface without an instance; the function policy's "
+    "DescribeOnly statement does not grant it"))  # fmt: skip
+
+# (id, request(world, mine), marks): every call of the handler, on its own lineage, in every rendered variant.
+HANDLER_CALLS = [
+    *[(action, lambda w, mine, action=action: AuthorizationRequest(action), ()) for action in READS],
+    ("ec2:DescribeNetworkInterfaces", lambda w, mine: AuthorizationRequest("ec2:DescribeNetworkInterfaces"),
+     (NETWORK_INTERFACE_FINDING,)),
+    ("detach", detach, ()),
+    ("attach", attach, ()),
+    ("restore from a lineage backup", restore, ()),
+    ("blank copy of a never-initialised volume", blank_copy, ()),
+    ("snapshot the holder's volumes", snapshots, ()),
+    ("image of the holder", image, ()),
+    ("record progress on an instance", lambda w, m: retag(w, "instance", lineage(m), {"ec2spot:progress:detach": "t"}), ()),
+    ("retag a volume", lambda w, m: retag(w, "volume", lineage(m), {"ec2spot:superseded-by": "vol-2"}), ()),
+    ("retag a snapshot", lambda w, m: retag(w, "snapshot", managed(m), {"ec2spot:source-volume": "vol-1"}), ()),
+    ("forget launch progress", lambda w, m: untag(w, "instance", lineage(m), ["ec2spot:progress:a", "ec2spot:progress:b"]), ()),
+    ("clear the fresh mark", lambda w, m: untag(w, "volume", lineage(m), ["ec2spot:fresh"]), ()),
+    ("drop an old previous holder", lambda w, m: untag(w, "volume", lineage(m), ["ec2spot:previous-holder"]),
+     (PREVIOUS_HOLDER_FINDING,)),
+    ("delete a managed snapshot", lambda w, m: prune(w, "ec2:DeleteSnapshot", "snapshot", managed(m)), ()),
+    ("deregister a managed image", lambda w, m: prune(w, "ec2:DeregisterImage", "image", managed(m)), ()),
+    ("move the service address", associate, ()),
+    ("stop the application", stop_command, ()),
+    ("publish an alert", lambda w, m: TOPIC(w, "sns:Publish"), ()),
+    *[(action, lambda w, m, action=action: QUEUE(w, action), ())
+      for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
+                     "sqs:ChangeMessageVisibility")],
+    ("decrypt the queue", lambda w, m: KEY(w, "kms:Decrypt"), ()),
+    ("put a metric", lambda w, m: AuthorizationRequest("cloudwatch:PutMetricData",
+                                                       keys={"cloudwatch:namespace": "EC2Spot/AutoRecover"}), ()),
+    *[(action, lambda w, m, action=action: LOG_STREAM(w, action), ())
+      for action in ("logs:CreateLogStream", "logs:PutLogEvents")],
+]  # fmt: skip
+FUNCTIONS = ["function/example", "function/example-every-option", "function/molecule"]
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize(
+    ("call", "request_of"), [pytest.param(i, r, marks=m, id=i) for i, r, m in HANDLER_CALLS]
+)  # fmt: skip
+def test_the_handler_may_make_each_call_on_its_own_lineage(rendered, name, call, request_of):
+    world = World(rendered[name])
+    for mine in world.facts["lineages"]:
+        assert world.refusal(request_of(world, mine)) is None, (name, call, mine)
+
+
+def test_the_molecule_handler_drives_its_groups_lifecycle(rendered):
+    world = World(rendered["function/molecule"])
+    for action in ("autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat",
+                   "autoscaling:SetInstanceHealth", "autoscaling:SuspendProcesses"):  # fmt: skip
+        assert world.allowed(group(world, action, "pg-fleet")), action
+        assert not world.allowed(group(world, action, "another-group")), action
+        assert not world.allowed(group(world, action, "pg-fleet-2")), action
+
+
+def test_the_example_handler_drives_the_services_group(rendered):
+    world = World(rendered["function/example"])  # deploy.yml names each service's group after the service
+    assert world.allowed(group(world, "autoscaling:CompleteLifecycleAction", "postgres"))
+    assert not world.allowed(group(world, "autoscaling:CompleteLifecycleAction", "cache"))
+
+
+# Standby and watchdog: only in the variant that has them, only for the lineages that have them.
+def test_the_handler_starts_only_standbys_of_standby_lineages(rendered):
+    every, plain = World(rendered["function/example-every-option"]), World(rendered["function/example"])
+    start = on_instance("ec2:StartInstances", lineage)
+    assert every.allowed(start(every, "pgdata"))
+    assert not every.allowed(start(every, "cachedata"))  # no standby
+    assert not every.allowed(start(every, "other"))
+    assert not plain.allowed(start(plain, "pgdata"))  # no service has a standby
+
+
+def test_the_handler_reboots_only_instances_it_watches(rendered):
+    every, plain = World(rendered["function/example-every-option"]), World(rendered["function/example"])
+    reboot = on_instance("ec2:RebootInstances", lineage)
+    assert every.allowed(reboot(every, "pgdata"))  # watchdog mode handler
+    assert not every.allowed(reboot(every, "cachedata"))  # mode alarm-reboot: the alarm reboots, not the handler
+    assert not plain.allowed(reboot(plain, "pgdata"))
+
+
+def test_the_handler_moves_and_disables_only_its_watchdog_alarms(rendered):
+    every, plain = World(rendered["function/example-every-option"]), World(rendered["function/example"])
+    alarm = named("cloudwatch", "alarm", lambda w: [f"{w.facts['name']}-watchdog-postgres-i-1"])
+    cache_alarm = named("cloudwatch", "alarm", lambda w: [f"{w.facts['name']}-watchdog-cache-i-1"])
+    other = named("cloudwatch", "alarm", lambda w: [f"{w.facts['name']}-monitoring-postgres-cpu"])
+    for action in ("cloudwatch:DescribeAlarms", "cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms"):
+        assert every.allowed(alarm(every, action)), action
+        assert not every.allowed(other(every, action)), action
+        assert not plain.allowed(alarm(plain, action)), action
+    assert every.allowed(cache_alarm(every, "cloudwatch:DisableAlarmActions"))
+    assert not every.allowed(other(every, "cloudwatch:DisableAlarmActions"))
+    assert not plain.allowed(cache_alarm(plain, "cloudwatch:DisableAlarmActions"))
+
+
+# Refused: (id, request(world, mine)). Every destructive statement, outside its scope.
+OTHER, UNTAGGED = lineage("other"), {}
+HANDLER_REFUSALS = [
+    ("detach another lineage's volume", lambda w, m: attach(w, m, volume_tags=OTHER)),
+    ("detach an untagged volume", lambda w, m: AuthorizationRequest("ec2:DetachVolume", (w.ec2("volume", "vol-9"),))),
+    ("attach an untagged volume", lambda w, m: attach(w, m, volume_tags=UNTAGGED)),
+    ("attach to another lineage's instance", lambda w, m: attach(w, m, instance_tags=OTHER)),
+    ("snapshot another lineage's instance", lambda w, m: snapshots(w, m, instance_tags=OTHER)),
+    ("snapshot an untagged instance", lambda w, m: snapshots(w, m, instance_tags=UNTAGGED)),
+    ("image another lineage's instance", lambda w, m: image(w, m, instance_tags=OTHER)),
+    ("image an untagged instance", lambda w, m: image(w, m, instance_tags=UNTAGGED)),
+    ("create an unencrypted volume", lambda w, m: restore(w, m, encrypted=False)),
+    ("create a volume without saying it is encrypted", lambda w, m: restore(w, m, encrypted=None)),
+    ("create a volume for another lineage", lambda w, m: restore(w, m, request_lineage="other")),
+    ("restore another lineage's snapshot", lambda w, m: restore(w, m, snapshot_tags=lineage("other", **{MANAGED_BY_TAG: MANAGER}))),
+    ("restore an untagged snapshot", lambda w, m: restore(w, m, snapshot_tags=UNTAGGED)),
+    ("retag another lineage's volume", lambda w, m: retag(w, "volume", OTHER, {"ec2spot:holder": "i-2"})),
+    ("retag an untagged volume", lambda w, m: retag(w, "volume", UNTAGGED, {LINEAGE_TAG: m})),
+    ("retag another lineage's instance", lambda w, m: retag(w, "instance", OTHER, {"ec2spot:progress:x": "t"})),
+    ("retag an untagged instance", lambda w, m: retag(w, "instance", UNTAGGED, {LINEAGE_TAG: m})),
+    ("retag another lineage's snapshot", lambda w, m: retag(w, "snapshot", OTHER, {"ec2spot:kind": "volume"})),
+    ("retag an image", lambda w, m: retag(w, "image", managed(m), {"ec2spot:kind": "image"})),
+    ("untag another lineage's instance", lambda w, m: untag(w, "instance", OTHER, ["ec2spot:progress:a"])),
+    ("untag an instance's lineage", lambda w, m: untag(w, "instance", lineage(m), ["ec2spot:lineage"])),
+    ("untag progress and more", lambda w, m: untag(w, "instance", lineage(m), ["ec2spot:progress:a", "Name"])),
+    ("untag a volume's generation", lambda w, m: untag(w, "volume", lineage(m), ["ec2spot:generation"])),
+    ("untag another lineage's volume", lambda w, m: untag(w, "volume", OTHER, ["ec2spot:fresh"])),
+    ("delete a backup without managed-by", lambda w, m: prune(w, "ec2:DeleteSnapshot", "snapshot", lineage(m))),
+    ("deregister an image without managed-by", lambda w, m: prune(w, "ec2:DeregisterImage", "image", lineage(m))),
+    ("delete another lineage's managed backup", lambda w, m: prune(w, "ec2:DeleteSnapshot", "snapshot", managed("other"))),
+    ("deregister an untagged image", lambda w, m: prune(w, "ec2:DeregisterImage", "image", UNTAGGED)),
+    ("move another lineage's address", lambda w, m: associate(w, m, address_tags=OTHER)),
+    ("move an address to another lineage", lambda w, m: associate(w, m, instance_tags=OTHER)),
+    ("run a command on another lineage", lambda w, m: stop_command(w, m, instance_tags=OTHER)),
+    ("run another document", lambda w, m: stop_command(w, m, document="AWS-RunPowerShellScript")),
+    ("publish elsewhere", lambda w, m: AuthorizationRequest("sns:Publish", (w.resource("sns", "topic", "other"),))),
+    ("put a metric elsewhere", lambda w, m: AuthorizationRequest("cloudwatch:PutMetricData",
+                                                                  keys={"cloudwatch:namespace": "AWS/EC2"})),
+    ("terminate", lambda w, m: AuthorizationRequest("ec2:TerminateInstances", (w.ec2("instance", "i-1", tags=lineage(m)),))),
+    ("delete a volume", lambda w, m: AuthorizationRequest("ec2:DeleteVolume", (w.ec2("volume", "vol-1", tags=lineage(m)),))),
+    ("stop an instance", lambda w, m: AuthorizationRequest("ec2:StopInstances", (w.ec2("instance", "i-1", tags=lineage(m)),))),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize(("call", "request_of"), HANDLER_REFUSALS, ids=[i for i, _ in HANDLER_REFUSALS])
+def test_the_handler_is_refused_outside_its_lineages(rendered, name, call, request_of):
+    world = World(rendered[name])
+    for mine in world.facts["lineages"]:
+        assert world.refusal(request_of(world, mine)) is not None, (name, call, mine)
+
+
+def test_a_refused_restore_names_what_refused_it(rendered):
+    world = World(rendered["function/example"])
+    assert world.refusal(restore(world, "pgdata", encrypted=False)).resource_type == "volume"
+    assert world.refusal(restore(world, "pgdata", snapshot_tags=OTHER)).resource_type == "snapshot"
+
+
+# ---- the instance profile ---------------------------------------------------------------------------------------
+INSTANCES = ["instance/example", "instance/molecule-pg", "instance/molecule-web"]
+
+
+def put_boot_report(w, source="ec2spot.autorecover", bus="default"):  # the agent's events:PutEvents
+    return AuthorizationRequest("events:PutEvents", (w.resource("events", "event-bus", bus),),
+                                keys={"events:source": source, "events:detail-type": "ec2spot boot report"})  # fmt: skip
+
+
+@pytest.mark.parametrize("name", INSTANCES)
+def test_the_instance_reads_and_reports(rendered, name):
+    world = World(rendered[name])
+    for action in ("ec2:DescribeVolumes", "ec2:DescribeSnapshots"):
+        assert world.allowed(AuthorizationRequest(action)), action
+    assert world.allowed(put_boot_report(world))
+    assert not world.allowed(put_boot_report(world, source="aws.ec2"))
+    assert not world.allowed(put_boot_report(world, bus="another-bus"))
+
+
+@pytest.mark.parametrize("name", INSTANCES)
+def test_the_instance_cannot_attach_volumes_nor_write_ec2(rendered, name):
+    world = World(rendered[name])
+    mine = world.facts["lineage"]
+    for request in (attach(world, mine), detach(world, mine), restore(world, mine), snapshots(world, mine),
+                    retag(world, "volume", lineage(mine), {"ec2spot:fresh": "false"}),
+                    untag(world, "volume", lineage(mine), ["ec2spot:fresh"]),
+                    on_instance("ec2:StartInstances", lineage)(world, mine)):  # fmt: skip
+        assert world.refusal(request) is not None, request.action
+
+
+def test_the_agent_fetches_only_its_own_program(rendered):
+    world = World(rendered["instance/example"])
+    (statement,) = [s for s in world.document["Statement"] if s["Sid"] == "FetchTheAgentProgram"]
+    bucket, _, key = statement["Resource"].split(":::", 1)[1].partition("/")
+    get = named("s3", "object", lambda w: [bucket, key])
+    assert world.allowed(get(world, "s3:GetObject"))
+    other = named("s3", "object", lambda w: [bucket, "ec2spot-agent/0000.py"])
+    assert not world.allowed(other(world, "s3:GetObject"))
+    assert not world.allowed(get(world, "s3:PutObject"))
+
+
+@pytest.mark.parametrize("name", ["instance/example", "instance/molecule-pg"])
+def test_the_instance_cannot_move_addresses(rendered, name):
+    world = World(rendered[name])
+    mine = world.facts["lineage"]
+    service = {"ec2spot:service": world.facts["service"], LINEAGE_TAG: mine}
+    assert not world.allowed(associate(world, mine, address_tags=service))
+    assert not world.allowed(AuthorizationRequest("ec2:DescribeAddresses"))
+
+
+def test_seed_002_the_instance_moves_only_its_service_address_to_its_lineage(rendered):
+    world = World(rendered["instance/molecule-web"])
+    mine, service = world.facts["lineage"], world.facts["service"]
+    address = {"ec2spot:service": service, LINEAGE_TAG: mine}
+    assert world.allowed(AuthorizationRequest("ec2:DescribeAddresses"))
+    assert world.allowed(associate(world, mine, address_tags=address))
+    assert not world.allowed(associate(world, mine, address_tags={"ec2spot:service": "another", LINEAGE_TAG: mine}))
+    assert not world.allowed(associate(world, mine, address_tags={}))
+    assert not world.allowed(associate(world, mine, address_tags=address, instance_tags=OTHER))
+    assert not world.allowed(associate(world, mine, address_tags=address, instance_tags=UNTAGGED))
+    disassociate = AuthorizationRequest("ec2:DisassociateAddress", (world.ec2("elastic-ip", "eipalloc-1", tags=address),))
+    assert not world.allowed(disassociate)
+
+
+def test_seed_002_the_instance_leaves_only_its_target_groups(rendered):
+    world = World(rendered["instance/molecule-web"])
+    (statement,) = [s for s in world.document["Statement"] if s["Sid"] == "LeaveTheFleetsTargetGroups"]
+    (arn,) = statement["Resource"]
+    name, group_id = arn.rsplit(":", 1)[1].split("/")[1:]
+    leave = named("elasticloadbalancing", "targetgroup", lambda w: [name, group_id])
+    assert world.allowed(leave(world, "elasticloadbalancing:DeregisterTargets"))
+    other = named("elasticloadbalancing", "targetgroup", lambda w: ["other", group_id])
+    assert not world.allowed(other(world, "elasticloadbalancing:DeregisterTargets"))
+    assert not world.allowed(leave(world, "elasticloadbalancing:RegisterTargets"))
+
+
+# ---- the FIS role -----------------------------------------------------------------------------------------------
+def interrupt(w, tags):  # what AWS FIS does as the role: ec2:SendSpotInstanceInterruptions on the targets
+    return AuthorizationRequest("ec2:SendSpotInstanceInterruptions", (w.ec2("instance", "i-1", tags=tags),))
+
+
+def test_the_fis_role_interrupts_only_its_lineage(rendered):
+    world = World(rendered["fis/example"])
+    mine = world.facts["lineage"]
+    assert world.allowed(AuthorizationRequest("ec2:DescribeInstances"))
+    assert world.allowed(interrupt(world, lineage(mine)))
+    assert not world.allowed(interrupt(world, OTHER))
+    assert not world.allowed(interrupt(world, UNTAGGED))
+    assert not world.allowed(on_instance("ec2:TerminateInstances", lineage)(world, mine))
+    assert not world.allowed(on_instance("ec2:StopInstances", lineage)(world, mine))

@@ -1,0 +1,169 @@
+"""Every policy the project ships passes a policy linter, and names only what the Service Authorization Reference has.
+
+The policies are the ones the roles render (sandbox.iam.project_policies: the handler's role, the instance profile
+and the FIS role, for the example variables and the molecule scenarios) and every file in docs/iam/. Each passes
+parliament with no finding, or with each remaining finding in ALLOWED below, which says why it stays; a
+RESOURCE_MISMATCH (a statement granting an action on only some of its required resource types) is accepted only when
+the policy as a whole grants the action on every required type. Every action named exists in the catalogue
+(sandbox.iam.catalogue), and every condition key is one the reference lists for the statement's actions and
+resources (a key an action does not take is never in the request, so such a condition never holds on AWS).
+"""
+
+import json
+import warnings
+
+import pytest
+
+from sandbox.iam import catalogue
+from sandbox.iam.evaluator import glob_match, parse_operator
+from sandbox.iam.project_policies import documented_policies, rendered_policies
+
+with warnings.catch_warnings():
+    # parliament 1.6.4 imports pkg_resources, which setuptools 81 marks deprecated.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore", UserWarning)
+    import parliament
+
+# (parliament issue, action) -> why the finding stays.
+ALLOWED = {
+    ("RESOURCE_MISMATCH", "ec2:CreateVolume"): (
+        "split on purpose: the new volume (RequestTag lineage, Encrypted) and the source snapshot (ResourceTag) are "
+        "conditioned on different keys, so each resource type has its own statement"
+    ),
+    ("RESOURCE_MISMATCH", "ec2:CreateSnapshots"): (
+        "split on purpose: the instance is conditioned on its lineage tag, the volumes and the new snapshots are not "
+        "(a new snapshot has no tags yet), so they are two statements"
+    ),
+    ("RESOURCE_MISMATCH", "ec2:CreateImage"): (
+        "split on purpose, as CreateSnapshots: the lineage instance in one statement, the new image and snapshots in "
+        "another"
+    ),
+    ("RESOURCE_MISMATCH", "ssm:SendCommand"): (
+        "split on purpose: the document and the lineage instances are two statements; and the document is AWS-owned "
+        "(AWS-RunShellScript), whose ARN has no account (arn:aws:ssm:<region>::document/...), which parliament's "
+        "format check does not accept"
+    ),
+    ("RESOURCE_STAR", "cloudwatch:DescribeAlarms"): (
+        "docs/iam/modules-policy.json: a read granted on every alarm like the other reads of MonitoringDescribe "
+        "(amazon.aws.cloudwatch_metric_alarm describes an alarm before changing it); the writes are scoped to "
+        "*-monitoring-* alarms"
+    ),
+}
+# Global condition keys (present in every request, not listed per action by the reference).
+GLOBAL_KEYS = ("aws:PrincipalArn", "aws:PrincipalAccount", "aws:PrincipalTag/", "aws:RequestedRegion",
+               "aws:SourceIp", "aws:SourceVpc", "aws:SourceVpce", "aws:CurrentTime", "aws:EpochTime",
+               "aws:SecureTransport", "aws:ViaAWSService", "aws:CalledVia", "aws:MultiFactorAuthPresent")  # fmt: skip
+
+
+def all_policies():
+    policies = {name: entry["document"] for name, entry in rendered_policies().items()}
+    policies.update(documented_policies())
+    return policies
+
+
+POLICIES = all_policies()
+
+
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def findings(document):
+    """parliament's findings, one ``(issue, action, detail)`` per action a finding names."""
+    policy = parliament.analyze_policy_string(json.dumps(document))
+    found = []
+    for finding in policy.findings:
+        details = finding.detail if isinstance(finding.detail, list) else [finding.detail]
+        for detail in details:
+            action = detail.get("action") if isinstance(detail, dict) else detail
+            found.append((finding.issue, action, detail))
+    return found
+
+
+def overlap(pattern, other):
+    """Whether two ARN patterns can name one resource (part by part, either side's wildcards covering the other)."""
+    if "*" in (pattern, other):
+        return True
+    parts, other_parts = pattern.split(":", 5), other.split(":", 5)
+    return len(parts) == len(other_parts) == 6 and all(
+        glob_match(a, b) or glob_match(b, a) for a, b in zip(parts, other_parts, strict=True)
+    )
+
+
+def granted_on(document, action, required_format):
+    """Whether some Allow statement of ``document`` grants ``action`` on a resource of ``required_format``."""
+    for statement in document["Statement"]:
+        if statement["Effect"] != "Allow" or action not in as_list(statement.get("Action", [])):
+            continue
+        if any(overlap(required_format, resource) for resource in as_list(statement.get("Resource", []))):
+            return True
+    return False
+
+
+def test_there_are_rendered_and_documented_policies():
+    assert {name.split("/")[0] for name in POLICIES} == {"function", "instance", "fis", "docs"}
+    assert len(POLICIES) >= 8
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_parliament_finds_nothing_unexplained(name):
+    document = POLICIES[name]
+    unexplained = [(issue, action, detail) for issue, action, detail in findings(document)
+                   if (issue, action) not in ALLOWED]  # fmt: skip
+    assert unexplained == [], f"{name}: {unexplained}"
+    for issue, action, detail in findings(document):
+        if issue == "RESOURCE_MISMATCH":
+            assert granted_on(document, action, detail["required_format"]), (name, action, detail)
+
+
+def test_every_allowed_finding_still_occurs():
+    occurring = {(issue, action) for document in POLICIES.values() for issue, action, _ in findings(document)}
+    assert set(ALLOWED) - occurring == set(), "remove the allow-list entries that no policy needs any more"
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_every_action_is_in_the_catalogue(name):
+    for statement in POLICIES[name]["Statement"]:
+        for action in as_list(statement.get("Action", statement.get("NotAction"))):
+            assert catalogue.expand(action), f"{name} {statement.get('Sid')}: {action} names no action"
+            if "*" not in action and "?" not in action:
+                assert catalogue.exists(action), f"{name} {statement.get('Sid')}: {action}"
+
+
+def resource_rows(found, resources):
+    """The resource types of ``found`` a statement's ``Resource`` entries can name (all of them for ``*``)."""
+    if "*" in resources:
+        return list(found.resources)
+    rows = []
+    for part in found.resources:
+        pattern = catalogue.arn_for(part.resource_type, "*", "*", "*")
+        if any(overlap(pattern, resource) for resource in resources):
+            rows.append(part)
+    return rows
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_every_condition_key_is_one_the_actions_take(name):
+    for statement in POLICIES[name]["Statement"]:
+        keys = [key for block in (statement.get("Condition") or {}).values() for key in block]
+        if not keys:
+            continue
+        resources = as_list(statement.get("Resource", "*"))
+        for action_name in as_list(statement["Action"]):
+            found = catalogue.action(action_name)
+            rows = resource_rows(found, resources)
+            assert rows or not found.resources, f"{name} {statement['Sid']}: {action_name} on {resources}"
+            supported = list(found.condition_keys) + [key for row in rows for key in row.condition_keys]
+            for key in keys:
+                if key.startswith(GLOBAL_KEYS):
+                    continue
+                assert any(catalogue.key_matches(template, key) for template in supported), (
+                    f"{name} {statement['Sid']}: {action_name} does not take condition key {key} on {resources}"
+                )
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_every_condition_operator_is_known(name):
+    for statement in POLICIES[name]["Statement"]:
+        for operator in statement.get("Condition") or {}:
+            parse_operator(operator)
