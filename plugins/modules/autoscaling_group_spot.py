@@ -301,6 +301,17 @@ extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Only the describe calls are made; the result says what would change.
+  diff_mode:
+    support: full
+    details: The group's settings before and after.
+  platform:
+    platforms: all
+    details: Calls AWS's APIs, from wherever boto3 runs (usually the controller).
 """
 
 EXAMPLES = r"""

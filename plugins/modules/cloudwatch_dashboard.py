@@ -47,6 +47,17 @@ extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Compares the bodies; writes nothing.
+  diff_mode:
+    support: full
+    details: The dashboard's body before and after.
+  platform:
+    platforms: all
+    details: Calls AWS's APIs, from wherever boto3 runs (usually the controller).
 notes:
   - IAM permissions C(cloudwatch:GetDashboard), C(cloudwatch:PutDashboard) and C(cloudwatch:DeleteDashboards).
   - Warnings CloudWatch returns for an accepted body (C(DashboardValidationMessages)) are shown as task warnings;

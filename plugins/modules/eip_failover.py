@@ -62,6 +62,17 @@ extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Reports the move it would make; associates nothing and starts no standby.
+  diff_mode:
+    support: full
+    details: The instance the address is on, before and after.
+  platform:
+    platforms: all
+    details: Calls AWS's APIs, from wherever boto3 runs (usually the controller).
 """
 
 EXAMPLES = r"""

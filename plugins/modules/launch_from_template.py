@@ -75,6 +75,17 @@ extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Reports whether an instance would be launched; launches nothing.
+  diff_mode:
+    support: full
+    details: The instance before (none) and after.
+  platform:
+    platforms: all
+    details: Calls AWS's APIs, from wherever boto3 runs (usually the controller).
 """
 
 EXAMPLES = r"""

@@ -65,6 +65,17 @@ extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Read-only, so the same answer as without check mode.
+  diff_mode:
+    support: N/A
+    details: An info module changes nothing.
+  platform:
+    platforms: all
+    details: Calls AWS's APIs, from wherever boto3 runs (usually the controller).
 """
 
 EXAMPLES = r"""

@@ -138,6 +138,17 @@ extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Reports the backups it would take and the ones retention would delete; creates and deletes nothing.
+  diff_mode:
+    support: full
+    details: The backups before and after (retention's deletions).
+  platform:
+    platforms: all
+    details: Calls AWS's APIs, from wherever boto3 runs (usually the controller).
 """
 
 EXAMPLES = r"""
