@@ -14,6 +14,9 @@ A call the policy refuses although the code makes it is a finding about the poli
 here as a strict xfail naming the evidence, so that the day the policy is fixed the marker has to go.
 """
 
+import json
+import pathlib
+
 import pytest
 
 from sandbox.iam.project_policies import KEY_ID, rendered_policies
@@ -162,21 +165,11 @@ READS = ["ec2:DescribeInstances", "ec2:DescribeInstanceStatus", "ec2:DescribeVol
          "autoscaling:DescribeScalingActivities", "ssm:DescribeInstanceInformation",
          "ssm:GetCommandInvocation"]  # fmt: skip
 
-PREVIOUS_HOLDER_FINDING = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "FINDING: volumes.py (move in zone) deletes ec2spot:previous-holder from a lineage volume whose earlier move "
-    "left one, when the volume has no holder now; function-policy.json.j2 lets DeleteTags on volumes remove only "
-    "ec2spot:fresh (ClearTheFreshMarkOfInitialisedLineageVolumes), so AWS answers UnauthorizedOperation "
-    "mid hand-off"))  # fmt: skip
-NETWORK_INTERFACE_FINDING = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "FINDING: addresses.py _lineage_of_holder (the handler's move_address with only_from_lineage) calls "
-    "ec2:DescribeNetworkInterfaces when the address sits on an interface without an instance; the function policy's "
-    "DescribeOnly statement does not grant it"))  # fmt: skip
-
 # (id, request(world, mine), marks): every call of the handler, on its own lineage, in every rendered variant.
 HANDLER_CALLS = [
     *[(action, lambda w, mine, action=action: AuthorizationRequest(action), ()) for action in READS],
-    ("ec2:DescribeNetworkInterfaces", lambda w, mine: AuthorizationRequest("ec2:DescribeNetworkInterfaces"),
-     (NETWORK_INTERFACE_FINDING,)),
+    # addresses.py reads the interface an address sits on when it has no instance (was missing: a finding).
+    ("ec2:DescribeNetworkInterfaces", lambda w, mine: AuthorizationRequest("ec2:DescribeNetworkInterfaces"), ()),
     ("detach", detach, ()),
     ("attach", attach, ()),
     ("restore from a lineage backup", restore, ()),
@@ -190,8 +183,8 @@ HANDLER_CALLS = [
     ("forget launch progress",
      lambda w, m: untag(w, "instance", lineage(m), ["ec2spot:progress:a", "ec2spot:progress:b"]), ()),
     ("clear the fresh mark", lambda w, m: untag(w, "volume", lineage(m), ["ec2spot:fresh"]), ()),
-    ("drop an old previous holder", lambda w, m: untag(w, "volume", lineage(m), ["ec2spot:previous-holder"]),
-     (PREVIOUS_HOLDER_FINDING,)),
+    # volumes.py drops an older move's previous holder (the policy allowed only ec2spot:fresh: a finding).
+    ("drop an old previous holder", lambda w, m: untag(w, "volume", lineage(m), ["ec2spot:previous-holder"]), ()),
     ("delete a managed snapshot", lambda w, m: prune(w, "ec2:DeleteSnapshot", "snapshot", managed(m)), ()),
     ("deregister a managed image", lambda w, m: prune(w, "ec2:DeregisterImage", "image", managed(m)), ()),
     ("move the service address", associate, ()),
@@ -419,3 +412,65 @@ def test_the_fis_role_interrupts_only_its_lineage(rendered):
     assert not world.allowed(interrupt(world, UNTAGGED))
     assert not world.allowed(on_instance("ec2:TerminateInstances", lineage)(world, mine))
     assert not world.allowed(on_instance("ec2:StopInstances", lineage)(world, mine))
+
+
+# ---- the modules' policy (docs/iam/modules-policy.json) -----------------------------------------------------------
+MODULES_POLICY = json.loads((pathlib.Path(__file__).resolve().parents[2] / "docs/iam/modules-policy.json").read_text())
+OPERATOR = World({"facts": {"account": "123456789012", "region": "eu-west-1", "partition": "aws"},
+                  "document": MODULES_POLICY})  # fmt: skip
+
+# (id, request): what spot_backup, volume_reattach, lineage_info and eip_failover call on lineage pgdata's resources.
+MODULE_CALLS = [
+    *[
+        (action, AuthorizationRequest(action))
+        for action in (
+            "ec2:DescribeInstances",
+            "ec2:DescribeVolumes",
+            "ec2:DescribeSnapshots",
+            "ec2:DescribeImages",
+            "ec2:DescribeAddresses",
+            "ec2:DescribeNetworkInterfaces",
+            "ec2:DescribeLaunchTemplates",
+            "autoscaling:DescribeAutoScalingGroups",
+        )
+    ],  # fmt: skip
+    ("detach", detach(OPERATOR, "pgdata")),
+    ("attach", attach(OPERATOR, "pgdata")),
+    ("restore from a lineage backup", restore(OPERATOR, "pgdata")),
+    ("snapshot the instance's volumes", snapshots(OPERATOR, "pgdata")),
+    ("image of the instance", image(OPERATOR, "pgdata")),
+    ("retag a volume", retag(OPERATOR, "volume", lineage("pgdata"), {"ec2spot:superseded-by": "vol-2"})),
+    # volume_reattach drops an older move's previous holder (the policy had no DeleteTags at all: a finding).
+    ("drop an old previous holder", untag(OPERATOR, "volume", lineage("pgdata"), ["ec2spot:previous-holder"])),
+    ("delete a managed snapshot", prune(OPERATOR, "ec2:DeleteSnapshot", "snapshot", managed("pgdata"))),
+    ("deregister a managed image", prune(OPERATOR, "ec2:DeregisterImage", "image", managed("pgdata"))),
+    ("move the service address", associate(OPERATOR, "pgdata")),
+]
+MODULE_REFUSALS = [
+    ("attach an untagged volume", attach(OPERATOR, "pgdata", volume_tags={})),
+    ("restore unencrypted", restore(OPERATOR, "pgdata", encrypted=False)),
+    ("restore from a snapshot we did not make", restore(OPERATOR, "pgdata", snapshot_tags=lineage("pgdata"))),
+    ("snapshot an untagged instance", snapshots(OPERATOR, "pgdata", instance_tags={})),
+    ("drop the lineage tag", untag(OPERATOR, "volume", lineage("pgdata"), ["ec2spot:lineage"])),
+    ("drop a tag of an untagged volume", untag(OPERATOR, "volume", {}, ["ec2spot:previous-holder"])),
+    ("delete an unmanaged snapshot", prune(OPERATOR, "ec2:DeleteSnapshot", "snapshot", lineage("pgdata"))),
+    ("deregister an untagged image", prune(OPERATOR, "ec2:DeregisterImage", "image", {})),
+    (
+        "terminate",
+        AuthorizationRequest("ec2:TerminateInstances", (OPERATOR.ec2("instance", "i-1", tags=lineage("pgdata")),)),
+    ),
+    (
+        "delete a volume",
+        AuthorizationRequest("ec2:DeleteVolume", (OPERATOR.ec2("volume", "vol-1", tags=lineage("pgdata")),)),
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "request_"), MODULE_CALLS, ids=[case[0] for case in MODULE_CALLS])
+def test_the_modules_policy_allows_every_call_on_the_lineage(call, request_):
+    assert OPERATOR.refusal(request_) is None, call
+
+
+@pytest.mark.parametrize(("call", "request_"), MODULE_REFUSALS, ids=[case[0] for case in MODULE_REFUSALS])
+def test_the_modules_policy_refuses_outside_its_scope(call, request_):
+    assert OPERATOR.refusal(request_) is not None, call

@@ -33,9 +33,27 @@ def test_every_delete_is_limited_to_our_resources():
             deletes = [a for a in actions if a.split(":")[1].startswith(("Delete", "Deregister", "Terminate"))]
             if not deletes:
                 continue
-            if any(a.startswith("ec2:") for a in deletes):
-                assert statement["Condition"]["StringEquals"]["aws:ResourceTag/ec2spot:managed-by"] == "ec2spot.autorecover"
+            if deletes == ["ec2:DeleteTags"]:
+                # Removing tags deletes no resource: only named keys, only on the lineage's resources.
+                condition = statement["Condition"]
+                assert condition["Null"] == {"aws:ResourceTag/ec2spot:lineage": "false"}, statement["Sid"]
+                assert condition["ForAllValues:StringEquals"]["aws:TagKeys"] == ["ec2spot:previous-holder"], statement[
+                    "Sid"
+                ]
+            elif any(a.startswith("ec2:") for a in deletes):
+                assert (
+                    statement["Condition"]["StringEquals"]["aws:ResourceTag/ec2spot:managed-by"]
+                    == "ec2spot.autorecover"
+                )
             else:
-                resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-                assert all(r.split(":")[-1] not in ("*", "alarm:*", "dashboard/*") and r != "*" for r in resources), (path.name, statement["Sid"])
-                assert all(("-monitoring-" in r or "dashboard/ec2spot-" in r) for r in resources), (path.name, statement["Sid"])
+                resources = (
+                    statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                )
+                assert all(r.split(":")[-1] not in ("*", "alarm:*", "dashboard/*") and r != "*" for r in resources), (
+                    path.name,
+                    statement["Sid"],
+                )
+                assert all(("-monitoring-" in r or "dashboard/ec2spot-" in r) for r in resources), (
+                    path.name,
+                    statement["Sid"],
+                )

@@ -15,17 +15,24 @@ WORDING = {"full": "yes", "partial": "partly", "none": "no", "N/A": "n/a (read-o
 
 def documented_attributes(path):
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    documentation = next(node.value.value for node in tree.body if isinstance(node, ast.Assign)
-                         and getattr(node.targets[0], "id", None) == "DOCUMENTATION")
+    documentation = next(
+        node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "DOCUMENTATION"
+    )
     return yaml.safe_load(documentation)["attributes"]
 
 
 def readme_rows():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("\n## Modules\n"):]
-    section = section[:section.index("\n## ", 1)]
-    return {name: (check_mode, diff) for name, check_mode, diff in
-            re.findall(r"^\| `ec2spot\.autorecover\.(\w+)` \| ([^|]+?) \| ([^|]+?) \| .+ \|$", section, flags=re.M)}
+    section = readme[readme.index("\n## Modules\n") :]
+    section = section[: section.index("\n## ", 1)]
+    return {
+        name: (check_mode, diff)
+        for name, check_mode, diff in re.findall(
+            r"^\| `ec2spot\.autorecover\.(\w+)` \| ([^|]+?) \| ([^|]+?) \| .+ \|$", section, flags=re.M
+        )
+    }
 
 
 def test_the_table_lists_every_module_and_only_those():
