@@ -14,7 +14,7 @@ import ipaddress
 from dataclasses import asdict, dataclass, field
 
 from .aws import call
-from .errors import Ambiguous, AwsApiError, Conflict, InvalidInput, NotFound
+from .errors import Ambiguous, Conflict, InvalidInput, NotFound, missing_as_not_found
 from .instances import describe_instance, state_of
 from . import tags as t
 
@@ -51,12 +51,9 @@ def find_address(ec2, allocation_id=None, public_ip=None, address_tags=None):
         query, label = {"PublicIps": [public_ip]}, f"public IP {public_ip}"
     else:
         query, label = {"Filters": t.filters(address_tags)}, f"tags {address_tags}"
-    try:
+    with missing_as_not_found(("InvalidAllocationID.NotFound", "InvalidAddress.NotFound", "InvalidParameterValue"),
+                              f"no Elastic IP with {label}"):
         found = call(ec2, "describe_addresses", **query)["Addresses"]
-    except AwsApiError as exc:
-        if exc.aws_code in ("InvalidAllocationID.NotFound", "InvalidAddress.NotFound", "InvalidParameterValue"):
-            raise NotFound(f"no Elastic IP with {label}") from exc
-        raise
     if not found:
         raise NotFound(f"no Elastic IP with {label}")
     if len(found) > 1:

@@ -51,7 +51,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from .errors import InvalidInput
+from .errors import InvalidInput, require_section
 from .lineage import validate_name
 from . import standby as standby_settings
 from . import watchdog as watchdog_settings
@@ -95,11 +95,7 @@ class HandlerConfig:
 
 def _service(raw, index):
     where = f"services[{index}]"
-    if not isinstance(raw, dict):
-        raise InvalidInput(f"{where} must be an object")
-    unknown = set(raw) - set(Service.__dataclass_fields__)
-    if unknown:
-        raise InvalidInput(f"{where} has unknown keys: {', '.join(sorted(unknown))}")
+    require_section(raw, where, Service.__dataclass_fields__, "an object")
     name = raw.get("name")
     if not isinstance(name, str) or not SERVICE_NAME.match(name):
         raise InvalidInput(f"{where}.name must be 1-63 letters, digits, '.', '_' or '-'")

@@ -10,6 +10,8 @@ handler logs them, so an operator sees the same words from both.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 
 class RecoveryError(Exception):
     """Base of every error the core raises. ``code`` is stable and machine-readable."""
@@ -70,3 +72,34 @@ class AwsApiError(RecoveryError):
         super().__init__(message, operation=operation, aws_code=aws_code, **details)
         self.operation = operation
         self.aws_code = aws_code
+
+
+def require_section(raw, where, known_keys, expected):
+    """``raw`` as a configuration section: an object (``expected`` says what it holds) with none but ``known_keys``;
+    ``InvalidInput`` naming ``where`` otherwise. One wording for every section of the handler configuration."""
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"{where} must be {expected}")
+    unknown = set(raw) - set(known_keys)
+    if unknown:
+        raise InvalidInput(f"{where} has unknown keys: {', '.join(sorted(unknown))}")
+    return raw
+
+
+def optional_name(raw, key, where):
+    """``raw[key]``: absent (None) or a non-empty string."""
+    value = raw.get(key)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise InvalidInput(f"{where}.{key} must be a non-empty string")
+    return value
+
+
+@contextmanager
+def missing_as_not_found(aws_codes, message, **details):
+    """Inside: an ``AwsApiError`` whose code is one of ``aws_codes`` (what EC2 answers for an id that does not exist,
+    or is not even an id) becomes ``NotFound(message, **details)``; every other error passes unchanged."""
+    try:
+        yield
+    except AwsApiError as exc:
+        if exc.aws_code in aws_codes:
+            raise NotFound(message, **details) from exc
+        raise

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from .aws import SYSTEM_CLOCK, call, paginate, wait_until
-from .errors import Ambiguous, AwsApiError, InvalidInput, NotFound
+from .errors import Ambiguous, InvalidInput, NotFound, missing_as_not_found
 from .tags import filters
 
 GONE_STATES = frozenset({"shutting-down", "terminated"})
@@ -16,12 +16,9 @@ def describe_instance(ec2, instance_id):
     """The instance's description; ``NotFound`` with the id when AWS does not know it."""
     if not instance_id or not str(instance_id).startswith("i-"):
         raise InvalidInput(f"{instance_id!r} is not an EC2 instance id (expected i-...)")
-    try:
+    with missing_as_not_found(("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"),
+                              f"instance {instance_id} does not exist", instance_id=instance_id):
         reservations = call(ec2, "describe_instances", InstanceIds=[instance_id])["Reservations"]
-    except AwsApiError as exc:
-        if exc.aws_code in ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"):
-            raise NotFound(f"instance {instance_id} does not exist", instance_id=instance_id) from exc
-        raise
     instances = [i for r in reservations for i in r["Instances"]]
     if not instances:
         raise NotFound(f"instance {instance_id} does not exist", instance_id=instance_id)

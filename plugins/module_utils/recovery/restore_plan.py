@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from .aws import call
-from .errors import AwsApiError, InvalidInput, NotFound
+from .errors import InvalidInput, NotFound, missing_as_not_found
 from . import lineage as lineages
 from . import tags as t
 
@@ -111,12 +111,9 @@ def choose_backup(ec2, lineage, backups, snapshot_id=None, image_id=None, before
     if snapshot_id:
         candidates, wanted = [b for b in backups if b["snapshot_id"] == snapshot_id], f"is snapshot {snapshot_id}"
     elif image_id:
-        try:
+        with missing_as_not_found(("InvalidAMIID.NotFound", "InvalidAMIID.Malformed"), f"AMI {image_id} does not exist",
+                                  image_id=image_id):
             images = call(ec2, "describe_images", ImageIds=[image_id])["Images"]
-        except AwsApiError as exc:
-            if exc.aws_code in ("InvalidAMIID.NotFound", "InvalidAMIID.Malformed"):
-                raise NotFound(f"AMI {image_id} does not exist", image_id=image_id) from exc
-            raise
         image_tags = t.as_dict(images[0].get("Tags")) if images else {}
         if image_tags.get(t.LINEAGE) != lineage or not image_tags.get(t.BACKUP_SET):
             raise InvalidInput(f"{image_id} is not an ec2spot.autorecover backup of lineage {lineage} (it needs the tags "

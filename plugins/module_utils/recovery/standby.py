@@ -34,7 +34,8 @@ from dataclasses import asdict, dataclass, field
 from . import tags as t
 from .addresses import find_address, move_address
 from .aws import SYSTEM_CLOCK, call, wait_until
-from .errors import Ambiguous, AwsApiError, Conflict, FenceViolation, InvalidInput, NotFound, RecoveryError, WaitTimeout
+from .errors import (Ambiguous, AwsApiError, Conflict, FenceViolation, InvalidInput, NotFound, RecoveryError, WaitTimeout,
+                     optional_name, require_section)
 from .fence import QUIESCENT_STATES
 from .instances import GONE_STATES, describe_instance, ensure_running, find_instances, state_of, wait_for_state
 from .lineage import current_volume
@@ -95,11 +96,7 @@ def _tag_dict(value, where):
 
 def parse_settings(raw, where):
     """Validate a ``standby`` section; ``InvalidInput`` naming the key otherwise."""
-    if not isinstance(raw, dict):
-        raise InvalidInput(f"{where} must be an object with instance_id or tags")
-    unknown = set(raw) - SECTION_KEYS
-    if unknown:
-        raise InvalidInput(f"{where} has unknown keys: {', '.join(sorted(unknown))}")
+    require_section(raw, where, SECTION_KEYS, "an object with instance_id or tags")
     given = [key for key in ("instance_id", "tags") if raw.get(key)]
     if len(given) != 1:
         raise InvalidInput(f"{where} must name the standby by exactly one of instance_id or tags (got {given or 'none'})")
@@ -109,9 +106,7 @@ def parse_settings(raw, where):
             raise InvalidInput(f"{where}.{key} {value!r} is not an EC2 instance id (expected i-0123456789abcdef0)")
     if primary_instance_id and raw.get("primary_tags"):
         raise InvalidInput(f"{where}: tell the primary apart by primary_instance_id or by primary_tags, not both")
-    prefix = raw.get("alarm_prefix")
-    if prefix is not None and (not isinstance(prefix, str) or not prefix):
-        raise InvalidInput(f"{where}.alarm_prefix must be a non-empty string")
+    prefix = optional_name(raw, "alarm_prefix", where)
     timeout = raw.get("ready_timeout", DEFAULT_READY_TIMEOUT)
     if not isinstance(timeout, int) or isinstance(timeout, bool) or not 30 <= timeout <= 900:
         raise InvalidInput(f"{where}.ready_timeout must be an integer from 30 to 900 (seconds; the function runs 15 minutes at most)")

@@ -23,7 +23,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from .aws import SYSTEM_CLOCK, call, paginate, wait_until
-from .errors import AwsApiError, Conflict, FenceViolation, InvalidInput, NotFound, WaitTimeout
+from .errors import Conflict, FenceViolation, InvalidInput, NotFound, WaitTimeout, missing_as_not_found
 from .fence import assert_no_newer_generation_on_target, assert_release_allowed
 from .instances import describe_instance, state_of, wait_for_state
 from . import lineage as lineages
@@ -71,12 +71,8 @@ def _attachment(volume, instance_id=None):
 
 
 def describe_volume(ec2, volume_id):
-    try:
+    with missing_as_not_found(("InvalidVolume.NotFound",), f"volume {volume_id} does not exist", volume_id=volume_id):
         found = call(ec2, "describe_volumes", VolumeIds=[volume_id])["Volumes"]
-    except AwsApiError as exc:
-        if exc.aws_code == "InvalidVolume.NotFound":
-            raise NotFound(f"volume {volume_id} does not exist", volume_id=volume_id) from exc
-        raise
     if not found:
         raise NotFound(f"volume {volume_id} does not exist", volume_id=volume_id)
     return found[0]
@@ -176,12 +172,9 @@ def _restore_source(ec2, lineage, snapshot_id, current=None):
         if own:
             return own[0]
         snapshot_id = rolled_back_to
-    try:
+    with missing_as_not_found(("InvalidSnapshot.NotFound", "InvalidSnapshotID.Malformed"),
+                              f"snapshot {snapshot_id} does not exist", snapshot_id=snapshot_id):
         found = call(ec2, "describe_snapshots", SnapshotIds=[snapshot_id])["Snapshots"]
-    except AwsApiError as exc:
-        if exc.aws_code in ("InvalidSnapshot.NotFound", "InvalidSnapshotID.Malformed"):
-            raise NotFound(f"snapshot {snapshot_id} does not exist", snapshot_id=snapshot_id) from exc
-        raise
     snapshot = found[0]
     owner = t.as_dict(snapshot.get("Tags")).get(t.LINEAGE)
     if owner != lineage:

@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 from . import tags as t
 from .aws import SYSTEM_CLOCK, call
 from .commands import SSM_POLICY, run_shell
-from .errors import InvalidInput
+from .errors import InvalidInput, optional_name, require_section
 
 MODES = ("alarm-reboot", "handler")
 HISTORY_TAG = t.PREFIX + "watchdog:reboots"
@@ -69,19 +69,13 @@ def _bounded_int(raw, key, default, lower, upper, where, unit):
 
 def parse_settings(raw, where):
     """Validate a ``watchdog`` section; ``InvalidInput`` naming the key otherwise."""
-    if not isinstance(raw, dict):
-        raise InvalidInput(f"{where} must be an object with a mode ({' or '.join(MODES)})")
-    unknown = set(raw) - SECTION_KEYS
-    if unknown:
-        raise InvalidInput(f"{where} has unknown keys: {', '.join(sorted(unknown))}")
+    require_section(raw, where, SECTION_KEYS, f"an object with a mode ({' or '.join(MODES)})")
     if raw.get("mode") not in MODES:
         raise InvalidInput(f"{where}.mode must be one of {', '.join(MODES)}, got {raw.get('mode')!r}")
     commands = raw.get("commands", list(DEFAULT_COMMANDS))
     if not isinstance(commands, list) or not commands or not all(isinstance(c, str) and c.strip() for c in commands):
         raise InvalidInput(f"{where}.commands must be a non-empty list of non-empty strings (AWS-RunShellScript commands)")
-    prefix = raw.get("alarm_prefix")
-    if prefix is not None and (not isinstance(prefix, str) or not prefix):
-        raise InvalidInput(f"{where}.alarm_prefix must be a non-empty string")
+    prefix = optional_name(raw, "alarm_prefix", where)
     ready = _bounded_int(raw, "ready_timeout", 600, 30, 900, where, " (seconds; the function runs 15 minutes at most)")
     command = _bounded_int(raw, "command_timeout", 120, 5, 900, where, " (seconds)")
     if ready + command > 900:
