@@ -18,6 +18,7 @@ import threading
 
 from . import rules
 from .clock import CONTEXT
+from .iam import enforce
 from .lambda_runner import LambdaRunner
 from .runtime import Runtime
 
@@ -41,7 +42,7 @@ def control_app(moto_app):
             length = int(environ.get("CONTENT_LENGTH") or 0)
             raw = environ["wsgi.input"].read(length) if length else b"{}"
             try:
-                return reply(start_response, "200 OK", CONTEXT.call_control(path[len("/_sandbox/"):], json.loads(raw)))
+                return reply(start_response, "200 OK", CONTEXT.call_control(path[len("/_sandbox/") :], json.loads(raw)))
             except (KeyError, ValueError, TypeError) as exc:
                 return reply(start_response, "400 Bad Request", {"error": str(exc)})
         service = _service_of(environ)
@@ -78,8 +79,10 @@ def _throttled(service):
 
 def reply_throttled(start_response, service):
     # EC2 (query protocol) answers 503 RequestLimitExceeded; botocore's retry modes retry it with backoff.
-    body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>RequestLimitExceeded</Code>"
-            f"<Message>Request limit exceeded.</Message></Error></Errors><RequestID>{service}-throttled</RequestID></Response>").encode()
+    body = (
+        f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>RequestLimitExceeded</Code>"
+        f"<Message>Request limit exceeded.</Message></Error></Errors><RequestID>{service}-throttled</RequestID></Response>"
+    ).encode()
     start_response("503 Service Unavailable", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
     return [body]
 
@@ -88,8 +91,11 @@ def reply_throttled(start_response, service):
 def _throttle_control(payload):
     """``{"every": 10, "services": ["ec2"]}``: refuse every 10th EC2 request with RequestLimitExceeded; ``{}`` stops."""
     if payload.get("every"):
-        CONTEXT.controls_state["throttle"] = {"every": int(payload["every"]), "services": list(payload.get("services") or ["ec2"]),
-                                              "seen": 0}
+        CONTEXT.controls_state["throttle"] = {
+            "every": int(payload["every"]),
+            "services": list(payload.get("services") or ["ec2"]),
+            "seen": 0,
+        }
     else:
         CONTEXT.controls_state.pop("throttle", None)
     return {"throttle": CONTEXT.controls_state.get("throttle"), "throttled": len(CONTEXT.records.get("throttled", []))}
@@ -106,13 +112,21 @@ def _requests_control(payload):
 
 def make(scale):
     rules.install()
+    # IAM enforcement (off unless EC2SPOT_SANDBOX_IAM=enforce or the ``iam`` control switches it on).
+    enforce.install()
+    enforce.enforce_from_environment()
     CONTEXT.clock.set_scale(scale)
     from moto.moto_server.threaded_moto_server import MotoRequestHandler
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server
 
-    server = make_server(LOOPBACK, 0, control_app(DomainDispatcherApplication(create_backend_app)), threaded=True,
-                         request_handler=MotoRequestHandler)
+    server = make_server(
+        LOOPBACK,
+        0,
+        control_app(DomainDispatcherApplication(create_backend_app)),
+        threaded=True,
+        request_handler=MotoRequestHandler,
+    )
     return server, f"http://{LOOPBACK}:{server.server_address[1]}"
 
 
@@ -126,8 +140,10 @@ def start_in_thread(scale=0.0):
     """Serve in this process (tests that also drive ``CONTEXT`` directly). Returns (endpoint, stop)."""
     server, endpoint = make(scale)
     stop_ticker = threading.Event()
-    threads = [threading.Thread(target=server.serve_forever, daemon=True),
-               threading.Thread(target=_ticker, args=(stop_ticker,), daemon=True)]
+    threads = [
+        threading.Thread(target=server.serve_forever, daemon=True),
+        threading.Thread(target=_ticker, args=(stop_ticker,), daemon=True),
+    ]
     for thread in threads:
         thread.start()
     runner = LambdaRunner(CONTEXT, endpoint).start()
@@ -138,14 +154,14 @@ def start_in_thread(scale=0.0):
         runner.stop()
         stop_ticker.set()
         server.shutdown()
+
     return endpoint, stop
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--ready-file", required=True)
-    parser.add_argument("--scale", type=float, default=100.0,
-                        help="modeled seconds per real second (0: manual clock)")
+    parser.add_argument("--scale", type=float, default=100.0, help="modeled seconds per real second (0: manual clock)")
     args = parser.parse_args(argv)
     server, endpoint = make(args.scale)
     threading.Thread(target=_ticker, args=(threading.Event(),), daemon=True).start()

@@ -18,6 +18,14 @@ policies say. Modelled here (issue 19):
 Not modelled, so not enforced: resource-based policies (the queue's and the KMS key's policies, bucket and topic
 policies), service control and resource control policies, permission boundaries, session policies, policy
 variables, cross-account access, the principal's own global keys beyond those a caller supplies
-(aws:PrincipalArn, aws:SourceIp...). Nothing here is yet wired into the sandbox server: a later slice of issue 19
-puts ``requests.authorize`` in front of moto's handlers for the principals the project creates.
+(aws:PrincipalArn, aws:SourceIp...).
+
+Wired into the sandbox server, behind a switch that is off by default (``EC2SPOT_SANDBOX_IAM=enforce``, or the
+``iam`` control):
+
+- ``principals``: who signed a request (the SigV4 access key id and session token): the unrestricted ``sandbox``
+  key, a role assumed through moto's STS, an IAM user; with their identity-based policies from moto's IAM;
+- ``resources``: the resolver, from a request's parameters and moto's state to its ``AuthorizationRequest``;
+- ``enforce``: the wrapper of moto's ``BaseResponse.call_action`` that authorises each call and answers a refusal
+  as the service does, the ``iam`` control, and the records of refusals and unmodelled actions.
 """

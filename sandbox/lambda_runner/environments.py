@@ -12,7 +12,10 @@ path), as Lambda isolates a function: the zip moto stores (the bytes the deploy 
 changes what runs) is extracted once per distinct content to a directory that is the process's working directory
 and only ``PYTHONPATH`` entry (boto3 comes from the interpreter, as in the Lambda runtime). Its environment
 variables are made in one place, ``EnvironmentPool.environment_variables``; nothing of the sandbox's own
-environment leaks in.
+environment leaks in. Its credentials are the sandbox's unrestricted dummy key, or, while IAM is enforced
+(``sandbox.iam.enforce``), the temporary credentials of the function's execution role, assumed through moto's STS
+when the environment starts, as Lambda does (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``);
+a warm environment keeps the credentials it started with.
 """
 
 from __future__ import annotations
@@ -32,12 +35,15 @@ import time
 import uuid
 import zipfile
 
+from ..iam import enforce
 from .bootstrap import INIT_MARKER, MARKER
+from .invoke import find_function
 
 BOOTSTRAP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap.py")
 IDLE_ENVIRONMENTS = 4  # warm environments kept per function configuration
 IDLE_SECONDS = 300.0  # real seconds an unused environment is kept (Lambda reclaims idle ones)
 DUMMY_CREDENTIALS = "sandbox"
+ROLE_SESSION_SECONDS = 43200  # Lambda's execution-role sessions outlive any environment the sandbox keeps
 
 # Never taken from a function's environment: they would point boto3 elsewhere than the sandbox.
 BLOCKED_VARIABLES = (
@@ -187,8 +193,9 @@ class EnvironmentPool:
         """An environment's variables, credentials included: the one place they are made.
 
         The function's ``Environment.Variables`` (but those that would point boto3 elsewhere), then the runtime's
-        reserved variables, the sandbox's ``AWS_ENDPOINT_URL``, dummy credentials, and ``AWS_CONFIG_FILE`` /
-        ``AWS_SHARED_CREDENTIALS_FILE`` = ``/dev/null``; nothing of the sandbox's own environment."""
+        reserved variables, the sandbox's ``AWS_ENDPOINT_URL``, the credentials (``function_credentials``), and
+        ``AWS_CONFIG_FILE`` / ``AWS_SHARED_CREDENTIALS_FILE`` = ``/dev/null``; nothing of the sandbox's own
+        environment."""
         env = {
             str(key): str(value)
             for key, value in function["environment"].items()
@@ -197,8 +204,7 @@ class EnvironmentPool:
         env.update(
             {
                 "AWS_ENDPOINT_URL": self.endpoint,
-                "AWS_ACCESS_KEY_ID": DUMMY_CREDENTIALS,
-                "AWS_SECRET_ACCESS_KEY": DUMMY_CREDENTIALS,
+                **self.function_credentials(function),
                 "AWS_REGION": function["region"],
                 "AWS_DEFAULT_REGION": function["region"],
                 "AWS_CONFIG_FILE": "/dev/null",
@@ -222,6 +228,32 @@ class EnvironmentPool:
         )
         return env
 
+    def function_credentials(self, function):
+        """``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` (and ``AWS_SESSION_TOKEN``) of a new environment: the
+        sandbox's dummy key, or while IAM is enforced the execution role's temporary credentials (moto's STS
+        ``AssumeRole`` on the function's role, session named after the function, as Lambda names it)."""
+        if not enforce.enforcing():
+            return {"AWS_ACCESS_KEY_ID": DUMMY_CREDENTIALS, "AWS_SECRET_ACCESS_KEY": DUMMY_CREDENTIALS}
+        from moto.sts.models import sts_backends
+
+        with self.context.lock:
+            model = find_function(function["arn"])
+            if model is None or not model.role:
+                raise LookupError(f"function {function['arn']} has no execution role to assume")
+            assumed = sts_backends[function["account"]]["aws"].assume_role(
+                region_name=function["region"],
+                role_session_name=function["name"],
+                role_arn=model.role,
+                policy=None,
+                duration=ROLE_SESSION_SECONDS,
+                external_id=None,
+            )
+        return {
+            "AWS_ACCESS_KEY_ID": assumed.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": assumed.secret_access_key,
+            "AWS_SESSION_TOKEN": assumed.session_token,
+        }
+
     # ---- the pool ----------------------------------------------------------------------------
     @staticmethod
     def configuration_key(function):
@@ -233,6 +265,7 @@ class EnvironmentPool:
             function["timeout"],
             function["memory"],
             json.dumps(function["environment"], sort_keys=True),
+            enforce.enforcing(),  # credentials differ: switching enforcement starts new environments
         )
 
     def acquire(self, function, task_root):

@@ -1,0 +1,213 @@
+"""IAM enforcement in front of moto's handlers: each call authorised against its caller's policies, refused as AWS
+refuses it.
+
+moto authorises nothing by default (its own ``INITIAL_NO_AUTH_ACTION_COUNT`` check knows neither resource-level
+permissions nor condition keys), so ``install()`` wraps ``BaseResponse.call_action``, the one method every
+query, JSON and CBOR service handler the project calls goes through once moto has parsed the request (so the action,
+the parameters, the region and the headers are known, and moto's state can be read: the server holds the sandbox
+lock around each request). For each call, when enforcing:
+
+- the principal (``principals``): the sandbox's ``sandbox`` key passes unrestricted; an unsigned request or an
+  unknown key is refused with the service's error (EC2 ``AuthFailure`` 401, the query services'
+  ``InvalidClientTokenId`` 403, the JSON services' ``UnrecognizedClientException`` 400;
+  ``MissingAuthenticationToken`` when unsigned); ``sts:GetCallerIdentity`` is always allowed, as in AWS;
+- the authorisation (``resources.resolve`` then ``requests.decide``): refused as the service answers a denial (EC2
+  ``UnauthorizedOperation`` 403 with an encoded authorization failure message, the query services'
+  ``AccessDenied`` 403, the JSON services' ``AccessDeniedException`` 400); each refusal is recorded
+  (``CONTEXT.records["iam_denied"]``);
+- an action with resource types the resolver does not model yet is authorised on ``*`` and recorded
+  (``CONTEXT.records["iam_unmodelled"]``): a test lists them, and none is ever allowed on a real ARN it did not
+  resolve.
+
+The switch is off by default in this slice of issue 19: ``EC2SPOT_SANDBOX_IAM=enforce`` in the server's environment
+at start (``enforce_from_environment``), or the control ``POST /_sandbox/iam {"enforce": true}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import warnings
+
+from moto.core.exceptions import ServiceException
+
+from ..clock import CONTEXT
+from . import principals, resources
+from .evaluator import Decision, evaluate
+from .requests import AccessDenied, Check, decide
+
+ENVIRONMENT_VARIABLE = "EC2SPOT_SANDBOX_IAM"
+# moto's service names that differ from the IAM prefix.
+IAM_PREFIXES = {"awslambda": "lambda", "elbv2": "elasticloadbalancing", "elb": "elasticloadbalancing"}
+# The JSON protocol services (their errors are ...Exception, answered 400 but by Lambda); SQS and CloudWatch speak
+# JSON or CBOR too but keep their query protocol's error codes.
+JSON_SERVICES = frozenset({"ssm", "events", "logs", "kms", "lambda", "fis", "scheduler"})
+ALWAYS_ALLOWED = frozenset({"sts:GetCallerIdentity"})
+INVALID_TOKEN = "The security token included in the request is invalid."
+
+_STATE = {"enforcing": False}
+_INSTALLED = {}
+
+
+def enforcing():
+    """Whether the sandbox authorises each call (see the module's docstring)."""
+    return _STATE["enforcing"]
+
+
+def set_enforcing(on):
+    _STATE["enforcing"] = bool(on)
+
+
+def enforce_from_environment(environ=None):
+    """Switch enforcement on when ``EC2SPOT_SANDBOX_IAM=enforce``; any other value but empty is an error."""
+    value = (environ if environ is not None else os.environ).get(ENVIRONMENT_VARIABLE, "")
+    if value not in ("", "off", "enforce"):
+        raise ValueError(f"{ENVIRONMENT_VARIABLE}={value!r}: use 'enforce' or 'off'")
+    set_enforcing(value == "enforce")
+    return enforcing()
+
+
+@CONTEXT.control("iam")
+def _iam_control(payload):
+    """``{"enforce": true|false}`` switches enforcement; ``{}`` only reports. Answers the switch, the actions
+    authorised unmodelled and the refusals recorded since the last reset."""
+    if "enforce" in payload:
+        set_enforcing(payload["enforce"])
+    return {
+        "enforce": enforcing(),
+        "unmodelled": sorted(set(CONTEXT.records.get("iam_unmodelled", []))),
+        "denied": list(CONTEXT.records.get("iam_denied", [])),
+    }
+
+
+class Refusal(ServiceException):
+    """A call refused before moto handles it: the error code, the HTTP status and AWS's message. moto's serializer
+    writes it in the service's protocol (EC2's, query, JSON, CBOR); being defined outside moto, it is looked up in
+    the service's own error shapes only."""
+
+    def __init__(self, code, status, message):
+        super().__init__(code, message)
+        self.status = status
+
+
+def _credential_refusal(prefix, unsigned):
+    if prefix == "ec2":
+        return Refusal("AuthFailure", 401, "AWS was not able to validate the provided access credentials")
+    json_service = prefix in JSON_SERVICES
+    if unsigned:
+        if json_service:
+            return Refusal("MissingAuthenticationTokenException", 400, "Missing Authentication Token")
+        return Refusal("MissingAuthenticationToken", 403, "Request is missing Authentication Token")
+    if json_service:
+        return Refusal("UnrecognizedClientException", 403 if prefix == "lambda" else 400, INVALID_TOKEN)
+    return Refusal("InvalidClientTokenId", 403, INVALID_TOKEN)
+
+
+def encoded_failure(principal, check, result):
+    """EC2's "encoded authorization failure message": what ``sts:DecodeAuthorizationMessage`` would decode."""
+    document = {
+        "allowed": False,
+        "explicitDeny": result.decision is Decision.EXPLICIT_DENY,
+        "matchedStatements": {"items": [result.statement] if result.statement else []},
+        "context": {
+            "principal": {"arn": principal.arn},
+            "action": check.action,
+            "resource": check.resource,
+            "conditions": {"items": [{"key": k, "values": v} for k, v in sorted(check.context.items())]},
+        },
+    }
+    return base64.urlsafe_b64encode(json.dumps(document, default=str).encode()).decode().rstrip("=")
+
+
+def _denial(principal, check, result):
+    denied = AccessDenied(check.action, check.resource, principal.arn, result)
+    message = denied.message
+    if denied.code == "UnauthorizedOperation":
+        message += f" Encoded authorization failure message: {encoded_failure(principal, check, result)}"
+    status = 400 if denied.code == "AccessDeniedException" else 403
+    if denied.service == "lambda":
+        status = 403
+    return Refusal(denied.code, status, message)
+
+
+def _params(response):
+    """The request's parameters as moto parsed them (``resources.Params``)."""
+    parsed = getattr(response, "params", None)
+    if getattr(response, "automated_parameter_parsing", False) and isinstance(parsed, dict):
+        return resources.Params(tree=parsed)
+    content_type = (response.headers.get("Content-Type") or "").lower()
+    if "json" in content_type and response.body:
+        try:
+            document = json.loads(response.body)
+        except (TypeError, ValueError):
+            document = None
+        if isinstance(document, dict):
+            return resources.Params(tree=document)
+    return resources.Params(flat=response.querystring)
+
+
+def authorise(response):
+    """Authorise the call ``response`` (a moto ``BaseResponse`` after ``setup_class``); ``Refusal`` when refused."""
+    prefix = IAM_PREFIXES.get(response.service_name, response.service_name)
+    action = response._get_action()
+    try:
+        credentials = principals.credentials_of(response.headers, response.querystring)
+    except principals.MissingCredentials:
+        raise _record(None, _credential_refusal(prefix, unsigned=True)) from None
+    try:
+        principal = principals.principal_of(credentials)
+    except principals.UnknownCredentials:
+        raise _record(credentials.access_key_id, _credential_refusal(prefix, unsigned=False)) from None
+    full_name = f"{prefix}:{action}"
+    if principal.unrestricted or full_name in ALWAYS_ALLOWED:
+        return principal
+    resolved = resources.resolve(prefix, action, _params(response), response.current_account, response.region,
+                                 response.partition)  # fmt: skip
+    if resolved is None:
+        CONTEXT.record("iam_unmodelled", full_name)
+        result = evaluate(principal.policies, full_name, "*", {})
+        if not result.allowed:
+            raise _record(principal, _denial(principal, Check(full_name, None, "*", {}), result))
+        return principal
+    for request in resolved:
+        verdict = decide(principal.policies, request)
+        if not verdict.allowed:
+            check, result = verdict.refusal
+            raise _record(principal, _denial(principal, check, result))
+    return principal
+
+
+def _record(principal, refusal):
+    """Remember a refusal (``principal``: a Principal, the unknown access key id, or None when unsigned)."""
+    who = principal.arn if isinstance(principal, principals.Principal) else principal
+    CONTEXT.record("iam_denied", {"principal": who, "code": refusal.code, "message": refusal.message})
+    return refusal
+
+
+def install():
+    """Wrap moto's ``BaseResponse.call_action`` (idempotent); a no-op per call while not enforcing."""
+    if _INSTALLED:
+        return
+    from moto.core.responses import ActionResult, BaseResponse
+
+    moto_call_action = BaseResponse.call_action
+
+    def call_action(self):
+        if not enforcing():
+            return moto_call_action(self)
+        try:
+            authorise(self)
+        except Refusal as refusal:
+            with warnings.catch_warnings():
+                # moto warns when a code is not one of the service's modelled errors: AWS's auth errors never are.
+                warnings.simplefilter("ignore", UserWarning)
+                _status, headers, body = self.serialized(ActionResult(refusal))
+            return refusal.status, headers, body
+        return moto_call_action(self)
+
+    BaseResponse.call_action = call_action
+    _INSTALLED["call_action"] = moto_call_action
+
+
+__all__ = ["authorise", "enforce_from_environment", "enforcing", "install", "set_enforcing"]

@@ -1,0 +1,196 @@
+"""IAM enforced by the sandbox server: a role assumed through STS is held to its policy, unknown keys are refused.
+
+Against the in-thread server of conftest.py with enforcement switched on for each test (the ``iam`` control) and
+off after. The role carries a tag-scoped policy shaped like the handler's (roles/control_plane/templates/
+function-policy.json.j2): it may describe every volume, detach only its lineage's, create only encrypted volumes
+and delete only the snapshots it manages.
+"""
+
+import json
+import uuid
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from sandbox.clock import CONTEXT
+from sandbox.iam import enforce
+from sandbox.lambda_runner.environments import EnvironmentPool
+
+from .conftest import error_code
+
+LINEAGE, MANAGED_BY = "ec2spot:lineage", "ec2spot:managed-by"
+TRUST = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}  # fmt: skip
+
+
+def policy(lineage):
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "Read", "Effect": "Allow", "Action": ["ec2:DescribeVolumes", "ec2:DescribeSnapshots"],
+             "Resource": "*"},
+            {"Sid": "DetachItsLineage", "Effect": "Allow", "Action": "ec2:DetachVolume",
+             "Resource": ["arn:aws:ec2:*:*:volume/*", "arn:aws:ec2:*:*:instance/*"],
+             "Condition": {"StringEquals": {"aws:ResourceTag/ec2spot:lineage": lineage}}},
+            {"Sid": "CreateEncrypted", "Effect": "Allow", "Action": "ec2:CreateVolume",
+             "Resource": "arn:aws:ec2:*:*:volume/*", "Condition": {"Bool": {"ec2:Encrypted": "true"}}},
+            {"Sid": "DeleteManaged", "Effect": "Allow", "Action": "ec2:DeleteSnapshot",
+             "Resource": "arn:aws:ec2:*:*:snapshot/*",
+             "Condition": {"StringEquals": {"aws:ResourceTag/ec2spot:managed-by": "ec2spot.autorecover"}}},
+        ],
+    }  # fmt: skip
+
+
+@pytest.fixture
+def enforcing(box):
+    box.call("iam", enforce=True)
+    yield box
+    box.call("iam", enforce=False)
+
+
+@pytest.fixture(scope="module")
+def role(aws):
+    name = f"handler-{uuid.uuid4().hex[:8]}"
+    iam = aws("iam")
+    arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(TRUST))["Role"]["Arn"]
+    iam.put_role_policy(RoleName=name, PolicyName="function", PolicyDocument=json.dumps(policy("pgdata")))
+    return arn
+
+
+@pytest.fixture(scope="module")
+def as_role(aws, endpoint, role):
+    """``as_role("ec2")``: a client signed with the role's temporary credentials from STS AssumeRole."""
+    credentials = aws("sts").assume_role(RoleArn=role, RoleSessionName="enforce-test")["Credentials"]
+    session = boto3.session.Session(aws_access_key_id=credentials["AccessKeyId"],
+                                    aws_secret_access_key=credentials["SecretAccessKey"],
+                                    aws_session_token=credentials["SessionToken"], region_name="us-east-1")  # fmt: skip
+    return lambda service: session.client(service, endpoint_url=endpoint)
+
+
+def volume(ec2, tags, zone="us-east-1a"):
+    spec = [{"ResourceType": "volume", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
+    return ec2.create_volume(AvailabilityZone=zone, Size=1, TagSpecifications=spec)["VolumeId"]
+
+
+def attached_volume(ec2, launch, lineage):
+    instance = launch(TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": LINEAGE, "Value": lineage}]}])
+    volume_id = volume(ec2, {LINEAGE: lineage})
+    ec2.attach_volume(VolumeId=volume_id, InstanceId=instance, Device="/dev/sdf")
+    return volume_id
+
+
+def refusal(excinfo):
+    return error_code(excinfo), excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def test_enforcement_is_off_by_default(box):
+    assert box.call("iam")["enforce"] is False
+    assert enforce.enforce_from_environment({}) is False
+
+
+def test_the_role_describes_and_detaches_its_lineages_volume_only(ec2, launch, enforcing, as_role):
+    mine, theirs = attached_volume(ec2, launch, "pgdata"), attached_volume(ec2, launch, "other")
+    described = as_role("ec2").describe_volumes(VolumeIds=[mine, theirs])["Volumes"]
+    assert {v["VolumeId"] for v in described} == {mine, theirs}
+    as_role("ec2").detach_volume(VolumeId=mine)
+    with pytest.raises(ClientError) as refused:
+        as_role("ec2").detach_volume(VolumeId=theirs)
+    assert refusal(refused) == ("UnauthorizedOperation", 403)
+    message = refused.value.response["Error"]["Message"]
+    assert f"on resource: arn:aws:ec2:us-east-1:123456789012:volume/{theirs}" in message
+    assert "Encoded authorization failure message: " in message
+    assert ec2.describe_volumes(VolumeIds=[theirs])["Volumes"][0]["State"] == "in-use"  # nothing happened
+    assert CONTEXT.records["iam_denied"][-1]["code"] == "UnauthorizedOperation"
+
+
+def test_an_unencrypted_volume_is_refused(enforcing, as_role, ec2):
+    before = len(ec2.describe_volumes()["Volumes"])
+    with pytest.raises(ClientError) as refused:
+        as_role("ec2").create_volume(AvailabilityZone="us-east-1a", Size=1, Encrypted=False)
+    assert refusal(refused) == ("UnauthorizedOperation", 403)
+    with pytest.raises(ClientError) as unsaid:
+        as_role("ec2").create_volume(AvailabilityZone="us-east-1a", Size=1)
+    assert refusal(unsaid) == ("UnauthorizedOperation", 403)
+    assert len(ec2.describe_volumes()["Volumes"]) == before
+    created = as_role("ec2").create_volume(AvailabilityZone="us-east-1a", Size=1, Encrypted=True)
+    assert created["Encrypted"] is True
+
+
+def test_a_snapshot_without_the_managed_by_tag_is_not_deleted(ec2, enforcing, as_role):
+    source = volume(ec2, {LINEAGE: "pgdata"})
+
+    def snapshot(tags):
+        spec = [{"ResourceType": "snapshot", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
+        return ec2.create_snapshot(VolumeId=source, TagSpecifications=spec)["SnapshotId"]
+
+    unmanaged, managed = snapshot({LINEAGE: "pgdata"}), snapshot({LINEAGE: "pgdata", MANAGED_BY: "ec2spot.autorecover"})
+    with pytest.raises(ClientError) as refused:
+        as_role("ec2").delete_snapshot(SnapshotId=unmanaged)
+    assert refusal(refused) == ("UnauthorizedOperation", 403)
+    assert ec2.describe_snapshots(SnapshotIds=[unmanaged])["Snapshots"]
+    as_role("ec2").delete_snapshot(SnapshotId=managed)
+
+
+def test_an_unknown_access_key_is_refused_as_each_service_refuses_it(endpoint, enforcing):
+    stranger = boto3.session.Session(aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="secret",
+                                     region_name="us-east-1")  # fmt: skip
+    calls = {
+        "ec2": (lambda c: c.describe_volumes(), ("AuthFailure", 401)),
+        "autoscaling": (lambda c: c.describe_auto_scaling_groups(), ("InvalidClientTokenId", 403)),
+        "ssm": (lambda c: c.describe_instance_information(), ("UnrecognizedClientException", 400)),
+    }
+    for service, (call, expected) in calls.items():
+        with pytest.raises(ClientError) as refused:
+            call(stranger.client(service, endpoint_url=endpoint))
+        assert refusal(refused) == expected, service
+
+
+def test_a_wrong_session_token_is_refused(endpoint, aws, role, enforcing):
+    credentials = aws("sts").assume_role(RoleArn=role, RoleSessionName="wrong-token")["Credentials"]
+    session = boto3.session.Session(aws_access_key_id=credentials["AccessKeyId"],
+                                    aws_secret_access_key=credentials["SecretAccessKey"],
+                                    aws_session_token="not-the-token", region_name="us-east-1")  # fmt: skip
+    with pytest.raises(ClientError) as refused:
+        session.client("ec2", endpoint_url=endpoint).describe_volumes()
+    assert refusal(refused) == ("AuthFailure", 401)
+
+
+def test_the_role_is_refused_what_its_policy_does_not_name(enforcing, as_role):
+    with pytest.raises(ClientError) as refused:
+        as_role("autoscaling").describe_auto_scaling_groups()
+    assert refusal(refused) == ("AccessDenied", 403)
+    with pytest.raises(ClientError) as json_refused:
+        as_role("ssm").describe_instance_information()
+    assert refusal(json_refused) == ("AccessDeniedException", 400)
+    assert as_role("sts").get_caller_identity()["Arn"].endswith("/enforce-test")  # always allowed, as in AWS
+
+
+def test_the_sandbox_key_is_unrestricted(ec2, launch, enforcing):
+    theirs = attached_volume(ec2, launch, "other")
+    ec2.detach_volume(VolumeId=theirs)
+    ec2.create_volume(AvailabilityZone="us-east-1a", Size=1, Encrypted=False)
+    assert "unmodelled" in enforcing.call("iam")
+
+
+def test_the_lambda_environment_carries_the_execution_roles_credentials_when_enforcing(aws, role, enforcing):
+    zipped = __import__("io").BytesIO()
+    with __import__("zipfile").ZipFile(zipped, "w") as archive:
+        archive.writestr("index.py", "def handler(event, context):\n    return event\n")
+    name = f"enforced-{uuid.uuid4().hex[:8]}"
+    created = aws("lambda").create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="index.handler",
+                                            Code={"ZipFile": zipped.getvalue()})  # fmt: skip
+    function = {"arn": created["FunctionArn"], "name": name, "region": "us-east-1", "account": "123456789012"}
+    pool = EnvironmentPool(CONTEXT, "http://127.0.0.1:1")
+    credentials = pool.function_credentials(function)
+    assert credentials["AWS_ACCESS_KEY_ID"] != "sandbox" and credentials["AWS_SESSION_TOKEN"]
+    from sandbox.iam import principals
+
+    principal = principals.principal_of(
+        principals.Credentials(credentials["AWS_ACCESS_KEY_ID"], credentials["AWS_SESSION_TOKEN"])
+    )
+    assert principal.role_arn == role
+    assert principal.arn.endswith(f":assumed-role/{role.rsplit('/', 1)[1]}/{name}")
+    assert [name for name, _document in principal.policies] == ["function"]
+    enforcing.call("iam", enforce=False)
+    assert pool.function_credentials(function) == {"AWS_ACCESS_KEY_ID": "sandbox", "AWS_SECRET_ACCESS_KEY": "sandbox"}
