@@ -84,7 +84,9 @@ def start(state_dir, timeout=30.0, scale=DEFAULT_SCALE):
     process = subprocess.Popen([sys.executable, "-m", "sandbox.server", "--ready-file", record_path, "--scale", str(scale)],
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                               env=apply_env({"MOTO_EC2_LOAD_DEFAULT_AMIS": "false", "EC2SPOT_SANDBOX_STATE_DIR": state_dir}))
+                               env=apply_env({"MOTO_EC2_LOAD_DEFAULT_AMIS": "false", "EC2SPOT_SANDBOX_STATE_DIR": state_dir,
+                                              # IAM enforced unless the caller says off (sandbox/README.md, "IAM")
+                                              "EC2SPOT_SANDBOX_IAM": os.environ.get("EC2SPOT_SANDBOX_IAM") or "enforce"}))
     deadline = time.monotonic() + timeout
     while not os.path.exists(record_path):
         if process.poll() is not None or time.monotonic() > deadline:

@@ -20,11 +20,13 @@ policies), service control and resource control policies, permission boundaries,
 variables, cross-account access, the principal's own global keys beyond those a caller supplies
 (aws:PrincipalArn, aws:SourceIp...).
 
-Wired into the sandbox server, behind a switch that is off by default (``EC2SPOT_SANDBOX_IAM=enforce``, or the
-``iam`` control):
+Wired into the sandbox server: on in every server ``python -m sandbox`` starts (``EC2SPOT_SANDBOX_IAM=off`` turns
+it off), off in the in-thread servers of the rules' tests and the benchmarks unless that variable says ``enforce``;
+the ``iam`` control switches it at run time:
 
 - ``principals``: who signed a request (the SigV4 access key id and session token): the unrestricted ``sandbox``
-  key, a role assumed through moto's STS, an IAM user; with their identity-based policies from moto's IAM;
+  key, a role assumed through moto's STS (a Lambda function's execution role, an instance profile's role served by
+  the IMDS double), an IAM user; with their identity-based policies from moto's IAM;
 - ``resources``: the resolver, from a request's parameters and moto's state to its ``AuthorizationRequest``;
 - ``enforce``: the wrapper of moto's ``BaseResponse.call_action`` that authorises each call and answers a refusal
   as the service does, the ``iam`` control, and the records of refusals and unmodelled actions.

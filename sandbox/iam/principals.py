@@ -145,3 +145,25 @@ def principal_of(credentials):
             policies += _policies_of(group)
         return Principal(user.arn, credentials.access_key_id, policies=tuple(policies))
     raise UnknownCredentials(f"no principal has the access key {credentials.access_key_id!r}")
+
+
+def assume_role(account, region, role_arn, session_name, seconds):
+    """Temporary credentials of ``role_arn`` from moto's STS, as the service that holds the role gets them (Lambda
+    for a function's execution role, EC2 for an instance profile's role): ``{AccessKeyId, SecretAccessKey, Token,
+    Expiration}``, the shape of IMDS's security-credentials document."""
+    from moto.sts.models import sts_backends
+
+    assumed = sts_backends[account]["aws"].assume_role(
+        region_name=region,
+        role_session_name=session_name,
+        role_arn=role_arn,
+        policy=None,
+        duration=seconds,
+        external_id=None,
+    )
+    return {
+        "AccessKeyId": assumed.access_key_id,
+        "SecretAccessKey": assumed.secret_access_key,
+        "Token": assumed.session_token,
+        "Expiration": assumed.expiration.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }

@@ -295,6 +295,23 @@ def _queue_name(params):
     return url.rstrip("/").rsplit("/", 1)[-1] if url else params.one("QueueName")
 
 
+def _put_events(action, params, account, region, partition):
+    """EventBridge PutEvents: one authorisation per entry, on the bus it names (a name or an ARN; ``default`` when
+    none), with the entry's ``events:source`` and ``events:detail-type`` (EventBridge user guide, "Using IAM policy
+    conditions": a PutEvents entry is allowed or refused on its own source and detail type)."""
+    requests = []
+    for entry in params.many("Entries") or [{}]:
+        bus = entry.get("EventBusName") or "default"
+        arn = bus if bus.startswith("arn:") else f"arn:{partition}:events:{region}:{account}:event-bus/{bus}"
+        keys = {
+            key: entry[field]
+            for key, field in (("events:source", "Source"), ("events:detail-type", "DetailType"))
+            if entry.get(field)
+        }
+        requests.append(AuthorizationRequest(action, (Resource("event-bus", arn),), keys=keys))
+    return requests
+
+
 def resolve(service, action, params, account, region, partition="aws"):
     """The authorisation requests of one call (``service``: the IAM prefix, ``action``: the operation name), or
     None when the call has resource types this resolver does not model yet."""
@@ -321,6 +338,8 @@ def resolve(service, action, params, account, region, partition="aws"):
     if service == "sqs" and _queue_name(params):
         arn = f"arn:{partition}:sqs:{region}:{account}:{_queue_name(params)}"
         return [AuthorizationRequest(found.full_name, (Resource("queue", arn),))]
+    if service == "events" and action == "PutEvents":
+        return _put_events(found.full_name, params, account, region, partition)
     if service == "cloudwatch" and action in ALARM_ACTIONS:
         base = f"arn:{partition}:cloudwatch:{region}:{account}:alarm:"
         names = params.many("AlarmNames") or ([params.one("AlarmName")] if params.one("AlarmName") else [])

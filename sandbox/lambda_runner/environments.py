@@ -35,7 +35,7 @@ import time
 import uuid
 import zipfile
 
-from ..iam import enforce
+from ..iam import enforce, principals
 from .bootstrap import INIT_MARKER, MARKER
 from .invoke import find_function
 
@@ -234,24 +234,17 @@ class EnvironmentPool:
         ``AssumeRole`` on the function's role, session named after the function, as Lambda names it)."""
         if not enforce.enforcing():
             return {"AWS_ACCESS_KEY_ID": DUMMY_CREDENTIALS, "AWS_SECRET_ACCESS_KEY": DUMMY_CREDENTIALS}
-        from moto.sts.models import sts_backends
-
         with self.context.lock:
             model = find_function(function["arn"])
             if model is None or not model.role:
                 raise LookupError(f"function {function['arn']} has no execution role to assume")
-            assumed = sts_backends[function["account"]]["aws"].assume_role(
-                region_name=function["region"],
-                role_session_name=function["name"],
-                role_arn=model.role,
-                policy=None,
-                duration=ROLE_SESSION_SECONDS,
-                external_id=None,
+            assumed = principals.assume_role(
+                function["account"], function["region"], model.role, function["name"], ROLE_SESSION_SECONDS
             )
         return {
-            "AWS_ACCESS_KEY_ID": assumed.access_key_id,
-            "AWS_SECRET_ACCESS_KEY": assumed.secret_access_key,
-            "AWS_SESSION_TOKEN": assumed.session_token,
+            "AWS_ACCESS_KEY_ID": assumed["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": assumed["SecretAccessKey"],
+            "AWS_SESSION_TOKEN": assumed["Token"],
         }
 
     # ---- the pool ----------------------------------------------------------------------------

@@ -46,6 +46,7 @@ import threading
 import time
 
 from .. import instance_lifecycle as lifecycle
+from ..iam import enforce, principals
 from ..imds import ImdsDouble
 from .cloud_init import UserDataError, cloud_config, user_data_bytes, write_files
 from .host import inside, mounted_at, tail, unmount_under
@@ -77,6 +78,7 @@ DURATION_KEYS = {
 }
 WATCH_RESTART_SECONDS = 1.0  # real seconds before a watcher that exited is started again (Restart=always)
 DUMMY_CREDENTIALS = "sandbox"
+INSTANCE_SESSION_SECONDS = 43200  # EC2 rotates instance-profile credentials well before they expire
 EXIT_OUTCOMES = {0: "booted", 1: "failed", 2: "refused", 3: "timed-out"}
 
 
@@ -284,6 +286,19 @@ class InstanceBoot:
         values = ImdsDouble.for_instance(instance.id, zone, role=roles[0] if roles else "none", tags=tags).values
         if not roles:  # no instance profile: no credentials, as on EC2
             values = {key: value for key, value in values.items() if not key.startswith("meta-data/iam/")}
+        elif enforce.enforcing():
+            # EC2 hands the instance its profile role's temporary credentials, session named after the instance
+            # (EC2 user guide, "Retrieve security credentials from instance metadata"): the agent signs as that role.
+            credentials = principals.assume_role(
+                self.context.account_id,
+                self.context.region,
+                profile.roles[0].arn,
+                instance.id,
+                INSTANCE_SESSION_SECONDS,
+            )
+            values["meta-data/iam/security-credentials/" + roles[0]] = json.dumps(
+                {"Code": "Success", "Type": "AWS-HMAC", **credentials}
+            )
         return InstanceImds(self.context, instance.id, values)
 
     def _sandbox_config(self, run, cycle, original):
@@ -306,12 +321,15 @@ class InstanceBoot:
         return config
 
     def agent_environment(self, run):
-        return {
+        """The agent's process environment. While IAM is enforced it has no credentials of its own: the agent takes
+        its instance profile's from the IMDS double, as on EC2; otherwise the sandbox's dummy key."""
+        credentials = {}
+        if not enforce.enforcing():
+            credentials = {"AWS_ACCESS_KEY_ID": DUMMY_CREDENTIALS, "AWS_SECRET_ACCESS_KEY": DUMMY_CREDENTIALS}
+        return credentials | {
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "LANG": "C.UTF-8",
             "HOME": run.root,
-            "AWS_ACCESS_KEY_ID": DUMMY_CREDENTIALS,
-            "AWS_SECRET_ACCESS_KEY": DUMMY_CREDENTIALS,
             "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_REGION": self.context.region,
             "AWS_DEFAULT_REGION": self.context.region,

@@ -114,7 +114,9 @@ def test_interruption_to_recovered_replacement_in_another_zone(deployed):
         "TagSpecifications": [{"ResourceType": "instance", "Tags": [{"Key": t.LINEAGE, "Value": LINEAGE}]}]})
     volume = ec2.create_volume(AvailabilityZone="us-east-1a", Size=10, VolumeType="gp3", Encrypted=True, TagSpecifications=[
         {"ResourceType": "volume", "Tags": t.as_list({t.LINEAGE: LINEAGE, t.GENERATION: 1, t.DEVICE: "/dev/sdf"})}])["VolumeId"]
-    address = ec2.allocate_address(Domain="vpc", TagSpecifications=[{"ResourceType": "elastic-ip", "Tags": [{"Key": "Service", "Value": "e2e"}]}])
+    # The function may move only an address of its lineage (roles/control_plane: the address carries the lineage's tag).
+    address = ec2.allocate_address(Domain="vpc", TagSpecifications=[{"ResourceType": "elastic-ip", "Tags": [
+        {"Key": "Service", "Value": "e2e"}, {"Key": t.LINEAGE, "Value": LINEAGE}]}])
     autoscaling.create_auto_scaling_group(
         AutoScalingGroupName=GROUP, MinSize=1, MaxSize=2, DesiredCapacity=1, LaunchTemplate={"LaunchTemplateName": "e2e-template"},
         VPCZoneIdentifier=world["subnets"]["us-east-1a"], LifecycleHookSpecificationList=[

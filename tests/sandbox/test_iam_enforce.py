@@ -194,3 +194,51 @@ def test_the_lambda_environment_carries_the_execution_roles_credentials_when_enf
     assert [name for name, _document in principal.policies] == ["function"]
     enforcing.call("iam", enforce=False)
     assert pool.function_credentials(function) == {"AWS_ACCESS_KEY_ID": "sandbox", "AWS_SECRET_ACCESS_KEY": "sandbox"}
+
+
+def test_an_instance_gets_its_profile_roles_credentials_through_imds_when_enforcing(aws, role, launch, enforcing):
+    """EC2 hands an instance its profile role's temporary credentials in IMDS, session named after the instance;
+    the agent's process has no key of its own, so it signs as that role."""
+    from types import SimpleNamespace
+
+    from sandbox.iam import principals
+    from sandbox.runtime.boot import InstanceBoot
+
+    iam, name = aws("iam"), f"agent-{uuid.uuid4().hex[:8]}"
+    iam.create_instance_profile(InstanceProfileName=name)
+    iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=role.rsplit("/", 1)[1])
+    instance_id = launch(IamInstanceProfile={"Name": name})
+    boot = InstanceBoot()
+    boot.context, boot.endpoint = CONTEXT, "http://127.0.0.1:1"
+    imds = boot._imds(CONTEXT.backend("ec2").get_instance(instance_id))  # pylint: disable=protected-access
+    status, listed = imds.lookup("meta-data/iam/security-credentials/")
+    assert (status, listed) == (200, role.rsplit("/", 1)[1])
+    status, body = imds.lookup(f"meta-data/iam/security-credentials/{listed}")
+    document = json.loads(body)
+    principal = principals.principal_of(principals.Credentials(document["AccessKeyId"], document["Token"]))
+    assert (principal.role_arn, principal.arn.rsplit("/", 1)[1]) == (role, instance_id)
+    run = SimpleNamespace(instance_id=instance_id, root="/nonexistent")
+    assert "AWS_ACCESS_KEY_ID" not in boot.agent_environment(run)
+    enforcing.call("iam", enforce=False)
+    assert boot.agent_environment(run)["AWS_ACCESS_KEY_ID"] == "sandbox"
+
+
+@pytest.mark.parametrize(
+    ("entry", "allowed"),
+    [
+        ({"Source": "ec2spot.autorecover", "DetailType": "EC2Spot Recovery Boot Report"}, True),
+        ({"Source": "ec2spot.autorecover", "DetailType": "d", "EventBusName": "default"}, True),
+        ({"Source": "aws.ec2", "DetailType": "EC2 Spot Instance Interruption Warning"}, False),
+        ({"Source": "ec2spot.autorecover", "DetailType": "d", "EventBusName": "other"}, False),
+    ],
+)
+def test_a_put_events_entry_is_authorised_on_its_bus_and_its_source(entry, allowed):
+    """The instance policy's boot report statement: only our source, only onto the fleet's bus."""
+    from sandbox.iam.requests import decide
+    from sandbox.iam.resources import Params, resolve
+
+    bus = "arn:aws:events:us-east-1:123456789012:event-bus/default"
+    boot_report = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "events:PutEvents",
+                   "Resource": bus, "Condition": {"StringEquals": {"events:source": "ec2spot.autorecover"}}}]}  # fmt: skip
+    checks = resolve("events", "PutEvents", Params(tree={"Entries": [entry]}), "123456789012", "us-east-1")
+    assert [decide([boot_report], check).allowed for check in checks] == [allowed]
