@@ -3,8 +3,9 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Build the interruption handler's Lambda deployment package on the controller.
 
-The package holds the collection's recovery core (``plugins/module_utils/recovery/*.py``)
-under ``recovery/``, so the Lambda handler is ``recovery.handler.lambda_handler``. The zip is
+The package holds the collection's recovery core under ``recovery/``: every ``*.py`` under
+``plugins/module_utils/recovery/``, its subpackages included (the handler itself is the package
+``recovery/handler/``), so the Lambda handler is ``recovery.handler.lambda_handler``. The zip is
 deterministic: entries sorted, one fixed timestamp, fixed permissions, one compression level.
 The same sources always give the same bytes, so the package's SHA-256 (what Lambda reports as
 ``CodeSha256``) changes only when the code does, and ``amazon.aws.lambda`` uploads only then.
@@ -25,7 +26,9 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.action import ActionBase
 
-SOURCE_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_utils", "recovery"))
+SOURCE_DIR = os.path.normpath(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_utils", "recovery")
+)
 ARCHIVE_PREFIX = "recovery/"
 FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest a zip can record
 FILE_MODE = 0o644
@@ -34,7 +37,8 @@ UNIX = 3  # "made by" system: Unix, whatever the controller, so the permission b
 
 
 def package_sources(source_dir=SOURCE_DIR):
-    """``[(archive name, absolute path)]`` of every ``*.py`` under ``source_dir``, sorted by name."""
+    """``[(archive name, absolute path)]`` of every ``*.py`` under ``source_dir``, in its subdirectories too (not
+    ``__pycache__`` or hidden ones), sorted by name."""
     found = []
     for root, dirs, files in os.walk(source_dir):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not d.startswith("."))

@@ -17,8 +17,9 @@ version_added: 0.2.0
 short_description: Build the interruption handler's Lambda deployment package, byte for byte reproducibly
 description:
   - Builds the zip file that the interruption handler runs from on AWS Lambda, from this collection's own
-    recovery core (every C(*.py) file under C(plugins/module_utils/recovery/) of the installed collection),
-    stored in the zip under C(recovery/). The Lambda handler is therefore C(recovery.handler.lambda_handler).
+    recovery core (every C(*.py) file under C(plugins/module_utils/recovery/) of the installed collection, in
+    its subpackages too; the handler itself is the package C(recovery/handler/)), stored in the zip under
+    C(recovery/). The Lambda handler is therefore C(recovery.handler.lambda_handler).
   - The zip is deterministic. Its entries are sorted, all carry the timestamp 1980-01-01 00:00:00 and the
     permissions C(0644), and are compressed with deflate at one fixed level. The same sources always give the
     same bytes, so the package's SHA-256 changes only when the code does, and M(amazon.aws.lambda) uploads
@@ -117,5 +118,7 @@ files:
   sample:
     - recovery/__init__.py
     - recovery/addresses.py
-    - recovery/handler.py
+    - recovery/handler/__init__.py
+    - recovery/handler/intake.py
+    - recovery/handler/warning.py
 """

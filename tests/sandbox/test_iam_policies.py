@@ -113,7 +113,7 @@ def retag(w, type_name, tags, new_tags):
     return AuthorizationRequest("ec2:CreateTags", (w.ec2(type_name, "x-1", tags=tags),), request_tags=new_tags)
 
 
-def untag(w, type_name, tags, keys):  # handler.py (progress, ec2spot:fresh), volumes.py (previous holder)
+def untag(w, type_name, tags, keys):  # handler/ (progress, ec2spot:fresh), volumes.py (previous holder)
     return AuthorizationRequest("ec2:DeleteTags", (w.ec2(type_name, "x-1", tags=tags),), tag_keys=tuple(keys))
 
 
@@ -135,7 +135,7 @@ def on_instance(action, tags):
     return lambda w, mine: AuthorizationRequest(action, (w.ec2("instance", "i-1", tags=tags(mine)),))
 
 
-def group(w, action, name):  # handler.py: the lifecycle hooks, health and the suspended launches of a group
+def group(w, action, name):  # handler/: the lifecycle hooks, health and the suspended launches of a group
     return AuthorizationRequest(action, (w.resource("autoscaling", "autoScalingGroup", "0f1e-uuid", name),))
 
 

@@ -5,6 +5,8 @@ import hashlib
 import io
 import os
 import pathlib
+import subprocess
+import sys
 import zipfile
 
 import pytest
@@ -36,10 +38,15 @@ def test_same_sources_give_same_bytes(tmp_path):
 
 def test_entries_are_every_python_file_of_the_core_under_recovery_sorted():
     data, names = hp.build_package()
-    expected = sorted("recovery/" + p.relative_to(RECOVERY).as_posix()
-                      for p in RECOVERY.rglob("*.py") if "__pycache__" not in p.parts)
+    expected = sorted(
+        "recovery/" + p.relative_to(RECOVERY).as_posix() for p in RECOVERY.rglob("*.py") if "__pycache__" not in p.parts
+    )
     assert names == expected
     assert "recovery/__init__.py" in names and "recovery/config.py" in names
+    # The handler is a subpackage: every module of it is in the zip, and no handler.py is left beside it.
+    handler_files = sorted("recovery/handler/" + p.name for p in (RECOVERY / "handler").glob("*.py"))
+    assert "recovery/handler/__init__.py" in handler_files and "recovery/handler/intake.py" in handler_files
+    assert set(handler_files) <= set(names) and "recovery/handler.py" not in names
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         assert archive.namelist() == expected
         for info in archive.infolist():
@@ -48,7 +55,31 @@ def test_entries_are_every_python_file_of_the_core_under_recovery_sorted():
             assert info.external_attr >> 16 == 0o100644
             assert info.create_system == 3
             assert info.compress_type == zipfile.ZIP_DEFLATED
-            assert archive.read(info) == (RECOVERY / info.filename[len("recovery/"):]).read_bytes()
+            assert archive.read(info) == (RECOVERY / info.filename[len("recovery/") :]).read_bytes()
+
+
+def test_the_lambda_handler_name_resolves_in_the_unpacked_zip_alone(tmp_path):
+    """What Lambda does: unpack the zip as the task root and import ``recovery.handler.lambda_handler`` from it, with
+    nothing of the collection on the path (only the runtime's boto3)."""
+    data, unused = hp.build_package()
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        archive.extractall(tmp_path)
+    probe = (
+        "import importlib, sys; sys.path[:0] = [sys.argv[1]]; "
+        "module, name = 'recovery.handler.lambda_handler'.rsplit('.', 1); "
+        "handler = getattr(importlib.import_module(module), name); "
+        "print(handler.__module__, importlib.import_module('recovery').__file__.startswith(sys.argv[1]))"
+    )
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    answer = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=True,
+        timeout=60,
+    )
+    assert answer.stdout.split() == ["recovery.handler.intake", "True"]
 
 
 def test_bytes_do_not_depend_on_file_times_modes_or_listing_order(tmp_path):

@@ -6,7 +6,8 @@
 Pure Python on boto3, with no Ansible imports, so that one copy of the AWS logic
 serves both front doors: the collection's modules and the interruption handler that
 runs as a Lambda function (the same files, zipped by ``handler_package``). Every module
-of this package (``tests/unit/test_package_map.py`` keeps this list complete):
+and subpackage of this package (``tests/unit/test_package_map.py`` keeps this list complete,
+and each subpackage's own map):
 
 ``errors``        the one family of exceptions every core function raises
 ``aws``           clients with botocore's retry configuration, the one translation of botocore's errors, pagination, polling
@@ -29,5 +30,7 @@ of this package (``tests/unit/test_package_map.py`` keeps this list complete):
 ``config``        the handler's configuration: one schema, parsed and validated
 ``events``        the handler's event contract: envelopes, sources, kinds, parsed strictly
 ``outcomes``      the terminal verdict of a recovery: recovered, or recovered with loss (what was lost)
-``handler``       the interruption handler: one decision per event, and the SQS batch entry point
+``handler``       the interruption handler, a package read by event (its docstring maps its modules): the Lambda and
+                SQS batch entry point, one module per workflow (warning, launch, termination, rebalance, scheduled
+                backup, boot report, planned, sweep, standby, watchdog), notify and metrics, retries
 """

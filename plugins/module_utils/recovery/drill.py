@@ -221,7 +221,8 @@ def timeline(old, new, warned_at, scale=1.0):
               for name, source in PHASES if source in stamps}
     back = [phases[name] for name in ("app started", "EIP moved") if name in phases]
     attached = progress.outcome_of(new_steps.get("attached", ""))
-    from_snapshot = " from snap-" in attached
+    origin = progress.read_outcome(new_steps, "attached")
+    from_snapshot = origin is not None and origin.restored
     stopped_ok = progress.outcome_of(old_steps.get("stopped", "")) == "ok"
     if not from_snapshot:
         rpo = 0.0

@@ -15,56 +15,34 @@ One rule, used by the handler's success message and tested as a table (tests/uni
   same, frozen at its start; any other snapshot (the interruption's failed, the volume was deleted) lacks every
   write made after it.
 
-The previous holder's steps are its progress tags (``progress.read``); an instance that can no longer be described
-has none, so nothing proves its application stopped: that is reported as a loss, never assumed away.
+The previous holder's steps are its progress tags (``progress.read``); the structured ones this reads, the
+replacement's ``attached`` (``Origin``) and the interruption's ``snapshot`` (``SnapshotSet``), are written and read
+by ``progress`` alone. An instance that can no longer be described has no steps, so nothing proves its application
+stopped: that is reported as a loss, never assumed away.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-
 from . import progress
+from .progress import Origin  # the ``attached`` step's value, defined with the other structured outcomes
 
 RECOVERED = "recovered"
 RECOVERED_WITH_LOSS = "recovered-with-loss"
 
-# The replacement's ``attached`` progress outcome, as the handler writes it.
-_ORIGIN = re.compile(r"^(?P<volume>vol-[0-9a-f]+) (?:same volume|from (?P<snapshot>snap-[0-9a-f]+) age (?P<age>[0-9.]+)s)"
-                     r"(?P<staged> staged)?")
-
-
-@dataclass(frozen=True)
-class Origin:
-    """Where the replacement's data came from."""
-
-    volume_id: str
-    snapshot_id: str | None = None      # None: the very volume moved
-    data_age_seconds: float = 0.0       # the snapshot's age when the volume was made from it
-    staged: bool = False                # a backup restore.yml staged for the group (the operator's choice)
-
-    def describe(self):
-        """The handler's ``attached`` progress outcome for this origin (``parse_origin`` reads it back)."""
-        if self.snapshot_id is None:
-            return f"{self.volume_id} same volume"
-        return f"{self.volume_id} from {self.snapshot_id} age {self.data_age_seconds:g}s" + (" staged" if self.staged else "")
-
 
 def parse_origin(value):
-    """The ``Origin`` an ``attached`` outcome names, or None when it names none (an older handler's wording)."""
-    matched = _ORIGIN.fullmatch(value or "")
-    if not matched:
-        return None
-    if matched["snapshot"] is None:
-        return Origin(matched["volume"])
-    return Origin(matched["volume"], matched["snapshot"], float(matched["age"]), bool(matched["staged"]))
+    """The ``Origin`` an ``attached`` outcome names, or None when it names none (a tag edited by hand)."""
+    return Origin.parse(value)
 
 
 def _stop_of(previous_id, old_steps):
     """Why the application on the previous holder cannot count as stopped cleanly, or None when it was."""
     if "stopped" not in old_steps:
-        return (f"no interruption warning was handled for {previous_id}, so its application was never stopped"
-                if previous_id else "no previous holder's stop is recorded")
+        return (
+            f"no interruption warning was handled for {previous_id}, so its application was never stopped"
+            if previous_id
+            else "no previous holder's stop is recorded"
+        )
     outcome = progress.outcome_of(old_steps["stopped"])
     return None if outcome == "ok" else f"the stop on {previous_id} did not succeed ({outcome})"
 
@@ -83,18 +61,23 @@ def judge(origin, previous_id, old_steps, snapshot_set=None):
     if origin.snapshot_id is None:
         if unclean is None:
             return RECOVERED, []
-        return RECOVERED_WITH_LOSS, [f"crash-consistent data: {unclean}; the volume kept every write that reached it, "
-                                     f"the application replays its own journal, and what it had not flushed is lost"]
+        return RECOVERED_WITH_LOSS, [
+            f"crash-consistent data: {unclean}; the volume kept every write that reached it, "
+            f"the application replays its own journal, and what it had not flushed is lost"
+        ]
     if origin.staged:
         return RECOVERED, []
-    recorded = progress.outcome_of(old_steps.get("snapshot", "")).split(" ")
-    interruption_set = recorded[0] if recorded[0] else None
-    if snapshot_set is not None and snapshot_set == interruption_set:
-        if unclean is None and recorded[-1] == "consistent":
+    interruption = progress.read_outcome(old_steps, "snapshot")
+    if snapshot_set is not None and interruption is not None and snapshot_set == interruption.backup_set:
+        if unclean is None and interruption.consistent:
             return RECOVERED, []
-        return RECOVERED_WITH_LOSS, [f"crash-consistent data: {origin.snapshot_id} (the interruption's snapshot set "
-                                     f"{snapshot_set}) was taken while the application ran ({unclean or 'not confirmed stopped'}); "
-                                     f"writes after it began are lost"]
+        return RECOVERED_WITH_LOSS, [
+            f"crash-consistent data: {origin.snapshot_id} (the interruption's snapshot set "
+            f"{snapshot_set}) was taken while the application ran ({unclean or 'not confirmed stopped'}); "
+            f"writes after it began are lost"
+        ]
     source = f"on {previous_id}" if previous_id else "to the lineage's lost volume"
-    return RECOVERED_WITH_LOSS, [f"the data is {origin.snapshot_id}, {origin.data_age_seconds:.0f} s old when restored, not "
-                                 f"a snapshot taken at the interruption: writes {source} after it began are lost"]
+    return RECOVERED_WITH_LOSS, [
+        f"the data is {origin.snapshot_id}, {origin.data_age_seconds:.0f} s old when restored, not "
+        f"a snapshot taken at the interruption: writes {source} after it began are lost"
+    ]

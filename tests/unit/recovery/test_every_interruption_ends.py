@@ -14,6 +14,7 @@ import pytest
 
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import config as handler_config
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import handler as recovery
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.handler import retries
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import progress
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws import RETRY_CONFIG
@@ -108,13 +109,13 @@ def story_ready(fleet, monkeypatch):
            "address": {"tags": {"Service": fleet.name}}, "device_name": "/dev/sdf", "recovery_deadline": DEADLINE}
     fleet.handler.config = handler_config.parse({"topic_arn": fleet.topic, "services": [raw]})
     # The queue is the story's: the back-off the handler chooses is applied there, and the last receive is MAX_RECEIVES.
-    monkeypatch.setattr(recovery, "_queue_of", lambda handler, record: (None, MAX_RECEIVES))
-    fleet.retry_delays, choose = [], recovery.retry_delay
+    monkeypatch.setattr(retries, "_queue_of", lambda handler, record: (None, MAX_RECEIVES))
+    fleet.retry_delays, choose = [], retries.retry_delay
 
     def chosen(*args, **kwargs):
         fleet.retry_delays.append(choose(*args, **kwargs))
         return fleet.retry_delays[-1]
-    monkeypatch.setattr(recovery, "retry_delay", chosen)
+    monkeypatch.setattr(retries, "retry_delay", chosen)
     return fleet
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import config as handler_config
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import handler as recovery
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.handler import warning as warning_workflow
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import progress
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
 from sandbox.clock import CONTEXT
@@ -241,7 +242,7 @@ def test_scheduled_backup_is_refused_or_ignored_on_bad_input(fleet):
 
 
 def test_crash_between_steps_resumes_on_redelivery(fleet, monkeypatch):
-    real = recovery.backup_instance
+    real = warning_workflow.backup_instance
     calls = {"n": 0}
 
     def crash_once(*args, **kwargs):
@@ -250,7 +251,7 @@ def test_crash_between_steps_resumes_on_redelivery(fleet, monkeypatch):
             raise RuntimeError("the function was killed here")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(recovery, "backup_instance", crash_once)
+    monkeypatch.setattr(warning_workflow, "backup_instance", crash_once)  # the warning's snapshot step
     assert recovery.process_batch(batch(warning(fleet.first)), fleet.handler) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
     assert recovery.process_batch(batch(warning(fleet.first)), fleet.handler) == {"batchItemFailures": []}
     assert [m["event"] for m in fleet.messages()] == ["interruption-warning"]  # published once
