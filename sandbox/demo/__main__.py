@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import http.server
 import json
 import os
 import shutil
@@ -39,7 +38,7 @@ import boto3
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import drill, progress
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.instances import describe_instance
 from sandbox import __main__ as sandbox_cli
-from sandbox import runtime
+from sandbox import runtime, scenario
 from sandbox.clock import LATENCY
 from sandbox.control import Sandbox
 
@@ -51,54 +50,38 @@ SERVICE, LINEAGE = "demo-pg", "demo-pgdata"
 CANARY_FILES, CANARY_BYTES = 8, 256 * 1024
 
 
-class Inbox(http.server.BaseHTTPRequestHandler):
-    """The operator's webhook: every SNS message the control plane publishes."""
-
-    received = []
-    lock = threading.Lock()
-
-    def do_POST(self):  # noqa: N802 - http.server's naming
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-        if body.get("Type") == "Notification":
-            with Inbox.lock:
-                Inbox.received.append(json.loads(body["Message"]))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        return
-
-    @classmethod
-    def messages(cls, event, **match):
-        with cls.lock:
-            return [m for m in cls.received if m.get("event") == event and all(m.get(k) == v for k, v in match.items())]
-
-
 class Demo:
     def __init__(self, scale, report_path, verbose):
         self.scale, self.report_path, self.verbose = scale, report_path, verbose
         self.started = time.monotonic()
+        self.webhook = None  # the operator's webhook (scenario.Webhook), once the sandbox runs
 
     def say(self, text):
         print(f"[{time.monotonic() - self.started:5.1f}s] {text}", flush=True)
 
     def eventually(self, what, check, timeout=120.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = check()
-            if value:
-                return value
-            time.sleep(0.1)
-        self.diagnose()
-        raise SystemExit(f"demo failed: timed out after {timeout:g} s waiting for {what}")
+        try:
+            return scenario.eventually(what, check, timeout, interval=0.1)
+        except scenario.TimedOut as timed_out:
+            self.diagnose()
+            raise SystemExit(f"demo failed: {timed_out}") from None
 
     def diagnose(self):
         """What the sandbox knows, printed when a step does not happen: the group, the agents, the handler."""
         try:
-            group = self.aws("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[SERVICE])["AutoScalingGroups"]
+            group = self.aws("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[SERVICE])[
+                "AutoScalingGroups"
+            ]
             print("group:", [(i["InstanceId"], i["LifecycleState"]) for g in group for i in g["Instances"]])
             for instance in self.box.call("runtime/instances")["instances"]:
-                print("instance", instance["instance_id"], instance["state"], instance["outcome"], "mounted:", instance["mounted"])
+                print(
+                    "instance",
+                    instance["instance_id"],
+                    instance["state"],
+                    instance["outcome"],
+                    "mounted:",
+                    instance["mounted"],
+                )
                 print("   " + (instance.get("log_tail") or "").replace("\n", "\n   ")[-2500:])
             for run in self.box.call("lambda/runs", limit=8)["runs"]:
                 print("handler run:", run.get("time"), run.get("error"), (run.get("log") or "")[-700:])
@@ -119,38 +102,54 @@ class Demo:
         self.state_dir, self.endpoint = state_dir, record["endpoint"]
         self.env = sandbox_cli.apply_env(sandbox_cli.sandbox_env(record["endpoint"], state_dir))
         self.box = Sandbox(record["endpoint"])
-        session = boto3.session.Session(aws_access_key_id="sandbox", aws_secret_access_key="sandbox", region_name="us-east-1")
+        session = boto3.session.Session(
+            aws_access_key_id="sandbox", aws_secret_access_key="sandbox", region_name="us-east-1"
+        )
         self.aws = lambda name: session.client(name, endpoint_url=record["endpoint"])
         with open(self.env["EC2SPOT_SANDBOX_WORLD"], encoding="utf-8") as handle:
             self.world = json.load(handle)
-        with Inbox.lock:  # a new sandbox, a new inbox: an earlier run in this process must not answer for it
-            Inbox.received.clear()
-        self.hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Inbox)
-        threading.Thread(target=self.hook.serve_forever, daemon=True).start()
-        self.say(f"sandbox AWS at {record['endpoint']} (clock x{self.scale:g}, volumes on {backing} devices); "
-                 f"webhook at http://127.0.0.1:{self.hook.server_address[1]}/")
+        self.webhook = scenario.Webhook()  # a new sandbox, a new webhook: an earlier run must not answer for it
+        self.say(
+            f"sandbox AWS at {record['endpoint']} (clock x{self.scale:g}, volumes on {backing} devices); "
+            f"webhook at {self.webhook.url}"
+        )
 
     def variables(self):
         zones = ("us-east-1a", "us-east-1b")
         return {
             "ec2spot_region": "us-east-1",
-            "ec2spot_control_plane": {"name": "demo", "log_retention_days": 1,
-                                      "webhook_endpoints": [f"http://127.0.0.1:{self.hook.server_address[1]}/"]},
-            "ec2spot_services": [{
-                "name": SERVICE, "lineage": LINEAGE, "image_id": self.world["image_id"],
-                "instance_types": ["m6i.large", "m5.large", "m6a.large"],
-                "subnet_ids": [self.world["subnets"][zone] for zone in zones], "data_volume": {"size": 20},
-                "agent": {"mount_point": "/data",
-                          # On an instance these are /data/...; in the sandbox the instance root stands in for /.
-                          "app_start_commands": ['echo "started $(date -u +%FT%TZ)" >> "$EC2SPOT_INSTANCE_ROOT/data/app.log"'],
-                          "app_stop_commands": ['echo "stopped $(date -u +%FT%TZ)" >> "$EC2SPOT_INSTANCE_ROOT/data/app.log"']},
-            }],
+            "ec2spot_control_plane": {"name": "demo", "log_retention_days": 1, "webhook_endpoints": [self.webhook.url]},
+            "ec2spot_services": [
+                {
+                    "name": SERVICE,
+                    "lineage": LINEAGE,
+                    "image_id": self.world["image_id"],
+                    "instance_types": ["m6i.large", "m5.large", "m6a.large"],
+                    "subnet_ids": [self.world["subnets"][zone] for zone in zones],
+                    "data_volume": {"size": 20},
+                    "agent": {
+                        "mount_point": "/data",
+                        # On an instance these are /data/...; in the sandbox the instance root stands in for /.
+                        "app_start_commands": [
+                            'echo "started $(date -u +%FT%TZ)" >> "$EC2SPOT_INSTANCE_ROOT/data/app.log"'
+                        ],
+                        "app_stop_commands": [
+                            'echo "stopped $(date -u +%FT%TZ)" >> "$EC2SPOT_INSTANCE_ROOT/data/app.log"'
+                        ],
+                    },
+                }
+            ],
         }
 
     def playbook(self, name, *extra):
-        done = subprocess.run(["ansible-playbook", os.path.join(REPO, "playbooks", name), "-e", f"@{self.vars_path}", *extra],
-                              env=dict(self.env, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg")), cwd=REPO,
-                              capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            ["ansible-playbook", os.path.join(REPO, "playbooks", name), "-e", f"@{self.vars_path}", *extra],
+            env=dict(self.env, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg")),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if self.verbose or done.returncode:
             print(done.stdout[-6000:], done.stderr[-3000:], sep="\n")
         if done.returncode:
@@ -165,8 +164,9 @@ class Demo:
             json.dump(self.variables(), handle, indent=2)
         self.say("ansible-playbook playbooks/deploy.yml (control plane, fleet, instance agent) ...")
         self.say("  " + " ".join(self.playbook("deploy.yml")))
-        first = Inbox.messages("started", lineage=LINEAGE)
-        first = self.eventually("the first instance's 'started' message", lambda: Inbox.messages("started", lineage=LINEAGE), 40)[0]
+        first = self.eventually(
+            "the first instance's 'started' message", lambda: self.webhook.messages("started", lineage=LINEAGE), 40
+        )[0]
         self.say(f"{SERVICE} is up on {first['instance_id']}: {first['summary']}")
         return first["instance_id"]
 
@@ -207,7 +207,9 @@ class Demo:
         self.say("ansible-playbook playbooks/drill.yml --check (a dry run) ...")
         recap = self.playbook("drill.yml", "--check", "-e", f"drill_service={SERVICE}")
         warnings = self.box.events("EC2 Spot Instance Interruption Warning")
-        state = self.aws("ec2").describe_instances(InstanceIds=[holder])["Reservations"][0]["Instances"][0]["State"]["Name"]
+        state = self.aws("ec2").describe_instances(InstanceIds=[holder])["Reservations"][0]["Instances"][0]["State"][
+            "Name"
+        ]
         if holder not in self.last_output:
             raise SystemExit(f"demo failed: the dry run did not name {holder} as the instance it would interrupt")
         if warnings or state != "running" or self.aws("fis").list_experiment_templates()["experimentTemplates"]:
@@ -215,7 +217,9 @@ class Demo:
         self.say(f"  {' '.join(recap)}; {holder} would be interrupted, nothing was")
 
     def pin_group(self, zone):
-        self.aws("autoscaling").update_auto_scaling_group(AutoScalingGroupName=SERVICE, VPCZoneIdentifier=self.world["subnets"][zone])
+        self.aws("autoscaling").update_auto_scaling_group(
+            AutoScalingGroupName=SERVICE, VPCZoneIdentifier=self.world["subnets"][zone]
+        )
 
     def watch_progress(self, holder, stop):
         """Print each recovery step as the handler records it (modeled seconds since the warning)."""
@@ -246,8 +250,17 @@ class Demo:
         watcher.start()
         began = time.monotonic()
         try:
-            self.playbook("drill.yml", "-e", f"drill_service={SERVICE}", "-e", f"drill_time_scale={self.scale}",
-                          "-e", f"drill_report_path={report_path}", "-e", "drill_wait_timeout=300")
+            self.playbook(
+                "drill.yml",
+                "-e",
+                f"drill_service={SERVICE}",
+                "-e",
+                f"drill_time_scale={self.scale}",
+                "-e",
+                f"drill_report_path={report_path}",
+                "-e",
+                "drill_wait_timeout=300",
+            )
         finally:
             stop.set()
             watcher.join()
@@ -256,16 +269,35 @@ class Demo:
             [recovery] = json.load(handle)["recoveries"]
         replacement = recovery["replacement_instance_id"]
         intact, damaged = self.check_canaries(replacement, canaries)
-        on_replacement = ec2.describe_addresses(AllocationIds=[address["AllocationId"]])["Addresses"][0].get("InstanceId") == replacement
-        messages = {"interruption-warning": bool(Inbox.messages("interruption-warning", instance_id=holder)),
-                    "recovered": bool(self.eventually("the success message", lambda: Inbox.messages("recovered", instance_id=replacement), 30))}
-        result = dict(recovery, az_case=az_case, canary_intact=intact, canaries_checked=len(canaries), canaries_damaged=damaged,
-                      eip_on_replacement=on_replacement, elastic_ip=address["PublicIp"], messages=messages,
-                      wall_seconds=round(wall, 2))
-        self.say(f"  {az_case}: replacement {replacement} in {recovery['zones']['replacement']}; {recovery['data']}; "
-                 f"canaries {'intact' if intact else 'DAMAGED ' + ', '.join(damaged)} ({len(canaries)} files); "
-                 f"EIP {address['PublicIp']} {'on the replacement' if on_replacement else 'NOT on the replacement'}; "
-                 f"messages {', '.join(k for k, v in messages.items() if v)}")
+        on_replacement = (
+            ec2.describe_addresses(AllocationIds=[address["AllocationId"]])["Addresses"][0].get("InstanceId")
+            == replacement
+        )
+        messages = {
+            "interruption-warning": bool(self.webhook.messages("interruption-warning", instance_id=holder)),
+            "recovered": bool(
+                self.eventually(
+                    "the success message", lambda: self.webhook.messages("recovered", instance_id=replacement), 30
+                )
+            ),
+        }
+        result = dict(
+            recovery,
+            az_case=az_case,
+            canary_intact=intact,
+            canaries_checked=len(canaries),
+            canaries_damaged=damaged,
+            eip_on_replacement=on_replacement,
+            elastic_ip=address["PublicIp"],
+            messages=messages,
+            wall_seconds=round(wall, 2),
+        )
+        self.say(
+            f"  {az_case}: replacement {replacement} in {recovery['zones']['replacement']}; {recovery['data']}; "
+            f"canaries {'intact' if intact else 'DAMAGED ' + ', '.join(damaged)} ({len(canaries)} files); "
+            f"EIP {address['PublicIp']} {'on the replacement' if on_replacement else 'NOT on the replacement'}; "
+            f"messages {', '.join(k for k, v in messages.items() if v)}"
+        )
         return result
 
     def run(self):
@@ -274,43 +306,64 @@ class Demo:
             self.start(state_dir)
             holder = self.deploy()
             ec2 = self.aws("ec2")
-            first_zone = ec2.describe_instances(InstanceIds=[holder])["Reservations"][0]["Instances"][0]["Placement"]["AvailabilityZone"]
+            first_zone = ec2.describe_instances(InstanceIds=[holder])["Reservations"][0]["Instances"][0]["Placement"][
+                "AvailabilityZone"
+            ]
             other_zone = "us-east-1b" if first_zone == "us-east-1a" else "us-east-1a"
             self.dry_run(holder)
             canaries, cases = {}, []
             for zone, az_case in ((first_zone, "same-az"), (other_zone, "other-az")):
                 canaries.update(self.write_canaries(holder, az_case))
-                self.say(f"wrote {CANARY_FILES} canary files ({CANARY_BYTES // 1024} KiB each) onto {holder}'s data volume")
+                self.say(
+                    f"wrote {CANARY_FILES} canary files ({CANARY_BYTES // 1024} KiB each) onto {holder}'s data volume"
+                )
                 result = self.case(holder, zone, az_case, dict(canaries))
                 cases.append(result)
                 holder = result["replacement_instance_id"]
             self.pin_group_both()
             return self.finish(cases)
         finally:
-            try:
-                self.hook.shutdown()
-            except AttributeError:
-                pass
-            sandbox_cli.stop(state_dir)
-            time.sleep(0.5)  # the server releases its loop devices as it stops
-            shutil.rmtree(state_dir, ignore_errors=True)
+            self.stop(state_dir)
+
+    def stop(self, state_dir):
+        """Stop the webhook (if it runs) and the sandbox, and remove the sandbox's state."""
+        if self.webhook is not None:
+            self.webhook.close()
+        sandbox_cli.stop(state_dir)
+        time.sleep(0.5)  # the server releases its loop devices as it stops
+        shutil.rmtree(state_dir, ignore_errors=True)
 
     def pin_group_both(self):
         self.aws("autoscaling").update_auto_scaling_group(
-            AutoScalingGroupName=SERVICE, VPCZoneIdentifier=",".join(self.world["subnets"][z] for z in ("us-east-1a", "us-east-1b")))
+            AutoScalingGroupName=SERVICE,
+            VPCZoneIdentifier=",".join(self.world["subnets"][z] for z in ("us-east-1a", "us-east-1b")),
+        )
 
     def finish(self, cases):
         passed = all(c["canary_intact"] and c["eip_on_replacement"] and all(c["messages"].values()) for c in cases)
         runs = self.box.call("lambda/runs")["runs"]
         cold = [run for run in runs if run.get("environment") == "cold"]
-        handler_runs = {"invocations": len(runs), "cold_starts": len(cold),
-                        "init_seconds": [run["init_duration"] for run in cold if run.get("init_duration") is not None],
-                        "errors": sum(1 for run in runs if run.get("error"))}
-        report = {"passed": passed, "scale": self.scale, "latency_model": dict(LATENCY),
-                  "wall_seconds": round(time.monotonic() - self.started, 1), "handler_runs": handler_runs, "cases": cases}
+        handler_runs = {
+            "invocations": len(runs),
+            "cold_starts": len(cold),
+            "init_seconds": [run["init_duration"] for run in cold if run.get("init_duration") is not None],
+            "errors": sum(1 for run in runs if run.get("error")),
+        }
+        report = {
+            "passed": passed,
+            "scale": self.scale,
+            "latency_model": dict(LATENCY),
+            "wall_seconds": round(time.monotonic() - self.started, 1),
+            "handler_runs": handler_runs,
+            "cases": cases,
+        }
         # The first case's figures at the top level too, for readers that want one run.
-        report.update({key: cases[0][key] for key in ("rto_seconds", "rpo_seconds", "phases", "canary_intact",
-                                                      "eip_on_replacement", "az_case")})
+        report.update(
+            {
+                key: cases[0][key]
+                for key in ("rto_seconds", "rpo_seconds", "phases", "canary_intact", "eip_on_replacement", "az_case")
+            }
+        )
         os.makedirs(os.path.dirname(self.report_path), exist_ok=True)
         with open(self.report_path, "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2)
@@ -318,19 +371,27 @@ class Demo:
         base = os.path.splitext(self.report_path)[0]
         with open(base + ".txt", "w", encoding="utf-8") as handle:
             handle.write(text)
-        picture = timeline.png(cases, base + ".png", f"ec2spot.autorecover drill in the sandbox (modeled seconds, clock x{self.scale:g})")
+        picture = timeline.png(
+            cases, base + ".png", f"ec2spot.autorecover drill in the sandbox (modeled seconds, clock x{self.scale:g})"
+        )
         print("\n" + text)
-        self.say(f"the handler ran {handler_runs['invocations']} times from the deployed zip, {handler_runs['cold_starts']} of them "
-                 f"cold starts (Lambda reuses a warm execution environment), {handler_runs['errors']} errors")
+        self.say(
+            f"the handler ran {handler_runs['invocations']} times from the deployed zip, {handler_runs['cold_starts']} of them "
+            f"cold starts (Lambda reuses a warm execution environment), {handler_runs['errors']} errors"
+        )
         self.say(f"report: {self.report_path}; timeline: {base}.txt, {picture}")
-        self.say("PASSED: both cases recovered with every canary intact and the EIP on the replacement" if passed
-                 else "FAILED: see the report")
+        self.say(
+            "PASSED: both cases recovered with every canary intact and the EIP on the replacement"
+            if passed
+            else "FAILED: see the report"
+        )
         return 0 if passed else 1
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m sandbox.demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--scale", type=float, default=10.0, help="modeled seconds per real second")
     parser.add_argument("--report", default=REPORT, help="where the JSON report goes (the .txt and .png beside it)")
     parser.add_argument("--verbose", action="store_true", help="print the playbooks' output")

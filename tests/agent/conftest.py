@@ -9,8 +9,13 @@ directory. Where loop devices are unavailable, directory stand-ins take their pl
 
 Agent time is a ``FakeClock``: sleeping advances it at once, so device waits, drain delays
 and deadlines are exercised without the test waiting for them.
+
+A missing prerequisite (loop devices, a filesystem tool) fails the case that needs it, never skips it: a skip would
+pass the suite without proving anything about bytes. Directory stand-ins are a choice
+(``EC2SPOT_TEST_DIRECTORY_DEVICES=1``); then only the byte-level proofs are left out.
 """
 
+import contextlib
 import datetime
 import hashlib
 import importlib.util
@@ -24,8 +29,22 @@ import pytest
 
 from sandbox.imds import ImdsDouble
 
-# The sandbox server in this process on the manual clock, its session and seeded world: the sandbox suite's own fixtures.
-from tests.sandbox.conftest import aws, ec2, endpoint, seeded, session  # noqa: F401 pylint: disable=unused-import
+from tests.sandbox import conftest as sandbox_suite
+
+# The sandbox server in this process on the manual clock, its session and seeded world, and a queue behind a rule to
+# read what the agent reports: the sandbox suite's own fixtures, bound to their names here so that pytest finds them.
+aws, catch, ec2, endpoint, events, queue, rule, seeded, session, sqs = (
+    sandbox_suite.aws,
+    sandbox_suite.catch,
+    sandbox_suite.ec2,
+    sandbox_suite.endpoint,
+    sandbox_suite.events,
+    sandbox_suite.queue,
+    sandbox_suite.rule,
+    sandbox_suite.seeded,
+    sandbox_suite.session,
+    sandbox_suite.sqs,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 AGENT_PATH = os.path.join(REPO, "roles", "instance_agent", "files", "ec2spot_agent.py")
@@ -52,11 +71,14 @@ LOOP = loop_devices_work() and not os.environ.get("EC2SPOT_TEST_DIRECTORY_DEVICE
 
 
 @pytest.fixture(autouse=True, scope="session")
-def loop_devices_when_required():
-    """make test (EC2SPOT_TEST_REQUIRE_TOOLS) proves the agent on real block devices: without loop devices that is
-    an error, never a quiet skip of every case that is about bytes."""
-    if os.environ.get("EC2SPOT_TEST_REQUIRE_TOOLS") and not os.environ.get("EC2SPOT_TEST_DIRECTORY_DEVICES") and not LOOP:
-        pytest.fail("loop devices are needed (root, losetup): make test proves the agent on real block devices")
+def loop_devices_unless_stand_ins_are_chosen():
+    """The agent is proven on real block devices: without loop devices that is an error, never a quiet skip of every
+    case that is about bytes. Directory stand-ins are used only when asked for (EC2SPOT_TEST_DIRECTORY_DEVICES)."""
+    if not os.environ.get("EC2SPOT_TEST_DIRECTORY_DEVICES") and not LOOP:
+        pytest.fail(
+            "loop devices are needed (root, losetup): the agent is proven on real block devices "
+            "(EC2SPOT_TEST_DIRECTORY_DEVICES=1 runs the cases that do not need them on directory stand-ins)"
+        )
 
 
 class FakeClock:
@@ -65,7 +87,7 @@ class FakeClock:
     def __init__(self):
         self.moment = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
         self.slept = []
-        self.hooks = []   # (at, callable)
+        self.hooks = []  # (at, callable)
 
     def now(self):
         return self.moment
@@ -85,6 +107,7 @@ class FakeClock:
 @pytest.fixture
 def box(endpoint):
     from sandbox.control import Sandbox
+
     return Sandbox(endpoint)
 
 
@@ -114,14 +137,18 @@ class Devices:
             path = tempfile.mkdtemp(prefix="standin-", dir=self.workdir)
             return path
         descriptor, image = tempfile.mkstemp(prefix="volume-", suffix=".img", dir=self.workdir)
-        os.ftruncate(descriptor, size_mib * 1024 * 1024)   # sparse: a 32 MiB volume costs no disk
+        os.ftruncate(descriptor, size_mib * 1024 * 1024)  # sparse: a 32 MiB volume costs no disk
         os.close(descriptor)
         return self.loop(image, read_only)
 
     def loop(self, image, read_only=False):
         """A loop device over ``image`` (``--read-only``: read-only at the block layer, as the kernel reports it)."""
-        loop = subprocess.run(["losetup", "--find", "--show", *(["--read-only"] if read_only else []), image],
-                              capture_output=True, text=True, check=True).stdout.strip()
+        loop = subprocess.run(
+            ["losetup", "--find", "--show", *(["--read-only"] if read_only else []), image],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         self.loops.append(loop)
         return loop
 
@@ -170,31 +197,40 @@ def device_digest(device):
 
 
 def require_tool(name):
-    """make test installs the tools the agent's cases need (Makefile: agent-tools); elsewhere a missing tool skips."""
-    if shutil.which(name):
-        return
-    if os.environ.get("EC2SPOT_TEST_REQUIRE_TOOLS"):
-        pytest.fail(f"{name} is not installed (make test installs it: make agent-tools)")
-    pytest.skip(f"{name} is not installed")
+    """The tools the agent's cases need (make agent-tools installs them): a missing one fails the case."""
+    if not shutil.which(name):
+        pytest.fail(f"{name} is not installed (make agent-tools installs it)")
 
 
 LINEAGE_TAGS = {"ec2spot:lineage": "pgdata", "ec2spot:managed-by": "ec2spot.autorecover"}
+FRESH = {"ec2spot:fresh": "true"}  # a brand-new volume: the only one the agent formats
 
 
 def tag_list(tags):
     return [{"Key": key, "Value": str(value)} for key, value in tags.items()]
 
 
-@pytest.fixture
-def instance(ec2, seeded):
-    """A running instance in us-east-1a, its IMDS double and a helper to attach volumes to it."""
-    instance_id = ec2.run_instances(ImageId=seeded["image_id"], MinCount=1, MaxCount=1, InstanceType="t3.micro",
-                                    SubnetId=seeded["subnets"]["us-east-1a"],
-                                    TagSpecifications=[{"ResourceType": "instance", "Tags": tag_list(LINEAGE_TAGS)}],
-                                    )["Instances"][0]["InstanceId"]
-    with ImdsDouble.for_instance(instance_id, "us-east-1a") as imds:
+@contextlib.contextmanager
+def running_instance(ec2, seeded, zone, tags=None):
+    """A running instance in ``zone`` (with ``tags``) and its IMDS double, as ``{"id", "imds"}``; terminated after."""
+    instance_id = ec2.run_instances(
+        ImageId=seeded["image_id"],
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t3.micro",
+        SubnetId=seeded["subnets"][zone],
+        TagSpecifications=[{"ResourceType": "instance", "Tags": tag_list(tags)}] if tags else [],
+    )["Instances"][0]["InstanceId"]
+    with ImdsDouble.for_instance(instance_id, zone) as imds:
         yield {"id": instance_id, "imds": imds}
     ec2.terminate_instances(InstanceIds=[instance_id])
+
+
+@pytest.fixture
+def instance(ec2, seeded):
+    """A running instance of the lineage's tags in us-east-1a and its IMDS double."""
+    with running_instance(ec2, seeded, "us-east-1a", LINEAGE_TAGS) as made:
+        yield made
 
 
 @pytest.fixture
@@ -205,32 +241,67 @@ def lineage(request):
 
 @pytest.fixture
 def volume(ec2, box, instance):
-    """``volume(tags, device_name)``: create a volume, attach it to the instance, wait for ``attached``."""
+    """``volume(tags, device_name, attach=True, snapshot_id=None)``: create a volume (blank, encrypted, 1 GiB, or
+    restored from ``snapshot_id``), attach it to the instance, wait for ``attached``."""
     made = []
 
-    def create(tags, device_name="/dev/sdf", attach=True):
-        volume_id = ec2.create_volume(AvailabilityZone="us-east-1a", Size=1, VolumeType="gp3", Encrypted=True,
-                                      TagSpecifications=[{"ResourceType": "volume", "Tags": tag_list(tags)}])["VolumeId"]
+    def create(tags, device_name="/dev/sdf", attach=True, snapshot_id=None):
+        source = {"SnapshotId": snapshot_id} if snapshot_id else {"Size": 1, "Encrypted": True}
+        volume_id = ec2.create_volume(
+            AvailabilityZone="us-east-1a",
+            VolumeType="gp3",
+            **source,
+            TagSpecifications=[{"ResourceType": "volume", "Tags": tag_list(tags)}],
+        )["VolumeId"]
         box.settle()
         if attach:
             ec2.attach_volume(VolumeId=volume_id, InstanceId=instance["id"], Device=device_name)
             box.settle()
         made.append(volume_id)
         return volume_id
+
+    return create
+
+
+@pytest.fixture
+def attached_device(volume, devices):
+    """``attached_device(tags, size_mib=32, **volume options)``: a volume with ``tags`` attached to the instance and a
+    fresh device that udev names for it, as ``(device, volume id)``."""
+
+    def create(tags, size_mib=32, **volume_options):
+        volume_id = volume(tags, **volume_options)
+        device = devices.create(size_mib=size_mib)
+        devices.link(volume_id, device)
+        return device, volume_id
+
     return create
 
 
 @pytest.fixture
 def make_agent(workdir, devices, instance, endpoint, clock):
     def make(lineage, **overrides):
-        config = agent_module.validate_config(dict({
-            "service": "pg", "lineage": lineage, "mount_point": os.path.join(workdir, "data"),
-            "run_dir": os.path.join(workdir, "run"), "state_dir": os.path.join(workdir, "state"),
-            "by_id_dir": devices.by_id, "dev_dir": os.path.join(workdir, "dev"), "device_wait_seconds": 30,
-            "imds_endpoint": instance["imds"].endpoint, "aws_endpoint_url": endpoint, "report_boot": False,
-            "allow_directory_devices": not LOOP, "app_start_commands": [f"touch {workdir}/app-started"],
-        }, **overrides))
+        config = agent_module.validate_config(
+            dict(
+                {
+                    "service": "pg",
+                    "lineage": lineage,
+                    "mount_point": os.path.join(workdir, "data"),
+                    "run_dir": os.path.join(workdir, "run"),
+                    "state_dir": os.path.join(workdir, "state"),
+                    "by_id_dir": devices.by_id,
+                    "dev_dir": os.path.join(workdir, "dev"),
+                    "device_wait_seconds": 30,
+                    "imds_endpoint": instance["imds"].endpoint,
+                    "aws_endpoint_url": endpoint,
+                    "report_boot": False,
+                    "allow_directory_devices": not LOOP,
+                    "app_start_commands": [f"touch {workdir}/app-started"],
+                },
+                **overrides,
+            )
+        )
         return agent_module.Agent(config, clock=clock)
+
     return make
 
 
@@ -250,7 +321,9 @@ def prepare_data_volume(agent, device, files, filesystem="ext4", marker=None):
     if marker is not False:
         os.makedirs(os.path.join(mount_point, ".ec2spot"))
         with open(os.path.join(mount_point, agent_module.MARKER), "w", encoding="utf-8") as handle:
-            json.dump(dict({"lineage": agent.config["lineage"], "generation": 1, "uuid": uuid}, **(marker or {})), handle)
+            json.dump(
+                dict({"lineage": agent.config["lineage"], "generation": 1, "uuid": uuid}, **(marker or {})), handle
+            )
     for name, content in files.items():
         path = os.path.join(mount_point, name)
         os.makedirs(os.path.dirname(path), exist_ok=True)

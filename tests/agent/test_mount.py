@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.agent.conftest import LOOP, agent_module, lineage_tags, prepare_data_volume
+from tests.agent.conftest import FRESH, LOOP, agent_module, lineage_tags, prepare_data_volume
 
 
 def signature(device):
@@ -29,11 +29,9 @@ def checksums(root):
     return found
 
 
-def test_brand_new_volume_is_formatted_marked_and_mounted(make_agent, devices, volume, lineage):
+def test_brand_new_volume_is_formatted_marked_and_mounted(make_agent, attached_device, lineage):
     agent = make_agent(lineage)
-    volume_id = volume(lineage_tags(lineage, 1, **{"ec2spot:fresh": "true"}))
-    device = devices.create()
-    devices.link(volume_id, device)
+    device, volume_id = attached_device(lineage_tags(lineage, 1, **FRESH))
 
     state = agent.mount()
 
@@ -46,11 +44,9 @@ def test_brand_new_volume_is_formatted_marked_and_mounted(make_agent, devices, v
     assert list(state["phases"]) == ["identity", "volume_attached", "device_found", "formatted", "checked", "mounted"]
 
 
-def test_blank_volume_not_marked_new_is_refused_and_left_blank(make_agent, devices, volume, lineage, workdir):
+def test_blank_volume_not_marked_new_is_refused_and_left_blank(make_agent, attached_device, lineage, workdir):
     agent = make_agent(lineage)
-    volume_id = volume(lineage_tags(lineage, 4))
-    device = devices.create()
-    devices.link(volume_id, device)
+    device, _volume_id = attached_device(lineage_tags(lineage, 4))
 
     with pytest.raises(agent_module.Refused, match="is blank, but it is not tagged ec2spot:fresh=true"):
         agent.mount()
@@ -62,13 +58,15 @@ def test_blank_volume_not_marked_new_is_refused_and_left_blank(make_agent, devic
     assert not os.path.exists(os.path.join(workdir, "app-started"))
 
 
-def test_volume_with_data_is_mounted_untouched(make_agent, devices, volume, lineage):
+def test_volume_with_data_is_mounted_untouched(make_agent, attached_device, lineage):
     agent = make_agent(lineage)
-    volume_id = volume(lineage_tags(lineage, 3))
-    device = devices.create()
-    devices.link(volume_id, device)
-    prepare_data_volume(agent, device, {"pg/base/1": os.urandom(200_000), "pg/PG_VERSION": b"16\n", "canary": b"alive"},
-                        marker={"generation": 3})
+    device, _volume_id = attached_device(lineage_tags(lineage, 3))
+    prepare_data_volume(
+        agent,
+        device,
+        {"pg/base/1": os.urandom(200_000), "pg/PG_VERSION": b"16\n", "canary": b"alive"},
+        marker={"generation": 3},
+    )
     before_signature = signature(device)
     disk_mount = agent.config["mount_point"]
     subprocess.run(["mount", "-o", "ro", device, disk_mount], check=True) if LOOP else None
@@ -87,47 +85,39 @@ def test_volume_with_data_is_mounted_untouched(make_agent, devices, volume, line
     assert signature(device)["UUID"] == before_signature["UUID"]
 
 
-def test_volume_of_another_lineage_is_refused_and_unmounted(make_agent, devices, volume, lineage):
+@pytest.mark.parametrize(
+    "files, marker, reason",
+    [
+        ({"ledger": b"other service's data"}, {"lineage": "billing"}, "belongs to lineage 'billing'"),
+        ({"file": b"x"}, {"generation": 7}, "already reached generation 7"),
+    ],
+    ids=["another lineage's data", "data newer than its tags"],
+)
+def test_data_that_is_not_the_volumes_generation_of_the_lineage_is_refused_and_unmounted(
+    make_agent, attached_device, lineage, files, marker, reason
+):
     agent = make_agent(lineage)
-    volume_id = volume(lineage_tags(lineage, 2))
-    device = devices.create()
-    devices.link(volume_id, device)
-    prepare_data_volume(agent, device, {"ledger": b"other service's data"}, marker={"lineage": "billing"})
+    device, _volume_id = attached_device(lineage_tags(lineage, 2))
+    prepare_data_volume(agent, device, files, marker=marker)
 
-    with pytest.raises(agent_module.Refused, match="belongs to lineage 'billing'"):
+    with pytest.raises(agent_module.Refused, match=reason):
         agent.mount()
     assert agent_module.mounted_source(agent.config["mount_point"]) is None
 
 
-def test_older_generation_is_refused_before_the_device_is_touched(make_agent, devices, volume, lineage):
+def test_older_generation_is_refused_before_the_device_is_touched(make_agent, volume, attached_device, lineage):
     agent = make_agent(lineage)
-    volume(lineage_tags(lineage, 5), attach=False)     # the current copy, somewhere else
-    stale = volume(lineage_tags(lineage, 4))
-    device = devices.create()
-    devices.link(stale, device)
+    volume(lineage_tags(lineage, 5), attach=False)  # the current copy, somewhere else
+    device, _stale = attached_device(lineage_tags(lineage, 4))
 
     with pytest.raises(agent_module.Refused, match="holds generation 4 .* holds the same or a newer one"):
         agent.mount()
     assert is_blank(device)
 
 
-def test_data_newer_than_its_tags_is_refused(make_agent, devices, volume, lineage):
+def test_filesystem_without_marker_is_refused_unless_adopted(make_agent, attached_device, lineage):
     agent = make_agent(lineage)
-    volume_id = volume(lineage_tags(lineage, 2))
-    device = devices.create()
-    devices.link(volume_id, device)
-    prepare_data_volume(agent, device, {"file": b"x"}, marker={"generation": 7})
-
-    with pytest.raises(agent_module.Refused, match="already reached generation 7"):
-        agent.mount()
-    assert agent_module.mounted_source(agent.config["mount_point"]) is None
-
-
-def test_filesystem_without_marker_is_refused_unless_adopted(make_agent, devices, volume, lineage):
-    agent = make_agent(lineage)
-    volume_id = volume(lineage_tags(lineage, 1))
-    device = devices.create()
-    devices.link(volume_id, device)
+    device, _volume_id = attached_device(lineage_tags(lineage, 1))
     disk = agent_module.disk_for(device)
     disk.make_filesystem("ext4", "legacy")
 
@@ -139,24 +129,22 @@ def test_filesystem_without_marker_is_refused_unless_adopted(make_agent, devices
     assert state["mounted"] and os.path.exists(os.path.join(agent.config["mount_point"], agent_module.MARKER))
 
 
-def test_crash_between_format_and_marker_is_finished_on_the_next_boot(make_agent, devices, volume, lineage):
+def test_crash_between_format_and_marker_is_finished_on_the_next_boot(make_agent, attached_device, lineage):
     agent = make_agent(lineage)
-    volume_id = volume(lineage_tags(lineage, 1, **{"ec2spot:fresh": "true"}))
-    device = devices.create()
-    devices.link(volume_id, device)
+    device, _volume_id = attached_device(lineage_tags(lineage, 1, **FRESH))
     disk = agent_module.disk_for(device)
-    disk.make_filesystem("ext4", "ec2spot-data")   # formatted, then the instance died before the marker
+    disk.make_filesystem("ext4", "ec2spot-data")  # formatted, then the instance died before the marker
 
     state = agent.mount()
-    assert state["initialised"] is False and os.path.exists(os.path.join(agent.config["mount_point"], agent_module.MARKER))
+    assert state["initialised"] is False and os.path.exists(
+        os.path.join(agent.config["mount_point"], agent_module.MARKER)
+    )
 
 
 @pytest.mark.skipif(not LOOP, reason="needs loop devices: a directory stand-in has no bytes to scribble on")
-def test_unknown_non_blank_content_is_refused(make_agent, devices, volume, lineage):
+def test_unknown_non_blank_content_is_refused(make_agent, attached_device, lineage):
     agent = make_agent(lineage)
-    volume_id = volume(lineage_tags(lineage, 1, **{"ec2spot:fresh": "true"}))   # even a fresh tag does not license it
-    device = devices.create()
-    devices.link(volume_id, device)
+    device, _volume_id = attached_device(lineage_tags(lineage, 1, **FRESH))  # even a fresh tag does not license it
     with open(device, "r+b") as handle:
         handle.seek(4096)
         handle.write(b"somebody's bytes")
@@ -170,9 +158,9 @@ def test_unknown_non_blank_content_is_refused(make_agent, devices, volume, linea
 
 def test_device_that_appears_late_is_waited_for(make_agent, devices, volume, clock, lineage):
     agent = make_agent(lineage, device_wait_seconds=60)
-    volume_id = volume(lineage_tags(lineage, 1, **{"ec2spot:fresh": "true"}))
+    volume_id = volume(lineage_tags(lineage, 1, **FRESH))
     device = devices.create()
-    clock.at(7, lambda: devices.link(volume_id, device))   # udev names it 7 s after the attachment
+    clock.at(7, lambda: devices.link(volume_id, device))  # udev names it 7 s after the attachment
 
     state = agent.mount()
     assert state["mounted"] and sum(clock.slept) >= 7
@@ -180,9 +168,11 @@ def test_device_that_appears_late_is_waited_for(make_agent, devices, volume, clo
 
 def test_missing_device_times_out_clearly_and_the_app_is_not_started(make_agent, volume, clock, workdir, lineage):
     agent = make_agent(lineage, device_wait_seconds=20)
-    volume_id = volume(lineage_tags(lineage, 1, **{"ec2spot:fresh": "true"}))
+    volume_id = volume(lineage_tags(lineage, 1, **FRESH))
 
-    with pytest.raises(agent_module.TimedOut, match=f"{volume_id} is attached but no device for it appeared .* not started"):
+    with pytest.raises(
+        agent_module.TimedOut, match=f"{volume_id} is attached but no device for it appeared .* not started"
+    ):
         agent.mount()
     assert 20 <= sum(clock.slept) < 25
     with pytest.raises(agent_module.Refused):
@@ -196,14 +186,11 @@ def test_volume_never_attached_times_out(make_agent, clock, lineage):
         agent.mount()
 
 
-def test_lineage_volume_mounts_intact_beside_a_blank_unmarked_device(make_agent, devices, volume, lineage, workdir):
+def test_lineage_volume_mounts_intact_beside_a_blank_unmarked_device(make_agent, attached_device, lineage, workdir):
     """The issue's "done when": files intact on the lineage volume; the blank device next to it stays blank."""
     agent = make_agent(lineage)
-    data_id = volume(lineage_tags(lineage, 1))
-    blank_id = volume({"Name": "scratch"}, device_name="/dev/sdg")    # attached, blank, belongs to no lineage
-    data_device, blank_device = devices.create(), devices.create()
-    devices.link(data_id, data_device)
-    devices.link(blank_id, blank_device)
+    data_device, data_id = attached_device(lineage_tags(lineage, 1))
+    blank_device, _blank_id = attached_device({"Name": "scratch"}, device_name="/dev/sdg")  # blank, of no lineage
     canary = os.urandom(65536)
     prepare_data_volume(agent, data_device, {"canary.bin": canary})
 
@@ -216,50 +203,42 @@ def test_lineage_volume_mounts_intact_beside_a_blank_unmarked_device(make_agent,
     assert is_blank(blank_device)
 
 
-def test_second_mount_in_the_same_boot_changes_nothing(make_agent, devices, volume, lineage):
+def test_second_mount_in_the_same_boot_changes_nothing(make_agent, attached_device, lineage):
     agent = make_agent(lineage)
-    volume_id = volume(lineage_tags(lineage, 1, **{"ec2spot:fresh": "true"}))
-    device = devices.create()
-    devices.link(volume_id, device)
+    attached_device(lineage_tags(lineage, 1, **FRESH))
     first = agent.mount()
     second = agent.mount()
     assert first == second
 
 
-def test_boot_report_reaches_eventbridge_with_the_phases(make_agent, devices, volume, lineage, session, endpoint):
-    events, sqs = session.client("events", endpoint_url=endpoint), session.client("sqs", endpoint_url=endpoint)
-    queue_url = sqs.create_queue(QueueName=f"boot-{lineage}")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name=f"boot-{lineage}", EventPattern=json.dumps({
-        "source": ["ec2spot.autorecover"], "detail": {"lineage": [lineage]}}))
-    events.put_targets(Rule=f"boot-{lineage}", Targets=[{"Id": "queue", "Arn": queue_arn}])
+def test_boot_report_reaches_eventbridge_with_the_phases(make_agent, attached_device, lineage, catch):
+    reports = catch({"source": ["ec2spot.autorecover"], "detail": {"lineage": [lineage]}})
     agent = make_agent(lineage, report_boot=True)
-    volume_id = volume(lineage_tags(lineage, 1, **{"ec2spot:fresh": "true"}))
-    device = devices.create()
-    devices.link(volume_id, device)
+    _device, volume_id = attached_device(lineage_tags(lineage, 1, **FRESH))
 
     agent.mount()
     state = agent.start_app()
 
-    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
-    assert len(messages) == 1
-    envelope = json.loads(messages[0]["Body"])
+    [envelope] = reports.drain()
     assert envelope["detail-type"] == "EC2Spot Recovery Boot Report"
     detail = envelope["detail"]
     assert detail["volume-id"] == volume_id and detail["initialised"] is True and detail["lineage"] == lineage
     assert {"identity", "formatted", "mounted", "app_started", "reported"} <= set(detail["phases"])
     assert detail["phases"]["mounted"] <= detail["phases"]["app_started"] <= detail["phases"]["reported"]
     assert "reported" in state["phases"]
-    agent.start_app()   # a second start-app neither restarts the app nor reports again
-    assert not sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=0).get("Messages")
+    agent.start_app()  # a second start-app neither restarts the app nor reports again
+    assert reports.drain() == []
 
 
-def test_seed_002_option_the_instance_takes_its_tagged_address_itself(make_agent, devices, volume, lineage, ec2, instance):
-    address = ec2.allocate_address(Domain="vpc", TagSpecifications=[
-        {"ResourceType": "elastic-ip", "Tags": [{"Key": "ec2spot:service", "Value": lineage}]}])
+def test_seed_002_option_the_instance_takes_its_tagged_address_itself(
+    make_agent, attached_device, lineage, ec2, instance
+):
+    address = ec2.allocate_address(
+        Domain="vpc",
+        TagSpecifications=[{"ResourceType": "elastic-ip", "Tags": [{"Key": "ec2spot:service", "Value": lineage}]}],
+    )
     agent = make_agent(lineage, address_tags={"ec2spot:service": lineage})
-    volume_id = volume(lineage_tags(lineage, 1, **{"ec2spot:fresh": "true"}))
-    devices.link(volume_id, devices.create())
+    attached_device(lineage_tags(lineage, 1, **FRESH))
 
     agent.mount()
     state = agent.start_app()
@@ -269,13 +248,19 @@ def test_seed_002_option_the_instance_takes_its_tagged_address_itself(make_agent
     assert described["InstanceId"] == instance["id"]
 
 
-def test_seed_002_option_refuses_an_ambiguous_address(make_agent, devices, volume, lineage, ec2):
+def test_seed_002_option_refuses_an_ambiguous_address(make_agent, attached_device, lineage, ec2):
     for index in range(2):
-        ec2.allocate_address(Domain="vpc", TagSpecifications=[
-            {"ResourceType": "elastic-ip", "Tags": [{"Key": "ec2spot:service", "Value": lineage}, {"Key": "n", "Value": str(index)}]}])
+        ec2.allocate_address(
+            Domain="vpc",
+            TagSpecifications=[
+                {
+                    "ResourceType": "elastic-ip",
+                    "Tags": [{"Key": "ec2spot:service", "Value": lineage}, {"Key": "n", "Value": str(index)}],
+                }
+            ],
+        )
     agent = make_agent(lineage, address_tags={"ec2spot:service": lineage})
-    volume_id = volume(lineage_tags(lineage, 1, **{"ec2spot:fresh": "true"}))
-    devices.link(volume_id, devices.create())
+    attached_device(lineage_tags(lineage, 1, **FRESH))
     agent.mount()
     with pytest.raises(agent_module.AgentError, match="2 Elastic IPs carry tags"):
         agent.start_app()

@@ -7,12 +7,22 @@ data directory or the agent's private probe point, and that the application did 
 
 import json
 import os
+import pathlib
 import subprocess
 import time
 
 import pytest
 
-from tests.agent.conftest import LOOP, agent_module, device_digest, lineage_tags, prepare_data_volume, require_tool
+from tests.agent.conftest import (
+    FRESH,
+    LOOP,
+    agent_module,
+    device_digest,
+    lineage_tags,
+    prepare_data_volume,
+    require_tool,
+    tag_list,
+)
 
 pytestmark = pytest.mark.skipif(not LOOP, reason="needs loop devices: the promise is about the bytes of a block device")
 
@@ -21,15 +31,22 @@ MIB = 1024 * 1024
 
 def other_lineage_ext4(ctx):
     device = ctx.data_device(lineage_tags(ctx.lineage, 2))
-    prepare_data_volume(ctx.agent, device, {"ledger": b"billing's rows"}, marker={"lineage": "billing", "generation": 2})
+    prepare_data_volume(
+        ctx.agent, device, {"ledger": b"billing's rows"}, marker={"lineage": "billing", "generation": 2}
+    )
     return [device], "its data belongs to lineage 'billing'"
 
 
 def other_lineage_xfs(ctx):
     require_tool("mkfs.xfs")
-    device = ctx.data_device(lineage_tags(ctx.lineage, 2), size_mib=320)   # mkfs.xfs needs 300 MiB
-    prepare_data_volume(ctx.agent, device, {"ledger": b"billing's rows"}, filesystem="xfs",
-                        marker={"lineage": "billing", "generation": 2})
+    device = ctx.data_device(lineage_tags(ctx.lineage, 2), size_mib=320)  # mkfs.xfs needs 300 MiB
+    prepare_data_volume(
+        ctx.agent,
+        device,
+        {"ledger": b"billing's rows"},
+        filesystem="xfs",
+        marker={"lineage": "billing", "generation": 2},
+    )
     return [device], "its data belongs to lineage 'billing'"
 
 
@@ -51,44 +68,44 @@ def marker_older_without_reason(ctx):
     return [device], "its data is generation 5 but it is tagged 6, and nothing on the volume explains"
 
 
+def marker_behind_a_recorded_move(ctx, tagged, last_instance):
+    """Tagged ``tagged`` after a move from i-0aaaaaaaaaaaaaaaa, with a marker of generation 5 that ``last_instance``
+    wrote last."""
+    device, volume_id = ctx.data_device_and_id(
+        lineage_tags(ctx.lineage, tagged, **{"ec2spot:previous-holder": "i-0aaaaaaaaaaaaaaaa"})
+    )
+    prepare_data_volume(
+        ctx.agent,
+        device,
+        {"rows": b"x"},
+        marker={"generation": 5, "last_instance": last_instance, "last_volume": volume_id},
+    )
+    return [device], "nothing on the volume explains"
+
+
 def marker_older_moved_from_someone_else(ctx):
     """The tags record a move, but from an instance that is not the one that last wrote the marker."""
-    device, volume_id = ctx.data_device_and_id(lineage_tags(ctx.lineage, 6, **{"ec2spot:previous-holder": "i-0aaaaaaaaaaaaaaaa"}))
-    prepare_data_volume(ctx.agent, device, {"rows": b"x"}, marker={
-        "generation": 5, "last_instance": "i-0bbbbbbbbbbbbbbbb", "last_volume": volume_id})
-    return [device], "nothing on the volume explains"
+    return marker_behind_a_recorded_move(ctx, 6, "i-0bbbbbbbbbbbbbbbb")
 
 
 def marker_older_by_two_moves(ctx):
-    device, volume_id = ctx.data_device_and_id(lineage_tags(ctx.lineage, 7, **{"ec2spot:previous-holder": "i-0aaaaaaaaaaaaaaaa"}))
-    prepare_data_volume(ctx.agent, device, {"rows": b"x"}, marker={
-        "generation": 5, "last_instance": "i-0aaaaaaaaaaaaaaaa", "last_volume": volume_id})
-    return [device], "nothing on the volume explains"
+    return marker_behind_a_recorded_move(ctx, 7, "i-0aaaaaaaaaaaaaaaa")
 
 
 def twin_mounted(ctx):
-    device = ctx.data_device(lineage_tags(ctx.lineage, 1))
-    prepare_data_volume(ctx.agent, device, {"rows": b"x"})
-    twin = ctx.devices.copy(device)
-    elsewhere = os.path.join(ctx.workdir, "elsewhere")
-    os.makedirs(elsewhere)
-    subprocess.run(["mount", "-o", "ro,noload", twin, elsewhere], check=True)
-    ctx.cleanup.append(lambda: subprocess.run(["umount", elsewhere], check=False))
+    device, twin = ctx.lineage_data_and_twin()
+    elsewhere = ctx.mount_elsewhere(twin)
     return [device, twin], f"is also on {twin} \\(mounted at {elsewhere}\\)"
 
 
 def twin_not_mounted(ctx):
-    device = ctx.data_device(lineage_tags(ctx.lineage, 1))
-    prepare_data_volume(ctx.agent, device, {"rows": b"x"})
-    twin = ctx.devices.copy(device)
+    device, twin = ctx.lineage_data_and_twin()
     return [device, twin], f"is also on {twin} \\(not mounted\\)"
 
 
 def twin_attached_as_a_volume(ctx):
     """A restore of the lineage's snapshot attached beside the original: both are tagged, both carry one UUID."""
-    device = ctx.data_device(lineage_tags(ctx.lineage, 1))
-    prepare_data_volume(ctx.agent, device, {"rows": b"x"})
-    twin = ctx.devices.copy(device)
+    device, twin = ctx.lineage_data_and_twin()
     twin_id = ctx.volume({"Name": "restored-copy"}, device_name="/dev/sdg")
     ctx.devices.link(twin_id, twin)
     return [device, twin], f"is also on {twin} \\(not mounted\\)"
@@ -97,18 +114,16 @@ def twin_attached_as_a_volume(ctx):
 def mounted_elsewhere(ctx):
     device = ctx.data_device(lineage_tags(ctx.lineage, 1))
     prepare_data_volume(ctx.agent, device, {"rows": b"x"})
-    elsewhere = os.path.join(ctx.workdir, "elsewhere")
-    os.makedirs(elsewhere)
-    subprocess.run(["mount", "-o", "ro,noload", device, elsewhere], check=True)
-    ctx.cleanup.append(lambda: subprocess.run(["umount", elsewhere], check=False))
+    elsewhere = ctx.mount_elsewhere(device)
     return [device], f"the device is already mounted at {elsewhere}"
 
 
 def read_only_block_device(ctx):
     device = ctx.devices.create()
     prepare_data_volume(ctx.agent, device, {"rows": b"x"})
-    image = subprocess.run(["losetup", "--noheadings", "--output", "BACK-FILE", device], capture_output=True, text=True,
-                           check=True).stdout.strip()
+    image = subprocess.run(
+        ["losetup", "--noheadings", "--output", "BACK-FILE", device], capture_output=True, text=True, check=True
+    ).stdout.strip()
     read_only = ctx.devices.loop(image, read_only=True)
     subprocess.run(["losetup", "-d", device], check=True)
     ctx.devices.loops.remove(device)
@@ -117,16 +132,16 @@ def read_only_block_device(ctx):
 
 
 def wiped_head_with_data_deeper(ctx):
-    device = ctx.data_device(lineage_tags(ctx.lineage, 1, **{"ec2spot:fresh": "true"}), size_mib=64)
+    device = ctx.data_device(lineage_tags(ctx.lineage, 1, **FRESH), size_mib=64)
     prepare_data_volume(ctx.agent, device, {"rows": os.urandom(4 * MIB)}, marker={"lineage": "billing"})
-    with open(device, "r+b") as handle:   # an operator's `dd if=/dev/zero bs=1M count=8`
+    with open(device, "r+b") as handle:  # an operator's `dd if=/dev/zero bs=1M count=8`
         handle.write(b"\0" * 8 * MIB)
     assert agent_module.disk_for(device).probe() == {}
     return [device], "has no recognisable signature but is not blank"
 
 
 def fresh_tag_on_non_blank(ctx):
-    device = ctx.data_device(lineage_tags(ctx.lineage, 1, **{"ec2spot:fresh": "true"}))
+    device = ctx.data_device(lineage_tags(ctx.lineage, 1, **FRESH))
     with open(device, "r+b") as handle:
         handle.seek(20 * MIB + 17)
         handle.write(b"somebody's bytes")
@@ -134,17 +149,8 @@ def fresh_tag_on_non_blank(ctx):
 
 
 def fresh_tag_on_a_restored_volume(ctx):
-    source = ctx.ec2.create_volume(AvailabilityZone="us-east-1a", Size=1, VolumeType="gp3")["VolumeId"]
-    snapshot = ctx.ec2.create_snapshot(VolumeId=source)["SnapshotId"]
-    ctx.box.settle()
-    volume_id = ctx.ec2.create_volume(AvailabilityZone="us-east-1a", SnapshotId=snapshot, VolumeType="gp3", TagSpecifications=[
-        {"ResourceType": "volume", "Tags": [{"Key": k, "Value": v} for k, v in
-                                            lineage_tags(ctx.lineage, 1, **{"ec2spot:fresh": "true"}).items()]}])["VolumeId"]
-    ctx.box.settle()
-    ctx.ec2.attach_volume(VolumeId=volume_id, InstanceId=ctx.instance["id"], Device="/dev/sdf")
-    ctx.box.settle()
-    device = ctx.devices.create()
-    ctx.devices.link(volume_id, device)
+    _source, snapshot = ctx.snapshot_of_a_blank_volume()
+    device = ctx.data_device(lineage_tags(ctx.lineage, 1, **FRESH), snapshot_id=snapshot)
     return [device], f"EC2 made it from snapshot {snapshot}: a volume restored from a snapshot is never new"
 
 
@@ -155,32 +161,34 @@ def blank_not_fresh(ctx):
 
 def journal_needs_replay_on_another_lineage(ctx):
     device = ctx.data_device(lineage_tags(ctx.lineage, 2))
-    prepare_data_volume(ctx.agent, device, {"ledger": b"billing's rows"}, marker={"lineage": "billing", "generation": 2})
+    prepare_data_volume(
+        ctx.agent, device, {"ledger": b"billing's rows"}, marker={"lineage": "billing", "generation": 2}
+    )
     crash_with_writes_in_the_journal(ctx, device)
     assert agent_module.disk_for(device).needs_recovery("ext4")
     return [device], "its data belongs to lineage 'billing'"
 
 
-def marker_is_a_symlink(ctx):
+def hand_made_marker(ctx, make):
+    """The lineage's data (generation 1) with a marker that ``make(path)`` put at the marker's path; its device."""
     device = ctx.data_device(lineage_tags(ctx.lineage, 1))
     prepare_data_volume(ctx.agent, device, {"rows": b"x"}, marker=False)
     mount_point = ctx.agent.config["mount_point"]
     subprocess.run(["mount", device, mount_point], check=True)
     os.makedirs(os.path.join(mount_point, ".ec2spot"))
-    os.symlink("/etc/hostname", os.path.join(mount_point, agent_module.MARKER))
+    make(os.path.join(mount_point, agent_module.MARKER))
     subprocess.run(["umount", mount_point], check=True)
+    return device
+
+
+def marker_is_a_symlink(ctx):
+    device = hand_made_marker(ctx, lambda marker: os.symlink("/etc/hostname", marker))
     return [device], "its lineage marker cannot be read safely: .* cannot be opened as a file"
 
 
 def marker_with_duplicate_keys(ctx):
-    device = ctx.data_device(lineage_tags(ctx.lineage, 1))
-    prepare_data_volume(ctx.agent, device, {"rows": b"x"}, marker=False)
-    mount_point = ctx.agent.config["mount_point"]
-    subprocess.run(["mount", device, mount_point], check=True)
-    os.makedirs(os.path.join(mount_point, ".ec2spot"))
-    with open(os.path.join(mount_point, agent_module.MARKER), "w", encoding="utf-8") as handle:
-        handle.write(f'{{"lineage": "billing", "lineage": "{ctx.lineage}", "generation": 1}}')
-    subprocess.run(["umount", mount_point], check=True)
+    duplicated = f'{{"lineage": "billing", "lineage": "{ctx.lineage}", "generation": 1}}'
+    device = hand_made_marker(ctx, lambda marker: pathlib.Path(marker).write_text(duplicated, encoding="utf-8"))
     return [device], "is not a JSON document \\(duplicate keys lineage\\)"
 
 
@@ -200,11 +208,27 @@ def crash_with_writes_in_the_journal(ctx, device):
     subprocess.run(["umount", mount_point], check=True)
 
 
-REFUSALS = [other_lineage_ext4, other_lineage_xfs, no_marker, marker_newer_than_tags, marker_older_without_reason,
-            marker_older_moved_from_someone_else, marker_older_by_two_moves, twin_mounted, twin_not_mounted,
-            twin_attached_as_a_volume, mounted_elsewhere, read_only_block_device, wiped_head_with_data_deeper,
-            fresh_tag_on_non_blank, fresh_tag_on_a_restored_volume, blank_not_fresh,
-            journal_needs_replay_on_another_lineage, marker_is_a_symlink, marker_with_duplicate_keys]
+REFUSALS = [
+    other_lineage_ext4,
+    other_lineage_xfs,
+    no_marker,
+    marker_newer_than_tags,
+    marker_older_without_reason,
+    marker_older_moved_from_someone_else,
+    marker_older_by_two_moves,
+    twin_mounted,
+    twin_not_mounted,
+    twin_attached_as_a_volume,
+    mounted_elsewhere,
+    read_only_block_device,
+    wiped_head_with_data_deeper,
+    fresh_tag_on_non_blank,
+    fresh_tag_on_a_restored_volume,
+    blank_not_fresh,
+    journal_needs_replay_on_another_lineage,
+    marker_is_a_symlink,
+    marker_with_duplicate_keys,
+]
 
 
 class Context:
@@ -212,20 +236,50 @@ class Context:
         self.__dict__.update(parts)
         self.cleanup = []
 
-    def data_device_and_id(self, tags, size_mib=32):
-        volume_id = self.volume(tags)
-        device = self.devices.create(size_mib=size_mib)
-        self.devices.link(volume_id, device)
-        return device, volume_id
+    def data_device_and_id(self, tags, size_mib=32, **volume_options):
+        return self.attached_device(tags, size_mib, **volume_options)
 
-    def data_device(self, tags, size_mib=32):
-        return self.data_device_and_id(tags, size_mib)[0]
+    def data_device(self, tags, size_mib=32, **volume_options):
+        return self.data_device_and_id(tags, size_mib, **volume_options)[0]
+
+    def lineage_data_and_twin(self):
+        """The lineage's data (generation 1) on its attached device, and a block-level copy of it on another device."""
+        device = self.data_device(lineage_tags(self.lineage, 1))
+        prepare_data_volume(self.agent, device, {"rows": b"x"})
+        return device, self.devices.copy(device)
+
+    def mount_elsewhere(self, device):
+        """Mount ``device`` read-only away from the data directory (unmounted after the case); returns where."""
+        elsewhere = os.path.join(self.workdir, "elsewhere")
+        os.makedirs(elsewhere)
+        subprocess.run(["mount", "-o", "ro,noload", device, elsewhere], check=True)
+        self.cleanup.append(lambda: subprocess.run(["umount", elsewhere], check=False))
+        return elsewhere
+
+    def snapshot_of_a_blank_volume(self, tags=None):
+        """A completed snapshot (with ``tags``) of a fresh 1 GiB volume: ``(volume id, snapshot id)``."""
+        source = self.ec2.create_volume(AvailabilityZone="us-east-1a", Size=1, VolumeType="gp3")["VolumeId"]
+        snapshot = self.ec2.create_snapshot(
+            VolumeId=source,
+            **({"TagSpecifications": [{"ResourceType": "snapshot", "Tags": tag_list(tags)}]} if tags else {}),
+        )["SnapshotId"]
+        self.box.settle()
+        return source, snapshot
 
 
 @pytest.fixture
-def context(make_agent, devices, volume, lineage, workdir, instance, ec2, box):
-    made = Context(agent=make_agent(lineage), devices=devices, volume=volume, lineage=lineage, workdir=workdir,
-                   instance=instance, ec2=ec2, box=box)
+def context(make_agent, devices, volume, attached_device, lineage, workdir, instance, ec2, box):
+    made = Context(
+        agent=make_agent(lineage),
+        devices=devices,
+        volume=volume,
+        attached_device=attached_device,
+        lineage=lineage,
+        workdir=workdir,
+        instance=instance,
+        ec2=ec2,
+        box=box,
+    )
     yield made
     for action in reversed(made.cleanup):
         action()
@@ -250,11 +304,20 @@ def test_refused_device_comes_out_exactly_as_it_went_in(context, case, workdir):
 
 def test_data_one_move_behind_its_tags_is_mounted_when_the_move_explains_it(context):
     """The very volume moved: tag one ahead, the move recorded the instance that last wrote the marker."""
-    device, volume_id = context.data_device_and_id(lineage_tags(context.lineage, 6, **{
-        "ec2spot:previous-holder": "i-0aaaaaaaaaaaaaaaa", "ec2spot:holder": context.instance["id"]}))
+    device, volume_id = context.data_device_and_id(
+        lineage_tags(
+            context.lineage,
+            6,
+            **{"ec2spot:previous-holder": "i-0aaaaaaaaaaaaaaaa", "ec2spot:holder": context.instance["id"]},
+        )
+    )
     canary = os.urandom(100_000)
-    prepare_data_volume(context.agent, device, {"canary": canary}, marker={
-        "generation": 5, "last_instance": "i-0aaaaaaaaaaaaaaaa", "last_volume": volume_id})
+    prepare_data_volume(
+        context.agent,
+        device,
+        {"canary": canary},
+        marker={"generation": 5, "last_instance": "i-0aaaaaaaaaaaaaaaa", "last_volume": volume_id},
+    )
 
     state = context.agent.mount()
 
@@ -264,24 +327,19 @@ def test_data_one_move_behind_its_tags_is_mounted_when_the_move_explains_it(cont
         assert handle.read() == canary
     with open(os.path.join(mount_point, agent_module.MARKER), encoding="utf-8") as handle:
         marker = json.load(handle)
-    assert (marker["generation"], marker["last_instance"], marker["last_volume"]) == (6, context.instance["id"], volume_id)
+    assert (marker["generation"], marker["last_instance"], marker["last_volume"]) == (
+        6,
+        context.instance["id"],
+        volume_id,
+    )
 
 
 def test_data_restored_from_a_snapshot_of_its_generation_is_mounted(context):
     """A restore: the volume's tag is far ahead, EC2 made it from the snapshot its tags name, of the marker's generation."""
-    ec2 = context.ec2
-    source = ec2.create_volume(AvailabilityZone="us-east-1a", Size=1, VolumeType="gp3")["VolumeId"]
-    snapshot = ec2.create_snapshot(VolumeId=source, TagSpecifications=[{"ResourceType": "snapshot", "Tags": [
-        {"Key": "ec2spot:lineage", "Value": context.lineage}, {"Key": "ec2spot:generation", "Value": "3"}]}])["SnapshotId"]
-    context.box.settle()
-    tags = lineage_tags(context.lineage, 9, **{"ec2spot:restored-from": snapshot})
-    volume_id = ec2.create_volume(AvailabilityZone="us-east-1a", SnapshotId=snapshot, VolumeType="gp3", TagSpecifications=[
-        {"ResourceType": "volume", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}])["VolumeId"]
-    context.box.settle()
-    ec2.attach_volume(VolumeId=volume_id, InstanceId=context.instance["id"], Device="/dev/sdf")
-    context.box.settle()
-    device = context.devices.create()
-    context.devices.link(volume_id, device)
+    source, snapshot = context.snapshot_of_a_blank_volume(lineage_tags(context.lineage, 3))
+    device = context.data_device(
+        lineage_tags(context.lineage, 9, **{"ec2spot:restored-from": snapshot}), snapshot_id=snapshot
+    )
     prepare_data_volume(context.agent, device, {"rows": b"restored"}, marker={"generation": 3, "last_volume": source})
 
     state = context.agent.mount()
@@ -322,20 +380,22 @@ def test_blank_check_of_a_20_gib_device_reads_at_most_192_mib(context, capsys):
     elapsed = time.monotonic() - started
     modeled = read / (125 * MIB)
     with capsys.disabled():
-        print(f"\nblank check, 20 GiB device: {read / MIB:.1f} MiB read, {modeled:.2f} s at gp3's 125 MiB/s "
-              f"(modeled), {elapsed:.2f} s here")
+        print(
+            f"\nblank check, 20 GiB device: {read / MIB:.1f} MiB read, {modeled:.2f} s at gp3's 125 MiB/s "
+            f"(modeled), {elapsed:.2f} s here"
+        )
     assert offset is None
     assert 160 * MIB < read <= agent_module.BLANK_CHECK_BUDGET + 64 * 4096 and modeled < 2.0
     regions = agent_module.blank_check_regions(20 * 1024 * MIB)
     starts = [region[0] for region in regions]
-    assert starts[0] == 0 and regions[-1][0] + regions[-1][1] == 20 * 1024 * MIB     # the head and the tail
-    assert all(any(o <= index * 80 * MIB < o + n for o, n in regions) for index in range(256))   # every 1/256th
-    assert any(o <= 128 * MIB and 128 * MIB + 4096 <= o + n for o, n in regions)        # ext4's first backup superblock
+    assert starts[0] == 0 and regions[-1][0] + regions[-1][1] == 20 * 1024 * MIB  # the head and the tail
+    assert all(any(o <= index * 80 * MIB < o + n for o, n in regions) for index in range(256))  # every 1/256th
+    assert any(o <= 128 * MIB and 128 * MIB + 4096 <= o + n for o, n in regions)  # ext4's first backup superblock
 
 
 def test_ext4_whose_first_100_mib_were_wiped_is_refused_on_a_device_the_check_samples(context):
     """384 MiB: more than the check reads whole, so it samples; ext4's backup superblock at 128 MiB is one sample."""
-    device = context.data_device(lineage_tags(context.lineage, 1, **{"ec2spot:fresh": "true"}), size_mib=384)
+    device = context.data_device(lineage_tags(context.lineage, 1, **FRESH), size_mib=384)
     prepare_data_volume(context.agent, device, {"rows": b"x"}, marker={"lineage": "billing"})
     with open(device, "r+b") as handle:
         handle.write(b"\0" * 100 * MIB)
@@ -347,25 +407,20 @@ def test_ext4_whose_first_100_mib_were_wiped_is_refused_on_a_device_the_check_sa
     assert device_digest(device) == before
 
 
-def test_a_refusal_is_told_to_the_control_plane_once_with_what_the_agent_saw(context, make_agent, session, endpoint):
+def test_a_refusal_is_told_to_the_control_plane_once_with_what_the_agent_saw(context, make_agent, catch):
     """The operator hears why the replacement has no data, at once, instead of nothing."""
-    events, sqs = session.client("events", endpoint_url=endpoint), session.client("sqs", endpoint_url=endpoint)
-    queue_url = sqs.create_queue(QueueName=f"failed-{context.lineage}")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name=f"failed-{context.lineage}", EventPattern=json.dumps({
-        "source": ["ec2spot.autorecover"], "detail": {"lineage": [context.lineage], "status": ["refused"]}}))
-    events.put_targets(Rule=f"failed-{context.lineage}", Targets=[{"Id": "queue", "Arn": queue_arn}])
+    reports = catch(
+        {"source": ["ec2spot.autorecover"], "detail": {"lineage": [context.lineage], "status": ["refused"]}}
+    )
     agent = make_agent(context.lineage, report_boot=True)
     device, volume_id = context.data_device_and_id(lineage_tags(context.lineage, 2))
     prepare_data_volume(agent, device, {"ledger": b"rows"}, marker={"lineage": "billing", "generation": 2})
 
-    for unused_attempt in range(2):     # the mount unit may be restarted: one report
+    for unused_attempt in range(2):  # the mount unit may be restarted: one report
         with pytest.raises(agent_module.Refused):
             agent.mount_or_report()
 
-    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
-    assert len(messages) == 1
-    envelope = json.loads(messages[0]["Body"])
+    [envelope] = reports.drain()
     assert envelope["detail-type"] == "EC2Spot Recovery Boot Report"
     detail = envelope["detail"]
     assert (detail["status"], detail["volume-id"], detail["device"]) == ("refused", volume_id, device)

@@ -8,8 +8,7 @@ from unittest import mock
 
 import pytest
 
-from sandbox.imds import ImdsDouble
-from tests.agent.conftest import agent_module
+from tests.agent.conftest import agent_module, running_instance
 
 NOTICE = "meta-data/spot/instance-action"
 REBALANCE = "meta-data/events/recommendations/rebalance"
@@ -17,34 +16,53 @@ REBALANCE = "meta-data/events/recommendations/rebalance"
 
 @pytest.fixture
 def instance(ec2, seeded):
-    instance_id = ec2.run_instances(ImageId=seeded["image_id"], MinCount=1, MaxCount=1, InstanceType="t3.micro",
-                                    SubnetId=seeded["subnets"]["us-east-1b"])["Instances"][0]["InstanceId"]
-    with ImdsDouble.for_instance(instance_id, "us-east-1b") as imds:
-        yield {"id": instance_id, "imds": imds}
-    ec2.terminate_instances(InstanceIds=[instance_id])
+    """A running instance in us-east-1b, of no lineage, and its IMDS double."""
+    with running_instance(ec2, seeded, "us-east-1b") as made:
+        yield made
 
 
 @pytest.fixture
 def target_group(session, endpoint, seeded, instance, request):
     elb = session.client("elbv2", endpoint_url=endpoint)
-    arn = elb.create_target_group(Name=f"tg-{abs(hash(request.node.name)) % 10**8}", Protocol="HTTP", Port=80,
-                                  VpcId=seeded["vpc_id"], TargetType="instance")["TargetGroups"][0]["TargetGroupArn"]
+    arn = elb.create_target_group(
+        Name=f"tg-{abs(hash(request.node.name)) % 10**8}",
+        Protocol="HTTP",
+        Port=80,
+        VpcId=seeded["vpc_id"],
+        TargetType="instance",
+    )["TargetGroups"][0]["TargetGroupArn"]
     elb.register_targets(TargetGroupArn=arn, Targets=[{"Id": instance["id"]}])
-    return {"arn": arn, "targets": lambda: [d["Target"]["Id"] for d in elb.describe_target_health(
-        TargetGroupArn=arn)["TargetHealthDescriptions"]]}
+    return {
+        "arn": arn,
+        "targets": lambda: [
+            d["Target"]["Id"] for d in elb.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
+        ],
+    }
 
 
 @pytest.fixture
 def make_agent(workdir, instance, endpoint, clock):
     def make(**overrides):
-        config = agent_module.validate_config(dict({
-            "service": "pg", "lineage": "pgdata", "mount_point": os.path.join(workdir, "data"),
-            "run_dir": os.path.join(workdir, "run"), "state_dir": os.path.join(workdir, "state"),
-            "imds_endpoint": instance["imds"].endpoint, "aws_endpoint_url": endpoint, "poll_seconds": 5,
-            "drain_seconds": 30, "stop_reserve_seconds": 30,
-            "app_stop_commands": [f"echo stopped >> {workdir}/app-stops"],
-        }, **overrides))
+        config = agent_module.validate_config(
+            dict(
+                {
+                    "service": "pg",
+                    "lineage": "pgdata",
+                    "mount_point": os.path.join(workdir, "data"),
+                    "run_dir": os.path.join(workdir, "run"),
+                    "state_dir": os.path.join(workdir, "state"),
+                    "imds_endpoint": instance["imds"].endpoint,
+                    "aws_endpoint_url": endpoint,
+                    "poll_seconds": 5,
+                    "drain_seconds": 30,
+                    "stop_reserve_seconds": 30,
+                    "app_stop_commands": [f"echo stopped >> {workdir}/app-stops"],
+                },
+                **overrides,
+            )
+        )
         return agent_module.Agent(config, clock=clock)
+
     return make
 
 
@@ -102,7 +120,7 @@ def test_a_short_notice_cuts_the_drain_to_keep_time_for_the_stop(make_agent, ins
     instance["imds"].set(NOTICE, value)
     agent.watch(max_polls=1)
     record = agent_module.read_json(os.path.join(workdir, "run", "stop.json"))
-    assert record["drained_seconds"] == 10   # 40 s left, 30 s kept for the stop
+    assert record["drained_seconds"] == 10  # 40 s left, 30 s kept for the stop
     assert record["met_deadline"] and app_stops(workdir) == 1
 
 
@@ -117,7 +135,7 @@ def test_no_notice_nothing_happens(make_agent, instance, clock, workdir):
 def test_imds_errors_are_retried_and_never_stop_the_app(make_agent, instance, clock, workdir):
     agent = make_agent()
     instance["imds"].fail(3, 500)
-    instance["imds"].fail(2, None)        # dropped connections
+    instance["imds"].fail(2, None)  # dropped connections
     instance["imds"].fail(1, 503)
     agent.watch(max_polls=8)
     assert app_stops(workdir) == 0
@@ -132,7 +150,7 @@ def test_imds_errors_are_retried_and_never_stop_the_app(make_agent, instance, cl
 def test_expired_token_is_refreshed(make_agent, instance, workdir):
     agent = make_agent()
     agent.watch(max_polls=1)
-    instance["imds"].tokens.clear()       # IMDS forgot every token (restart, expiry): the next GET is a 401
+    instance["imds"].tokens.clear()  # IMDS forgot every token (restart, expiry): the next GET is a 401
     agent.watch(max_polls=1)
     statuses = [(request[0], request[2]) for request in instance["imds"].requests]
     assert ("GET", 401) in statuses and statuses.count(("PUT", 200)) == 2
@@ -209,11 +227,18 @@ def test_sigv4_signature_matches_botocore():
     body = b"Action=DescribeVolumes&Version=2016-11-15&Filter.1.Name=tag-key&Filter.1.Value.1=ec2spot%3Ageneration"
     url = "https://ec2.us-east-1.amazonaws.com/"
     aws = agent_module.Aws("us-east-1", imds=None, clock=None)
-    ours = aws.sign("ec2", url, body, {"content-type": "application/x-www-form-urlencoded; charset=utf-8"},
-                    {"AccessKeyId": "AKIDEXAMPLE", "SecretAccessKey": "secret", "Token": "session"}, moment)
+    ours = aws.sign(
+        "ec2",
+        url,
+        body,
+        {"content-type": "application/x-www-form-urlencoded; charset=utf-8"},
+        {"AccessKeyId": "AKIDEXAMPLE", "SecretAccessKey": "secret", "Token": "session"},
+        moment,
+    )
 
-    request = AWSRequest(method="POST", url=url, data=body,
-                         headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+    request = AWSRequest(
+        method="POST", url=url, data=body, headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+    )
     signer = SigV4Auth(Credentials("AKIDEXAMPLE", "secret", "session"), "ec2", "us-east-1")
     with mock.patch("botocore.auth.get_current_datetime", return_value=moment.replace(tzinfo=None)):
         signer.add_auth(request)
@@ -236,34 +261,56 @@ def test_sigterm_ends_the_watcher_between_polls_not_during_a_stop(make_agent, in
     """systemd stops the watcher at shutdown: an interruption stop under way is finished first."""
     agent = make_agent(app_stop_commands=[f"kill -TERM {os.getpid()}; echo stopped >> {workdir}/app-stops"])
     instance["imds"].set(NOTICE, notice(clock)[0])
-    agent.watch(max_polls=50)     # the stop command sends SIGTERM to this process mid-stop
+    agent.watch(max_polls=50)  # the stop command sends SIGTERM to this process mid-stop
     record = agent_module.read_json(os.path.join(workdir, "run", "stop.json"))
     assert record["outcome"] == "stopped" and app_stops(workdir) == 1
-    assert len(clock.slept) <= 1   # the loop ended after the poll that stopped, instead of polling 50 times
+    assert len(clock.slept) <= 1  # the loop ended after the poll that stopped, instead of polling 50 times
 
 
-def test_scheduled_maintenance_in_the_metadata_is_told_to_the_control_plane_once(make_agent, instance, clock, session,
-                                                                                 endpoint, request):
+def test_scheduled_maintenance_in_the_metadata_is_told_to_the_control_plane_once(make_agent, instance, clock, catch):
     """EC2 lists a retirement in events/maintenance/scheduled: the watcher puts one EC2Spot Scheduled Maintenance event."""
-    events, sqs = session.client("events", endpoint_url=endpoint), session.client("sqs", endpoint_url=endpoint)
-    name = f"maint-{abs(hash(request.node.name)) % 10**8}"
-    queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name=name, EventPattern=json.dumps({"source": ["ec2spot.autorecover"],
-                                                        "detail-type": ["EC2Spot Scheduled Maintenance"],
-                                                        "detail": {"instance-id": [instance["id"]]}}))
-    events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": queue_arn}])
-    instance["imds"].set("meta-data/events/maintenance/scheduled", json.dumps([
-        {"Code": "instance-retirement", "Description": "degraded hardware", "EventId": "instance-event-0abc",
-         "NotBefore": "21 Dec 2026 09:00:43 GMT", "NotAfter": "28 Dec 2026 09:00:43 GMT", "State": "active"},
-        {"Code": "system-reboot", "Description": "[Completed] done", "EventId": "instance-event-0def",
-         "NotBefore": "01 Dec 2026 09:00:43 GMT", "NotAfter": "02 Dec 2026 09:00:43 GMT", "State": "completed"}]))
+    told = catch(
+        {
+            "source": ["ec2spot.autorecover"],
+            "detail-type": ["EC2Spot Scheduled Maintenance"],
+            "detail": {"instance-id": [instance["id"]]},
+        }
+    )
+    instance["imds"].set(
+        "meta-data/events/maintenance/scheduled",
+        json.dumps(
+            [
+                {
+                    "Code": "instance-retirement",
+                    "Description": "degraded hardware",
+                    "EventId": "instance-event-0abc",
+                    "NotBefore": "21 Dec 2026 09:00:43 GMT",
+                    "NotAfter": "28 Dec 2026 09:00:43 GMT",
+                    "State": "active",
+                },
+                {
+                    "Code": "system-reboot",
+                    "Description": "[Completed] done",
+                    "EventId": "instance-event-0def",
+                    "NotBefore": "01 Dec 2026 09:00:43 GMT",
+                    "NotAfter": "02 Dec 2026 09:00:43 GMT",
+                    "State": "completed",
+                },
+            ]
+        ),
+    )
     agent = make_agent(report_boot=True)
 
     assert agent.check_maintenance() == ["instance-event-0abc"]
-    assert agent.check_maintenance() == []          # told once: the record survives the watcher's restarts
+    assert agent.check_maintenance() == []  # told once: the record survives the watcher's restarts
 
-    [message] = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
-    detail = json.loads(message["Body"])["detail"]
-    assert detail == {"instance-id": instance["id"], "lineage": "pgdata", "service": "pg", "code": "instance-retirement",
-                      "event-id": "instance-event-0abc", "not-before": "2026-12-21T09:00:43.000Z"}
+    [event] = told.drain()
+    detail = event["detail"]
+    assert detail == {
+        "instance-id": instance["id"],
+        "lineage": "pgdata",
+        "service": "pg",
+        "code": "instance-retirement",
+        "event-id": "instance-event-0abc",
+        "not-before": "2026-12-21T09:00:43.000Z",
+    }

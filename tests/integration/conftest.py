@@ -23,8 +23,15 @@ LOOP_DEVICE_FILES = frozenset({"test_drill_demo.py", "test_restore_group.py"})
 
 # The files whose fixtures deploy whole services go first, so that no worker starts one of them near the end
 # (longest first; the rest keep their collection order).
-HEAVY_FILES = ("test_drill_demo.py", "test_restore_group.py", "test_deploy_playbook.py", "test_monitoring.py",
-               "test_backup_schedule.py", "test_spot_price_info.py", "test_fleet_role.py")
+HEAVY_FILES = (
+    "test_drill_demo.py",
+    "test_restore_group.py",
+    "test_deploy_playbook.py",
+    "test_monitoring.py",
+    "test_backup_schedule.py",
+    "test_spot_price_info.py",
+    "test_fleet_role.py",
+)
 
 
 def file_group(nodeid):
@@ -34,7 +41,7 @@ def file_group(nodeid):
 
 def pytest_collection_modifyitems(items):
     rank = {name: position for position, name in enumerate(HEAVY_FILES)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))   # stable: a file's tests keep their order
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's tests keep their order
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -64,6 +71,7 @@ def sandbox():
 def box(sandbox):
     """The sandbox's controls (``box.settle()`` finishes snapshots and images under way)."""
     from sandbox.control import Sandbox
+
     return Sandbox(sandbox["endpoint"])
 
 
@@ -84,10 +92,14 @@ def autoscaling(sandbox, session):
 
 def ansible_playbook(sandbox, *arguments):
     """``ansible-playbook *arguments`` against the sandbox, as a user runs it; ``(the JSON callback's output, exit code)``."""
-    env = dict(sandbox["env"], ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
-    done = subprocess.run(["ansible-playbook", *arguments], env=env, cwd=REPO, capture_output=True, text=True, check=False)
+    env = dict(
+        sandbox["env"], ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg")
+    )
+    done = subprocess.run(
+        ["ansible-playbook", *arguments], env=env, cwd=REPO, capture_output=True, text=True, check=False
+    )
     try:
-        return json.loads(done.stdout[done.stdout.index("{"):]), done.returncode
+        return json.loads(done.stdout[done.stdout.index("{") :]), done.returncode
     except ValueError as exc:
         raise AssertionError(f"ansible-playbook produced no JSON:\n{done.stdout}\n{done.stderr}") from exc
 
@@ -109,15 +121,17 @@ def playbook(sandbox, tmp_path):
     """Run tasks in a play on localhost, as a user would; returns every task's result."""
 
     def _run(tasks, check=False, diff=False, extra_vars=None):
-        play = [{
-            "name": "module under test",
-            "hosts": "localhost",
-            "connection": "local",
-            "gather_facts": False,
-            # Our action group: region here reaches our modules (and amazon.aws's).
-            "module_defaults": {"group/ec2spot.autorecover.aws": {"region": "us-east-1"}},
-            "tasks": tasks,
-        }]
+        play = [
+            {
+                "name": "module under test",
+                "hosts": "localhost",
+                "connection": "local",
+                "gather_facts": False,
+                # Our action group: region here reaches our modules (and amazon.aws's).
+                "module_defaults": {"group/ec2spot.autorecover.aws": {"region": "us-east-1"}},
+                "tasks": tasks,
+            }
+        ]
         path = tmp_path / "play.yml"
         path.write_text(json.dumps(play))
         arguments = [str(path)] + (["--check"] if check else []) + (["--diff"] if diff else [])
@@ -134,3 +148,16 @@ def task(module, **params):
 
 def failing(module, **params):
     return {"name": module, f"ec2spot.autorecover.{module}": params, "ignore_errors": True}
+
+
+def refusals(playbook, module, cases):
+    """Run one play with a task of ``module`` for each of ``cases``, ``(params, expected)`` with ``expected`` a fragment
+    of the refusal's message or a tuple of fragments: every task must fail, each with its own fragments in its message.
+    Returns the tasks' results, in the order of ``cases``."""
+    run = playbook([failing(module, **params) for params, _expected in cases])
+    messages = [result.get("msg", "") for result in run.results]
+    assert [result.get("failed") for result in run.results] == [True] * len(cases), messages
+    for message, (_params, expected) in zip(messages, cases, strict=True):
+        for fragment in (expected,) if isinstance(expected, str) else expected:
+            assert fragment in message, (fragment, message)
+    return run.results

@@ -11,13 +11,13 @@ default daily schedule; `schedule: false` removes it; destroy.yml removes it.
 
 import json
 import os
-import time
 from datetime import datetime, timezone
 
 import pytest
 
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
 from sandbox import world as sandbox_world
+from sandbox.scenario import eventually
 
 from .conftest import REPO, ansible_playbook
 from .test_deploy_playbook import deploy_vars
@@ -35,8 +35,12 @@ def variables(world, **backup):
     document["ec2spot_control_plane"] = {"name": CONTROL_PLANE, "log_retention_days": 7}
     pg = document["ec2spot_services"][0]
     settings = {"keep_days": 3, "keep_newest": 2, "create_image": True, "schedule_expression": PG_SCHEDULE, **backup}
-    pg.update(name=PG, lineage="it-bs-pgdata", instance_profile="it-bs-profile",
-              backup={key: value for key, value in settings.items() if value is not None})
+    pg.update(
+        name=PG,
+        lineage="it-bs-pgdata",
+        instance_profile="it-bs-profile",
+        backup={key: value for key, value in settings.items() if value is not None},
+    )
     document["ec2spot_services"] = [pg]
     return document
 
@@ -48,16 +52,26 @@ def play(sandbox, tmp_path_factory):
     def run(playbook, *extra, document=None):
         path.write_text(json.dumps(document or variables(sandbox["world"])))
         raw, code = ansible_playbook(sandbox, os.path.join(REPO, "playbooks", playbook), "-e", f"@{path}", *extra)
-        tasks = [(task["task"]["name"], task["hosts"].get("localhost", {})) for p in raw["plays"] for task in p["tasks"]]
-        return {"code": code, "stats": raw["stats"]["localhost"], "tasks": tasks,
-                "failed": [(name, result.get("msg")) for name, result in tasks if result.get("failed")],
-                "summary": [r.get("msg") for name, result in tasks if name == "Summary" for r in result.get("results", [])]}
+        tasks = [
+            (task["task"]["name"], task["hosts"].get("localhost", {})) for p in raw["plays"] for task in p["tasks"]
+        ]
+        return {
+            "code": code,
+            "stats": raw["stats"]["localhost"],
+            "tasks": tasks,
+            "failed": [(name, result.get("msg")) for name, result in tasks if result.get("failed")],
+            "summary": [r.get("msg") for name, result in tasks if name == "Summary" for r in result.get("results", [])],
+        }
+
     return run
 
 
 @pytest.fixture(scope="module")
 def clients(sandbox, session):
-    return {name: session.client(name, endpoint_url=sandbox["endpoint"]) for name in ("events", "sqs", "ec2", "iam", "autoscaling")}
+    return {
+        name: session.client(name, endpoint_url=sandbox["endpoint"])
+        for name in ("events", "sqs", "ec2", "iam", "autoscaling")
+    }
 
 
 def schedule_rules(events):
@@ -69,23 +83,29 @@ def backup_sets(ec2, lineage="it-bs-pgdata"):
     found = {}
     wanted = [{"Name": f"tag:{t.LINEAGE}", "Values": [lineage]}, {"Name": f"tag:{t.KIND}", "Values": ["volume"]}]
     for snapshot in ec2.describe_snapshots(OwnerIds=["self"], Filters=wanted)["Snapshots"]:
-        found.setdefault(t.as_dict(snapshot["Tags"])[t.BACKUP_SET], {"snapshots": [], "images": []})["snapshots"].append(snapshot["SnapshotId"])
-    for image in ec2.describe_images(Owners=["self"], Filters=[{"Name": f"tag:{t.LINEAGE}", "Values": [lineage]}])["Images"]:
-        found.setdefault(t.as_dict(image["Tags"])[t.BACKUP_SET], {"snapshots": [], "images": []})["images"].append(image["ImageId"])
+        found.setdefault(t.as_dict(snapshot["Tags"])[t.BACKUP_SET], {"snapshots": [], "images": []})[
+            "snapshots"
+        ].append(snapshot["SnapshotId"])
+    for image in ec2.describe_images(Owners=["self"], Filters=[{"Name": f"tag:{t.LINEAGE}", "Values": [lineage]}])[
+        "Images"
+    ]:
+        found.setdefault(t.as_dict(image["Tags"])[t.BACKUP_SET], {"snapshots": [], "images": []})["images"].append(
+            image["ImageId"]
+        )
     return found
 
 
 def wait_for_holder(ec2, box, lineage):
     """The group's first instance gets the lineage's volume through its launch hook and the handler."""
-    for _attempt in range(600):
-        box.call("lambda/drain", timeout=5)
-        volumes = ec2.describe_volumes(Filters=[{"Name": f"tag:{t.LINEAGE}", "Values": [lineage]},
-                                                {"Name": "tag-key", "Values": [t.GENERATION]}])["Volumes"]
-        holders = [a["InstanceId"] for v in volumes for a in v["Attachments"] if a["State"] == "attached"]
-        if holders:
-            return holders[0]
-        time.sleep(0.1)  # polling the sandbox's asynchronous launch; bounded, not a timed assertion
-    raise AssertionError(f"no instance ever held {lineage}'s volume")
+
+    def holders():
+        box.call("lambda/drain", timeout=5)  # let the handler run what the launch queued
+        volumes = ec2.describe_volumes(
+            Filters=[{"Name": f"tag:{t.LINEAGE}", "Values": [lineage]}, {"Name": "tag-key", "Values": [t.GENERATION]}]
+        )["Volumes"]
+        return [a["InstanceId"] for v in volumes for a in v["Attachments"] if a["State"] == "attached"]
+
+    return eventually(f"an instance holding {lineage}'s volume", holders, timeout=120, interval=0.1)[0]
 
 
 def fire(box, rule):
@@ -109,14 +129,17 @@ def flow(sandbox, box, play, clients):
     second = play("backup.yml")
     yield {"holder": holder, "check": check, "after_check": after_check, "first": first, "second": second}
     for group in clients["autoscaling"].describe_auto_scaling_groups(AutoScalingGroupNames=[PG])["AutoScalingGroups"]:
-        clients["autoscaling"].delete_auto_scaling_group(AutoScalingGroupName=group["AutoScalingGroupName"], ForceDelete=True)
+        clients["autoscaling"].delete_auto_scaling_group(
+            AutoScalingGroupName=group["AutoScalingGroupName"], ForceDelete=True
+        )
 
 
 def test_check_mode_installs_nothing_and_says_so(flow):
     assert flow["check"]["code"] == 0, flow["check"]["failed"]
     assert flow["after_check"] == {"rules": {}, "sets": {}}
-    assert flow["check"]["summary"] and all("would be installed or kept (check mode" in line for line in flow["check"]["summary"]), \
-        flow["check"]["summary"]
+    assert flow["check"]["summary"] and all(
+        "would be installed or kept (check mode" in line for line in flow["check"]["summary"]
+    ), flow["check"]["summary"]
 
 
 def queue_arn(clients):
@@ -130,11 +153,18 @@ def test_backup_installs_the_rule_to_the_queue_and_a_second_run_changes_nothing(
     assert sorted(rules) == [PG_RULE]
     assert rules[PG_RULE]["ScheduleExpression"] == PG_SCHEDULE and rules[PG_RULE]["State"] == "ENABLED"
     [target] = clients["events"].list_targets_by_rule(Rule=PG_RULE)["Targets"]
-    assert target["Arn"] == queue_arn(clients) and set(target["InputTransformer"]["InputPathsMap"]) == {"id", "time", "account", "region"}
+    assert target["Arn"] == queue_arn(clients) and set(target["InputTransformer"]["InputPathsMap"]) == {
+        "id",
+        "time",
+        "account",
+        "region",
+    }
     [line] = flow["first"]["summary"]
     assert f"schedule {PG_RULE} {PG_SCHEDULE} to {queue_arn(clients)} (installed)" in line, line
     assert flow["second"]["code"] == 0 and flow["second"]["stats"]["changed"] == 0, flow["second"]["stats"]
-    assert flow["second"]["summary"] and all(line.endswith("(unchanged)") for line in flow["second"]["summary"]), flow["second"]["summary"]
+    assert flow["second"]["summary"] and all(line.endswith("(unchanged)") for line in flow["second"]["summary"]), flow[
+        "second"
+    ]["summary"]
 
 
 def test_the_schedule_runs_the_backup_through_the_handler_with_retention(flow, box, clients, sqs_queue_url):
@@ -145,7 +175,11 @@ def test_the_schedule_runs_the_backup_through_the_handler_with_retention(flow, b
 
     first = fire(box, PG_RULE)
     envelope = json.loads(first["deliveries"][0]["body"])
-    assert (envelope["source"], envelope["detail-type"], envelope["time"]) == ("ec2spot.autorecover", "EC2Spot Scheduled Backup", first["time"])
+    assert (envelope["source"], envelope["detail-type"], envelope["time"]) == (
+        "ec2spot.autorecover",
+        "EC2Spot Scheduled Backup",
+        first["time"],
+    )
     assert envelope["detail"] == {"lineage": "it-bs-pgdata", "max_age_days": 3, "keep_newest": 2, "create_image": True}
     due = datetime.fromisoformat(first["time"].replace("Z", "+00:00"))
     assert (due.hour, due.minute) == (PG_HOUR, 30)
@@ -158,11 +192,18 @@ def test_the_schedule_runs_the_backup_through_the_handler_with_retention(flow, b
     # runs, all within 3 days: nothing goes, although the on-demand backup is no longer among the newest two.
     second = fire(box, PG_RULE)
     third = fire(box, PG_RULE)
-    names = [f"{PG}-scheduled-{datetime.fromisoformat(f['time'].replace('Z', '+00:00')):%Y%m%d%H%M}" for f in (second, third)]
+    names = [
+        f"{PG}-scheduled-{datetime.fromisoformat(f['time'].replace('Z', '+00:00')):%Y%m%d%H%M}" for f in (second, third)
+    ]
     assert sorted(backup_sets(ec2)) == sorted([on_demand, scheduled] + names)
     # Four days older: neither among the newest two of their kind nor within 3 days. The next run deletes them, the
     # AMIs with their snapshots; the second scheduled one, not among the newest two either, stays by its age.
-    old = before[on_demand]["snapshots"] + before[on_demand]["images"] + sets[scheduled]["snapshots"] + sets[scheduled]["images"]
+    old = (
+        before[on_demand]["snapshots"]
+        + before[on_demand]["images"]
+        + sets[scheduled]["snapshots"]
+        + sets[scheduled]["images"]
+    )
     box.call("ec2/backdate", ids=old, seconds=4 * 86400)
     fourth = fire(box, PG_RULE)
     names.append(f"{PG}-scheduled-{datetime.fromisoformat(fourth['time'].replace('Z', '+00:00')):%Y%m%d%H%M}")
@@ -180,7 +221,9 @@ def test_the_schedule_runs_the_backup_through_the_handler_with_retention(flow, b
     box.settle()
     assert backup_sets(ec2) == kept
     [rerun] = box.call("lambda/runs", function=CONTROL_PLANE, limit=1)["runs"]
-    assert rerun["error"] is None and f"backup {names[-1]} of {flow['holder']} (existing)" in rerun["log"], rerun["log"][-2000:]
+    assert rerun["error"] is None and f"backup {names[-1]} of {flow['holder']} (existing)" in rerun["log"], rerun[
+        "log"
+    ][-2000:]
 
 
 def test_the_schedule_deletes_backups_older_than_keep_days_by_age_alone(flow, play, sandbox, box, clients):
@@ -201,7 +244,12 @@ def test_the_schedule_deletes_backups_older_than_keep_days_by_age_alone(flow, pl
     left = backup_sets(ec2)
     assert last_week not in left and recent in left and len(left) == len(sets), (sorted(sets), sorted(left))
     gone = sets[last_week]["snapshots"] + sets[last_week]["images"]
-    assert ec2.describe_images(Owners=["self"], Filters=[{"Name": "image-id", "Values": sets[last_week]["images"]}])["Images"] == []
+    assert (
+        ec2.describe_images(Owners=["self"], Filters=[{"Name": "image-id", "Values": sets[last_week]["images"]}])[
+            "Images"
+        ]
+        == []
+    )
     assert not set(gone) & {s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
     [run] = box.call("lambda/runs", function=CONTROL_PLANE, limit=1)["runs"]
     assert run["error"] is None and "retention deleted 1 images" in run["log"], run["log"][-2000:]
@@ -216,7 +264,9 @@ def test_the_default_schedule_and_schedule_false(flow, play, sandbox, clients):
     daily = play("backup.yml", document=variables(sandbox["world"], schedule_expression=None))
     assert daily["code"] == 0, daily["failed"]
     assert schedule_rules(clients["events"])[PG_RULE]["ScheduleExpression"] == "cron(0 3 * * ? *)"  # daily, 03:00 UTC
-    assert f"schedule {PG_RULE} cron(0 3 * * ? *) to {queue_arn(clients)} (installed)" in daily["summary"][0], daily["summary"]
+    assert f"schedule {PG_RULE} cron(0 3 * * ? *) to {queue_arn(clients)} (installed)" in daily["summary"][0], daily[
+        "summary"
+    ]
     removed = play("backup.yml", document=variables(sandbox["world"], schedule=False))
     assert removed["code"] == 0, removed["failed"]
     assert schedule_rules(clients["events"]) == {}
@@ -229,7 +279,11 @@ def test_bad_settings_are_refused_before_anything_changes(flow, play, sandbox, c
     long_name = variables(sandbox["world"])
     long_name["ec2spot_control_plane"]["name"] = "x" * 60
     refused = play("backup.yml", document=long_name)
-    assert refused["code"] != 0 and "at most 64 characters" in refused["failed"][0][1] and "Nothing was changed" in refused["failed"][0][1]
+    assert (
+        refused["code"] != 0
+        and "at most 64 characters" in refused["failed"][0][1]
+        and "Nothing was changed" in refused["failed"][0][1]
+    )
     refused = play("backup.yml", document=variables(sandbox["world"], schedule_expression="daily at 3"))
     assert refused["code"] != 0 and f"backup settings of {PG} must be" in refused["failed"][0][1]
     refused = play("backup.yml", document=variables(sandbox["world"], keep_newest=0))

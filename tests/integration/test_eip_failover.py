@@ -1,6 +1,6 @@
 """eip_failover through ansible-playbook: targets, idempotence, check mode and refusals."""
 
-from .conftest import failing, task
+from .conftest import failing, refusals, task
 from .helpers import Fixtures
 
 
@@ -9,8 +9,9 @@ def address(ec2, allocation_id):
 
 
 def allocate(ec2, service):
-    return ec2.allocate_address(Domain="vpc", TagSpecifications=[
-        {"ResourceType": "elastic-ip", "Tags": [{"Key": "Service", "Value": service}]}])
+    return ec2.allocate_address(
+        Domain="vpc", TagSpecifications=[{"ResourceType": "elastic-ip", "Tags": [{"Key": "Service", "Value": service}]}]
+    )
 
 
 def test_move_by_tag_check_mode_then_twice(sandbox, ec2, playbook):
@@ -50,11 +51,15 @@ def test_standby_is_started_then_receives_the_address(sandbox, ec2, playbook):
 
     checked = playbook([move], check=True)
     assert checked.last["changed"] and checked.last["standby_started"]
-    assert ec2.describe_instances(InstanceIds=[standby])["Reservations"][0]["Instances"][0]["State"]["Name"] == "stopped"
+    assert (
+        ec2.describe_instances(InstanceIds=[standby])["Reservations"][0]["Instances"][0]["State"]["Name"] == "stopped"
+    )
 
     run = playbook([move])
     assert run.last["changed"] and run.last["standby_started"], run.last
-    assert ec2.describe_instances(InstanceIds=[standby])["Reservations"][0]["Instances"][0]["State"]["Name"] == "running"
+    assert (
+        ec2.describe_instances(InstanceIds=[standby])["Reservations"][0]["Instances"][0]["State"]["Name"] == "running"
+    )
     assert address(ec2, eip["AllocationId"])["InstanceId"] == standby
     again = playbook([move])
     assert not again.last["changed"] and not again.last["standby_started"]
@@ -62,13 +67,20 @@ def test_standby_is_started_then_receives_the_address(sandbox, ec2, playbook):
 
 def test_group_target_is_its_healthy_instance(sandbox, ec2, autoscaling, playbook):
     world = sandbox["world"]
-    ec2.create_launch_template(LaunchTemplateName="it-eip-fleet", LaunchTemplateData={
-        "ImageId": world["image_id"], "InstanceType": "t3.micro"})
-    autoscaling.create_auto_scaling_group(AutoScalingGroupName="it-eip-fleet", MinSize=1, MaxSize=1, DesiredCapacity=1,
-                                          LaunchTemplate={"LaunchTemplateName": "it-eip-fleet"},
-                                          VPCZoneIdentifier=",".join(world["subnets"].values()))
-    member = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["it-eip-fleet"])[
-        "AutoScalingGroups"][0]["Instances"][0]["InstanceId"]
+    ec2.create_launch_template(
+        LaunchTemplateName="it-eip-fleet", LaunchTemplateData={"ImageId": world["image_id"], "InstanceType": "t3.micro"}
+    )
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName="it-eip-fleet",
+        MinSize=1,
+        MaxSize=1,
+        DesiredCapacity=1,
+        LaunchTemplate={"LaunchTemplateName": "it-eip-fleet"},
+        VPCZoneIdentifier=",".join(world["subnets"].values()),
+    )
+    member = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["it-eip-fleet"])["AutoScalingGroups"][0][
+        "Instances"
+    ][0]["InstanceId"]
     eip = allocate(ec2, "it-eip-group")
     run = playbook([task("eip_failover", allocation_id=eip["AllocationId"], auto_scaling_group="it-eip-fleet")])
     assert run.last["changed"] and run.last["instance_id"] == member
@@ -79,22 +91,39 @@ def test_bad_input_fails_clearly_and_changes_nothing(sandbox, ec2, playbook):
     world = Fixtures(ec2, sandbox["world"])
     target = world.instance()
     eip = allocate(ec2, "it-eip-bad")
-    run = playbook([
-        failing("eip_failover", allocation_id="eipalloc-0000000000000dead", instance_id=target),
-        failing("eip_failover", address_tags={"Service": "nobody"}, instance_id=target),
-        failing("eip_failover", allocation_id=eip["AllocationId"], instance_id="i-0000000000000dead"),
-        failing("eip_failover", allocation_id=eip["AllocationId"], auto_scaling_group="no-such-group"),
-        failing("eip_failover", allocation_id=eip["AllocationId"], public_ip=eip["PublicIp"], instance_id=target),
-        failing("eip_failover", allocation_id=eip["AllocationId"]),
-        failing("eip_failover", allocation_id=eip["AllocationId"], instance_id=target, allow_reassociation="maybe"),
-    ])
-    messages = [r["msg"] for r in run.results]
-    assert run.results and all(r["failed"] for r in run.results)
-    assert "no Elastic IP with allocation id eipalloc-0000000000000dead" in messages[0]
-    assert "no Elastic IP with tags {'Service': 'nobody'}" in messages[1]
-    assert "instance i-0000000000000dead does not exist" in messages[2]
-    assert "Auto Scaling group no-such-group does not exist" in messages[3]
-    assert "mutually exclusive: allocation_id|public_ip|address_tags" in messages[4]
-    assert "one of the following is required: instance_id, auto_scaling_group, standby_instance_id" in messages[5]
-    assert "allow_reassociation" in messages[6] and "bool" in messages[6]
+    allocation_id = eip["AllocationId"]
+    refusals(
+        playbook,
+        "eip_failover",
+        [
+            (
+                {"allocation_id": "eipalloc-0000000000000dead", "instance_id": target},
+                "no Elastic IP with allocation id eipalloc-0000000000000dead",
+            ),
+            (
+                {"address_tags": {"Service": "nobody"}, "instance_id": target},
+                "no Elastic IP with tags {'Service': 'nobody'}",
+            ),
+            (
+                {"allocation_id": allocation_id, "instance_id": "i-0000000000000dead"},
+                "instance i-0000000000000dead does not exist",
+            ),
+            (
+                {"allocation_id": allocation_id, "auto_scaling_group": "no-such-group"},
+                "Auto Scaling group no-such-group does not exist",
+            ),
+            (
+                {"allocation_id": allocation_id, "public_ip": eip["PublicIp"], "instance_id": target},
+                "mutually exclusive: allocation_id|public_ip|address_tags",
+            ),
+            (
+                {"allocation_id": allocation_id},
+                "one of the following is required: instance_id, auto_scaling_group, standby_instance_id",
+            ),
+            (
+                {"allocation_id": allocation_id, "instance_id": target, "allow_reassociation": "maybe"},
+                ("allow_reassociation", "bool"),
+            ),
+        ],
+    )
     assert not address(ec2, eip["AllocationId"]).get("InstanceId")

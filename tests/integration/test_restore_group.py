@@ -7,16 +7,13 @@ the old data is kept, and the Elastic IP is on the new instance. A second run ch
 
 import json
 import os
-import shutil
 import subprocess
 import tempfile
-import time
 
 import pytest
 
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
-from sandbox import __main__ as sandbox_cli
-from sandbox.demo.__main__ import LINEAGE, SERVICE, Demo, Inbox
+from sandbox.demo.__main__ import LINEAGE, SERVICE, Demo
 
 from .conftest import REPO
 
@@ -29,19 +26,32 @@ def demo():
         run.start(state_dir)
         yield run
     finally:
-        run.hook.shutdown()
-        sandbox_cli.stop(state_dir)
-        time.sleep(0.5)  # the server releases its loop devices as it stops
-        shutil.rmtree(state_dir, ignore_errors=True)
+        run.stop(state_dir)
 
 
 def playbook(demo, name, *extra):
     env = dict(demo.env, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
-    done = subprocess.run(["ansible-playbook", os.path.join(REPO, "playbooks", name), "-e", f"@{demo.vars_path}", *extra],
-                          env=env, cwd=REPO, capture_output=True, text=True, check=False)
-    raw = json.loads(done.stdout[done.stdout.index("{"):])
-    tasks = {task["task"]["name"]: task["hosts"].get("localhost", {}) for play in raw["plays"] for task in play["tasks"]}
+    done = subprocess.run(
+        ["ansible-playbook", os.path.join(REPO, "playbooks", name), "-e", f"@{demo.vars_path}", *extra],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    raw = json.loads(done.stdout[done.stdout.index("{") :])
+    tasks = {
+        task["task"]["name"]: task["hosts"].get("localhost", {}) for play in raw["plays"] for task in play["tasks"]
+    }
     return {"code": done.returncode, "stats": raw["stats"]["localhost"], "tasks": tasks, "stderr": done.stderr}
+
+
+def restore(demo, *extra, fence=True):
+    """restore.yml of the demo's service into its group (restore_fence=true unless ``fence`` is false)."""
+    fenced = ["-e", "restore_fence=true"] if fence else []
+    return playbook(
+        demo, "restore.yml", "-e", f"restore_service={SERVICE}", "-e", "restore_target=group", *fenced, *extra
+    )
 
 
 @pytest.fixture(scope="module")
@@ -51,27 +61,53 @@ def rollback(demo):
     before = demo.write_canaries(holder, "before-backup")
     backed_up = playbook(demo, "backup.yml", "-e", "backup_wait=true", "-e", "backup_schedule=false")
     assert backed_up["code"] == 0, backed_up
-    lineage_backups = [{"Name": f"tag:{t.LINEAGE}", "Values": [LINEAGE]}, {"Name": f"tag:{t.KIND}", "Values": ["volume"]}]
+    lineage_backups = [
+        {"Name": f"tag:{t.LINEAGE}", "Values": [LINEAGE]},
+        {"Name": f"tag:{t.KIND}", "Values": ["volume"]},
+    ]
     backup = ec2.describe_snapshots(OwnerIds=["self"], Filters=lineage_backups)["Snapshots"]
     after = demo.write_canaries(holder, "after-backup")
-    old_volume = ec2.describe_volumes(Filters=[{"Name": "attachment.instance-id", "Values": [holder]},
-                                               {"Name": f"tag:{t.LINEAGE}", "Values": [LINEAGE]}])["Volumes"][0]["VolumeId"]
-    refused = playbook(demo, "restore.yml", "-e", f"restore_service={SERVICE}", "-e", "restore_target=group")
-    checked = playbook(demo, "restore.yml", "-e", f"restore_service={SERVICE}", "-e", "restore_target=group",
-                       "-e", "restore_fence=true", "--check")
-    holder_after_check = ec2.describe_instances(InstanceIds=[holder])["Reservations"][0]["Instances"][0]["State"]["Name"]
-    restored = playbook(demo, "restore.yml", "-e", f"restore_service={SERVICE}", "-e", "restore_target=group", "-e", "restore_fence=true")
+    old_volume = ec2.describe_volumes(
+        Filters=[
+            {"Name": "attachment.instance-id", "Values": [holder]},
+            {"Name": f"tag:{t.LINEAGE}", "Values": [LINEAGE]},
+        ]
+    )["Volumes"][0]["VolumeId"]
+    refused = restore(demo, fence=False)
+    checked = restore(demo, "--check")
+    holder_after_check = ec2.describe_instances(InstanceIds=[holder])["Reservations"][0]["Instances"][0]["State"][
+        "Name"
+    ]
+    restored = restore(demo)
     assert restored["code"] == 0, (restored["tasks"], restored["stderr"][-3000:])
-    new_holder = restored["tasks"]["Wait until the group's instance holds the restored data"]["current"]["holder"]["instance_id"]
+    new_holder = restored["tasks"]["Wait until the group's instance holds the restored data"]["current"]["holder"][
+        "instance_id"
+    ]
     # The agent mounted the data and started the application: its boot report reached the operator.
-    demo.eventually("the restored instance's boot report", lambda: Inbox.messages("recovered", instance_id=new_holder)
-                    + Inbox.messages("started", instance_id=new_holder), 60)
+    demo.eventually(
+        "the restored instance's boot report",
+        lambda: (
+            demo.webhook.messages("recovered", instance_id=new_holder)
+            + demo.webhook.messages("started", instance_id=new_holder)
+        ),
+        60,
+    )
     if not demo.box.call("runtime/instances", instance_id=new_holder)["instances"][0]["mounted"]:
         demo.diagnose()
-    again = playbook(demo, "restore.yml", "-e", f"restore_service={SERVICE}", "-e", "restore_target=group", "-e", "restore_fence=true")
-    return {"holder": holder, "new_holder": new_holder, "before": before, "after": after, "backup": backup,
-            "old_volume": old_volume, "refused": refused, "checked": checked, "holder_after_check": holder_after_check,
-            "restored": restored, "again": again}
+    again = restore(demo)
+    return {
+        "holder": holder,
+        "new_holder": new_holder,
+        "before": before,
+        "after": after,
+        "backup": backup,
+        "old_volume": old_volume,
+        "refused": refused,
+        "checked": checked,
+        "holder_after_check": holder_after_check,
+        "restored": restored,
+        "again": again,
+    }
 
 
 def test_a_running_group_instance_is_refused_without_the_fence(rollback):
@@ -88,7 +124,9 @@ def test_check_mode_changes_nothing(rollback):
 def test_the_group_comes_back_with_the_backup_and_the_address(rollback, demo):
     assert len(rollback["backup"]) == 1
     [backup] = rollback["backup"]
-    chosen = rollback["restored"]["tasks"]["Find where the data is, who writes it and which backup is meant"]["chosen_backup"]
+    chosen = rollback["restored"]["tasks"]["Find where the data is, who writes it and which backup is meant"][
+        "chosen_backup"
+    ]
     assert chosen["snapshot_id"] == backup["SnapshotId"]
     new_holder = rollback["new_holder"]
     assert new_holder != rollback["holder"]
@@ -102,7 +140,11 @@ def test_the_group_comes_back_with_the_backup_and_the_address(rollback, demo):
     address = ec2.describe_addresses(Filters=[{"Name": "tag:ec2spot:lineage", "Values": [LINEAGE]}])["Addresses"][0]
     assert address["InstanceId"] == new_holder
     summary = rollback["restored"]["tasks"]["What was restored"]["msg"]
-    assert f"in group {SERVICE} on {new_holder}" in summary and f"backup {backup['SnapshotId']}" in summary and "data age" in summary
+    assert (
+        f"in group {SERVICE} on {new_holder}" in summary
+        and f"backup {backup['SnapshotId']}" in summary
+        and "data age" in summary
+    )
     assert "scaled to 0 and back" in summary
 
 

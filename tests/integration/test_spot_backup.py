@@ -3,7 +3,7 @@
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.backups import backup_instance
 
-from .conftest import failing, task
+from .conftest import refusals, task
 from .helpers import Fixtures
 
 
@@ -59,11 +59,13 @@ def test_retention_keeps_newest_and_deletes_image_snapshots(sandbox, ec2, playbo
 
     pruned = playbook([prune])
     assert pruned.last["changed"] and pruned.last["deleted"]["images"] == [old_image["ImageId"]]
-    assert old_image_snapshots <= set(pruned.last["deleted"]["snapshots"])
+    assert old_image_snapshots and old_image_snapshots <= set(pruned.last["deleted"]["snapshots"])
     assert our_images(ec2, **{t.BACKUP_SET: "it-retain-1"}) == []
     assert our_snapshots(ec2, **{t.BACKUP_SET: "it-retain-1"}) == []
     assert {i[t.BACKUP_SET] for i in (world.tags(img) for img in our_images(ec2, **{t.LINEAGE: "it-retain"}))} == {
-        "it-retain-2", "it-retain-3"}
+        "it-retain-2",
+        "it-retain-3",
+    }
     assert not playbook([prune]).last["changed"]
 
 
@@ -73,13 +75,16 @@ def test_retention_alone_on_a_lineage_without_instance_deletes_what_check_mode_l
     world.volume("us-east-1a", "it-alone", attach_to=instance)
     taken = [backup_instance(ec2, instance, f"it-alone-{n}", create_image=True) for n in (1, 2, 3)]
     box.settle()
-    ec2.terminate_instances(InstanceIds=[instance])   # the lineage has no instance any more
+    ec2.terminate_instances(InstanceIds=[instance])  # the lineage has no instance any more
     prune = task("spot_backup", backup=False, lineage="it-alone", retention={"keep_newest": 1})
 
     checked = playbook([prune], check=True, diff=True)
     assert checked.last["changed"] and checked.last["backups"] == [] and checked.last["retention"]["dry_run"]
     assert checked.last["deleted"]["images"] == [taken[0].image_id, taken[1].image_id]
-    assert checked.last["diff"]["after"]["backups"] == [f"it-alone-3/{instance} (image)", f"it-alone-3/{instance} (volume)"]
+    assert checked.last["diff"]["after"]["backups"] == [
+        f"it-alone-3/{instance} (image)",
+        f"it-alone-3/{instance} (volume)",
+    ]
     assert len(our_images(ec2, **{t.LINEAGE: "it-alone"})) == 3
 
     pruned = playbook([prune])
@@ -88,7 +93,8 @@ def test_retention_alone_on_a_lineage_without_instance_deletes_what_check_mode_l
         assert pruned.last["retention"][key] == checked.last["retention"][key], key
     assert [i["ImageId"] for i in our_images(ec2, **{t.LINEAGE: "it-alone"})] == [taken[2].image_id]
     assert {s["SnapshotId"] for s in our_snapshots(ec2, **{t.SOURCE_INSTANCE: instance})} == {
-        m["Ebs"]["SnapshotId"] for m in ec2.describe_images(ImageIds=[taken[2].image_id])["Images"][0]["BlockDeviceMappings"]
+        m["Ebs"]["SnapshotId"]
+        for m in ec2.describe_images(ImageIds=[taken[2].image_id])["Images"][0]["BlockDeviceMappings"]
     } | {s["snapshot_id"] for s in taken[2].snapshots}
     calls = pruned.last["retention"]["api_calls"]
     assert calls["DeregisterImage"] == 2 and calls["DeleteSnapshot"] == 2 and "DescribeInstances" not in calls
@@ -100,27 +106,23 @@ def test_refusals_are_clear(sandbox, ec2, playbook):
     bare = world.instance()
     served = world.instance(tags={t.LINEAGE: "it-refuse"})
     world.volume("us-east-1a", "it-refuse", attach_to=served)
-    run = playbook([
-        failing("spot_backup", instance_id="i-0000000000000dead"),
-        failing("spot_backup", lineage="nobody-has-this"),
-        failing("spot_backup", instance_id=bare),
-        failing("spot_backup", instance_id=bare, lineage="x"),
-        failing("spot_backup", lineage="it-refuse", retention={"keep_newest": 0}),
-        failing("spot_backup", lineage="it-refuse", name="has spaces"),
-        failing("spot_backup", backup=False, lineage="it-refuse"),
-        failing("spot_backup", lineages=["it-refuse"], retention={"keep_newest": 1}),
-        failing("spot_backup", backup=False, instance_tags={"Team": "data"}, retention={"keep_newest": 1}),
-    ])
-    messages = [r["msg"] for r in run.results]
-    assert run.results and all(r["failed"] for r in run.results)
-    assert "instance i-0000000000000dead does not exist" in messages[0]
-    assert "no pending, running, stopping or stopped instance carries tags" in messages[1]
-    assert f"instance {bare} has no data volumes to back up" in messages[2]
-    assert "mutually exclusive" in messages[3]
-    assert "keep_newest must be at least 1" in messages[4]
-    assert "invalid backup name 'has spaces'" in messages[5]
-    assert "backup: false applies retention alone: give retention" in messages[6]
-    assert "use them with backup: false" in messages[7]
-    assert "not instance_tags" in messages[8]
+    refusals(
+        playbook,
+        "spot_backup",
+        [
+            ({"instance_id": "i-0000000000000dead"}, "instance i-0000000000000dead does not exist"),
+            ({"lineage": "nobody-has-this"}, "no pending, running, stopping or stopped instance carries tags"),
+            ({"instance_id": bare}, f"instance {bare} has no data volumes to back up"),
+            ({"instance_id": bare, "lineage": "x"}, "mutually exclusive"),
+            ({"lineage": "it-refuse", "retention": {"keep_newest": 0}}, "keep_newest must be at least 1"),
+            ({"lineage": "it-refuse", "name": "has spaces"}, "invalid backup name 'has spaces'"),
+            ({"backup": False, "lineage": "it-refuse"}, "backup: false applies retention alone: give retention"),
+            ({"lineages": ["it-refuse"], "retention": {"keep_newest": 1}}, "use them with backup: false"),
+            (
+                {"backup": False, "instance_tags": {"Team": "data"}, "retention": {"keep_newest": 1}},
+                "not instance_tags",
+            ),
+        ],
+    )
     assert our_snapshots(ec2, **{t.SOURCE_INSTANCE: bare}) == []
     assert our_snapshots(ec2, **{t.SOURCE_INSTANCE: served}) == []  # bad retention refused before any backup

@@ -36,8 +36,15 @@ def pool(result, instance_type, zone):
 
 def test_prices_in_the_subnets_zones_with_savings(playbook, sandbox):
     subnets = sandbox["world"]["subnets"]
-    run = playbook([task("spot_price_info", instance_types=["m5.large", {"type": "m5.xlarge", "weight": 2}],
-                         subnet_ids=[subnets["us-east-1a"], subnets["us-east-1b"]])])
+    run = playbook(
+        [
+            task(
+                "spot_price_info",
+                instance_types=["m5.large", {"type": "m5.xlarge", "weight": 2}],
+                subnet_ids=[subnets["us-east-1a"], subnets["us-east-1b"]],
+            )
+        ]
+    )
     result = run.last
     assert run.returncode == 0 and result["changed"] is False, result
     assert result["availability_zones"] == ["us-east-1a", "us-east-1b"]
@@ -56,14 +63,18 @@ def test_prices_in_the_subnets_zones_with_savings(playbook, sandbox):
     cheapest = min(result["prices"], key=lambda p: p["spot_price_per_unit"])
     summary = result["summary"]
     assert (summary["cheapest"]["instance_type"], summary["cheapest"]["availability_zone"]) == (
-        cheapest["instance_type"], cheapest["availability_zone"])
+        cheapest["instance_type"],
+        cheapest["availability_zone"],
+    )
     assert summary["spot_price_min"] == min(p["spot_price"] for p in result["prices"])
     assert (summary["on_demand_price_min"], summary["on_demand_price_max"]) == (0.096, 0.192)
     assert result["price_warnings"] == []
 
 
 def test_a_type_without_a_spot_offering_in_a_zone_is_reported_as_such(playbook):
-    run = playbook([task("spot_price_info", instance_types=["m6i.large"], availability_zones=["us-east-1a", "us-east-1e"])])
+    run = playbook(
+        [task("spot_price_info", instance_types=["m6i.large"], availability_zones=["us-east-1a", "us-east-1e"])]
+    )
     result = run.last
     assert run.returncode == 0, result
     assert pool(result, "m6i.large", "us-east-1a")["spot_offered"] is True
@@ -77,46 +88,85 @@ def test_a_type_without_a_spot_offering_in_a_zone_is_reported_as_such(playbook):
 
 def test_check_mode_reads_the_same_prices(playbook):
     params = dict(instance_types=["t3.micro", "c5.large", "r5.large"], availability_zones=["us-east-1c"])
-    normal, checked = playbook([task("spot_price_info", **params)]), playbook([task("spot_price_info", **params)], check=True)
+    normal, checked = (
+        playbook([task("spot_price_info", **params)]),
+        playbook([task("spot_price_info", **params)], check=True),
+    )
     assert normal.returncode == 0 and checked.returncode == 0, checked.last
     assert checked.last["changed"] is False
 
     def figures(result):
         return [{k: v for k, v in p.items() if k != "spot_price_timestamp"} for p in result["prices"]]
+
     assert figures(checked.last) == figures(normal.last)
     assert {p["instance_type"]: p["on_demand_price"] for p in checked.last["prices"]} == {
-        "t3.micro": 0.0104, "c5.large": 0.085, "r5.large": 0.126}
+        "t3.micro": 0.0104,
+        "c5.large": 0.085,
+        "r5.large": 0.126,
+    }
 
 
 def test_an_unknown_instance_type_fails_with_its_name(playbook, box):
     before = pricing_requests(box)
-    run = playbook([dict(task("spot_price_info", instance_types=["m5.large", "m5.huge"], availability_zones=["us-east-1a"]),
-                         ignore_errors=True)])
+    run = playbook(
+        [
+            dict(
+                task("spot_price_info", instance_types=["m5.large", "m5.huge"], availability_zones=["us-east-1a"]),
+                ignore_errors=True,
+            )
+        ]
+    )
     assert run.last["failed"] is True
     assert "unknown instance type" in run.last["msg"] and "m5.huge" in run.last["msg"], run.last["msg"]
     assert pricing_requests(box) == before  # refused before anything was priced
 
 
 def test_an_unknown_zone_fails_with_its_name(playbook):
-    run = playbook([dict(task("spot_price_info", instance_types=["m5.large"], availability_zones=["us-east-1a", "us-east-1z"]),
-                         ignore_errors=True)])
+    run = playbook(
+        [
+            dict(
+                task("spot_price_info", instance_types=["m5.large"], availability_zones=["us-east-1a", "us-east-1z"]),
+                ignore_errors=True,
+            )
+        ]
+    )
     assert run.last["failed"] is True and "us-east-1z" in run.last["msg"], run.last["msg"]
 
 
 def test_denied_pricing_api_keeps_the_spot_prices_and_warns(playbook, pricing_denied):
-    run = playbook([task("spot_price_info", instance_types=["m5.large"], availability_zones=["us-east-1a", "us-east-1b"])])
+    run = playbook(
+        [task("spot_price_info", instance_types=["m5.large"], availability_zones=["us-east-1a", "us-east-1b"])]
+    )
     result = run.last
     assert run.returncode == 0 and not result.get("failed"), result
     assert result["on_demand_available"] is False
-    assert all(p["spot_price"] > 0 and p["on_demand_price"] is None and p["savings_per_month"] is None for p in result["prices"])
-    assert "AccessDeniedException" in result["price_warnings"][0] and "showing Spot prices only" in result["price_warnings"][0]
+    assert sorted((p["instance_type"], p["availability_zone"]) for p in result["prices"]) == [
+        ("m5.large", "us-east-1a"),
+        ("m5.large", "us-east-1b"),
+    ]
+    assert all(
+        p["spot_price"] > 0 and p["on_demand_price"] is None and p["savings_per_month"] is None
+        for p in result["prices"]
+    )
+    assert (
+        "AccessDeniedException" in result["price_warnings"][0]
+        and "showing Spot prices only" in result["price_warnings"][0]
+    )
     assert any("AccessDeniedException" in w for w in result.get("warnings", []))
 
 
 def test_unreachable_pricing_api_keeps_the_spot_prices_and_warns(playbook):
     # Port 9 (discard) on loopback: nothing listens, the connection is refused (after botocore's three attempts).
-    run = playbook([task("spot_price_info", instance_types=["m5.large"], availability_zones=["us-east-1a"],
-                         pricing_endpoint_url="http://127.0.0.1:9")])
+    run = playbook(
+        [
+            task(
+                "spot_price_info",
+                instance_types=["m5.large"],
+                availability_zones=["us-east-1a"],
+                pricing_endpoint_url="http://127.0.0.1:9",
+            )
+        ]
+    )
     result = run.last
     assert run.returncode == 0 and not result.get("failed"), result
     assert result["prices"][0]["spot_price"] == sandbox_pricing.spot_price("m5.large", "us-east-1a")
@@ -126,16 +176,25 @@ def test_unreachable_pricing_api_keeps_the_spot_prices_and_warns(playbook):
 
 def test_spot_only_asks_the_pricing_api_nothing(playbook, box):
     before = pricing_requests(box)
-    run = playbook([task("spot_price_info", instance_types=["m5.large"], availability_zones=["us-east-1a"], on_demand=False)])
+    run = playbook(
+        [task("spot_price_info", instance_types=["m5.large"], availability_zones=["us-east-1a"], on_demand=False)]
+    )
     assert run.returncode == 0 and run.last["prices"][0]["spot_price"] > 0
     assert run.last["price_warnings"] == [] and pricing_requests(box) == before
 
 
 # ---- deploy.yml's summary ------------------------------------------------------------------------------
 def service(world, name, instance_types):
-    return {"name": name, "lineage": f"{name}-data", "image_id": world["image_id"], "instance_types": instance_types,
-            "subnet_ids": [world["subnets"]["us-east-1a"], world["subnets"]["us-east-1b"]], "instance_profile": "it-price-profile",
-            "data_volume": {"size": 20}, "agent": {"app_start_commands": ["echo start"]}}
+    return {
+        "name": name,
+        "lineage": f"{name}-data",
+        "image_id": world["image_id"],
+        "instance_types": instance_types,
+        "subnet_ids": [world["subnets"]["us-east-1a"], world["subnets"]["us-east-1b"]],
+        "instance_profile": "it-price-profile",
+        "data_volume": {"size": 20},
+        "agent": {"app_start_commands": ["echo start"]},
+    }
 
 
 def price_vars(world, **extra):
@@ -157,28 +216,42 @@ def deploy_check(sandbox, session, tmp_path_factory):
     def run(**extra):
         variables.write_text(json.dumps(price_vars(sandbox["world"], **extra)))
         return ansible_playbook(sandbox, PLAYBOOK, "-e", f"@{variables}", "--check")
+
     return run
 
 
 def price_lines(raw):
-    return [result.get("msg") for play in raw["plays"] for entry in play["tasks"] if entry["task"]["name"] == "Price summary"
-            for result in entry["hosts"].get("localhost", {}).get("results", [])
-            if not result.get("skipped") and "skip_reason" not in result]  # the json callback drops "skipped" from items
+    return [
+        result.get("msg")
+        for play in raw["plays"]
+        for entry in play["tasks"]
+        if entry["task"]["name"] == "Price summary"
+        for result in entry["hosts"].get("localhost", {}).get("results", [])
+        if not result.get("skipped") and "skip_reason" not in result
+    ]  # the json callback drops "skipped" from items
 
 
 def test_deploy_summary_prints_spot_against_on_demand_per_service(deploy_check, sandbox):
     # the second service's m5d.large has no Spot offering in the sandbox (its family is not in the price table)
     world = sandbox["world"]
-    raw, code = deploy_check(ec2spot_services=[service(world, "it-price-pg", ["m6i.large", "m5.large"]),
-                                               service(world, "it-price-web", [{"type": "m5d.large", "weight": 1},
-                                                                               {"type": "m5.xlarge", "weight": 2}])])
+    raw, code = deploy_check(
+        ec2spot_services=[
+            service(world, "it-price-pg", ["m6i.large", "m5.large"]),
+            service(world, "it-price-web", [{"type": "m5d.large", "weight": 1}, {"type": "m5.xlarge", "weight": 2}]),
+        ]
+    )
     assert code == 0, raw["stats"]
     line, web = price_lines(raw)
-    spot = {zone: {t: sandbox_pricing.spot_price(t, zone) for t in ("m6i.large", "m5.large")} for zone in ("us-east-1a", "us-east-1b")}
+    spot = {
+        zone: {t: sandbox_pricing.spot_price(t, zone) for t in ("m6i.large", "m5.large")}
+        for zone in ("us-east-1a", "us-east-1b")
+    }
     prices = [p for zone in spot.values() for p in zone.values()]
     low, high = min(prices), max(prices)
     [(cheap_zone, cheap_type)] = [(z, t) for z, by_type in spot.items() for t, p in by_type.items() if p == low][:1]
-    assert line.startswith(f"it-price-pg: Spot ${low:.4f}-${high:.4f}/h (m6i.large, m5.large in us-east-1a, us-east-1b)"), line
+    assert line.startswith(
+        f"it-price-pg: Spot ${low:.4f}-${high:.4f}/h (m6i.large, m5.large in us-east-1a, us-east-1b)"
+    ), line
     assert "against $0.0960/h on demand" in line
     assert f"${0.096 - high:.4f}-${0.096 - low:.4f}/h less" in line
     assert f"${(0.096 - high) * 730:.2f}-${(0.096 - low) * 730:.2f} a month per instance (730 h)" in line

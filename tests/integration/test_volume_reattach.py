@@ -2,7 +2,7 @@
 
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
 
-from .conftest import failing, task
+from .conftest import refusals, task
 from .helpers import Fixtures
 
 
@@ -18,7 +18,9 @@ def test_same_zone_move_twice_then_unchanged(sandbox, ec2, playbook):
 
     first = playbook([task("volume_reattach", lineage="it-same", instance_id=new)])
     assert first.returncode == 0 and first.last["changed"], first.last
-    assert first.last["volume_id"] == vol and first.last["from_snapshot"] is False and first.last["device"] == "/dev/sdf"
+    assert (
+        first.last["volume_id"] == vol and first.last["from_snapshot"] is False and first.last["device"] == "/dev/sdf"
+    )
     attached = world.describe_volume(vol)
     assert [(a["InstanceId"], a["State"]) for a in attached["Attachments"]] == [(new, "attached")]
     assert world.tags(attached)[t.GENERATION] == "2"
@@ -52,20 +54,29 @@ def test_refusals_are_clear_and_change_nothing(sandbox, ec2, playbook):
     vol = world.volume("us-east-1a", "it-fenced", attach_to=live)
     before = world.describe_volume(vol)
 
-    run = playbook([
-        failing("volume_reattach", lineage="it-fenced", instance_id=target),
-        failing("volume_reattach", lineage="it-fenced", instance_id="i-0000000000000dead"),
-        failing("volume_reattach", lineage="no-such-lineage", instance_id=target),
-        failing("volume_reattach", lineage="it-fenced", instance_id=target, wait_timeout="soon"),
-        failing("volume_reattach", lineage="it-fenced", instance_id=target, device_name="/dev/sda1"),
-    ])
-    messages = [r["msg"] for r in run.results]
-    assert run.results and all(r["failed"] for r in run.results)
-    assert f"refusing to release {vol} from {live}: the instance is running" in messages[0]
-    assert run.results[0]["error"]["code"] == "FenceViolation"
-    assert "instance i-0000000000000dead does not exist" in messages[1]
-    assert "lineage no-such-lineage has no volume and no completed snapshot" in messages[2]
-    assert "wait_timeout" in messages[3] and "int" in messages[3]
-    assert "invalid device_name '/dev/sda1'" in messages[4]
+    results = refusals(
+        playbook,
+        "volume_reattach",
+        [
+            (
+                {"lineage": "it-fenced", "instance_id": target},
+                f"refusing to release {vol} from {live}: the instance is running",
+            ),
+            (
+                {"lineage": "it-fenced", "instance_id": "i-0000000000000dead"},
+                "instance i-0000000000000dead does not exist",
+            ),
+            (
+                {"lineage": "no-such-lineage", "instance_id": target},
+                "lineage no-such-lineage has no volume and no completed snapshot",
+            ),
+            ({"lineage": "it-fenced", "instance_id": target, "wait_timeout": "soon"}, ("wait_timeout", "int")),
+            (
+                {"lineage": "it-fenced", "instance_id": target, "device_name": "/dev/sda1"},
+                "invalid device_name '/dev/sda1'",
+            ),
+        ],
+    )
+    assert results[0]["error"]["code"] == "FenceViolation"
     after = world.describe_volume(vol)
     assert after["Attachments"] == before["Attachments"] and after["Tags"] == before["Tags"]

@@ -4,7 +4,6 @@ The capacity a test takes away is given back when it ends (the server is shared 
 """
 
 import json
-import uuid
 
 import pytest
 from botocore.config import Config
@@ -19,22 +18,24 @@ ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
 UNSUCCESSFUL = "EC2 Instance Launch Unsuccessful"
 
 
-def unique(prefix):
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
 def shortage(zone, instance_type="t3.micro"):
     """EC2's message for a launch of ``instance_type`` into ``zone`` while only ``zone`` lacks it."""
-    others = ", ".join(z for z in ("us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d", "us-east-1e", "us-east-1f") if z != zone)
-    return (f"We currently do not have sufficient {instance_type} capacity in the Availability Zone you requested ({zone}). "
-            f"Our system will be working on provisioning additional capacity. You can currently get {instance_type} capacity by "
-            f"not specifying an Availability Zone in your request or choosing {others}.")
+    others = ", ".join(
+        z for z in ("us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d", "us-east-1e", "us-east-1f") if z != zone
+    )
+    return (
+        f"We currently do not have sufficient {instance_type} capacity in the Availability Zone you requested ({zone}). "
+        f"Our system will be working on provisioning additional capacity. You can currently get {instance_type} capacity by "
+        f"not specifying an Availability Zone in your request or choosing {others}."
+    )
 
 
 @pytest.fixture
 def no_capacity(box):
     """``no_capacity(zone, instance_type=None)`` takes capacity away; all of it comes back after the test."""
-    yield lambda zone, instance_type=None: box.call("ec2/capacity", zone=zone, instance_type=instance_type, available=False)
+    yield lambda zone, instance_type=None: box.call(
+        "ec2/capacity", zone=zone, instance_type=instance_type, available=False
+    )
     box.call("ec2/capacity", reset=True)
 
 
@@ -44,47 +45,14 @@ def strict_ec2(endpoint, session):
     return session.client("ec2", endpoint_url=endpoint, config=Config(retries={"total_max_attempts": 1}))
 
 
-@pytest.fixture(scope="module")
-def asg(aws):
-    return aws("autoscaling")
-
-
-@pytest.fixture
-def group(asg, ec2, seeded):
-    """``group(zones, desired=1, template_data=None, **CreateAutoScalingGroup params)`` -> name; deleted afterwards."""
-    created = []
-
-    def make_group(zones=ZONES, desired=1, template_data=None, **extra):
-        name = unique("cap")
-        template = unique("lt")
-        ec2.create_launch_template(LaunchTemplateName=template, LaunchTemplateData={
-            "ImageId": seeded["image_id"], "InstanceType": "t3.micro", **(template_data or {})})
-        params = {"AutoScalingGroupName": name, "MinSize": 0, "MaxSize": 4, "DesiredCapacity": desired,
-                  "VPCZoneIdentifier": ",".join(seeded["subnets"][zone] for zone in zones), **extra}
-        if "MixedInstancesPolicy" in extra:
-            params["MixedInstancesPolicy"]["LaunchTemplate"]["LaunchTemplateSpecification"] = {"LaunchTemplateName": template}
-        else:
-            params["LaunchTemplate"] = {"LaunchTemplateName": template}
-        asg.create_auto_scaling_group(**params)
-        created.append(name)
-        return name
-
-    yield make_group
-    for name in created:
-        try:
-            asg.delete_auto_scaling_group(AutoScalingGroupName=name, ForceDelete=True)
-        except ClientError:   # the test deleted it
-            pass
-
-
-def zones_of_instances(asg, name):
-    described = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
+def zones_of_instances(autoscaling, name):
+    described = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
     return sorted(instance["AvailabilityZone"] for instance in described["Instances"])
 
 
-def activities(asg, name):
+def activities(autoscaling, name):
     """[(StatusCode, zone)] newest first."""
-    found = asg.describe_scaling_activities(AutoScalingGroupName=name)["Activities"]
+    found = autoscaling.describe_scaling_activities(AutoScalingGroupName=name)["Activities"]
     return [(activity["StatusCode"], json.loads(activity["Details"])["Availability Zone"]) for activity in found]
 
 
@@ -94,16 +62,27 @@ def failures(box, name):
 
 # ---- RunInstances ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("refused_type, launched_type, refused", [
-    (None, "t3.micro", True),          # the whole zone
-    ("t3.micro", "t3.micro", True),    # that type in the zone
-    ("m5.large", "t3.micro", False),   # another type still launches
-])
-def test_run_instances_without_capacity_is_a_500_insufficient_instance_capacity(box, strict_ec2, seeded, no_capacity, refused_type,
-                                                                                launched_type, refused):
+
+@pytest.mark.parametrize(
+    "refused_type, launched_type, refused",
+    [
+        (None, "t3.micro", True),  # the whole zone
+        ("t3.micro", "t3.micro", True),  # that type in the zone
+        ("m5.large", "t3.micro", False),  # another type still launches
+    ],
+)
+def test_run_instances_without_capacity_is_a_500_insufficient_instance_capacity(
+    box, strict_ec2, seeded, no_capacity, refused_type, launched_type, refused
+):
     """moto 5.2.5 launches anything anywhere; AWS answers InsufficientInstanceCapacity (a server error) with its message."""
     no_capacity("us-east-1a", refused_type)
-    launch = dict(ImageId=seeded["image_id"], MinCount=1, MaxCount=1, InstanceType=launched_type, SubnetId=seeded["subnets"]["us-east-1a"])
+    launch = dict(
+        ImageId=seeded["image_id"],
+        MinCount=1,
+        MaxCount=1,
+        InstanceType=launched_type,
+        SubnetId=seeded["subnets"]["us-east-1a"],
+    )
     if not refused:
         assert strict_ec2.run_instances(**launch)["Instances"][0]["Placement"]["AvailabilityZone"] == "us-east-1a"
         return
@@ -113,65 +92,105 @@ def test_run_instances_without_capacity_is_a_500_insufficient_instance_capacity(
     assert refusal.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
     assert refusal.value.response["Error"]["Message"] == shortage("us-east-1a")
     [record] = box.records("failed_launches")
-    assert (record["group"], record["zone"], record["instance_type"], record["market"]) == (None, "us-east-1a", "t3.micro", "on-demand")
+    assert (record["group"], record["zone"], record["instance_type"], record["market"]) == (
+        None,
+        "us-east-1a",
+        "t3.micro",
+        "on-demand",
+    )
 
 
 def test_a_spot_launch_without_capacity_has_the_spot_message(box, strict_ec2, seeded, no_capacity):
     no_capacity("us-east-1b")
     with pytest.raises(ClientError) as refusal:
-        strict_ec2.run_instances(ImageId=seeded["image_id"], MinCount=1, MaxCount=1, InstanceType="t3.micro",
-                                 SubnetId=seeded["subnets"]["us-east-1b"], InstanceMarketOptions={"MarketType": "spot"})
-    assert (error_code(refusal), refusal.value.response["Error"]["Message"]) == ("InsufficientInstanceCapacity", SPOT_MESSAGE)
+        strict_ec2.run_instances(
+            ImageId=seeded["image_id"],
+            MinCount=1,
+            MaxCount=1,
+            InstanceType="t3.micro",
+            SubnetId=seeded["subnets"]["us-east-1b"],
+            InstanceMarketOptions={"MarketType": "spot"},
+        )
+    assert (error_code(refusal), refusal.value.response["Error"]["Message"]) == (
+        "InsufficientInstanceCapacity",
+        SPOT_MESSAGE,
+    )
 
 
 def test_a_launch_naming_no_zone_goes_where_there_is_capacity(strict_ec2, seeded, no_capacity):
-    """"You can currently get ... capacity by not specifying an Availability Zone in your request"."""
+    """ "You can currently get ... capacity by not specifying an Availability Zone in your request"."""
     no_capacity("us-east-1a")
-    launched = strict_ec2.run_instances(ImageId=seeded["image_id"], MinCount=1, MaxCount=1, InstanceType="t3.micro")["Instances"][0]
+    launched = strict_ec2.run_instances(ImageId=seeded["image_id"], MinCount=1, MaxCount=1, InstanceType="t3.micro")[
+        "Instances"
+    ][0]
     assert launched["Placement"]["AvailabilityZone"] == "us-east-1b"
 
 
 def test_the_control_lists_gives_back_and_refuses_nonsense(box, no_capacity):
     no_capacity("us-east-1a")
     no_capacity("us-east-1b", "m5.large")
-    assert box.call("ec2/capacity")["without_capacity"] == [{"zone": "us-east-1a", "instance_type": None},
-                                                            {"zone": "us-east-1b", "instance_type": "m5.large"}]
+    assert box.call("ec2/capacity")["without_capacity"] == [
+        {"zone": "us-east-1a", "instance_type": None},
+        {"zone": "us-east-1b", "instance_type": "m5.large"},
+    ]
     assert box.call("ec2/capacity", zone="us-east-1b", available=True)["without_capacity"] == [
-        {"zone": "us-east-1a", "instance_type": None}]
+        {"zone": "us-east-1a", "instance_type": None}
+    ]
     with pytest.raises(SandboxError):
         box.call("ec2/capacity", available=False)
 
 
 # ---- Auto Scaling -------------------------------------------------------------------------------------------
 
-def test_a_group_fails_in_its_first_zone_then_launches_in_the_next(asg, box, group, no_capacity):
+
+def test_a_group_fails_in_its_first_zone_then_launches_in_the_next(autoscaling, box, group, no_capacity):
     """moto 5.2.5 launches regardless and lists no activity; AWS records a Failed activity, emits Launch Unsuccessful
     and (balanced-best-effort, the default) launches in another zone of the group."""
     no_capacity("us-east-1a")
-    name = group()
-    assert zones_of_instances(asg, name) == ["us-east-1b"]
-    assert activities(asg, name) == [("Successful", "us-east-1b"), ("Failed", "us-east-1a")]
-    failed = asg.describe_scaling_activities(AutoScalingGroupName=name)["Activities"][1]
+    name = group(zones=ZONES)
+    assert zones_of_instances(autoscaling, name) == ["us-east-1b"]
+    assert activities(autoscaling, name) == [("Successful", "us-east-1b"), ("Failed", "us-east-1a")]
+    failed = autoscaling.describe_scaling_activities(AutoScalingGroupName=name)["Activities"][1]
     assert failed["StatusMessage"] == shortage("us-east-1a") + " Launching EC2 instance failed."
     assert failed["Description"] == "Launching a new EC2 instance.  Status Reason: " + failed["StatusMessage"]
-    assert failed["Cause"].endswith("in response to a difference between desired and actual capacity, increasing the capacity from 0 to 1.")
+    assert failed["Cause"].endswith(
+        "in response to a difference between desired and actual capacity, increasing the capacity from 0 to 1."
+    )
     [event] = [e for e in box.events(UNSUCCESSFUL) if e["detail"]["AutoScalingGroupName"] == name]
     assert (event["source"], event["detail"]["StatusCode"], event["detail"]["ActivityId"]) == (
-        "aws.autoscaling", "Failed", failed["ActivityId"])
+        "aws.autoscaling",
+        "Failed",
+        failed["ActivityId"],
+    )
     [record] = failures(box, name)
-    assert (record["zone"], record["code"], record["activity_id"]) == ("us-east-1a", "InsufficientInstanceCapacity", failed["ActivityId"])
+    assert (record["zone"], record["code"], record["activity_id"]) == (
+        "us-east-1a",
+        "InsufficientInstanceCapacity",
+        failed["ActivityId"],
+    )
 
 
-@pytest.mark.parametrize("strategy, zones_tried, returning", [
-    ("balanced-best-effort", ["us-east-1a", "us-east-1b"], "us-east-1b"),   # every zone, then the first with capacity back
-    ("balanced-only", ["us-east-1a"], "us-east-1a"),                         # its own zone only, even with b back
-])
-def test_without_capacity_anywhere_the_group_retries_until_it_returns(asg, box, group, no_capacity, strategy, zones_tried, returning):
+@pytest.mark.parametrize(
+    "strategy, zones_tried, returning",
+    [
+        (
+            "balanced-best-effort",
+            ["us-east-1a", "us-east-1b"],
+            "us-east-1b",
+        ),  # every zone, then the first with capacity back
+        ("balanced-only", ["us-east-1a"], "us-east-1a"),  # its own zone only, even with b back
+    ],
+)
+def test_without_capacity_anywhere_the_group_retries_until_it_returns(
+    autoscaling, box, group, no_capacity, strategy, zones_tried, returning
+):
     """AWS keeps trying: every retry fails the same way until capacity returns, then the missing instance launches."""
     no_capacity("us-east-1a")
     no_capacity("us-east-1b")
-    name = group(zones=("us-east-1a", "us-east-1b"), AvailabilityZoneDistribution={"CapacityDistributionStrategy": strategy})
-    assert zones_of_instances(asg, name) == [] and [r["zone"] for r in failures(box, name)] == zones_tried
+    name = group(
+        zones=("us-east-1a", "us-east-1b"), AvailabilityZoneDistribution={"CapacityDistributionStrategy": strategy}
+    )
+    assert zones_of_instances(autoscaling, name) == [] and [r["zone"] for r in failures(box, name)] == zones_tried
     box.advance(RETRY_SECONDS - 1)
     assert len(failures(box, name)) == len(zones_tried)
     box.advance(1)
@@ -179,36 +198,43 @@ def test_without_capacity_anywhere_the_group_retries_until_it_returns(asg, box, 
     box.call("ec2/capacity", zone="us-east-1b", available=True)
     box.advance(RETRY_SECONDS)
     if strategy == "balanced-only":
-        assert zones_of_instances(asg, name) == [] and len(failures(box, name)) == 3
+        assert zones_of_instances(autoscaling, name) == [] and len(failures(box, name)) == 3
         box.call("ec2/capacity", zone="us-east-1a", available=True)
         box.advance(RETRY_SECONDS)
-    assert zones_of_instances(asg, name) == [returning]
-    described = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
+    assert zones_of_instances(autoscaling, name) == [returning]
+    described = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
     assert described["AvailabilityZoneDistribution"] == {"CapacityDistributionStrategy": strategy}
     settled = len(failures(box, name))
     box.advance(10 * RETRY_SECONDS)
-    assert len(failures(box, name)) == settled   # nothing missing: no more tries
+    assert len(failures(box, name)) == settled  # nothing missing: no more tries
 
 
-def test_a_suspended_launch_process_launches_nothing_when_capacity_returns(asg, box, group, no_capacity):
+def test_a_suspended_launch_process_launches_nothing_when_capacity_returns(autoscaling, box, group, no_capacity):
     """The Launch process suspended: the retry finds the group's launches suppressed; resumed, it launches."""
     no_capacity("us-east-1a")
     name = group(zones=("us-east-1a",))
-    asg.suspend_processes(AutoScalingGroupName=name, ScalingProcesses=["Launch"])
+    autoscaling.suspend_processes(AutoScalingGroupName=name, ScalingProcesses=["Launch"])
     box.call("ec2/capacity", zone="us-east-1a", available=True)
     box.advance(RETRY_SECONDS)
-    assert zones_of_instances(asg, name) == [] and len(failures(box, name)) == 1
+    assert zones_of_instances(autoscaling, name) == [] and len(failures(box, name)) == 1
     assert [r for r in box.records("suppressed_launches") if r["group"] == name]
-    asg.resume_processes(AutoScalingGroupName=name, ScalingProcesses=["Launch"])
-    assert zones_of_instances(asg, name) == ["us-east-1a"]
+    autoscaling.resume_processes(AutoScalingGroupName=name, ScalingProcesses=["Launch"])
+    assert zones_of_instances(autoscaling, name) == ["us-east-1a"]
 
 
-@pytest.mark.parametrize("shape, prefix, message", [
-    ("spot-template", "", SPOT_MESSAGE),
-    ("mixed-on-demand", "Could not launch On-Demand Instances. InsufficientInstanceCapacity - ", shortage("us-east-1a", "m5.large")),
-    ("mixed-spot", "Could not launch Spot Instances. InsufficientInstanceCapacity - ", SPOT_MESSAGE),
-])
-def test_the_status_message_says_how_the_group_launches(asg, group, no_capacity, shape, prefix, message):
+@pytest.mark.parametrize(
+    "shape, prefix, message",
+    [
+        ("spot-template", "", SPOT_MESSAGE),
+        (
+            "mixed-on-demand",
+            "Could not launch On-Demand Instances. InsufficientInstanceCapacity - ",
+            shortage("us-east-1a", "m5.large"),
+        ),
+        ("mixed-spot", "Could not launch Spot Instances. InsufficientInstanceCapacity - ", SPOT_MESSAGE),
+    ],
+)
+def test_the_status_message_says_how_the_group_launches(autoscaling, group, no_capacity, shape, prefix, message):
     """A Spot template gets EC2's Spot message; a mixed instances group launches through EC2 Fleet, whose message names
     the market and the error code, for its override's type."""
     no_capacity("us-east-1a")
@@ -216,23 +242,29 @@ def test_the_status_message_says_how_the_group_launches(asg, group, no_capacity,
         name = group(zones=("us-east-1a",), template_data={"InstanceMarketOptions": {"MarketType": "spot"}})
     else:
         base = 1 if shape == "mixed-on-demand" else 0
-        name = group(zones=("us-east-1a",), MixedInstancesPolicy={
-            "LaunchTemplate": {"Overrides": [{"InstanceType": "m5.large"}]},
-            "InstancesDistribution": {"OnDemandBaseCapacity": base, "OnDemandPercentageAboveBaseCapacity": 0}})
-    [failed] = asg.describe_scaling_activities(AutoScalingGroupName=name)["Activities"]
+        name = group(
+            zones=("us-east-1a",),
+            MixedInstancesPolicy={
+                "LaunchTemplate": {"Overrides": [{"InstanceType": "m5.large"}]},
+                "InstancesDistribution": {"OnDemandBaseCapacity": base, "OnDemandPercentageAboveBaseCapacity": 0},
+            },
+        )
+    [failed] = autoscaling.describe_scaling_activities(AutoScalingGroupName=name)["Activities"]
     assert failed["StatusMessage"] == f"{prefix}{message} Launching EC2 instance failed."
 
 
-def test_scaling_activities_page_and_keep_a_deleted_groups_history(asg, box, group):
-    name = group(desired=2)
-    first = asg.describe_scaling_activities(AutoScalingGroupName=name, MaxRecords=1)
+def test_scaling_activities_page_and_keep_a_deleted_groups_history(autoscaling, box, group):
+    name = group(desired=2, zones=ZONES)
+    first = autoscaling.describe_scaling_activities(AutoScalingGroupName=name, MaxRecords=1)
     assert len(first["Activities"]) == 1 and first["NextToken"]
-    rest = asg.describe_scaling_activities(AutoScalingGroupName=name, MaxRecords=1, NextToken=first["NextToken"])
+    rest = autoscaling.describe_scaling_activities(
+        AutoScalingGroupName=name, MaxRecords=1, NextToken=first["NextToken"]
+    )
     assert [a["StatusCode"] for a in first["Activities"] + rest["Activities"]] == ["Successful", "Successful"]
     with pytest.raises(ClientError) as refused:
-        asg.describe_scaling_activities(AutoScalingGroupName=name, MaxRecords=101)
+        autoscaling.describe_scaling_activities(AutoScalingGroupName=name, MaxRecords=101)
     assert error_code(refused) == "ValidationError"
-    asg.delete_auto_scaling_group(AutoScalingGroupName=name, ForceDelete=True)
-    assert asg.describe_scaling_activities(AutoScalingGroupName=name)["Activities"] == []
-    kept = asg.describe_scaling_activities(AutoScalingGroupName=name, IncludeDeletedGroups=True)["Activities"]
+    autoscaling.delete_auto_scaling_group(AutoScalingGroupName=name, ForceDelete=True)
+    assert autoscaling.describe_scaling_activities(AutoScalingGroupName=name)["Activities"] == []
+    kept = autoscaling.describe_scaling_activities(AutoScalingGroupName=name, IncludeDeletedGroups=True)["Activities"]
     assert kept and {a["AutoScalingGroupState"] for a in kept} == {"Deleted"}

@@ -2,7 +2,6 @@
 
 import json
 import re
-import uuid
 from datetime import datetime, timedelta
 
 import pytest
@@ -15,43 +14,6 @@ from sandbox.rules import ec2_events
 ISO_SECONDS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
-class Inbox:
-    """An SQS queue behind an EventBridge rule: every event the rule matched, as delivered."""
-
-    def __init__(self, sqs, url):
-        self.sqs, self.url = sqs, url
-
-    def drain(self):
-        bodies = []
-        while True:
-            messages = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10,
-                                                WaitTimeSeconds=0).get("Messages", [])
-            if not messages:
-                return bodies
-            for message in messages:
-                bodies.append(json.loads(message["Body"]))
-                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
-
-
-@pytest.fixture
-def catch(aws):
-    """``catch(pattern)``: a fresh queue receiving what a fresh rule with ``pattern`` matches."""
-    sqs, events, made = aws("sqs"), aws("events"), []
-
-    def _catch(pattern):
-        name = f"ec2-events-{uuid.uuid4().hex[:12]}"
-        url = sqs.create_queue(QueueName=name)["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        events.put_rule(Name=name, EventPattern=json.dumps(pattern))
-        events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": arn}])
-        made.append(name)
-        return Inbox(sqs, url)
-    yield _catch
-    for name in made:
-        events.remove_targets(Rule=name, Ids=["queue"])
-        events.delete_rule(Name=name)
-
-
 @pytest.fixture
 def state_changes(catch):
     """``state_changes(instance_id)``: the states delivered for that instance since the last call."""
@@ -61,6 +23,7 @@ def state_changes(catch):
         for event in inbox.drain():
             seen.setdefault(event["detail"]["instance-id"], []).append(event["detail"]["state"])
         return seen.pop(instance_id, [])
+
     return _states
 
 
@@ -88,8 +51,9 @@ def test_run_instances_emits_pending_then_running(ec2, box, launch, catch):
     assert event["account"] == "123456789012" and event["region"] == "us-east-1"
     assert event["detail"] == {"instance-id": instance, "state": "pending"}
     assert ISO_SECONDS.match(event["time"])
-    assert [e["detail"]["state"] for e in box.events(ec2_events.STATE_CHANGE)
-            if e["detail"]["instance-id"] == instance] == ["pending", "running"]
+    assert [
+        e["detail"]["state"] for e in box.events(ec2_events.STATE_CHANGE) if e["detail"]["instance-id"] == instance
+    ] == ["pending", "running"]
 
 
 def test_stop_start_and_terminate_pass_through_intermediate_states(ec2, box, launch, state_changes):
@@ -131,7 +95,9 @@ def test_instances_created_inside_moto_emit_too(ec2, box, seeded, state_changes)
     """moto 5.2.5 emits no EC2 event; AWS emits pending/running for any launch (here moto's backend directly)."""
     with CONTEXT.lock:
         backend = CONTEXT.backend("ec2")
-        reservation = backend.run_instances(seeded["image_id"], 2, None, [], instance_type="t3.micro", is_instance_type_default=False)
+        reservation = backend.run_instances(
+            seeded["image_id"], 2, None, [], instance_type="t3.micro", is_instance_type_default=False
+        )
     for instance in reservation.instances:
         assert state_changes(instance.id) == ["pending", "running"]
 
@@ -139,12 +105,15 @@ def test_instances_created_inside_moto_emit_too(ec2, box, seeded, state_changes)
 def test_instances_made_outside_run_instances_emit_on_the_next_tick(box, seeded, state_changes):
     """moto 5.2.5 emits no EC2 event; whatever path creates an instance, AWS announces it."""
     from moto.ec2.models.instances import Instance
+
     with CONTEXT.lock:
         instance = Instance(CONTEXT.backend("ec2"), seeded["image_id"], None, [])
     assert state_changes(instance.id) == ["pending", "running"]
 
 
-def test_spot_interruption_warns_serves_the_notice_and_terminates_at_the_notice_time(ec2, box, launch, catch, state_changes):
+def test_spot_interruption_warns_serves_the_notice_and_terminates_at_the_notice_time(
+    ec2, box, launch, catch, state_changes
+):
     """moto 5.2.5 cannot interrupt a Spot instance (no warning, no IMDS notice, no reclaim); AWS does all three."""
     warnings = catch({"source": ["aws.ec2"], "detail-type": ["EC2 Spot Instance Interruption Warning"]})
     instance = launch(InstanceMarketOptions={"MarketType": "spot"})
@@ -162,7 +131,10 @@ def test_spot_interruption_warns_serves_the_notice_and_terminates_at_the_notice_
     when = datetime.strptime(action["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=start.tzinfo)
     assert abs((when - (start + timedelta(seconds=120))).total_seconds()) <= 1
     assert notice["time"] == action["time"]
-    assert box.call("imds", instance_id=instance, path="/latest/meta-data/spot/termination-time")["value"] == action["time"]
+    assert (
+        box.call("imds", instance_id=instance, path="/latest/meta-data/spot/termination-time")["value"]
+        == action["time"]
+    )
 
     box.advance(119)
     assert describe(ec2, instance)["State"]["Name"] == "running"
@@ -175,14 +147,21 @@ def test_spot_interruption_warns_serves_the_notice_and_terminates_at_the_notice_
     assert [r["instance_id"] for r in box.records("spot_interruptions")] == [instance]
 
 
-@pytest.mark.parametrize("action, reason", [("stop", "Server.SpotInstanceShutdown"), ("hibernate", "Server.SpotInstanceHibernate")])
+@pytest.mark.parametrize(
+    "action, reason", [("stop", "Server.SpotInstanceShutdown"), ("hibernate", "Server.SpotInstanceHibernate")]
+)
 def test_spot_stop_and_hibernate_interruptions_stop_the_instance_with_its_volumes(
-        ec2, box, launch, catch, state_changes, action, reason):
+    ec2, box, launch, catch, state_changes, action, reason
+):
     """AWS (interruption behaviour stop/hibernate, a persistent request): the same notice with that action, then the
     instance is stopped, not terminated, and keeps its volumes; only EC2 starts it again. moto cannot interrupt."""
     warnings = catch({"source": ["aws.ec2"], "detail-type": ["EC2 Spot Instance Interruption Warning"]})
-    instance = launch(InstanceMarketOptions={"MarketType": "spot", "SpotOptions": {
-        "SpotInstanceType": "persistent", "InstanceInterruptionBehavior": action}})
+    instance = launch(
+        InstanceMarketOptions={
+            "MarketType": "spot",
+            "SpotOptions": {"SpotInstanceType": "persistent", "InstanceInterruptionBehavior": action},
+        }
+    )
     zone = describe(ec2, instance)["Placement"]["AvailabilityZone"]
     volume = ec2.create_volume(AvailabilityZone=zone, Size=1)["VolumeId"]
     ec2.attach_volume(VolumeId=volume, InstanceId=instance, Device="/dev/sdf")
@@ -202,7 +181,7 @@ def test_spot_stop_and_hibernate_interruptions_stop_the_instance_with_its_volume
 
     box.call("spot/capacity", instance_id=instance)
     assert describe(ec2, instance)["State"]["Name"] == "running"
-    with pytest.raises(Exception, match="404"):   # a new boot has no notice
+    with pytest.raises(Exception, match="404"):  # a new boot has no notice
         box.call("imds", instance_id=instance, path="spot/instance-action")
     with pytest.raises(Exception, match="not stopped by a Spot interruption"):
         box.call("spot/capacity", instance_id=instance)
@@ -293,7 +272,9 @@ def test_a_scheduled_retirement_is_listed_announced_and_stops_the_instance_at_it
     [event] = status["Events"]
     assert (event["Code"], event["InstanceEventId"]) == ("instance-retirement", record["event_id"])
     listed = json.loads(box.call("imds", instance_id=instance, path="events/maintenance/scheduled")["value"])
-    assert [(e["Code"], e["State"], e["EventId"]) for e in listed] == [("instance-retirement", "active", record["event_id"])]
+    assert [(e["Code"], e["State"], e["EventId"]) for e in listed] == [
+        ("instance-retirement", "active", record["event_id"])
+    ]
     datetime.strptime(listed[0]["NotBefore"], "%d %b %Y %H:%M:%S GMT")
     [announced] = [e for e in health.drain() if e["detail"]["affectedEntities"] == [{"entityValue": instance}]]
     assert announced["detail"]["eventTypeCode"] == "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED"
@@ -303,7 +284,9 @@ def test_a_scheduled_retirement_is_listed_announced_and_stops_the_instance_at_it
     assert describe(ec2, instance)["State"]["Name"] == "running"
     box.advance(2)
     assert describe(ec2, instance)["State"]["Name"] == "stopped"
-    [event] = ec2.describe_instance_status(InstanceIds=[instance], IncludeAllInstances=True)["InstanceStatuses"][0]["Events"]
+    [event] = ec2.describe_instance_status(InstanceIds=[instance], IncludeAllInstances=True)["InstanceStatuses"][0][
+        "Events"
+    ]
     assert event["Description"].startswith("[Completed]")
 
 
@@ -312,7 +295,9 @@ def test_a_scheduled_event_can_go_unannounced_and_bad_requests_are_refused(box, 
     instance = launch()
     box.call("ec2/schedule-event", instance_id=instance, code="system-reboot", lead=600, health=False)
     assert [e for e in health.drain() if e["detail"]["affectedEntities"] == [{"entityValue": instance}]] == []
-    for payload, words in (({"instance_id": instance, "code": "instance-melt"}, "code must be one of"),
-                           ({"instance_id": "i-0000000000000000f", "code": "instance-stop"}, "does not exist")):
+    for payload, words in (
+        ({"instance_id": instance, "code": "instance-melt"}, "code must be one of"),
+        ({"instance_id": "i-0000000000000000f", "code": "instance-stop"}, "does not exist"),
+    ):
         with pytest.raises(SandboxError, match=words):
             box.call("ec2/schedule-event", **payload)

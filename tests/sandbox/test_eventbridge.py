@@ -2,7 +2,6 @@
 
 import json
 import re
-import uuid
 
 import pytest
 from botocore.exceptions import ClientError
@@ -10,71 +9,26 @@ from botocore.exceptions import ClientError
 from sandbox.clock import CONTEXT
 from sandbox.rules import eventbridge
 
-from .conftest import error_code
+from .conftest import drain, drain_documents, error_code, unique
 
 ISO_SECONDS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 ENVELOPE = {"version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"}
 
 
-def unique(prefix):
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture(scope="module")
-def events(aws):
-    return aws("events")
-
-
-@pytest.fixture(scope="module")
-def sqs(aws):
-    return aws("sqs")
-
-
-@pytest.fixture(scope="module")
-def sns(aws):
-    return aws("sns")
-
-
-@pytest.fixture
-def queue(sqs):
-    """``queue()``: a fresh queue as ``(url, arn)``."""
-    def _queue():
-        url = sqs.create_queue(QueueName=unique("eb-queue"))["QueueUrl"]
-        return url, sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    return _queue
-
-
-@pytest.fixture
-def rule(events):
-    """``rule(source, *targets)``: a fresh rule matching ``source`` with those targets; removed afterwards."""
-    made = []
-
-    def _rule(source, *targets):
-        name = unique("eb-rule")
-        events.put_rule(Name=name, EventPattern=json.dumps({"source": [source]}))
-        events.put_targets(Rule=name, Targets=[dict(target, Id=target.get("Id", f"t{index}")) for index, target in enumerate(targets)])
-        made.append((name, [target.get("Id", f"t{index}") for index, target in enumerate(targets)]))
-        return name
-    yield _rule
-    for name, ids in made:
-        events.remove_targets(Rule=name, Ids=ids)
-        events.delete_rule(Name=name)
-
-
-def drain(sqs, url):
-    bodies = []
-    while True:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
-        if not messages:
-            return bodies
-        for message in messages:
-            bodies.append(message["Body"])
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-
-
 def put(events, source, detail, **entry):
-    answer = events.put_events(Entries=[dict({"Source": source, "DetailType": "Sandbox Test", "Detail": json.dumps(detail),
-                                              "Resources": ["arn:aws:ec2:us-east-1:123456789012:instance/i-0abc"]}, **entry)])
+    answer = events.put_events(
+        Entries=[
+            dict(
+                {
+                    "Source": source,
+                    "DetailType": "Sandbox Test",
+                    "Detail": json.dumps(detail),
+                    "Resources": ["arn:aws:ec2:us-east-1:123456789012:instance/i-0abc"],
+                },
+                **entry,
+            )
+        ]
+    )
     assert answer["FailedEntryCount"] == 0, answer
     return answer["Entries"][0]["EventId"]
 
@@ -83,7 +37,7 @@ def test_sqs_target_receives_the_full_envelope_with_account(events, sqs, box, qu
     """moto 5.2.5 leaves ``account`` out of the SQS body; AWS delivers the whole event."""
     url, arn = queue()
     source = unique("sandbox.test")
-    rule(source, {"Arn": arn})
+    rule({"Arn": arn}, pattern={"source": [source]})
     event_id = put(events, source, {"instance-id": "i-0abc", "n": 1})
     [body] = drain(sqs, url)
     event = json.loads(body)
@@ -96,13 +50,11 @@ def test_sqs_target_receives_the_full_envelope_with_account(events, sqs, box, qu
     assert event["time"] == box.clock()["now"][:19] + "Z"
 
 
-def test_sns_target_publishes_to_the_topic_and_its_sqs_subscription(events, sqs, sns, box, queue, rule):
+def test_sns_target_publishes_to_the_topic_and_its_sqs_subscription(events, sqs, box, subscribed_topic, rule):
     """moto 5.2.5 raises NotImplementedError from PutEvents once a rule has an SNS target; AWS publishes."""
-    url, arn = queue()
-    topic = sns.create_topic(Name=unique("eb-topic"))["TopicArn"]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+    topic, (url, _arn) = subscribed_topic()
     source = unique("sandbox.test")
-    rule(source, {"Arn": topic})
+    rule({"Arn": topic}, pattern={"source": [source]})
     event_id = put(events, source, {"instance-id": "i-0abc"})
     [body] = drain(sqs, url)
     notification = json.loads(body)
@@ -117,9 +69,9 @@ def test_other_rules_keep_working_beside_an_sns_target(events, sqs, sns, box, qu
     url, arn = queue()
     topic = sns.create_topic(Name=unique("eb-topic"))["TopicArn"]
     source = unique("sandbox.test")
-    rule(source, {"Arn": topic}, {"Arn": arn})
+    rule({"Arn": topic}, {"Arn": arn}, pattern={"source": [source]})
     put(events, source, {"k": "v"})
-    assert [json.loads(body)["detail"] for body in drain(sqs, url)] == [{"k": "v"}]
+    assert [event["detail"] for event in drain_documents(sqs, url)] == [{"k": "v"}]
 
 
 def test_lambda_target_runs_the_registered_handler(events, box, rule):
@@ -129,7 +81,7 @@ def test_lambda_target_runs_the_registered_handler(events, box, rule):
     CONTEXT.lambda_handlers[function] = received.append
     try:
         source = unique("sandbox.test")
-        rule(source, {"Arn": function})
+        rule({"Arn": function}, pattern={"source": [source]})
         event_id = put(events, source, {"instance-id": "i-0abc"})
     finally:
         del CONTEXT.lambda_handlers[function]
@@ -142,7 +94,7 @@ def test_lambda_target_without_a_handler_is_recorded(events, box, rule):
     """moto 5.2.5 raises NotImplementedError from PutEvents for a Lambda target; the sandbox records the invocation."""
     function = f"arn:aws:lambda:us-east-1:123456789012:function:{unique('unregistered')}"
     source = unique("sandbox.test")
-    rule(source, {"Arn": function})
+    rule({"Arn": function}, pattern={"source": [source]})
     event_id = put(events, source, {"instance-id": "i-0abc"})
     [invocation] = box.records("lambda_invocations")
     assert invocation["function"] == function
@@ -156,32 +108,63 @@ def test_a_failing_target_does_not_fail_put_events(events, sqs, box, queue, rule
 
     def broken(event):
         raise RuntimeError("handler failed")
+
     CONTEXT.lambda_handlers[function] = broken
     try:
         source = unique("sandbox.test")
-        rule(source, {"Arn": function}, {"Arn": "arn:aws:sqs:us-east-1:123456789012:no-such-queue"}, {"Arn": arn})
+        rule(
+            {"Arn": function},
+            {"Arn": "arn:aws:sqs:us-east-1:123456789012:no-such-queue"},
+            {"Arn": arn},
+            pattern={"source": [source]},
+        )
         put(events, source, {"k": 1})
     finally:
         del CONTEXT.lambda_handlers[function]
     assert len(drain(sqs, url)) == 1
     failures = box.records("eventbridge_delivery_failures")
-    assert sorted(f["target"] for f in failures) == sorted([function, "arn:aws:sqs:us-east-1:123456789012:no-such-queue"])
+    assert sorted(f["target"] for f in failures) == sorted(
+        [function, "arn:aws:sqs:us-east-1:123456789012:no-such-queue"]
+    )
 
 
 def test_input_transformer_renders_unquoted_and_quoted_placeholders(events, sqs, box, queue, rule):
     """moto 5.2.5 crashes on an unquoted placeholder; AWS inserts JSON outside quotes and text inside them."""
     url, arn = queue()
     source = unique("sandbox.test")
-    template = ('{"instance": <instance>, "state": <state>, "count": <count>, "message": "<instance> is \\"<state>\\"", '
-                '"rule": <aws.events.rule-name>, "tags": <tags>, "account": "<account>", "missing": <missing>}')
-    name = rule(source, {"Arn": arn, "InputTransformer": {
-        "InputPathsMap": {"instance": "$.detail.instance-id", "state": "$.detail.state", "count": "$.detail.count",
-                          "tags": "$.detail.tags", "account": "$.account", "missing": "$.detail.nothing"},
-        "InputTemplate": template}})
+    template = (
+        '{"instance": <instance>, "state": <state>, "count": <count>, "message": "<instance> is \\"<state>\\"", '
+        '"rule": <aws.events.rule-name>, "tags": <tags>, "account": "<account>", "missing": <missing>}'
+    )
+    name = rule(
+        {
+            "Arn": arn,
+            "InputTransformer": {
+                "InputPathsMap": {
+                    "instance": "$.detail.instance-id",
+                    "state": "$.detail.state",
+                    "count": "$.detail.count",
+                    "tags": "$.detail.tags",
+                    "account": "$.account",
+                    "missing": "$.detail.nothing",
+                },
+                "InputTemplate": template,
+            },
+        },
+        pattern={"source": [source]},
+    )
     put(events, source, {"instance-id": "i-0abc", "state": "running", "count": 3, "tags": ["a", "b"]})
     [body] = drain(sqs, url)
-    assert json.loads(body) == {"instance": "i-0abc", "state": "running", "count": 3, "message": 'i-0abc is "running"',
-                                "rule": name, "tags": ["a", "b"], "account": "123456789012", "missing": None}
+    assert json.loads(body) == {
+        "instance": "i-0abc",
+        "state": "running",
+        "count": 3,
+        "message": 'i-0abc is "running"',
+        "rule": name,
+        "tags": ["a", "b"],
+        "account": "123456789012",
+        "missing": None,
+    }
 
 
 def test_input_transformer_string_and_text_templates(events, sqs, box, queue, rule):
@@ -190,8 +173,17 @@ def test_input_transformer_string_and_text_templates(events, sqs, box, queue, ru
     url_text, arn_text = queue()
     source = unique("sandbox.test")
     paths = {"instance": "$.detail.instance-id", "state": "$.detail.state"}
-    rule(source, {"Arn": arn_string, "InputTransformer": {"InputPathsMap": paths, "InputTemplate": '"<instance> is in state <state>"'}},
-         {"Arn": arn_text, "InputTransformer": {"InputPathsMap": paths, "InputTemplate": "<instance> is in state <state>"}})
+    rule(
+        {
+            "Arn": arn_string,
+            "InputTransformer": {"InputPathsMap": paths, "InputTemplate": '"<instance> is in state <state>"'},
+        },
+        {
+            "Arn": arn_text,
+            "InputTransformer": {"InputPathsMap": paths, "InputTemplate": "<instance> is in state <state>"},
+        },
+        pattern={"source": [source]},
+    )
     put(events, source, {"instance-id": "i-0abc", "state": "stopped"})
     assert drain(sqs, url_string) == ['"i-0abc is in state stopped"']
     assert drain(sqs, url_text) == ["i-0abc is in state stopped"]
@@ -202,10 +194,14 @@ def test_input_and_input_path_targets(events, sqs, box, queue, rule):
     url_constant, arn_constant = queue()
     url_path, arn_path = queue()
     source = unique("sandbox.test")
-    rule(source, {"Arn": arn_constant, "Input": '{"fixed": true}'}, {"Arn": arn_path, "InputPath": "$.detail"})
+    rule(
+        {"Arn": arn_constant, "Input": '{"fixed": true}'},
+        {"Arn": arn_path, "InputPath": "$.detail"},
+        pattern={"source": [source]},
+    )
     put(events, source, {"instance-id": "i-0abc"})
     assert drain(sqs, url_constant) == ['{"fixed": true}']
-    assert [json.loads(body) for body in drain(sqs, url_path)] == [{"instance-id": "i-0abc"}]
+    assert drain_documents(sqs, url_path) == [{"instance-id": "i-0abc"}]
 
 
 def test_oversized_put_events_is_refused(events, box):
@@ -228,18 +224,30 @@ def test_oversized_put_events_is_refused(events, box):
 
 def test_entry_size_follows_aws_calculation():
     """AWS counts Time as 14 bytes and Source, DetailType, Detail and each resource as UTF-8 bytes."""
-    entry = {"Source": "s", "DetailType": "dt", "Detail": '{"k":"\u00e9"}', "Resources": ["r1", "r\u00e9"], "EventBusName": "default"}
+    entry = {
+        "Source": "s",
+        "DetailType": "dt",
+        "Detail": '{"k":"\u00e9"}',
+        "Resources": ["r1", "r\u00e9"],
+        "EventBusName": "default",
+    }
     assert eventbridge.entry_size(entry) == 1 + 2 + 10 + 2 + 3
     assert eventbridge.entry_size(dict(entry, Time=1700000000)) == 18 + 14
 
 
-def test_ec2_events_reach_an_sns_subscription(ec2, sqs, sns, box, queue, rule, launch):
+def test_ec2_events_reach_an_sns_subscription(ec2, sqs, box, subscribed_topic, rule, launch):
     """moto 5.2.5 emits no EC2 events and cannot deliver to SNS; AWS does both (the recovery loop's warning path)."""
-    url, arn = queue()
-    topic = sns.create_topic(Name=unique("eb-topic"))["TopicArn"]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
-    rule("aws.ec2", {"Arn": topic, "InputTransformer": {"InputPathsMap": {"instance": "$.detail.instance-id", "state": "$.detail.state"},
-                                                        "InputTemplate": '"<instance> is <state>"'}})
+    topic, (url, _arn) = subscribed_topic()
+    rule(
+        {
+            "Arn": topic,
+            "InputTransformer": {
+                "InputPathsMap": {"instance": "$.detail.instance-id", "state": "$.detail.state"},
+                "InputTemplate": '"<instance> is <state>"',
+            },
+        },
+        pattern={"source": ["aws.ec2"]},
+    )
     instance = launch()
     messages = [json.loads(body)["Message"] for body in drain(sqs, url)]
     assert [m for m in messages if instance in m] == [f'"{instance} is pending"', f'"{instance} is running"']

@@ -8,22 +8,44 @@ from botocore.exceptions import ClientError
 
 from sandbox.clock import CONTEXT
 
-SPOT = {"MarketType": "spot", "SpotOptions": {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}}
+from .conftest import unique
+
+SPOT = {
+    "MarketType": "spot",
+    "SpotOptions": {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"},
+}
 
 
 def tagged(launch, lineage, spot=True, zone="us-east-1a"):
     extra = {"InstanceMarketOptions": SPOT} if spot else {}
-    return launch(zone, TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "ec2spot:lineage", "Value": lineage}]}], **extra)
+    return launch(
+        zone,
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "ec2spot:lineage", "Value": lineage}]}],
+        **extra,
+    )
 
 
 def template(fis, lineage, duration="PT2M", selection="COUNT(1)"):
     return fis.create_experiment_template(
-        clientToken=str(uuid.uuid4()), description=f"interrupt {lineage}", roleArn="arn:aws:iam::123456789012:role/fis",
+        clientToken=str(uuid.uuid4()),
+        description=f"interrupt {lineage}",
+        roleArn="arn:aws:iam::123456789012:role/fis",
         stopConditions=[{"source": "none"}],
-        targets={"SpotInstances": {"resourceType": "aws:ec2:spot-instance", "resourceTags": {"ec2spot:lineage": lineage},
-                                   "filters": [{"path": "State.Name", "values": ["running"]}], "selectionMode": selection}},
-        actions={"interrupt": {"actionId": "aws:ec2:send-spot-instance-interruptions",
-                               "parameters": {"durationBeforeInterruption": duration}, "targets": {"SpotInstances": "SpotInstances"}}},
+        targets={
+            "SpotInstances": {
+                "resourceType": "aws:ec2:spot-instance",
+                "resourceTags": {"ec2spot:lineage": lineage},
+                "filters": [{"path": "State.Name", "values": ["running"]}],
+                "selectionMode": selection,
+            }
+        },
+        actions={
+            "interrupt": {
+                "actionId": "aws:ec2:send-spot-instance-interruptions",
+                "parameters": {"durationBeforeInterruption": duration},
+                "targets": {"SpotInstances": "SpotInstances"},
+            }
+        },
     )["experimentTemplate"]["id"]
 
 
@@ -33,11 +55,13 @@ def state(ec2, instance_id):
 
 def test_an_experiment_interrupts_the_spot_instances_its_tags_select(aws, ec2, launch, box):
     fis = aws("fis")
-    lineage = f"fis-{uuid.uuid4().hex[:6]}"
+    lineage = unique("fis")
     spot = tagged(launch, lineage)
     on_demand = tagged(launch, lineage, spot=False)
     other = tagged(launch, "someone-else")
-    experiment = fis.start_experiment(clientToken=str(uuid.uuid4()), experimentTemplateId=template(fis, lineage))["experiment"]
+    experiment = fis.start_experiment(clientToken=str(uuid.uuid4()), experimentTemplateId=template(fis, lineage))[
+        "experiment"
+    ]
 
     resolved = fis.list_experiment_resolved_targets(experimentId=experiment["id"])["resolvedTargets"]
     assert [r["targetInformation"]["arn"].rsplit("/", 1)[1] for r in resolved] == [spot]
@@ -54,7 +78,7 @@ def test_an_experiment_interrupts_the_spot_instances_its_tags_select(aws, ec2, l
 
 def test_a_longer_duration_sends_the_rebalance_recommendation_first(aws, ec2, launch, box):
     fis = aws("fis")
-    lineage = f"fis-{uuid.uuid4().hex[:6]}"
+    lineage = unique("fis")
     spot = tagged(launch, lineage)
     fis.start_experiment(clientToken=str(uuid.uuid4()), experimentTemplateId=template(fis, lineage, duration="PT5M"))
     assert [e["detail"]["instance-id"] for e in box.events("EC2 Instance Rebalance Recommendation")] == [spot]
@@ -67,8 +91,9 @@ def test_a_longer_duration_sends_the_rebalance_recommendation_first(aws, ec2, la
 
 def test_nothing_to_interrupt_fails_the_experiment(aws, box):
     fis = aws("fis")
-    experiment = fis.start_experiment(clientToken=str(uuid.uuid4()),
-                                      experimentTemplateId=template(fis, f"none-{uuid.uuid4().hex[:6]}"))["experiment"]
+    experiment = fis.start_experiment(
+        clientToken=str(uuid.uuid4()), experimentTemplateId=template(fis, unique("none"))
+    )["experiment"]
     assert fis.get_experiment(id=experiment["id"])["experiment"]["state"]["status"] == "failed"
     assert box.events("EC2 Spot Instance Interruption Warning") == []
 
@@ -81,8 +106,12 @@ def test_a_duration_outside_two_to_fifteen_minutes_is_refused(aws, duration):
 
 
 def test_describe_instances_filters_by_instance_lifecycle(ec2, launch):
-    lineage = f"fis-{uuid.uuid4().hex[:6]}"
+    lineage = unique("fis")
     spot, on_demand = tagged(launch, lineage), tagged(launch, lineage, spot=False)
-    found = ec2.describe_instances(Filters=[{"Name": "tag:ec2spot:lineage", "Values": [lineage]},
-                                            {"Name": "instance-lifecycle", "Values": ["spot"]}])["Reservations"]
+    found = ec2.describe_instances(
+        Filters=[
+            {"Name": "tag:ec2spot:lineage", "Values": [lineage]},
+            {"Name": "instance-lifecycle", "Values": ["spot"]},
+        ]
+    )["Reservations"]
     assert [i["InstanceId"] for r in found for i in r["Instances"]] == [spot] and on_demand != spot

@@ -11,7 +11,6 @@ import hashlib
 import io
 import json
 import time
-import uuid
 import zipfile
 
 import pytest
@@ -20,10 +19,16 @@ from botocore.exceptions import ClientError
 from sandbox import lambda_runner
 from sandbox.clock import CONTEXT
 
-from .conftest import error_code
+from .conftest import error_code, unique
 
-LAMBDA_TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+LAMBDA_TRUST = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+)
 
 # The handler the tests deploy: record what it was given, then act on each record's body.
 HANDLER = '''
@@ -72,10 +77,6 @@ def lambda_handler(event, context):
 '''
 
 
-def unique(prefix):
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
 def package(version="1", source=HANDLER):
     """A deployment zip with ``app/handler.py`` (handler ``app.handler.lambda_handler``)."""
     buffer = io.BytesIO()
@@ -103,11 +104,6 @@ def awslambda(aws):
 
 
 @pytest.fixture(scope="module")
-def sqs(aws):
-    return aws("sqs")
-
-
-@pytest.fixture(scope="module")
 def role(aws):
     name = unique("lambda-runner-role")
     return aws("iam").create_role(RoleName=name, AssumeRolePolicyDocument=LAMBDA_TRUST)["Role"]["Arn"]
@@ -116,27 +112,41 @@ def role(aws):
 @pytest.fixture
 def function(awslambda, role, runner):
     """``function(**create_function kwargs)``: a new function running ``HANDLER``; returns its ARN."""
+
     def _function(code=None, **extra):
-        spec = dict({"FunctionName": unique("runner-fn"), "Runtime": "python3.12", "Role": role,
-                     "Handler": "app.handler.lambda_handler", "Code": {"ZipFile": code or package()}, "Timeout": 10,
-                     "Environment": {"Variables": {"EC2SPOT_HANDLER_CONFIG": '{"mode": "test"}', "AWS_PROFILE": "leak"}}}, **extra)
+        spec = dict(
+            {
+                "FunctionName": unique("runner-fn"),
+                "Runtime": "python3.12",
+                "Role": role,
+                "Handler": "app.handler.lambda_handler",
+                "Code": {"ZipFile": code or package()},
+                "Timeout": 10,
+                "Environment": {"Variables": {"EC2SPOT_HANDLER_CONFIG": '{"mode": "test"}', "AWS_PROFILE": "leak"}},
+            },
+            **extra,
+        )
         return awslambda.create_function(**spec)["FunctionArn"]
+
     return _function
 
 
 @pytest.fixture
-def queue(sqs):
-    """``queue(visibility=30, max_receive=None)``: a new queue (with a DLQ when ``max_receive``): ``(url, arn, dlq_url)``."""
+def source_queue(queue):
+    """``source_queue(visibility=30, max_receive=None)``: a new queue (with a DLQ when ``max_receive``):
+    ``(url, arn, dlq_url)``."""
+
     def _queue(visibility=30, max_receive=None):
         attributes = {"VisibilityTimeout": str(visibility)}
         dlq_url = None
         if max_receive:
-            dlq_url = sqs.create_queue(QueueName=unique("runner-dlq"))["QueueUrl"]
-            dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-            attributes["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive)})
-        url = sqs.create_queue(QueueName=unique("runner-queue"), Attributes=attributes)["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            dlq_url, dlq_arn = queue()
+            attributes["RedrivePolicy"] = json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive)}
+            )
+        url, arn = queue(**attributes)
         return url, arn, dlq_url
+
     return _queue
 
 
@@ -151,6 +161,7 @@ def mapping(awslambda):
             spec["FunctionResponseTypes"] = ["ReportBatchItemFailures"]
         made.append(awslambda.create_event_source_mapping(**spec)["UUID"])
         return made[-1]
+
     yield _mapping
     for mapping_id in made:
         awslambda.delete_event_source_mapping(UUID=mapping_id)
@@ -176,16 +187,22 @@ def runs_of(runner, function_arn):
 
 def seen_records(runner, function_arn):
     """Every record each SQS run of the function got, as ``[(body, record), ...]`` per run."""
-    return [[(record["body"], record) for record in run["result"]["seen"]["event"]["Records"]] if run["result"] else run["error"]
-            for run in runs_of(runner, function_arn) if run["source"] == "sqs"]
+    return [
+        [(record["body"], record) for record in run["result"]["seen"]["event"]["Records"]]
+        if run["result"]
+        else run["error"]
+        for run in runs_of(runner, function_arn)
+        if run["source"] == "sqs"
+    ]
 
 
-def test_success_deletes_the_batch_and_the_event_is_lambdas(runner, function, queue, mapping, sqs, endpoint):
+def test_success_deletes_the_batch_and_the_event_is_lambdas(runner, function, source_queue, mapping, sqs, endpoint):
     function_arn = function()
-    url, arn, dummy_dlq = queue()
+    url, arn, dummy_dlq = source_queue()
     mapping(function_arn, arn)
-    ids = send(sqs, url, "one", "two", "three",
-               MessageAttributes={"kind": {"DataType": "String", "StringValue": "test"}})
+    ids = send(
+        sqs, url, "one", "two", "three", MessageAttributes={"kind": {"DataType": "String", "StringValue": "test"}}
+    )
 
     assert runner.drain()["drained"]
 
@@ -196,21 +213,40 @@ def test_success_deletes_the_batch_and_the_event_is_lambdas(runner, function, qu
     records = seen["event"]["Records"]
     assert [record["body"] for record in records] == ["one", "two", "three"]
     record = records[0]
-    assert set(record) == {"messageId", "receiptHandle", "body", "attributes", "messageAttributes", "md5OfBody",
-                           "md5OfMessageAttributes", "eventSource", "eventSourceARN", "awsRegion"}
+    assert set(record) == {
+        "messageId",
+        "receiptHandle",
+        "body",
+        "attributes",
+        "messageAttributes",
+        "md5OfBody",
+        "md5OfMessageAttributes",
+        "eventSource",
+        "eventSourceARN",
+        "awsRegion",
+    }
     assert record["messageId"] == ids[0]
-    assert set(record["attributes"]) == {"ApproximateReceiveCount", "SentTimestamp", "SenderId", "ApproximateFirstReceiveTimestamp"}
+    assert set(record["attributes"]) == {
+        "ApproximateReceiveCount",
+        "SentTimestamp",
+        "SenderId",
+        "ApproximateFirstReceiveTimestamp",
+    }
     assert record["attributes"]["ApproximateReceiveCount"] == "1"
     assert record["md5OfBody"] == hashlib.md5(b"one").hexdigest()
-    assert record["messageAttributes"] == {"kind": {"stringValue": "test", "stringListValues": [], "binaryListValues": [],
-                                                    "dataType": "String"}}
+    assert record["messageAttributes"] == {
+        "kind": {"stringValue": "test", "stringListValues": [], "binaryListValues": [], "dataType": "String"}
+    }
     assert (record["eventSource"], record["eventSourceARN"], record["awsRegion"]) == ("aws:sqs", arn, "us-east-1")
     # The context object and the environment Lambda gives a function, pointed at the sandbox.
     assert seen["function_name"] == function_arn.split(":")[-1] and seen["arn"] == function_arn
     assert seen["memory"] == "128" and 0 < seen["remaining"] <= 10000
     env = seen["env"]
     assert env["AWS_ENDPOINT_URL"] == endpoint and env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "us-east-1"
-    assert env["AWS_ACCESS_KEY_ID"] == "sandbox" and env["AWS_CONFIG_FILE"] == env["AWS_SHARED_CREDENTIALS_FILE"] == "/dev/null"
+    assert (
+        env["AWS_ACCESS_KEY_ID"] == "sandbox"
+        and env["AWS_CONFIG_FILE"] == env["AWS_SHARED_CREDENTIALS_FILE"] == "/dev/null"
+    )
     assert env["AWS_LAMBDA_FUNCTION_NAME"] == seen["function_name"]
     assert env["EC2SPOT_HANDLER_CONFIG"] == '{"mode": "test"}' and env["AWS_PROFILE"] is None
     assert env["PYTHONPATH"] == env["LAMBDA_TASK_ROOT"]
@@ -219,9 +255,9 @@ def test_success_deletes_the_batch_and_the_event_is_lambdas(runner, function, qu
     assert recorded["function"] == seen["function_name"] and recorded["records"] == ids
 
 
-def test_partial_batch_failure_keeps_only_the_failed_message(runner, function, queue, mapping, sqs, box):
+def test_partial_batch_failure_keeps_only_the_failed_message(runner, function, source_queue, mapping, sqs, box):
     function_arn = function()
-    url, arn, dummy_dlq = queue(visibility=30)
+    url, arn, dummy_dlq = source_queue(visibility=30)
     mapping(function_arn, arn)
     ids = send(sqs, url, "ok", "fail", "ok too")
 
@@ -239,9 +275,9 @@ def test_partial_batch_failure_keeps_only_the_failed_message(runner, function, q
     assert [(body, record["attributes"]["ApproximateReceiveCount"]) for body, record in second] == [("fail", "2")]
 
 
-def test_an_invalid_item_identifier_fails_the_whole_batch(runner, function, queue, mapping, sqs):
+def test_an_invalid_item_identifier_fails_the_whole_batch(runner, function, source_queue, mapping, sqs):
     function_arn = function()
-    url, arn, dummy_dlq = queue()
+    url, arn, dummy_dlq = source_queue()
     mapping(function_arn, arn)
     ids = send(sqs, url, "ok", "bogus")
 
@@ -251,9 +287,9 @@ def test_an_invalid_item_identifier_fails_the_whole_batch(runner, function, queu
     assert counts(sqs, url) == (0, 2)
 
 
-def test_without_report_batch_item_failures_a_success_deletes_everything(runner, function, queue, mapping, sqs):
+def test_without_report_batch_item_failures_a_success_deletes_everything(runner, function, source_queue, mapping, sqs):
     function_arn = function()
-    url, arn, dummy_dlq = queue()
+    url, arn, dummy_dlq = source_queue()
     mapping(function_arn, arn, report=False)
     send(sqs, url, "ok", "fail")
 
@@ -263,9 +299,11 @@ def test_without_report_batch_item_failures_a_success_deletes_everything(runner,
     assert counts(sqs, url) == (0, 0)
 
 
-def test_an_exception_keeps_the_batch_and_it_returns_after_the_visibility_timeout(runner, function, queue, mapping, sqs, box):
+def test_an_exception_keeps_the_batch_and_it_returns_after_the_visibility_timeout(
+    runner, function, source_queue, mapping, sqs, box
+):
     function_arn = function()
-    url, arn, dummy_dlq = queue(visibility=45)
+    url, arn, dummy_dlq = source_queue(visibility=45)
     mapping(function_arn, arn)
     ids = send(sqs, url, "ok", "crash")
 
@@ -286,9 +324,11 @@ def test_an_exception_keeps_the_batch_and_it_returns_after_the_visibility_timeou
     assert runs_of(runner, function_arn)[1]["records"] == run["records"]
 
 
-def test_max_receive_count_moves_the_message_to_the_dead_letter_queue(runner, function, queue, mapping, sqs, box):
+def test_max_receive_count_moves_the_message_to_the_dead_letter_queue(
+    runner, function, source_queue, mapping, sqs, box
+):
     function_arn = function()
-    url, arn, dlq_url = queue(visibility=30, max_receive=2)
+    url, arn, dlq_url = source_queue(visibility=30, max_receive=2)
     mapping(function_arn, arn)
     [message_id] = send(sqs, url, "crash")
 
@@ -303,10 +343,12 @@ def test_max_receive_count_moves_the_message_to_the_dead_letter_queue(runner, fu
     assert moved["MessageId"] == message_id and moved["Body"] == "crash"
 
 
-def test_the_handler_calls_the_sandbox_through_aws_endpoint_url(runner, function, queue, mapping, sqs, aws, launch):
+def test_the_handler_calls_the_sandbox_through_aws_endpoint_url(
+    runner, function, source_queue, mapping, sqs, aws, launch
+):
     launch()
     function_arn = function()
-    url, arn, dummy_dlq = queue()
+    url, arn, dummy_dlq = source_queue()
     mapping(function_arn, arn)
     [message_id] = send(sqs, url, "aws")
 
@@ -343,8 +385,15 @@ def test_an_eventbridge_rule_invokes_the_function_asynchronously(runner, functio
     events.put_rule(Name=rule, EventPattern=json.dumps({"source": ["sandbox.lambda-runner"]}))
     events.put_targets(Rule=rule, Targets=[{"Id": "fn", "Arn": function_arn}])
     try:
-        events.put_events(Entries=[{"Source": "sandbox.lambda-runner", "DetailType": "Lambda Runner Test",
-                                    "Detail": json.dumps({"instance-id": "i-0abc"})}])
+        events.put_events(
+            Entries=[
+                {
+                    "Source": "sandbox.lambda-runner",
+                    "DetailType": "Lambda Runner Test",
+                    "Detail": json.dumps({"instance-id": "i-0abc"}),
+                }
+            ]
+        )
         box.call("lambda/drain")
     finally:
         events.remove_targets(Rule=rule, Ids=["fn"])
@@ -376,9 +425,9 @@ def test_a_failed_asynchronous_invocation_is_retried_twice(runner, function, box
     assert dropped["reason"] == "retries exhausted"
 
 
-def test_the_timeout_is_enforced(runner, function, queue, mapping, sqs):
+def test_the_timeout_is_enforced(runner, function, source_queue, mapping, sqs):
     function_arn = function(Timeout=1)
-    url, arn, dummy_dlq = queue()
+    url, arn, dummy_dlq = source_queue()
     mapping(function_arn, arn)
     limit = runner.min_real_timeout
     runner.min_real_timeout = 1.0
@@ -388,13 +437,18 @@ def test_the_timeout_is_enforced(runner, function, queue, mapping, sqs):
     finally:
         runner.min_real_timeout = limit
     [run] = runs_of(runner, function_arn)
-    assert run["error"]["errorType"] == "Sandbox.Timedout" and "Task timed out after 1.00 seconds" in run["error"]["errorMessage"]
+    assert (
+        run["error"]["errorType"] == "Sandbox.Timedout"
+        and "Task timed out after 1.00 seconds" in run["error"]["errorMessage"]
+    )
     assert run["duration"] < 10 and len(run["kept"]) == 1
 
 
 def test_invoke_api_runs_the_function(runner, function, awslambda):
     function_arn = function()
-    answer = awslambda.invoke(FunctionName=function_arn, Payload=json.dumps({"Records": [{"body": "ok"}]}), LogType="Tail")
+    answer = awslambda.invoke(
+        FunctionName=function_arn, Payload=json.dumps({"Records": [{"body": "ok"}]}), LogType="Tail"
+    )
     assert answer["StatusCode"] == 200 and "FunctionError" not in answer
     assert json.loads(answer["Payload"].read())["seen"]["event"] == {"Records": [{"body": "ok"}]}
     assert "handled" in base64.b64decode(answer["LogResult"]).decode()
@@ -409,18 +463,18 @@ def test_invoke_api_runs_the_function(runner, function, awslambda):
     assert len(runs_of(runner, function_arn)) == 3
 
 
-def test_a_mapping_to_a_queue_with_a_shorter_visibility_timeout_is_refused(function, queue, awslambda):
+def test_a_mapping_to_a_queue_with_a_shorter_visibility_timeout_is_refused(function, source_queue, awslambda):
     function_arn = function(Timeout=60)
-    dummy_url, arn, dummy_dlq = queue(visibility=30)
+    dummy_url, arn, dummy_dlq = source_queue(visibility=30)
     with pytest.raises(ClientError) as excinfo:
         awslambda.create_event_source_mapping(EventSourceArn=arn, FunctionName=function_arn)
     assert error_code(excinfo) == "InvalidParameterValueException"
     assert "Queue visibility timeout: 30 seconds is less than Function timeout: 60 seconds" in str(excinfo.value)
 
 
-def test_a_disabled_mapping_is_not_polled(runner, function, queue, mapping, sqs, awslambda):
+def test_a_disabled_mapping_is_not_polled(runner, function, source_queue, mapping, sqs, awslambda):
     function_arn = function()
-    url, arn, dummy_dlq = queue()
+    url, arn, dummy_dlq = source_queue()
     mapping_id = mapping(function_arn, arn)
     awslambda.update_event_source_mapping(UUID=mapping_id, Enabled=False)
     send(sqs, url, "ok")
@@ -439,9 +493,9 @@ def test_import_errors_have_the_runtimes_shape(runner, function):
     assert run["error"]["errorType"] == "Runtime.HandlerNotFound"
 
 
-def test_on_the_scaled_clock_the_visibility_timeout_is_scaled(runner, function, queue, mapping, sqs, box):
+def test_on_the_scaled_clock_the_visibility_timeout_is_scaled(runner, function, source_queue, mapping, sqs, box):
     function_arn = function()
-    url, arn, dlq_url = queue(visibility=30, max_receive=2)
+    url, arn, dlq_url = source_queue(visibility=30, max_receive=2)
     mapping(function_arn, arn)
     box.set_scale(1000.0)  # 30 modeled seconds: 0.03 real seconds
     try:
@@ -466,20 +520,26 @@ def test_a_warm_environment_is_reused_until_the_code_changes(runner, function, a
     assert (cold["result"]["seen"]["invocation"], warm["result"]["seen"]["invocation"]) == (1, 2)
     assert "Init Duration:" in cold["log"] and "Init Duration:" not in warm["log"]
     assert cold["init_duration"] > 0 and warm["init_duration"] is None
-    assert warm["log_stream"] == cold["log_stream"]   # one log stream per environment
+    assert warm["log_stream"] == cold["log_stream"]  # one log stream per environment
 
     awslambda.update_function_code(FunctionName=function_arn, ZipFile=package("2"))
     updated = runner.invoke(function_arn, {})
     assert updated["environment"] == "cold" and updated["result"]["seen"]["version"] == "2"
-    assert updated["result"]["seen"]["invocation"] == 1 and updated["result"]["seen"]["pid"] != cold["result"]["seen"]["pid"]
+    assert (
+        updated["result"]["seen"]["invocation"] == 1
+        and updated["result"]["seen"]["pid"] != cold["result"]["seen"]["pid"]
+    )
 
 
 def test_concurrent_invocations_get_their_own_environments(runner, function):
     import threading
+
     function_arn = function()
     runs = []
-    threads = [threading.Thread(target=lambda: runs.append(runner.invoke(function_arn, {"Records": [{"body": "pause"}]})))
-               for _thread in range(2)]
+    threads = [
+        threading.Thread(target=lambda: runs.append(runner.invoke(function_arn, {"Records": [{"body": "pause"}]})))
+        for _thread in range(2)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -487,7 +547,9 @@ def test_concurrent_invocations_get_their_own_environments(runner, function):
     assert len({run["result"]["seen"]["pid"] for run in runs}) == 2
     assert [run["environment"] for run in runs] == ["cold", "cold"]
     again = runner.invoke(function_arn, {})
-    assert again["environment"] == "warm" and again["result"]["seen"]["pid"] in {run["result"]["seen"]["pid"] for run in runs}
+    assert again["environment"] == "warm" and again["result"]["seen"]["pid"] in {
+        run["result"]["seen"]["pid"] for run in runs
+    }
 
 
 def test_a_timed_out_or_crashed_environment_is_not_reused(runner, function):
@@ -504,4 +566,6 @@ def test_a_timed_out_or_crashed_environment_is_not_reused(runner, function):
     assert after["environment"] == "cold" and after["result"]["seen"]["pid"] != first["result"]["seen"]["pid"]
 
     failed_import = function(Handler="missing.module.handler")
-    assert [runner.invoke(failed_import, {})["error"]["errorType"] for _attempt in range(2)] == ["Runtime.ImportModuleError"] * 2
+    assert [runner.invoke(failed_import, {})["error"]["errorType"] for _attempt in range(2)] == [
+        "Runtime.ImportModuleError"
+    ] * 2

@@ -11,25 +11,24 @@ import contextlib
 import json
 import os
 import subprocess
-import time
 import urllib.error
 import urllib.request
-import uuid
 
 import pytest
 
 from sandbox import runtime as runtime_module
+from sandbox import world as sandbox_world
 from sandbox.clock import CONTEXT
 from sandbox.control import Sandbox
+from sandbox.scenario import eventually
+
+from .conftest import unique
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 AGENT_PATH = os.path.join(REPO, "roles", "instance_agent", "files", "ec2spot_agent.py")
 LOOP = runtime_module.loop_devices_available() and not os.environ.get("EC2SPOT_TEST_DIRECTORY_DEVICES")
 BACKING = "loop" if LOOP else "directory"
 ZONE = "us-east-1a"
-CORE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
-EC2_TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
 
 
 @pytest.fixture(scope="module")
@@ -44,36 +43,26 @@ def runtime(endpoint):
 def our_loop_devices():
     if not LOOP:
         return []
-    listed = subprocess.run(["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"], capture_output=True,
-                            text=True, check=True).stdout
+    listed = subprocess.run(
+        ["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"], capture_output=True, text=True, check=True
+    ).stdout
     ebs = os.path.join(CONTEXT.state_dir, "ebs") + os.sep
     return [line.split()[0] for line in listed.splitlines() if ebs in line]
 
 
-def unique(prefix):
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def wait_for(predicate, what, limit=30.0):
-    """Real time: the agent runs in real processes (the modeled clock is still)."""
-    deadline = time.monotonic() + limit
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def link_of(instance_id, volume_id):
-    return os.path.join(CONTEXT.instance_root(instance_id), "dev", "disk", "by-id",
-                        "nvme-Amazon_Elastic_Block_Store_" + volume_id.replace("-", ""))
+    return os.path.join(
+        CONTEXT.instance_root(instance_id),
+        "dev",
+        "disk",
+        "by-id",
+        "nvme-Amazon_Elastic_Block_Store_" + volume_id.replace("-", ""),
+    )
 
 
 def attach(ec2, box, volume_id, instance_id, device="/dev/sdf"):
     ec2.attach_volume(VolumeId=volume_id, InstanceId=instance_id, Device=device)
-    assert not os.path.lexists(link_of(instance_id, volume_id))      # attaching: no device yet
+    assert not os.path.lexists(link_of(instance_id, volume_id))  # attaching: no device yet
     box.advance(CONTEXT.latency["ebs_attach"])
     assert os.path.islink(link_of(instance_id, volume_id))
     return os.path.realpath(link_of(instance_id, volume_id))
@@ -119,7 +108,7 @@ def test_a_volume_s_bytes_follow_it_to_another_instance(runtime, box, ec2, launc
     if LOOP:
         assert device.startswith("/dev/loop")
         with open(device, "rb") as handle:
-            assert not handle.read(1024 * 1024).strip(b"\0")       # a new empty volume reads zeros
+            assert not handle.read(1024 * 1024).strip(b"\0")  # a new empty volume reads zeros
     else:
         assert os.path.isdir(device) and not os.listdir(device)
 
@@ -138,7 +127,10 @@ def test_a_volume_s_bytes_follow_it_to_another_instance(runtime, box, ec2, launc
         assert read(os.path.join(where, "note.txt")) == "written on the first instance\n"
     devices = box.records("runtime_devices")
     assert [(d["action"], d["instance_id"]) for d in devices if d["volume_id"] == volume_id] == [
-        ("attached", first), ("detached", first), ("attached", second)]
+        ("attached", first),
+        ("detached", first),
+        ("attached", second),
+    ]
     detach(ec2, box, volume_id, second)
 
 
@@ -170,16 +162,39 @@ def cloud_config(lineage):
     gzipped for EC2 (the role's gzip_b64 filter, as its launch templates carry it)."""
     import yaml
     from ansible_collections.ec2spot.autorecover.plugins.filter.gzip_b64 import gzip_b64
+
     with open(AGENT_PATH, encoding="utf-8") as handle:
         program = handle.read()
-    config = {"service": "pg", "lineage": lineage, "mount_point": "/data", "poll_seconds": 0.2, "device_wait_seconds": 60,
-              "app_start_commands": ["echo started > app.state"], "app_stop_commands": ["echo stopped >> app.state"]}
-    document = "#cloud-config\n" + yaml.safe_dump({
-        "write_files": [
-            {"path": "/usr/local/sbin/ec2spot-agent", "permissions": "0755", "encoding": "gz+b64", "content": gzip_b64(program)},
-            {"path": "/etc/ec2spot-agent/config.json", "permissions": "0644", "content": json.dumps(config, indent=2) + "\n"}],
-        "runcmd": [["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", "ec2spot-app.service ec2spot-watcher.service"]],
-    })
+    config = {
+        "service": "pg",
+        "lineage": lineage,
+        "mount_point": "/data",
+        "poll_seconds": 0.2,
+        "device_wait_seconds": 60,
+        "app_start_commands": ["echo started > app.state"],
+        "app_stop_commands": ["echo stopped >> app.state"],
+    }
+    document = "#cloud-config\n" + yaml.safe_dump(
+        {
+            "write_files": [
+                {
+                    "path": "/usr/local/sbin/ec2spot-agent",
+                    "permissions": "0755",
+                    "encoding": "gz+b64",
+                    "content": gzip_b64(program),
+                },
+                {
+                    "path": "/etc/ec2spot-agent/config.json",
+                    "permissions": "0644",
+                    "content": json.dumps(config, indent=2) + "\n",
+                },
+            ],
+            "runcmd": [
+                ["systemctl", "daemon-reload"],
+                ["systemctl", "enable", "--now", "ec2spot-app.service ec2spot-watcher.service"],
+            ],
+        }
+    )
     return base64.b64decode(gzip_b64(document))
 
 
@@ -189,16 +204,19 @@ def instance_status(box, instance_id):
 
 def status_once(box, instance_id, condition, what):
     """The instance's runtime status once ``condition(status)`` holds (real time)."""
+
     def check():
         status = instance_status(box, instance_id)
         return status if condition(status) else None
-    return wait_for(check, what)
+
+    return eventually(what, check, timeout=30, interval=0.1)  # real time: the agent runs in real processes
 
 
 def imds(endpoint, path):
     """GET from an instance's IMDS double as an IMDSv2 client does (None on 404)."""
-    request = urllib.request.Request(endpoint + "/latest/api/token", method="PUT",
-                                     headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+    request = urllib.request.Request(
+        endpoint + "/latest/api/token", method="PUT", headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"}
+    )
     with urllib.request.urlopen(request, timeout=5) as answer:
         token = answer.read().decode()
     request = urllib.request.Request(endpoint + "/latest/" + path, headers={"X-aws-ec2-metadata-token": token})
@@ -213,52 +231,55 @@ def imds(endpoint, path):
 
 @pytest.fixture
 def profile(aws):
-    iam = aws("iam")
-    name = unique("runtime-agent")
-    iam.create_role(RoleName=name, AssumeRolePolicyDocument=EC2_TRUST)
-    iam.attach_role_policy(RoleName=name, PolicyArn=CORE_POLICY)
-    iam.create_instance_profile(InstanceProfileName=name)
-    iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
-    return name
+    return sandbox_world.managed_instance_profile(aws("iam"), unique("runtime-agent"))
 
 
 @pytest.fixture
-def boot_reports(aws):
-    """An SQS queue receiving the agent's boot reports through an EventBridge rule."""
-    sqs, events = aws("sqs"), aws("events")
-    url = sqs.create_queue(QueueName=unique("boot-reports"))["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    rule = unique("boot-reports")
-    events.put_rule(Name=rule, EventPattern=json.dumps({"source": ["ec2spot.autorecover"]}))
-    events.put_targets(Rule=rule, Targets=[{"Id": "queue", "Arn": arn}])
-    yield lambda: [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])]
-    events.remove_targets(Rule=rule, Ids=["queue"])
-    events.delete_rule(Name=rule)
-
-
-@pytest.fixture
-def booted(runtime, box, ec2, launch, profile, boot_reports):
+def booted(runtime, box, ec2, launch, profile, catch):
     """A Spot instance launched with the agent in its user data, booted onto its brand-new lineage volume."""
+    boot_reports = catch({"source": ["ec2spot.autorecover"]})  # the agent's boot reports, through EventBridge
     lineage = unique("pgdata")
-    instance_id = launch(ZONE, UserData=cloud_config(lineage), IamInstanceProfile={"Name": profile},
-                         InstanceMarketOptions={"MarketType": "spot"},
-                         MetadataOptions={"HttpTokens": "required", "InstanceMetadataTags": "enabled"},
-                         TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "pg-1"}]}])
-    volume_id = ec2.create_volume(AvailabilityZone=ZONE, Size=1, TagSpecifications=[{"ResourceType": "volume", "Tags": [
-        {"Key": "ec2spot:lineage", "Value": lineage}, {"Key": "ec2spot:generation", "Value": "1"},
-        {"Key": "ec2spot:fresh", "Value": "true"}]}])["VolumeId"]
+    instance_id = launch(
+        ZONE,
+        UserData=cloud_config(lineage),
+        IamInstanceProfile={"Name": profile},
+        InstanceMarketOptions={"MarketType": "spot"},
+        MetadataOptions={"HttpTokens": "required", "InstanceMetadataTags": "enabled"},
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "pg-1"}]}],
+    )
+    volume_id = ec2.create_volume(
+        AvailabilityZone=ZONE,
+        Size=1,
+        TagSpecifications=[
+            {
+                "ResourceType": "volume",
+                "Tags": [
+                    {"Key": "ec2spot:lineage", "Value": lineage},
+                    {"Key": "ec2spot:generation", "Value": "1"},
+                    {"Key": "ec2spot:fresh", "Value": "true"},
+                ],
+            }
+        ],
+    )["VolumeId"]
     os_boot = CONTEXT.latency["os_boot"]
     box.advance(os_boot - 0.5)
-    assert instance_status(box, instance_id)["boots"] == 0               # still booting: no user data run yet
+    assert instance_status(box, instance_id)["boots"] == 0  # still booting: no user data run yet
     box.advance(0.5)
     status = status_once(box, instance_id, lambda s: "boot" in s["running"], "the agent's boot to start")
     assert status["boots"] == 1 and status["imds"].startswith("http://127.0.0.1:")
     # The agent waits for the control plane to attach its volume; it is then attached for it.
     attach(ec2, box, volume_id, instance_id)
     status = status_once(box, instance_id, lambda s: s["last_boot"], "the boot to end")
-    yield {"instance_id": instance_id, "volume_id": volume_id, "lineage": lineage, "status": status,
-           "root": CONTEXT.instance_root(instance_id), "reports": boot_reports, "profile": profile}
-    ec2.terminate_instances(InstanceIds=[instance_id])     # a power cut: its agent killed, its devices released
+    yield {
+        "instance_id": instance_id,
+        "volume_id": volume_id,
+        "lineage": lineage,
+        "status": status,
+        "root": CONTEXT.instance_root(instance_id),
+        "reports": boot_reports.drain,
+        "profile": profile,
+    }
+    ec2.terminate_instances(InstanceIds=[instance_id])  # a power cut: its agent killed, its devices released
 
 
 def test_an_instance_boots_the_agent_from_its_user_data(booted, box, aws):
@@ -266,17 +287,21 @@ def test_an_instance_boots_the_agent_from_its_user_data(booted, box, aws):
     assert status["outcome"] == "booted" and status["exit_code"] == 0, status["log_tail"]
     assert status["mounted"] and status["mount_point"] == os.path.join(root, "data")
     assert runtime_module.mounted_at(os.path.join(root, "data"))
-    assert read(os.path.join(root, "app.state")) == "started\n"                      # the start command ran, in the root
+    assert read(os.path.join(root, "app.state")) == "started\n"  # the start command ran, in the root
     marker = json.loads(read(os.path.join(root, "data", ".ec2spot", "lineage.json")))  # on the volume
     assert marker["lineage"] == booted["lineage"] and marker["generation"] == 1
     state = json.loads(read(os.path.join(root, "run", "ec2spot-agent", "boot.json")))
     assert state["initialised"] is True and state["volume_id"] == booted["volume_id"]
 
-    reports = wait_for(booted["reports"], "the boot report on the queue", limit=10)
+    reports = eventually("the boot report on the queue", booted["reports"], timeout=10, interval=0.1)
     assert [r["detail-type"] for r in reports] == ["EC2Spot Recovery Boot Report"]
     detail = reports[0]["detail"]
     assert (detail["instance-id"], detail["volume-id"], detail["generation"], detail["initialised"]) == (
-        booted["instance_id"], booted["volume_id"], 1, True)
+        booted["instance_id"],
+        booted["volume_id"],
+        1,
+        True,
+    )
     [boot] = [b for b in box.records("boots") if b["instance_id"] == booted["instance_id"]]
     assert boot["outcome"] == "booted" and boot["os_boot"] == CONTEXT.latency["os_boot"]
     assert "formatting brand-new volume" in read(os.path.join(root, "agent.log"))
@@ -291,8 +316,11 @@ def test_an_instance_boots_the_agent_from_its_user_data(booted, box, aws):
 
     # SSM commands run in the instance root find the agent on its PATH, with the sandbox's configuration.
     ssm = aws("ssm")
-    command_id = ssm.send_command(InstanceIds=[booted["instance_id"]], DocumentName="AWS-RunShellScript",
-                                  Parameters={"commands": ["ec2spot-agent status"]})["Command"]["CommandId"]
+    command_id = ssm.send_command(
+        InstanceIds=[booted["instance_id"]],
+        DocumentName="AWS-RunShellScript",
+        Parameters={"commands": ["ec2spot-agent status"]},
+    )["Command"]["CommandId"]
     box.advance(CONTEXT.latency["ssm_pending"] + CONTEXT.latency["ssm_command"])
     answer = ssm.get_command_invocation(CommandId=command_id, InstanceId=booted["instance_id"])
     assert answer["Status"] == "Success", answer["StandardErrorContent"]
@@ -305,19 +333,23 @@ def test_a_spot_notice_makes_the_watcher_stop_the_app_before_the_reclaim(booted,
     endpoint = status_once(box, instance_id, lambda s: "watch" in s["running"], "the watcher")["imds"]
     assert imds(endpoint, "meta-data/spot/instance-action") is None
     notice = box.call("spot/interrupt", instance_id=instance_id)
-    assert json.loads(imds(endpoint, "meta-data/spot/instance-action"))["time"] == notice["time"]   # read through
+    assert json.loads(imds(endpoint, "meta-data/spot/instance-action"))["time"] == notice["time"]  # read through
 
     stop_path = os.path.join(root, "run", "ec2spot-agent", "stop.json")
-    wait_for(lambda: os.path.exists(stop_path) and json.loads(read(stop_path))["outcome"] == "stopped", "the watcher's stop",
-             limit=20)
+    eventually(
+        "the watcher's stop",
+        lambda: os.path.exists(stop_path) and json.loads(read(stop_path))["outcome"] == "stopped",
+        timeout=20,
+        interval=0.1,
+    )
     record = json.loads(read(stop_path))
     assert record["reason"].startswith("spot terminate at ") and "unmounted" in record and not record["errors"]
     assert read(os.path.join(root, "app.state")) == "started\nstopped\n"
     assert not runtime_module.mounted_at(os.path.join(root, "data"))
     state = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["State"]["Name"]
-    assert state == "running"                          # all of it before the reclaim
+    assert state == "running"  # all of it before the reclaim
 
-    box.advance(CONTEXT.latency["spot_notice_lead"])   # the notice time: reclaimed
+    box.advance(CONTEXT.latency["spot_notice_lead"])  # the notice time: reclaimed
     instance = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
     assert instance["State"]["Name"] == "terminated"
     assert instance["StateReason"]["Code"] == "Server.SpotInstanceTermination"
@@ -325,7 +357,9 @@ def test_a_spot_notice_makes_the_watcher_stop_the_app_before_the_reclaim(booted,
     assert status["imds"] is None and status["volumes"] == []
     assert not os.path.lexists(link_of(instance_id, volume_id))
     assert ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["State"] == "available"
-    [released] = [d for d in box.records("runtime_devices") if d["volume_id"] == volume_id and d["action"] == "detached"]
+    [released] = [
+        d for d in box.records("runtime_devices") if d["volume_id"] == volume_id and d["action"] == "detached"
+    ]
     assert released["instance_id"] == instance_id and released["busy"] is False
     assert released["device"] not in our_loop_devices()
 
@@ -347,12 +381,29 @@ def test_reset_releases_every_device_and_mount(runtime, box, ec2, launch, tmp_pa
 
 def test_write_files_are_decoded_as_cloud_init_decodes_them(tmp_path):
     from ansible_collections.ec2spot.autorecover.plugins.filter.gzip_b64 import gzip_b64
+
     root = str(tmp_path)
-    written = runtime_module.write_files(root, {"write_files": [
-        {"path": "/etc/plain.txt", "content": "plain\n"},
-        {"path": "/etc/b64.txt", "encoding": "b64", "content": base64.b64encode(b"b64\n").decode(), "permissions": "0600"},
-        {"path": "/usr/local/sbin/tool", "encoding": "gz+b64", "content": gzip_b64("#!/bin/sh\n"), "permissions": "0755"},
-        {"path": "/etc/plain.txt", "content": "more\n", "append": True}]})
+    written = runtime_module.write_files(
+        root,
+        {
+            "write_files": [
+                {"path": "/etc/plain.txt", "content": "plain\n"},
+                {
+                    "path": "/etc/b64.txt",
+                    "encoding": "b64",
+                    "content": base64.b64encode(b"b64\n").decode(),
+                    "permissions": "0600",
+                },
+                {
+                    "path": "/usr/local/sbin/tool",
+                    "encoding": "gz+b64",
+                    "content": gzip_b64("#!/bin/sh\n"),
+                    "permissions": "0755",
+                },
+                {"path": "/etc/plain.txt", "content": "more\n", "append": True},
+            ]
+        },
+    )
     assert written == ["/etc/plain.txt", "/etc/b64.txt", "/usr/local/sbin/tool", "/etc/plain.txt"]
     assert read(os.path.join(root, "etc", "plain.txt")) == "plain\nmore\n"
     assert read(os.path.join(root, "etc", "b64.txt")) == "b64\n"
@@ -362,7 +413,7 @@ def test_write_files_are_decoded_as_cloud_init_decodes_them(tmp_path):
     # Paths are the instance's: nothing is above its /, and a link does not lead out of it.
     runtime_module.write_files(root, {"write_files": [{"path": "/../../top.txt", "content": "at the top\n"}]})
     assert read(os.path.join(root, "top.txt")) == "at the top\n"
-    outside = tmp_path.parent / f"outside-{uuid.uuid4().hex[:8]}"
+    outside = tmp_path.parent / unique("outside")
     outside.mkdir()
     os.symlink(outside, os.path.join(root, "etc", "link"))
     with pytest.raises(runtime_module.UserDataError, match="through a link"):

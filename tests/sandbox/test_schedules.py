@@ -1,7 +1,6 @@
 """Scheduled rules run on the modeled clock (sandbox/rules/schedules.py), with their targets' input transformers."""
 
 import json
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -11,64 +10,13 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery impor
 from sandbox.control import SandboxError
 from sandbox.rules import schedules
 
-from .conftest import error_code
+from .conftest import drain, error_code, unique
 
 UTC = timezone.utc
 
 
-def unique(prefix):
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
 def at(text):
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-@pytest.fixture(scope="module")
-def events(aws):
-    return aws("events")
-
-
-@pytest.fixture(scope="module")
-def sqs(aws):
-    return aws("sqs")
-
-
-@pytest.fixture
-def queue(sqs):
-    def _queue():
-        url = sqs.create_queue(QueueName=unique("sched-queue"))["QueueUrl"]
-        return url, sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    return _queue
-
-
-@pytest.fixture
-def rule(events):
-    """``rule(target, schedule=..., pattern=...)``: a fresh rule with one target; deleted afterwards (it would fire on)."""
-    made = []
-
-    def _rule(target, schedule=None, pattern=None, name=None):
-        name = name or unique("sched-rule")
-        events.put_rule(Name=name, **({"ScheduleExpression": schedule} if schedule else {}),
-                        **({"EventPattern": json.dumps(pattern)} if pattern else {}))
-        events.put_targets(Rule=name, Targets=[dict(target, Id="t0")])
-        made.append(name)
-        return name
-    yield _rule
-    for name in made:
-        events.remove_targets(Rule=name, Ids=["t0"])
-        events.delete_rule(Name=name)
-
-
-def drain(sqs, url):
-    bodies = []
-    while True:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
-        if not messages:
-            return bodies
-        for message in messages:
-            bodies.append(message["Body"])
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
 
 
 def now(box):
@@ -80,23 +28,26 @@ def listed(box, name):
 
 
 # ---- due times ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("expression, after, due", [
-    ("cron(0 3 * * ? *)", "2026-11-24T19:40:12", "2026-11-25T03:00:00"),
-    ("cron(0 3 * * ? *)", "2026-11-25T02:59:59", "2026-11-25T03:00:00"),
-    ("cron(0 3 * * ? *)", "2026-11-25T03:00:00", "2026-11-26T03:00:00"),          # strictly after
-    ("cron(0/15 * * * ? *)", "2026-11-24T19:40:12", "2026-11-24T19:45:00"),
-    ("cron(15 10 ? * MON-FRI *)", "2026-11-27T11:00:00", "2026-11-30T10:15:00"),  # Friday after -> Monday
-    ("cron(0 18 ? * 2,6 *)", "2026-11-24T00:00:00", "2026-11-27T18:00:00"),        # 2 = MON, 6 = FRI
-    ("cron(0 12 L * ? *)", "2026-02-10T00:00:00", "2026-02-28T12:00:00"),
-    ("cron(0 12 L * ? *)", "2028-02-10T00:00:00", "2028-02-29T12:00:00"),
-    ("cron(0 9 ? * 6L *)", "2026-11-01T00:00:00", "2026-11-27T09:00:00"),          # last Friday
-    ("cron(0 9 ? * 3#2 *)", "2026-11-01T00:00:00", "2026-11-10T09:00:00"),         # second Tuesday
-    ("cron(0 8 15W * ? *)", "2026-11-01T00:00:00", "2026-11-16T08:00:00"),         # the 15th is a Sunday
-    ("cron(0 8 1W * ? *)", "2026-08-01T00:00:00", "2026-08-03T08:00:00"),          # Saturday the 1st -> Monday 3rd
-    ("cron(0 8 LW * ? *)", "2026-05-01T00:00:00", "2026-05-29T08:00:00"),          # the 31st is a Sunday
-    ("cron(30 6 1 JAN,JUL ? 2027-2028)", "2026-11-24T00:00:00", "2027-01-01T06:30:00"),
-    ("cron(0 0 1 1 ? 2027)", "2027-01-01T00:00:00", None),                         # no due time left
-])
+@pytest.mark.parametrize(
+    "expression, after, due",
+    [
+        ("cron(0 3 * * ? *)", "2026-11-24T19:40:12", "2026-11-25T03:00:00"),
+        ("cron(0 3 * * ? *)", "2026-11-25T02:59:59", "2026-11-25T03:00:00"),
+        ("cron(0 3 * * ? *)", "2026-11-25T03:00:00", "2026-11-26T03:00:00"),  # strictly after
+        ("cron(0/15 * * * ? *)", "2026-11-24T19:40:12", "2026-11-24T19:45:00"),
+        ("cron(15 10 ? * MON-FRI *)", "2026-11-27T11:00:00", "2026-11-30T10:15:00"),  # Friday after -> Monday
+        ("cron(0 18 ? * 2,6 *)", "2026-11-24T00:00:00", "2026-11-27T18:00:00"),  # 2 = MON, 6 = FRI
+        ("cron(0 12 L * ? *)", "2026-02-10T00:00:00", "2026-02-28T12:00:00"),
+        ("cron(0 12 L * ? *)", "2028-02-10T00:00:00", "2028-02-29T12:00:00"),
+        ("cron(0 9 ? * 6L *)", "2026-11-01T00:00:00", "2026-11-27T09:00:00"),  # last Friday
+        ("cron(0 9 ? * 3#2 *)", "2026-11-01T00:00:00", "2026-11-10T09:00:00"),  # second Tuesday
+        ("cron(0 8 15W * ? *)", "2026-11-01T00:00:00", "2026-11-16T08:00:00"),  # the 15th is a Sunday
+        ("cron(0 8 1W * ? *)", "2026-08-01T00:00:00", "2026-08-03T08:00:00"),  # Saturday the 1st -> Monday 3rd
+        ("cron(0 8 LW * ? *)", "2026-05-01T00:00:00", "2026-05-29T08:00:00"),  # the 31st is a Sunday
+        ("cron(30 6 1 JAN,JUL ? 2027-2028)", "2026-11-24T00:00:00", "2027-01-01T06:30:00"),
+        ("cron(0 0 1 1 ? 2027)", "2027-01-01T00:00:00", None),  # no due time left
+    ],
+)
 def test_cron_due_times(expression, after, due):
     moment = datetime.fromisoformat(after).replace(tzinfo=UTC)
     found = schedules.parse(expression).next_after(moment)
@@ -112,10 +63,23 @@ def test_rate_due_times_count_from_the_start():
     assert schedules.parse("rate(1 day)").next_after(start, start) == start + timedelta(days=1)
 
 
-@pytest.mark.parametrize("expression", [
-    "rate(1 minutes)", "rate(5 minute)", "rate(0 minutes)", "rate(5 weeks)", "cron(0 3 * * * *)", "cron(0 3 ? * ? *)",
-    "cron(0 3 * * ?)", "cron(60 3 * * ? *)", "cron(0 3 32 * ? *)", "cron(0 3 ? * 8 *)", "cron(0 3 * * ? 2200)", "cron(bogus)",
-])
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "rate(1 minutes)",
+        "rate(5 minute)",
+        "rate(0 minutes)",
+        "rate(5 weeks)",
+        "cron(0 3 * * * *)",
+        "cron(0 3 ? * ? *)",
+        "cron(0 3 * * ?)",
+        "cron(60 3 * * ? *)",
+        "cron(0 3 32 * ? *)",
+        "cron(0 3 ? * 8 *)",
+        "cron(0 3 * * ? 2200)",
+        "cron(bogus)",
+    ],
+)
 def test_put_rule_refuses_what_aws_refuses(events, expression):
     """moto 5.2.5 accepts any cron(...) and rate(<n> minute...); AWS answers ValidationException."""
     with pytest.raises(ClientError) as refused:
@@ -150,13 +114,17 @@ def test_cron_rule_fires_at_its_time_with_the_transformed_input(events, sqs, box
     url, arn = queue()
     clock = now(box)
     daily = (clock + timedelta(minutes=30)).replace(second=0, microsecond=0)
-    template = ('{"version": "0", "id": "<id>", "source": "ec2spot.autorecover", "detail-type": "EC2Spot Scheduled Backup", '
-                '"account": "<account>", "region": "<region>", '
-                '"time": "<time>", "resources": ["<aws.events.rule-arn>"], "when": <time>, '
-                '"detail": {"lineage": "pgdata", "max_age_days": 7, "keep_newest": 3, "create_image": true}}')
+    template = (
+        '{"version": "0", "id": "<id>", "source": "ec2spot.autorecover", "detail-type": "EC2Spot Scheduled Backup", '
+        '"account": "<account>", "region": "<region>", '
+        '"time": "<time>", "resources": ["<aws.events.rule-arn>"], "when": <time>, '
+        '"detail": {"lineage": "pgdata", "max_age_days": 7, "keep_newest": 3, "create_image": true}}'
+    )
     paths = {"id": "$.id", "time": "$.time", "account": "$.account", "region": "$.region"}
-    name = rule({"Arn": arn, "InputTransformer": {"InputPathsMap": paths, "InputTemplate": template}},
-                schedule=f"cron({daily.minute} {daily.hour} * * ? *)")
+    name = rule(
+        {"Arn": arn, "InputTransformer": {"InputPathsMap": paths, "InputTemplate": template}},
+        schedule=f"cron({daily.minute} {daily.hour} * * ? *)",
+    )
     assert at(listed(box, name)["next"]) == daily
     box.advance((daily - clock).total_seconds() - 1)
     assert drain(sqs, url) == []
@@ -169,7 +137,7 @@ def test_cron_rule_fires_at_its_time_with_the_transformed_input(events, sqs, box
     envelope = json.loads(body)
     assert envelope["time"] == envelope["when"] == fired[0]["time"] and envelope["id"] == fired[0]["event_id"]
     assert envelope["resources"] == [events.describe_rule(Name=name)["Arn"]]
-    parsed = recovery_events.parse(body, account="123456789012", region="us-east-1")   # what the handler makes of it
+    parsed = recovery_events.parse(body, account="123456789012", region="us-east-1")  # what the handler makes of it
     assert parsed.kind == recovery_events.SCHEDULED_BACKUP and parsed.time == daily
     assert parsed.detail == {"lineage": "pgdata", "max_age_days": 7, "keep_newest": 3, "create_image": True}
     assert at(listed(box, name)["next"]) == daily + timedelta(days=1)
@@ -189,7 +157,7 @@ def test_a_schedule_only_rule_gets_no_bus_events_and_a_pattern_rule_no_scheduled
     assert [json.loads(b)["source"] for b in drain(sqs, pattern_url)] == [source]
     box.advance(120)
     assert [json.loads(b)["detail-type"] for b in drain(sqs, scheduled_url)] == ["Scheduled Event"] * 2
-    assert drain(sqs, pattern_url) == [] and drain(sqs, catch_all_url) == []   # scheduled events never reach the bus
+    assert drain(sqs, pattern_url) == [] and drain(sqs, catch_all_url) == []  # scheduled events never reach the bus
 
 
 def test_a_disabled_rule_neither_self_triggers_nor_matches(events, sqs, box, queue, rule):

@@ -10,11 +10,15 @@ from botocore.exceptions import ClientError
 
 from sandbox.clock import CONTEXT
 
-from .conftest import error_code
+from .conftest import error_code, unique
 
 CORE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
-EC2_TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+EC2_TRUST = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+    }
+)
 
 
 @pytest.fixture
@@ -30,14 +34,16 @@ def iam(aws):
 @pytest.fixture
 def profile(iam):
     """``profile(managed=True)``: a new instance profile whose role has (or lacks) the SSM core policy."""
+
     def _profile(managed=True):
-        name = f"ssm-test-{uuid.uuid4().hex[:10]}"
+        name = unique("ssm-test")
         iam.create_role(RoleName=name, AssumeRolePolicyDocument=EC2_TRUST)
         if managed:
             iam.attach_role_policy(RoleName=name, PolicyArn=CORE_POLICY)
         iam.create_instance_profile(InstanceProfileName=name)
         iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
         return name
+
     return _profile
 
 
@@ -56,13 +62,18 @@ def wait_running(ec2, box, instance_id, limit=120):
 @pytest.fixture
 def managed(ec2, box, launch, profile):
     """``managed(**run_instances kwargs)``: a running instance with the SSM core policy on its role."""
+
     def _managed(**extra):
         return wait_running(ec2, box, launch(IamInstanceProfile={"Name": profile()}, **extra))
+
     return _managed
 
 
 def shell(ssm, instance_ids=None, commands=("true",), **extra):
-    kwargs = {"DocumentName": "AWS-RunShellScript", "Parameters": {"commands": list(commands), **extra.pop("parameters", {})}}
+    kwargs = {
+        "DocumentName": "AWS-RunShellScript",
+        "Parameters": {"commands": list(commands), **extra.pop("parameters", {})},
+    }
     if instance_ids is not None:
         kwargs["InstanceIds"] = list(instance_ids)
     kwargs.update(extra)
@@ -76,6 +87,15 @@ def invocation(ssm, command_id, instance_id):
 def status(ssm, command_id, instance_id):
     answer = invocation(ssm, command_id, instance_id)
     return answer["Status"], answer["StatusDetails"]
+
+
+def statuses_after(ssm, box, command_id, instance_id, *advances):
+    """The invocation's ``(Status, StatusDetails)`` after each of ``advances`` modeled seconds, one after another."""
+    found = []
+    for seconds in advances:
+        box.advance(seconds)
+        found.append(status(ssm, command_id, instance_id))
+    return found
 
 
 def command_of(ssm, command_id):
@@ -92,8 +112,10 @@ def test_unknown_instance_is_refused(ssm, box):
     with pytest.raises(ClientError) as refused:
         shell(ssm, ["i-0123456789abcdef0"])
     assert error_code(refused) == "InvalidInstanceId"
-    assert refused.value.response["Error"]["Message"] == \
-        "Instances [[i-0123456789abcdef0]] not in a valid state for account 123456789012"
+    assert (
+        refused.value.response["Error"]["Message"]
+        == "Instances [[i-0123456789abcdef0]] not in a valid state for account 123456789012"
+    )
     assert not box.records("ssm_commands")
 
 
@@ -105,8 +127,10 @@ def test_instance_without_the_ssm_policy_is_refused(ec2, ssm, box, launch, profi
         with pytest.raises(ClientError) as refused:
             shell(ssm, [instance_id])
         assert error_code(refused) == "InvalidInstanceId"
-        assert refused.value.response["Error"]["Message"] == \
-            f"Instances [[{instance_id}]] not in a valid state for account 123456789012"
+        assert (
+            refused.value.response["Error"]["Message"]
+            == f"Instances [[{instance_id}]] not in a valid state for account 123456789012"
+        )
     assert not box.records("ssm_commands")
 
 
@@ -115,7 +139,10 @@ def test_one_unmanaged_instance_refuses_the_whole_command(ssm, box, managed, lau
     good, bad = managed(), launch()
     with pytest.raises(ClientError) as refused:
         shell(ssm, [good, bad])
-    assert refused.value.response["Error"]["Message"] == f"Instances [[{bad}]] not in a valid state for account 123456789012"
+    assert (
+        refused.value.response["Error"]["Message"]
+        == f"Instances [[{bad}]] not in a valid state for account 123456789012"
+    )
     assert not box.records("ssm_commands")
 
 
@@ -142,11 +169,19 @@ def test_policy_attached_after_launch_makes_the_instance_managed(ec2, ssm, iam, 
 def test_instance_from_a_launch_template_with_a_profile_is_managed(ec2, ssm, box, seeded, profile):
     """moto 5.2.5 ignores a launch template's IamInstanceProfile; AWS launches the instance with it."""
     template = ec2.create_launch_template(
-        LaunchTemplateName=f"ssm-test-{uuid.uuid4().hex[:10]}",
-        LaunchTemplateData={"ImageId": seeded["image_id"], "InstanceType": "t3.micro",
-                            "IamInstanceProfile": {"Name": profile()}})["LaunchTemplate"]
-    instance_id = ec2.run_instances(MinCount=1, MaxCount=1, SubnetId=seeded["subnets"]["us-east-1a"],
-                                    LaunchTemplate={"LaunchTemplateId": template["LaunchTemplateId"]})["Instances"][0]["InstanceId"]
+        LaunchTemplateName=unique("ssm-test"),
+        LaunchTemplateData={
+            "ImageId": seeded["image_id"],
+            "InstanceType": "t3.micro",
+            "IamInstanceProfile": {"Name": profile()},
+        },
+    )["LaunchTemplate"]
+    instance_id = ec2.run_instances(
+        MinCount=1,
+        MaxCount=1,
+        SubnetId=seeded["subnets"]["us-east-1a"],
+        LaunchTemplate={"LaunchTemplateId": template["LaunchTemplateId"]},
+    )["Instances"][0]["InstanceId"]
     wait_running(ec2, box, instance_id)
     command = shell(ssm, [instance_id], ["touch from-template"])
     box.advance(3)
@@ -173,7 +208,7 @@ def test_command_targets_exactly_the_given_instances(ssm, box, managed):
 
 def test_tag_targets_resolve_to_matching_managed_instances(ec2, ssm, box, managed, launch):
     """moto 5.2.5 targets every instance with the tag, managed or not, and nothing runs; AWS only managed ones."""
-    role = f"app-{uuid.uuid4().hex[:8]}"
+    role = unique("app")
     tagged = [{"ResourceType": "instance", "Tags": [{"Key": "Role", "Value": role}]}]
     app_a, app_b = managed(TagSpecifications=tagged), managed(TagSpecifications=tagged)
     other = managed()
@@ -190,10 +225,14 @@ def test_tag_targets_resolve_to_matching_managed_instances(ec2, ssm, box, manage
 
 def test_tag_targets_matching_nothing_fail_as_no_instances_in_tag(ssm, box):
     """moto 5.2.5 reports Success; AWS reports the command Failed with NoInstancesInTag."""
-    command = shell(ssm, None, ["true"], Targets=[{"Key": "tag:Role", "Values": [f"none-{uuid.uuid4().hex[:8]}"]}])
+    command = shell(ssm, None, ["true"], Targets=[{"Key": "tag:Role", "Values": [unique("none")]}])
     box.advance(3)
     described = command_of(ssm, command["CommandId"])
-    assert (described["Status"], described["StatusDetails"], described["TargetCount"]) == ("Failed", "NoInstancesInTag", 0)
+    assert (described["Status"], described["StatusDetails"], described["TargetCount"]) == (
+        "Failed",
+        "NoInstancesInTag",
+        0,
+    )
 
 
 # ---- time: Pending -> InProgress -> final -------------------------------------------------
@@ -205,7 +244,11 @@ def test_invocation_passes_pending_in_progress_then_success(ssm, box, managed):
     command_id = command["CommandId"]
     assert status(ssm, command_id, instance_id) == ("Pending", "Pending")
     pending = invocation(ssm, command_id, instance_id)
-    assert (pending["ResponseCode"], pending["ExecutionStartDateTime"], pending["StandardOutputContent"]) == (-1, "", "")
+    assert (pending["ResponseCode"], pending["ExecutionStartDateTime"], pending["StandardOutputContent"]) == (
+        -1,
+        "",
+        "",
+    )
     assert command_of(ssm, command_id)["Status"] == "Pending"
     assert not os.path.exists(stand_in(instance_id, "app.stopped"))
 
@@ -243,12 +286,14 @@ def test_failing_command_reports_its_exit_status(ssm, box, managed):
 def test_execution_timeout_ends_the_invocation_timed_out(ssm, box, managed):
     """moto 5.2.5 cannot time out; AWS kills a command that outlives executionTimeout and reports TimedOut."""
     instance_id = managed()
-    command = shell(ssm, [instance_id], ["echo started", "sleep 30", "touch finished"], parameters={"executionTimeout": ["1"]})
-    box.advance(1.4)
-    assert status(ssm, command["CommandId"], instance_id) == ("InProgress", "InProgress")
-    box.advance(0.2)
+    command = shell(
+        ssm, [instance_id], ["echo started", "sleep 30", "touch finished"], parameters={"executionTimeout": ["1"]}
+    )
+    assert statuses_after(ssm, box, command["CommandId"], instance_id, 1.4, 0.2) == [
+        ("InProgress", "InProgress"),
+        ("TimedOut", "ExecutionTimedOut"),
+    ]
     timed_out = invocation(ssm, command["CommandId"], instance_id)
-    assert (timed_out["Status"], timed_out["StatusDetails"]) == ("TimedOut", "ExecutionTimedOut")
     assert timed_out["StandardOutputContent"] == "started\n"
     assert not os.path.exists(stand_in(instance_id, "finished"))
     assert command_of(ssm, command["CommandId"])["Status"] == "TimedOut"
@@ -266,7 +311,9 @@ def test_timeouts_are_reported_and_set_expires_after(ssm, box, managed):
 def test_command_runs_in_the_instance_stand_in(ssm, box, managed):
     """moto 5.2.5 runs nothing; the sandbox runs the commands with bash in the instance's stand-in directory."""
     instance_id = managed()
-    command = shell(ssm, [instance_id], ["pwd", "echo $EC2SPOT_INSTANCE_ID $EC2SPOT_INSTANCE_ROOT", "echo $BASH_VERSION | cut -c1"])
+    command = shell(
+        ssm, [instance_id], ["pwd", "echo $EC2SPOT_INSTANCE_ID $EC2SPOT_INSTANCE_ROOT", "echo $BASH_VERSION | cut -c1"]
+    )
     box.advance(3)
     lines = invocation(ssm, command["CommandId"], instance_id)["StandardOutputContent"].splitlines()
     root = os.path.realpath(CONTEXT.instance_root(instance_id))
@@ -285,7 +332,9 @@ def test_list_command_invocations_with_details_gives_plugin_output(ssm, box, man
     box.advance(3)
     plain = ssm.list_command_invocations(CommandId=command["CommandId"])["CommandInvocations"][0]
     assert (plain["Status"], plain["CommandPlugins"]) == ("Failed", [])
-    plugin = ssm.list_command_invocations(CommandId=command["CommandId"], Details=True)["CommandInvocations"][0]["CommandPlugins"][0]
+    plugin = ssm.list_command_invocations(CommandId=command["CommandId"], Details=True)["CommandInvocations"][0][
+        "CommandPlugins"
+    ][0]
     assert (plugin["Name"], plugin["Status"], plugin["ResponseCode"]) == ("aws:runShellScript", "Failed", 2)
     assert plugin["Output"] == "out\n\n----------ERROR-------\nerr\nfailed to run commands: exit status 2"
     by_instance = ssm.list_command_invocations(InstanceId=instance_id)["CommandInvocations"]
@@ -297,11 +346,18 @@ def test_list_commands_filters_by_status_and_instance(ssm, box, managed):
     instance_id = managed()
     ok = shell(ssm, [instance_id], ["true"])["CommandId"]
     bad = shell(ssm, [instance_id], ["false"])["CommandId"]
-    running = {c["CommandId"] for c in ssm.list_commands(InstanceId=instance_id, Filters=[
-        {"key": "ExecutionStage", "value": "Executing"}])["Commands"]}
+    running = {
+        c["CommandId"]
+        for c in ssm.list_commands(InstanceId=instance_id, Filters=[{"key": "ExecutionStage", "value": "Executing"}])[
+            "Commands"
+        ]
+    }
     assert running == {ok, bad}
     box.advance(3)
-    failed = [c["CommandId"] for c in ssm.list_commands(InstanceId=instance_id, Filters=[{"key": "Status", "value": "Failed"}])["Commands"]]
+    failed = [
+        c["CommandId"]
+        for c in ssm.list_commands(InstanceId=instance_id, Filters=[{"key": "Status", "value": "Failed"}])["Commands"]
+    ]
     assert failed == [bad]
     assert [c["CommandId"] for c in ssm.list_commands(InstanceId=instance_id)["Commands"]] == [bad, ok]  # newest first
 
@@ -310,7 +366,9 @@ def test_unsupported_document_and_bad_parameters_are_refused(ssm, box, managed):
     """moto 5.2.5 accepts any document and parameters; the sandbox refuses what it does not model, AWS bad parameters."""
     instance_id = managed()
     with pytest.raises(ClientError) as unsupported:
-        ssm.send_command(InstanceIds=[instance_id], DocumentName="AWS-RunPowerShellScript", Parameters={"commands": ["dir"]})
+        ssm.send_command(
+            InstanceIds=[instance_id], DocumentName="AWS-RunPowerShellScript", Parameters={"commands": ["dir"]}
+        )
     assert error_code(unsupported) == "InvalidDocument"
     assert "AWS-RunShellScript" in unsupported.value.response["Error"]["Message"]
     with pytest.raises(ClientError) as no_commands:
@@ -333,8 +391,9 @@ def test_every_command_sent_is_recorded(ssm, box, managed):
     assert record["commands"] == ["echo stopping app", "touch app.stopped"]
     assert record["comment"] == "graceful stop"
     box.advance(3)
-    assert [(r["command_id"], r["instance_id"], r["status"], r["response_code"]) for r in box.records("ssm_invocations")] == \
-        [(command["CommandId"], instance_id, "Success", 0)]
+    assert [
+        (r["command_id"], r["instance_id"], r["status"], r["response_code"]) for r in box.records("ssm_invocations")
+    ] == [(command["CommandId"], instance_id, "Success", 0)]
 
 
 # ---- scripted outcomes ----------------------------------------------------------------------
@@ -368,8 +427,12 @@ def test_max_errors_leaves_a_partial_failure_incomplete(ssm, box, managed):
     command = shell(ssm, [good, bad], ["true"], MaxErrors="1")
     box.advance(3)
     described = command_of(ssm, command["CommandId"])
-    assert (described["Status"], described["StatusDetails"], described["ErrorCount"], described["CompletedCount"]) == \
-        ("Failed", "Incomplete", 1, 2)
+    assert (described["Status"], described["StatusDetails"], described["ErrorCount"], described["CompletedCount"]) == (
+        "Failed",
+        "Incomplete",
+        1,
+        2,
+    )
     box.call("ssm/reset", instance_id=bad)
 
 
@@ -382,10 +445,10 @@ def test_scripted_timeout_and_undeliverable(ssm, box, managed):
     box.advance(1)
     assert status(ssm, command["CommandId"], lost) == ("Failed", "Undeliverable")
     assert invocation(ssm, command["CommandId"], lost)["ExecutionStartDateTime"] == ""
-    box.advance(9)
-    assert status(ssm, command["CommandId"], slow) == ("InProgress", "InProgress")
-    box.advance(1)
-    assert status(ssm, command["CommandId"], slow) == ("TimedOut", "ExecutionTimedOut")
+    assert statuses_after(ssm, box, command["CommandId"], slow, 9, 1) == [
+        ("InProgress", "InProgress"),
+        ("TimedOut", "ExecutionTimedOut"),
+    ]
     assert box.call("ssm/reset")["cleared"] >= 2
 
 
@@ -394,10 +457,10 @@ def test_scripted_success_longer_than_execution_timeout_times_out(ssm, box, mana
     instance_id = managed()
     box.call("ssm/script", instance_id=instance_id, outcome="Success", duration=600, times=1)
     command = shell(ssm, [instance_id], parameters={"executionTimeout": ["30"]})
-    box.advance(30.4)
-    assert status(ssm, command["CommandId"], instance_id) == ("InProgress", "InProgress")
-    box.advance(0.2)
-    assert status(ssm, command["CommandId"], instance_id) == ("TimedOut", "ExecutionTimedOut")
+    assert statuses_after(ssm, box, command["CommandId"], instance_id, 30.4, 0.2) == [
+        ("InProgress", "InProgress"),
+        ("TimedOut", "ExecutionTimedOut"),
+    ]
 
 
 def test_delivery_timeout(ssm, box, managed):
@@ -405,18 +468,22 @@ def test_delivery_timeout(ssm, box, managed):
     instance_id = managed()
     box.call("ssm/script", instance_id=instance_id, outcome="DeliveryTimedOut", times=1)
     command = shell(ssm, [instance_id], TimeoutSeconds=30, parameters={"executionTimeout": ["10"]})
-    box.advance(39)
-    assert status(ssm, command["CommandId"], instance_id) == ("Pending", "Pending")
-    box.advance(1.1)
-    assert status(ssm, command["CommandId"], instance_id) == ("TimedOut", "DeliveryTimedOut")
+    assert statuses_after(ssm, box, command["CommandId"], instance_id, 39, 1.1) == [
+        ("Pending", "Pending"),
+        ("TimedOut", "DeliveryTimedOut"),
+    ]
     described = command_of(ssm, command["CommandId"])
-    assert (described["Status"], described["StatusDetails"], described["DeliveryTimedOutCount"]) == \
-        ("TimedOut", "DeliveryTimedOut", 1)
+    assert (described["Status"], described["StatusDetails"], described["DeliveryTimedOutCount"]) == (
+        "TimedOut",
+        "DeliveryTimedOut",
+        1,
+    )
 
 
 def test_script_control_rejects_unknown_outcomes(box):
     """The control refuses outcomes AWS does not have."""
     from sandbox.control import SandboxError
+
     with pytest.raises(SandboxError):
         box.call("ssm/script", instance_id="i-0123456789abcdef0", outcome="Exploded")
 
@@ -439,10 +506,10 @@ def test_instance_terminated_while_running_never_reports(ec2, ssm, box, managed)
     box.advance(1)
     assert os.path.exists(stand_in(instance_id, "started"))
     ec2.terminate_instances(InstanceIds=[instance_id])
-    box.advance(2)
-    assert status(ssm, command["CommandId"], instance_id) == ("InProgress", "InProgress")
-    box.advance(58)
-    assert status(ssm, command["CommandId"], instance_id) == ("TimedOut", "DeliveryTimedOut")
+    assert statuses_after(ssm, box, command["CommandId"], instance_id, 2, 58) == [
+        ("InProgress", "InProgress"),
+        ("TimedOut", "DeliveryTimedOut"),
+    ]
 
 
 def test_cancel_command(ssm, box, managed):

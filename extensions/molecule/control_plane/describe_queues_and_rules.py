@@ -20,38 +20,75 @@ import uuid
 import boto3
 
 TOKEN = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
-LIFECYCLE = {"LifecycleHookName": "ec2spot-launch", "LifecycleActionToken": TOKEN}
 
-# (case, source, detail-type, detail, whether the control plane's rules must route it to the queue)
+
+TRANSITIONS = {"launch": "autoscaling:EC2_INSTANCE_LAUNCHING", "terminate": "autoscaling:EC2_INSTANCE_TERMINATING"}
+
+
+def lifecycle_action(transition, group, instance_id):
+    """An Auto Scaling ``launch`` or ``terminate`` lifecycle action of the control plane's hook (``ec2spot-launch``)."""
+    return (
+        "aws.autoscaling",
+        f"EC2 Instance-{transition} Lifecycle Action",
+        {
+            "LifecycleHookName": "ec2spot-launch",
+            "LifecycleActionToken": TOKEN,
+            "AutoScalingGroupName": group,
+            "EC2InstanceId": instance_id,
+            "LifecycleTransition": TRANSITIONS[transition],
+        },
+    )
+
+
+def state_change(state, instance_id):
+    return "aws.ec2", "EC2 Instance State-change Notification", {"instance-id": instance_id, "state": state}
+
+
+def health(service, category, code=None):
+    """An AWS Health event about ``service``."""
+    return (
+        "aws.health",
+        "AWS Health Event",
+        {"service": service, "eventTypeCategory": category, **({"eventTypeCode": code} if code else {})},
+    )
+
+
+# (case, (source, detail-type, detail), whether the control plane's rules must route it to the queue)
 ROUTING_CASES = [
-    ("spot warning", "aws.ec2", "EC2 Spot Instance Interruption Warning",
-     {"instance-id": "i-0feedface0000001", "instance-action": "terminate"}, True),
-    ("rebalance", "aws.ec2", "EC2 Instance Rebalance Recommendation", {"instance-id": "i-0feedface0000002"}, True),
-    ("launch action, configured group", "aws.autoscaling", "EC2 Instance-launch Lifecycle Action",
-     dict(LIFECYCLE, AutoScalingGroupName="pg-fleet", EC2InstanceId="i-0feedface0000003",
-          LifecycleTransition="autoscaling:EC2_INSTANCE_LAUNCHING"), True),
-    ("terminate action, configured group", "aws.autoscaling", "EC2 Instance-terminate Lifecycle Action",
-     dict(LIFECYCLE, AutoScalingGroupName="pg-fleet", EC2InstanceId="i-0feedface0000004",
-          LifecycleTransition="autoscaling:EC2_INSTANCE_TERMINATING"), True),
-    ("terminated", "aws.ec2", "EC2 Instance State-change Notification",
-     {"instance-id": "i-0feedface0000005", "state": "terminated"}, True),
-    ("shutting down", "aws.ec2", "EC2 Instance State-change Notification",
-     {"instance-id": "i-0feedface0000006", "state": "shutting-down"}, True),
-    ("boot report", "ec2spot.autorecover", "EC2Spot Recovery Boot Report", {"instance-id": "i-0feedface0000007"}, True),
-    ("launch action, other group", "aws.autoscaling", "EC2 Instance-launch Lifecycle Action",
-     dict(LIFECYCLE, AutoScalingGroupName="someone-elses-fleet", EC2InstanceId="i-0feedface0000008",
-          LifecycleTransition="autoscaling:EC2_INSTANCE_LAUNCHING"), False),
-    ("running", "aws.ec2", "EC2 Instance State-change Notification",
-     {"instance-id": "i-0feedface0000009", "state": "running"}, False),
-    ("scheduled maintenance", "ec2spot.autorecover", "EC2Spot Scheduled Maintenance",
-     {"instance-id": "i-0feedface000000a", "code": "instance-retirement"}, True),
-    ("EC2 retirement (AWS Health)", "aws.health", "AWS Health Event",
-     {"service": "EC2", "eventTypeCategory": "scheduledChange", "eventTypeCode": "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED"}, True),
-    ("EBS volume lost (AWS Health)", "aws.health", "AWS Health Event",
-     {"service": "EBS", "eventTypeCategory": "issue", "eventTypeCode": "AWS_EBS_VOLUME_LOST"}, True),
-    ("other service", "aws.health", "AWS Health Event", {"service": "RDS", "eventTypeCategory": "scheduledChange"}, False),
-    ("account notification", "aws.health", "AWS Health Event", {"service": "EC2", "eventTypeCategory": "accountNotification"},
-     False),
+    (
+        "spot warning",
+        (
+            "aws.ec2",
+            "EC2 Spot Instance Interruption Warning",
+            {"instance-id": "i-0feedface0000001", "instance-action": "terminate"},
+        ),
+        True,
+    ),
+    ("rebalance", ("aws.ec2", "EC2 Instance Rebalance Recommendation", {"instance-id": "i-0feedface0000002"}), True),
+    ("launch action, configured group", lifecycle_action("launch", "pg-fleet", "i-0feedface0000003"), True),
+    ("terminate action, configured group", lifecycle_action("terminate", "pg-fleet", "i-0feedface0000004"), True),
+    ("terminated", state_change("terminated", "i-0feedface0000005"), True),
+    ("shutting down", state_change("shutting-down", "i-0feedface0000006"), True),
+    (
+        "boot report",
+        ("ec2spot.autorecover", "EC2Spot Recovery Boot Report", {"instance-id": "i-0feedface0000007"}),
+        True,
+    ),
+    ("launch action, other group", lifecycle_action("launch", "someone-elses-fleet", "i-0feedface0000008"), False),
+    ("running", state_change("running", "i-0feedface0000009"), False),
+    (
+        "scheduled maintenance",
+        (
+            "ec2spot.autorecover",
+            "EC2Spot Scheduled Maintenance",
+            {"instance-id": "i-0feedface000000a", "code": "instance-retirement"},
+        ),
+        True,
+    ),
+    ("EC2 retirement (AWS Health)", health("EC2", "scheduledChange", "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED"), True),
+    ("EBS volume lost (AWS Health)", health("EBS", "issue", "AWS_EBS_VOLUME_LOST"), True),
+    ("other service", health("RDS", "scheduledChange"), False),
+    ("account notification", health("EC2", "accountNotification"), False),
 ]
 
 
@@ -73,14 +110,20 @@ def rules(events, prefix):
             "arn": described["Arn"],
             "pattern": json.loads(described["EventPattern"]) if described.get("EventPattern") else None,
             "schedule": described.get("ScheduleExpression"),
-            "targets": [{"id": t["Id"], "arn": t["Arn"]} for t in events.list_targets_by_rule(Rule=rule["Name"])["Targets"]],
+            "targets": [
+                {"id": t["Id"], "arn": t["Arn"]} for t in events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+            ],
         }
     return found
 
 
 def control(name, **payload):
-    request = urllib.request.Request(f"{os.environ['EC2SPOT_SANDBOX_ENDPOINT']}/_sandbox/{name}", method="POST",
-                                     data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{os.environ['EC2SPOT_SANDBOX_ENDPOINT']}/_sandbox/{name}",
+        method="POST",
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=180) as answer:
         return json.load(answer)
 
@@ -92,17 +135,30 @@ def function_runs(function):
 def route(events, function):
     results = []
     control("lambda/drain", timeout=60)
-    for case, source, detail_type, detail, expected in ROUTING_CASES:
+    for case, (source, detail_type, detail), expected in ROUTING_CASES:
         before = function_runs(function)
         seen = {message for run in before for message in run.get("records", [])}
-        answer = events.put_events(Entries=[{"Source": source, "DetailType": detail_type,
-                                             "Detail": json.dumps(dict(detail, **{"ec2spot-verify": str(uuid.uuid4())}))}])
+        answer = events.put_events(
+            Entries=[
+                {
+                    "Source": source,
+                    "DetailType": detail_type,
+                    "Detail": json.dumps(dict(detail, **{"ec2spot-verify": str(uuid.uuid4())})),
+                }
+            ]
+        )
         control("lambda/drain", timeout=60)
-        new_runs = [run for run in function_runs(function)[len(before):] if set(run.get("records", [])) - seen]
-        results.append({"case": case, "expected": expected, "failed_entries": answer["FailedEntryCount"],
-                        "arrived": bool(new_runs),
-                        "messages": sum(len(set(run["records"]) - seen) for run in new_runs),
-                        "errors": [run["error"] for run in new_runs if run.get("error")]})
+        new_runs = [run for run in function_runs(function)[len(before) :] if set(run.get("records", [])) - seen]
+        results.append(
+            {
+                "case": case,
+                "expected": expected,
+                "failed_entries": answer["FailedEntryCount"],
+                "arrived": bool(new_runs),
+                "messages": sum(len(set(run["records"]) - seen) for run in new_runs),
+                "errors": [run["error"] for run in new_runs if run.get("error")],
+            }
+        )
     return results
 
 
@@ -113,8 +169,11 @@ def main():
     args = parser.parse_args()
     session = boto3.session.Session()
     sqs, events = session.client("sqs"), session.client("events")
-    result = {"queue": queue_attributes(sqs, f"{args.name}-events"), "dlq": queue_attributes(sqs, f"{args.name}-events-dlq"),
-              "rules": rules(events, f"{args.name}-")}
+    result = {
+        "queue": queue_attributes(sqs, f"{args.name}-events"),
+        "dlq": queue_attributes(sqs, f"{args.name}-events-dlq"),
+        "rules": rules(events, f"{args.name}-"),
+    }
     if args.route:
         result["routing"] = route(events, args.name)
     print(json.dumps(result))
