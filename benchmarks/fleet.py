@@ -31,38 +31,80 @@ GROUPS, PER_GROUP, THROTTLE_EVERY, CONCURRENCY = 10, 10, 7, 10
 
 
 def _client(endpoint, service):
-    return boto3.session.Session().client(service, region_name="us-east-1", endpoint_url=endpoint, config=RETRY_CONFIG,
-                                          aws_access_key_id="sandbox", aws_secret_access_key="sandbox")
+    return boto3.session.Session().client(
+        service,
+        region_name="us-east-1",
+        endpoint_url=endpoint,
+        config=RETRY_CONFIG,
+        aws_access_key_id="sandbox",
+        aws_secret_access_key="sandbox",
+    )
 
 
 def build(endpoint):
     ec2, autoscaling, iam, sns = (_client(endpoint, s) for s in ("ec2", "autoscaling", "iam", "sns"))
     seeded = world.seed(ec2)
     world.managed_instance_profile(iam, "bench-fleet-instance")
-    ec2.create_launch_template(LaunchTemplateName="bench-fleet", LaunchTemplateData={
-        "ImageId": seeded["image_id"], "InstanceType": "m6i.large", "IamInstanceProfile": {"Name": "bench-fleet-instance"},
-        "InstanceMarketOptions": {"MarketType": "spot"}, "MetadataOptions": {"HttpTokens": "required"}})
+    ec2.create_launch_template(
+        LaunchTemplateName="bench-fleet",
+        LaunchTemplateData={
+            "ImageId": seeded["image_id"],
+            "InstanceType": "m6i.large",
+            "IamInstanceProfile": {"Name": "bench-fleet-instance"},
+            "InstanceMarketOptions": {"MarketType": "spot"},
+            "MetadataOptions": {"HttpTokens": "required"},
+        },
+    )
     topic = sns.create_topic(Name="bench-fleet")["TopicArn"]
     services, instances = [], []
     for group_index in range(GROUPS):
         group = f"bench-fleet-{group_index}"
         autoscaling.create_auto_scaling_group(
-            AutoScalingGroupName=group, MinSize=PER_GROUP, MaxSize=PER_GROUP * 2, DesiredCapacity=PER_GROUP,
+            AutoScalingGroupName=group,
+            MinSize=PER_GROUP,
+            MaxSize=PER_GROUP * 2,
+            DesiredCapacity=PER_GROUP,
             LaunchTemplate={"LaunchTemplateName": "bench-fleet"},
             # As the fleet role sets it up: a terminate hook holds a replaced instance until the handler is done with it.
-            LifecycleHookSpecificationList=[{"LifecycleHookName": "terminate", "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
-                                             "HeartbeatTimeout": 300, "DefaultResult": "CONTINUE"}],
-            VPCZoneIdentifier=",".join(seeded["subnets"][z] for z in ("us-east-1a", "us-east-1b")))
-        members = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"][0]["Instances"]
+            LifecycleHookSpecificationList=[
+                {
+                    "LifecycleHookName": "terminate",
+                    "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+                    "HeartbeatTimeout": 300,
+                    "DefaultResult": "CONTINUE",
+                }
+            ],
+            VPCZoneIdentifier=",".join(seeded["subnets"][z] for z in ("us-east-1a", "us-east-1b")),
+        )
+        members = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"][0][
+            "Instances"
+        ]
         for index, member in enumerate(members):
             lineage = f"bench-{group_index}-{index}"
             ec2.create_tags(Resources=[member["InstanceId"]], Tags=[{"Key": t.LINEAGE, "Value": lineage}])
-            volume = ec2.create_volume(AvailabilityZone=member["AvailabilityZone"], Size=20, VolumeType="gp3", Encrypted=True,
-                                       TagSpecifications=[{"ResourceType": "volume", "Tags": t.as_list(
-                                           {t.LINEAGE: lineage, t.GENERATION: 1, t.DEVICE: "/dev/sdf"})}])["VolumeId"]
+            volume = ec2.create_volume(
+                AvailabilityZone=member["AvailabilityZone"],
+                Size=20,
+                VolumeType="gp3",
+                Encrypted=True,
+                TagSpecifications=[
+                    {
+                        "ResourceType": "volume",
+                        "Tags": t.as_list({t.LINEAGE: lineage, t.GENERATION: 1, t.DEVICE: "/dev/sdf"}),
+                    }
+                ],
+            )["VolumeId"]
             ec2.attach_volume(VolumeId=volume, InstanceId=member["InstanceId"], Device="/dev/sdf")
-            services.append({"name": lineage, "lineage": lineage, "group": group, "stop_commands": ["echo stopped > app.state"],
-                             "device_name": "/dev/sdf", "stop_timeout": 60})
+            services.append(
+                {
+                    "name": lineage,
+                    "lineage": lineage,
+                    "group": group,
+                    "stop_commands": ["echo stopped > app.state"],
+                    "device_name": "/dev/sdf",
+                    "stop_timeout": 60,
+                }
+            )
             instances.append(member["InstanceId"])
     return handler_config.parse({"topic_arn": topic, "services": services}), instances
 
@@ -89,15 +131,26 @@ def run(endpoint, scale=1.0):
     requests = box.call("requests")["total"]
     seconds = sorted(duration * scale for duration, _outcome in results)
     stopped = sum(1 for _duration, outcome in results if outcome.endswith("stop ok"))
-    released = sum(1 for volume in _client(endpoint, "ec2").describe_volumes(
-        Filters=[{"Name": "tag-key", "Values": [t.LINEAGE]}])["Volumes"] if volume["State"] == "available")
+    released = sum(
+        1
+        for volume in _client(endpoint, "ec2").describe_volumes(Filters=[{"Name": "tag-key", "Values": [t.LINEAGE]}])[
+            "Volumes"
+        ]
+        if volume["State"] == "available"
+    )
     return {
-        "interruptions": len(instances), "groups": GROUPS, "concurrency": CONCURRENCY,
+        "interruptions": len(instances),
+        "groups": GROUPS,
+        "concurrency": CONCURRENCY,
         "handled": sum(1 for _duration, outcome in results if outcome.startswith("warning handled")),
-        "stopped_cleanly": stopped, "volumes_released": released,
+        "stopped_cleanly": stopped,
+        "volumes_released": released,
         "sandbox_requests_per_second": round(requests / wall, 1),
-        "throttled_requests": throttled, "api_requests": requests, "wall_seconds": round(wall, 2),
-        "p50_seconds": round(statistics.median(seconds), 2), "p99_seconds": round(seconds[int(0.99 * (len(seconds) - 1))], 2),
+        "throttled_requests": throttled,
+        "api_requests": requests,
+        "wall_seconds": round(wall, 2),
+        "p50_seconds": round(statistics.median(seconds), 2),
+        "p99_seconds": round(seconds[int(0.99 * (len(seconds) - 1))], 2),
         "max_seconds": round(seconds[-1], 2),
         "outcomes": sorted({outcome.split(": ", 1)[-1] for _duration, outcome in results}),
     }

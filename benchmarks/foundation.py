@@ -36,9 +36,12 @@ class CallCounter:
 
 def main():
     import logging
+
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     endpoint, stop = server.start_in_thread(scale=0.0)
-    session = boto3.session.Session(aws_access_key_id="sandbox", aws_secret_access_key="sandbox", region_name="us-east-1")
+    session = boto3.session.Session(
+        aws_access_key_id="sandbox", aws_secret_access_key="sandbox", region_name="us-east-1"
+    )
     ec2 = session.client("ec2", endpoint_url=endpoint)
     seeded = world.seed(ec2)
     counter = CallCounter(ec2)
@@ -46,14 +49,24 @@ def main():
     results = {}
 
     def launch(zone, lineage):
-        return ec2.run_instances(ImageId=seeded["image_id"], MinCount=1, MaxCount=1, InstanceType="t3.micro",
-                                 SubnetId=seeded["subnets"][zone], TagSpecifications=[
-                                     {"ResourceType": "instance", "Tags": [{"Key": t.LINEAGE, "Value": lineage}]}])["Instances"][0]["InstanceId"]
+        return ec2.run_instances(
+            ImageId=seeded["image_id"],
+            MinCount=1,
+            MaxCount=1,
+            InstanceType="t3.micro",
+            SubnetId=seeded["subnets"][zone],
+            TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": t.LINEAGE, "Value": lineage}]}],
+        )["Instances"][0]["InstanceId"]
 
     def lineage_on(zone, lineage):
         holder = launch(zone, lineage)
-        volume = ec2.create_volume(AvailabilityZone=zone, Size=50, VolumeType="gp3", Encrypted=True, TagSpecifications=[
-            {"ResourceType": "volume", "Tags": t.as_list({t.LINEAGE: lineage, t.GENERATION: 1})}])["VolumeId"]
+        volume = ec2.create_volume(
+            AvailabilityZone=zone,
+            Size=50,
+            VolumeType="gp3",
+            Encrypted=True,
+            TagSpecifications=[{"ResourceType": "volume", "Tags": t.as_list({t.LINEAGE: lineage, t.GENERATION: 1})}],
+        )["VolumeId"]
         ec2.attach_volume(VolumeId=volume, InstanceId=holder, Device="/dev/sdf")
         CONTEXT.advance(10)
         return holder, volume
@@ -68,26 +81,33 @@ def main():
     for run in range(RUNS):
         lineage_on("us-east-1a", f"bench-same-{run}")
         target = launch("us-east-1a", f"bench-same-{run}")
-        measure("same-AZ move (app stopped)", lambda: move_lineage_volume(
-            ec2, f"bench-same-{run}", target, app_stopped=True, clock=clock),
-            CONTEXT.latency["ebs_detach"] + CONTEXT.latency["ebs_attach"])
+        measure(
+            "same-AZ move (app stopped)",
+            lambda: move_lineage_volume(ec2, f"bench-same-{run}", target, app_stopped=True, clock=clock),
+            CONTEXT.latency["ebs_detach"] + CONTEXT.latency["ebs_attach"],
+        )
 
         holder = lineage_on("us-east-1a", f"bench-cross-{run}")[0]
-        measure("backup, snapshots only (no wait)", lambda: backup_instance(
-            ec2, holder, f"bench-{run}", clock=clock), 0.0)
+        measure(
+            "backup, snapshots only (no wait)", lambda: backup_instance(ec2, holder, f"bench-{run}", clock=clock), 0.0
+        )
         CONTEXT.settle()
         ec2.stop_instances(InstanceIds=[holder])
         target = launch("us-east-1b", f"bench-cross-{run}")
-        measure("cross-AZ restore from snapshot", lambda: move_lineage_volume(
-            ec2, f"bench-cross-{run}", target, clock=clock),
-            CONTEXT.latency["ebs_detach"] + CONTEXT.latency["ebs_attach"])
+        measure(
+            "cross-AZ restore from snapshot",
+            lambda: move_lineage_volume(ec2, f"bench-cross-{run}", target, clock=clock),
+            CONTEXT.latency["ebs_detach"] + CONTEXT.latency["ebs_attach"],
+        )
 
         address = ec2.allocate_address(Domain="vpc")["AllocationId"]
         measure("Elastic IP move", lambda: move_address(ec2, find_address(ec2, allocation_id=address), target), 0.0)
     stop()
 
-    print(f"Recovery core on the strict sandbox, modeled AWS time (latency model: attach "
-          f"{CONTEXT.latency['ebs_attach']:g} s, detach {CONTEXT.latency['ebs_detach']:g} s; {RUNS} runs, median)")
+    print(
+        f"Recovery core on the strict sandbox, modeled AWS time (latency model: attach "
+        f"{CONTEXT.latency['ebs_attach']:g} s, detach {CONTEXT.latency['ebs_detach']:g} s; {RUNS} runs, median)"
+    )
     print(f"{'operation':36} {'AWS time s':>10} {'poll overhead s':>16} {'API calls':>10}")
     for name, samples in results.items():
         elapsed, overhead, calls = (statistics.median(column) for column in zip(*samples))

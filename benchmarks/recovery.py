@@ -31,7 +31,7 @@ from sandbox.clock import CONTEXT, CoreClock
 from sandbox.rules import ec2_events
 from sandbox.scenario import World, warning
 
-AGENT_START = 1.0       # modeled seconds for the agent's mount and application start
+AGENT_START = 1.0  # modeled seconds for the agent's mount and application start
 NIGHTLY_BACKUP_AGE = 12 * 3600.0
 
 
@@ -68,8 +68,9 @@ def one_recovery(strategy, az_case):
         backup_instance(ec2, scenario.first, "pgdata-nightly", clock=CoreClock())
         CONTEXT.advance(NIGHTLY_BACKUP_AGE)
         if az_case == "other-az":
-            scenario.autoscaling.update_auto_scaling_group(AutoScalingGroupName=scenario.group,
-                                                           VPCZoneIdentifier=seeded["subnets"]["us-east-1b"])
+            scenario.autoscaling.update_auto_scaling_group(
+                AutoScalingGroupName=scenario.group, VPCZoneIdentifier=seeded["subnets"]["us-east-1b"]
+            )
         log = CallLog(scenario.clients)
         warned = CONTEXT.clock.elapsed()
         ec2_events.interrupt(scenario.first)
@@ -82,12 +83,12 @@ def one_recovery(strategy, az_case):
             figures["seconds_to_snapshot"] = round(at - warned, 2)
             down = _progress_at(calls, "stopped")[1]
         else:
-            CONTEXT.advance(CONTEXT.latency["spot_notice_lead"])   # reclaimed at the notice time
+            CONTEXT.advance(CONTEXT.latency["spot_notice_lead"])  # reclaimed at the notice time
             down = warned + CONTEXT.latency["spot_notice_lead"]
         actions = scenario.pending_launches()
         if not actions:
             raise RuntimeError(f"{strategy}/{az_case}: the group launched no replacement")
-        launched = CONTEXT.clock.elapsed() if strategy != "ours" else warned   # ours: launched when marked unhealthy
+        launched = CONTEXT.clock.elapsed() if strategy != "ours" else warned  # ours: launched when marked unhealthy
         start = CONTEXT.clock.elapsed()
         scenario.handler.handle(scenario.launch_event(actions[0]))
         calls = log.since(start)
@@ -98,31 +99,47 @@ def one_recovery(strategy, az_case):
         app_started = max(attached, launched + CONTEXT.latency["os_boot"]) + AGENT_START
         replacement = scenario.instance(actions[0]["instance_id"])
         data = progress.outcome_of(progress.read(replacement).get("attached", ""))
-        return dict(figures, strategy=strategy, az_case=az_case, data=data,
-                    rto_seconds=round(max(app_started, address) - down, 1),
-                    warning_to_service_seconds=round(max(app_started, address) - warned, 1),
-                    rpo_seconds=0.0 if strategy == "ours" else (
-                        0.0 if "same volume" in data else round(NIGHTLY_BACKUP_AGE + CONTEXT.latency["spot_notice_lead"], 1)))
+        return dict(
+            figures,
+            strategy=strategy,
+            az_case=az_case,
+            data=data,
+            rto_seconds=round(max(app_started, address) - down, 1),
+            warning_to_service_seconds=round(max(app_started, address) - warned, 1),
+            rpo_seconds=0.0
+            if strategy == "ours"
+            else (0.0 if "same volume" in data else round(NIGHTLY_BACKUP_AGE + CONTEXT.latency["spot_notice_lead"], 1)),
+        )
 
 
 def run():
     sandbox_rules.install()
     CONTEXT.clock.set_scale(0.0)
-    runs = [one_recovery(strategy, az_case) for az_case in ("same-az", "other-az") for strategy in ("ours", "wait-for-termination")]
+    runs = [
+        one_recovery(strategy, az_case)
+        for az_case in ("same-az", "other-az")
+        for strategy in ("ours", "wait-for-termination")
+    ]
     by = {(r["strategy"], r["az_case"]): r for r in runs}
     ours, seed = by[("ours", "same-az")], by[("wait-for-termination", "same-az")]
     rto = {
-        "ours_seconds": ours["rto_seconds"], "wait_for_termination_seconds": seed["rto_seconds"],
+        "ours_seconds": ours["rto_seconds"],
+        "wait_for_termination_seconds": seed["rto_seconds"],
         "ratio": round(seed["rto_seconds"] / ours["rto_seconds"], 2),
-        "other_az": {"ours_seconds": by[("ours", "other-az")]["rto_seconds"],
-                     "wait_for_termination_seconds": by[("wait-for-termination", "other-az")]["rto_seconds"],
-                     "ours_rpo_seconds": by[("ours", "other-az")]["rpo_seconds"],
-                     "wait_for_termination_rpo_seconds": by[("wait-for-termination", "other-az")]["rpo_seconds"]},
+        "other_az": {
+            "ours_seconds": by[("ours", "other-az")]["rto_seconds"],
+            "wait_for_termination_seconds": by[("wait-for-termination", "other-az")]["rto_seconds"],
+            "ours_rpo_seconds": by[("ours", "other-az")]["rpo_seconds"],
+            "wait_for_termination_rpo_seconds": by[("wait-for-termination", "other-az")]["rpo_seconds"],
+        },
         "runs": runs,
     }
-    handler = {"calls_before_snapshot": ours["calls_before_snapshot"], "seconds_to_snapshot": ours["seconds_to_snapshot"],
-               "calls_launch_to_attached": ours["calls_launch_to_attached"],
-               "seconds_launch_to_attached": ours["seconds_launch_to_attached"],
-               "other_az_calls_launch_to_attached": by[("ours", "other-az")]["calls_launch_to_attached"],
-               "other_az_seconds_launch_to_attached": by[("ours", "other-az")]["seconds_launch_to_attached"]}
+    handler = {
+        "calls_before_snapshot": ours["calls_before_snapshot"],
+        "seconds_to_snapshot": ours["seconds_to_snapshot"],
+        "calls_launch_to_attached": ours["calls_launch_to_attached"],
+        "seconds_launch_to_attached": ours["seconds_launch_to_attached"],
+        "other_az_calls_launch_to_attached": by[("ours", "other-az")]["calls_launch_to_attached"],
+        "other_az_seconds_launch_to_attached": by[("ours", "other-az")]["seconds_launch_to_attached"],
+    }
     return rto, handler

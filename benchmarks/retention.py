@@ -47,29 +47,47 @@ from sandbox.rules import snapshots as sandbox_snapshots
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 KEEP_DAYS = 7
-AWS_PAGE_CAP = 1000   # DescribeImages and DescribeSnapshots: MaxResults up to 1000
+AWS_PAGE_CAP = 1000  # DescribeImages and DescribeSnapshots: MaxResults up to 1000
 
 
 def _client(endpoint, service):
-    return boto3.client(service, region_name="us-east-1", endpoint_url=endpoint, config=RETRY_CONFIG,
-                        aws_access_key_id="sandbox", aws_secret_access_key="sandbox")
+    return boto3.client(
+        service,
+        region_name="us-east-1",
+        endpoint_url=endpoint,
+        config=RETRY_CONFIG,
+        aws_access_key_id="sandbox",
+        aws_secret_access_key="sandbox",
+    )
 
 
 def daily_backups(endpoint, seeded, lineage, amis, seed_names=False):
     """``amis`` daily backups of a fresh instance of ``lineage``, the newest today. Returns the instance id."""
     ec2 = _client(endpoint, "ec2")
-    instance = ec2.run_instances(ImageId=seeded["image_id"], MinCount=1, MaxCount=1, InstanceType="t3.micro",
-                                 SubnetId=seeded["subnets"]["us-east-1a"], TagSpecifications=[
-                                     {"ResourceType": "instance", "Tags": [{"Key": t.LINEAGE, "Value": lineage}]}])["Instances"][0]["InstanceId"]
-    volume = ec2.create_volume(AvailabilityZone="us-east-1a", Size=8, VolumeType="gp3", Encrypted=True, TagSpecifications=[
-        {"ResourceType": "volume", "Tags": t.as_list({t.LINEAGE: lineage, t.GENERATION: 1})}])["VolumeId"]
+    instance = ec2.run_instances(
+        ImageId=seeded["image_id"],
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t3.micro",
+        SubnetId=seeded["subnets"]["us-east-1a"],
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": t.LINEAGE, "Value": lineage}]}],
+    )["Instances"][0]["InstanceId"]
+    volume = ec2.create_volume(
+        AvailabilityZone="us-east-1a",
+        Size=8,
+        VolumeType="gp3",
+        Encrypted=True,
+        TagSpecifications=[{"ResourceType": "volume", "Tags": t.as_list({t.LINEAGE: lineage, t.GENERATION: 1})}],
+    )["VolumeId"]
     ec2.attach_volume(VolumeId=volume, InstanceId=instance, Device="/dev/sdf")
     Sandbox(endpoint).settle()
     today = CONTEXT.now()
     for age in range(amis):
         day = (today - timedelta(days=age)).strftime("%Y%m%d")
         name = f"k8s-master-{day}" if seed_names else f"{lineage}-{day}"
-        result = backup_instance(ec2, instance, name, create_image=True, extra_tags={"AutoBackup": "true"} if seed_names else None)
+        result = backup_instance(
+            ec2, instance, name, create_image=True, extra_tags={"AutoBackup": "true"} if seed_names else None
+        )
         _backdate(result, today - timedelta(days=age, hours=1))
     Sandbox(endpoint).settle()
     return instance
@@ -92,8 +110,11 @@ def _recent(endpoint, **filters):
 
 def _snapshots_of(endpoint, instance):
     """The snapshots a backup of ``instance`` took (its volume sets' and its AMIs'), still there."""
-    pages = _client(endpoint, "ec2").get_paginator("describe_snapshots").paginate(
-        OwnerIds=["self"], Filters=[{"Name": f"tag:{t.SOURCE_INSTANCE}", "Values": [instance]}])
+    pages = (
+        _client(endpoint, "ec2")
+        .get_paginator("describe_snapshots")
+        .paginate(OwnerIds=["self"], Filters=[{"Name": f"tag:{t.SOURCE_INSTANCE}", "Values": [instance]}])
+    )
     return sum(len(page["Snapshots"]) for page in pages)
 
 
@@ -106,21 +127,37 @@ def _count(endpoint):
 
 
 def _images(endpoint, **filters):
-    pages = _client(endpoint, "ec2").get_paginator("describe_images").paginate(
-        Owners=["self"], Filters=[{"Name": k, "Values": [v]} for k, v in filters.items()])
+    pages = (
+        _client(endpoint, "ec2")
+        .get_paginator("describe_images")
+        .paginate(Owners=["self"], Filters=[{"Name": k, "Values": [v]} for k, v in filters.items()])
+    )
     return [image for page in pages for image in page["Images"]]
 
 
 def _playbook(env, tasks, workdir, name):
     path = os.path.join(workdir, f"{name}.yml")
     with open(path, "w", encoding="utf-8") as handle:
-        json.dump([{"name": name, "hosts": "localhost", "connection": "local", "gather_facts": False,
-                    "module_defaults": {"group/ec2spot.autorecover.aws": {"region": "us-east-1"}}, "tasks": tasks}], handle)
+        json.dump(
+            [
+                {
+                    "name": name,
+                    "hosts": "localhost",
+                    "connection": "local",
+                    "gather_facts": False,
+                    "module_defaults": {"group/ec2spot.autorecover.aws": {"region": "us-east-1"}},
+                    "tasks": tasks,
+                }
+            ],
+            handle,
+        )
     run_env = dict(env, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
-    done = subprocess.run(["ansible-playbook", path], env=run_env, cwd=REPO, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["ansible-playbook", path], env=run_env, cwd=REPO, capture_output=True, text=True, check=False
+    )
     if done.returncode:
         raise RuntimeError(f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout[done.stdout.index("{"):])["plays"][0]["tasks"][-1]["hosts"]["localhost"]
+    return json.loads(done.stdout[done.stdout.index("{") :])["plays"][0]["tasks"][-1]["hosts"]["localhost"]
 
 
 def aws_cli(workdir):
@@ -158,8 +195,21 @@ def _run(endpoint, state_dir, amis):
     recent = _recent(endpoint, **{f"tag:{t.LINEAGE}": "bench-ours"})
     _count(endpoint)
     began = time.monotonic()
-    ours = _playbook(env, [{"name": "retention alone", "ec2spot.autorecover.spot_backup": {
-        "backup": False, "lineage": "bench-ours", "retention": {"max_age_days": KEEP_DAYS}}}], workdir, "ours")
+    ours = _playbook(
+        env,
+        [
+            {
+                "name": "retention alone",
+                "ec2spot.autorecover.spot_backup": {
+                    "backup": False,
+                    "lineage": "bench-ours",
+                    "retention": {"max_age_days": KEEP_DAYS},
+                },
+            }
+        ],
+        workdir,
+        "ours",
+    )
     results["ours_seconds"] = round(time.monotonic() - began, 2)
     results["ours_api_calls"] = _count(endpoint)
     results["ours_images_left"] = len(_images(endpoint, **{f"tag:{t.LINEAGE}": "bench-ours"}))
@@ -171,20 +221,33 @@ def _run(endpoint, state_dir, amis):
     results["ours_calls_by_operation"] = ours["retention"]["api_calls"]
     volume_deletes = ours["retention"]["api_calls"].get("DeleteSnapshot", 0)
     results["ours_calls_per_deleted_ami"] = _per_ami(results["ours_api_calls"], results["ours_images_deleted"])
-    results["ours_ami_calls_per_deleted_ami"] = _per_ami(results["ours_api_calls"] - volume_deletes, results["ours_images_deleted"])
+    results["ours_ami_calls_per_deleted_ami"] = _per_ami(
+        results["ours_api_calls"] - volume_deletes, results["ours_images_deleted"]
+    )
 
     instance = daily_backups(endpoint, seeded, "bench-peer", amis)
     recent = _recent(endpoint, **{f"tag:{t.LINEAGE}": "bench-peer"})
     _count(endpoint)
     cutoff = (CONTEXT.now() - timedelta(days=KEEP_DAYS)).strftime("%Y-%m-%dT%H:%M:%S")
     began = time.monotonic()
-    _playbook(env, [
-        {"name": "find the lineage's AMIs", "amazon.aws.ec2_ami_info": {"owners": ["self"], "filters": {f"tag:{t.LINEAGE}": "bench-peer"}},
-         "register": "peer_amis"},
-        {"name": "delete the AMIs older than a week with their snapshots",
-         "amazon.aws.ec2_ami": {"image_id": "{{ item.image_id }}", "state": "absent", "delete_snapshot": True},
-         "loop": "{{ peer_amis.images | selectattr('creation_date', 'lt', '" + cutoff + "') | list }}",
-         "loop_control": {"label": "{{ item.image_id }}"}}], workdir, "peer")
+    _playbook(
+        env,
+        [
+            {
+                "name": "find the lineage's AMIs",
+                "amazon.aws.ec2_ami_info": {"owners": ["self"], "filters": {f"tag:{t.LINEAGE}": "bench-peer"}},
+                "register": "peer_amis",
+            },
+            {
+                "name": "delete the AMIs older than a week with their snapshots",
+                "amazon.aws.ec2_ami": {"image_id": "{{ item.image_id }}", "state": "absent", "delete_snapshot": True},
+                "loop": "{{ peer_amis.images | selectattr('creation_date', 'lt', '" + cutoff + "') | list }}",
+                "loop_control": {"label": "{{ item.image_id }}"},
+            },
+        ],
+        workdir,
+        "peer",
+    )
     results["peer_seconds"] = round(time.monotonic() - began, 2)
     results["peer_api_calls"] = _count(endpoint)
     results["peer_images_left"] = len(_images(endpoint, **{f"tag:{t.LINEAGE}": "bench-peer"}))
@@ -194,13 +257,18 @@ def _run(endpoint, state_dir, amis):
     results["peer_calls_per_deleted_ami"] = _per_ami(results["peer_api_calls"], results["peer_images_deleted"])
 
     instance = daily_backups(endpoint, seeded, "bench-seed", amis, seed_names=True)
-    seed_lineage = {f"tag:{t.LINEAGE}": "bench-seed"}   # ours and the peer's AMIs are tagged AutoBackup=true too
+    seed_lineage = {f"tag:{t.LINEAGE}": "bench-seed"}  # ours and the peer's AMIs are tagged AutoBackup=true too
     recent = _recent(endpoint, **seed_lineage)
     cli = aws_cli(workdir)
     _count(endpoint)
     began = time.monotonic()
-    done = subprocess.run(["bash", os.path.join(HERE, "seed001_retention.sh")], capture_output=True, text=True, check=False,
-                          env=dict(env, PATH=os.path.dirname(cli) + os.pathsep + env["PATH"], LOG_FILE=os.path.join(workdir, "seed.log")))
+    done = subprocess.run(
+        ["bash", os.path.join(HERE, "seed001_retention.sh")],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(env, PATH=os.path.dirname(cli) + os.pathsep + env["PATH"], LOG_FILE=os.path.join(workdir, "seed.log")),
+    )
     results["seed_script_seconds"] = round(time.monotonic() - began, 2)
     results["seed_script_api_calls"] = _count(endpoint)
     results["seed_script_exit_code"] = done.returncode
@@ -208,5 +276,7 @@ def _run(endpoint, state_dir, amis):
     results["seed_images_deleted"] = amis - results["seed_images_left"]
     results["seed_snapshots_left"] = _snapshots_of(endpoint, instance)
     results["seed_recent_deleted"] = recent - _recent(endpoint, **seed_lineage)
-    results["seed_script_calls_per_deleted_ami"] = _per_ami(results["seed_script_api_calls"], results["seed_images_deleted"])
+    results["seed_script_calls_per_deleted_ami"] = _per_ami(
+        results["seed_script_api_calls"], results["seed_images_deleted"]
+    )
     return results

@@ -29,10 +29,19 @@ from . import world
 DEFAULT_STATE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".build", "sandbox")
 SANDBOX_ACCOUNT = "123456789012"  # moto's account: no real account has it
 # Variables that could steer an AWS SDK towards a real account; removed inside a sandbox run.
-REAL_AWS_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
-                      "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
-                      "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-                      "AWS_URL", "EC2_URL")
+REAL_AWS_VARIABLES = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_URL",
+    "EC2_URL",
+)
 
 
 def sandbox_env(endpoint, state_dir):
@@ -81,12 +90,21 @@ def start(state_dir, timeout=30.0, scale=DEFAULT_SCALE):
             return record
         os.remove(record_path)
     log = open(os.path.join(state_dir, "server.log"), "ab")
-    process = subprocess.Popen([sys.executable, "-m", "sandbox.server", "--ready-file", record_path, "--scale", str(scale)],
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                               cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                               env=apply_env({"MOTO_EC2_LOAD_DEFAULT_AMIS": "false", "EC2SPOT_SANDBOX_STATE_DIR": state_dir,
-                                              # IAM enforced unless the caller says off (sandbox/README.md, "IAM")
-                                              "EC2SPOT_SANDBOX_IAM": os.environ.get("EC2SPOT_SANDBOX_IAM") or "enforce"}))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sandbox.server", "--ready-file", record_path, "--scale", str(scale)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        env=apply_env(
+            {
+                "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",
+                "EC2SPOT_SANDBOX_STATE_DIR": state_dir,
+                # IAM enforced unless the caller says off (sandbox/README.md, "IAM")
+                "EC2SPOT_SANDBOX_IAM": os.environ.get("EC2SPOT_SANDBOX_IAM") or "enforce",
+            }
+        ),
+    )
     deadline = time.monotonic() + timeout
     while not os.path.exists(record_path):
         if process.poll() is not None or time.monotonic() > deadline:
@@ -96,8 +114,9 @@ def start(state_dir, timeout=30.0, scale=DEFAULT_SCALE):
     env = sandbox_env(record["endpoint"], state_dir)
     import boto3
 
-    session = boto3.session.Session(aws_access_key_id="sandbox", aws_secret_access_key="sandbox",
-                                    region_name=world.REGION)
+    session = boto3.session.Session(
+        aws_access_key_id="sandbox", aws_secret_access_key="sandbox", region_name=world.REGION
+    )
     account = session.client("sts", endpoint_url=record["endpoint"]).get_caller_identity()["Account"]
     if account != SANDBOX_ACCOUNT:
         raise SystemExit(f"refusing: the sandbox endpoint answered as account {account}")
@@ -143,16 +162,21 @@ def run(command, scale=DEFAULT_SCALE):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("action", choices=("start", "stop", "env", "run"))
     parser.add_argument("--state-dir", default=DEFAULT_STATE_DIR)
-    parser.add_argument("--scale", type=float, default=DEFAULT_SCALE,
-                        help="modeled seconds per real second (0: a manual clock moved through the clock control)")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=DEFAULT_SCALE,
+        help="modeled seconds per real second (0: a manual clock moved through the clock control)",
+    )
     argv = list(sys.argv[1:] if argv is None else argv)
     # Everything after "--" is the command to run; options may come before or after the action.
-    command = argv[argv.index("--") + 1:] if "--" in argv else []
-    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    command = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     if args.action == "run":
         if not command:
             parser.error("run needs a command: python -m sandbox run -- CMD ...")

@@ -37,16 +37,16 @@ REGION = "us-east-1"
 
 # Modeled durations (seconds) from ../shared/FIGURES.md, middle values unless noted.
 LATENCY = {
-    "ebs_attach": 2.0,              # "mostly 1-4 s"
-    "ebs_detach": 2.0,              # "mostly 1-4 s"
-    "snapshot_base": 30.0,          # "pending for minutes": 30 s plus the per-GiB part
+    "ebs_attach": 2.0,  # "mostly 1-4 s"
+    "ebs_detach": 2.0,  # "mostly 1-4 s"
+    "snapshot_base": 30.0,  # "pending for minutes": 30 s plus the per-GiB part
     "snapshot_per_gib": 1.0,
-    "image_base": 120.0,            # an AMI is slower than its snapshots
-    "image_per_gib": 30.0,          # 50 GiB running instance ~ 30 min in FIGURES.md
-    "instance_boot": 4.9,           # pending -> running
-    "os_boot": 25.8,                # launch -> user data runs (~ reachable by SSH; sandbox/runtime.py)
-    "spot_notice_lead": 120.0,      # the two-minute warning
-    "ssm_command": 2.0,             # Pending -> InProgress -> final, when not scripted
+    "image_base": 120.0,  # an AMI is slower than its snapshots
+    "image_per_gib": 30.0,  # 50 GiB running instance ~ 30 min in FIGURES.md
+    "instance_boot": 4.9,  # pending -> running
+    "os_boot": 25.8,  # launch -> user data runs (~ reachable by SSH; sandbox/runtime.py)
+    "spot_notice_lead": 120.0,  # the two-minute warning
+    "ssm_command": 2.0,  # Pending -> InProgress -> final, when not scripted
     "ssm_pending": 0.5,
     "lifecycle_heartbeat": 3600.0,  # AWS's default heartbeat timeout
 }
@@ -102,14 +102,14 @@ class SandboxContext:
         self._queue = []
         self._sequence = itertools.count()
         self.controls = {}
-        self.emitted = []          # every event the sandbox emitted, newest last
-        self.records = {}          # rule-specific records tests assert on (e.g. forced detaches)
-        self.imds = {}             # instance id -> {path: value} served by the IMDS double
+        self.emitted = []  # every event the sandbox emitted, newest last
+        self.records = {}  # rule-specific records tests assert on (e.g. forced detaches)
+        self.imds = {}  # instance id -> {path: value} served by the IMDS double
         self.account_id = ACCOUNT_ID
         self.region = REGION
         self.lambda_handlers = {}  # function ARN -> callable(event) run for Lambda targets
-        self.api_requests = {}     # signing service -> requests served (the ``requests`` control)
-        self.controls_state = {}   # state of controls such as ``throttle``
+        self.api_requests = {}  # signing service -> requests served (the ``requests`` control)
+        self.controls_state = {}  # state of controls such as ``throttle``
         self._state_dir = os.environ.get("EC2SPOT_SANDBOX_STATE_DIR")
 
     @property
@@ -198,15 +198,28 @@ class SandboxContext:
     # ---- moto ---------------------------------------------------------------------------
     def backend(self, service):
         from moto.backends import get_backend
+
         return get_backend(service)[self.account_id][self.region]
 
     # ---- events -------------------------------------------------------------------------
     def emit(self, source, detail_type, detail, resources=()):
         """Put an event on the default bus as AWS would, and remember it."""
-        event = {"Source": source, "DetailType": detail_type, "Detail": json.dumps(detail),
-                 "Resources": list(resources), "EventBusName": "default"}
-        self.emitted.append({"source": source, "detail-type": detail_type, "detail": detail,
-                             "resources": list(resources), "time": self.now().isoformat()})
+        event = {
+            "Source": source,
+            "DetailType": detail_type,
+            "Detail": json.dumps(detail),
+            "Resources": list(resources),
+            "EventBusName": "default",
+        }
+        self.emitted.append(
+            {
+                "source": source,
+                "detail-type": detail_type,
+                "detail": detail,
+                "resources": list(resources),
+                "time": self.now().isoformat(),
+            }
+        )
         return self.backend("events").put_events([event])
 
     def record(self, name, value):
@@ -215,9 +228,11 @@ class SandboxContext:
     # ---- controls -----------------------------------------------------------------------
     def control(self, name):
         """Register ``fn(payload) -> dict`` as ``POST /_sandbox/<name>``."""
+
         def register(fn):
             self.controls[name] = fn
             return fn
+
         return register
 
     def call_control(self, name, payload):
@@ -261,6 +276,7 @@ def _modeled_utcnow():
 def install_moto_clock():
     """Make moto's timestamps come from the modeled clock (naive UTC, as moto's own)."""
     import moto.core.utils as moto_utils
+
     original = moto_utils.utcnow
     if getattr(original, "__sandbox__", False):
         return
@@ -270,13 +286,19 @@ def install_moto_clock():
     # modeled seconds, so whole real seconds would blur a launch time by up to `scale` modeled seconds: the
     # sandbox keeps the milliseconds (a resolution of 1/scale modeled seconds at most, as fine as AWS's).
     from moto.core.serialize import TimestampSerializer
+
     TimestampSerializer._timestamp_iso8601_zeroed = lambda self, value: (  # noqa: E731
-        value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z" if CONTEXT.clock.scale
-        else value.strftime(self.ISO8601_MICRO_ZEROED))
+        value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+        if CONTEXT.clock.scale
+        else value.strftime(self.ISO8601_MICRO_ZEROED)
+    )
     # Modules already imported hold their own reference: rebind those too.
     for module in list(sys.modules.values()):
-        if module is not None and getattr(module, "__name__", "").startswith("moto.") \
-                and getattr(module, "utcnow", None) is original:
+        if (
+            module is not None
+            and getattr(module, "__name__", "").startswith("moto.")
+            and getattr(module, "utcnow", None) is original
+        ):
             module.utcnow = _modeled_utcnow
 
 

@@ -1,10 +1,10 @@
 """Python API for the sandbox's controls (``POST /_sandbox/<name>``).
 
-    from sandbox.control import Sandbox
-    box = Sandbox(os.environ["EC2SPOT_SANDBOX_ENDPOINT"])
-    box.advance(30)                         # manual clock: move modeled time
-    box.call("spot/interrupt", instance_id="i-...", lead=120)
-    box.fire_schedule("ec2spot-autorecover-backup-pg")   # a scheduled rule's next due time
+from sandbox.control import Sandbox
+box = Sandbox(os.environ["EC2SPOT_SANDBOX_ENDPOINT"])
+box.advance(30)                         # manual clock: move modeled time
+box.call("spot/interrupt", instance_id="i-...", lead=120)
+box.fire_schedule("ec2spot-autorecover-backup-pg")   # a scheduled rule's next due time
 """
 
 from __future__ import annotations
@@ -23,8 +23,12 @@ class Sandbox:
         self.endpoint = endpoint.rstrip("/")
 
     def call(self, control, **payload):
-        request = urllib.request.Request(f"{self.endpoint}/_sandbox/{control}", data=json.dumps(payload).encode(),
-                                         headers={"Content-Type": "application/json"}, method="POST")
+        request = urllib.request.Request(
+            f"{self.endpoint}/_sandbox/{control}",
+            data=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
         try:
             with urllib.request.urlopen(request, timeout=60) as answer:
                 return json.load(answer)

@@ -31,8 +31,8 @@ class ImdsDouble:
     def __init__(self, values=None, clock=time.monotonic):
         self.values = dict(values or {})
         self.clock = clock
-        self.tokens = {}          # token -> expiry (clock seconds)
-        self.requests = []        # (method, path, status) in order, for assertions
+        self.tokens = {}  # token -> expiry (clock seconds)
+        self.requests = []  # (method, path, status) in order, for assertions
         self._faults = []
         self._lock = threading.Lock()
         self._server = None
@@ -49,10 +49,12 @@ class ImdsDouble:
             "meta-data/placement/region": region,
             "meta-data/iam/security-credentials/" + role: (
                 '{"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": "ASIASANDBOX", '
-                '"SecretAccessKey": "sandbox", "Token": "sandbox-token", "Expiration": "2099-01-01T00:00:00Z"}'),
+                '"SecretAccessKey": "sandbox", "Token": "sandbox-token", "Expiration": "2099-01-01T00:00:00Z"}'
+            ),
             "dynamic/instance-identity/document": (
                 '{"instanceId": "%s", "availabilityZone": "%s", "region": "%s", "accountId": "123456789012"}'
-                % (instance_id, zone, region)),
+                % (instance_id, zone, region)
+            ),
         }
         for key, value in (tags or {}).items():
             values["meta-data/tags/instance/" + key] = value
@@ -77,8 +79,13 @@ class ImdsDouble:
                 return 200, self.values[path]
             if path.endswith("/") or path in ("meta-data", "dynamic"):
                 prefix = path.rstrip("/") + "/"
-                children = sorted({key[len(prefix):].split("/")[0] + ("/" if "/" in key[len(prefix):] else "")
-                                   for key in self.values if key.startswith(prefix)})
+                children = sorted(
+                    {
+                        key[len(prefix) :].split("/")[0] + ("/" if "/" in key[len(prefix) :] else "")
+                        for key in self.values
+                        if key.startswith(prefix)
+                    }
+                )
                 if children:
                     return 200, "\n".join(children)
         return 404, "Not Found"
@@ -144,7 +151,7 @@ class ImdsDouble:
                     return self._reply(401, "Unauthorized")
                 if not self.path.startswith("/latest/"):
                     return self._reply(404, "Not Found")
-                status, body = double.lookup(self.path[len("/latest/"):])
+                status, body = double.lookup(self.path[len("/latest/") :])
                 return self._reply(status, body)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -22,17 +22,34 @@ def seed(ec2):
         return describe(ec2, existing[0]["VpcId"])
     vpc_id = ec2.create_vpc(CidrBlock="10.42.0.0/16", TagSpecifications=_tagged("vpc", "sandbox"))["Vpc"]["VpcId"]
     for index, zone in enumerate(ZONES):
-        ec2.create_subnet(VpcId=vpc_id, CidrBlock=f"10.42.{index}.0/24", AvailabilityZone=zone,
-                          TagSpecifications=_tagged("subnet", f"sandbox-{zone}"))
-    group_id = ec2.create_security_group(GroupName="sandbox-app", Description="sandbox application", VpcId=vpc_id,
-                                         TagSpecifications=_tagged("security-group", "sandbox-app"))["GroupId"]
-    ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[
-        {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "IpRanges": [{"CidrIp": "10.42.0.0/16"}]}])
+        ec2.create_subnet(
+            VpcId=vpc_id,
+            CidrBlock=f"10.42.{index}.0/24",
+            AvailabilityZone=zone,
+            TagSpecifications=_tagged("subnet", f"sandbox-{zone}"),
+        )
+    group_id = ec2.create_security_group(
+        GroupName="sandbox-app",
+        Description="sandbox application",
+        VpcId=vpc_id,
+        TagSpecifications=_tagged("security-group", "sandbox-app"),
+    )["GroupId"]
+    ec2.authorize_security_group_ingress(
+        GroupId=group_id,
+        IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "IpRanges": [{"CidrIp": "10.42.0.0/16"}]}
+        ],
+    )
     # A registered image of our own (no builder instance): the application image the fleet launches.
-    ec2.register_image(Name="sandbox-al2023-app", Description="sandbox application image", Architecture="x86_64",
-                       RootDeviceName="/dev/xvda", VirtualizationType="hvm",
-                       BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8, "VolumeType": "gp3"}}],
-                       TagSpecifications=_tagged("image", "sandbox-al2023-app"))
+    ec2.register_image(
+        Name="sandbox-al2023-app",
+        Description="sandbox application image",
+        Architecture="x86_64",
+        RootDeviceName="/dev/xvda",
+        VirtualizationType="hvm",
+        BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8, "VolumeType": "gp3"}}],
+        TagSpecifications=_tagged("image", "sandbox-al2023-app"),
+    )
     return describe(ec2, vpc_id)
 
 
@@ -40,8 +57,18 @@ def managed_instance_profile(iam, name):
     """An instance profile whose role has ``AmazonSSMManagedInstanceCore``: instances launched
     with it are managed by SSM (the sandbox runs Run Command on them, as AWS would)."""
     import json
-    iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
+
+    iam.create_role(
+        RoleName=name,
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                ],
+            }
+        ),
+    )
     iam.attach_role_policy(RoleName=name, PolicyArn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
     iam.create_instance_profile(InstanceProfileName=name)
     iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
@@ -50,9 +77,12 @@ def managed_instance_profile(iam, name):
 
 def describe(ec2, vpc_id):
     subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"]
-    groups = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc_id]},
-                                                   {"Name": "group-name", "Values": ["sandbox-app"]}])
-    image = ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": ["sandbox-al2023-app"]}])["Images"][0]
+    groups = ec2.describe_security_groups(
+        Filters=[{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "group-name", "Values": ["sandbox-app"]}]
+    )
+    image = ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": ["sandbox-al2023-app"]}])[
+        "Images"
+    ][0]
     return {
         "region": REGION,
         "vpc_id": vpc_id,

@@ -36,7 +36,8 @@ def between(text, name, first_line_prefix=None):
 
 def rules_body():
     rules = RULES.read_text(encoding="utf-8")
-    return "\n" + rules[rules.index("LINEAGE_TAG = "):].rstrip("\n") + "\n"
+    # Two blank lines after the last function: the formatter's spacing before the END comment.
+    return "\n" + rules[rules.index("LINEAGE_TAG = ") :].rstrip("\n") + "\n\n\n"
 
 
 def block_body(path, name):
@@ -56,8 +57,10 @@ def main(argv=None):
     parser.add_argument("--check", action="store_true", help="exit 1 if a copy is stale; change nothing")
     args = parser.parse_args(argv)
     stale = []
-    for target, name, body in ((AGENT, "generations.py", rules_body()),
-                               (BOOTSTRAP, "sigv4", block_body(AGENT, "sigv4"))):
+    for target, name, body in (
+        (AGENT, "generations.py", rules_body()),
+        (BOOTSTRAP, "sigv4", block_body(AGENT, "sigv4")),
+    ):
         wanted = replaced(target, name, body)
         if wanted == target.read_text(encoding="utf-8"):
             continue

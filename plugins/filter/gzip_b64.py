@@ -63,7 +63,13 @@ def gzip_bytes(data, level=9):
     extra_flags = b"\x02" if level == 9 else (b"\x04" if level == 1 else b"\x00")
     deflate = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
     body = deflate.compress(data) + deflate.flush()
-    return _HEADER + extra_flags + _OS_UNKNOWN + body + struct.pack("<II", zlib.crc32(data) & 0xFFFFFFFF, len(data) & 0xFFFFFFFF)
+    return (
+        _HEADER
+        + extra_flags
+        + _OS_UNKNOWN
+        + body
+        + struct.pack("<II", zlib.crc32(data) & 0xFFFFFFFF, len(data) & 0xFFFFFFFF)
+    )
 
 
 def gzip_b64(data, level=9):

@@ -15,7 +15,11 @@ from __future__ import annotations
 import traceback
 
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws import (
-    RETRY_CONFIG, BotoCoreError, ClientError, translate)
+    RETRY_CONFIG,
+    BotoCoreError,
+    ClientError,
+    translate,
+)
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.errors import AwsApiError, RecoveryError
 
 
@@ -36,11 +40,17 @@ def _versions():
 
 def fail(module, error, prefix=None):
     """Fail the module with a core error, in the shape of amazon.aws's ``fail_json_aws``."""
-    report = {"msg": f"{prefix}: {error.message}" if prefix else error.message, "error": error.to_dict(),
-              "exception": "".join(traceback.format_exception(type(error), error, error.__traceback__)), **_versions()}
+    report = {
+        "msg": f"{prefix}: {error.message}" if prefix else error.message,
+        "error": error.to_dict(),
+        "exception": "".join(traceback.format_exception(type(error), error, error.__traceback__)),
+        **_versions(),
+    }
     if isinstance(error, AwsApiError) and error.details.get("request_id"):
-        report["response_metadata"] = {"request_id": error.details["request_id"],
-                                       "http_status_code": error.details.get("http_status")}
+        report["response_metadata"] = {
+            "request_id": error.details["request_id"],
+            "http_status_code": error.details.get("http_status"),
+        }
     module.fail_json(**report)
 
 

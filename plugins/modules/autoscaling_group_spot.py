@@ -550,23 +550,46 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.core_adapter i
 def wanted_state(params):
     """The module's options as a wanted state (``group.FIELDS`` keys; ``None``: not managed)."""
     want = {"name": params["name"]}
-    for key in ("min_size", "max_size", "desired_capacity", "health_check_type", "health_check_grace_period",
-                "default_cooldown", "capacity_rebalance", "default_instance_warmup", "subnet_ids", "target_group_arns",
-                "enabled_metrics", "instance_maintenance_policy", "launch_template", "instances_distribution", "tags"):
+    for key in (
+        "min_size",
+        "max_size",
+        "desired_capacity",
+        "health_check_type",
+        "health_check_grace_period",
+        "default_cooldown",
+        "capacity_rebalance",
+        "default_instance_warmup",
+        "subnet_ids",
+        "target_group_arns",
+        "enabled_metrics",
+        "instance_maintenance_policy",
+        "launch_template",
+        "instances_distribution",
+        "tags",
+    ):
         want[key] = params[key]
     if params["overrides"] is not None:
-        want["overrides"] = [{"instance_type": item["instance_type"], "weighted_capacity": item["weighted_capacity"]}
-                             for item in params["overrides"]]
+        want["overrides"] = [
+            {"instance_type": item["instance_type"], "weighted_capacity": item["weighted_capacity"]}
+            for item in params["overrides"]
+        ]
     if params["lifecycle_hooks"] is not None:
         want["lifecycle_hooks"] = [
-            {"name": hook["name"], "transition": asg_group.TRANSITIONS.get(hook["transition"], hook["transition"]),
-             "heartbeat_timeout": hook["heartbeat_timeout"], "default_result": hook["default_result"],
-             "notification_target_arn": hook["notification_target_arn"], "role_arn": hook["role_arn"],
-             "notification_metadata": hook["notification_metadata"]}
-            for hook in params["lifecycle_hooks"]]
+            {
+                "name": hook["name"],
+                "transition": asg_group.TRANSITIONS.get(hook["transition"], hook["transition"]),
+                "heartbeat_timeout": hook["heartbeat_timeout"],
+                "default_result": hook["default_result"],
+                "notification_target_arn": hook["notification_target_arn"],
+                "role_arn": hook["role_arn"],
+                "notification_metadata": hook["notification_metadata"],
+            }
+            for hook in params["lifecycle_hooks"]
+        ]
     if params["notifications"] is not None:
-        want["notifications"] = [{"topic_arn": item["topic_arn"], "types": sorted(set(item["types"]))}
-                                 for item in params["notifications"]]
+        want["notifications"] = [
+            {"topic_arn": item["topic_arn"], "types": sorted(set(item["types"]))} for item in params["notifications"]
+        ]
     if params["predictive_scaling"] is not None:
         want["predictive_scaling"] = dict(params["predictive_scaling"])
     return want
@@ -577,19 +600,36 @@ def main():
         name=dict(type="str", required=True),
         state=dict(type="str", choices=["present", "absent"], default="present"),
         force_delete=dict(type="bool", default=False),
-        launch_template=dict(type="dict", options=dict(id=dict(type="str"), name=dict(type="str"), version=dict(type="str")),
-                             mutually_exclusive=[["id", "name"]], required_one_of=[["id", "name"]]),
-        overrides=dict(type="list", elements="dict", options=dict(
-            instance_type=dict(type="str", required=True), weighted_capacity=dict(type="int"))),
-        instances_distribution=dict(type="dict", options=dict(
-            on_demand_allocation_strategy=dict(type="str", choices=["prioritized", "lowest-price"]),
-            on_demand_base_capacity=dict(type="int"),
-            on_demand_percentage_above_base_capacity=dict(type="int"),
-            spot_allocation_strategy=dict(type="str", choices=[
-                "lowest-price", "capacity-optimized", "capacity-optimized-prioritized", "price-capacity-optimized"]),
-            spot_instance_pools=dict(type="int"),
-            spot_max_price=dict(type="str"),
-        )),
+        launch_template=dict(
+            type="dict",
+            options=dict(id=dict(type="str"), name=dict(type="str"), version=dict(type="str")),
+            mutually_exclusive=[["id", "name"]],
+            required_one_of=[["id", "name"]],
+        ),
+        overrides=dict(
+            type="list",
+            elements="dict",
+            options=dict(instance_type=dict(type="str", required=True), weighted_capacity=dict(type="int")),
+        ),
+        instances_distribution=dict(
+            type="dict",
+            options=dict(
+                on_demand_allocation_strategy=dict(type="str", choices=["prioritized", "lowest-price"]),
+                on_demand_base_capacity=dict(type="int"),
+                on_demand_percentage_above_base_capacity=dict(type="int"),
+                spot_allocation_strategy=dict(
+                    type="str",
+                    choices=[
+                        "lowest-price",
+                        "capacity-optimized",
+                        "capacity-optimized-prioritized",
+                        "price-capacity-optimized",
+                    ],
+                ),
+                spot_instance_pools=dict(type="int"),
+                spot_max_price=dict(type="str"),
+            ),
+        ),
         min_size=dict(type="int"),
         max_size=dict(type="int"),
         desired_capacity=dict(type="int"),
@@ -602,38 +642,58 @@ def main():
         enabled_metrics=dict(type="list", elements="str"),
         capacity_rebalance=dict(type="bool"),
         default_instance_warmup=dict(type="int"),
-        instance_maintenance_policy=dict(type="dict", options=dict(
-            min_healthy_percentage=dict(type="int"), max_healthy_percentage=dict(type="int"))),
-        lifecycle_hooks=dict(type="list", elements="dict", options=dict(
-            name=dict(type="str", required=True),
-            transition=dict(type="str", required=True, choices=["launch", "terminate", asg_group.LAUNCHING, asg_group.TERMINATING]),
-            heartbeat_timeout=dict(type="int", default=asg_group.DEFAULT_HEARTBEAT),
-            default_result=dict(type="str", choices=["ABANDON", "CONTINUE"], default=asg_group.DEFAULT_RESULT),
-            notification_target_arn=dict(type="str"),
-            role_arn=dict(type="str"),
-            notification_metadata=dict(type="str"),
-        )),
+        instance_maintenance_policy=dict(
+            type="dict", options=dict(min_healthy_percentage=dict(type="int"), max_healthy_percentage=dict(type="int"))
+        ),
+        lifecycle_hooks=dict(
+            type="list",
+            elements="dict",
+            options=dict(
+                name=dict(type="str", required=True),
+                transition=dict(
+                    type="str",
+                    required=True,
+                    choices=["launch", "terminate", asg_group.LAUNCHING, asg_group.TERMINATING],
+                ),
+                heartbeat_timeout=dict(type="int", default=asg_group.DEFAULT_HEARTBEAT),
+                default_result=dict(type="str", choices=["ABANDON", "CONTINUE"], default=asg_group.DEFAULT_RESULT),
+                notification_target_arn=dict(type="str"),
+                role_arn=dict(type="str"),
+                notification_metadata=dict(type="str"),
+            ),
+        ),
         purge_lifecycle_hooks=dict(type="bool", default=False),
-        notifications=dict(type="list", elements="dict", options=dict(
-            topic_arn=dict(type="str", required=True),
-            types=dict(type="list", elements="str", default=list(asg_group.NOTIFICATION_TYPES)),
-        )),
+        notifications=dict(
+            type="list",
+            elements="dict",
+            options=dict(
+                topic_arn=dict(type="str", required=True),
+                types=dict(type="list", elements="str", default=list(asg_group.NOTIFICATION_TYPES)),
+            ),
+        ),
         purge_notifications=dict(type="bool", default=True),
         tags=dict(type="dict"),
         purge_tags=dict(type="bool", default=True),
         propagate_tags_at_launch=dict(type="bool", default=False),
-        predictive_scaling=dict(type="dict", options=dict(
-            name=dict(type="str", required=True),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
-            metric_type=dict(type="str", choices=["ASGCPUUtilization", "ASGNetworkIn", "ASGNetworkOut", "ALBRequestCount"]),
-            resource_label=dict(type="str"),
-            target_value=dict(type="float"),
-            mode=dict(type="str", choices=["ForecastOnly", "ForecastAndScale"], default="ForecastOnly"),
-            scheduling_buffer_time=dict(type="int"),
-            max_capacity_breach_behavior=dict(type="str", choices=["HonorMaxCapacity", "IncreaseMaxCapacity"],
-                                              default="HonorMaxCapacity"),
-            max_capacity_buffer=dict(type="int"),
-        ), required_if=[["state", "present", ["metric_type", "target_value"]]]),
+        predictive_scaling=dict(
+            type="dict",
+            options=dict(
+                name=dict(type="str", required=True),
+                state=dict(type="str", choices=["present", "absent"], default="present"),
+                metric_type=dict(
+                    type="str", choices=["ASGCPUUtilization", "ASGNetworkIn", "ASGNetworkOut", "ALBRequestCount"]
+                ),
+                resource_label=dict(type="str"),
+                target_value=dict(type="float"),
+                mode=dict(type="str", choices=["ForecastOnly", "ForecastAndScale"], default="ForecastOnly"),
+                scheduling_buffer_time=dict(type="int"),
+                max_capacity_breach_behavior=dict(
+                    type="str", choices=["HonorMaxCapacity", "IncreaseMaxCapacity"], default="HonorMaxCapacity"
+                ),
+                max_capacity_buffer=dict(type="int"),
+            ),
+            required_if=[["state", "present", ["metric_type", "target_value"]]],
+        ),
     )
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
@@ -641,14 +701,22 @@ def main():
 
     def converge():
         if params["state"] == "absent":
-            return asg_group.ensure_absent(asg, params["name"], force=params["force_delete"], check_mode=module.check_mode)
+            return asg_group.ensure_absent(
+                asg, params["name"], force=params["force_delete"], check_mode=module.check_mode
+            )
         want = wanted_state(params)
         if not params["update_desired_capacity"]:
             want["desired_capacity_at_create"], want["desired_capacity"] = want["desired_capacity"], None
         return asg_group.ensure(
-            asg, want, check_mode=module.check_mode,
-            purge_hooks=params["purge_lifecycle_hooks"], purge_notifications=params["purge_notifications"],
-            purge_tags=params["purge_tags"], propagate_tags=params["propagate_tags_at_launch"])
+            asg,
+            want,
+            check_mode=module.check_mode,
+            purge_hooks=params["purge_lifecycle_hooks"],
+            purge_notifications=params["purge_notifications"],
+            purge_tags=params["purge_tags"],
+            propagate_tags=params["propagate_tags_at_launch"],
+        )
+
     result = run(module, converge)
     module.exit_json(
         changed=result["changed"],

@@ -158,7 +158,9 @@ def ensure_present(module, client, name, body):
     answer = call(client, "put_dashboard", DashboardName=name, DashboardBody=canonical(body))
     messages = answer.get("DashboardValidationMessages") or []
     for message in messages:
-        module.warn(f"CloudWatch on dashboard {name}: {message.get('DataPath', '')} {message.get('Message', '')}".strip())
+        module.warn(
+            f"CloudWatch on dashboard {name}: {message.get('DataPath', '')} {message.get('Message', '')}".strip()
+        )
     arn, stored = get_dashboard(client, name)
     return dict(changed=True, dashboard=dict(name=name, arn=arn, body=stored), validation_messages=messages, diff=diff)
 
@@ -183,7 +185,9 @@ def parse_body(name, text):
     except ValueError as error:
         raise InvalidInput(f"dashboard {name}: the body is not JSON ({error}); nothing was changed") from error
     if not isinstance(body, dict) or not isinstance(body.get("widgets"), list):
-        raise InvalidInput(f"dashboard {name}: the body must be a JSON object with a 'widgets' list; nothing was changed")
+        raise InvalidInput(
+            f"dashboard {name}: the body must be a JSON object with a 'widgets' list; nothing was changed"
+        )
     return body
 
 
@@ -193,15 +197,20 @@ def main():
         state=dict(type="str", choices=["present", "absent"], default="present"),
         body=dict(type="json"),
     )
-    module = AnsibleAWSModule(argument_spec=argument_spec, required_if=[("state", "present", ["body"])],
-                              supports_check_mode=True)
+    module = AnsibleAWSModule(
+        argument_spec=argument_spec, required_if=[("state", "present", ["body"])], supports_check_mode=True
+    )
     name = module.params["name"]
     if not NAME.fullmatch(name):
-        module.fail_json(msg=f"dashboard name {name!r}: 1-255 letters, digits, '-' or '_' (CloudWatch's rule); nothing was changed")
+        module.fail_json(
+            msg=f"dashboard name {name!r}: 1-255 letters, digits, '-' or '_' (CloudWatch's rule); nothing was changed"
+        )
     client = aws_client(module, "cloudwatch")
     if module.params["state"] == "absent":
         module.exit_json(**run(module, lambda: ensure_absent(module, client, name)))
-    module.exit_json(**run(module, lambda: ensure_present(module, client, name, parse_body(name, module.params["body"]))))
+    module.exit_json(
+        **run(module, lambda: ensure_present(module, client, name, parse_body(name, module.params["body"])))
+    )
 
 
 if __name__ == "__main__":

@@ -145,21 +145,25 @@ from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleA
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.core_adapter import client, run
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.addresses import find_address, move_address
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.instances import (
-    ensure_running, healthy_group_instance)
+    ensure_running,
+    healthy_group_instance,
+)
 
 
 def failover(module, ec2):
     params = module.params
-    address = find_address(ec2, allocation_id=params["allocation_id"], public_ip=params["public_ip"],
-                           address_tags=params["address_tags"])
+    address = find_address(
+        ec2, allocation_id=params["allocation_id"], public_ip=params["public_ip"], address_tags=params["address_tags"]
+    )
     target, started = params["instance_id"], False
     if params["auto_scaling_group"]:
         target = healthy_group_instance(client(module, "autoscaling"), params["auto_scaling_group"])
     elif params["standby_instance_id"]:
         target = params["standby_instance_id"]
         started = ensure_running(ec2, target, module.check_mode, params["wait_timeout"])[1]
-    move = move_address(ec2, address, target, allow_reassociation=params["allow_reassociation"],
-                        dry_run=module.check_mode)
+    move = move_address(
+        ec2, address, target, allow_reassociation=params["allow_reassociation"], dry_run=module.check_mode
+    )
     if started:
         move.changed = True
         move.actions.insert(0, f"start standby instance {target}")
@@ -180,17 +184,23 @@ def main():
     module = AnsibleAWSModule(
         argument_spec=argument_spec,
         supports_check_mode=True,
-        mutually_exclusive=[["allocation_id", "public_ip", "address_tags"],
-                            ["instance_id", "auto_scaling_group", "standby_instance_id"]],
-        required_one_of=[["allocation_id", "public_ip", "address_tags"],
-                         ["instance_id", "auto_scaling_group", "standby_instance_id"]],
+        mutually_exclusive=[
+            ["allocation_id", "public_ip", "address_tags"],
+            ["instance_id", "auto_scaling_group", "standby_instance_id"],
+        ],
+        required_one_of=[
+            ["allocation_id", "public_ip", "address_tags"],
+            ["instance_id", "auto_scaling_group", "standby_instance_id"],
+        ],
     )
     ec2 = client(module, "ec2")
     move, started = run(module, lambda: failover(module, ec2))
     module.exit_json(
         standby_started=started,
-        diff={"before": {"instance_id": move.previous_instance_id if move.changed else move.instance_id},
-              "after": {"instance_id": move.instance_id}},
+        diff={
+            "before": {"instance_id": move.previous_instance_id if move.changed else move.instance_id},
+            "after": {"instance_id": move.instance_id},
+        },
         **move.to_dict(),
     )
 

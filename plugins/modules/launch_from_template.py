@@ -182,15 +182,28 @@ def main():
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     ec2 = client(module, "ec2")
-    result = run(module, lambda: launch_from_template(
-        ec2, params["launch_template"], params["subnet_id"], params["name"], validate_name(params["lineage"]),
-        instance_type=params["instance_type"], market=params["market"], extra_tags=params["tags"],
-        dry_run=module.check_mode, timeout=params["wait_timeout"]))
+    result = run(
+        module,
+        lambda: launch_from_template(
+            ec2,
+            params["launch_template"],
+            params["subnet_id"],
+            params["name"],
+            validate_name(params["lineage"]),
+            instance_type=params["instance_type"],
+            market=params["market"],
+            extra_tags=params["tags"],
+            dry_run=module.check_mode,
+            timeout=params["wait_timeout"],
+        ),
+    )
     returned = result.to_dict()
-    returned["diff"] = {"before": {"instance": result.instance_id or "(none)"} if not result.changed or result.started
-                        else {"instance": "(none)"},
-                        "after": {"instance": result.instance_id or f"(launch {result.name})",
-                                  "state": "running"}}
+    returned["diff"] = {
+        "before": {"instance": result.instance_id or "(none)"}
+        if not result.changed or result.started
+        else {"instance": "(none)"},
+        "after": {"instance": result.instance_id or f"(launch {result.name})", "state": "running"},
+    }
     module.exit_json(**returned)
 
 

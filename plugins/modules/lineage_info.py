@@ -172,11 +172,20 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.resto
 
 def report_of(ec2, params):
     """The lineage's description (``restore_plan.plan``), with its standby pair when asked."""
-    report = plan(ec2, params["lineage"], params["source"], params["snapshot_id"] or None, params["image_id"] or None,
-                  params["before"] or None, group=params["group"] or None)
+    report = plan(
+        ec2,
+        params["lineage"],
+        params["source"],
+        params["snapshot_id"] or None,
+        params["image_id"] or None,
+        params["before"] or None,
+        group=params["group"] or None,
+    )
     report["standby"] = None
     if params["standby"]:
-        report["standby"] = standbys.classify(ec2, params["lineage"], standbys.parse_settings(params["standby"], "standby"))
+        report["standby"] = standbys.classify(
+            ec2, params["lineage"], standbys.parse_settings(params["standby"], "standby")
+        )
     return report
 
 
@@ -190,8 +199,11 @@ def main():
         before=dict(type="str"),
         standby=dict(type="dict"),
     )
-    module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True,
-                              mutually_exclusive=[["snapshot_id", "image_id", "before"]])
+    module = AnsibleAWSModule(
+        argument_spec=argument_spec,
+        supports_check_mode=True,
+        mutually_exclusive=[["snapshot_id", "image_id", "before"]],
+    )
     params = module.params
     ec2 = client(module, "ec2")
     report = run(module, lambda: report_of(ec2, params))

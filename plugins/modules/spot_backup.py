@@ -313,12 +313,23 @@ from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleA
 
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.core_adapter import client, run
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
-from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.backups import backup_instance, validate_set_name
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.backups import (
+    backup_instance,
+    validate_set_name,
+)
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.errors import InvalidInput, NotFound
-from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.instances import describe_instance, find_instances
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.instances import (
+    describe_instance,
+    find_instances,
+)
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.lineage import validate_name
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.retention import (
-    ALL_LINEAGES, IMAGE, VOLUME, Policy, apply_retention)
+    ALL_LINEAGES,
+    IMAGE,
+    VOLUME,
+    Policy,
+    apply_retention,
+)
 
 INSTANCE_ID_PREFIX = "i-"
 
@@ -352,7 +363,9 @@ def retention_scope(params, instance_ids):
 def check_parameters(params):
     """Refuse what cannot work before anything is described or taken."""
     if params["all_lineages"] is False:
-        raise InvalidInput("all_lineages: false selects nothing: omit it and give lineage, lineages, instance_id or instance_tags")
+        raise InvalidInput(
+            "all_lineages: false selects nothing: omit it and give lineage, lineages, instance_id or instance_tags"
+        )
     if params["backup"]:
         if params["lineages"] or params["all_lineages"]:
             raise InvalidInput("lineages and all_lineages select backups to prune: use them with backup: false")
@@ -360,8 +373,10 @@ def check_parameters(params):
     if not params["retention"]:
         raise InvalidInput("backup: false applies retention alone: give retention (keep_newest and/or max_age_days)")
     if params["instance_tags"]:
-        raise InvalidInput("backup: false needs no instance: give lineage, lineages, all_lineages or instance_id, "
-                           "not instance_tags (tags select instances, which may be gone)")
+        raise InvalidInput(
+            "backup: false needs no instance: give lineage, lineages, all_lineages or instance_id, "
+            "not instance_tags (tags select instances, which may be gone)"
+        )
     if params["instance_id"] and not params["instance_id"].startswith(INSTANCE_ID_PREFIX):
         raise InvalidInput(f"instance_id must be an instance id (i-...), got {params['instance_id']!r}")
 
@@ -389,16 +404,28 @@ def backup_and_prune(module, ec2):
         today = datetime.now(timezone.utc).strftime("%Y%m%d")
         name = validate_set_name(params["name"] or f"{params['lineage'] or 'backup'}-{today}")
         instance_ids = instances_in_scope(ec2, params)
-        backups = [backup_instance(ec2, instance_id, name, create_image=params["create_image"],
-                                   include_boot_volume=params["include_boot_volume"], extra_tags=params["tags"],
-                                   dry_run=module.check_mode, wait=params["wait"], timeout=params["wait_timeout"])
-                   for instance_id in instance_ids]
+        backups = [
+            backup_instance(
+                ec2,
+                instance_id,
+                name,
+                create_image=params["create_image"],
+                include_boot_volume=params["include_boot_volume"],
+                extra_tags=params["tags"],
+                dry_run=module.check_mode,
+                wait=params["wait"],
+                timeout=params["wait_timeout"],
+            )
+            for instance_id in instance_ids
+        ]
     elif params["instance_id"]:
         instance_ids = [params["instance_id"]]
     outcome = {
         "backups": [b.to_dict() for b in backups],
-        "created": {"snapshots": [s["snapshot_id"] for b in backups if b.created_snapshots for s in b.snapshots],
-                    "images": [b.image_id for b in backups if b.created_image]},
+        "created": {
+            "snapshots": [s["snapshot_id"] for b in backups if b.created_snapshots for s in b.snapshots],
+            "images": [b.image_id for b in backups if b.created_image],
+        },
         "deleted": {"snapshots": [], "images": []},
         "kept": {},
         "retention": {},

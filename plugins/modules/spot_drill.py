@@ -202,10 +202,17 @@ def keep_template(module, fis):
         found = drill.find_templates(fis, params["lineage"])
         if len(found) == 1:
             return found[0]["id"], False, {}
-        module.fail_json(msg=f"role_arn is required to create the drill template of lineage {params['lineage']}; "
-                             "nothing was changed")
-    request = drill.template_request(params["lineage"], params["role_arn"], params["stop_condition_alarm_arn"],
-                                     params["duration_before_interruption"], params["count"], params["tags"])
+        module.fail_json(
+            msg=f"role_arn is required to create the drill template of lineage {params['lineage']}; nothing was changed"
+        )
+    request = drill.template_request(
+        params["lineage"],
+        params["role_arn"],
+        params["stop_condition_alarm_arn"],
+        params["duration_before_interruption"],
+        params["count"],
+        params["tags"],
+    )
     template_id, changed, before, after = drill.ensure_template(fis, request, check_mode=module.check_mode)
     return template_id, changed, {"before": before or {}, "after": after}
 
@@ -215,14 +222,27 @@ def started(module, fis, ec2):
     drill.duration_seconds(params["duration_before_interruption"])
     template_id, _changed, diff = keep_template(module, fis)
     if module.check_mode:
-        return dict(changed=True, template_id=template_id, would_interrupt=drill.spot_candidates(ec2, params["lineage"]), diff=diff)
+        return dict(
+            changed=True,
+            template_id=template_id,
+            would_interrupt=drill.spot_candidates(ec2, params["lineage"]),
+            diff=diff,
+        )
     experiment_id, start_time, interrupted = drill.start(fis, template_id, str(uuid.uuid4()))
-    result = dict(changed=True, template_id=template_id, experiment_id=experiment_id, interrupted_instance_ids=interrupted, diff=diff)
+    result = dict(
+        changed=True,
+        template_id=template_id,
+        experiment_id=experiment_id,
+        interrupted_instance_ids=interrupted,
+        diff=diff,
+    )
     if params["wait"]:
         warned_at = drill.warned_at_of(start_time, params["duration_before_interruption"])
         recoveries = []
         for instance_id in interrupted:
-            old, new = drill.watch(ec2, params["lineage"], instance_id, timeout=params["wait_timeout"], poll=params["poll_interval"])
+            old, new = drill.watch(
+                ec2, params["lineage"], instance_id, timeout=params["wait_timeout"], poll=params["poll_interval"]
+            )
             phases, report = drill.timeline(old, new, warned_at, scale=params["time_scale"])
             recoveries.append(dict(report, phases=phases))
         result["recoveries"] = recoveries
@@ -247,7 +267,9 @@ def main():
     fis, ec2 = client(module, "fis"), client(module, "ec2")
     state = module.params["state"]
     if state == "absent":
-        deleted = run(module, lambda: drill.delete_templates(fis, module.params["lineage"], check_mode=module.check_mode))
+        deleted = run(
+            module, lambda: drill.delete_templates(fis, module.params["lineage"], check_mode=module.check_mode)
+        )
         module.exit_json(changed=bool(deleted), deleted_template_ids=deleted)
     if state == "present":
         template_id, changed, diff = run(module, lambda: keep_template(module, fis))

@@ -272,16 +272,27 @@ def main():
         pricing_region=dict(type="str"),
         pricing_endpoint_url=dict(type="str"),
     )
-    module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True,
-                              mutually_exclusive=[["availability_zones", "subnet_ids"]])
+    module = AnsibleAWSModule(
+        argument_spec=argument_spec, supports_check_mode=True, mutually_exclusive=[["availability_zones", "subnet_ids"]]
+    )
     params = module.params
     region = module.region
     if not region:
         module.fail_json(msg="spot_price_info needs a region: set region (or AWS_REGION) to the region to price in")
     ec2 = client(module, "ec2")
     prices = pricing_client(module, region) if params["on_demand"] else None
-    result = run(module, lambda: pricing.price_report(ec2, prices, region, params["instance_types"], zones=params["availability_zones"],
-                                                      subnet_ids=params["subnet_ids"], on_demand=params["on_demand"]))
+    result = run(
+        module,
+        lambda: pricing.price_report(
+            ec2,
+            prices,
+            region,
+            params["instance_types"],
+            zones=params["availability_zones"],
+            subnet_ids=params["subnet_ids"],
+            on_demand=params["on_demand"],
+        ),
+    )
     for warning in result["warnings"]:
         module.warn(warning)
     result["price_warnings"] = result.pop("warnings")

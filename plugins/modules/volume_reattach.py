@@ -219,7 +219,10 @@ timeline:
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.core_adapter import client, run
-from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.volumes import move_lineage_volume, stage_lineage_volume
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.volumes import (
+    move_lineage_volume,
+    stage_lineage_volume,
+)
 
 
 def main():
@@ -237,30 +240,56 @@ def main():
         initialization_rate=dict(type="int"),
         wait_timeout=dict(type="int", default=300),
     )
-    module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True,
-                              mutually_exclusive=[["instance_id", "availability_zone"]],
-                              required_one_of=[["instance_id", "availability_zone"]],
-                              required_by={"availability_zone": "snapshot_id"})
+    module = AnsibleAWSModule(
+        argument_spec=argument_spec,
+        supports_check_mode=True,
+        mutually_exclusive=[["instance_id", "availability_zone"]],
+        required_one_of=[["instance_id", "availability_zone"]],
+        required_by={"availability_zone": "snapshot_id"},
+    )
     params = module.params
     ec2 = client(module, "ec2")
     if params["availability_zone"]:
-        result = run(module, lambda: stage_lineage_volume(
-            ec2, params["lineage"], params["availability_zone"], params["snapshot_id"],
-            app_stopped=params["source_app_stopped"], force_detach=params["force_detach"],
-            volume_tags=params["volume_tags"], kms_key_id=params["kms_key_id"], dry_run=module.check_mode,
-            timeout=params["wait_timeout"]))
+        result = run(
+            module,
+            lambda: stage_lineage_volume(
+                ec2,
+                params["lineage"],
+                params["availability_zone"],
+                params["snapshot_id"],
+                app_stopped=params["source_app_stopped"],
+                force_detach=params["force_detach"],
+                volume_tags=params["volume_tags"],
+                kms_key_id=params["kms_key_id"],
+                dry_run=module.check_mode,
+                timeout=params["wait_timeout"],
+            ),
+        )
     else:
-        result = run(module, lambda: move_lineage_volume(
-            ec2, params["lineage"], params["instance_id"], device_name=params["device_name"],
-            app_stopped=params["source_app_stopped"], snapshot_id=params["snapshot_id"],
-            max_data_age=params["max_data_age"], force_detach=params["force_detach"],
-            volume_tags=params["volume_tags"], kms_key_id=params["kms_key_id"],
-            initialization_rate=params["initialization_rate"], dry_run=module.check_mode,
-            timeout=params["wait_timeout"],
-        ))
+        result = run(
+            module,
+            lambda: move_lineage_volume(
+                ec2,
+                params["lineage"],
+                params["instance_id"],
+                device_name=params["device_name"],
+                app_stopped=params["source_app_stopped"],
+                snapshot_id=params["snapshot_id"],
+                max_data_age=params["max_data_age"],
+                force_detach=params["force_detach"],
+                volume_tags=params["volume_tags"],
+                kms_key_id=params["kms_key_id"],
+                initialization_rate=params["initialization_rate"],
+                dry_run=module.check_mode,
+                timeout=params["wait_timeout"],
+            ),
+        )
     returned = {k: v for k, v in result.to_dict().items() if v is not None or k == "volume_id"}
-    after = {"volume_id": result.volume_id or "(restored volume)", "instance_id": result.instance_id,
-             "generation": result.generation}
+    after = {
+        "volume_id": result.volume_id or "(restored volume)",
+        "instance_id": result.instance_id,
+        "generation": result.generation,
+    }
     before = {"volume_id": result.previous_volume_id, "instance_id": result.previous_instance_id}
     returned["diff"] = {"before": before if result.changed else after, "after": after}
     module.exit_json(**returned)

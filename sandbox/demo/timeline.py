@@ -14,10 +14,12 @@ def text(cases):
     horizon = max((max(case["phases"].values()) for case in cases if case.get("phases")), default=1.0) or 1.0
     lines = []
     for case in cases:
-        lines.append(f"{case['az_case']}: {case.get('interrupted_instance_id')} -> {case.get('replacement_instance_id')}"
-                     f"  RTO {case.get('rto_seconds')} s, RPO {case.get('rpo_seconds')} s, "
-                     f"canaries {'intact' if case.get('canary_intact') else 'DAMAGED'}, "
-                     f"EIP {'on the replacement' if case.get('eip_on_replacement') else 'NOT moved'}")
+        lines.append(
+            f"{case['az_case']}: {case.get('interrupted_instance_id')} -> {case.get('replacement_instance_id')}"
+            f"  RTO {case.get('rto_seconds')} s, RPO {case.get('rpo_seconds')} s, "
+            f"canaries {'intact' if case.get('canary_intact') else 'DAMAGED'}, "
+            f"EIP {'on the replacement' if case.get('eip_on_replacement') else 'NOT moved'}"
+        )
         for name, seconds in sorted(case.get("phases", {}).items(), key=lambda item: item[1]):
             extent = "#" * max(1, int(round(BAR_WIDTH * seconds / horizon))) if seconds > 0 else "|"
             lines.append(f"  {name:20} {seconds:7.1f} s  {extent}")
@@ -28,6 +30,7 @@ def text(cases):
 def png(cases, path, title):
     """Draw the phases of every case on one time axis (modeled seconds since the warning)."""
     import matplotlib
+
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
@@ -40,11 +43,20 @@ def png(cases, path, title):
             row.text(seconds + horizon * 0.01, index, f"{name} {seconds:.1f} s", va="center", fontsize=8)
         if "app stopped" in case.get("phases", {}) and case.get("rto_seconds") is not None:
             start = case["phases"]["app stopped"]
-            row.axvspan(start, start + case["rto_seconds"], color="#ddcc77", alpha=0.3, label=f"down {case['rto_seconds']:.1f} s")
+            row.axvspan(
+                start,
+                start + case["rto_seconds"],
+                color="#ddcc77",
+                alpha=0.3,
+                label=f"down {case['rto_seconds']:.1f} s",
+            )
             row.legend(loc="lower right", fontsize=8)
         row.set_yticks([])
-        row.set_title(f"{case['az_case']}: RTO {case.get('rto_seconds')} s, RPO {case.get('rpo_seconds')} s, "
-                      f"canaries {'intact' if case.get('canary_intact') else 'DAMAGED'}", fontsize=10)
+        row.set_title(
+            f"{case['az_case']}: RTO {case.get('rto_seconds')} s, RPO {case.get('rpo_seconds')} s, "
+            f"canaries {'intact' if case.get('canary_intact') else 'DAMAGED'}",
+            fontsize=10,
+        )
         row.set_xlim(0, horizon * 1.35)
         row.invert_yaxis()
     axes[-1, 0].set_xlabel("modeled seconds since the interruption warning")

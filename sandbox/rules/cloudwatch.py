@@ -26,8 +26,15 @@ from __future__ import annotations
 import json
 import re
 
-COMPARISONS = ("GreaterThanOrEqualToThreshold", "GreaterThanThreshold", "LessThanThreshold", "LessThanOrEqualToThreshold",
-               "LessThanLowerOrGreaterThanUpperThreshold", "LessThanLowerThreshold", "GreaterThanUpperThreshold")
+COMPARISONS = (
+    "GreaterThanOrEqualToThreshold",
+    "GreaterThanThreshold",
+    "LessThanThreshold",
+    "LessThanOrEqualToThreshold",
+    "LessThanLowerOrGreaterThanUpperThreshold",
+    "LessThanLowerThreshold",
+    "GreaterThanUpperThreshold",
+)
 STATISTICS = ("SampleCount", "Average", "Sum", "Minimum", "Maximum")
 QUERY_ID = re.compile(r"^[a-z][a-zA-Z0-9_]*$")
 WIDGET_TYPES = ("metric", "text", "log", "alarm", "explorer", "custom")
@@ -45,16 +52,23 @@ def alarm_problems(params):
     """What AWS refuses in a PutMetricAlarm request (``params`` with the API's names); empty when valid."""
     problems = []
     queries = params.get("Metrics") or []
-    single = [key for key in ("MetricName", "Namespace", "Statistic", "ExtendedStatistic", "Period", "Unit")
-              if params.get(key) not in (None, "")] + (["Dimensions"] if params.get("Dimensions") else [])
+    single = [
+        key
+        for key in ("MetricName", "Namespace", "Statistic", "ExtendedStatistic", "Period", "Unit")
+        if params.get(key) not in (None, "")
+    ] + (["Dimensions"] if params.get("Dimensions") else [])
     comparison = params.get("ComparisonOperator")
     if comparison not in COMPARISONS:
-        problems.append(f"Value '{comparison}' at 'comparisonOperator' failed to satisfy constraint: "
-                        f"Member must satisfy enum value set: [{', '.join(COMPARISONS)}]")
+        problems.append(
+            f"Value '{comparison}' at 'comparisonOperator' failed to satisfy constraint: "
+            f"Member must satisfy enum value set: [{', '.join(COMPARISONS)}]"
+        )
     statistic = params.get("Statistic")
     if statistic not in (None, "") and statistic not in STATISTICS:
-        problems.append(f"Value '{statistic}' at 'statistic' failed to satisfy constraint: "
-                        f"Member must satisfy enum value set: [{', '.join(STATISTICS)}]")
+        problems.append(
+            f"Value '{statistic}' at 'statistic' failed to satisfy constraint: "
+            f"Member must satisfy enum value set: [{', '.join(STATISTICS)}]"
+        )
     periods = int(params.get("EvaluationPeriods") or 0)
     if periods < 1:
         problems.append("EvaluationPeriods must be at least 1")
@@ -64,8 +78,10 @@ def alarm_problems(params):
     if params.get("Threshold") in (None, "") and not params.get("ThresholdMetricId"):
         problems.append("Threshold is required for a static threshold alarm")
     if queries and single:
-        problems.append(f"Metrics and {', '.join(single)} are mutually exclusive: an alarm on metric math "
-                        "takes its metrics only from Metrics")
+        problems.append(
+            f"Metrics and {', '.join(single)} are mutually exclusive: an alarm on metric math "
+            "takes its metrics only from Metrics"
+        )
         return problems
     if not queries:
         if not params.get("MetricName") or not params.get("Namespace"):
@@ -76,13 +92,17 @@ def alarm_problems(params):
         if not _period_ok(period):
             problems.append(f"Period {period} must be 10, 20, 30 or a multiple of 60")
         elif period * periods > (604800 if period >= 3600 else 86400):
-            problems.append("EvaluationPeriods x Period must not exceed one day (seven days for periods of an hour or more)")
+            problems.append(
+                "EvaluationPeriods x Period must not exceed one day (seven days for periods of an hour or more)"
+            )
         return problems
     ids = [query.get("Id") for query in queries]
     for query in queries:
         query_id = query.get("Id") or ""
         if not QUERY_ID.match(query_id):
-            problems.append(f"Metrics Id '{query_id}' must start with a lowercase letter and hold only letters, digits and _")
+            problems.append(
+                f"Metrics Id '{query_id}' must start with a lowercase letter and hold only letters, digits and _"
+            )
         if bool(query.get("Expression")) == bool(query.get("MetricStat")):
             problems.append(f"Metrics '{query_id}' needs exactly one of Expression and MetricStat")
         stat = query.get("MetricStat") or {}
@@ -91,7 +111,9 @@ def alarm_problems(params):
             if not _period_ok(period):
                 problems.append(f"Metrics '{query_id}' Period {period} must be 10, 20, 30 or a multiple of 60")
             elif period * periods > (604800 if period >= 3600 else 86400):
-                problems.append("EvaluationPeriods x Period must not exceed one day (seven days for periods of an hour or more)")
+                problems.append(
+                    "EvaluationPeriods x Period must not exceed one day (seven days for periods of an hour or more)"
+                )
             if not (stat.get("Metric") or {}).get("MetricName") or not stat.get("Stat"):
                 problems.append(f"Metrics '{query_id}' MetricStat needs Metric.MetricName and Stat")
     if len(set(ids)) != len(ids):
@@ -112,7 +134,9 @@ def _widget_problems(index, widget):
     for key, low, high in (("x", 0, 23), ("width", 1, 24), ("y", 0, None), ("height", 1, 1000)):
         value = widget.get(key)
         if value is not None and (not isinstance(value, int) or value < low or (high is not None and value > high)):
-            problems.append((f"{where}/{key}", f"Should be an integer from {low}" + (f" to {high}" if high is not None else "")))
+            problems.append(
+                (f"{where}/{key}", f"Should be an integer from {low}" + (f" to {high}" if high is not None else ""))
+            )
     properties = widget.get("properties")
     if not isinstance(properties, dict):
         return problems + [(where, "Should have required property 'properties'")]
@@ -133,7 +157,10 @@ def _widget_problems(index, widget):
         alarms = properties.get("alarms")
         if not isinstance(alarms, list) or not 1 <= len(alarms) <= 100:
             problems.append((f"{where}/properties/alarms", "Should be an array of 1 to 100 alarm ARNs"))
-        elif any(not isinstance(arn, str) or not re.match(r"^arn:[^:]+:cloudwatch:[^:]+:[0-9]{12}:alarm:.+", arn) for arn in alarms):
+        elif any(
+            not isinstance(arn, str) or not re.match(r"^arn:[^:]+:cloudwatch:[^:]+:[0-9]{12}:alarm:.+", arn)
+            for arn in alarms
+        ):
             problems.append((f"{where}/properties/alarms", "Should hold alarm ARNs"))
     return problems
 
@@ -146,7 +173,11 @@ def _metric_line_problem(line):
     if any(not isinstance(item, str) for item in names):
         return "Should be strings followed by at most one options object"
     if not names:
-        return None if options and options.get("expression") else "Should have a namespace and a metric name, or an expression"
+        return (
+            None
+            if options and options.get("expression")
+            else "Should have a namespace and a metric name, or an expression"
+        )
     if len(names) < 2 or len(names) % 2:
         return "Should be a namespace, a metric name and dimension name/value pairs"
     return None
@@ -171,9 +202,18 @@ def dashboard_problems(body):
 def _query(query):
     """moto's MetricDataQuery back in the API's names."""
     stat = query.metric_stat
-    return {"Id": query.id, "Expression": query.expression, "ReturnData": query.return_data,
-            "MetricStat": {"Metric": {"MetricName": stat.metric.metric_name, "Namespace": stat.metric.namespace},
-                           "Period": stat.period, "Stat": stat.stat} if stat else None}
+    return {
+        "Id": query.id,
+        "Expression": query.expression,
+        "ReturnData": query.return_data,
+        "MetricStat": {
+            "Metric": {"MetricName": stat.metric.metric_name, "Namespace": stat.metric.namespace},
+            "Period": stat.period,
+            "Stat": stat.stat,
+        }
+        if stat
+        else None,
+    }
 
 
 def install(context):  # noqa: ARG001 - every rule module takes the context
@@ -183,27 +223,66 @@ def install(context):  # noqa: ARG001 - every rule module takes the context
     moto_put_metric_alarm = CloudWatchBackend.put_metric_alarm
     moto_put_dashboard = CloudWatchBackend.put_dashboard
 
-    def put_metric_alarm(self, name, namespace, metric_name, comparison_operator, evaluation_periods, period, threshold,
-                         statistic, description, dimensions, alarm_actions, metric_data_queries=None, **kwargs):
+    def put_metric_alarm(
+        self,
+        name,
+        namespace,
+        metric_name,
+        comparison_operator,
+        evaluation_periods,
+        period,
+        threshold,
+        statistic,
+        description,
+        dimensions,
+        alarm_actions,
+        metric_data_queries=None,
+        **kwargs,
+    ):
         if not kwargs.get("rule"):  # composite alarms come through here too
-            problems = alarm_problems({
-                "MetricName": metric_name, "Namespace": namespace, "Statistic": statistic,
-                "ExtendedStatistic": kwargs.get("extended_statistic"), "Period": period, "Unit": kwargs.get("unit"),
-                "Dimensions": dimensions, "ComparisonOperator": comparison_operator, "EvaluationPeriods": evaluation_periods,
-                "DatapointsToAlarm": kwargs.get("datapoints_to_alarm"), "Threshold": threshold,
-                "ThresholdMetricId": kwargs.get("threshold_metric_id"),
-                "Metrics": [_query(query) for query in metric_data_queries or []]})
+            problems = alarm_problems(
+                {
+                    "MetricName": metric_name,
+                    "Namespace": namespace,
+                    "Statistic": statistic,
+                    "ExtendedStatistic": kwargs.get("extended_statistic"),
+                    "Period": period,
+                    "Unit": kwargs.get("unit"),
+                    "Dimensions": dimensions,
+                    "ComparisonOperator": comparison_operator,
+                    "EvaluationPeriods": evaluation_periods,
+                    "DatapointsToAlarm": kwargs.get("datapoints_to_alarm"),
+                    "Threshold": threshold,
+                    "ThresholdMetricId": kwargs.get("threshold_metric_id"),
+                    "Metrics": [_query(query) for query in metric_data_queries or []],
+                }
+            )
             if problems:
                 raise ValidationError(f"{len(problems)} validation error(s) detected: " + "; ".join(problems))
-        return moto_put_metric_alarm(self, name, namespace, metric_name, comparison_operator, evaluation_periods, period,
-                                     threshold, statistic, description, dimensions, alarm_actions,
-                                     metric_data_queries=metric_data_queries, **kwargs)
+        return moto_put_metric_alarm(
+            self,
+            name,
+            namespace,
+            metric_name,
+            comparison_operator,
+            evaluation_periods,
+            period,
+            threshold,
+            statistic,
+            description,
+            dimensions,
+            alarm_actions,
+            metric_data_queries=metric_data_queries,
+            **kwargs,
+        )
 
     def put_dashboard(self, name, body):
         problems = dashboard_problems(body)
         if problems:
             listed = json.dumps([{"dataPath": path, "message": message} for path, message in problems])
-            raise DashboardInvalidInputError(f"The dashboard body is invalid, there are {len(problems)} validation errors: {listed}")
+            raise DashboardInvalidInputError(
+                f"The dashboard body is invalid, there are {len(problems)} validation errors: {listed}"
+            )
         return moto_put_dashboard(self, name, body)
 
     CloudWatchBackend.put_metric_alarm = put_metric_alarm

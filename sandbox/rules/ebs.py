@@ -28,9 +28,9 @@ ATTACHABLE_INSTANCE_STATES = ("running", "stopped")
 def _alias(device):
     """/dev/sdf and /dev/xvdf name the same attachment point on Xen and Nitro instances."""
     if device.startswith("/dev/sd"):
-        return "/dev/xvd" + device[len("/dev/sd"):]
+        return "/dev/xvd" + device[len("/dev/sd") :]
     if device.startswith("/dev/xvd"):
-        return "/dev/sd" + device[len("/dev/xvd"):]
+        return "/dev/sd" + device[len("/dev/xvd") :]
     return device
 
 
@@ -50,30 +50,39 @@ def install(context):
         volume = backend.get_volume(volume_id)
         instance = backend.get_instance(instance_id)
         if volume.zone.name != instance.placement.zone:
-            raise EC2ClientError("InvalidVolume.ZoneMismatch",
-                                 f"The volume '{volume_id}' is not in the same availability zone as instance "
-                                 f"'{instance_id}'")
+            raise EC2ClientError(
+                "InvalidVolume.ZoneMismatch",
+                f"The volume '{volume_id}' is not in the same availability zone as instance '{instance_id}'",
+            )
         if volume.attachment is not None:
             raise EC2ClientError("VolumeInUse", f"{volume_id} is already attached to an instance")
         if volume.status != "available":
             raise EC2ClientError("IncorrectState", f"Volume '{volume_id}' is not 'available'.")
         if instance.state not in ATTACHABLE_INSTANCE_STATES:
-            raise EC2ClientError("IncorrectInstanceState",
-                                 f"Instance '{instance_id}' is not 'running' or 'stopped'.")
+            raise EC2ClientError("IncorrectInstanceState", f"Instance '{instance_id}' is not 'running' or 'stopped'.")
         used = set(instance.block_device_mapping.keys())
         if device_path in used or _alias(device_path) in used:
-            raise EC2ClientError("InvalidParameterValue",
-                                 f"Invalid value '{device_path}' for unixDevice. Attachment point {device_path} "
-                                 f"is already in use")
+            raise EC2ClientError(
+                "InvalidParameterValue",
+                f"Invalid value '{device_path}' for unixDevice. Attachment point {device_path} is already in use",
+            )
         attachment = backend.attach_volume(volume_id, instance_id, device_path)
         attachment.status = "attaching"
 
         def attached():
             if volume.attachment is attachment and attachment.status == "attaching":
                 attachment.status = "attached"
+
         context.after(context.latency["ebs_attach"], attached, f"attach {volume_id} to {instance_id}")
-        return ActionResult({"VolumeId": volume_id, "InstanceId": instance_id, "Device": device_path,
-                             "State": "attaching", "AttachTime": attachment.attach_time})
+        return ActionResult(
+            {
+                "VolumeId": volume_id,
+                "InstanceId": instance_id,
+                "Device": device_path,
+                "State": "attaching",
+                "AttachTime": attachment.attach_time,
+            }
+        )
 
     def detach_volume(self):
         volume_id = self._get_param("VolumeId")
@@ -86,21 +95,31 @@ def install(context):
         if attachment is None:
             raise EC2ClientError("IncorrectState", f"Volume '{volume_id}' is in the 'available' state.")
         if instance_id and attachment.instance.id != instance_id:
-            raise EC2ClientError("InvalidAttachment.NotFound",
-                                 f"The volume '{volume_id}' is not attached to instance '{instance_id}'")
+            raise EC2ClientError(
+                "InvalidAttachment.NotFound", f"The volume '{volume_id}' is not attached to instance '{instance_id}'"
+            )
         if attachment.status == "detaching":
             raise EC2ClientError("IncorrectState", f"Volume '{volume_id}' is in the 'detaching' state.")
         holder = attachment.instance.id
-        context.record("detaches", {"volume_id": volume_id, "instance_id": holder, "force": force,
-                                    "at": context.now().isoformat()})
+        context.record(
+            "detaches", {"volume_id": volume_id, "instance_id": holder, "force": force, "at": context.now().isoformat()}
+        )
         attachment.status = "detaching"
 
         def detached():
             if volume.attachment is attachment:
                 backend.detach_volume(volume_id, holder, attachment.device)
+
         context.after(context.latency["ebs_detach"], detached, f"detach {volume_id} from {holder}")
-        return ActionResult({"VolumeId": volume_id, "InstanceId": holder, "Device": attachment.device,
-                             "State": "detaching", "AttachTime": attachment.attach_time})
+        return ActionResult(
+            {
+                "VolumeId": volume_id,
+                "InstanceId": holder,
+                "Device": attachment.device,
+                "State": "detaching",
+                "AttachTime": attachment.attach_time,
+            }
+        )
 
     ElasticBlockStore.attach_volume = attach_volume
     ElasticBlockStore.detach_volume = detach_volume
@@ -108,6 +127,7 @@ def install(context):
     # AWS's DescribeVolumes gives every volume a SnapshotId, "" for a blank one; moto leaves it out,
     # and amazon.aws.ec2_vol_info then fails with KeyError 'snapshot_id'.
     from moto.ec2.models.elastic_block_store import Volume
+
     original_volume_init = Volume.__init__
 
     def volume_init(self, *args, **kwargs):

@@ -80,6 +80,7 @@ def iso_time(value):
     except (TypeError, ValueError):
         return str(value)
     from moto.core.utils import utcfromtimestamp
+
     return utcfromtimestamp(seconds).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -178,13 +179,17 @@ def target_input(rule, target, event, ingestion_time=None):
     transformer = target.get("InputTransformer") or {}
     if transformer.get("InputTemplate"):
         values = {name: resolve_path(path, event) for name, path in (transformer.get("InputPathsMap") or {}).items()}
-        values.update({
-            "aws.events.rule-arn": rule.arn,
-            "aws.events.rule-name": rule.name,
-            "aws.events.event.ingestion-time": iso_time(ingestion_time if ingestion_time is not None else event.get("time")),
-            "aws.events.event": {key: value for key, value in event.items() if key != "detail"},
-            "aws.events.event.json": event,
-        })
+        values.update(
+            {
+                "aws.events.rule-arn": rule.arn,
+                "aws.events.rule-name": rule.name,
+                "aws.events.event.ingestion-time": iso_time(
+                    ingestion_time if ingestion_time is not None else event.get("time")
+                ),
+                "aws.events.event": {key: value for key, value in event.items() if key != "detail"},
+                "aws.events.event.json": event,
+            }
+        )
         return render_template(transformer["InputTemplate"], values)
     return json.dumps(event, separators=(",", ":"))
 
@@ -210,7 +215,9 @@ def install(context):
         backend = sqs_backends[arn.account][arn.region]
         group_id = (target.get("SqsParameters") or {}).get("MessageGroupId")
         if group_id:
-            attributes = backend.get_queue_attributes(queue_name=arn.resource_id, attribute_names=["ContentBasedDeduplication"])
+            attributes = backend.get_queue_attributes(
+                queue_name=arn.resource_id, attribute_names=["ContentBasedDeduplication"]
+            )
             if attributes["ContentBasedDeduplication"] == "false":
                 raise ValueError("an SQS FIFO target needs content-based deduplication")
         backend.send_message(queue_name=arn.resource_id, message_body=body, group_id=group_id)
@@ -234,7 +241,11 @@ def install(context):
     senders = {"sqs": to_sqs, "sns": to_sns, "lambda": to_lambda}
 
     def send_to_targets(self, original_event, transform_input=True):
-        if self.event_pattern.dump() is None or self.state != "ENABLED" or not self.event_pattern.matches_event(original_event):
+        if (
+            self.event_pattern.dump() is None
+            or self.state != "ENABLED"
+            or not self.event_pattern.matches_event(original_event)
+        ):
             return
         deliver(self, original_event, transform_input)
 
@@ -249,13 +260,18 @@ def install(context):
                 if sender is None:
                     moto_send_one(rule, target, original_event, transform_input)
                     continue
-                body = target_input(rule, target, event, original_event.get("ingestion-time")) if transform_input \
+                body = (
+                    target_input(rule, target, event, original_event.get("ingestion-time"))
+                    if transform_input
                     else json.dumps(event, separators=(",", ":"))
+                )
                 sender(arn, target, body)
                 sent.append({"target": target["Arn"], "body": body})
             except Exception as exc:  # AWS retries or drops a failed delivery; PutEvents still succeeds
-                context.record("eventbridge_delivery_failures", {"rule": rule.name, "target": target.get("Arn"),
-                                                                 "event_id": event.get("id"), "error": repr(exc)})
+                context.record(
+                    "eventbridge_delivery_failures",
+                    {"rule": rule.name, "target": target.get("Arn"), "event_id": event.get("id"), "error": repr(exc)},
+                )
         return sent
 
     def moto_send_one(rule, target, original_event, transform_input):

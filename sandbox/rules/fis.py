@@ -29,6 +29,7 @@ RESOLVED = "_sandbox_resolved"
 
 def _invalid(message):
     from moto.fis.exceptions import FISException
+
     error = FISException("ValidationException", message)
     error.code = 400
     return error
@@ -62,8 +63,12 @@ def _matches(instance, target):
             return False
     for spec in target.get("filters") or []:
         path, values = spec.get("path"), spec.get("values") or []
-        actual = {"State.Name": instance.state, "Placement.AvailabilityZone": instance.placement,
-                  "InstanceType": instance.instance_type, "SubnetId": instance.subnet_id}.get(path)
+        actual = {
+            "State.Name": instance.state,
+            "Placement.AvailabilityZone": instance.placement,
+            "InstanceType": instance.instance_type,
+            "SubnetId": instance.subnet_id,
+        }.get(path)
         if actual not in values:
             return False
     return True
@@ -75,10 +80,10 @@ def _select(candidates, mode):
         return candidates
     count = re.match(r"^COUNT\((\d+)\)$", mode)
     if count:
-        return candidates[:int(count.group(1))]
+        return candidates[: int(count.group(1))]
     percent = re.match(r"^PERCENT\((\d+)\)$", mode)
     if percent:
-        return candidates[:max(1, len(candidates) * int(percent.group(1)) // 100)] if candidates else []
+        return candidates[: max(1, len(candidates) * int(percent.group(1)) // 100)] if candidates else []
     raise ValueError(f"selectionMode {mode!r} is not ALL, COUNT(n) or PERCENT(n)")
 
 
@@ -129,12 +134,22 @@ def install(context):
                 for instance in chosen:
                     if lead > NOTICE_LEAD:
                         ec2_events.rebalance(instance.id, context)
-                        context.after(lead - NOTICE_LEAD, lambda i=instance.id: ec2_events.interrupt(i, NOTICE_LEAD, context),
-                                      f"fis notice {instance.id}")
+                        context.after(
+                            lead - NOTICE_LEAD,
+                            lambda i=instance.id: ec2_events.interrupt(i, NOTICE_LEAD, context),
+                            f"fis notice {instance.id}",
+                        )
                     else:
                         ec2_events.interrupt(instance.id, NOTICE_LEAD, context)
-            context.record("fis_experiments", {"id": experiment.id, "template": experiment_template_id,
-                                               "instances": [i.id for _name, i in resolved], "start": context.now().isoformat()})
+            context.record(
+                "fis_experiments",
+                {
+                    "id": experiment.id,
+                    "template": experiment_template_id,
+                    "instances": [i.id for _name, i in resolved],
+                    "start": context.now().isoformat(),
+                },
+            )
             return experiment.to_dict(tags=self.tagger.get_tag_dict_for_resource(experiment.arn))
 
     def create_experiment_template(self, *args, **kwargs):

@@ -85,9 +85,11 @@ def install(context):
         if image is not None and image.owner_id == context.account_id:
             self.error_on_dryrun()
             if protection(image) != "disabled":
-                raise EC2ClientError("OperationNotPermitted",
-                                     f"The image '{image.id}' has deregistration protection ({protection(image)}); "
-                                     f"disable it before deregistering the image")
+                raise EC2ClientError(
+                    "OperationNotPermitted",
+                    f"The image '{image.id}' has deregistration protection ({protection(image)}); "
+                    f"disable it before deregistering the image",
+                )
         snapshot_ids = _snapshot_ids(image) if image is not None else []
         answer = previous(self)
         if not delete_snapshots or image is None:

@@ -36,16 +36,21 @@ REASON = "Client.InvalidKMSKey.InvalidState: The KMS key provided is in an incor
 
 
 def _key_id(key_id):
-    return key_id.rsplit("/", 1)[-1] if isinstance(key_id, str) and key_id.startswith("arn:") and ":key/" in key_id else key_id
+    return (
+        key_id.rsplit("/", 1)[-1]
+        if isinstance(key_id, str) and key_id.startswith("arn:") and ":key/" in key_id
+        else key_id
+    )
 
 
 def key_state(account_id, region, key_ref):
     """The state of the key ``key_ref`` names (id, ARN, alias or alias ARN); None when it names no key."""
     from moto.core.exceptions import ServiceException
     from moto.kms.models import kms_backends
+
     try:
         return kms_backends[account_id][region].describe_key(key_ref).key_state
-    except (ServiceException, KeyError, AttributeError, TypeError):   # moto's KMS lookups fail in all of these ways
+    except (ServiceException, KeyError, AttributeError, TypeError):  # moto's KMS lookups fail in all of these ways
         return None
 
 
@@ -78,8 +83,9 @@ def _patch_key_inheritance():
             snapshot = self.get_snapshot(snapshot_id)
             if snapshot.encrypted and snapshot.kms_key_id:
                 encrypted, kms_key_id = True, snapshot.kms_key_id
-        return create_volume(self, size, zone_name, snapshot_id=snapshot_id, encrypted=encrypted, kms_key_id=kms_key_id,
-                             **kwargs)
+        return create_volume(
+            self, size, zone_name, snapshot_id=snapshot_id, encrypted=encrypted, kms_key_id=kms_key_id, **kwargs
+        )
 
     Snapshot.__init__ = init
     EBSBackend.create_volume = create_volume_with_key
@@ -122,9 +128,19 @@ def fail_later(context, ec2_backend, volume, state):
         if ec2_backend.volumes.get(volume.id) is not volume:
             return
         ec2_backend.volumes.pop(volume.id)
-        context.record("kms_volume_failures", {"volume_id": volume.id, "kms_key_id": volume.kms_key_id, "key_state": state,
-                                               "snapshot_id": volume.snapshot_id or None, "zone": volume.zone.name,
-                                               "reason": REASON, "at": context.now().isoformat()})
+        context.record(
+            "kms_volume_failures",
+            {
+                "volume_id": volume.id,
+                "kms_key_id": volume.kms_key_id,
+                "key_state": state,
+                "snapshot_id": volume.snapshot_id or None,
+                "zone": volume.zone.name,
+                "reason": REASON,
+                "at": context.now().isoformat(),
+            },
+        )
+
     seconds = float(context.latency.get("kms_volume_check", CHECK_SECONDS))
     context.after(seconds, vanish, f"volume {volume.id}: its KMS key is {state or 'not found'}")
 

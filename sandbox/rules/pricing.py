@@ -41,13 +41,34 @@ from datetime import datetime, timedelta, timezone
 
 # $/h, us-east-1, Linux, shared tenancy, size "large" (aws.amazon.com/ec2/pricing/on-demand, 2025).
 ON_DEMAND_LARGE = {
-    "t3": 0.0832, "t3a": 0.0752,
-    "m5": 0.096, "m5a": 0.086, "m6i": 0.096, "m6a": 0.0864, "m7i": 0.1008,
-    "c5": 0.085, "c6i": 0.085, "c7i": 0.08925,
-    "r5": 0.126, "r6i": 0.126, "r7i": 0.1323,
+    "t3": 0.0832,
+    "t3a": 0.0752,
+    "m5": 0.096,
+    "m5a": 0.086,
+    "m6i": 0.096,
+    "m6a": 0.0864,
+    "m7i": 0.1008,
+    "c5": 0.085,
+    "c6i": 0.085,
+    "c7i": 0.08925,
+    "r5": 0.126,
+    "r6i": 0.126,
+    "r7i": 0.1323,
 }
-SIZES = {"nano": 1 / 16, "micro": 1 / 8, "small": 1 / 4, "medium": 1 / 2, "large": 1, "xlarge": 2, "2xlarge": 4,
-         "4xlarge": 8, "8xlarge": 16, "12xlarge": 24, "16xlarge": 32, "24xlarge": 48}
+SIZES = {
+    "nano": 1 / 16,
+    "micro": 1 / 8,
+    "small": 1 / 4,
+    "medium": 1 / 2,
+    "large": 1,
+    "xlarge": 2,
+    "2xlarge": 4,
+    "4xlarge": 8,
+    "8xlarge": 16,
+    "12xlarge": 24,
+    "16xlarge": 32,
+    "24xlarge": 48,
+}
 PRICED_REGION = "us-east-1"
 LOCATION = "US East (N. Virginia)"
 # Windows products exist beside Linux ones (as in AWS), so a request that forgets the OS filter gets both.
@@ -108,15 +129,27 @@ def history(offerings, now, start=None, end=None, products=PRODUCTS):
                 continue
             # A price holds until it changes: the current one took effect a few minutes before the hour began.
             changed = now.replace(minute=0, second=0, microsecond=0) - _current_age(instance_type, zone)
-            pool = [(changed - PREVIOUS_AGE, spot_price(instance_type, zone, product, previous=True)), (changed, current)]
+            pool = [
+                (changed - PREVIOUS_AGE, spot_price(instance_type, zone, product, previous=True)),
+                (changed, current),
+            ]
             in_effect = [r for r in pool if start is not None and r[0] <= start]
             wanted = [r for r in pool if (start is None or r[0] > start) and r[0] <= end]
             if in_effect:
                 wanted.append(in_effect[-1])
-            records += [{"InstanceType": instance_type, "ProductDescription": product, "SpotPrice": f"{price:.6f}",
-                         "AvailabilityZone": zone, "Timestamp": stamp} for stamp, price in wanted]
-    records.sort(key=lambda r: (-r["Timestamp"].timestamp(), r["InstanceType"], r["AvailabilityZone"],
-                                r["ProductDescription"]))
+            records += [
+                {
+                    "InstanceType": instance_type,
+                    "ProductDescription": product,
+                    "SpotPrice": f"{price:.6f}",
+                    "AvailabilityZone": zone,
+                    "Timestamp": stamp,
+                }
+                for stamp, price in wanted
+            ]
+    records.sort(
+        key=lambda r: (-r["Timestamp"].timestamp(), r["InstanceType"], r["AvailabilityZone"], r["ProductDescription"])
+    )
     return records
 
 
@@ -125,13 +158,14 @@ def _page(items, token, size, limit):
         raise ValueError(f"MaxResults must be between 1 and {limit}")
     size = int(size) if size is not None else limit
     offset = int(token) if token else 0
-    page = items[offset:offset + size]
+    page = items[offset : offset + size]
     following = offset + size if offset + size < len(items) else None
     return page, (str(following) if following is not None else None)
 
 
 def _ec2_invalid(message):
     from moto.ec2.exceptions import EC2ClientError
+
     return EC2ClientError("InvalidParameterValue", message)
 
 
@@ -146,14 +180,27 @@ def install_spot_history(context):
         zones = set(filters.get("availability-zone", []))
         if self._get_param("AvailabilityZone"):
             zones.add(self._get_param("AvailabilityZone"))
-        products = [p for p in PRODUCTS
-                    if p in (self._get_param("ProductDescriptions", []) or filters.get("product-description") or PRODUCTS)]
+        products = [
+            p
+            for p in PRODUCTS
+            if p in (self._get_param("ProductDescriptions", []) or filters.get("product-description") or PRODUCTS)
+        ]
         offered = INSTANCE_TYPE_OFFERINGS["availability-zone"].get(self.ec2_backend.region_name, [])
-        pairs = sorted({(o["InstanceType"], o["Location"]) for o in offered
-                        if (not types or o["InstanceType"] in types) and (not zones or o["Location"] in zones)})
+        pairs = sorted(
+            {
+                (o["InstanceType"], o["Location"])
+                for o in offered
+                if (not types or o["InstanceType"] in types) and (not zones or o["Location"] in zones)
+            }
+        )
         now = context.now()
-        records = history(pairs, now, start=_as_datetime(self._get_param("StartTime")),
-                          end=_as_datetime(self._get_param("EndTime")), products=products)
+        records = history(
+            pairs,
+            now,
+            start=_as_datetime(self._get_param("StartTime")),
+            end=_as_datetime(self._get_param("EndTime")),
+            products=products,
+        )
         try:
             page, token = _page(records, self._get_param("NextToken"), self._get_param("MaxResults"), PAGE_MAX)
         except ValueError as exc:
@@ -175,10 +222,19 @@ def _product(instance_type, operating_system, price, capacity="Used"):
         "product": {
             "productFamily": "Compute Instance",
             "attributes": {
-                "servicecode": "AmazonEC2", "location": LOCATION, "locationType": "AWS Region", "regionCode": PRICED_REGION,
-                "instanceType": instance_type, "instanceFamily": family, "currentGeneration": "Yes",
-                "operatingSystem": operating_system, "tenancy": "Shared", "preInstalledSw": "NA",
-                "licenseModel": "No License required", "capacitystatus": capacity, "marketoption": "OnDemand",
+                "servicecode": "AmazonEC2",
+                "location": LOCATION,
+                "locationType": "AWS Region",
+                "regionCode": PRICED_REGION,
+                "instanceType": instance_type,
+                "instanceFamily": family,
+                "currentGeneration": "Yes",
+                "operatingSystem": operating_system,
+                "tenancy": "Shared",
+                "preInstalledSw": "NA",
+                "licenseModel": "No License required",
+                "capacitystatus": capacity,
+                "marketoption": "OnDemand",
                 "usagetype": f"BoxUsage:{instance_type}" if capacity == "Used" else f"UnusedBox:{instance_type}",
                 "operation": "RunInstances" if operating_system == "Linux" else "RunInstances:0002",
                 "vcpu": str(max(2, int(2 * SIZES[size]))),
@@ -186,12 +242,27 @@ def _product(instance_type, operating_system, price, capacity="Used"):
             "sku": sku,
         },
         "serviceCode": "AmazonEC2",
-        "terms": {"OnDemand": {f"{sku}.{offer}": {
-            "priceDimensions": {f"{sku}.{offer}.{rate}": {
-                "unit": "Hrs", "endRange": "Inf", "beginRange": "0", "appliesTo": [], "rateCode": f"{sku}.{offer}.{rate}",
-                "description": f"${price:.4f} per On Demand {operating_system} {instance_type} Instance Hour",
-                "pricePerUnit": {"USD": f"{price:.10f}"}}},
-            "sku": sku, "effectiveDate": "2025-11-01T00:00:00Z", "offerTermCode": offer, "termAttributes": {}}}},
+        "terms": {
+            "OnDemand": {
+                f"{sku}.{offer}": {
+                    "priceDimensions": {
+                        f"{sku}.{offer}.{rate}": {
+                            "unit": "Hrs",
+                            "endRange": "Inf",
+                            "beginRange": "0",
+                            "appliesTo": [],
+                            "rateCode": f"{sku}.{offer}.{rate}",
+                            "description": f"${price:.4f} per On Demand {operating_system} {instance_type} Instance Hour",
+                            "pricePerUnit": {"USD": f"{price:.10f}"},
+                        }
+                    },
+                    "sku": sku,
+                    "effectiveDate": "2025-11-01T00:00:00Z",
+                    "offerTermCode": offer,
+                    "termAttributes": {},
+                }
+            }
+        },
         "version": "20251101000000",
         "publicationDate": "2025-11-01T00:00:00Z",
     }
@@ -239,8 +310,12 @@ def get_products(request, products):
         raise PricingError("InvalidParameterException", "ServiceCode is required")
     if request.get("FormatVersion", "aws_v1") != "aws_v1":
         raise PricingError("InvalidParameterException", f"Invalid FormatVersion {request['FormatVersion']!r}")
-    found = [p for p in products if p["serviceCode"] == request["ServiceCode"]
-             and all(_matches(p["product"]["attributes"], flt) for flt in request.get("Filters") or [])]
+    found = [
+        p
+        for p in products
+        if p["serviceCode"] == request["ServiceCode"]
+        and all(_matches(p["product"]["attributes"], flt) for flt in request.get("Filters") or [])
+    ]
     try:
         page, token = _page(found, request.get("NextToken"), request.get("MaxResults"), PRICING_PAGE_MAX)
     except ValueError as exc:
@@ -269,8 +344,14 @@ def install_pricing_api(context):
 
     def reply(start_response, status, document):
         body = json.dumps(document).encode()
-        start_response(status, [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(body))),
-                                ("x-amzn-RequestId", "sandbox-pricing")])
+        start_response(
+            status,
+            [
+                ("Content-Type", "application/x-amz-json-1.1"),
+                ("Content-Length", str(len(body))),
+                ("x-amzn-RequestId", "sandbox-pricing"),
+            ],
+        )
         return [body]
 
     def call(self, environ, start_response):
@@ -278,17 +359,24 @@ def install_pricing_api(context):
             return moto_call(self, environ, start_response)
         length = int(environ.get("CONTENT_LENGTH") or 0)
         request = json.loads(environ["wsgi.input"].read(length) or b"{}") if length else {}
-        operation = environ.get("HTTP_X_AMZ_TARGET", "")[len(TARGET_PREFIX):]
+        operation = environ.get("HTTP_X_AMZ_TARGET", "")[len(TARGET_PREFIX) :]
         try:
             if operation != "GetProducts":
-                raise PricingError("UnknownOperationException", f"the sandbox's Pricing API has no {operation or 'operation'}")
+                raise PricingError(
+                    "UnknownOperationException", f"the sandbox's Pricing API has no {operation or 'operation'}"
+                )
             context.record("pricing_requests", request)
             if context.controls_state.get("pricing", {}).get("deny"):
-                raise PricingError("AccessDeniedException", f"User: arn:aws:iam::{context.account_id}:user/sandbox is not "
-                                   "authorized to perform: pricing:GetProducts")
+                raise PricingError(
+                    "AccessDeniedException",
+                    f"User: arn:aws:iam::{context.account_id}:user/sandbox is not "
+                    "authorized to perform: pricing:GetProducts",
+                )
             return reply(start_response, "200 OK", get_products(request, products))
         except PricingError as error:
-            return reply(start_response, f"{error.status} Bad Request", {"__type": error.code, "message": error.message})
+            return reply(
+                start_response, f"{error.status} Bad Request", {"__type": error.code, "message": error.message}
+            )
 
     call.__sandbox_pricing__ = True
     dispatcher.__call__ = call
@@ -300,8 +388,10 @@ def install_pricing_api(context):
             context.controls_state["pricing"] = {"deny": True}
         else:
             context.controls_state.pop("pricing", None)
-        return {"pricing": context.controls_state.get("pricing", {}),
-                "requests": len(context.records.get("pricing_requests", []))}
+        return {
+            "pricing": context.controls_state.get("pricing", {}),
+            "requests": len(context.records.get("pricing_requests", [])),
+        }
 
 
 def install(context):

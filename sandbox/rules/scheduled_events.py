@@ -31,11 +31,13 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-HEALTH_CODES = {"instance-retirement": "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED",
-                "instance-stop": "AWS_EC2_INSTANCE_STOP_SCHEDULED",
-                "instance-reboot": "AWS_EC2_INSTANCE_REBOOT_MAINTENANCE_SCHEDULED",
-                "system-reboot": "AWS_EC2_SYSTEM_REBOOT_MAINTENANCE_SCHEDULED",
-                "system-maintenance": "AWS_EC2_SYSTEM_MAINTENANCE_EVENT"}
+HEALTH_CODES = {
+    "instance-retirement": "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED",
+    "instance-stop": "AWS_EC2_INSTANCE_STOP_SCHEDULED",
+    "instance-reboot": "AWS_EC2_INSTANCE_REBOOT_MAINTENANCE_SCHEDULED",
+    "system-reboot": "AWS_EC2_SYSTEM_REBOOT_MAINTENANCE_SCHEDULED",
+    "system-maintenance": "AWS_EC2_SYSTEM_MAINTENANCE_EVENT",
+}
 ATTRIBUTE = "_sandbox_scheduled_events"
 IMDS_PATH = "events/maintenance/scheduled"
 
@@ -54,10 +56,18 @@ def _events(instance):
 
 def _publish_metadata(context, instance):
     import json
-    listed = [{"Code": e["Code"], "Description": e["Description"], "EventId": e["InstanceEventId"],
-               "NotBefore": _imds_time(e["NotBefore"]), "NotAfter": _imds_time(e["NotAfter"]),
-               "State": "completed" if e["Description"].startswith("[Completed]") else "active"}
-              for e in _events(instance)]
+
+    listed = [
+        {
+            "Code": e["Code"],
+            "Description": e["Description"],
+            "EventId": e["InstanceEventId"],
+            "NotBefore": _imds_time(e["NotBefore"]),
+            "NotAfter": _imds_time(e["NotAfter"]),
+            "State": "completed" if e["Description"].startswith("[Completed]") else "active",
+        }
+        for e in _events(instance)
+    ]
     context.imds.setdefault(instance.id, {})[IMDS_PATH] = json.dumps(listed)
 
 
@@ -68,6 +78,7 @@ def schedule(context, instance_id, code, lead, health=True):
     if lead <= 0:
         raise ValueError("lead must be positive (seconds until NotBefore)")
     from moto.ec2.exceptions import InvalidInstanceIdError
+
     with context.lock:
         try:
             instance = context.backend("ec2").get_instance(instance_id)
@@ -76,18 +87,29 @@ def schedule(context, instance_id, code, lead, health=True):
         if instance.state in ("shutting-down", "terminated"):
             raise ValueError(f"Instance '{instance_id}' is {instance.state}")
         not_before = context.now() + timedelta(seconds=context.clock.duration(lead))
-        event = {"Code": code, "InstanceEventId": f"instance-event-{uuid.uuid4().hex[:17]}",
-                 "Description": f"The instance is scheduled for {code.replace('-', ' ')}",
-                 "NotBefore": not_before, "NotAfter": not_before + timedelta(days=7)}
+        event = {
+            "Code": code,
+            "InstanceEventId": f"instance-event-{uuid.uuid4().hex[:17]}",
+            "Description": f"The instance is scheduled for {code.replace('-', ' ')}",
+            "NotBefore": not_before,
+            "NotAfter": not_before + timedelta(days=7),
+        }
         setattr(instance, ATTRIBUTE, _events(instance) + [event])
         _publish_metadata(context, instance)
         if health:
-            detail = {"eventArn": f"arn:aws:health:{context.region}::event/EC2/{HEALTH_CODES[code]}/{event['InstanceEventId']}",
-                      "service": "EC2", "eventTypeCode": HEALTH_CODES[code], "eventTypeCategory": "scheduledChange",
-                      "startTime": _health_time(not_before), "endTime": _health_time(event["NotAfter"]),
-                      "statusCode": "upcoming", "eventRegion": context.region, "affectedAccount": context.account_id,
-                      "eventDescription": [{"language": "en_US", "latestDescription": event["Description"]}],
-                      "affectedEntities": [{"entityValue": instance_id}]}
+            detail = {
+                "eventArn": f"arn:aws:health:{context.region}::event/EC2/{HEALTH_CODES[code]}/{event['InstanceEventId']}",
+                "service": "EC2",
+                "eventTypeCode": HEALTH_CODES[code],
+                "eventTypeCategory": "scheduledChange",
+                "startTime": _health_time(not_before),
+                "endTime": _health_time(event["NotAfter"]),
+                "statusCode": "upcoming",
+                "eventRegion": context.region,
+                "affectedAccount": context.account_id,
+                "eventDescription": [{"language": "en_US", "latestDescription": event["Description"]}],
+                "affectedEntities": [{"entityValue": instance_id}],
+            }
             context.emit("aws.health", "AWS Health Event", detail, [instance_id])
 
         def due():
@@ -99,8 +121,13 @@ def schedule(context, instance_id, code, lead, health=True):
             _publish_metadata(context, instance)
 
         context.after(lead, due, f"scheduled {code} of {instance_id}")
-        record = {"instance_id": instance_id, "code": code, "event_id": event["InstanceEventId"],
-                  "not_before": not_before.isoformat(), "health": bool(health)}
+        record = {
+            "instance_id": instance_id,
+            "code": code,
+            "event_id": event["InstanceEventId"],
+            "not_before": not_before.isoformat(),
+            "health": bool(health),
+        }
         context.record("scheduled_events", record)
         return record
 
@@ -113,5 +140,10 @@ def install(context):
 
     @context.control("ec2/schedule-event")
     def _schedule(payload):
-        return schedule(context, payload.get("instance_id"), payload.get("code"), payload.get("lead", 86400),
-                        payload.get("health", True))
+        return schedule(
+            context,
+            payload.get("instance_id"),
+            payload.get("code"),
+            payload.get("lead", 86400),
+            payload.get("health", True),
+        )

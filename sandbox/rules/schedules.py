@@ -52,11 +52,21 @@ INVALID = "Parameter ScheduleExpression is not valid."
 RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
 CRON = re.compile(r"^cron\(([^()]*)\)$")
 UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
-MONTHS = {name: index for index, name in enumerate(
-    ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"), start=1)}
+MONTHS = {
+    name: index
+    for index, name in enumerate(
+        ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"), start=1
+    )
+}
 DAYS = {name: index for index, name in enumerate(("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"), start=1)}
-FIELDS = (("minutes", 0, 59, {}), ("hours", 0, 23, {}), ("day-of-month", 1, 31, {}), ("month", 1, 12, MONTHS),
-          ("day-of-week", 1, 7, DAYS), ("year", 1970, 2199, {}))
+FIELDS = (
+    ("minutes", 0, 59, {}),
+    ("hours", 0, 23, {}),
+    ("day-of-month", 1, 31, {}),
+    ("month", 1, 12, MONTHS),
+    ("day-of-week", 1, 7, DAYS),
+    ("year", 1970, 2199, {}),
+)
 LAST_YEAR = 2199
 
 
@@ -129,9 +139,11 @@ class Cron:
         if field == "L":
             return lambda day: day.day == calendar.monthrange(day.year, day.month)[1]
         if field == "LW":
+
             def last_weekday(day):
                 last = calendar.monthrange(day.year, day.month)[1]
                 return day.day == _nearest_weekday(day.year, day.month, last)
+
             return last_weekday
         if field.endswith("W"):
             wanted = _value(field[:-1], 1, 31, {})
@@ -231,8 +243,11 @@ def install(context):
         if state["next"] is not None:
             # A due time on the clock's own time line: on the scaled clock the wall clock, never divided by the scale.
             due_in = (state["next"] - context.now()).total_seconds()
-            state["entry"] = context.at(context.clock.elapsed() + max(0.0, due_in), lambda: run(key),
-                                        f"schedule {state['name']} {state['next']:%Y-%m-%dT%H:%M:%SZ}")
+            state["entry"] = context.at(
+                context.clock.elapsed() + max(0.0, due_in),
+                lambda: run(key),
+                f"schedule {state['name']} {state['next']:%Y-%m-%dT%H:%M:%SZ}",
+            )
 
     def fire(key, state):
         """Deliver the due time ``state["next"]`` now (if the rule is enabled), then plan the next one."""
@@ -242,11 +257,25 @@ def install(context):
             return None
         firing = None
         if rule.state == "ENABLED":
-            event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
-                     "account": state["account"], "time": due, "region": state["region"], "resources": [rule.arn],
-                     "detail": {}, "ingestion-time": context.now()}
+            event = {
+                "version": "0",
+                "id": str(uuid.uuid4()),
+                "detail-type": "Scheduled Event",
+                "source": "aws.events",
+                "account": state["account"],
+                "time": due,
+                "region": state["region"],
+                "resources": [rule.arn],
+                "detail": {},
+                "ingestion-time": context.now(),
+            }
             deliveries = eventbridge.deliver(rule, event)
-            firing = {"rule": state["name"], "time": eventbridge.iso_time(due), "event_id": event["id"], "deliveries": deliveries}
+            firing = {
+                "rule": state["name"],
+                "time": eventbridge.iso_time(due),
+                "event_id": event["id"],
+                "deliveries": deliveries,
+            }
             state["fired"] += 1
             context.record("schedule_firings", firing)
         plan(key, state, due)
@@ -272,9 +301,17 @@ def install(context):
             return
         forget(key)
         now = context.now()
-        state = {"name": rule.name, "account": backend.account_id, "region": backend.region_name,
-                 "expression": rule.scheduled_expression, "schedule": parse(rule.scheduled_expression),
-                 "anchor": now.replace(microsecond=0), "fired": 0, "entry": None, "next": None}
+        state = {
+            "name": rule.name,
+            "account": backend.account_id,
+            "region": backend.region_name,
+            "expression": rule.scheduled_expression,
+            "schedule": parse(rule.scheduled_expression),
+            "anchor": now.replace(microsecond=0),
+            "fired": 0,
+            "entry": None,
+            "next": None,
+        }
         schedules()[key] = state
         plan(key, state, now)
 
@@ -302,10 +339,16 @@ def install(context):
     EventsBackend.delete_rule = delete_rule
 
     def listing():
-        return [{"rule": state["name"], "expression": state["expression"],
-                 "next": eventbridge.iso_time(state["next"]) if state["next"] else None, "fired": state["fired"],
-                 "state": getattr(find_rule(state), "state", None)}
-                for state in sorted(schedules().values(), key=lambda s: s["name"])]
+        return [
+            {
+                "rule": state["name"],
+                "expression": state["expression"],
+                "next": eventbridge.iso_time(state["next"]) if state["next"] else None,
+                "fired": state["fired"],
+                "state": getattr(find_rule(state), "state", None),
+            }
+            for state in sorted(schedules().values(), key=lambda s: s["name"])
+        ]
 
     @context.control("schedules")
     def _schedules_control(payload):
@@ -318,7 +361,9 @@ def install(context):
         name = payload.get("rule")
         found = [(key, state) for key, state in schedules().items() if state["name"] == name]
         if not found:
-            raise KeyError(f"no scheduled rule named {name!r}; scheduled: {', '.join(s['rule'] for s in listing()) or 'none'}")
+            raise KeyError(
+                f"no scheduled rule named {name!r}; scheduled: {', '.join(s['rule'] for s in listing()) or 'none'}"
+            )
         key, state = found[0]
         fired = []
         for _index in range(max(1, int(payload.get("count") or 1))):

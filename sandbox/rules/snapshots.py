@@ -31,8 +31,11 @@ MAX_RESULTS_RANGE = {"Snapshots": (5, 1000), "Volumes": (5, 500), "Images": (5, 
 
 
 def _volume_tags(backend, volume_id):
-    return {tag["key"]: tag["value"] for tag in backend.describe_tags(filters={"resource-id": [volume_id]})
-            if not tag["key"].startswith("aws:")}
+    return {
+        tag["key"]: tag["value"]
+        for tag in backend.describe_tags(filters={"resource-id": [volume_id]})
+        if not tag["key"].startswith("aws:")
+    }
 
 
 def _token(offset):
@@ -44,6 +47,7 @@ def _offset(token):
         return int(base64.urlsafe_b64decode(token.encode()).decode().split(":", 1)[1])
     except (ValueError, IndexError) as exc:
         from moto.ec2.exceptions import EC2ClientError
+
         raise EC2ClientError("InvalidParameterValue", f"Invalid value '{token}' for NextToken") from exc
 
 
@@ -56,7 +60,9 @@ def install(context):
     from moto.ec2.responses.elastic_block_store import ElasticBlockStore
 
     # ---- pending snapshots --------------------------------------------------------------
-    Snapshot.progress = property(lambda self: "100%" if self.status == "completed" else getattr(self, "sandbox_progress", "0%"))
+    Snapshot.progress = property(
+        lambda self: "100%" if self.status == "completed" else getattr(self, "sandbox_progress", "0%")
+    )
 
     def hold_pending(snapshot, modeled_seconds):
         snapshot.status = "pending"
@@ -70,6 +76,7 @@ def install(context):
                 snapshot.status = "error" if fails else "completed"
                 if fails:
                     context.record("failed_snapshots", {"snapshot_id": snapshot.id, "volume_id": snapshot.volume.id})
+
         context.after(modeled_seconds, complete, f"snapshot {snapshot.id} completes")
 
     def snapshot_time(size):
@@ -97,11 +104,20 @@ def install(context):
             tags.update(snapshot_tags)
             snapshot.add_tags(tags)
             hold_pending(snapshot, snapshot_time(snapshot.volume.size))
-            items.append({"SnapshotId": snapshot.id, "VolumeId": snapshot.volume.id, "State": "pending",
-                          "StartTime": snapshot.start_time, "Progress": "0%", "OwnerId": snapshot.owner_id,
-                          "VolumeSize": snapshot.volume.size, "Description": description,
-                          "Encrypted": snapshot.encrypted,
-                          "Tags": [{"Key": k, "Value": v} for k, v in sorted(tags.items())]})
+            items.append(
+                {
+                    "SnapshotId": snapshot.id,
+                    "VolumeId": snapshot.volume.id,
+                    "State": "pending",
+                    "StartTime": snapshot.start_time,
+                    "Progress": "0%",
+                    "OwnerId": snapshot.owner_id,
+                    "VolumeSize": snapshot.volume.size,
+                    "Description": description,
+                    "Encrypted": snapshot.encrypted,
+                    "Tags": [{"Key": k, "Value": v} for k, v in sorted(tags.items())],
+                }
+            )
         return ActionResult({"Snapshots": items})
 
     # ---- pending images -----------------------------------------------------------------
@@ -126,6 +142,7 @@ def install(context):
         def available():
             if image.state == "pending":
                 image.state = "available"
+
         context.after(modeled, available, f"image {image.id} available")
         return image
 
@@ -141,8 +158,9 @@ def install(context):
         for image in self.ec2_backend.amis.values():
             used = {m.get("Ebs", {}).get("SnapshotId") for m in image.block_device_mappings}
             if snapshot_id in used:
-                raise EC2ClientError("InvalidSnapshot.InUse",
-                                     f"The snapshot {snapshot_id} is currently in use by {image.id}")
+                raise EC2ClientError(
+                    "InvalidSnapshot.InUse", f"The snapshot {snapshot_id} is currently in use by {image.id}"
+                )
         self.ec2_backend.snapshots.pop(snapshot_id)
         return ActionResult({})
 
@@ -163,19 +181,24 @@ def install(context):
                 return original(self)
             low, high = MAX_RESULTS_RANGE[result_key]
             if max_results is not None and not low <= int(max_results) <= high:
-                raise EC2ClientError("InvalidParameterValue",
-                                     f"Value ( {max_results} ) for parameter maxResults is invalid. "
-                                     f"Expecting a value between {low} and {high}.")
+                raise EC2ClientError(
+                    "InvalidParameterValue",
+                    f"Value ( {max_results} ) for parameter maxResults is invalid. "
+                    f"Expecting a value between {low} and {high}.",
+                )
             if self._get_param(ids_param):
-                raise EC2ClientError("InvalidParameterCombination",
-                                     f"The parameter {ids_param} cannot be used with the parameter maxResults")
+                raise EC2ClientError(
+                    "InvalidParameterCombination",
+                    f"The parameter {ids_param} cannot be used with the parameter maxResults",
+                )
             everything = original(self).result[result_key]
             start = _offset(token) if token else 0
             size = min(int(max_results or high), PAGE_CAP)
-            page = {result_key: list(everything)[start:start + size]}
+            page = {result_key: list(everything)[start : start + size]}
             if start + size < len(everything):
                 page["NextToken"] = _token(start + size)
             return ActionResult(page)
+
         return describe
 
     # ---- failure ------------------------------------------------------------------------
@@ -200,6 +223,7 @@ def install(context):
         A test's way to have last week's backups without waiting a week (retention by age); it moves
         the snapshots' ``StartTime`` and the images' ``CreationDate``, nothing else."""
         from datetime import timedelta
+
         ids, seconds = payload.get("ids") or [], payload.get("seconds")
         if not isinstance(seconds, (int, float)) or seconds <= 0:
             raise ValueError(f"seconds must be a positive number, got {seconds!r}")

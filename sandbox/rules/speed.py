@@ -26,14 +26,17 @@ def install(context):  # noqa: ARG001 - every rule module takes the context
         if filters and set(filters) == {"resource-id"} and len(ids) == 1 and not WILDCARDS & set(ids[0]):
             resource_id = ids[0]
             resource_type = EC2_PREFIX_TO_RESOURCE.get(get_prefix(resource_id), "")
-            return [{"resource_id": resource_id, "key": key, "value": value, "resource_type": resource_type}
-                    for key, value in self.tags.get(resource_id, {}).items()]
+            return [
+                {"resource_id": resource_id, "key": key, "value": value, "resource_type": resource_type}
+                for key, value in self.tags.get(resource_id, {}).items()
+            ]
         return moto_describe_tags(self, filters)
 
     TagBackend.describe_tags = describe_tags
 
     from moto import backends
     from moto.moto_server import werkzeug_app
+
     modules = tuple(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: modules
     werkzeug_app.backends.list_of_moto_modules = backends.list_of_moto_modules

@@ -41,8 +41,8 @@ from datetime import timedelta
 NAMESPACE = "AWS/SQS"
 METRIC = "ApproximateNumberOfMessagesVisible"
 MINUTE = 60.0
-BACKFILL_MINUTES = 60      # skipped minutes published on waking: the last hour, or an alarm's longer evaluation range
-KEPT_MINUTES = 1440        # each queue's own last day of points, what its alarms are evaluated on
+BACKFILL_MINUTES = 60  # skipped minutes published on waking: the last hour, or an alarm's longer evaluation range
+KEPT_MINUTES = 1440  # each queue's own last day of points, what its alarms are evaluated on
 
 
 class QueueSeries:
@@ -81,8 +81,12 @@ class SqsMetrics:
         """[(sqs backend, cloudwatch backend)] of every account and region SQS has been used in."""
         from moto.cloudwatch.models import cloudwatch_backends
         from moto.sqs.models import sqs_backends
-        return [(backend, cloudwatch_backends[account_id][region]) for account_id, regions in list(sqs_backends.items())
-                for region, backend in list(regions.items())]
+
+        return [
+            (backend, cloudwatch_backends[account_id][region])
+            for account_id, regions in list(sqs_backends.items())
+            for region, backend in list(regions.items())
+        ]
 
     @staticmethod
     def watching(cloudwatch):
@@ -127,11 +131,11 @@ class SqsMetrics:
             self.arm()
 
     def arm(self):
-        if self.armed():   # an alarm action that sent to a queue during the tick armed it already
+        if self.armed():  # an alarm action that sent to a queue during the tick armed it already
             return
         clock = self.context.clock
         minute = clock.duration(MINUTE)
-        due = (math.floor(clock.elapsed() / minute) + 1) * minute   # on a whole minute of modeled time
+        due = (math.floor(clock.elapsed() / minute) + 1) * minute  # on a whole minute of modeled time
         self.state["entry"] = self.context.at(due, self.tick, "AWS/SQS metrics and the alarms on them")
 
     # ---- the minute -----------------------------------------------------------------------------------------------
@@ -139,13 +143,14 @@ class SqsMetrics:
         self.state["entry"] = None
         self.state["alarms_due"] = False
         from .alarms import evaluate_alarm
+
         for sqs, cloudwatch in self.regions():
             watching = self.watching(cloudwatch)
             for queue in list(sqs.queues.values()):
                 self.publish(cloudwatch, queue, watching.get(queue.name, []))
             for queue_name, alarms in watching.items():
                 series = _series(sqs.queues[queue_name]) if queue_name in sqs.queues else None
-                points = list(series.points) if series is not None else []   # a queue that is gone: no data
+                points = list(series.points) if series is not None else []  # a queue that is gone: no data
                 for alarm in alarms:
                     evaluate_alarm(self.context, alarm, points)
         if self.busy():
@@ -176,17 +181,30 @@ class SqsMetrics:
     def put(self, cloudwatch, queue_name, value, elapsed):
         """Store one point where GetMetricStatistics and GetMetricData read them; returns it."""
         from moto.cloudwatch.models import MetricDatum
+
         moment = self.context.now().replace(tzinfo=None) - timedelta(seconds=self.context.clock.elapsed() - elapsed)
-        datum = MetricDatum(NAMESPACE, METRIC, float(value), [{"Name": "QueueName", "Value": queue_name}], moment, "Count")
+        datum = MetricDatum(
+            NAMESPACE, METRIC, float(value), [{"Name": "QueueName", "Value": queue_name}], moment, "Count"
+        )
         cloudwatch.metric_data.append(datum)
         return datum
 
 
 # The SQS backend calls that can change a queue's count, whether an API request or another service's delivery
 # (SNS, EventBridge, Auto Scaling notifications, the Lambda runner's polls). A receive may move messages to a DLQ.
-CHANGING_CALLS = ("create_queue", "delete_queue", "set_queue_attributes", "send_message", "send_message_batch",
-                  "receive_message", "delete_message", "delete_message_batch", "change_message_visibility",
-                  "change_message_visibility_batch", "purge_queue")
+CHANGING_CALLS = (
+    "create_queue",
+    "delete_queue",
+    "set_queue_attributes",
+    "send_message",
+    "send_message_batch",
+    "receive_message",
+    "delete_message",
+    "delete_message_batch",
+    "change_message_visibility",
+    "change_message_visibility_batch",
+    "purge_queue",
+)
 
 
 def _patch_sqs(metrics):
@@ -206,7 +224,12 @@ def _patch_sqs(metrics):
 
 
 def evaluated(alarm):
-    return alarm is not None and alarm.namespace == NAMESPACE and alarm.metric_name == METRIC and not alarm.metric_data_queries
+    return (
+        alarm is not None
+        and alarm.namespace == NAMESPACE
+        and alarm.metric_name == METRIC
+        and not alarm.metric_data_queries
+    )
 
 
 def _carry_state(alarm, previous):

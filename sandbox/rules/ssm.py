@@ -68,21 +68,29 @@ from urllib.parse import unquote
 RUN_SHELL_SCRIPT = "AWS-RunShellScript"
 PLUGIN_NAME = "aws:runShellScript"
 REGISTRATION_ACTION = "ssm:UpdateInstanceInformation"
-AWS_MANAGED_POLICIES_KEPT = ["AmazonSSMManagedInstanceCore", "AmazonSSMFullAccess", "AmazonEC2RoleforSSM",
-                             "AmazonSSMManagedEC2InstanceDefaultPolicy"]
+AWS_MANAGED_POLICIES_KEPT = [
+    "AmazonSSMManagedInstanceCore",
+    "AmazonSSMFullAccess",
+    "AmazonEC2RoleforSSM",
+    "AmazonSSMManagedEC2InstanceDefaultPolicy",
+]
 SHELL_PARAMETERS = ("commands", "workingDirectory", "executionTimeout")
 DEFAULT_TIMEOUT_SECONDS = 3600
 DEFAULT_EXECUTION_TIMEOUT = 3600
 MAX_EXECUTION_TIMEOUT = 172800
-REAL_RUN_CAP = 10.0            # real seconds a stand-in command may take (it runs under the sandbox lock)
-KILLED_EXIT_CODE = 137         # the agent's CommandStoppedPreemptivelyExitCode on Linux
+REAL_RUN_CAP = 10.0  # real seconds a stand-in command may take (it runs under the sandbox lock)
+KILLED_EXIT_CODE = 137  # the agent's CommandStoppedPreemptivelyExitCode on Linux
 STDOUT_LIMIT, STDERR_LIMIT, PLUGIN_OUTPUT_LIMIT = 24000, 8000, 2500
 OUTCOMES = ("Success", "Failed", "TimedOut", "Undeliverable", "DeliveryTimedOut")
 TERMINAL = ("Success", "Failed", "TimedOut", "Cancelled")
 NO_NOTIFICATION = {"NotificationArn": "", "NotificationEvents": [], "NotificationType": ""}
 NO_CLOUDWATCH_OUTPUT = {"CloudWatchLogGroupName": "", "CloudWatchOutputEnabled": False}
-UNREACHABLE_AWS = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_CONFIG_FILE": "/dev/null",
-                   "AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "AWS_EC2_METADATA_DISABLED": "true"}
+UNREACHABLE_AWS = {
+    "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+    "AWS_CONFIG_FILE": "/dev/null",
+    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
 
 
 def _iso(moment):
@@ -147,11 +155,13 @@ class Fleet:
     def __init__(self, account_id, region):
         from moto.ec2.models import ec2_backends
         from moto.iam.models import iam_backends
+
         self.ec2 = ec2_backends[account_id][region]
         self.iam = iam_backends[account_id][self.ec2.partition]
 
     def instance(self, instance_id):
         from moto.core.exceptions import ServiceException
+
         try:
             return self.ec2.get_instance(instance_id)
         except ServiceException:
@@ -164,6 +174,7 @@ class Fleet:
     def profile(self, instance):
         """The instance profile an instance runs with (association, else its launch template's)."""
         from moto.core.exceptions import ServiceException
+
         association = self.ec2.iam_instance_profile_associations.get(instance.id)
         if association is not None:
             return association.iam_instance_profile
@@ -172,7 +183,12 @@ class Fleet:
             return None
         try:
             template = self.ec2.get_launch_template(tags["aws:ec2launchtemplate:id"])
-            spec = template.get_version(tags.get("aws:ec2launchtemplate:version", "$Default")).data.get("IamInstanceProfile") or {}
+            spec = (
+                template.get_version(tags.get("aws:ec2launchtemplate:version", "$Default")).data.get(
+                    "IamInstanceProfile"
+                )
+                or {}
+            )
             if spec.get("Arn"):
                 return self.iam.get_instance_profile_by_arn(spec["Arn"])
             if spec.get("Name"):
@@ -193,7 +209,9 @@ class Fleet:
         return instance is not None and instance.state == "running" and self.registered(instance)
 
     def managed_running(self):
-        return sorted((i for i in self.ec2.all_instances() if i.state == "running" and self.registered(i)), key=lambda i: i.id)
+        return sorted(
+            (i for i in self.ec2.all_instances() if i.state == "running" and self.registered(i)), key=lambda i: i.id
+        )
 
 
 # ---- commands ---------------------------------------------------------------------------
@@ -239,7 +257,7 @@ class RunCommand:
     def __init__(self, command_id, requested, fields):
         self.command_id = command_id
         self.requested = requested
-        self.fields = fields                          # the request's echo (document, parameters, ...)
+        self.fields = fields  # the request's echo (document, parameters, ...)
         self.requested_instance_ids = fields["InstanceIds"]
         self.targets = fields["Targets"]
         self.timeout_seconds = fields["TimeoutSeconds"]
@@ -291,53 +309,85 @@ class RunCommand:
         status, details = ("Pending", "Pending") if at_send else self.overall()
         finished = [i for i in self.invocations if i.terminal]
         described = dict((k, v) for k, v in self.fields.items() if k != "executionTimeout")
-        described.update({
-            "CommandId": self.command_id,
-            "ExpiresAfter": self.expires_after(),
-            "RequestedDateTime": self.requested,
-            "Status": status,
-            "StatusDetails": details,
-            "TargetCount": 0 if at_send else len(self.invocations),
-            "CompletedCount": 0 if at_send else len(finished),
-            "ErrorCount": 0 if at_send else sum(i.details in ("Failed", "ExecutionTimedOut") for i in finished),
-            "DeliveryTimedOutCount": 0 if at_send else sum(i.details == "DeliveryTimedOut" for i in finished),
-        })
+        described.update(
+            {
+                "CommandId": self.command_id,
+                "ExpiresAfter": self.expires_after(),
+                "RequestedDateTime": self.requested,
+                "Status": status,
+                "StatusDetails": details,
+                "TargetCount": 0 if at_send else len(self.invocations),
+                "CompletedCount": 0 if at_send else len(finished),
+                "ErrorCount": 0 if at_send else sum(i.details in ("Failed", "ExecutionTimedOut") for i in finished),
+                "DeliveryTimedOutCount": 0 if at_send else sum(i.details == "DeliveryTimedOut" for i in finished),
+            }
+        )
         return described
 
     def describe_invocation(self, invocation, details, region):
-        plugin = {"Name": PLUGIN_NAME, "Status": invocation.status if invocation.status != "Cancelling" else "InProgress",
-                  "StatusDetails": invocation.details, "ResponseCode": invocation.response_code,
-                  "Output": invocation.plugin_output(), "StandardOutputUrl": "", "StandardErrorUrl": "",
-                  "OutputS3Region": self.fields["OutputS3Region"] or region,
-                  "OutputS3BucketName": self.fields["OutputS3BucketName"], "OutputS3KeyPrefix": self.fields["OutputS3KeyPrefix"]}
+        plugin = {
+            "Name": PLUGIN_NAME,
+            "Status": invocation.status if invocation.status != "Cancelling" else "InProgress",
+            "StatusDetails": invocation.details,
+            "ResponseCode": invocation.response_code,
+            "Output": invocation.plugin_output(),
+            "StandardOutputUrl": "",
+            "StandardErrorUrl": "",
+            "OutputS3Region": self.fields["OutputS3Region"] or region,
+            "OutputS3BucketName": self.fields["OutputS3BucketName"],
+            "OutputS3KeyPrefix": self.fields["OutputS3KeyPrefix"],
+        }
         if invocation.started is not None:
             plugin["ResponseStartDateTime"] = invocation.started
             if invocation.finished is not None:
                 plugin["ResponseFinishDateTime"] = invocation.finished
-        return {"CommandId": self.command_id, "InstanceId": invocation.instance_id, "InstanceName": "",
-                "Comment": self.fields["Comment"], "DocumentName": self.fields["DocumentName"],
-                "DocumentVersion": self.fields["DocumentVersion"], "RequestedDateTime": self.requested,
-                "Status": invocation.status, "StatusDetails": invocation.details, "TraceOutput": "",
-                "StandardOutputUrl": "", "StandardErrorUrl": "", "CommandPlugins": [plugin] if details else [],
-                "ServiceRole": self.fields["ServiceRole"], "NotificationConfig": self.fields["NotificationConfig"],
-                "CloudWatchOutputConfig": self.fields["CloudWatchOutputConfig"]}
+        return {
+            "CommandId": self.command_id,
+            "InstanceId": invocation.instance_id,
+            "InstanceName": "",
+            "Comment": self.fields["Comment"],
+            "DocumentName": self.fields["DocumentName"],
+            "DocumentVersion": self.fields["DocumentVersion"],
+            "RequestedDateTime": self.requested,
+            "Status": invocation.status,
+            "StatusDetails": invocation.details,
+            "TraceOutput": "",
+            "StandardOutputUrl": "",
+            "StandardErrorUrl": "",
+            "CommandPlugins": [plugin] if details else [],
+            "ServiceRole": self.fields["ServiceRole"],
+            "NotificationConfig": self.fields["NotificationConfig"],
+            "CloudWatchOutputConfig": self.fields["CloudWatchOutputConfig"],
+        }
 
     def get_invocation(self, invocation, now):
         terminal = invocation.terminal
-        return {"CommandId": self.command_id, "InstanceId": invocation.instance_id, "Comment": self.fields["Comment"],
-                "DocumentName": self.fields["DocumentName"], "DocumentVersion": self.fields["DocumentVersion"],
-                "PluginName": PLUGIN_NAME, "ResponseCode": invocation.response_code,
-                "ExecutionStartDateTime": _iso(invocation.started), "ExecutionElapsedTime": invocation.elapsed(now),
-                "ExecutionEndDateTime": _iso(invocation.finished if invocation.started else None),
-                "Status": invocation.status, "StatusDetails": invocation.details,
-                "StandardOutputContent": invocation.stdout[:STDOUT_LIMIT] if terminal else "", "StandardOutputUrl": "",
-                "StandardErrorContent": invocation.stderr[:STDERR_LIMIT] if terminal else "", "StandardErrorUrl": "",
-                "CloudWatchOutputConfig": self.fields["CloudWatchOutputConfig"]}
+        return {
+            "CommandId": self.command_id,
+            "InstanceId": invocation.instance_id,
+            "Comment": self.fields["Comment"],
+            "DocumentName": self.fields["DocumentName"],
+            "DocumentVersion": self.fields["DocumentVersion"],
+            "PluginName": PLUGIN_NAME,
+            "ResponseCode": invocation.response_code,
+            "ExecutionStartDateTime": _iso(invocation.started),
+            "ExecutionElapsedTime": invocation.elapsed(now),
+            "ExecutionEndDateTime": _iso(invocation.finished if invocation.started else None),
+            "Status": invocation.status,
+            "StatusDetails": invocation.details,
+            "StandardOutputContent": invocation.stdout[:STDOUT_LIMIT] if terminal else "",
+            "StandardOutputUrl": "",
+            "StandardErrorContent": invocation.stderr[:STDERR_LIMIT] if terminal else "",
+            "StandardErrorUrl": "",
+            "CloudWatchOutputConfig": self.fields["CloudWatchOutputConfig"],
+        }
 
 
 # ---- request checks ---------------------------------------------------------------------
 def _not_valid(instance_ids, account_id):
-    return SSMError("InvalidInstanceId", f"Instances [[{', '.join(instance_ids)}]] not in a valid state for account {account_id}")
+    return SSMError(
+        "InvalidInstanceId", f"Instances [[{', '.join(instance_ids)}]] not in a valid state for account {account_id}"
+    )
 
 
 def _document_name(name):
@@ -345,8 +395,10 @@ def _document_name(name):
     if name.startswith("arn:") and ":document/" in name:
         name = name.split(":document/", 1)[1]
     if name != RUN_SHELL_SCRIPT:
-        raise SSMError("InvalidDocument", f"The sandbox runs only {RUN_SHELL_SCRIPT}; document {name!r} is not modeled "
-                                          "(sandbox/rules/ssm.py)")
+        raise SSMError(
+            "InvalidDocument",
+            f"The sandbox runs only {RUN_SHELL_SCRIPT}; document {name!r} is not modeled (sandbox/rules/ssm.py)",
+        )
     return RUN_SHELL_SCRIPT
 
 
@@ -359,8 +411,11 @@ def _shell_parameters(parameters):
         raise SSMError("InvalidParameters", f"Parameter commands is required by document {RUN_SHELL_SCRIPT}.")
     timeout_text = "".join(_as_list(parameters.get("executionTimeout"))).strip() or str(DEFAULT_EXECUTION_TIMEOUT)
     if not re.fullmatch(r"[1-9][0-9]{0,5}", timeout_text) or int(timeout_text) > MAX_EXECUTION_TIMEOUT:
-        raise SSMError("InvalidParameters", f"Parameter executionTimeout value {timeout_text!r} is not valid: "
-                                            f"it must be an integer from 1 to {MAX_EXECUTION_TIMEOUT}.")
+        raise SSMError(
+            "InvalidParameters",
+            f"Parameter executionTimeout value {timeout_text!r} is not valid: "
+            f"it must be an integer from 1 to {MAX_EXECUTION_TIMEOUT}.",
+        )
     return commands, int(timeout_text), "".join(_as_list(parameters.get("workingDirectory"))).strip()
 
 
@@ -378,12 +433,15 @@ def _resolve_targets(fleet, targets, account_id):
                     raise _not_valid(invalid, account_id)
                 matched = values
         elif key.startswith("tag:"):
-            matched = [i.id for i in managed if _tags(i).get(key[len("tag:"):]) in values]
+            matched = [i.id for i in managed if _tags(i).get(key[len("tag:") :]) in values]
         elif key == "tag-key":
             matched = [i.id for i in managed if set(values) & set(_tags(i))]
         else:
-            raise SSMError("InvalidTarget", f"The sandbox resolves only InstanceIds, tag:<key> and tag-key targets, "
-                                            f"not {key!r} (sandbox/rules/ssm.py)")
+            raise SSMError(
+                "InvalidTarget",
+                f"The sandbox resolves only InstanceIds, tag:<key> and tag-key targets, "
+                f"not {key!r} (sandbox/rules/ssm.py)",
+            )
         chosen = matched if chosen is None else [i for i in chosen if i in matched]
     return list(dict.fromkeys(chosen or []))
 
@@ -416,8 +474,13 @@ def _keep(filters, requested, document, status, details, terminal, stages):
     return True
 
 
-INFORMATION_FILTERS = {"InstanceIds": "InstanceId", "PingStatus": "PingStatus", "PlatformTypes": "PlatformType",
-                       "ResourceType": "ResourceType", "AgentVersion": "AgentVersion"}
+INFORMATION_FILTERS = {
+    "InstanceIds": "InstanceId",
+    "PingStatus": "PingStatus",
+    "PlatformTypes": "PlatformType",
+    "ResourceType": "ResourceType",
+    "AgentVersion": "AgentVersion",
+}
 
 
 def _information_matches(info, tags, wanted):
@@ -425,7 +488,7 @@ def _information_matches(info, tags, wanted):
         if key in INFORMATION_FILTERS:
             keep = info[INFORMATION_FILTERS[key]] in values
         elif key.startswith("tag:"):
-            keep = tags.get(key[len("tag:"):]) in values
+            keep = tags.get(key[len("tag:") :]) in values
         else:
             keep = bool(values & set(tags))
         if not keep:
@@ -450,11 +513,23 @@ def run_shell(context, instance_id, commands, working_directory, timeout):
     cwd = os.path.join(root, working_directory.lstrip("/")) if working_directory else root
     if not os.path.isdir(cwd):
         return 1, "", f"working directory {working_directory} does not exist\n", False
-    env = {"PATH": f"{root}/usr/local/sbin:{root}/usr/local/bin:" + os.environ.get("PATH", "/usr/bin:/bin"), "HOME": root, "LANG": "C.UTF-8",
-           "EC2SPOT_INSTANCE_ID": instance_id, "EC2SPOT_INSTANCE_ROOT": root}
+    env = {
+        "PATH": f"{root}/usr/local/sbin:{root}/usr/local/bin:" + os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": root,
+        "LANG": "C.UTF-8",
+        "EC2SPOT_INSTANCE_ID": instance_id,
+        "EC2SPOT_INSTANCE_ROOT": root,
+    }
     env.update(UNREACHABLE_AWS)
-    with subprocess.Popen(["bash", "-c", "\n".join(commands)], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True) as process:
+    with subprocess.Popen(
+        ["bash", "-c", "\n".join(commands)],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    ) as process:
         try:
             out, err = process.communicate(timeout=timeout)
             return process.returncode, _decode(out), _decode(err), False
@@ -489,11 +564,14 @@ def install(context):
         policies = original_init_aws_policies(self)
         have = {p.name for p in policies}
         data = json.loads(aws_managed_policies_data)
-        return policies + [AWSManagedPolicy.from_data(name, self.account_id, self.region_name, data[name])
-                           for name in AWS_MANAGED_POLICIES_KEPT if name in data and name not in have]
+        return policies + [
+            AWSManagedPolicy.from_data(name, self.account_id, self.region_name, data[name])
+            for name in AWS_MANAGED_POLICIES_KEPT
+            if name in data and name not in have
+        ]
 
     IAMBackend._init_aws_policies = init_aws_policies  # pylint: disable=protected-access
-    for account in list(iam_backends.values()):       # backends made before install (rare)
+    for account in list(iam_backends.values()):  # backends made before install (rare)
         for backend in list(account.values()):
             for policy in init_aws_policies(backend):
                 backend.managed_policies.setdefault(policy.arn, policy)
@@ -526,17 +604,30 @@ def install(context):
         invocation.status, invocation.details, invocation.response_code = status, details, code
         invocation.stdout, invocation.stderr = stdout, stderr
         invocation.finished = context.now()
-        context.record("ssm_invocations", {"command_id": invocation.command.command_id, "instance_id": invocation.instance_id,
-                                           "status": status, "details": details, "response_code": code,
-                                           "at": invocation.finished.isoformat()})
+        context.record(
+            "ssm_invocations",
+            {
+                "command_id": invocation.command.command_id,
+                "instance_id": invocation.instance_id,
+                "status": status,
+                "details": details,
+                "response_code": code,
+                "at": invocation.finished.isoformat(),
+            },
+        )
 
     def expire_later(command, invocation):
         """At ExpiresAfter an invocation still Pending or InProgress ends DeliveryTimedOut."""
+
         def expire():
             if invocation.status in ("Pending", "InProgress"):
                 finish(invocation, "TimedOut", "DeliveryTimedOut")
-        context.after(max(0.0, (command.expires_after() - context.now()).total_seconds()), expire,
-                      f"ssm {command.command_id} on {invocation.instance_id} expires")
+
+        context.after(
+            max(0.0, (command.expires_after() - context.now()).total_seconds()),
+            expire,
+            f"ssm {command.command_id} on {invocation.instance_id} expires",
+        )
 
     def begin(fleet, command, invocation, script, commands, working_directory):
         if invocation.status != "Pending":
@@ -561,8 +652,9 @@ def install(context):
                 code = script["exit_code"]
                 result = ("Failed", "Failed", code, script["output"], _failure_text(script["error"], code))
         else:
-            code, out, err, timed_out = run_shell(context, invocation.instance_id, commands, working_directory,
-                                                  min(float(limit), REAL_RUN_CAP))
+            code, out, err, timed_out = run_shell(
+                context, invocation.instance_id, commands, working_directory, min(float(limit), REAL_RUN_CAP)
+            )
             if timed_out:
                 if limit > REAL_RUN_CAP:
                     err = _with_line(err, f"sandbox: stopped after {REAL_RUN_CAP:g} s of real time")
@@ -570,7 +662,10 @@ def install(context):
             elif code == 0:
                 result, duration = ("Success", "Success", 0, out, err), context.latency["ssm_command"]
             else:
-                result, duration = ("Failed", "Failed", code, out, _failure_text(err, code)), context.latency["ssm_command"]
+                result, duration = (
+                    ("Failed", "Failed", code, out, _failure_text(err, code)),
+                    context.latency["ssm_command"],
+                )
 
         def complete():
             # An instance that stopped or went away meanwhile never reports: the invocation stays
@@ -581,6 +676,7 @@ def install(context):
                 finish(invocation, *result)
             else:
                 expire_later(command, invocation)
+
         context.after(duration, complete, f"ssm {command.command_id} on {invocation.instance_id}: {result[1]}")
 
     def schedule(fleet, command, invocation, script, commands, working_directory):
@@ -588,16 +684,24 @@ def install(context):
         outcome = script["outcome"] if script else None
         if outcome == "DeliveryTimedOut":
             delay = script["duration"] if script["duration"] is not None else delivery_limit
-            context.after(delay, lambda: finish(invocation, "TimedOut", "DeliveryTimedOut"),
-                          f"ssm {command.command_id} on {invocation.instance_id}: DeliveryTimedOut")
+            context.after(
+                delay,
+                lambda: finish(invocation, "TimedOut", "DeliveryTimedOut"),
+                f"ssm {command.command_id} on {invocation.instance_id}: DeliveryTimedOut",
+            )
         elif outcome == "Undeliverable":
             delay = script["duration"] if script["duration"] is not None else context.latency["ssm_pending"]
-            context.after(delay, lambda: finish(invocation, "Failed", "Undeliverable"),
-                          f"ssm {command.command_id} on {invocation.instance_id}: Undeliverable")
+            context.after(
+                delay,
+                lambda: finish(invocation, "Failed", "Undeliverable"),
+                f"ssm {command.command_id} on {invocation.instance_id}: Undeliverable",
+            )
         elif context.latency["ssm_pending"] < delivery_limit:
-            context.after(context.latency["ssm_pending"],
-                          lambda: begin(fleet, command, invocation, script, commands, working_directory),
-                          f"ssm {command.command_id} delivered to {invocation.instance_id}")
+            context.after(
+                context.latency["ssm_pending"],
+                lambda: begin(fleet, command, invocation, script, commands, working_directory),
+                f"ssm {command.command_id} delivered to {invocation.instance_id}",
+            )
         else:
             expire_later(command, invocation)
 
@@ -608,6 +712,7 @@ def install(context):
                 return ActionResult(method(self))
             except SSMError as exc:
                 raise SSMException(exc.code, exc.message) from exc
+
         handler.__name__ = method.__name__
         return handler
 
@@ -622,8 +727,11 @@ def install(context):
         commands, execution_timeout, working_directory = _shell_parameters(parameters)
         timeout_seconds = self._get_int_param("TimeoutSeconds") or DEFAULT_TIMEOUT_SECONDS
         if not 30 <= timeout_seconds <= 2592000:
-            raise SSMError("ValidationException", f"1 validation error detected: Value '{timeout_seconds}' at 'timeoutSeconds' "
-                                                  "failed to satisfy constraint: Member must have value between 30 and 2592000")
+            raise SSMError(
+                "ValidationException",
+                f"1 validation error detected: Value '{timeout_seconds}' at 'timeoutSeconds' "
+                "failed to satisfy constraint: Member must have value between 30 and 2592000",
+            )
         requested_ids = list(dict.fromkeys(self._get_param("InstanceIds", []) or []))
         targets = self._get_param("Targets", []) or []
         if not requested_ids and not targets:
@@ -633,13 +741,18 @@ def install(context):
             raise _not_valid(invalid, account_id)
         instance_ids = list(dict.fromkeys(requested_ids + _resolve_targets(fleet, targets, account_id)))
         fields = {
-            "DocumentName": document, "DocumentVersion": self._get_param("DocumentVersion") or "$DEFAULT",
-            "Comment": self._get_param("Comment", "") or "", "Parameters": parameters,
-            "InstanceIds": requested_ids, "Targets": targets, "TimeoutSeconds": timeout_seconds,
+            "DocumentName": document,
+            "DocumentVersion": self._get_param("DocumentVersion") or "$DEFAULT",
+            "Comment": self._get_param("Comment", "") or "",
+            "Parameters": parameters,
+            "InstanceIds": requested_ids,
+            "Targets": targets,
+            "TimeoutSeconds": timeout_seconds,
             "OutputS3Region": self._get_param("OutputS3Region", "") or "",
             "OutputS3BucketName": self._get_param("OutputS3BucketName", "") or "",
             "OutputS3KeyPrefix": self._get_param("OutputS3KeyPrefix", "") or "",
-            "MaxConcurrency": self._get_param("MaxConcurrency") or "50", "MaxErrors": self._get_param("MaxErrors") or "0",
+            "MaxConcurrency": self._get_param("MaxConcurrency") or "50",
+            "MaxErrors": self._get_param("MaxErrors") or "0",
             "ServiceRole": self._get_param("ServiceRoleArn", "") or "",
             "NotificationConfig": self._get_param("NotificationConfig") or dict(NO_NOTIFICATION),
             "CloudWatchOutputConfig": self._get_param("CloudWatchOutputConfig") or dict(NO_CLOUDWATCH_OUTPUT),
@@ -649,12 +762,25 @@ def install(context):
         command.invocations = [Invocation(command, i) for i in instance_ids]
         state(backend)["commands"].append(command)
         for invocation in command.invocations:
-            schedule(fleet, command, invocation, take_script(backend, invocation.instance_id), commands, working_directory)
-        context.record("ssm_commands", {"command_id": command.command_id, "instance_ids": instance_ids,
-                                        "requested_instance_ids": requested_ids, "targets": targets, "document": document,
-                                        "commands": commands, "parameters": parameters, "comment": fields["Comment"],
-                                        "timeout_seconds": timeout_seconds, "execution_timeout": execution_timeout,
-                                        "at": command.requested.isoformat()})
+            schedule(
+                fleet, command, invocation, take_script(backend, invocation.instance_id), commands, working_directory
+            )
+        context.record(
+            "ssm_commands",
+            {
+                "command_id": command.command_id,
+                "instance_ids": instance_ids,
+                "requested_instance_ids": requested_ids,
+                "targets": targets,
+                "document": document,
+                "commands": commands,
+                "parameters": parameters,
+                "comment": fields["Comment"],
+                "timeout_seconds": timeout_seconds,
+                "execution_timeout": execution_timeout,
+                "at": command.requested.isoformat(),
+            },
+        )
         return {"Command": command.describe(at_send=True)}
 
     @api
@@ -668,7 +794,9 @@ def install(context):
         chosen = []
         for command in commands:
             status, details = command.overall()
-            if _keep(filters, command.requested, command.fields["DocumentName"], status, details, status in TERMINAL, True):
+            if _keep(
+                filters, command.requested, command.fields["DocumentName"], status, details, status in TERMINAL, True
+            ):
                 chosen.append(command)
         page, token = _page(chosen, self._get_int_param("MaxResults"), self._get_param("NextToken"))
         answer = {"Commands": [c.describe() for c in page]}
@@ -688,8 +816,15 @@ def install(context):
             for invocation in command.invocations:
                 if instance_id and invocation.instance_id != instance_id:
                     continue
-                if _keep(filters, command.requested, command.fields["DocumentName"], invocation.status, invocation.details,
-                         invocation.terminal, False):
+                if _keep(
+                    filters,
+                    command.requested,
+                    command.fields["DocumentName"],
+                    invocation.status,
+                    invocation.details,
+                    invocation.terminal,
+                    False,
+                ):
                     chosen.append((command, invocation))
         page, token = _page(chosen, self._get_int_param("MaxResults"), self._get_param("NextToken"))
         answer = {"CommandInvocations": [c.describe_invocation(i, details, self.region) for c, i in page]}
@@ -702,7 +837,9 @@ def install(context):
         command = find_command(self.ssm_backend, self._get_param("CommandId"))
         plugin_name = self._get_param("PluginName")
         if plugin_name and plugin_name != PLUGIN_NAME:
-            raise SSMError("InvalidPluginName", f"Plugin {plugin_name} is not in document {command.fields['DocumentName']}")
+            raise SSMError(
+                "InvalidPluginName", f"Plugin {plugin_name} is not in document {command.fields['DocumentName']}"
+            )
         invocation = command.invocation(self._get_param("InstanceId"))
         if invocation is None:
             raise SSMError("InvocationDoesNotExist", "")
@@ -722,8 +859,11 @@ def install(context):
                 finish(invocation, "Cancelled", "Cancelled")
             elif invocation.status == "InProgress":
                 invocation.status = invocation.details = "Cancelling"
-                context.after(context.latency["ssm_pending"], lambda i=invocation: finish(i, "Cancelled", "Cancelled"),
-                              f"ssm {command.command_id} cancelled on {invocation.instance_id}")
+                context.after(
+                    context.latency["ssm_pending"],
+                    lambda i=invocation: finish(i, "Cancelled", "Cancelled"),
+                    f"ssm {command.command_id} cancelled on {invocation.instance_id}",
+                )
         return {}
 
     @api
@@ -742,12 +882,21 @@ def install(context):
             if not fleet.registered(instance):
                 continue
             tags = _tags(instance)
-            info = {"InstanceId": instance.id, "PingStatus": "Online" if instance.state == "running" else "ConnectionLost",
-                    "LastPingDateTime": context.now(), "AgentVersion": "3.3.1611.0", "IsLatestVersion": True,
-                    "PlatformType": "Linux", "PlatformName": "Amazon Linux", "PlatformVersion": "2023",
-                    "ResourceType": "EC2Instance", "IPAddress": instance.private_ip or "",
-                    "ComputerName": f"ip-{(instance.private_ip or '').replace('.', '-')}.ec2.internal",
-                    "SourceId": instance.id, "SourceType": "AWS::EC2::Instance"}
+            info = {
+                "InstanceId": instance.id,
+                "PingStatus": "Online" if instance.state == "running" else "ConnectionLost",
+                "LastPingDateTime": context.now(),
+                "AgentVersion": "3.3.1611.0",
+                "IsLatestVersion": True,
+                "PlatformType": "Linux",
+                "PlatformName": "Amazon Linux",
+                "PlatformVersion": "2023",
+                "ResourceType": "EC2Instance",
+                "IPAddress": instance.private_ip or "",
+                "ComputerName": f"ip-{(instance.private_ip or '').replace('.', '-')}.ec2.internal",
+                "SourceId": instance.id,
+                "SourceType": "AWS::EC2::Instance",
+            }
             if _information_matches(info, tags, wanted):
                 answer.append(info)
         page, token = _page(answer, self._get_int_param("MaxResults"), self._get_param("NextToken"))
@@ -756,8 +905,14 @@ def install(context):
             result["NextToken"] = token
         return result
 
-    for handler in (send_command, list_commands, list_command_invocations, get_command_invocation, cancel_command,
-                    describe_instance_information):
+    for handler in (
+        send_command,
+        list_commands,
+        list_command_invocations,
+        get_command_invocation,
+        cancel_command,
+        describe_instance_information,
+    ):
         setattr(SimpleSystemManagerResponse, handler.__name__, handler)
 
     # ---- controls --------------------------------------------------------------------------
@@ -776,9 +931,14 @@ def install(context):
         duration = payload.get("duration")
         if duration is not None and float(duration) < 0:
             raise ValueError("duration must not be negative")
-        script = {"outcome": outcome, "output": str(payload.get("output", "")), "error": str(payload.get("error", "")),
-                  "exit_code": int(payload.get("exit_code", 1)), "duration": None if duration is None else float(duration),
-                  "times": None if times is None else int(times)}
+        script = {
+            "outcome": outcome,
+            "output": str(payload.get("output", "")),
+            "error": str(payload.get("error", "")),
+            "exit_code": int(payload.get("exit_code", 1)),
+            "duration": None if duration is None else float(duration),
+            "times": None if times is None else int(times),
+        }
         if outcome == "Failed" and script["exit_code"] == 0:
             raise ValueError("a Failed outcome needs a non-zero exit_code")
         queue = state(context.backend("ssm"))["scripts"].setdefault(instance_id, [])

@@ -15,7 +15,6 @@ pass the suite without proving anything about bytes. Directory stand-ins are a c
 (``EC2SPOT_TEST_DIRECTORY_DEVICES=1``); then only the byte-level proofs are left out.
 """
 
-import contextlib
 import datetime
 import hashlib
 import importlib.util
@@ -210,9 +209,9 @@ def tag_list(tags):
     return [{"Key": key, "Value": str(value)} for key, value in tags.items()]
 
 
-@contextlib.contextmanager
 def running_instance(ec2, seeded, zone, tags=None):
-    """A running instance in ``zone`` (with ``tags``) and its IMDS double, as ``{"id", "imds"}``; terminated after."""
+    """A fixture's body (``yield from``): a running instance in ``zone`` (with ``tags``) and its IMDS double, as
+    ``{"id", "imds"}``; terminated after."""
     instance_id = ec2.run_instances(
         ImageId=seeded["image_id"],
         MinCount=1,
@@ -229,8 +228,7 @@ def running_instance(ec2, seeded, zone, tags=None):
 @pytest.fixture
 def instance(ec2, seeded):
     """A running instance of the lineage's tags in us-east-1a and its IMDS double."""
-    with running_instance(ec2, seeded, "us-east-1a", LINEAGE_TAGS) as made:
-        yield made
+    yield from running_instance(ec2, seeded, "us-east-1a", LINEAGE_TAGS)
 
 
 @pytest.fixture

@@ -37,25 +37,38 @@ def stored_agent(s3):
 
 
 def run_bootstrap(tmp_path, endpoint, source, *arguments):
-    config = {"service": "pg", "lineage": "pgdata", "aws_endpoint_url": endpoint, "state_dir": str(tmp_path / "state"),
-              "imds_endpoint": "http://127.0.0.1:9", "agent_source": source, "agent_fetch_seconds": 3}
+    config = {
+        "service": "pg",
+        "lineage": "pgdata",
+        "aws_endpoint_url": endpoint,
+        "state_dir": str(tmp_path / "state"),
+        "imds_endpoint": "http://127.0.0.1:9",
+        "agent_source": source,
+        "agent_fetch_seconds": 3,
+    }
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
     environment = {"PATH": os.environ["PATH"], "AWS_ACCESS_KEY_ID": "sandbox", "AWS_SECRET_ACCESS_KEY": "sandbox"}
-    return subprocess.run([sys.executable, "-I", BOOTSTRAP, "--config", str(path), *arguments], env=environment,
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-I", BOOTSTRAP, "--config", str(path), *arguments],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_fetches_checks_keeps_and_runs_the_named_agent(tmp_path, endpoint, stored_agent, s3):
     done = run_bootstrap(tmp_path, endpoint, stored_agent, "check-config")
 
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["agent_source"] == stored_agent     # the agent itself answered
+    assert json.loads(done.stdout)["agent_source"] == stored_agent  # the agent itself answered
     kept = tmp_path / "state" / "agent" / f"{stored_agent['sha256']}.py"
     assert hashlib.sha256(kept.read_bytes()).hexdigest() == stored_agent["sha256"]
     assert kept.stat().st_mode & 0o777 == 0o700
 
-    s3.delete_object(Bucket=BUCKET, Key=stored_agent["key"])           # kept: later calls need no S3
+    s3.delete_object(Bucket=BUCKET, Key=stored_agent["key"])  # kept: later calls need no S3
     again = run_bootstrap(tmp_path, endpoint, stored_agent, "check-config")
     assert again.returncode == 0, again.stderr
 
@@ -88,12 +101,15 @@ def test_a_missing_object_fails_at_once_with_the_reason(tmp_path, endpoint, stor
     assert "S3 answered 404" in done.stderr and "s3:GetObject" in done.stderr
 
 
-@pytest.mark.parametrize("source, words", [
-    (None, "has no agent_source"),
-    ({"bucket": "Bad_Bucket", "key": "k", "sha256": "0" * 64}, "agent_source.bucket"),
-    ({"bucket": BUCKET, "key": "../../etc/passwd", "sha256": "0" * 64}, "agent_source.key"),
-    ({"bucket": BUCKET, "key": "k", "sha256": "ABC"}, "agent_source.sha256"),
-])
+@pytest.mark.parametrize(
+    "source, words",
+    [
+        (None, "has no agent_source"),
+        ({"bucket": "Bad_Bucket", "key": "k", "sha256": "0" * 64}, "agent_source.bucket"),
+        ({"bucket": BUCKET, "key": "../../etc/passwd", "sha256": "0" * 64}, "agent_source.key"),
+        ({"bucket": BUCKET, "key": "k", "sha256": "ABC"}, "agent_source.sha256"),
+    ],
+)
 def test_a_bad_source_is_refused_before_any_call(tmp_path, source, words):
     done = run_bootstrap(tmp_path, "http://127.0.0.1:9", source, "check-config")
     assert done.returncode == 1 and words in done.stderr
@@ -108,8 +124,16 @@ def test_the_s3_get_signature_matches_botocore():
 
     moment = datetime.datetime(2026, 12, 7, 1, 2, 3, tzinfo=datetime.timezone.utc)
     url = f"https://{BUCKET}.s3.us-east-1.amazonaws.com/ec2spot-agent/{'a' * 64}.py"
-    ours = agent_module.sign_v4("GET", url, "us-east-1", "s3", b"", {},
-                                {"AccessKeyId": "AKIDEXAMPLE", "SecretAccessKey": "secret", "Token": "session"}, moment)
+    ours = agent_module.sign_v4(
+        "GET",
+        url,
+        "us-east-1",
+        "s3",
+        b"",
+        {},
+        {"AccessKeyId": "AKIDEXAMPLE", "SecretAccessKey": "secret", "Token": "session"},
+        moment,
+    )
     request = AWSRequest(method="GET", url=url, headers={})
     request.context["payload_signing_enabled"] = True
     with mock.patch("botocore.auth.get_current_datetime", return_value=moment.replace(tzinfo=None)):

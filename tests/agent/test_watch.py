@@ -17,8 +17,7 @@ REBALANCE = "meta-data/events/recommendations/rebalance"
 @pytest.fixture
 def instance(ec2, seeded):
     """A running instance in us-east-1b, of no lineage, and its IMDS double."""
-    with running_instance(ec2, seeded, "us-east-1b") as made:
-        yield made
+    yield from running_instance(ec2, seeded, "us-east-1b")
 
 
 @pytest.fixture

@@ -20,7 +20,12 @@ MODULES = {
     "eip_failover": {"public_ip": "192.0.2.10", "instance_id": "i-0123456789abcdef0"},
     "autoscaling_group_spot": {"name": "pg-fleet", "state": "absent"},
     "spot_drill": {"lineage": "pgdata", "state": "absent"},
-    "launch_from_template": {"name": "pg", "lineage": "pgdata", "launch_template": "pg", "subnet_id": "subnet-0123456789abcdef0"},
+    "launch_from_template": {
+        "name": "pg",
+        "lineage": "pgdata",
+        "launch_template": "pg",
+        "subnet_id": "subnet-0123456789abcdef0",
+    },
     "lineage_info": {"lineage": "pgdata"},
     "cloudwatch_dashboard": {"name": "pg", "state": "absent"},
     "spot_price_info": {"instance_types": ["m6i.large"], "on_demand": False},
@@ -28,23 +33,49 @@ MODULES = {
 
 
 def closed_port():
-    with socket.socket() as probe:   # bound then released: nothing listens there
+    with socket.socket() as probe:  # bound then released: nothing listens there
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
 
 def test_every_module_fails_cleanly_on_an_endpoint_that_does_not_answer(tmp_path):
     endpoint = f"http://127.0.0.1:{closed_port()}"
-    play = [{"hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": [
-        {"name": module, f"ec2spot.autorecover.{module}": {**args, "endpoint_url": endpoint, "region": "us-east-1"},
-         "ignore_errors": True} for module, args in MODULES.items()]}]
+    play = [
+        {
+            "hosts": "localhost",
+            "connection": "local",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "name": module,
+                    f"ec2spot.autorecover.{module}": {**args, "endpoint_url": endpoint, "region": "us-east-1"},
+                    "ignore_errors": True,
+                }
+                for module, args in MODULES.items()
+            ],
+        }
+    ]
     (tmp_path / "dead.yml").write_text(json.dumps(play))
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-               AWS_ACCESS_KEY_ID="dead", AWS_SECRET_ACCESS_KEY="dead", AWS_MAX_ATTEMPTS="2", AWS_EC2_METADATA_DISABLED="true",
-               ANSIBLE_DISPLAY_TRACEBACK="error")
-    done = subprocess.run(["ansible-playbook", str(tmp_path / "dead.yml")], env=env, cwd=REPO, capture_output=True,
-                          text=True, check=False, timeout=600)
-    raw = json.loads(done.stdout[done.stdout.index("{"):])
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
+        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+        AWS_ACCESS_KEY_ID="dead",
+        AWS_SECRET_ACCESS_KEY="dead",
+        AWS_MAX_ATTEMPTS="2",
+        AWS_EC2_METADATA_DISABLED="true",
+        ANSIBLE_DISPLAY_TRACEBACK="error",
+    )
+    done = subprocess.run(
+        ["ansible-playbook", str(tmp_path / "dead.yml")],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    raw = json.loads(done.stdout[done.stdout.index("{") :])
     results = {task["task"]["name"]: task["hosts"]["localhost"] for play in raw["plays"] for task in play["tasks"]}
     assert sorted(results) == sorted(MODULES)
     for module, result in results.items():

@@ -27,13 +27,32 @@ def deploy_vars(world):
         "ec2spot_region": "us-east-1",
         "ec2spot_control_plane": {"name": "it-deploy", "log_retention_days": 7},
         "ec2spot_services": [
-            {"name": "it-pg", "lineage": "it-pgdata", "image_id": world["image_id"], "instance_types": ["m6i.large", "m5.large"],
-             "subnet_ids": subnets, "instance_profile": "it-deploy-profile", "data_volume": {"size": 20}, "drill": True,
-             "agent": {"mount_point": "/var/lib/postgresql", "app_start_commands": ["echo start pg"],
-                       "app_stop_commands": ["echo stop pg"], "drain_seconds": 5}},
-            {"name": "it-cache", "lineage": "it-cachedata", "image_id": world["image_id"], "instance_types": ["r6i.large"],
-             "subnet_ids": subnets, "instance_profile": "it-deploy-profile", "address": False,
-             "agent": {"app_start_commands": ["echo start cache"]}},
+            {
+                "name": "it-pg",
+                "lineage": "it-pgdata",
+                "image_id": world["image_id"],
+                "instance_types": ["m6i.large", "m5.large"],
+                "subnet_ids": subnets,
+                "instance_profile": "it-deploy-profile",
+                "data_volume": {"size": 20},
+                "drill": True,
+                "agent": {
+                    "mount_point": "/var/lib/postgresql",
+                    "app_start_commands": ["echo start pg"],
+                    "app_stop_commands": ["echo stop pg"],
+                    "drain_seconds": 5,
+                },
+            },
+            {
+                "name": "it-cache",
+                "lineage": "it-cachedata",
+                "image_id": world["image_id"],
+                "instance_types": ["r6i.large"],
+                "subnet_ids": subnets,
+                "instance_profile": "it-deploy-profile",
+                "address": False,
+                "agent": {"app_start_commands": ["echo start cache"]},
+            },
         ],
     }
 
@@ -45,6 +64,7 @@ def deploy(sandbox, tmp_path_factory):
     def run(*extra, variables_document=None, playbook=PLAYBOOK):
         variables.write_text(json.dumps(variables_document or deploy_vars(sandbox["world"])))
         return ansible_playbook(sandbox, playbook, "-e", f"@{variables}", *extra)
+
     return run
 
 
@@ -56,12 +76,19 @@ def runs(sandbox, deploy, session):
     autoscaling = session.client("autoscaling", endpoint_url=sandbox["endpoint"])
     ec2 = session.client("ec2", endpoint_url=sandbox["endpoint"])
     after_check = {
-        "groups": autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["it-pg", "it-cache"])["AutoScalingGroups"],
-        "volumes": ec2.describe_volumes(Filters=[{"Name": f"tag:{t.LINEAGE}", "Values": ["it-pgdata", "it-cachedata"]}])["Volumes"]}
+        "groups": autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["it-pg", "it-cache"])[
+            "AutoScalingGroups"
+        ],
+        "volumes": ec2.describe_volumes(
+            Filters=[{"Name": f"tag:{t.LINEAGE}", "Values": ["it-pgdata", "it-cachedata"]}]
+        )["Volumes"],
+    }
     first = deploy()
     second = deploy()
     yield {"check": check, "after_check": after_check, "first": first, "second": second}
-    for group in autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["it-pg", "it-cache"])["AutoScalingGroups"]:
+    for group in autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["it-pg", "it-cache"])[
+        "AutoScalingGroups"
+    ]:
         # nobody answers their launch hooks once the test is over
         autoscaling.delete_auto_scaling_group(AutoScalingGroupName=group["AutoScalingGroupName"], ForceDelete=True)
 
@@ -71,14 +98,23 @@ def stats(run):
 
 
 def messages(run):
-    return [result.get("msg") for play in run[0]["plays"] for task in play["tasks"]
-            for result in [task["hosts"].get("localhost", {})] if task["task"]["name"] == "Summary"
-            for result in result.get("results", [])]
+    return [
+        result.get("msg")
+        for play in run[0]["plays"]
+        for task in play["tasks"]
+        for result in [task["hosts"].get("localhost", {})]
+        if task["task"]["name"] == "Summary"
+        for result in result.get("results", [])
+    ]
 
 
 def failures(run):
-    return [(task["task"]["name"], task["hosts"]["localhost"].get("msg")) for play in run[0]["plays"] for task in play["tasks"]
-            if task["hosts"].get("localhost", {}).get("failed")]
+    return [
+        (task["task"]["name"], task["hosts"]["localhost"].get("msg"))
+        for play in run[0]["plays"]
+        for task in play["tasks"]
+        if task["hosts"].get("localhost", {}).get("failed")
+    ]
 
 
 def test_check_mode_changes_nothing(runs):
@@ -90,13 +126,20 @@ def test_first_run_deploys_both_services_and_the_second_changes_nothing(runs, au
     assert runs["first"][1] == 0, failures(runs["first"])
     assert stats(runs["first"])["changed"] > 0
     assert runs["second"][1] == 0 and stats(runs["second"])["changed"] == 0, [
-        task["task"]["name"] for play in runs["second"][0]["plays"] for task in play["tasks"]
-        if task["hosts"].get("localhost", {}).get("changed")]
+        task["task"]["name"]
+        for play in runs["second"][0]["plays"]
+        for task in play["tasks"]
+        if task["hosts"].get("localhost", {}).get("changed")
+    ]
     groups = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["it-pg", "it-cache"])["AutoScalingGroups"]
     assert sorted(g["AutoScalingGroupName"] for g in groups) == ["it-cache", "it-pg"]
     assert all(g["CapacityRebalance"] and len(g["AvailabilityZones"]) == 2 for g in groups)
-    volumes = ec2.describe_volumes(Filters=[{"Name": f"tag:{t.LINEAGE}", "Values": ["it-pgdata", "it-cachedata"]},
-                                            {"Name": "tag-key", "Values": [t.GENERATION]}])["Volumes"]
+    volumes = ec2.describe_volumes(
+        Filters=[
+            {"Name": f"tag:{t.LINEAGE}", "Values": ["it-pgdata", "it-cachedata"]},
+            {"Name": "tag-key", "Values": [t.GENERATION]},
+        ]
+    )["Volumes"]
     assert sorted(t.as_dict(v["Tags"])[t.LINEAGE] for v in volumes) == ["it-cachedata", "it-pgdata"]
     assert all(t.as_dict(v["Tags"])[t.FRESH] == "true" for v in volumes)
     summary = messages(runs["second"])
@@ -105,20 +148,29 @@ def test_first_run_deploys_both_services_and_the_second_changes_nothing(runs, au
 
 def test_a_service_with_drill_gets_its_fis_template_and_the_others_do_not(runs, sandbox, session):
     fis = session.client("fis", endpoint_url=sandbox["endpoint"])
-    templates = [s for s in fis.list_experiment_templates()["experimentTemplates"]
-                 if s.get("tags", {}).get("ec2spot:lineage") in ("it-pgdata", "it-cachedata")]
+    templates = [
+        s
+        for s in fis.list_experiment_templates()["experimentTemplates"]
+        if s.get("tags", {}).get("ec2spot:lineage") in ("it-pgdata", "it-cachedata")
+    ]
     assert [s["tags"]["ec2spot:lineage"] for s in templates] == ["it-pgdata"]
     template = fis.get_experiment_template(id=templates[0]["id"])["experimentTemplate"]
-    assert template["roleArn"].endswith(":role/it-pg-fis") and template["stopConditions"][0]["value"].endswith(":alarm:it-pg-drill-stop")
+    assert template["roleArn"].endswith(":role/it-pg-fis") and template["stopConditions"][0]["value"].endswith(
+        ":alarm:it-pg-drill-stop"
+    )
 
 
 def test_the_groups_notify_the_configured_control_planes_topic(runs, autoscaling):
-    configs = autoscaling.describe_notification_configurations(AutoScalingGroupNames=["it-pg", "it-cache"])["NotificationConfigurations"]
+    configs = autoscaling.describe_notification_configurations(AutoScalingGroupNames=["it-pg", "it-cache"])[
+        "NotificationConfigurations"
+    ]
     assert configs and {c["TopicARN"].rsplit(":", 1)[1] for c in configs} == {"it-deploy"}
 
 
 def agent_config(ec2, template_name):
-    version = ec2.describe_launch_template_versions(LaunchTemplateName=template_name, Versions=["$Latest"])["LaunchTemplateVersions"][0]
+    version = ec2.describe_launch_template_versions(LaunchTemplateName=template_name, Versions=["$Latest"])[
+        "LaunchTemplateVersions"
+    ][0]
     document = yaml.safe_load(gzip.decompress(base64.b64decode(version["LaunchTemplateData"]["UserData"])))
     [config] = [f["content"] for f in document["write_files"] if f["path"] == "/etc/ec2spot-agent/config.json"]
     return json.loads(config)
@@ -127,10 +179,18 @@ def agent_config(ec2, template_name):
 def test_each_service_gets_its_own_agent_configuration(runs, ec2):
     pg, cache = agent_config(ec2, "it-pg"), agent_config(ec2, "it-cache")
     assert (pg["lineage"], pg["mount_point"], pg["app_stop_commands"], pg["drain_seconds"]) == (
-        "it-pgdata", "/var/lib/postgresql", ["echo stop pg"], 5)
+        "it-pgdata",
+        "/var/lib/postgresql",
+        ["echo stop pg"],
+        5,
+    )
     # nothing of pg's settings leaks into the next service of the same play
     assert (cache["lineage"], cache["mount_point"], cache["app_stop_commands"], cache["drain_seconds"]) == (
-        "it-cachedata", "/data", [], 30)
+        "it-cachedata",
+        "/data",
+        [],
+        30,
+    )
 
 
 def test_bad_variables_are_refused_before_anything_changes(deploy, sandbox, autoscaling):
@@ -138,19 +198,36 @@ def test_bad_variables_are_refused_before_anything_changes(deploy, sandbox, auto
     document["ec2spot_services"][1]["lineage"] = document["ec2spot_services"][0]["lineage"]
     raw, code = deploy(variables_document=document)
     assert code != 0
-    failed = [task["hosts"]["localhost"] for play in raw["plays"] for task in play["tasks"] if task["hosts"]["localhost"].get("failed")]
+    failed = [
+        task["hosts"]["localhost"]
+        for play in raw["plays"]
+        for task in play["tasks"]
+        if task["hosts"]["localhost"].get("failed")
+    ]
     assert "a unique name and a unique lineage" in failed[0]["msg"] and "Nothing was changed" in failed[0]["msg"]
 
 
-def test_a_second_group_with_the_services_lineage_is_refused_before_anything_changes(runs, deploy, sandbox, autoscaling, ec2):
+def test_a_second_group_with_the_services_lineage_is_refused_before_anything_changes(
+    runs, deploy, sandbox, autoscaling, ec2
+):
     """One lineage, one writer: instances of it-pgdata in another group make deploy.yml stop, naming that group."""
     world = sandbox["world"]
-    ec2.create_launch_template(LaunchTemplateName="it-rogue", LaunchTemplateData={
-        "ImageId": world["image_id"], "InstanceType": "t3.micro",
-        "TagSpecifications": [{"ResourceType": "instance", "Tags": [{"Key": t.LINEAGE, "Value": "it-pgdata"}]}]})
-    autoscaling.create_auto_scaling_group(AutoScalingGroupName="it-rogue", MinSize=1, MaxSize=1, DesiredCapacity=1,
-                                          LaunchTemplate={"LaunchTemplateName": "it-rogue"},
-                                          VPCZoneIdentifier=world["subnets"]["us-east-1a"])
+    ec2.create_launch_template(
+        LaunchTemplateName="it-rogue",
+        LaunchTemplateData={
+            "ImageId": world["image_id"],
+            "InstanceType": "t3.micro",
+            "TagSpecifications": [{"ResourceType": "instance", "Tags": [{"Key": t.LINEAGE, "Value": "it-pgdata"}]}],
+        },
+    )
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName="it-rogue",
+        MinSize=1,
+        MaxSize=1,
+        DesiredCapacity=1,
+        LaunchTemplate={"LaunchTemplateName": "it-rogue"},
+        VPCZoneIdentifier=world["subnets"]["us-east-1a"],
+    )
     try:
         before = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["it-pg"])["AutoScalingGroups"]
         refused = deploy()
@@ -169,8 +246,12 @@ BACKUP = os.path.join(REPO, "playbooks", "backup.yml")
 
 def test_backup_takes_todays_backup_once_and_check_mode_changes_nothing(runs, deploy, ec2):
     def backups():
-        wanted = [{"Name": f"tag:{t.LINEAGE}", "Values": ["it-pgdata"]}, {"Name": f"tag:{t.KIND}", "Values": ["volume"]}]
+        wanted = [
+            {"Name": f"tag:{t.LINEAGE}", "Values": ["it-pgdata"]},
+            {"Name": f"tag:{t.KIND}", "Values": ["volume"]},
+        ]
         return ec2.describe_snapshots(OwnerIds=["self"], Filters=wanted)["Snapshots"]
+
     on_demand = ("-e", "backup_service=it-pg", "-e", "backup_schedule=false")  # the schedule: test_backup_schedule.py
     checked = deploy("--check", *on_demand, playbook=BACKUP)
     assert checked[1] == 0 and backups() == [], failures(checked)
@@ -179,35 +260,59 @@ def test_backup_takes_todays_backup_once_and_check_mode_changes_nothing(runs, de
     assert len(backups()) == 1 and stats(first)["changed"] == 1
     second = deploy(*on_demand, playbook=BACKUP)
     assert second[1] == 0 and stats(second)["changed"] == 0 and len(backups()) == 1
-    summary = [r["msg"] for play in second[0]["plays"] for task in play["tasks"] if task["task"]["name"] == "Summary"
-               for r in task["hosts"]["localhost"]["results"]]
+    summary = [
+        r["msg"]
+        for play in second[0]["plays"]
+        for task in play["tasks"]
+        if task["task"]["name"] == "Summary"
+        for r in task["hosts"]["localhost"]["results"]
+    ]
     assert len(summary) == 1 and "already taken, unchanged" in summary[0]
     unknown = deploy("-e", "backup_service=nope", playbook=BACKUP)
     assert unknown[1] != 0 and "Nothing was changed" in failures(unknown)[0][1]
 
 
 def kept(run):
-    return [result.get("msg") for play in run[0]["plays"] for task in play["tasks"]
-            if task["task"]["name"] == "What was kept" for result in [task["hosts"].get("localhost", {})]]
+    return [
+        result.get("msg")
+        for play in run[0]["plays"]
+        for task in play["tasks"]
+        if task["task"]["name"] == "What was kept"
+        for result in [task["hosts"].get("localhost", {})]
+    ]
 
 
 def test_destroy_removes_what_deploy_made_and_keeps_the_data(runs, deploy, sandbox, session, autoscaling, ec2):
     """Last in this module: it removes the deployment the tests above share."""
     lambda_client = session.client("lambda", endpoint_url=sandbox["endpoint"])
-    volumes_before = ec2.describe_volumes(Filters=[{"Name": f"tag:{t.LINEAGE}", "Values": ["it-pgdata", "it-cachedata"]},
-                                                   {"Name": "tag-key", "Values": [t.GENERATION]}])["Volumes"]
+    volumes_before = ec2.describe_volumes(
+        Filters=[
+            {"Name": f"tag:{t.LINEAGE}", "Values": ["it-pgdata", "it-cachedata"]},
+            {"Name": "tag-key", "Values": [t.GENERATION]},
+        ]
+    )["Volumes"]
     refused = deploy("-e", "destroy_delete_data=true", "-e", "destroy_confirm=it-pgdata", playbook=DESTROY)
     assert refused[1] != 0 and "destroy_confirm naming every lineage" in failures(refused)[0][1]
 
     checked = deploy("--check", playbook=DESTROY)
     assert checked[1] == 0, failures(checked)
-    assert len(autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["it-pg", "it-cache"])["AutoScalingGroups"]) == 2
+    assert (
+        len(autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["it-pg", "it-cache"])["AutoScalingGroups"])
+        == 2
+    )
     assert lambda_client.get_function(FunctionName="it-deploy")["Configuration"]["FunctionName"] == "it-deploy"
 
     destroyed = deploy(playbook=DESTROY)
     assert destroyed[1] == 0, failures(destroyed)
-    assert autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["it-pg", "it-cache"])["AutoScalingGroups"] == []
-    assert ec2.describe_launch_templates(Filters=[{"Name": "launch-template-name", "Values": ["it-pg", "it-cache"]}])["LaunchTemplates"] == []
+    assert (
+        autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["it-pg", "it-cache"])["AutoScalingGroups"] == []
+    )
+    assert (
+        ec2.describe_launch_templates(Filters=[{"Name": "launch-template-name", "Values": ["it-pg", "it-cache"]}])[
+            "LaunchTemplates"
+        ]
+        == []
+    )
     assert "it-deploy" not in [f["FunctionName"] for f in lambda_client.list_functions()["Functions"]]
     # The data and the address stay, and the play says so.
     volumes_after = ec2.describe_volumes(VolumeIds=[v["VolumeId"] for v in volumes_before])["Volumes"]

@@ -8,8 +8,18 @@ import pytest
 
 from sandbox.demo.__main__ import Demo
 
-PHASES = ["warning", "app stopped", "snapshot requested", "volume released", "replacement running", "volume attached",
-          "EIP moved", "mounted", "app started", "success"]
+PHASES = [
+    "warning",
+    "app stopped",
+    "snapshot requested",
+    "volume released",
+    "replacement running",
+    "volume attached",
+    "EIP moved",
+    "mounted",
+    "app started",
+    "success",
+]
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +54,20 @@ def test_the_report_has_the_timeline_in_recovery_order(report):
         # A same-zone move takes no snapshot on the critical path, but the interruption snapshot is always requested.
         assert set(case["phases"]) == set(PHASES)
         # Each chain of cause and effect is in time order (the address moves beside the boot, not after it).
-        for chain in (["warning", "app stopped", "snapshot requested", "volume released", "volume attached", "mounted",
-                       "app started", "success"], ["volume attached", "EIP moved", "success"], ["replacement running", "volume attached"]):
+        for chain in (
+            [
+                "warning",
+                "app stopped",
+                "snapshot requested",
+                "volume released",
+                "volume attached",
+                "mounted",
+                "app started",
+                "success",
+            ],
+            ["volume attached", "EIP moved", "success"],
+            ["replacement running", "volume attached"],
+        ):
             times = [case["phases"][name] for name in chain]
             assert times == sorted(times), (chain, case["phases"])
         assert 0 < case["rto_seconds"] < case["recovery_seconds"]

@@ -40,30 +40,48 @@ def role_task(world, name=GROUP, lineage=LINEAGE, **overrides):
         "fleet_instance_agent": {"mount_point": "/srv/data", "app_stop_commands": ["systemctl stop app"]},
     }
     role_vars.update(overrides)
-    return {"name": f"fleet {name}", "ansible.builtin.include_role": {"name": "ec2spot.autorecover.fleet"}, "vars": role_vars}
+    return {
+        "name": f"fleet {name}",
+        "ansible.builtin.include_role": {"name": "ec2spot.autorecover.fleet"},
+        "vars": role_vars,
+    }
 
 
 def refused(world, case, **overrides):
     """The role in a block whose rescue reports the failure, so that one play tries several inputs."""
-    return {"name": case, "block": [role_task(world, name=f"it-refused-{case}", lineage=f"it-refused-{case}", **overrides)],
-            "rescue": [{"name": f"{case} refused", "ansible.builtin.debug": {"msg": "{{ ansible_failed_result.msg }}"}}]}
+    return {
+        "name": case,
+        "block": [role_task(world, name=f"it-refused-{case}", lineage=f"it-refused-{case}", **overrides)],
+        "rescue": [{"name": f"{case} refused", "ansible.builtin.debug": {"msg": "{{ ansible_failed_result.msg }}"}}],
+    }
 
 
 def changed_tasks(run):
-    return [task["task"]["name"] for play in run.raw["plays"] for task in play["tasks"] if task["hosts"]["localhost"].get("changed")]
+    return [
+        task["task"]["name"]
+        for play in run.raw["plays"]
+        for task in play["tasks"]
+        if task["hosts"]["localhost"].get("changed")
+    ]
 
 
 def described(aws, name=GROUP, lineage=LINEAGE):
     """What exists of a fleet, as AWS describes it."""
     ec2, asg, iam = aws("ec2"), aws("autoscaling"), aws("iam")
-    templates = ec2.describe_launch_templates(Filters=[{"Name": "launch-template-name", "Values": [name]}])["LaunchTemplates"]
+    templates = ec2.describe_launch_templates(Filters=[{"Name": "launch-template-name", "Values": [name]}])[
+        "LaunchTemplates"
+    ]
     return {
         "templates": templates,
         "groups": asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"],
         "volumes": ec2.describe_volumes(Filters=t.filters({t.LINEAGE: lineage}))["Volumes"],
         "addresses": ec2.describe_addresses(Filters=t.filters({"ec2spot:service": name}))["Addresses"],
         "roles": [role for role in iam.list_roles()["Roles"] if role["RoleName"] == f"{name}-instance"],
-        "profiles": [p for p in iam.list_instance_profiles()["InstanceProfiles"] if p["InstanceProfileName"] == f"{name}-instance"],
+        "profiles": [
+            p
+            for p in iam.list_instance_profiles()["InstanceProfiles"]
+            if p["InstanceProfileName"] == f"{name}-instance"
+        ],
     }
 
 
@@ -78,8 +96,21 @@ def runs(sandbox, aws, tmp_path_factory):
 
     def run(*plays):
         path = tmp_path_factory.mktemp("fleet") / "play.yml"
-        path.write_text(json.dumps([{"name": name, "hosts": "localhost", "connection": "local", "gather_facts": False,
-                                     "check_mode": check, "tasks": tasks} for name, check, tasks in plays]))
+        path.write_text(
+            json.dumps(
+                [
+                    {
+                        "name": name,
+                        "hosts": "localhost",
+                        "connection": "local",
+                        "gather_facts": False,
+                        "check_mode": check,
+                        "tasks": tasks,
+                    }
+                    for name, check, tasks in plays
+                ]
+            )
+        )
         return PlaybookRun(*ansible_playbook(sandbox, str(path)))
 
     world = sandbox["world"]
@@ -87,17 +118,29 @@ def runs(sandbox, aws, tmp_path_factory):
     # A forked lineage: two copies at the same generation. The role asks the core which is current, and the core
     # refuses to guess (the role used to pick one in Jinja).
     for unused in range(2):
-        aws("ec2").create_volume(AvailabilityZone="us-east-1a", Size=10, VolumeType="gp3", Encrypted=True, TagSpecifications=[
-            {"ResourceType": "volume", "Tags": t.as_list({t.LINEAGE: "it-refused-forked", t.GENERATION: 3})}])
+        aws("ec2").create_volume(
+            AvailabilityZone="us-east-1a",
+            Size=10,
+            VolumeType="gp3",
+            Encrypted=True,
+            TagSpecifications=[
+                {"ResourceType": "volume", "Tags": t.as_list({t.LINEAGE: "it-refused-forked", t.GENERATION: 3})}
+            ],
+        )
     # One ansible-playbook for both (each run costs seconds): the fleet in check mode, then the refused inputs.
     check_and_refusals = run(
         ("check mode", True, [role_task(world)]),
-        ("refused inputs", False, [
-            refused(world, "one-zone", fleet_subnet_ids=[world["subnets"]["us-east-1a"]]),
-            refused(world, "scaling-max-1", fleet_cpu_target=50),
-            refused(world, "user-data-too-large", fleet_user_data="#cloud-config\n" + "#" * 17000 + "\n"),
-            refused(world, "forked"),
-        ]))
+        (
+            "refused inputs",
+            False,
+            [
+                refused(world, "one-zone", fleet_subnet_ids=[world["subnets"]["us-east-1a"]]),
+                refused(world, "scaling-max-1", fleet_cpu_target=50),
+                refused(world, "user-data-too-large", fleet_user_data="#cloud-config\n" + "#" * 17000 + "\n"),
+                refused(world, "forked"),
+            ],
+        ),
+    )
     after_check = described(aws)
     sandbox_world.managed_instance_profile(aws("iam"), PROFILE)
     deployed = role_task(world, fleet_instance_profile=PROFILE, fleet_address=False)
@@ -117,21 +160,31 @@ def test_check_mode_on_an_empty_account_changes_nothing(runs):
     assert runs["before"] == {key: [] for key in runs["before"]}
     assert runs["after_check"] == runs["before"]
     results = [task["hosts"]["localhost"] for task in task_results(runs["check"], "check mode")]
-    assert not [result for result in results if result.get("failed")], [r.get("msg") for r in results if r.get("failed")]
+    assert not [result for result in results if result.get("failed")], [
+        r.get("msg") for r in results if r.get("failed")
+    ]
     # ... and says what it would create: role, policy, profile, volume, address, template, group
     assert len([result for result in results if result.get("changed")]) >= 6
 
 
 def test_first_run_creates_the_fleet_and_the_second_changes_nothing(runs):
     assert runs["first"].returncode == 0, runs["first"].raw
-    changed = sorted(task["task"]["name"].split(" : ")[-1] for task in task_results(runs["first"], "first run")
-                     if task["hosts"]["localhost"].get("changed"))
+    changed = sorted(
+        task["task"]["name"].split(" : ")[-1]
+        for task in task_results(runs["first"], "first run")
+        if task["hosts"]["localhost"].get("changed")
+    )
     # The agent's bucket and object are shared by the sandbox's fleets (one bucket per account and region, the
     # object named by its digest): another test's fleet may have stored them already.
-    agent_tasks = {"The agent's bucket (private, encrypted, owner-enforced)", "The agent program, stored under its SHA-256"}
+    agent_tasks = {
+        "The agent's bucket (private, encrypted, owner-enforced)",
+        "The agent program, stored under its SHA-256",
+    }
     assert [name for name in changed if name not in agent_tasks] == [
         "Auto Scaling group with its Spot settings, lifecycle hooks and notifications",
-        "Create the lineage's first data volume in us-east-1a", "Launch template"]
+        "Create the lineage's first data volume in us-east-1a",
+        "Launch template",
+    ]
     assert runs["second"].returncode == 0, runs["second"].raw
     assert runs["second"].stats["changed"] == 0, changed_tasks(runs["second"])
 
@@ -160,7 +213,10 @@ def test_launch_template_carries_the_agent_for_the_lineage_with_imdsv2_and_an_en
     assert program.encode() == (REPO / "roles" / "instance_agent" / "files" / "ec2spot_bootstrap.py").read_bytes()
     source = config["agent_source"]
     shipped = (REPO / "roles" / "instance_agent" / "files" / "ec2spot_agent.py").read_bytes()
-    assert source["sha256"] == hashlib.sha256(shipped).hexdigest() and source["key"] == f"ec2spot-agent/{source['sha256']}.py"
+    assert (
+        source["sha256"] == hashlib.sha256(shipped).hexdigest()
+        and source["key"] == f"ec2spot-agent/{source['sha256']}.py"
+    )
     assert aws("s3").get_object(Bucket=source["bucket"], Key=source["key"])["Body"].read() == shipped
 
 
@@ -173,13 +229,20 @@ def test_group_rebalances_spot_capacity_over_two_zones_with_both_hooks(runs, aws
     policy = group["MixedInstancesPolicy"]
     assert [o["InstanceType"] for o in policy["LaunchTemplate"]["Overrides"]] == ["m6i.large", "m5.large"]
     assert policy["LaunchTemplate"]["LaunchTemplateSpecification"]["Version"] == "1"
-    assert policy["InstancesDistribution"] == {"OnDemandBaseCapacity": 0, "OnDemandPercentageAboveBaseCapacity": 0,
-                                               "SpotAllocationStrategy": "price-capacity-optimized"}
+    assert policy["InstancesDistribution"] == {
+        "OnDemandBaseCapacity": 0,
+        "OnDemandPercentageAboveBaseCapacity": 0,
+        "SpotAllocationStrategy": "price-capacity-optimized",
+    }
     assert group["InstanceMaintenancePolicy"] == {"MinHealthyPercentage": 100, "MaxHealthyPercentage": 110}
-    hooks = {hook["LifecycleHookName"]: (hook["LifecycleTransition"], hook["HeartbeatTimeout"], hook["DefaultResult"])
-             for hook in asg.describe_lifecycle_hooks(AutoScalingGroupName=GROUP)["LifecycleHooks"]}
-    assert hooks == {f"{GROUP}-launch": ("autoscaling:EC2_INSTANCE_LAUNCHING", 600, "ABANDON"),
-                     f"{GROUP}-terminate": ("autoscaling:EC2_INSTANCE_TERMINATING", 300, "CONTINUE")}
+    hooks = {
+        hook["LifecycleHookName"]: (hook["LifecycleTransition"], hook["HeartbeatTimeout"], hook["DefaultResult"])
+        for hook in asg.describe_lifecycle_hooks(AutoScalingGroupName=GROUP)["LifecycleHooks"]
+    }
+    assert hooks == {
+        f"{GROUP}-launch": ("autoscaling:EC2_INSTANCE_LAUNCHING", 600, "ABANDON"),
+        f"{GROUP}-terminate": ("autoscaling:EC2_INSTANCE_TERMINATING", 300, "CONTINUE"),
+    }
 
 
 def test_the_lineage_has_one_fresh_first_volume_and_nothing_else_is_made(runs, aws):
@@ -187,20 +250,31 @@ def test_the_lineage_has_one_fresh_first_volume_and_nothing_else_is_made(runs, a
     [volume] = [v for v in fleet["volumes"] if t.GENERATION in t.as_dict(v.get("Tags"))]
     tags = t.as_dict(volume["Tags"])
     assert (tags[t.GENERATION], tags[t.FRESH], tags[t.DEVICE]) == ("1", "true", "/dev/sdf")
-    assert (volume["AvailabilityZone"], volume["Encrypted"], volume["VolumeType"], volume["Attachments"]) == ("us-east-1a", True, "gp3", [])
+    assert (volume["AvailabilityZone"], volume["Encrypted"], volume["VolumeType"], volume["Attachments"]) == (
+        "us-east-1a",
+        True,
+        "gp3",
+        [],
+    )
     # the given instance profile, no Elastic IP
     assert (fleet["roles"], fleet["profiles"], fleet["addresses"]) == ([], [], [])
 
 
-@pytest.mark.parametrize("case, message", [
-    ("one-zone", "at least two availability zones"),
-    ("scaling-max-1", "fleet_max_size is 1: the group holds at most one instance"),
-    ("user-data-too-large", "EC2 takes at most 16384 bytes"),
-    ("forked", "lineage it-refused-forked has 2 volumes at generation 3"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("one-zone", "at least two availability zones"),
+        ("scaling-max-1", "fleet_max_size is 1: the group holds at most one instance"),
+        ("user-data-too-large", "EC2 takes at most 16384 bytes"),
+        ("forked", "lineage it-refused-forked has 2 volumes at generation 3"),
+    ],
+)
 def test_refused_inputs_change_nothing_and_say_why(runs, aws, case, message):
-    said = {task["task"]["name"]: task["hosts"]["localhost"].get("msg") for task in task_results(runs["check"], "refused inputs")}
+    said = {
+        task["task"]["name"]: task["hosts"]["localhost"].get("msg")
+        for task in task_results(runs["check"], "refused inputs")
+    }
     assert message in said[f"{case} refused"], said
     found = described(aws, name=f"it-refused-{case}", lineage=f"it-refused-{case}")
-    assert len(found.pop("volumes")) == (2 if case == "forked" else 0)     # the fork's own two copies, nothing more
+    assert len(found.pop("volumes")) == (2 if case == "forked" else 0)  # the fork's own two copies, nothing more
     assert found == {"templates": [], "groups": [], "addresses": [], "roles": [], "profiles": []}

@@ -27,23 +27,50 @@ def service(sandbox, session, box):
     ec2 = session.client("ec2", endpoint_url=sandbox["endpoint"])
     world = sandbox["world"]
     sandbox_world.managed_instance_profile(session.client("iam", endpoint_url=sandbox["endpoint"]), "it-rs-profile")
-    ec2.create_launch_template(LaunchTemplateName=SERVICE, LaunchTemplateData={
-        "ImageId": world["image_id"], "InstanceType": "t3.micro", "IamInstanceProfile": {"Name": "it-rs-profile"},
-        "MetadataOptions": {"HttpTokens": "required"}})
-    old = ec2.run_instances(ImageId=world["image_id"], MinCount=1, MaxCount=1, InstanceType="t3.micro",
-                            SubnetId=world["subnets"]["us-east-1a"], TagSpecifications=[
-                                {"ResourceType": "instance", "Tags": t.as_list({t.LINEAGE: LINEAGE, "Name": SERVICE})}])["Instances"][0]["InstanceId"]
-    volume = ec2.create_volume(AvailabilityZone="us-east-1a", Size=8, VolumeType="gp3", Encrypted=True, TagSpecifications=[
-        {"ResourceType": "volume", "Tags": t.as_list({t.LINEAGE: LINEAGE, t.GENERATION: 1, t.DEVICE: "/dev/sdf"})}])["VolumeId"]
+    ec2.create_launch_template(
+        LaunchTemplateName=SERVICE,
+        LaunchTemplateData={
+            "ImageId": world["image_id"],
+            "InstanceType": "t3.micro",
+            "IamInstanceProfile": {"Name": "it-rs-profile"},
+            "MetadataOptions": {"HttpTokens": "required"},
+        },
+    )
+    old = ec2.run_instances(
+        ImageId=world["image_id"],
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t3.micro",
+        SubnetId=world["subnets"]["us-east-1a"],
+        TagSpecifications=[{"ResourceType": "instance", "Tags": t.as_list({t.LINEAGE: LINEAGE, "Name": SERVICE})}],
+    )["Instances"][0]["InstanceId"]
+    volume = ec2.create_volume(
+        AvailabilityZone="us-east-1a",
+        Size=8,
+        VolumeType="gp3",
+        Encrypted=True,
+        TagSpecifications=[
+            {"ResourceType": "volume", "Tags": t.as_list({t.LINEAGE: LINEAGE, t.GENERATION: 1, t.DEVICE: "/dev/sdf"})}
+        ],
+    )["VolumeId"]
     box.settle()
     ec2.attach_volume(VolumeId=volume, InstanceId=old, Device="/dev/sdf")
     box.settle()
-    core_ec2 = boto3.client("ec2", endpoint_url=sandbox["endpoint"], region_name="us-east-1",
-                            aws_access_key_id="sandbox", aws_secret_access_key="sandbox")
+    core_ec2 = boto3.client(
+        "ec2",
+        endpoint_url=sandbox["endpoint"],
+        region_name="us-east-1",
+        aws_access_key_id="sandbox",
+        aws_secret_access_key="sandbox",
+    )
     backup_instance(core_ec2, old, "it-rs-nightly", extra_tags={t.LINEAGE: LINEAGE})
     box.settle()
-    address = ec2.allocate_address(Domain="vpc", TagSpecifications=[{"ResourceType": "elastic-ip", "Tags": t.as_list(
-        {"ec2spot:service": SERVICE, "ec2spot:lineage": LINEAGE})}])
+    address = ec2.allocate_address(
+        Domain="vpc",
+        TagSpecifications=[
+            {"ResourceType": "elastic-ip", "Tags": t.as_list({"ec2spot:service": SERVICE, "ec2spot:lineage": LINEAGE})}
+        ],
+    )
     ec2.associate_address(AllocationId=address["AllocationId"], InstanceId=old)
     return {"old": old, "volume": volume, "address": address, "ec2": ec2}
 
@@ -52,20 +79,54 @@ def service(sandbox, session, box):
 def restore(sandbox, tmp_path_factory):
     variables = tmp_path_factory.mktemp("restore") / "vars.json"
     world = sandbox["world"]
-    variables.write_text(json.dumps({"ec2spot_region": "us-east-1", "ec2spot_services": [
-        {"name": SERVICE, "lineage": LINEAGE, "subnet_ids": [world["subnets"]["us-east-1a"], world["subnets"]["us-east-1b"]]}]}))
+    variables.write_text(
+        json.dumps(
+            {
+                "ec2spot_region": "us-east-1",
+                "ec2spot_services": [
+                    {
+                        "name": SERVICE,
+                        "lineage": LINEAGE,
+                        "subnet_ids": [world["subnets"]["us-east-1a"], world["subnets"]["us-east-1b"]],
+                    }
+                ],
+            }
+        )
+    )
 
     def run(*extra):
-        env = dict(sandbox["env"], ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
-        done = subprocess.run(["ansible-playbook", os.path.join(REPO, "playbooks", "restore.yml"), "-e", f"@{variables}",
-                               "-e", f"restore_service={SERVICE}", "-e", f"restore_subnet_id={world['subnets']['us-east-1b']}",
-                               *extra], env=env, cwd=REPO, capture_output=True, text=True, check=False)
+        env = dict(
+            sandbox["env"],
+            ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+            ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
+        )
+        done = subprocess.run(
+            [
+                "ansible-playbook",
+                os.path.join(REPO, "playbooks", "restore.yml"),
+                "-e",
+                f"@{variables}",
+                "-e",
+                f"restore_service={SERVICE}",
+                "-e",
+                f"restore_subnet_id={world['subnets']['us-east-1b']}",
+                *extra,
+            ],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         try:
-            raw = json.loads(done.stdout[done.stdout.index("{"):])
+            raw = json.loads(done.stdout[done.stdout.index("{") :])
         except ValueError as exc:
             raise AssertionError(f"no JSON:\n{done.stdout}\n{done.stderr}") from exc
-        tasks = {task["task"]["name"]: task["hosts"].get("localhost", {}) for play in raw["plays"] for task in play["tasks"]}
+        tasks = {
+            task["task"]["name"]: task["hosts"].get("localhost", {}) for play in raw["plays"] for task in play["tasks"]
+        }
         return {"code": done.returncode, "stats": raw["stats"]["localhost"], "tasks": tasks}
+
     return run
 
 
@@ -74,18 +135,36 @@ def runs(service, restore):
     ec2 = service["ec2"]
 
     def restored():
-        return [i["InstanceId"] for r in ec2.describe_instances(Filters=[
-            {"Name": "tag:Name", "Values": [f"{SERVICE}-restored"]},
-            {"Name": "instance-state-name", "Values": ["pending", "running"]}])["Reservations"] for i in r["Instances"]]
+        return [
+            i["InstanceId"]
+            for r in ec2.describe_instances(
+                Filters=[
+                    {"Name": "tag:Name", "Values": [f"{SERVICE}-restored"]},
+                    {"Name": "instance-state-name", "Values": ["pending", "running"]},
+                ]
+            )["Reservations"]
+            for i in r["Instances"]
+        ]
+
     refused = restore()
     after_refusal = restored()
     check = restore("-e", "restore_fence=true", "--check")
-    after_check = {"restored": restored(), "old": ec2.describe_instances(InstanceIds=[service["old"]])["Reservations"][0]["Instances"][0]["State"]["Name"]}
+    after_check = {
+        "restored": restored(),
+        "old": ec2.describe_instances(InstanceIds=[service["old"]])["Reservations"][0]["Instances"][0]["State"]["Name"],
+    }
     spot = ("-e", "restore_market=spot", "-e", "restore_instance_type=m5.large")
     first = restore("-e", "restore_fence=true", *spot)
     second = restore("-e", "restore_fence=true", *spot)
-    return {"refused": refused, "after_refusal": after_refusal, "check": check, "after_check": after_check,
-            "first": first, "second": second, "restored": restored()}
+    return {
+        "refused": refused,
+        "after_refusal": after_refusal,
+        "check": check,
+        "after_check": after_check,
+        "first": first,
+        "second": second,
+        "restored": restored(),
+    }
 
 
 def test_a_live_writer_is_refused_and_nothing_changes(runs, service):
@@ -105,12 +184,18 @@ def test_fenced_restore_in_another_zone_from_the_backup_with_the_address(runs, s
     assert runs["first"]["code"] == 0, runs["first"]["tasks"]
     ec2 = service["ec2"]
     [new] = runs["restored"]
-    assert ec2.describe_instances(InstanceIds=[service["old"]])["Reservations"][0]["Instances"][0]["State"]["Name"] == "stopped"
+    assert (
+        ec2.describe_instances(InstanceIds=[service["old"]])["Reservations"][0]["Instances"][0]["State"]["Name"]
+        == "stopped"
+    )
     launched = runs["first"]["tasks"]["Launch the instance from the service's launch template"]
     assert launched["market"] == "spot" and launched["instance_type"] == "m5.large", launched
     instance = ec2.describe_instances(InstanceIds=[new])["Reservations"][0]["Instances"][0]
     assert instance["InstanceLifecycle"] == "spot" and instance["InstanceType"] == "m5.large"
-    assert instance["Placement"]["AvailabilityZone"] == "us-east-1b" and instance["MetadataOptions"]["HttpTokens"] == "required"
+    assert (
+        instance["Placement"]["AvailabilityZone"] == "us-east-1b"
+        and instance["MetadataOptions"]["HttpTokens"] == "required"
+    )
     assert t.as_dict(instance["Tags"])[t.LINEAGE] == LINEAGE
     data = runs["first"]["tasks"]["Give it the lineage's data"]
     assert data["changed"] and data["from_snapshot"] and data["availability_zone"] == "us-east-1b", data
@@ -127,16 +212,24 @@ def test_second_run_changes_nothing(runs):
     assert runs["second"]["code"] == 0 and runs["second"]["stats"]["changed"] == 0, runs["second"]["stats"]
 
 
-@pytest.mark.parametrize("request_args, message", [
-    (("-e", "restore_before=2001-01-01"), "was taken before 2001-01-01T00:00:00Z"),
-    (("-e", "restore_snapshot_id=snap-0123456789abcdef0"), "is snapshot snap-0123456789abcdef0"),
-    (("-e", "restore_target=group", "-e", "restore_market=spot"), "a group launches its own types and market"),
-    (("-e", "restore_service=nope"), "one of its services (it-rs)"),
-])
+@pytest.mark.parametrize(
+    "request_args, message",
+    [
+        (("-e", "restore_before=2001-01-01"), "was taken before 2001-01-01T00:00:00Z"),
+        (("-e", "restore_snapshot_id=snap-0123456789abcdef0"), "is snapshot snap-0123456789abcdef0"),
+        (("-e", "restore_target=group", "-e", "restore_market=spot"), "a group launches its own types and market"),
+        (("-e", "restore_service=nope"), "one of its services (it-rs)"),
+    ],
+)
 def test_bad_requests_are_refused_before_anything_changes(runs, restore, service, request_args, message):
     volumes = service["ec2"].describe_volumes(Filters=[{"Name": f"tag:{t.LINEAGE}", "Values": [LINEAGE]}])["Volumes"]
     refused = restore("-e", "restore_fence=true", *request_args)
     assert refused["code"] != 0
     failed = [task for task in refused["tasks"].values() if task.get("failed")]
-    assert message in failed[0]["msg"] and ("Nothing was changed" in failed[0]["msg"] or "no completed backup" in failed[0]["msg"])
-    assert service["ec2"].describe_volumes(Filters=[{"Name": f"tag:{t.LINEAGE}", "Values": [LINEAGE]}])["Volumes"] == volumes
+    assert message in failed[0]["msg"] and (
+        "Nothing was changed" in failed[0]["msg"] or "no completed backup" in failed[0]["msg"]
+    )
+    assert (
+        service["ec2"].describe_volumes(Filters=[{"Name": f"tag:{t.LINEAGE}", "Values": [LINEAGE]}])["Volumes"]
+        == volumes
+    )

@@ -12,7 +12,11 @@ ROLE = "arn:aws:iam::123456789012:role/it-fis"
 
 def templates(session, sandbox, lineage):
     fis = session.client("fis", endpoint_url=sandbox["endpoint"])
-    return [s for s in fis.list_experiment_templates()["experimentTemplates"] if s.get("tags", {}).get("ec2spot:lineage") == lineage]
+    return [
+        s
+        for s in fis.list_experiment_templates()["experimentTemplates"]
+        if s.get("tags", {}).get("ec2spot:lineage") == lineage
+    ]
 
 
 def test_template_check_mode_create_unchanged_update_delete(sandbox, session, playbook):
@@ -20,7 +24,9 @@ def test_template_check_mode_create_unchanged_update_delete(sandbox, session, pl
     present = task("spot_drill", lineage=lineage, state="present", role_arn=ROLE)
 
     checked = playbook([present], check=True)
-    assert checked.last["changed"] and checked.last["template_id"] is None and templates(session, sandbox, lineage) == []
+    assert (
+        checked.last["changed"] and checked.last["template_id"] is None and templates(session, sandbox, lineage) == []
+    )
 
     created = playbook([present])
     assert created.returncode == 0 and created.last["changed"]
@@ -57,7 +63,9 @@ def test_a_drill_with_nothing_to_interrupt_fails_clearly(sandbox, session, playb
 
 def test_bad_input_is_refused_before_anything_changes(sandbox, session, playbook):
     lineage = f"it-drill-{uuid.uuid4().hex[:6]}"
-    too_short = playbook([failing("spot_drill", lineage=lineage, state="present", role_arn=ROLE, duration_before_interruption="PT1M")])
+    too_short = playbook(
+        [failing("spot_drill", lineage=lineage, state="present", role_arn=ROLE, duration_before_interruption="PT1M")]
+    )
     assert too_short.last["failed"] and "between PT2M and PT15M" in too_short.last["msg"]
     no_role = playbook([failing("spot_drill", lineage=lineage, state="present")])
     assert no_role.last["failed"] and "role_arn is required" in no_role.last["msg"]

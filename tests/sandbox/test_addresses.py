@@ -17,8 +17,9 @@ def test_a_terminated_instances_private_ip_returns_to_the_subnet(ec2, seeded):
     subnet = seeded["subnets"]["us-east-1c"]
     released = set()
     for unused_round in range(3):
-        instance = ec2.run_instances(ImageId=seeded["image_id"], MinCount=1, MaxCount=1, InstanceType="t3.micro",
-                                     SubnetId=subnet)["Instances"][0]
+        instance = ec2.run_instances(
+            ImageId=seeded["image_id"], MinCount=1, MaxCount=1, InstanceType="t3.micro", SubnetId=subnet
+        )["Instances"][0]
         assert not released or instance["PrivateIpAddress"] in released
         released.add(instance["PrivateIpAddress"])
         ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])

@@ -24,7 +24,7 @@ def test_a_clock_moved_by_hand_stays_continuous_when_scaled():
 
 def test_anchoring_to_the_wall_clock_keeps_elapsed_time_for_the_schedule():
     clock = ModeledClock(scale=0.0)
-    clock._advance_offset(2 * 86400.0)   # two modeled days ahead, as the RTO benchmark leaves it
+    clock._advance_offset(2 * 86400.0)  # two modeled days ahead, as the RTO benchmark leaves it
     elapsed = clock.elapsed()
     clock.anchor_to_wall()
     assert clock.elapsed() == elapsed

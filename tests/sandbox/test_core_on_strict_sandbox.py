@@ -19,12 +19,22 @@ from .conftest import error_code
 @pytest.fixture
 def lineage_volume(ec2, launch):
     def _make(name, zone="us-east-1a"):
-        holder = launch(zone, TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": t.LINEAGE, "Value": name}]}])
-        volume = ec2.create_volume(AvailabilityZone=zone, Size=10, VolumeType="gp3", Encrypted=True, TagSpecifications=[
-            {"ResourceType": "volume", "Tags": t.as_list({t.LINEAGE: name, t.GENERATION: 1, t.DEVICE: "/dev/sdf"})}])["VolumeId"]
+        holder = launch(
+            zone, TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": t.LINEAGE, "Value": name}]}]
+        )
+        volume = ec2.create_volume(
+            AvailabilityZone=zone,
+            Size=10,
+            VolumeType="gp3",
+            Encrypted=True,
+            TagSpecifications=[
+                {"ResourceType": "volume", "Tags": t.as_list({t.LINEAGE: name, t.GENERATION: 1, t.DEVICE: "/dev/sdf"})}
+            ],
+        )["VolumeId"]
         ec2.attach_volume(VolumeId=volume, InstanceId=holder, Device="/dev/sdf")
         CONTEXT.advance(5)
         return holder, volume
+
     return _make
 
 
@@ -55,4 +65,6 @@ def test_same_zone_move_waits_for_detaching_and_never_forces(ec2, box, launch, l
     result = move_lineage_volume(ec2, "strict-same", target, app_stopped=True, clock=CoreClock())
     assert result.volume_id == volume and not result.from_snapshot
     assert result.timeline["release"] >= CONTEXT.latency["ebs_detach"]
-    assert [(r["volume_id"], r["instance_id"], r["force"]) for r in box.records("detaches")] == [(volume, holder, False)]
+    assert [(r["volume_id"], r["instance_id"], r["force"]) for r in box.records("detaches")] == [
+        (volume, holder, False)
+    ]

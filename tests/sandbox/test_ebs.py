@@ -10,6 +10,7 @@ from .conftest import error_code
 def volume(ec2):
     def _volume(zone="us-east-1a"):
         return ec2.create_volume(AvailabilityZone=zone, Size=8, VolumeType="gp3")["VolumeId"]
+
     return _volume
 
 

@@ -11,16 +11,22 @@ from .conftest import error_code
 @pytest.fixture
 def image(ec2, box, launch):
     """A fresh available AMI of a fresh instance, and its one snapshot."""
+
     def _image(name):
         image_id = ec2.create_image(InstanceId=launch(), Name=name, NoReboot=True)["ImageId"]
         box.settle()
         [mapping] = ec2.describe_images(ImageIds=[image_id])["Images"][0]["BlockDeviceMappings"]
         return image_id, mapping["Ebs"]["SnapshotId"]
+
     return _image
 
 
 def snapshot_exists(ec2, snapshot_id):
-    return bool(ec2.describe_snapshots(OwnerIds=["self"], Filters=[{"Name": "snapshot-id", "Values": [snapshot_id]}])["Snapshots"])
+    return bool(
+        ec2.describe_snapshots(OwnerIds=["self"], Filters=[{"Name": "snapshot-id", "Values": [snapshot_id]}])[
+            "Snapshots"
+        ]
+    )
 
 
 def test_delete_associated_snapshots_deletes_them_with_the_image(ec2, image):
@@ -40,10 +46,13 @@ def test_without_the_flag_the_snapshots_stay(ec2, image):
 
 def test_a_snapshot_another_image_uses_is_skipped_and_the_image_still_goes(ec2, image):
     first, shared = image("shares-first")
-    second = ec2.register_image(Name="shares-second", RootDeviceName="/dev/xvda", BlockDeviceMappings=[
-        {"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": shared}}])["ImageId"]
+    second = ec2.register_image(
+        Name="shares-second",
+        RootDeviceName="/dev/xvda",
+        BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": shared}}],
+    )["ImageId"]
     backend = CONTEXT.backend("ec2")
-    backend.amis[second].ebs_snapshot = backend.snapshots[shared]   # moto registers a fresh snapshot instead
+    backend.amis[second].ebs_snapshot = backend.snapshots[shared]  # moto registers a fresh snapshot instead
     answer = ec2.deregister_image(ImageId=first, DeleteAssociatedSnapshots=True)
     assert answer["DeleteSnapshotResults"] == [{"SnapshotId": shared, "ReturnCode": "skipped"}]
     assert snapshot_exists(ec2, shared)
@@ -56,7 +65,9 @@ def test_protection_refuses_deregistration_until_disabled(ec2, image):
     image_id, snapshot_id = image("protected")
     assert ec2.describe_images(ImageIds=[image_id])["Images"][0]["DeregistrationProtection"] == "disabled"
     assert ec2.enable_image_deregistration_protection(ImageId=image_id)["Return"] == "enabled-without-cooldown"
-    assert ec2.describe_images(ImageIds=[image_id])["Images"][0]["DeregistrationProtection"] == "enabled-without-cooldown"
+    assert (
+        ec2.describe_images(ImageIds=[image_id])["Images"][0]["DeregistrationProtection"] == "enabled-without-cooldown"
+    )
     with pytest.raises(ClientError) as refused:
         ec2.deregister_image(ImageId=image_id, DeleteAssociatedSnapshots=True)
     assert error_code(refused) == "OperationNotPermitted"
@@ -67,7 +78,10 @@ def test_protection_refuses_deregistration_until_disabled(ec2, image):
 
 def test_protection_with_cooldown_lasts_a_day_after_the_disable(ec2, box, image):
     image_id = image("cooldown")[0]
-    assert ec2.enable_image_deregistration_protection(ImageId=image_id, WithCooldown=True)["Return"] == "enabled-with-cooldown"
+    assert (
+        ec2.enable_image_deregistration_protection(ImageId=image_id, WithCooldown=True)["Return"]
+        == "enabled-with-cooldown"
+    )
     assert ec2.disable_image_deregistration_protection(ImageId=image_id)["Return"].startswith("disabled after ")
     box.advance(23 * 3600)
     with pytest.raises(ClientError) as refused:

@@ -71,7 +71,9 @@ def test_snapshots_and_their_volumes_carry_the_key(ec2, encrypted_snapshot):
 
 @pytest.mark.parametrize("how, key_state", [("disabled", "Disabled"), ("deletion", "PendingDeletion")])
 @pytest.mark.parametrize("source", ["snapshot", "kms_key_id"])
-def test_an_unusable_key_lets_create_volume_answer_then_the_volume_is_gone(ec2, kms, box, encrypted_snapshot, how, key_state, source):
+def test_an_unusable_key_lets_create_volume_answer_then_the_volume_is_gone(
+    ec2, kms, box, encrypted_snapshot, how, key_state, source
+):
     """AWS checks the key asynchronously: CreateVolume answers a creating volume, which then fails and is gone."""
     key_id, snapshot_id = encrypted_snapshot
     assert make_unusable(kms, how, key_id) == key_state
@@ -83,7 +85,11 @@ def test_an_unusable_key_lets_create_volume_answer_then_the_volume_is_gone(ec2, 
     assert volume_state(ec2, answer["VolumeId"]) == "InvalidVolume.NotFound"
     [failure] = box.records("kms_volume_failures")
     assert (failure["volume_id"], failure["kms_key_id"], failure["key_state"], failure["reason"]) == (
-        answer["VolumeId"], key_id, key_state, REASON)
+        answer["VolumeId"],
+        key_id,
+        key_state,
+        REASON,
+    )
     assert failure["snapshot_id"] == (snapshot_id if source == "snapshot" else None)
 
 
@@ -105,8 +111,12 @@ def test_enable_key_restores_volume_creation(ec2, kms, box, encrypted_snapshot, 
 
 
 def test_a_key_that_does_not_exist_fails_the_volume_too(ec2, box):
-    answer = ec2.create_volume(AvailabilityZone="us-east-1a", Size=1, Encrypted=True,
-                               KmsKeyId="arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000")
+    answer = ec2.create_volume(
+        AvailabilityZone="us-east-1a",
+        Size=1,
+        Encrypted=True,
+        KmsKeyId="arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000",
+    )
     box.advance(CHECK_SECONDS)
     assert volume_state(ec2, answer["VolumeId"]) == "InvalidVolume.NotFound"
     assert box.records("kms_volume_failures")[0]["key_state"] is None

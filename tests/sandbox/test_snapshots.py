@@ -39,9 +39,12 @@ def test_a_failing_volume_s_next_snapshots_end_in_error_when_they_would_have_com
     with pytest.raises(SandboxError, match="no such volume"):
         box.call("ec2/fail-snapshots", volume_id="vol-0000")
     box.call("ec2/fail-snapshots", volume_id=volume, times=1)
-    [failing] = [s["SnapshotId"] for s in ec2.create_snapshots(InstanceSpecification={"InstanceId": instance})["Snapshots"]
-                 if s["VolumeId"] == volume]
-    healthy = ec2.create_snapshot(VolumeId=volume)["SnapshotId"]          # only the next one fails
+    [failing] = [
+        s["SnapshotId"]
+        for s in ec2.create_snapshots(InstanceSpecification={"InstanceId": instance})["Snapshots"]
+        if s["VolumeId"] == volume
+    ]
+    healthy = ec2.create_snapshot(VolumeId=volume)["SnapshotId"]  # only the next one fails
     box.advance(CONTEXT.latency["snapshot_base"] + CONTEXT.latency["snapshot_per_gib"] * 20 + 1)
     assert (snapshot_state(ec2, failing), snapshot_state(ec2, healthy)) == ("error", "completed")
     assert CONTEXT.records["failed_snapshots"] == [{"snapshot_id": failing, "volume_id": volume}]
@@ -51,20 +54,28 @@ def test_create_snapshots_items_carry_state_and_volume_tags(ec2, box, data_insta
     """moto 5.2.5 omits State from CreateSnapshots items and ignores CopyTagsFromSource."""
     instance, volume = data_instance
     ec2.create_tags(Resources=[volume], Tags=[{"Key": "ec2spot:lineage", "Value": "db"}])
-    answer = ec2.create_snapshots(InstanceSpecification={"InstanceId": instance, "ExcludeBootVolume": True},
-                                  CopyTagsFromSource="volume",
-                                  TagSpecifications=[{"ResourceType": "snapshot", "Tags": [{"Key": "set", "Value": "a"}]}])
+    answer = ec2.create_snapshots(
+        InstanceSpecification={"InstanceId": instance, "ExcludeBootVolume": True},
+        CopyTagsFromSource="volume",
+        TagSpecifications=[{"ResourceType": "snapshot", "Tags": [{"Key": "set", "Value": "a"}]}],
+    )
     [item] = answer["Snapshots"]
     assert item["State"] == "pending" and item["VolumeId"] == volume
-    tags = {t["Key"]: t["Value"] for t in ec2.describe_snapshots(SnapshotIds=[item["SnapshotId"]])["Snapshots"][0]["Tags"]}
+    tags = {
+        t["Key"]: t["Value"] for t in ec2.describe_snapshots(SnapshotIds=[item["SnapshotId"]])["Snapshots"][0]["Tags"]
+    }
     assert tags == {"ec2spot:lineage": "db", "set": "a"}
 
 
 def test_image_stays_pending_with_its_snapshots_tagged(ec2, box, data_instance):
     """moto 5.2.5 makes images available at once and refuses snapshot TagSpecifications."""
     instance = data_instance[0]
-    image_id = ec2.create_image(InstanceId=instance, Name="pending-image", NoReboot=True, TagSpecifications=[
-        {"ResourceType": "snapshot", "Tags": [{"Key": "kind", "Value": "image"}]}])["ImageId"]
+    image_id = ec2.create_image(
+        InstanceId=instance,
+        Name="pending-image",
+        NoReboot=True,
+        TagSpecifications=[{"ResourceType": "snapshot", "Tags": [{"Key": "kind", "Value": "image"}]}],
+    )["ImageId"]
     image = ec2.describe_images(ImageIds=[image_id])["Images"][0]
     assert image["State"] == "pending"
     snapshot_id = image["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
@@ -115,7 +126,7 @@ def test_backdate_makes_backups_older_and_refuses_what_does_not_exist(ec2, box, 
     after = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"][0]["StartTime"]
     image_after = ec2.describe_images(ImageIds=[image_id])["Images"][0]["CreationDate"]
     assert (before - after).total_seconds() == 8 * 86400
-    assert image_after[:10] < image_before[:10]   # ISO dates: eight days earlier
+    assert image_after[:10] < image_before[:10]  # ISO dates: eight days earlier
 
     with pytest.raises(SandboxError, match="no such snapshot or image: snap-0000000000000000f"):
         box.call("ec2/backdate", ids=["snap-0000000000000000f"], seconds=60)
@@ -125,9 +136,14 @@ def test_backdate_makes_backups_older_and_refuses_what_does_not_exist(ec2, box, 
 
 def test_paging_honours_max_results_and_next_token(ec2, box):
     """moto 5.2.5 ignores MaxResults on DescribeVolumes/Snapshots/Images; AWS pages."""
-    created = {ec2.create_volume(AvailabilityZone="us-east-1c", Size=1,
-                                 TagSpecifications=[{"ResourceType": "volume", "Tags": [{"Key": "page", "Value": "yes"}]}])["VolumeId"]
-               for _count in range(12)}
+    created = {
+        ec2.create_volume(
+            AvailabilityZone="us-east-1c",
+            Size=1,
+            TagSpecifications=[{"ResourceType": "volume", "Tags": [{"Key": "page", "Value": "yes"}]}],
+        )["VolumeId"]
+        for _count in range(12)
+    }
     query = {"Filters": [{"Name": "tag:page", "Values": ["yes"]}], "MaxResults": 100}
     first = ec2.describe_volumes(**query)
     assert len(first["Volumes"]) == 5 and first["NextToken"]

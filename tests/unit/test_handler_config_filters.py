@@ -14,16 +14,24 @@ def service(**settings):
     return {"topic_arn": TOPIC, "services": [{"name": "pg", "lineage": "pgdata", "group": "pg", **settings}]}
 
 
-@pytest.mark.parametrize("document, refusal", [
-    (service(), ""),
-    ('{"topic_arn": "%s", "services": [{"name": "pg", "lineage": "pgdata"}]}' % TOPIC, ""),
-    ({"topic_arn": TOPIC, "services": []}, "handler configuration needs a non-empty 'services' list"),
-    ("{not json", "handler configuration is not JSON"),
-    ({"topic_arn": TOPIC, "services": [{"name": "a", "lineage": "pgdata"}, {"name": "b", "lineage": "pgdata"}]},
-     "lineage pgdata is configured twice"),
-    (service(standby={"instance_id": "i-0123456789abcdef0", "tags": {"role": "standby"}}), "exactly one of instance_id or tags"),
-    (service(watchdog={"mode": "reboot", "surprise": 1}), "unknown keys: surprise"),
-])
+@pytest.mark.parametrize(
+    "document, refusal",
+    [
+        (service(), ""),
+        ('{"topic_arn": "%s", "services": [{"name": "pg", "lineage": "pgdata"}]}' % TOPIC, ""),
+        ({"topic_arn": TOPIC, "services": []}, "handler configuration needs a non-empty 'services' list"),
+        ("{not json", "handler configuration is not JSON"),
+        (
+            {"topic_arn": TOPIC, "services": [{"name": "a", "lineage": "pgdata"}, {"name": "b", "lineage": "pgdata"}]},
+            "lineage pgdata is configured twice",
+        ),
+        (
+            service(standby={"instance_id": "i-0123456789abcdef0", "tags": {"role": "standby"}}),
+            "exactly one of instance_id or tags",
+        ),
+        (service(watchdog={"mode": "reboot", "surprise": 1}), "unknown keys: surprise"),
+    ],
+)
 def test_the_handlers_own_parser_decides_and_its_words_are_returned(document, refusal):
     found = handler_config_error(document)
     assert (found == "") if refusal == "" else (refusal in found), found

@@ -94,20 +94,31 @@ USER_DATA_ONLY = """\
 def ansible_env():
     if not (COLLECTIONS / "ansible_collections" / "ec2spot" / "autorecover").exists():
         pytest.fail("run `make collection` first: ec2spot.autorecover is not linked under .build/collections")
-    return dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-                ANSIBLE_NOCOLOR="1")
+    return dict(
+        os.environ,
+        ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS),
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_NOCOLOR="1",
+    )
 
 
 def playbook(tmp, extra_vars, play=PLAYBOOK):
     (tmp / "play.yml").write_text(play)
     (tmp / "vars.json").write_text(json.dumps(extra_vars))
-    return subprocess.run(["ansible-playbook", str(tmp / "play.yml"), "-e", "@" + str(tmp / "vars.json")],
-                          env=ansible_env(), cwd=REPO, capture_output=True, text=True, check=False)
+    return subprocess.run(
+        ["ansible-playbook", str(tmp / "play.yml"), "-e", "@" + str(tmp / "vars.json")],
+        env=ansible_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def variables(tmp, program):
     return {
-        "root": str(tmp / "root"), "out": str(tmp / "user-data.json"),
+        "root": str(tmp / "root"),
+        "out": str(tmp / "user-data.json"),
         "instance_agent_root": str(tmp / "root"),
         "instance_agent_program_path": str(program),
         "instance_agent_service": "pg",
@@ -117,15 +128,20 @@ def variables(tmp, program):
         "instance_agent_app_directory": "/opt/pg",
         "instance_agent_app_units": ["docker.service"],
         "instance_agent_target_group_arns": [
-            "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/pg/0123456789abcdef"],
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/pg/0123456789abcdef"
+        ],
         "instance_agent_address_tags": {"Service": "pg"},
     }
 
 
 def agent_source(program):
     digest = hashlib.sha256(program.read_bytes()).hexdigest()
-    return {"bucket": "ec2spot-agent-123456789012-us-east-1", "key": f"ec2spot-agent/{digest}.py", "sha256": digest,
-            "region": "us-east-1"}
+    return {
+        "bucket": "ec2spot-agent-123456789012-us-east-1",
+        "key": f"ec2spot-agent/{digest}.py",
+        "sha256": digest,
+        "region": "us-east-1",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +177,7 @@ def values(path, section, key):
 
 # ---- the main entry point ----------------------------------------------------------------------
 
+
 def test_files_modes_and_configuration(installed):
     root = installed["root"]
     agent = root / "usr/local/sbin/ec2spot-agent"
@@ -188,18 +205,28 @@ def test_units_pass_systemd_analyze_verify(installed, tmp_path):
     unknown Type=), is a failure: its exit code is 0 for those."""
     analyze, system_units = shutil.which("systemd-analyze"), pathlib.Path("/usr/lib/systemd/system")
     if not analyze or not system_units.is_dir():
-        pytest.fail("systemd-analyze and /usr/lib/systemd/system are needed to verify the units (apt-get install systemd)")
+        pytest.fail(
+            "systemd-analyze and /usr/lib/systemd/system are needed to verify the units (apt-get install systemd)"
+        )
     root = tmp_path / "root"
     shutil.copytree(installed["root"], root, symlinks=True)
     shutil.copytree(system_units, root / "usr/lib/systemd/system", symlinks=True)
-    done = subprocess.run([analyze, "verify", "--root=" + str(root)] + ["/etc/systemd/system/" + u for u in UNITS],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [analyze, "verify", "--root=" + str(root)] + ["/etc/systemd/system/" + u for u in UNITS],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert (done.returncode, done.stdout + done.stderr) == (0, "")
     # and it does catch a broken unit
     broken = root / "etc/systemd/system/ec2spot-app.service"
     broken.write_text(broken.read_text().replace("Type=oneshot", "Type=oneshoot"))
-    done = subprocess.run([analyze, "verify", "--root=" + str(root), "/etc/systemd/system/ec2spot-app.service"],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [analyze, "verify", "--root=" + str(root), "/etc/systemd/system/ec2spot-app.service"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert "oneshoot" in done.stdout + done.stderr
 
 
@@ -211,7 +238,8 @@ def test_the_mount_comes_before_the_app_and_the_app_before_the_watcher(installed
     assert "ec2spot-mount.service" in values(app, "Unit", "After")
     assert "ec2spot-app.service" in values(watcher, "Unit", "After")
     assert not {"ec2spot-app.service", "ec2spot-watcher.service"} & set(
-        values(mount, "Unit", "After") + values(mount, "Unit", "Requires") + values(mount, "Unit", "Wants"))
+        values(mount, "Unit", "After") + values(mount, "Unit", "Requires") + values(mount, "Unit", "Wants")
+    )
     # stopped at shutdown while the network and what the app needs are still up (reverse order)
     for unit in (mount, app, watcher):
         assert "network-online.target" in values(unit, "Unit", "After")
@@ -237,12 +265,17 @@ def test_the_app_and_the_watcher_are_enabled_offline(installed):
 
 def test_the_shipped_agent_accepts_the_configuration(installed):
     config = installed["root"] / "etc/ec2spot-agent/config.json"
-    done = subprocess.run([sys.executable, str(installed["program"]), "--config", str(config), "check-config"],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, str(installed["program"]), "--config", str(config), "check-config"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 # ---- the user_data entry point -------------------------------------------------------------------
+
 
 def test_user_data_carries_exactly_the_installed_files(installed):
     rendered = installed["rendered"]["with_program"]
@@ -255,19 +288,23 @@ def test_user_data_carries_exactly_the_installed_files(installed):
     document = yaml.safe_load(text)
     root = installed["root"]
     files = {entry["path"]: entry for entry in document["write_files"]}
-    assert sorted(files) == sorted(["/usr/local/sbin/ec2spot-agent", "/etc/ec2spot-agent/config.json"]
-                                   + ["/etc/systemd/system/" + u for u in UNITS])
+    assert sorted(files) == sorted(
+        ["/usr/local/sbin/ec2spot-agent", "/etc/ec2spot-agent/config.json"]
+        + ["/etc/systemd/system/" + u for u in UNITS]
+    )
     for path, entry in files.items():
         if not path.endswith("ec2spot-agent"):
             assert entry["content"].encode("utf-8") == (root / path.lstrip("/")).read_bytes(), path
         assert entry["permissions"] == ("0755" if path.endswith("ec2spot-agent") else "0644")
-        assert set(entry) == {"path", "permissions", "content"}   # plain text: no encoding to undo
+        assert set(entry) == {"path", "permissions", "content"}  # plain text: no encoding to undo
     # The agent is more than EC2's 16 KB: the user data carries the bootstrap, which fetches the agent by its digest.
     assert files["/usr/local/sbin/ec2spot-agent"]["content"].encode("utf-8") == BOOTSTRAP.read_bytes()
     config = json.loads(files["/etc/ec2spot-agent/config.json"]["content"])
     assert config["lineage"] == "pgdata" and config["agent_source"] == agent_source(installed["program"])
-    assert document["runcmd"] == [["systemctl", "daemon-reload"],
-                                  ["systemctl", "enable", "--now", "ec2spot-watcher.service", "ec2spot-app.service"]]
+    assert document["runcmd"] == [
+        ["systemctl", "daemon-reload"],
+        ["systemctl", "enable", "--now", "ec2spot-watcher.service", "ec2spot-app.service"],
+    ]
 
 
 def test_user_data_without_the_program(installed):
@@ -286,10 +323,11 @@ def test_user_data_gives_back_any_text_byte_for_byte(tmp_path):
     text = json.loads((tmp_path / "user-data.json").read_text())["text"]
     files = {entry["path"]: entry["content"] for entry in yaml.safe_load(text)["write_files"]}
     assert files["/usr/local/sbin/ec2spot-agent"].encode("utf-8") == PLACEHOLDER.encode("utf-8")
-    assert not (tmp_path / "root").exists()   # user_data touches no host
+    assert not (tmp_path / "root").exists()  # user_data touches no host
 
 
 # ---- refusals ------------------------------------------------------------------------------------
+
 
 def test_the_shipped_agent_is_too_large_to_ride_in_user_data_and_the_refusal_says_what_to_do(tmp_path):
     done = playbook(tmp_path, variables(tmp_path, AGENT), play=USER_DATA_ONLY)
@@ -305,10 +343,13 @@ def test_an_agent_source_that_names_another_program_is_refused(tmp_path):
     assert not (tmp_path / "user-data.json").exists()
 
 
-@pytest.mark.parametrize("override, words", [
-    ({"instance_agent_lineage": "pg data"}, "lineage"),
-    ({"instance_agent_mount_point": "/"}, "mount point"),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ({"instance_agent_lineage": "pg data"}, "lineage"),
+        ({"instance_agent_mount_point": "/"}, "mount point"),
+    ],
+)
 def test_bad_inputs_are_refused_before_anything_is_written(tmp_path, override, words):
     program = tmp_path / "agent.py"
     program.write_text(PLACEHOLDER)
@@ -319,6 +360,7 @@ def test_bad_inputs_are_refused_before_anything_is_written(tmp_path, override, w
 
 
 # ---- the gzip_b64 filter ---------------------------------------------------------------------------
+
 
 def test_gzip_b64_round_trips_and_is_reproducible():
     text = PLACEHOLDER * 50
@@ -333,5 +375,6 @@ def test_gzip_b64_round_trips_and_is_reproducible():
 @pytest.mark.parametrize("value, level", [(None, 9), ("x", 0), ("x", 10), ("x", "high")])
 def test_gzip_b64_refuses_what_it_cannot_compress(value, level):
     from ansible.errors import AnsibleFilterError
+
     with pytest.raises(AnsibleFilterError):
         gzip_b64(value, level)

@@ -39,35 +39,65 @@ def user_data(encoded):
     document = yaml.safe_load(text) if text.startswith("#cloud-config") else None
     files = (document or {}).get("write_files") or []
     config = [json.loads(item["content"]) for item in files if item["path"].endswith("/config.json")]
-    return {"bytes": len(raw), "gzipped": gzipped, "first_line": text.split("\n", 1)[0], "text": text if len(text) < 2000 else None,
-            "files": [item["path"] for item in files], "agent_config": config[0] if config else None}
+    return {
+        "bytes": len(raw),
+        "gzipped": gzipped,
+        "first_line": text.split("\n", 1)[0],
+        "text": text if len(text) < 2000 else None,
+        "files": [item["path"] for item in files],
+        "agent_config": config[0] if config else None,
+    }
 
 
 def template(ec2, name):
     versions = ec2.describe_launch_template_versions(LaunchTemplateName=name)["LaunchTemplateVersions"]
     latest = max(versions, key=lambda version: version["VersionNumber"])
     data = latest["LaunchTemplateData"]
-    return {"versions": len(versions), "default": [v["VersionNumber"] for v in versions if v["DefaultVersion"]],
-            "latest": latest["VersionNumber"], "metadata": data.get("MetadataOptions"),
-            "block_devices": data.get("BlockDeviceMappings"), "instance_type": data.get("InstanceType"),
-            "profile": data.get("IamInstanceProfile"),
-            "tag_specifications": {spec["ResourceType"]: {tag["Key"]: tag["Value"] for tag in spec["Tags"]}
-                                   for spec in data.get("TagSpecifications", [])},
-            "user_data": user_data(data["UserData"])}
+    return {
+        "versions": len(versions),
+        "default": [v["VersionNumber"] for v in versions if v["DefaultVersion"]],
+        "latest": latest["VersionNumber"],
+        "metadata": data.get("MetadataOptions"),
+        "block_devices": data.get("BlockDeviceMappings"),
+        "instance_type": data.get("InstanceType"),
+        "profile": data.get("IamInstanceProfile"),
+        "tag_specifications": {
+            spec["ResourceType"]: {tag["Key"]: tag["Value"] for tag in spec["Tags"]}
+            for spec in data.get("TagSpecifications", [])
+        },
+        "user_data": user_data(data["UserData"]),
+    }
 
 
 def scaling(autoscaling, cloudwatch, group, with_notifications):
     result = {
-        "policies": {policy["PolicyName"]: policy for policy in autoscaling.describe_policies(AutoScalingGroupName=group)["ScalingPolicies"]},
-        "scheduled": {action["ScheduledActionName"]: action
-                      for action in autoscaling.describe_scheduled_actions(AutoScalingGroupName=group)["ScheduledUpdateGroupActions"]},
-        "alarms": {alarm["AlarmName"]: {"actions": alarm["AlarmActions"], "dimensions": alarm["Dimensions"],
-                                        "threshold": alarm["Threshold"], "metric": alarm["MetricName"]}
-                   for alarm in cloudwatch.describe_alarms(AlarmNamePrefix=group + "-")["MetricAlarms"]},
+        "policies": {
+            policy["PolicyName"]: policy
+            for policy in autoscaling.describe_policies(AutoScalingGroupName=group)["ScalingPolicies"]
+        },
+        "scheduled": {
+            action["ScheduledActionName"]: action
+            for action in autoscaling.describe_scheduled_actions(AutoScalingGroupName=group)[
+                "ScheduledUpdateGroupActions"
+            ]
+        },
+        "alarms": {
+            alarm["AlarmName"]: {
+                "actions": alarm["AlarmActions"],
+                "dimensions": alarm["Dimensions"],
+                "threshold": alarm["Threshold"],
+                "metric": alarm["MetricName"],
+            }
+            for alarm in cloudwatch.describe_alarms(AlarmNamePrefix=group + "-")["MetricAlarms"]
+        },
     }
     if with_notifications:
-        result["notifications"] = [{"topic": item["TopicARN"], "type": item["NotificationType"]} for item in
-                                   autoscaling.describe_notification_configurations(AutoScalingGroupNames=[group])["NotificationConfigurations"]]
+        result["notifications"] = [
+            {"topic": item["TopicARN"], "type": item["NotificationType"]}
+            for item in autoscaling.describe_notification_configurations(AutoScalingGroupNames=[group])[
+                "NotificationConfigurations"
+            ]
+        ]
     return result
 
 
@@ -79,7 +109,10 @@ def main():
     autoscaling = session.client("autoscaling", config=ONE_ATTEMPT)
     supported = notifications_supported(autoscaling)
     ec2, cloudwatch = session.client("ec2"), session.client("cloudwatch")
-    fleets = {group: dict(template=template(ec2, group), **scaling(autoscaling, cloudwatch, group, supported)) for group in args.group}
+    fleets = {
+        group: dict(template=template(ec2, group), **scaling(autoscaling, cloudwatch, group, supported))
+        for group in args.group
+    }
     print(json.dumps({"notifications_supported": supported, "fleets": fleets}, default=str))
 
 

@@ -19,7 +19,9 @@ def main():
     cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
     alarms = {}
     for prefix in args.prefix:
-        for page in cloudwatch.get_paginator("describe_alarms").paginate(AlarmNamePrefix=prefix, AlarmTypes=["MetricAlarm"]):
+        for page in cloudwatch.get_paginator("describe_alarms").paginate(
+            AlarmNamePrefix=prefix, AlarmTypes=["MetricAlarm"]
+        ):
             alarms.update({alarm["AlarmName"]: alarm for alarm in page["MetricAlarms"]})
     dashboards = {}
     for page in cloudwatch.get_paginator("list_dashboards").paginate(DashboardNamePrefix="ec2spot-"):

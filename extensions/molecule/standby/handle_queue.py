@@ -29,20 +29,29 @@ def describe_rules(prefix):
     rules = {}
     for rule in events.list_rules(NamePrefix=prefix)["Rules"]:
         targets = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
-        rules[rule["Name"]] = {"state": rule["State"], "pattern": json.loads(rule["EventPattern"]),
-                               "targets": [{"id": t["Id"], "arn": t["Arn"]} for t in targets]}
+        rules[rule["Name"]] = {
+            "state": rule["State"],
+            "pattern": json.loads(rule["EventPattern"]),
+            "targets": [{"id": t["Id"], "arn": t["Arn"]} for t in targets],
+        }
     return {"rules": rules}
 
 
 def ssm_commands(instance_id):
     commands = boto3.client("ssm").list_commands(InstanceId=instance_id)["Commands"]
-    return {"commands": [{"document": c["DocumentName"], "commands": c["Parameters"].get("commands", []), "status": c["Status"]}
-                         for c in commands]}
+    return {
+        "commands": [
+            {"document": c["DocumentName"], "commands": c["Parameters"].get("commands", []), "status": c["Status"]}
+            for c in commands
+        ]
+    }
 
 
 def handle(queue, document, expect, alarm, state):
     if alarm:
-        boto3.client("cloudwatch").set_alarm_state(AlarmName=alarm, StateValue=state, StateReason="molecule: threshold crossed")
+        boto3.client("cloudwatch").set_alarm_state(
+            AlarmName=alarm, StateValue=state, StateReason="molecule: threshold crossed"
+        )
     sqs = boto3.client("sqs")
     url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
     handler = recovery.Handler(handler_config.parse(document), recovery.Clients())

@@ -32,8 +32,8 @@ from ..recovery.errors import InvalidInput
 LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
 TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
 TRANSITIONS = {"launch": LAUNCHING, "terminate": TERMINATING}
-DEFAULT_HEARTBEAT = 3600      # AWS's default heartbeat timeout
-DEFAULT_RESULT = "ABANDON"    # AWS's default result
+DEFAULT_HEARTBEAT = 3600  # AWS's default heartbeat timeout
+DEFAULT_RESULT = "ABANDON"  # AWS's default result
 NOTIFICATION_TYPES = (
     "autoscaling:EC2_INSTANCE_LAUNCH",
     "autoscaling:EC2_INSTANCE_LAUNCH_ERROR",
@@ -76,8 +76,17 @@ PREDICTIVE = (
 )
 # The order in which a plan lists (and apply makes) the changes.
 FIELDS = tuple(key for key, _api in SCALARS) + (
-    "subnet_ids", "instance_maintenance_policy", "launch_template", "overrides", "instances_distribution",
-    "target_group_arns", "lifecycle_hooks", "notifications", "tags", "predictive_scaling", "enabled_metrics",
+    "subnet_ids",
+    "instance_maintenance_policy",
+    "launch_template",
+    "overrides",
+    "instances_distribution",
+    "target_group_arns",
+    "lifecycle_hooks",
+    "notifications",
+    "tags",
+    "predictive_scaling",
+    "enabled_metrics",
 )
 # What CreateAutoScalingGroup needs.
 REQUIRED_AT_CREATE = ("min_size", "max_size", "launch_template", "subnet_ids")
@@ -107,6 +116,7 @@ def _cleared(value):
 
 # ---- what AWS describes ------------------------------------------------------------------------
 
+
 def observe(asg, name, notifications=False, predictive_name=None):
     """The group's state, or ``None`` when it does not exist.
 
@@ -124,7 +134,12 @@ def observe(asg, name, notifications=False, predictive_name=None):
     state["scaling_policies"] = sorted(policy["PolicyName"] for policy in policies)
     if predictive_name:
         state["predictive_scaling"] = predictive_state(
-            [policy for policy in policies if policy["PolicyName"] == predictive_name and policy.get("PolicyType") == "PredictiveScaling"])
+            [
+                policy
+                for policy in policies
+                if policy["PolicyName"] == predictive_name and policy.get("PolicyType") == "PredictiveScaling"
+            ]
+        )
     if notifications:
         state["notifications"] = observe_notifications(asg, name)
     return state
@@ -140,17 +155,27 @@ def group_state(group, hooks):
     state["availability_zones"] = sorted(group.get("AvailabilityZones") or [])
     state["target_group_arns"] = sorted(group.get("TargetGroupARNs") or [])
     policy = group.get("InstanceMaintenancePolicy")
-    state["instance_maintenance_policy"] = _cleared({
-        "min_healthy_percentage": policy.get("MinHealthyPercentage"),
-        "max_healthy_percentage": policy.get("MaxHealthyPercentage"),
-    }) if policy else None
+    state["instance_maintenance_policy"] = (
+        _cleared(
+            {
+                "min_healthy_percentage": policy.get("MinHealthyPercentage"),
+                "max_healthy_percentage": policy.get("MaxHealthyPercentage"),
+            }
+        )
+        if policy
+        else None
+    )
     mixed = group.get("MixedInstancesPolicy")
     if mixed:
         template = mixed.get("LaunchTemplate") or {}
         spec = template.get("LaunchTemplateSpecification") or {}
-        state["overrides"] = [{"instance_type": override.get("InstanceType"),
-                               "weighted_capacity": _int_or_none(override.get("WeightedCapacity"))}
-                              for override in template.get("Overrides") or []]
+        state["overrides"] = [
+            {
+                "instance_type": override.get("InstanceType"),
+                "weighted_capacity": _int_or_none(override.get("WeightedCapacity")),
+            }
+            for override in template.get("Overrides") or []
+        ]
         distribution = mixed.get("InstancesDistribution") or {}
         state["instances_distribution"] = {key: distribution[api] for key, api in DISTRIBUTION if api in distribution}
     else:
@@ -158,8 +183,11 @@ def group_state(group, hooks):
         state["overrides"] = None
         state["instances_distribution"] = None
     state["mixed_instances_policy"] = bool(mixed)
-    state["launch_template"] = {"id": spec.get("LaunchTemplateId"), "name": spec.get("LaunchTemplateName"),
-                                "version": spec.get("Version")} if spec else None
+    state["launch_template"] = (
+        {"id": spec.get("LaunchTemplateId"), "name": spec.get("LaunchTemplateName"), "version": spec.get("Version")}
+        if spec
+        else None
+    )
     state["outdated_instances"] = outdated_instances(group, state["launch_template"])
     state["lifecycle_hooks"] = sorted((hook_state(hook) for hook in hooks), key=lambda hook: hook["name"])
     tags = [tag for tag in group.get("Tags") or [] if not tag["Key"].startswith("aws:")]
@@ -180,8 +208,11 @@ def outdated_instances(group, template):
         launched = instance.get("LaunchTemplate") or {}
         if not launched or instance.get("LifecycleState", "").startswith("Terminating"):
             continue
-        same_template = (launched.get("LaunchTemplateId") == template.get("id") if launched.get("LaunchTemplateId") and template.get("id")
-                         else launched.get("LaunchTemplateName") == template.get("name"))
+        same_template = (
+            launched.get("LaunchTemplateId") == template.get("id")
+            if launched.get("LaunchTemplateId") and template.get("id")
+            else launched.get("LaunchTemplateName") == template.get("name")
+        )
         if not same_template or str(launched.get("Version")) != str(template["version"]):
             outdated.append(instance["InstanceId"])
     return sorted(outdated)
@@ -196,7 +227,9 @@ def hook_state(hook):
 
 def observe_notifications(asg, name):
     topics = {}
-    for item in paginate(asg, "describe_notification_configurations", "NotificationConfigurations", AutoScalingGroupNames=[name]):
+    for item in paginate(
+        asg, "describe_notification_configurations", "NotificationConfigurations", AutoScalingGroupNames=[name]
+    ):
         topics.setdefault(item["TopicARN"], set()).add(item["NotificationType"])
     return [{"topic_arn": topic, "types": sorted(types)} for topic, types in sorted(topics.items())]
 
@@ -208,15 +241,20 @@ def predictive_state(policies):
     configuration = policies[0].get("PredictiveScalingConfiguration") or {}
     metric = (configuration.get("MetricSpecifications") or [{}])[0]
     pair = metric.get("PredefinedMetricPairSpecification") or {}
-    state = {"name": policies[0]["PolicyName"], "arn": policies[0].get("PolicyARN"),
-             "metric_type": pair.get("PredefinedMetricType"), "resource_label": pair.get("ResourceLabel"),
-             "target_value": float(metric["TargetValue"]) if metric.get("TargetValue") is not None else None}
+    state = {
+        "name": policies[0]["PolicyName"],
+        "arn": policies[0].get("PolicyARN"),
+        "metric_type": pair.get("PredefinedMetricType"),
+        "resource_label": pair.get("ResourceLabel"),
+        "target_value": float(metric["TargetValue"]) if metric.get("TargetValue") is not None else None,
+    }
     for key, api in PREDICTIVE:
         state[key] = configuration.get(api)
     return state
 
 
 # ---- comparing ---------------------------------------------------------------------------------
+
 
 def _template_differs(have, want):
     if not want:
@@ -239,8 +277,11 @@ def _subset_differs(have, want):
 def _hooks_plan(have, want, purge):
     current = {hook["name"]: hook for hook in have or []}
     wanted = {hook["name"]: hook for hook in want}
-    put = [hook for name, hook in sorted(wanted.items())
-           if name not in current or any(current[name].get(key) != hook.get(key) for key, _api in HOOK_FIELDS)]
+    put = [
+        hook
+        for name, hook in sorted(wanted.items())
+        if name not in current or any(current[name].get(key) != hook.get(key) for key, _api in HOOK_FIELDS)
+    ]
     delete = sorted(name for name in current if name not in wanted) if purge else []
     return put, delete
 
@@ -248,15 +289,20 @@ def _hooks_plan(have, want, purge):
 def _notifications_plan(have, want, purge):
     current = {item["topic_arn"]: sorted(item["types"]) for item in have or []}
     wanted = {item["topic_arn"]: sorted(item["types"]) for item in want}
-    put = [{"topic_arn": topic, "types": types} for topic, types in sorted(wanted.items()) if current.get(topic) != types]
+    put = [
+        {"topic_arn": topic, "types": types} for topic, types in sorted(wanted.items()) if current.get(topic) != types
+    ]
     delete = sorted(topic for topic in current if topic not in wanted) if purge else []
     return put, delete
 
 
 def _tags_plan(have, have_propagated, want, propagate, purge):
     current = have or {}
-    put = {key: str(value) for key, value in want.items()
-           if current.get(key) != str(value) or (key in (have_propagated or [])) != propagate}
+    put = {
+        key: str(value)
+        for key, value in want.items()
+        if current.get(key) != str(value) or (key in (have_propagated or [])) != propagate
+    }
     delete = sorted(key for key in current if key not in want) if purge else []
     return put, delete
 
@@ -276,7 +322,9 @@ def plan(have, want, purge_hooks=False, purge_notifications=False, purge_tags=Fa
     if have is None:
         missing = [key for key in REQUIRED_AT_CREATE if want.get(key) in (None, [], {})]
         if missing:
-            raise FleetError(f"Auto Scaling group {want['name']} does not exist; to create it give {', '.join(missing)}")
+            raise FleetError(
+                f"Auto Scaling group {want['name']} does not exist; to create it give {', '.join(missing)}"
+            )
         return [{"field": "group", "before": None, "after": want["name"]}]
     changes = []
     for field in FIELDS:
@@ -316,6 +364,7 @@ def describe_change(change):
 
 # ---- what the group becomes --------------------------------------------------------------------
 
+
 def _merged_template(have, want):
     if not want:
         return copy.deepcopy(have)
@@ -334,11 +383,25 @@ def _merged_template(have, want):
 def predict(have, want, purge_hooks=False, purge_notifications=False, purge_tags=False, propagate_tags=False):
     """The state the group will have once ``want`` is applied (for check mode and the diff)."""
     if have is None:
-        state = {"name": want["name"], "arn": None, "capacity_rebalance": False, "target_group_arns": [],
-                 "lifecycle_hooks": [], "tags": {}, "propagated_tags": [], "overrides": None,
-                 "instances_distribution": None, "instance_maintenance_policy": None, "default_instance_warmup": None,
-                 "mixed_instances_policy": False, "launch_template": None, "availability_zones": None,
-                 "scaling_policies": [], "outdated_instances": [], "enabled_metrics": []}
+        state = {
+            "name": want["name"],
+            "arn": None,
+            "capacity_rebalance": False,
+            "target_group_arns": [],
+            "lifecycle_hooks": [],
+            "tags": {},
+            "propagated_tags": [],
+            "overrides": None,
+            "instances_distribution": None,
+            "instance_maintenance_policy": None,
+            "default_instance_warmup": None,
+            "mixed_instances_policy": False,
+            "launch_template": None,
+            "availability_zones": None,
+            "scaling_policies": [],
+            "outdated_instances": [],
+            "enabled_metrics": [],
+        }
         for key, _api in SCALARS:
             state.setdefault(key, None)
         if want.get("desired_capacity") is None:
@@ -367,8 +430,9 @@ def predict(have, want, purge_hooks=False, purge_notifications=False, purge_tags
         distribution = dict(state.get("instances_distribution") or {})
         distribution.update({key: value for key, value in want["instances_distribution"].items() if value is not None})
         state["instances_distribution"] = distribution
-    state["mixed_instances_policy"] = bool(state.get("mixed_instances_policy") or state.get("overrides")
-                                           or state.get("instances_distribution"))
+    state["mixed_instances_policy"] = bool(
+        state.get("mixed_instances_policy") or state.get("overrides") or state.get("instances_distribution")
+    )
     if want.get("lifecycle_hooks") is not None:
         hooks = {hook["name"]: hook for hook in state.get("lifecycle_hooks") or []}
         if purge_hooks:
@@ -377,8 +441,12 @@ def predict(have, want, purge_hooks=False, purge_notifications=False, purge_tags
         state["lifecycle_hooks"] = [hooks[name] for name in sorted(hooks)]
     if want.get("notifications") is not None:
         topics = {} if purge_notifications else {item["topic_arn"]: item for item in state.get("notifications") or []}
-        topics.update({item["topic_arn"]: {"topic_arn": item["topic_arn"], "types": sorted(item["types"])}
-                       for item in want["notifications"]})
+        topics.update(
+            {
+                item["topic_arn"]: {"topic_arn": item["topic_arn"], "types": sorted(item["types"])}
+                for item in want["notifications"]
+            }
+        )
         state["notifications"] = [topics[topic] for topic in sorted(topics)]
     if want.get("tags") is not None:
         tags = {} if purge_tags else dict(state.get("tags") or {})
@@ -404,6 +472,7 @@ def predict(have, want, purge_hooks=False, purge_notifications=False, purge_tags
 
 # ---- API parameters ----------------------------------------------------------------------------
 
+
 def _template_spec(template):
     spec = {"LaunchTemplateId": template["id"]} if template.get("id") else {"LaunchTemplateName": template["name"]}
     if template.get("version") is not None:
@@ -427,15 +496,22 @@ def _launch_params(state):
         policy["LaunchTemplate"]["Overrides"] = [_override(item) for item in state["overrides"]]
     distribution = state.get("instances_distribution") or {}
     if distribution:
-        policy["InstancesDistribution"] = {api: distribution[key] for key, api in DISTRIBUTION
-                                           if distribution.get(key) is not None}
+        policy["InstancesDistribution"] = {
+            api: distribution[key] for key, api in DISTRIBUTION if distribution.get(key) is not None
+        }
     return {"MixedInstancesPolicy": policy}
 
 
 def _maintenance_params(policy):
     policy = policy or {}
-    return {"MinHealthyPercentage": -1 if policy.get("min_healthy_percentage") is None else policy["min_healthy_percentage"],
-            "MaxHealthyPercentage": -1 if policy.get("max_healthy_percentage") is None else policy["max_healthy_percentage"]}
+    return {
+        "MinHealthyPercentage": -1
+        if policy.get("min_healthy_percentage") is None
+        else policy["min_healthy_percentage"],
+        "MaxHealthyPercentage": -1
+        if policy.get("max_healthy_percentage") is None
+        else policy["max_healthy_percentage"],
+    }
 
 
 def _hook_params(group_name, hook, with_group=True):
@@ -449,31 +525,52 @@ def _hook_params(group_name, hook, with_group=True):
 
 
 def _tag_params(group_name, tags, propagated):
-    return [{"ResourceId": group_name, "ResourceType": "auto-scaling-group", "Key": key, "Value": str(value),
-             "PropagateAtLaunch": key in propagated} for key, value in sorted(tags.items())]
+    return [
+        {
+            "ResourceId": group_name,
+            "ResourceType": "auto-scaling-group",
+            "Key": key,
+            "Value": str(value),
+            "PropagateAtLaunch": key in propagated,
+        }
+        for key, value in sorted(tags.items())
+    ]
 
 
 def _predictive_params(group_name, policy):
     pair = {"PredefinedMetricType": policy["metric_type"]}
     if policy.get("resource_label"):
         pair["ResourceLabel"] = policy["resource_label"]
-    configuration = {"MetricSpecifications": [{"TargetValue": float(policy["target_value"]),
-                                               "PredefinedMetricPairSpecification": pair}]}
+    configuration = {
+        "MetricSpecifications": [
+            {"TargetValue": float(policy["target_value"]), "PredefinedMetricPairSpecification": pair}
+        ]
+    }
     for key, api in PREDICTIVE:
         if policy.get(key) is not None:
             configuration[api] = policy[key]
-    return {"AutoScalingGroupName": group_name, "PolicyName": policy["name"], "PolicyType": "PredictiveScaling",
-            "PredictiveScalingConfiguration": configuration}
+    return {
+        "AutoScalingGroupName": group_name,
+        "PolicyName": policy["name"],
+        "PolicyType": "PredictiveScaling",
+        "PredictiveScalingConfiguration": configuration,
+    }
 
 
 # ---- making the changes ------------------------------------------------------------------------
+
 
 def create(asg, want, after):
     """Create the group with everything CreateAutoScalingGroup takes, hooks included, then its
     notifications and predictive policy. ``after`` is ``predict(None, want)``."""
     name = want["name"]
-    params = {"AutoScalingGroupName": name, "MinSize": after["min_size"], "MaxSize": after["max_size"],
-              "DesiredCapacity": after["desired_capacity"], "VPCZoneIdentifier": ",".join(want["subnet_ids"])}
+    params = {
+        "AutoScalingGroupName": name,
+        "MinSize": after["min_size"],
+        "MaxSize": after["max_size"],
+        "DesiredCapacity": after["desired_capacity"],
+        "VPCZoneIdentifier": ",".join(want["subnet_ids"]),
+    }
     params.update(_launch_params(after))
     for key, api in SCALARS:
         if key not in ("min_size", "max_size", "desired_capacity") and _cleared(after.get(key)) is not None:
@@ -483,21 +580,43 @@ def create(asg, want, after):
     if after.get("instance_maintenance_policy"):
         params["InstanceMaintenancePolicy"] = _maintenance_params(after["instance_maintenance_policy"])
     if after.get("lifecycle_hooks"):
-        params["LifecycleHookSpecificationList"] = [_hook_params(name, hook, with_group=False) for hook in after["lifecycle_hooks"]]
+        params["LifecycleHookSpecificationList"] = [
+            _hook_params(name, hook, with_group=False) for hook in after["lifecycle_hooks"]
+        ]
     if after.get("tags"):
         params["Tags"] = _tag_params(name, after["tags"], after.get("propagated_tags") or [])
     call(asg, "create_auto_scaling_group", **params)
     for item in after.get("notifications") or []:
-        call(asg, "put_notification_configuration", AutoScalingGroupName=name, TopicARN=item["topic_arn"],
-             NotificationTypes=item["types"])
+        call(
+            asg,
+            "put_notification_configuration",
+            AutoScalingGroupName=name,
+            TopicARN=item["topic_arn"],
+            NotificationTypes=item["types"],
+        )
     if after.get("predictive_scaling"):
         call(asg, "put_scaling_policy", **_predictive_params(name, after["predictive_scaling"]))
     if after.get("enabled_metrics"):
-        call(asg, "enable_metrics_collection", AutoScalingGroupName=name, Granularity="1Minute", Metrics=after["enabled_metrics"])
+        call(
+            asg,
+            "enable_metrics_collection",
+            AutoScalingGroupName=name,
+            Granularity="1Minute",
+            Metrics=after["enabled_metrics"],
+        )
 
 
-def apply(asg, have, want, changes, after, purge_hooks=False, purge_notifications=False, purge_tags=False,
-          propagate_tags=False):
+def apply(
+    asg,
+    have,
+    want,
+    changes,
+    after,
+    purge_hooks=False,
+    purge_notifications=False,
+    purge_tags=False,
+    propagate_tags=False,
+):
     """Make ``changes`` (from ``plan``) to the existing group ``have``; ``after`` is ``predict(...)``."""
     name = have["name"]
     fields = {change["field"] for change in changes}
@@ -516,9 +635,19 @@ def apply(asg, have, want, changes, after, purge_hooks=False, purge_notification
     if "target_group_arns" in fields:
         current, wanted = set(have.get("target_group_arns") or []), set(want["target_group_arns"])
         if wanted - current:
-            call(asg, "attach_load_balancer_target_groups", AutoScalingGroupName=name, TargetGroupARNs=sorted(wanted - current))
+            call(
+                asg,
+                "attach_load_balancer_target_groups",
+                AutoScalingGroupName=name,
+                TargetGroupARNs=sorted(wanted - current),
+            )
         if current - wanted:
-            call(asg, "detach_load_balancer_target_groups", AutoScalingGroupName=name, TargetGroupARNs=sorted(current - wanted))
+            call(
+                asg,
+                "detach_load_balancer_target_groups",
+                AutoScalingGroupName=name,
+                TargetGroupARNs=sorted(current - wanted),
+            )
     if "lifecycle_hooks" in fields:
         put, delete = _hooks_plan(have.get("lifecycle_hooks"), want["lifecycle_hooks"], purge_hooks)
         for hook in put:
@@ -528,21 +657,38 @@ def apply(asg, have, want, changes, after, purge_hooks=False, purge_notification
     if "notifications" in fields:
         put, delete = _notifications_plan(have.get("notifications"), want["notifications"], purge_notifications)
         for item in put:
-            call(asg, "put_notification_configuration", AutoScalingGroupName=name, TopicARN=item["topic_arn"],
-                 NotificationTypes=item["types"])
+            call(
+                asg,
+                "put_notification_configuration",
+                AutoScalingGroupName=name,
+                TopicARN=item["topic_arn"],
+                NotificationTypes=item["types"],
+            )
         for topic in delete:
             call(asg, "delete_notification_configuration", AutoScalingGroupName=name, TopicARN=topic)
     if "tags" in fields:
-        put, delete = _tags_plan(have.get("tags"), have.get("propagated_tags"), want["tags"], propagate_tags, purge_tags)
+        put, delete = _tags_plan(
+            have.get("tags"), have.get("propagated_tags"), want["tags"], propagate_tags, purge_tags
+        )
         if put:
             call(asg, "create_or_update_tags", Tags=_tag_params(name, put, list(put) if propagate_tags else []))
         if delete:
-            call(asg, "delete_tags", Tags=[{"ResourceId": name, "ResourceType": "auto-scaling-group", "Key": key} for key in delete])
+            call(
+                asg,
+                "delete_tags",
+                Tags=[{"ResourceId": name, "ResourceType": "auto-scaling-group", "Key": key} for key in delete],
+            )
     if "enabled_metrics" in fields:
         # Group metrics are free at 1-minute granularity (the dashboard's capacity widgets need them).
         current, wanted = set(have.get("enabled_metrics") or []), set(want["enabled_metrics"])
         if wanted - current:
-            call(asg, "enable_metrics_collection", AutoScalingGroupName=name, Granularity="1Minute", Metrics=sorted(wanted - current))
+            call(
+                asg,
+                "enable_metrics_collection",
+                AutoScalingGroupName=name,
+                Granularity="1Minute",
+                Metrics=sorted(wanted - current),
+            )
         if current - wanted:
             call(asg, "disable_metrics_collection", AutoScalingGroupName=name, Metrics=sorted(current - wanted))
     if "predictive_scaling" in fields:
@@ -557,15 +703,24 @@ def delete(asg, name, force):
     call(asg, "delete_auto_scaling_group", AutoScalingGroupName=name, ForceDelete=force)
 
 
-def ensure(asg, want, check_mode=False, purge_hooks=False, purge_notifications=False, purge_tags=False,
-           propagate_tags=False):
+def ensure(
+    asg, want, check_mode=False, purge_hooks=False, purge_notifications=False, purge_tags=False, propagate_tags=False
+):
     """Make the group ``want`` (present). Returns ``{"changed", "created", "changes", "before", "after",
     "launch_template_changed"}``; in check mode nothing is called but the describes."""
     predictive = want.get("predictive_scaling")
-    have = observe(asg, want["name"], notifications=want.get("notifications") is not None,
-                   predictive_name=predictive["name"] if predictive else None)
-    options = dict(purge_hooks=purge_hooks, purge_notifications=purge_notifications, purge_tags=purge_tags,
-                   propagate_tags=propagate_tags)
+    have = observe(
+        asg,
+        want["name"],
+        notifications=want.get("notifications") is not None,
+        predictive_name=predictive["name"] if predictive else None,
+    )
+    options = dict(
+        purge_hooks=purge_hooks,
+        purge_notifications=purge_notifications,
+        purge_tags=purge_tags,
+        propagate_tags=propagate_tags,
+    )
     changes = plan(have, want, **options)
     after = predict(have, want, **options)
     if changes and not check_mode:
@@ -573,8 +728,12 @@ def ensure(asg, want, check_mode=False, purge_hooks=False, purge_notifications=F
             create(asg, want, after)
         else:
             apply(asg, have, want, changes, after, **options)
-        described = observe(asg, want["name"], notifications=want.get("notifications") is not None,
-                            predictive_name=predictive["name"] if predictive else None)
+        described = observe(
+            asg,
+            want["name"],
+            notifications=want.get("notifications") is not None,
+            predictive_name=predictive["name"] if predictive else None,
+        )
         after = described if described is not None else after
     return {
         "changed": bool(changes),
@@ -590,5 +749,11 @@ def ensure_absent(asg, name, force=False, check_mode=False):
     have = observe(asg, name)
     if have is not None and not check_mode:
         delete(asg, name, force)
-    return {"changed": have is not None, "created": False, "before": have, "after": None, "launch_template_changed": False,
-            "changes": [{"field": "group", "before": name, "after": None}] if have is not None else []}
+    return {
+        "changed": have is not None,
+        "created": False,
+        "before": have,
+        "after": None,
+        "launch_template_changed": False,
+        "changes": [{"field": "group", "before": name, "after": None}] if have is not None else [],
+    }

@@ -33,7 +33,9 @@ if HAS_BOTO3:
 
     # The price comparison must not hold up a deploy: few retries and short timeouts for the Price List API
     # (merged over the core's retry configuration by core_adapter.client).
-    PRICING_CONFIG = botocore.config.Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=20)
+    PRICING_CONFIG = botocore.config.Config(
+        retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=20
+    )
 else:  # pragma: no cover - the module reports the missing library
     PRICING_CONFIG = None
 
@@ -99,7 +101,7 @@ def normalize_types(instance_types):
 def check_instance_types(ec2, names):
     """Refuse names EC2 does not know (``DescribeInstanceTypes`` names them), before pricing anything."""
     for start in range(0, len(names), DESCRIBE_TYPES_BATCH):
-        batch = names[start:start + DESCRIBE_TYPES_BATCH]
+        batch = names[start : start + DESCRIBE_TYPES_BATCH]
         try:
             call(ec2, "describe_instance_types", InstanceTypes=batch)
         except AwsApiError as error:
@@ -122,15 +124,20 @@ def zones_of_subnets(ec2, subnet_ids):
 
 def region_zones(ec2):
     """Every available availability zone of the region (not Local or Wavelength Zones)."""
-    found = call(ec2, "describe_availability_zones", Filters=[{"Name": "zone-type", "Values": ["availability-zone"]},
-                                                              {"Name": "state", "Values": ["available"]}])
+    found = call(
+        ec2,
+        "describe_availability_zones",
+        Filters=[{"Name": "zone-type", "Values": ["availability-zone"]}, {"Name": "state", "Values": ["available"]}],
+    )
     return sorted(z["ZoneName"] for z in found["AvailabilityZones"])
 
 
 def check_zones(ec2, zones):
     """Refuse zone names the region does not have (AWS answers InvalidParameterValue for them)."""
     try:
-        known = set(z["ZoneName"] for z in call(ec2, "describe_availability_zones", ZoneNames=list(zones))["AvailabilityZones"])
+        known = set(
+            z["ZoneName"] for z in call(ec2, "describe_availability_zones", ZoneNames=list(zones))["AvailabilityZones"]
+        )
     except AwsApiError as error:
         if error.aws_code == "InvalidParameterValue":
             raise PricingError(f"availability zones {', '.join(zones)}: {error.message}") from error
@@ -170,9 +177,17 @@ def newest_spot_prices(records, zones=None):
 
 def current_spot_prices(ec2, names, zones, now=None):
     """The Spot price in effect now of each type in each zone (pairs without an offering are absent)."""
-    records = list(paginate(ec2, "describe_spot_price_history", "SpotPriceHistory", InstanceTypes=list(names),
-                            ProductDescriptions=[PRODUCT_DESCRIPTION], StartTime=now or datetime.now(timezone.utc),
-                            Filters=[{"Name": "availability-zone", "Values": list(zones)}]))
+    records = list(
+        paginate(
+            ec2,
+            "describe_spot_price_history",
+            "SpotPriceHistory",
+            InstanceTypes=list(names),
+            ProductDescriptions=[PRODUCT_DESCRIPTION],
+            StartTime=now or datetime.now(timezone.utc),
+            Filters=[{"Name": "availability-zone", "Values": list(zones)}],
+        )
+    )
     return newest_spot_prices(records, zones=set(zones))
 
 
@@ -206,8 +221,18 @@ def hourly_on_demand(price_list):
 
 
 def on_demand_price(pricing, instance_type, region):
-    return hourly_on_demand(list(paginate(pricing, "get_products", "PriceList", ServiceCode="AmazonEC2", FormatVersion="aws_v1",
-                                          Filters=on_demand_filters(instance_type, region))))
+    return hourly_on_demand(
+        list(
+            paginate(
+                pricing,
+                "get_products",
+                "PriceList",
+                ServiceCode="AmazonEC2",
+                FormatVersion="aws_v1",
+                Filters=on_demand_filters(instance_type, region),
+            )
+        )
+    )
 
 
 def on_demand_prices(pricing, names, region):
@@ -215,14 +240,16 @@ def on_demand_prices(pricing, names, region):
     if pricing is None:
         return dict((name, None) for name in names), [
             f"on-demand prices unavailable: the {partition_of(region)} partition has no Price List API endpoint; "
-            "showing Spot prices only"]
+            "showing Spot prices only"
+        ]
     prices, warnings = {}, []
     for name in names:
         try:
             prices[name] = on_demand_price(pricing, name, region)
-        except AwsApiError as error:   # denied, throttled past the retries, unreachable: a warning
+        except AwsApiError as error:  # denied, throttled past the retries, unreachable: a warning
             return dict((n, None) for n in names), [
-                f"on-demand prices unavailable (pricing:{error.message}); showing Spot prices only"]
+                f"on-demand prices unavailable (pricing:{error.message}); showing Spot prices only"
+            ]
         if prices[name] is None:
             warnings.append(f"no on-demand Linux price published for {name} in {region}")
     return prices, warnings
@@ -237,8 +264,11 @@ def savings(spot, on_demand):
     if spot is None or on_demand is None:
         return {"savings_per_hour": None, "savings_per_month": None, "savings_percent": None}
     per_hour = on_demand - spot
-    return {"savings_per_hour": _money(per_hour), "savings_per_month": _money(per_hour * HOURS_PER_MONTH, 2),
-            "savings_percent": round(100.0 * per_hour / on_demand, 1) if on_demand else None}
+    return {
+        "savings_per_hour": _money(per_hour),
+        "savings_per_month": _money(per_hour * HOURS_PER_MONTH, 2),
+        "savings_percent": round(100.0 * per_hour / on_demand, 1) if on_demand else None,
+    }
 
 
 def report(types, zones, spot, on_demand, warnings=()):
@@ -249,25 +279,46 @@ def report(types, zones, spot, on_demand, warnings=()):
         offered, missing = [], []
         for zone in zones:
             found = spot.get((name, zone))
-            pool = {"instance_type": name, "availability_zone": zone, "weight": weight, "spot_offered": found is not None,
-                    "spot_price": _money(found["price"]) if found else None,
-                    "spot_price_timestamp": found["timestamp"].isoformat() if found else None,
-                    "on_demand_price": _money(on_demand.get(name))}
+            pool = {
+                "instance_type": name,
+                "availability_zone": zone,
+                "weight": weight,
+                "spot_offered": found is not None,
+                "spot_price": _money(found["price"]) if found else None,
+                "spot_price_timestamp": found["timestamp"].isoformat() if found else None,
+                "on_demand_price": _money(on_demand.get(name)),
+            }
             pool.update(savings(pool["spot_price"], pool["on_demand_price"]))
             pool["spot_price_per_unit"] = _money(pool["spot_price"] / weight) if found else None
             pools.append(pool)
             (offered if found else missing).append(pool)
         prices = [p["spot_price"] for p in offered]
-        by_type.append({
-            "instance_type": name, "weight": weight, "on_demand_price": _money(on_demand.get(name)),
-            "spot_price_min": min(prices) if prices else None, "spot_price_max": max(prices) if prices else None,
-            "cheapest_zone": min(offered, key=lambda p: (p["spot_price"], p["availability_zone"]))["availability_zone"] if offered else None,
-            "spot_zones": [p["availability_zone"] for p in offered],
-            "no_spot_offering_zones": [p["availability_zone"] for p in missing],
-        })
-    return {"currency": CURRENCY, "hours_per_month": HOURS_PER_MONTH, "product_description": PRODUCT_DESCRIPTION,
-            "availability_zones": list(zones), "prices": pools, "instance_types": by_type,
-            "summary": summary(pools, on_demand), "warnings": list(warnings)}
+        by_type.append(
+            {
+                "instance_type": name,
+                "weight": weight,
+                "on_demand_price": _money(on_demand.get(name)),
+                "spot_price_min": min(prices) if prices else None,
+                "spot_price_max": max(prices) if prices else None,
+                "cheapest_zone": min(offered, key=lambda p: (p["spot_price"], p["availability_zone"]))[
+                    "availability_zone"
+                ]
+                if offered
+                else None,
+                "spot_zones": [p["availability_zone"] for p in offered],
+                "no_spot_offering_zones": [p["availability_zone"] for p in missing],
+            }
+        )
+    return {
+        "currency": CURRENCY,
+        "hours_per_month": HOURS_PER_MONTH,
+        "product_description": PRODUCT_DESCRIPTION,
+        "availability_zones": list(zones),
+        "prices": pools,
+        "instance_types": by_type,
+        "summary": summary(pools, on_demand),
+        "warnings": list(warnings),
+    }
 
 
 def summary(pools, on_demand):
@@ -275,21 +326,35 @@ def summary(pools, on_demand):
     offered = [p for p in pools if p["spot_offered"]]
     known = [v for v in on_demand.values() if v is not None]
     result = {
-        "spot_pools": len(offered), "pools_without_spot": len(pools) - len(offered),
+        "spot_pools": len(offered),
+        "pools_without_spot": len(pools) - len(offered),
         "spot_price_min": min((p["spot_price"] for p in offered), default=None),
         "spot_price_max": max((p["spot_price"] for p in offered), default=None),
         "on_demand_price_min": _money(min(known)) if known else None,
         "on_demand_price_max": _money(max(known)) if known else None,
-        "savings_per_hour_min": None, "savings_per_hour_max": None, "cheapest": None,
+        "savings_per_hour_min": None,
+        "savings_per_hour_max": None,
+        "cheapest": None,
     }
     compared = [p["savings_per_hour"] for p in offered if p["savings_per_hour"] is not None]
     if compared:
         result["savings_per_hour_min"], result["savings_per_hour_max"] = min(compared), max(compared)
     if offered:
         best = min(offered, key=lambda p: (p["spot_price_per_unit"], p["instance_type"], p["availability_zone"]))
-        result["cheapest"] = dict((key, best[key]) for key in (
-            "instance_type", "availability_zone", "weight", "spot_price", "spot_price_per_unit", "on_demand_price",
-            "savings_per_hour", "savings_per_month", "savings_percent"))
+        result["cheapest"] = dict(
+            (key, best[key])
+            for key in (
+                "instance_type",
+                "availability_zone",
+                "weight",
+                "spot_price",
+                "spot_price_per_unit",
+                "on_demand_price",
+                "savings_per_hour",
+                "savings_per_month",
+                "savings_percent",
+            )
+        )
     return result
 
 

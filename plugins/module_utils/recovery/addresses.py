@@ -36,10 +36,15 @@ class AddressMove:
 
 def find_address(ec2, allocation_id=None, public_ip=None, address_tags=None):
     """Exactly one Elastic IP by allocation id, public IP or tags."""
-    given = [name for name, value in (("allocation_id", allocation_id), ("public_ip", public_ip),
-                                      ("tags", address_tags)) if value]
+    given = [
+        name
+        for name, value in (("allocation_id", allocation_id), ("public_ip", public_ip), ("tags", address_tags))
+        if value
+    ]
     if len(given) != 1:
-        raise InvalidInput(f"name the Elastic IP by exactly one of allocation_id, public_ip or tags (got {given or 'none'})")
+        raise InvalidInput(
+            f"name the Elastic IP by exactly one of allocation_id, public_ip or tags (got {given or 'none'})"
+        )
     if public_ip:
         try:
             ipaddress.IPv4Address(public_ip)
@@ -51,14 +56,18 @@ def find_address(ec2, allocation_id=None, public_ip=None, address_tags=None):
         query, label = {"PublicIps": [public_ip]}, f"public IP {public_ip}"
     else:
         query, label = {"Filters": t.filters(address_tags)}, f"tags {address_tags}"
-    with missing_as_not_found(("InvalidAllocationID.NotFound", "InvalidAddress.NotFound", "InvalidParameterValue"),
-                              f"no Elastic IP with {label}"):
+    with missing_as_not_found(
+        ("InvalidAllocationID.NotFound", "InvalidAddress.NotFound", "InvalidParameterValue"),
+        f"no Elastic IP with {label}",
+    ):
         found = call(ec2, "describe_addresses", **query)["Addresses"]
     if not found:
         raise NotFound(f"no Elastic IP with {label}")
     if len(found) > 1:
-        raise Ambiguous(f"{len(found)} Elastic IPs match {label} "
-                        f"({', '.join(a['AllocationId'] for a in found)}); name one by allocation id")
+        raise Ambiguous(
+            f"{len(found)} Elastic IPs match {label} "
+            f"({', '.join(a['AllocationId'] for a in found)}); name one by allocation id"
+        )
     address = found[0]
     if address.get("Domain") != "vpc":
         raise InvalidInput(f"Elastic IP {address['PublicIp']} is not a VPC address")
@@ -74,10 +83,15 @@ def move_address(ec2, address, instance_id, allow_reassociation=False, dry_run=F
     target = describe_instance(ec2, instance_id)
     if state_of(target) not in ("running", "pending", "stopped", "stopping"):
         raise InvalidInput(f"target instance {instance_id} is {state_of(target)}; an Elastic IP cannot move to it")
-    move = AddressMove(changed=False, allocation_id=address["AllocationId"], public_ip=address["PublicIp"],
-                       instance_id=instance_id, previous_instance_id=address.get("InstanceId") or None,
-                       previous_network_interface_id=address.get("NetworkInterfaceId") or None,
-                       association_id=address.get("AssociationId") or None)
+    move = AddressMove(
+        changed=False,
+        allocation_id=address["AllocationId"],
+        public_ip=address["PublicIp"],
+        instance_id=instance_id,
+        previous_instance_id=address.get("InstanceId") or None,
+        previous_network_interface_id=address.get("NetworkInterfaceId") or None,
+        association_id=address.get("AssociationId") or None,
+    )
     if address.get("InstanceId") == instance_id:
         return move
 
@@ -85,20 +99,31 @@ def move_address(ec2, address, instance_id, allow_reassociation=False, dry_run=F
     if holder and allow_reassociation and only_from_lineage is not None:
         holder_lineage = _lineage_of_holder(ec2, address)
         if holder_lineage != only_from_lineage:
-            raise Conflict(f"Elastic IP {address['PublicIp']} ({address['AllocationId']}) is associated with {holder}, "
-                           f"which is {'of lineage ' + holder_lineage if holder_lineage else 'not an instance of any lineage'}, "
-                           f"not of {only_from_lineage}: not taken. Free it, or allow taking it from any instance "
-                           f"(the service's address_take_from_any)",
-                           allocation_id=address["AllocationId"], holder=holder)
+            raise Conflict(
+                f"Elastic IP {address['PublicIp']} ({address['AllocationId']}) is associated with {holder}, "
+                f"which is {'of lineage ' + holder_lineage if holder_lineage else 'not an instance of any lineage'}, "
+                f"not of {only_from_lineage}: not taken. Free it, or allow taking it from any instance "
+                f"(the service's address_take_from_any)",
+                allocation_id=address["AllocationId"],
+                holder=holder,
+            )
     if holder and not allow_reassociation:
-        raise Conflict(f"Elastic IP {address['PublicIp']} ({address['AllocationId']}) is associated with {holder}; "
-                       f"set allow_reassociation to move it to {instance_id}",
-                       allocation_id=address["AllocationId"], holder=holder)
+        raise Conflict(
+            f"Elastic IP {address['PublicIp']} ({address['AllocationId']}) is associated with {holder}; "
+            f"set allow_reassociation to move it to {instance_id}",
+            allocation_id=address["AllocationId"],
+            holder=holder,
+        )
     move.changed = True
     move.actions.append(f"associate {address['PublicIp']} with {instance_id}" + (f" (from {holder})" if holder else ""))
     if not dry_run:
-        response = call(ec2, "associate_address", AllocationId=address["AllocationId"], InstanceId=instance_id,
-                        AllowReassociation=bool(holder))
+        response = call(
+            ec2,
+            "associate_address",
+            AllocationId=address["AllocationId"],
+            InstanceId=instance_id,
+            AllowReassociation=bool(holder),
+        )
         move.association_id = response.get("AssociationId")
     return move
 

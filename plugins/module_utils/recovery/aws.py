@@ -31,8 +31,9 @@ try:
     HAS_BOTO3 = True
     # Ten attempts, unless the operator set AWS_MAX_ATTEMPTS (botocore's own setting, honoured when the
     # configuration leaves it out): a dead endpoint then fails after the attempts they chose.
-    RETRY_CONFIG = botocore.config.Config(retries={"mode": "standard", **(
-        {} if os.environ.get("AWS_MAX_ATTEMPTS") else {"max_attempts": 10})})
+    RETRY_CONFIG = botocore.config.Config(
+        retries={"mode": "standard", **({} if os.environ.get("AWS_MAX_ATTEMPTS") else {"max_attempts": 10})}
+    )
 except ImportError:  # pragma: no cover - the modules report the missing library
     HAS_BOTO3 = False
     RETRY_CONFIG = None
@@ -42,6 +43,7 @@ except ImportError:  # pragma: no cover - the modules report the missing library
 
     class ClientError(Exception):
         """Stand-in so the except clauses below stay valid without botocore."""
+
 
 FIRST_POLL_DELAY = 0.25
 POLL_BACKOFF = 1.5
@@ -85,8 +87,13 @@ def translate(operation, exc):
         code = error_code(exc)
         message = exc.response.get("Error", {}).get("Message", str(exc))
         metadata = exc.response.get("ResponseMetadata", {})
-        return AwsApiError(f"{operation} failed: {code}: {message}", operation=operation, aws_code=code,
-                           request_id=metadata.get("RequestId"), http_status=metadata.get("HTTPStatusCode"))
+        return AwsApiError(
+            f"{operation} failed: {code}: {message}",
+            operation=operation,
+            aws_code=code,
+            request_id=metadata.get("RequestId"),
+            http_status=metadata.get("HTTPStatusCode"),
+        )
     return AwsApiError(f"{operation} failed: {exc}", operation=operation, botocore_error=type(exc).__name__)
 
 

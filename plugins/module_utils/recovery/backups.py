@@ -32,7 +32,7 @@ class BackupResult:
     changed: bool
     instance_id: str
     backup_set: str
-    snapshots: list = field(default_factory=list)   # [{snapshot_id, volume_id, lineage, generation, state}]
+    snapshots: list = field(default_factory=list)  # [{snapshot_id, volume_id, lineage, generation, state}]
     image_id: str | None = None
     image_state: str | None = None
     created_snapshots: bool = False
@@ -54,42 +54,73 @@ def _set_filters(set_name, instance_id):
 
 def existing_set(ec2, set_name, instance_id):
     """Snapshots (kind volume) and images already taken for this set and instance."""
-    snapshots = list(paginate(ec2, "describe_snapshots", "Snapshots", OwnerIds=["self"],
-                              Filters=_set_filters(set_name, instance_id) + t.filters({t.KIND: "volume"})))
-    images = list(paginate(ec2, "describe_images", "Images", Owners=["self"], Filters=_set_filters(set_name, instance_id)))
+    snapshots = list(
+        paginate(
+            ec2,
+            "describe_snapshots",
+            "Snapshots",
+            OwnerIds=["self"],
+            Filters=_set_filters(set_name, instance_id) + t.filters({t.KIND: "volume"}),
+        )
+    )
+    images = list(
+        paginate(ec2, "describe_images", "Images", Owners=["self"], Filters=_set_filters(set_name, instance_id))
+    )
     return snapshots, images
 
 
 def _snapshot_summary(snapshot):
     snapshot_tags = t.as_dict(snapshot.get("Tags"))
-    return {"snapshot_id": snapshot["SnapshotId"], "volume_id": snapshot_tags.get(t.SOURCE_VOLUME, snapshot.get("VolumeId")),
-            "lineage": snapshot_tags.get(t.LINEAGE), "generation": t.generation_of(snapshot_tags),
-            "state": snapshot.get("State", "pending")}
+    return {
+        "snapshot_id": snapshot["SnapshotId"],
+        "volume_id": snapshot_tags.get(t.SOURCE_VOLUME, snapshot.get("VolumeId")),
+        "lineage": snapshot_tags.get(t.LINEAGE),
+        "generation": t.generation_of(snapshot_tags),
+        "state": snapshot.get("State", "pending"),
+    }
 
 
 def _data_volumes(ec2, instance, include_boot):
     root = instance.get("RootDeviceName")
-    mappings = [m for m in instance.get("BlockDeviceMappings", []) if "Ebs" in m
-                and (include_boot or m["DeviceName"] != root)]
+    mappings = [
+        m for m in instance.get("BlockDeviceMappings", []) if "Ebs" in m and (include_boot or m["DeviceName"] != root)
+    ]
     if not mappings:
         return {}
-    by_id = {v["VolumeId"]: v for v in paginate(ec2, "describe_volumes", "Volumes",
-                                                VolumeIds=[m["Ebs"]["VolumeId"] for m in mappings])}
+    by_id = {
+        v["VolumeId"]: v
+        for v in paginate(ec2, "describe_volumes", "Volumes", VolumeIds=[m["Ebs"]["VolumeId"] for m in mappings])
+    }
     return {m["Ebs"]["VolumeId"]: (m["DeviceName"], by_id[m["Ebs"]["VolumeId"]]) for m in mappings}
 
 
-def backup_instance(ec2, instance_id, set_name, create_image=False, include_boot_volume=False, extra_tags=None,
-                    dry_run=False, wait=False, timeout=3600, clock=SYSTEM_CLOCK):
+def backup_instance(
+    ec2,
+    instance_id,
+    set_name,
+    create_image=False,
+    include_boot_volume=False,
+    extra_tags=None,
+    dry_run=False,
+    wait=False,
+    timeout=3600,
+    clock=SYSTEM_CLOCK,
+):
     """Take backup set ``set_name`` of one instance unless it exists. Returns ``BackupResult``."""
     validate_set_name(set_name)
     instance = describe_instance(ec2, instance_id)
     if instance["State"]["Name"] in ("shutting-down", "terminated"):
-        raise InvalidInput(f"instance {instance_id} is {instance['State']['Name']}; back up its volumes by lineage "
-                           f"instead", instance_id=instance_id)
+        raise InvalidInput(
+            f"instance {instance_id} is {instance['State']['Name']}; back up its volumes by lineage instead",
+            instance_id=instance_id,
+        )
     volumes = _data_volumes(ec2, instance, include_boot_volume)
     if not volumes:
-        raise InvalidInput(f"instance {instance_id} has no data volumes to back up (only its root volume); "
-                           f"set include_boot_volume to snapshot the root volume", instance_id=instance_id)
+        raise InvalidInput(
+            f"instance {instance_id} has no data volumes to back up (only its root volume); "
+            f"set include_boot_volume to snapshot the root volume",
+            instance_id=instance_id,
+        )
     instance_tags = t.as_dict(instance.get("Tags"))
     result = BackupResult(changed=False, instance_id=instance_id, backup_set=set_name)
     snapshots, images = existing_set(ec2, set_name, instance_id)
@@ -103,11 +134,14 @@ def backup_instance(ec2, instance_id, set_name, create_image=False, include_boot
 
     set_tags = {**(extra_tags or {}), t.BACKUP_SET: set_name, t.SOURCE_INSTANCE: instance_id, t.MANAGED_BY: t.MANAGER}
     if need_snapshots:
-        response = call(ec2, "create_snapshots",
-                        InstanceSpecification={"InstanceId": instance_id, "ExcludeBootVolume": not include_boot_volume},
-                        Description=f"ec2spot.autorecover backup {set_name} of {instance_id}",
-                        CopyTagsFromSource="volume",
-                        TagSpecifications=[{"ResourceType": "snapshot", "Tags": t.as_list({**set_tags, t.KIND: "volume"})}])
+        response = call(
+            ec2,
+            "create_snapshots",
+            InstanceSpecification={"InstanceId": instance_id, "ExcludeBootVolume": not include_boot_volume},
+            Description=f"ec2spot.autorecover backup {set_name} of {instance_id}",
+            CopyTagsFromSource="volume",
+            TagSpecifications=[{"ResourceType": "snapshot", "Tags": t.as_list({**set_tags, t.KIND: "volume"})}],
+        )
         for info in response["Snapshots"]:
             device, volume = volumes.get(info["VolumeId"], (None, None))
             per_volume = {t.SOURCE_VOLUME: info["VolumeId"]}
@@ -128,12 +162,18 @@ def backup_instance(ec2, instance_id, set_name, create_image=False, include_boot
             # The AMI's snapshots carry the lineage too: the handler's policy deletes only snapshots of its
             # lineages, and DeregisterImage(DeleteAssociatedSnapshots) deletes them with the AMI.
             image_tags[t.LINEAGE] = image_snapshot_tags[t.LINEAGE] = instance_tags[t.LINEAGE]
-        result.image_id = call(ec2, "create_image", InstanceId=instance_id, Name=f"{set_name}-{instance_id}",
-                               Description=f"ec2spot.autorecover backup {set_name} of {instance_id} (no reboot)",
-                               NoReboot=True,
-                               TagSpecifications=[{"ResourceType": "image", "Tags": t.as_list(image_tags)},
-                                                  {"ResourceType": "snapshot",
-                                                   "Tags": t.as_list(image_snapshot_tags)}])["ImageId"]
+        result.image_id = call(
+            ec2,
+            "create_image",
+            InstanceId=instance_id,
+            Name=f"{set_name}-{instance_id}",
+            Description=f"ec2spot.autorecover backup {set_name} of {instance_id} (no reboot)",
+            NoReboot=True,
+            TagSpecifications=[
+                {"ResourceType": "image", "Tags": t.as_list(image_tags)},
+                {"ResourceType": "snapshot", "Tags": t.as_list(image_snapshot_tags)},
+            ],
+        )["ImageId"]
         result.image_state, result.created_image = "pending", True
     if wait:
         wait_for_backup(ec2, result, timeout, clock)
@@ -147,15 +187,23 @@ def wait_for_backup(ec2, result, timeout, clock=SYSTEM_CLOCK):
         done = wait_until(
             lambda: list(paginate(ec2, "describe_snapshots", "Snapshots", SnapshotIds=ids)),
             lambda found: all(s["State"] == "completed" for s in found),
-            f"snapshots {', '.join(ids)} to complete", timeout, clock,
-            is_failed=lambda found: next((f"snapshot {s['SnapshotId']} failed" for s in found if s["State"] == "error"), None),
+            f"snapshots {', '.join(ids)} to complete",
+            timeout,
+            clock,
+            is_failed=lambda found: next(
+                (f"snapshot {s['SnapshotId']} failed" for s in found if s["State"] == "error"), None
+            ),
         )
         result.snapshots = [_snapshot_summary(s) for s in done]
     if result.image_id:
         image = wait_until(
             lambda: call(ec2, "describe_images", ImageIds=[result.image_id])["Images"][0],
             lambda found: found["State"] == "available",
-            f"image {result.image_id} to become available", timeout, clock,
-            is_failed=lambda found: found["State"] in ("failed", "error") and f"image {result.image_id} {found['State']}",
+            f"image {result.image_id} to become available",
+            timeout,
+            clock,
+            is_failed=lambda found: (
+                found["State"] in ("failed", "error") and f"image {result.image_id} {found['State']}"
+            ),
         )
         result.image_state = image["State"]

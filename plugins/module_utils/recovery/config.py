@@ -105,8 +105,11 @@ def _service(raw, index):
         if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
             raise InvalidInput(f"{where}.{key} must be a list of non-empty strings")
     address = raw.get("address")
-    if address is not None and (not isinstance(address, dict) or len(address) != 1
-                                or next(iter(address)) not in ("allocation_id", "public_ip", "tags")):
+    if address is not None and (
+        not isinstance(address, dict)
+        or len(address) != 1
+        or next(iter(address)) not in ("allocation_id", "public_ip", "tags")
+    ):
         raise InvalidInput(f"{where}.address must be one of {{allocation_id}}, {{public_ip}} or {{tags}}")
     for key in ("create_image", "rebalance_snapshot", "hibernate_snapshot", "address_take_from_any"):
         if key in raw and not isinstance(raw[key], bool):
@@ -116,15 +119,27 @@ def _service(raw, index):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
             raise InvalidInput(f"{where}.{key} must be a positive integer (seconds)")
     return Service(
-        name=name, lineage=raw["lineage"], group=raw.get("group"),
-        stop_commands=tuple(raw.get("stop_commands", [])), data_mounts=tuple(raw.get("data_mounts", [])),
-        create_image=raw.get("create_image", False), rebalance_snapshot=raw.get("rebalance_snapshot", True),
-        hibernate_snapshot=raw.get("hibernate_snapshot", False), planned_lead=raw.get("planned_lead", 1800),
-        address_take_from_any=raw.get("address_take_from_any", False), recovery_deadline=raw.get("recovery_deadline", 900),
-        address=address, device_name=raw.get("device_name"), max_data_age=raw.get("max_data_age"),
+        name=name,
+        lineage=raw["lineage"],
+        group=raw.get("group"),
+        stop_commands=tuple(raw.get("stop_commands", [])),
+        data_mounts=tuple(raw.get("data_mounts", [])),
+        create_image=raw.get("create_image", False),
+        rebalance_snapshot=raw.get("rebalance_snapshot", True),
+        hibernate_snapshot=raw.get("hibernate_snapshot", False),
+        planned_lead=raw.get("planned_lead", 1800),
+        address_take_from_any=raw.get("address_take_from_any", False),
+        recovery_deadline=raw.get("recovery_deadline", 900),
+        address=address,
+        device_name=raw.get("device_name"),
+        max_data_age=raw.get("max_data_age"),
         stop_timeout=raw.get("stop_timeout", 90),
-        standby=standby_settings.parse_settings(raw["standby"], f"{where}.standby") if raw.get("standby") is not None else None,
-        watchdog=watchdog_settings.parse_settings(raw["watchdog"], f"{where}.watchdog") if raw.get("watchdog") is not None else None,
+        standby=standby_settings.parse_settings(raw["standby"], f"{where}.standby")
+        if raw.get("standby") is not None
+        else None,
+        watchdog=watchdog_settings.parse_settings(raw["watchdog"], f"{where}.watchdog")
+        if raw.get("watchdog") is not None
+        else None,
     )
 
 
@@ -143,5 +158,9 @@ def parse(document):
         if service.lineage in by_lineage:
             raise InvalidInput(f"lineage {service.lineage} is configured twice")
         by_lineage[service.lineage] = service
-    return HandlerConfig(services=services, topic_arn=document.get("topic_arn"),
-                         metric_namespace=document.get("metric_namespace", DEFAULT_NAMESPACE), by_lineage=by_lineage)
+    return HandlerConfig(
+        services=services,
+        topic_arn=document.get("topic_arn"),
+        metric_namespace=document.get("metric_namespace", DEFAULT_NAMESPACE),
+        by_lineage=by_lineage,
+    )

@@ -44,7 +44,7 @@ PHASES = (
     ("volume released", "old.released"),
     ("replacement running", "new.launched"),
     ("volume attached", "new.attached"),
-    ("EIP moved", "new.address"),         # the launch hook moves the address before it lets the instance boot on
+    ("EIP moved", "new.address"),  # the launch hook moves the address before it lets the instance boot on
     ("mounted", "new.boot-mounted"),
     ("app started", "new.boot-app_started"),
     ("success", "new.reported"),
@@ -72,38 +72,51 @@ def template_request(lineage, role_arn, stop_condition_alarm_arn=None, duration=
     duration_seconds(duration)
     if not isinstance(count, int) or count < 1:
         raise InvalidInput("count must be a positive integer")
-    stop_conditions = ([{"source": "aws:cloudwatch:alarm", "value": stop_condition_alarm_arn}]
-                       if stop_condition_alarm_arn else [{"source": "none"}])
+    stop_conditions = (
+        [{"source": "aws:cloudwatch:alarm", "value": stop_condition_alarm_arn}]
+        if stop_condition_alarm_arn
+        else [{"source": "none"}]
+    )
     return {
         "description": f"ec2spot.autorecover drill: interrupt {count} Spot instance(s) of lineage {lineage}",
         "roleArn": role_arn,
         "stopConditions": stop_conditions,
-        "targets": {"SpotInstances": {
-            "resourceType": "aws:ec2:spot-instance",
-            "resourceTags": {t.LINEAGE: lineage},
-            "filters": [{"path": "State.Name", "values": ["running"]}],
-            "selectionMode": f"COUNT({count})",
-        }},
-        "actions": {"interrupt": {
-            "actionId": ACTION,
-            "description": "the two-minute warning, then the reclaim",
-            "parameters": {"durationBeforeInterruption": duration},
-            "targets": {"SpotInstances": "SpotInstances"},
-        }},
+        "targets": {
+            "SpotInstances": {
+                "resourceType": "aws:ec2:spot-instance",
+                "resourceTags": {t.LINEAGE: lineage},
+                "filters": [{"path": "State.Name", "values": ["running"]}],
+                "selectionMode": f"COUNT({count})",
+            }
+        },
+        "actions": {
+            "interrupt": {
+                "actionId": ACTION,
+                "description": "the two-minute warning, then the reclaim",
+                "parameters": {"durationBeforeInterruption": duration},
+                "targets": {"SpotInstances": "SpotInstances"},
+            }
+        },
         "tags": dict(tags or {}, **{t.LINEAGE: lineage, DRILL_TAG: DRILL_KIND}),
     }
 
 
 def find_templates(fis, lineage):
     """The drill templates of a lineage (found by their tags)."""
-    return [summary for summary in paginate(fis, "list_experiment_templates", "experimentTemplates")
-            if (summary.get("tags") or {}).get(t.LINEAGE) == lineage and (summary.get("tags") or {}).get(DRILL_TAG) == DRILL_KIND]
+    return [
+        summary
+        for summary in paginate(fis, "list_experiment_templates", "experimentTemplates")
+        if (summary.get("tags") or {}).get(t.LINEAGE) == lineage
+        and (summary.get("tags") or {}).get(DRILL_TAG) == DRILL_KIND
+    ]
 
 
 def _comparable(template):
     compared = {key: template.get(key) for key in ("description", "roleArn", "stopConditions", "targets")}
-    compared["actions"] = {name: {key: value for key, value in action.items() if key in ("actionId", "parameters", "targets")}
-                           for name, action in (template.get("actions") or {}).items()}
+    compared["actions"] = {
+        name: {key: value for key, value in action.items() if key in ("actionId", "parameters", "targets")}
+        for name, action in (template.get("actions") or {}).items()
+    }
     return compared
 
 
@@ -112,8 +125,10 @@ def ensure_template(fis, request, check_mode=False):
     lineage = request["tags"][t.LINEAGE]
     found = find_templates(fis, lineage)
     if len(found) > 1:
-        raise InvalidInput(f"lineage {lineage} has {len(found)} drill templates ({', '.join(s['id'] for s in found)}); "
-                           "delete all but one")
+        raise InvalidInput(
+            f"lineage {lineage} has {len(found)} drill templates ({', '.join(s['id'] for s in found)}); "
+            "delete all but one"
+        )
     wanted = _comparable(request)
     if not found:
         if check_mode:
@@ -125,8 +140,10 @@ def ensure_template(fis, request, check_mode=False):
     if before == wanted:
         return current["id"], False, before, wanted
     if not check_mode:
-        removed = {"targets": set(current.get("targets") or {}) - set(request["targets"]),
-                   "actions": set(current.get("actions") or {}) - set(request["actions"])}
+        removed = {
+            "targets": set(current.get("targets") or {}) - set(request["targets"]),
+            "actions": set(current.get("actions") or {}) - set(request["actions"]),
+        }
         update = {key: value for key, value in request.items() if key != "tags"}
         # UpdateExperimentTemplate merges by name: a name mapped to nothing removes it.
         for key, names in removed.items():
@@ -145,9 +162,16 @@ def delete_templates(fis, lineage, check_mode=False):
 
 def spot_candidates(ec2, lineage):
     """Running Spot instances of a lineage: what the template would interrupt."""
-    reservations = paginate(ec2, "describe_instances", "Reservations", Filters=[
-        {"Name": f"tag:{t.LINEAGE}", "Values": [lineage]}, {"Name": "instance-state-name", "Values": ["running"]},
-        {"Name": "instance-lifecycle", "Values": ["spot"]}])
+    reservations = paginate(
+        ec2,
+        "describe_instances",
+        "Reservations",
+        Filters=[
+            {"Name": f"tag:{t.LINEAGE}", "Values": [lineage]},
+            {"Name": "instance-state-name", "Values": ["running"]},
+            {"Name": "instance-lifecycle", "Values": ["spot"]},
+        ],
+    )
     return sorted(instance["InstanceId"] for reservation in reservations for instance in reservation["Instances"])
 
 
@@ -155,19 +179,32 @@ def start(fis, template_id, client_token):
     """Start an experiment; returns ``(experiment_id, start_time, interrupted instance ids)``."""
     experiment = call(fis, "start_experiment", experimentTemplateId=template_id, clientToken=client_token)["experiment"]
     state = (experiment.get("state") or {}).get("status")
-    resolved = [target["targetInformation"]["arn"].rsplit("/", 1)[-1]
-                for target in paginate(fis, "list_experiment_resolved_targets", "resolvedTargets", experimentId=experiment["id"])
-                if target.get("resourceType") == "aws:ec2:spot-instance"]
+    resolved = [
+        target["targetInformation"]["arn"].rsplit("/", 1)[-1]
+        for target in paginate(
+            fis, "list_experiment_resolved_targets", "resolvedTargets", experimentId=experiment["id"]
+        )
+        if target.get("resourceType") == "aws:ec2:spot-instance"
+    ]
     if state == "failed" or not resolved:
         reason = (experiment.get("state") or {}).get("reason", "no target resolved")
-        raise NotFound(f"experiment {experiment['id']} interrupted nothing ({reason}): no running Spot instance matched")
+        raise NotFound(
+            f"experiment {experiment['id']} interrupted nothing ({reason}): no running Spot instance matched"
+        )
     return experiment["id"], experiment["startTime"], resolved
 
 
 def find_replacement(ec2, lineage, old_instance_id):
     """The instance whose ``replaces`` progress names ``old_instance_id``, or None."""
-    for reservation in paginate(ec2, "describe_instances", "Reservations", Filters=[
-            {"Name": f"tag:{t.LINEAGE}", "Values": [lineage]}, {"Name": "tag-key", "Values": [progress.PROGRESS + "replaces"]}]):
+    for reservation in paginate(
+        ec2,
+        "describe_instances",
+        "Reservations",
+        Filters=[
+            {"Name": f"tag:{t.LINEAGE}", "Values": [lineage]},
+            {"Name": "tag-key", "Values": [progress.PROGRESS + "replaces"]},
+        ],
+    ):
         for instance in reservation["Instances"]:
             if progress.outcome_of(progress.read(instance).get("replaces", "")) == old_instance_id:
                 return instance
@@ -204,8 +241,10 @@ def watch(ec2, lineage, old_instance_id, timeout, clock=SYSTEM_CLOCK, poll=2.0, 
             return old, new
         if clock.monotonic() > deadline:
             where = ", ".join(sorted(steps)) or "nothing recorded"
-            raise WaitTimeout(f"timed out after {timeout:g}s waiting for the recovery of {old_instance_id} (so far: {where})",
-                              waited_for="recovery")
+            raise WaitTimeout(
+                f"timed out after {timeout:g}s waiting for the recovery of {old_instance_id} (so far: {where})",
+                waited_for="recovery",
+            )
         clock.sleep(poll)
 
 
@@ -217,8 +256,11 @@ def timeline(old, new, warned_at, scale=1.0):
     stamps["warning"] = warned_at
     if new.get("LaunchTime"):
         stamps["new.launched"] = new["LaunchTime"]
-    phases = {name: round((stamps[source] - warned_at).total_seconds() * scale, 1)
-              for name, source in PHASES if source in stamps}
+    phases = {
+        name: round((stamps[source] - warned_at).total_seconds() * scale, 1)
+        for name, source in PHASES
+        if source in stamps
+    }
     back = [phases[name] for name in ("app started", "EIP moved") if name in phases]
     attached = progress.outcome_of(new_steps.get("attached", ""))
     origin = progress.read_outcome(new_steps, "attached")

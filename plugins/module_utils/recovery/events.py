@@ -60,7 +60,9 @@ ALARM_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
 LINEAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 # ARNs in ``resources``: an instance (EC2 writes an availability zone where the region goes), a group, an alarm.
 INSTANCE_ARN = re.compile(r"arn:aws[a-z-]*:ec2:[a-z0-9-]*:([0-9]{12}):instance/(.+)")
-GROUP_ARN = re.compile(r"arn:aws[a-z-]*:autoscaling:[a-z0-9-]+:([0-9]{12}):autoScalingGroup:[^:]*:autoScalingGroupName/(.+)")
+GROUP_ARN = re.compile(
+    r"arn:aws[a-z-]*:autoscaling:[a-z0-9-]+:([0-9]{12}):autoScalingGroup:[^:]*:autoScalingGroupName/(.+)"
+)
 ALARM_ARN = re.compile(r"arn:aws[a-z-]*:cloudwatch:[a-z0-9-]+:([0-9]{12}):alarm:(.+)")
 
 # (source, detail-type) -> kind
@@ -98,7 +100,13 @@ PLANNED_HEALTH_CODES = {
     "AWS_EBS_VOLUME_LOST": "volume-lost",
 }
 # EC2 scheduled event codes (DescribeInstanceStatus Events, instance metadata events/maintenance/scheduled).
-SCHEDULED_EVENT_CODES = ("instance-retirement", "instance-stop", "instance-reboot", "system-reboot", "system-maintenance")
+SCHEDULED_EVENT_CODES = (
+    "instance-retirement",
+    "instance-stop",
+    "instance-reboot",
+    "system-reboot",
+    "system-maintenance",
+)
 HEALTH_CODE = re.compile(r"[A-Z0-9_]{1,100}")
 VOLUME_ID = re.compile(r"vol-[0-9a-f]{8,17}")
 
@@ -120,9 +128,9 @@ class Event:
     hook: str | None = None
     token: str | None = None
     state: str | None = None
-    code: str | None = None                 # a planned event's EC2 code (instance-retirement, ...)
-    start: datetime | None = None           # when a planned event begins (never hand off after it)
-    entities: tuple = ()                    # the instance and volume ids a Health event affects
+    code: str | None = None  # a planned event's EC2 code (instance-retirement, ...)
+    start: datetime | None = None  # when a planned event begins (never hand off after it)
+    entities: tuple = ()  # the instance and volume ids a Health event affects
 
 
 def printable(text, limit=400):
@@ -130,8 +138,10 @@ def printable(text, limit=400):
     ``limit`` characters. Event fields reach the log; a newline or an escape sequence in one must not forge
     a line or repaint a terminal."""
     text = str(text)[:limit]
-    return "".join(ch if ch.isprintable() and ch not in "\u2028\u2029" else ch.encode("unicode_escape").decode("ascii")
-                   for ch in text)
+    return "".join(
+        ch if ch.isprintable() and ch not in "\u2028\u2029" else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
 
 
 def _string(detail, key, pattern=None, required=True):
@@ -149,7 +159,9 @@ def _unique_keys(pairs):
     found = {}
     for key, value in pairs:
         if key in found:
-            raise InvalidEvent(f"message body repeats the key {key[:60]!r} (duplicate keys): which one counts is a guess")
+            raise InvalidEvent(
+                f"message body repeats the key {key[:60]!r} (duplicate keys): which one counts is a guess"
+            )
         found[key] = value
     return found
 
@@ -168,7 +180,7 @@ def _decode(body):
         raise InvalidEvent(f"message body must be a string, got {type(body).__name__}")
     try:
         size = len(body.encode("utf-8"))
-    except UnicodeEncodeError as exc:   # a lone surrogate: not text any JSON producer writes
+    except UnicodeEncodeError as exc:  # a lone surrogate: not text any JSON producer writes
         raise InvalidEvent(f"message body is not UTF-8: {exc.reason} at character {exc.start}") from exc
     if size > MAX_BODY_BYTES:
         raise InvalidEvent(f"message body is {size} bytes, over the {MAX_BODY_BYTES} bytes an event can be")
@@ -183,8 +195,10 @@ def _decode(body):
 def _check_envelope(envelope, account, region):
     """AWS's envelope, for this function's own account and region."""
     if envelope.get("version") != ENVELOPE_VERSION:
-        raise InvalidEvent(f"event version {printable(envelope.get('version'), 20)!r} is not {ENVELOPE_VERSION!r}, "
-                           f"the only EventBridge envelope version")
+        raise InvalidEvent(
+            f"event version {printable(envelope.get('version'), 20)!r} is not {ENVELOPE_VERSION!r}, "
+            f"the only EventBridge envelope version"
+        )
     event_account, event_region = envelope.get("account"), envelope.get("region")
     if not isinstance(event_account, str) or not ACCOUNT_ID.fullmatch(event_account):
         raise InvalidEvent(f"event account {printable(event_account, 20)!r} is not an account id")
@@ -205,16 +219,21 @@ def _check_envelope(envelope, account, region):
 def _check_resources(resources, account, instance_id=None, group=None, alarm=None):
     """Each ARN in ``resources`` of a kind the event names must name the same resource, in this account."""
     for arn in resources:
-        for pattern, expected, what in ((INSTANCE_ARN, instance_id, "instance"), (GROUP_ARN, group, "group"),
-                                        (ALARM_ARN, alarm, "alarm")):
+        for pattern, expected, what in (
+            (INSTANCE_ARN, instance_id, "instance"),
+            (GROUP_ARN, group, "group"),
+            (ALARM_ARN, alarm, "alarm"),
+        ):
             found = pattern.fullmatch(arn)
             if not found or expected is None:
                 continue
             if found.group(1) != account:
                 raise InvalidEvent(f"event resources name a {what} of account {found.group(1)}, not {account}")
             if found.group(2) != expected:
-                raise InvalidEvent(f"event resources name {what} {printable(found.group(2), 80)} but its detail names "
-                                   f"{expected}: which one is meant is a guess")
+                raise InvalidEvent(
+                    f"event resources name {what} {printable(found.group(2), 80)} but its detail names "
+                    f"{expected}: which one is meant is a guess"
+                )
 
 
 def parse(body, *, account, region):
@@ -229,7 +248,9 @@ def parse(body, *, account, region):
     source, detail_type = envelope.get("source"), envelope.get("detail-type")
     kind = KINDS.get((source, detail_type)) if isinstance(source, str) and isinstance(detail_type, str) else None
     if kind is None:
-        raise InvalidEvent(f"unexpected event source/detail-type {printable(source, 60)!r}/{printable(detail_type, 80)!r}")
+        raise InvalidEvent(
+            f"unexpected event source/detail-type {printable(source, 60)!r}/{printable(detail_type, 80)!r}"
+        )
     detail = envelope.get("detail")
     if not isinstance(detail, dict):
         raise InvalidEvent("event detail must be an object")
@@ -258,27 +279,51 @@ def parse(body, *, account, region):
         code = _string(detail, "code")
         if code not in SCHEDULED_EVENT_CODES:
             raise InvalidEvent(f"detail.code {printable(code, 40)!r} is not an EC2 scheduled event code")
-        return Event(kind=kind, instance_id=instance_id, time=when, event_id=event_id, detail=detail, code=code,
-                     start=_moment(detail.get("not-before"), "detail.not-before"))
+        return Event(
+            kind=kind,
+            instance_id=instance_id,
+            time=when,
+            event_id=event_id,
+            detail=detail,
+            code=code,
+            start=_moment(detail.get("not-before"), "detail.not-before"),
+        )
     if kind == ALARM:
         event = _alarm(detail, when, event_id)
         _check_resources(resources, account, alarm=detail["alarmName"])
         return event
     if kind in (LAUNCH_ACTION, TERMINATE_ACTION):
-        instance_id, group = _string(detail, "EC2InstanceId", INSTANCE_ID), _string(detail, "AutoScalingGroupName", GROUP_NAME)
+        instance_id, group = (
+            _string(detail, "EC2InstanceId", INSTANCE_ID),
+            _string(detail, "AutoScalingGroupName", GROUP_NAME),
+        )
         for key in ("Origin", "Destination"):
             if detail.get(key) is not None and detail.get(key) not in LIFECYCLE_PLACES:
-                raise InvalidEvent(f"detail.{key} {printable(detail.get(key), 40)!r} is not one of {', '.join(LIFECYCLE_PLACES)}")
+                raise InvalidEvent(
+                    f"detail.{key} {printable(detail.get(key), 40)!r} is not one of {', '.join(LIFECYCLE_PLACES)}"
+                )
         _check_resources(resources, account, instance_id=instance_id, group=group)
-        return Event(kind=kind, instance_id=instance_id, time=when, event_id=event_id, detail=detail, group=group,
-                     hook=_string(detail, "LifecycleHookName", GROUP_NAME), token=_string(detail, "LifecycleActionToken", TOKEN))
+        return Event(
+            kind=kind,
+            instance_id=instance_id,
+            time=when,
+            event_id=event_id,
+            detail=detail,
+            group=group,
+            hook=_string(detail, "LifecycleHookName", GROUP_NAME),
+            token=_string(detail, "LifecycleActionToken", TOKEN),
+        )
     instance_id = _string(detail, "instance-id", INSTANCE_ID)
     _check_resources(resources, account, instance_id=instance_id)
     if kind == BOOT_REPORT and detail.get("status", "ok") not in BOOT_STATUSES:
-        raise InvalidEvent(f"detail.status {printable(detail.get('status'), 40)!r} is not one of {', '.join(BOOT_STATUSES)}")
+        raise InvalidEvent(
+            f"detail.status {printable(detail.get('status'), 40)!r} is not one of {', '.join(BOOT_STATUSES)}"
+        )
     if kind == SPOT_WARNING and detail.get("instance-action") not in INSTANCE_ACTIONS:
-        raise InvalidEvent(f"detail.instance-action {printable(detail.get('instance-action'), 40)!r} is not terminate, stop "
-                           f"or hibernate")
+        raise InvalidEvent(
+            f"detail.instance-action {printable(detail.get('instance-action'), 40)!r} is not terminate, stop "
+            f"or hibernate"
+        )
     state = _string(detail, "state", re.compile(r"[a-z-]{3,20}")) if kind == STATE_CHANGE else None
     return Event(kind=kind, instance_id=instance_id, time=when, event_id=event_id, detail=detail, state=state)
 
@@ -317,8 +362,17 @@ def _health(detail, when, event_id, account):
             ids.append(value)
     code = PLANNED_HEALTH_CODES.get(type_code) if service in ("EC2", "EBS") else None
     start = _moment(detail.get("startTime"), "detail.startTime") if code else None
-    return Event(kind=HEALTH, instance_id=None, time=when, event_id=event_id, detail=detail, code=code, start=start,
-                 entities=tuple(ids), state=str(detail.get("statusCode", ""))[:20])
+    return Event(
+        kind=HEALTH,
+        instance_id=None,
+        time=when,
+        event_id=event_id,
+        detail=detail,
+        code=code,
+        start=start,
+        entities=tuple(ids),
+        state=str(detail.get("statusCode", ""))[:20],
+    )
 
 
 def _alarm(detail, when, event_id):
@@ -328,7 +382,9 @@ def _alarm(detail, when, event_id):
     state = detail.get("state")
     if not isinstance(state, dict) or state.get("value") not in ALARM_STATES:
         raise InvalidEvent(f"detail.state.value of alarm {name[:80]!r} must be one of {', '.join(ALARM_STATES)}")
-    metrics = (detail.get("configuration") or {}).get("metrics") if isinstance(detail.get("configuration"), dict) else None
+    metrics = (
+        (detail.get("configuration") or {}).get("metrics") if isinstance(detail.get("configuration"), dict) else None
+    )
     if not isinstance(metrics, list):
         raise InvalidEvent(f"alarm {name[:80]!r}: detail.configuration.metrics must be a list")
     for query in metrics[:20]:
@@ -337,6 +393,12 @@ def _alarm(detail, when, event_id):
         dimensions = metric.get("dimensions") if isinstance(metric, dict) else None
         if isinstance(dimensions, dict) and "InstanceId" in dimensions:
             instance_id = _string(dimensions, "InstanceId", INSTANCE_ID)
-            return Event(kind=ALARM, instance_id=instance_id, time=when, event_id=event_id, state=state["value"],
-                         detail={**detail, "metric": str(metric.get("name", ""))[:255]})
+            return Event(
+                kind=ALARM,
+                instance_id=instance_id,
+                time=when,
+                event_id=event_id,
+                state=state["value"],
+                detail={**detail, "metric": str(metric.get("name", ""))[:255]},
+            )
     raise InvalidEvent(f"alarm {name[:80]!r} watches no metric with an InstanceId dimension")

@@ -34,12 +34,15 @@ def assert_release_allowed(instance, volume_id, app_stopped):
         f"refusing to release {volume_id} from {instance['InstanceId']}: the instance is {state} and its "
         f"application was not reported stopped; stop the application first and assert it "
         f"(source_app_stopped), or stop the instance",
-        volume_id=volume_id, instance_id=instance["InstanceId"], instance_state=state,
+        volume_id=volume_id,
+        instance_id=instance["InstanceId"],
+        instance_state=state,
     )
 
 
-def assert_no_newer_generation_on_target(target_instance, lineage, candidate_volume_id, candidate_generation,
-                                         attached_volumes):
+def assert_no_newer_generation_on_target(
+    target_instance, lineage, candidate_volume_id, candidate_generation, attached_volumes
+):
     """Refuse when the target already holds another volume of this lineage.
 
     ``attached_volumes`` are the descriptions of the volumes attached to the target.
@@ -58,5 +61,6 @@ def assert_no_newer_generation_on_target(target_instance, lineage, candidate_vol
             f"refusing to attach {candidate_volume_id} (lineage {lineage}, generation {candidate_generation}) to "
             f"{target_instance['InstanceId']}: it already holds {relation} volume of the lineage, "
             f"{volume['VolumeId']} (generation {held}); detach it first if it is really stale",
-            volume_id=candidate_volume_id, held_volume_id=volume["VolumeId"],
+            volume_id=candidate_volume_id,
+            held_volume_id=volume["VolumeId"],
         )

@@ -22,9 +22,9 @@ import re
 
 LINEAGE_TAG = "ec2spot:lineage"
 GENERATION_TAG = "ec2spot:generation"
-HOLDER_TAG = "ec2spot:holder"                    # the instance the generation was issued for
+HOLDER_TAG = "ec2spot:holder"  # the instance the generation was issued for
 PREVIOUS_HOLDER_TAG = "ec2spot:previous-holder"  # written by a move: the instance the volume came from
-RESTORED_FROM_TAG = "ec2spot:restored-from"      # written by a restore: the snapshot the volume was made from
+RESTORED_FROM_TAG = "ec2spot:restored-from"  # written by a restore: the snapshot the volume was made from
 
 # What the collection writes is str(int): decimal ASCII digits, no sign, no leading zero, no
 # space. int() would also take " 7", "+7", "0_7", "٧" (an Arabic-Indic seven) and "7\n";
@@ -37,7 +37,7 @@ def parse_generation(value):
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value if 0 <= value < 10 ** 18 else None
+        return value if 0 <= value < 10**18 else None
     if isinstance(value, str) and _CANONICAL.fullmatch(value):
         return int(value)
     return None
@@ -97,12 +97,20 @@ def judge_marker(lineage, volume_id, volume_tags, volume_snapshot_id, marker, sn
         return False, "newer"
     tags = volume_tags or {}
     previous_holder = tags.get(PREVIOUS_HOLDER_TAG)
-    if (tagged == held + 1 and previous_holder and marker.get("last_instance") == previous_holder
-            and marker.get("last_volume") == volume_id):
+    if (
+        tagged == held + 1
+        and previous_holder
+        and marker.get("last_instance") == previous_holder
+        and marker.get("last_volume") == volume_id
+    ):
         return True, "moved"
     restored_from = tags.get(RESTORED_FROM_TAG)
-    if (restored_from and volume_snapshot_id == restored_from and isinstance(snapshot_tags, dict)
-            and snapshot_tags.get(LINEAGE_TAG) == lineage
-            and parse_generation(snapshot_tags.get(GENERATION_TAG)) == held):
+    if (
+        restored_from
+        and volume_snapshot_id == restored_from
+        and isinstance(snapshot_tags, dict)
+        and snapshot_tags.get(LINEAGE_TAG) == lineage
+        and parse_generation(snapshot_tags.get(GENERATION_TAG)) == held
+    ):
         return True, "restored"
     return False, "older"

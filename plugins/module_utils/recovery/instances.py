@@ -16,8 +16,11 @@ def describe_instance(ec2, instance_id):
     """The instance's description; ``NotFound`` with the id when AWS does not know it."""
     if not instance_id or not str(instance_id).startswith("i-"):
         raise InvalidInput(f"{instance_id!r} is not an EC2 instance id (expected i-...)")
-    with missing_as_not_found(("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"),
-                              f"instance {instance_id} does not exist", instance_id=instance_id):
+    with missing_as_not_found(
+        ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"),
+        f"instance {instance_id} does not exist",
+        instance_id=instance_id,
+    ):
         reservations = call(ec2, "describe_instances", InstanceIds=[instance_id])["Reservations"]
     instances = [i for r in reservations for i in r["Instances"]]
     if not instances:
@@ -34,7 +37,9 @@ def find_instances(ec2, tag_filter, states=("pending", "running", "stopping", "s
     found = [
         instance
         for reservation in paginate(
-            ec2, "describe_instances", "Reservations",
+            ec2,
+            "describe_instances",
+            "Reservations",
             Filters=filters(tag_filter) + [{"Name": "instance-state-name", "Values": list(states)}],
         )
         for instance in reservation["Instances"]
@@ -51,7 +56,10 @@ def wait_for_state(ec2, instance_id, wanted, timeout, clock=SYSTEM_CLOCK):
     return wait_until(
         lambda: describe_instance(ec2, instance_id),
         lambda instance: state_of(instance) == wanted,
-        f"instance {instance_id} to be {wanted}", timeout, clock, is_failed=failed,
+        f"instance {instance_id} to be {wanted}",
+        timeout,
+        clock,
+        is_failed=failed,
     )
 
 
@@ -79,12 +87,18 @@ def healthy_group_instance(autoscaling, group_name):
     if not groups["AutoScalingGroups"]:
         raise NotFound(f"Auto Scaling group {group_name} does not exist", group=group_name)
     members = groups["AutoScalingGroups"][0].get("Instances", [])
-    healthy = [m["InstanceId"] for m in members if m["LifecycleState"] == "InService" and m["HealthStatus"] == "Healthy"]
+    healthy = [
+        m["InstanceId"] for m in members if m["LifecycleState"] == "InService" and m["HealthStatus"] == "Healthy"
+    ]
     if not healthy:
         seen = ", ".join(f"{m['InstanceId']} {m['LifecycleState']}/{m['HealthStatus']}" for m in members) or "none"
-        raise NotFound(f"Auto Scaling group {group_name} has no healthy InService instance (instances: {seen})",
-                       group=group_name)
+        raise NotFound(
+            f"Auto Scaling group {group_name} has no healthy InService instance (instances: {seen})", group=group_name
+        )
     if len(healthy) > 1:
-        raise Ambiguous(f"Auto Scaling group {group_name} has {len(healthy)} healthy InService instances "
-                        f"({', '.join(sorted(healthy))}); name the target instance instead", group=group_name)
+        raise Ambiguous(
+            f"Auto Scaling group {group_name} has {len(healthy)} healthy InService instances "
+            f"({', '.join(sorted(healthy))}); name the target instance instead",
+            group=group_name,
+        )
     return healthy[0]

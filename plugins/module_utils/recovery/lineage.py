@@ -36,9 +36,14 @@ def validate_name(lineage):
 def volumes(ec2, lineage):
     """The lineage's volumes that can hold data, newest generation first."""
     found = paginate(
-        ec2, "describe_volumes", "Volumes",
-        Filters=[{"Name": f"tag:{LINEAGE}", "Values": [lineage]}, {"Name": "tag-key", "Values": [GENERATION]},
-                 {"Name": "status", "Values": list(USABLE_VOLUME_STATES)}],
+        ec2,
+        "describe_volumes",
+        "Volumes",
+        Filters=[
+            {"Name": f"tag:{LINEAGE}", "Values": [lineage]},
+            {"Name": "tag-key", "Values": [GENERATION]},
+            {"Name": "status", "Values": list(USABLE_VOLUME_STATES)},
+        ],
     )
     return sorted(found, key=lambda v: (-generation_of(as_dict(v.get("Tags"))), v["VolumeId"]))
 
@@ -59,14 +64,17 @@ def current_volume(ec2, lineage):
         raise Ambiguous(
             f"lineage {lineage} has volumes whose {GENERATION} tag is not a generation ({', '.join(detail)}); "
             f"no copy can be called current until they carry a whole number (as the collection writes it) or lose "
-            f"the tag", lineage=lineage, volume_ids=detail,
+            f"the tag",
+            lineage=lineage,
+            volume_ids=detail,
         )
     if verdict == "fork":
         top, tied = detail
         raise Ambiguous(
             f"lineage {lineage} has {len(tied)} volumes at generation {top} ({', '.join(tied)}); "
             f"keep the one with the current data and retag or delete the others",
-            lineage=lineage, volume_ids=tied,
+            lineage=lineage,
+            volume_ids=tied,
         )
     return next(v for v in candidates if v["VolumeId"] == detail[0])
 
@@ -80,8 +88,11 @@ def highest_generation(ec2, lineage):
 
 def snapshots(ec2, lineage, states=("completed",), owner="self"):
     """The lineage's volume snapshots (not an AMI's own), newest first."""
-    query = [{"Name": f"tag:{LINEAGE}", "Values": [lineage]}, {"Name": f"tag:{KIND}", "Values": ["volume"]},
-             {"Name": "tag-key", "Values": [GENERATION]}]
+    query = [
+        {"Name": f"tag:{LINEAGE}", "Values": [lineage]},
+        {"Name": f"tag:{KIND}", "Values": ["volume"]},
+        {"Name": "tag-key", "Values": [GENERATION]},
+    ]
     if states:
         query.append({"Name": "status", "Values": list(states)})
     found = paginate(ec2, "describe_snapshots", "Snapshots", OwnerIds=[owner], Filters=query)
@@ -106,15 +117,21 @@ def describe(volume_or_snapshot):
     return f"{resource_id} (generation {as_dict(volume_or_snapshot.get('Tags')).get(GENERATION, '0')})"
 
 
-GROUP_TAG = "aws:autoscaling:groupName"     # the tag Auto Scaling puts on every instance it launches
+GROUP_TAG = "aws:autoscaling:groupName"  # the tag Auto Scaling puts on every instance it launches
 LIVE_INSTANCE_STATES = ("pending", "running", "stopping", "stopped")
 
 
 def groups_of(ec2, lineage):
     """``{group name: [instance ids]}`` of the lineage's live instances that an Auto Scaling group launched."""
-    reservations = paginate(ec2, "describe_instances", "Reservations", Filters=[
-        {"Name": f"tag:{LINEAGE}", "Values": [lineage]},
-        {"Name": "instance-state-name", "Values": list(LIVE_INSTANCE_STATES)}])
+    reservations = paginate(
+        ec2,
+        "describe_instances",
+        "Reservations",
+        Filters=[
+            {"Name": f"tag:{LINEAGE}", "Values": [lineage]},
+            {"Name": "instance-state-name", "Values": list(LIVE_INSTANCE_STATES)},
+        ],
+    )
     return groups_in(i for reservation in reservations for i in reservation["Instances"])
 
 

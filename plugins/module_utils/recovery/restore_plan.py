@@ -30,15 +30,22 @@ def parse_time(text):
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except (AttributeError, ValueError) as exc:
-        raise InvalidInput(f"{text!r} is not an ISO 8601 date or time (e.g. 2026-11-20 or 2026-11-20T03:00:00Z)") from exc
+        raise InvalidInput(
+            f"{text!r} is not an ISO 8601 date or time (e.g. 2026-11-20 or 2026-11-20T03:00:00Z)"
+        ) from exc
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def _backup(snapshot):
     tags = t.as_dict(snapshot.get("Tags"))
-    return {"snapshot_id": snapshot["SnapshotId"], "start_time": _iso(snapshot["StartTime"]),
-            "backup_set": tags.get(t.BACKUP_SET), "generation": t.generation_of(tags),
-            "source_volume": tags.get(t.SOURCE_VOLUME), "size": snapshot.get("VolumeSize")}
+    return {
+        "snapshot_id": snapshot["SnapshotId"],
+        "start_time": _iso(snapshot["StartTime"]),
+        "backup_set": tags.get(t.BACKUP_SET),
+        "generation": t.generation_of(tags),
+        "source_volume": tags.get(t.SOURCE_VOLUME),
+        "size": snapshot.get("VolumeSize"),
+    }
 
 
 def _holder(ec2, volume):
@@ -52,8 +59,14 @@ def _holder(ec2, volume):
         return {"instance_id": instance_id, "state": "terminated", "group": None, "live": False, "name": None}
     tags = t.as_dict(instance.get("Tags"))
     state = instance["State"]["Name"]
-    return {"instance_id": instance_id, "state": state, "group": tags.get(GROUP_TAG), "live": state in LIVE_STATES,
-            "name": tags.get("Name"), "availability_zone": instance["Placement"]["AvailabilityZone"]}
+    return {
+        "instance_id": instance_id,
+        "state": state,
+        "group": tags.get(GROUP_TAG),
+        "live": state in LIVE_STATES,
+        "name": tags.get("Name"),
+        "availability_zone": instance["Placement"]["AvailabilityZone"],
+    }
 
 
 def describe_lineage(ec2, lineage):
@@ -61,14 +74,27 @@ def describe_lineage(ec2, lineage):
     ids of its snapshots still in progress."""
     lineages.validate_name(lineage)
     current = lineages.current_volume(ec2, lineage)
-    report = {"lineage": lineage, "current": None, "volumes": [], "backups": [],
-              "live_writers": [], "grouped_writers": []}
+    report = {
+        "lineage": lineage,
+        "current": None,
+        "volumes": [],
+        "backups": [],
+        "live_writers": [],
+        "grouped_writers": [],
+    }
     for volume in lineages.volumes(ec2, lineage):
         tags = t.as_dict(volume.get("Tags"))
         holder = _holder(ec2, volume)
-        summary = {"volume_id": volume["VolumeId"], "generation": t.generation_of(tags), "state": volume["State"],
-                   "availability_zone": volume["AvailabilityZone"], "restored_from": tags.get(t.RESTORED_FROM),
-                   "superseded_by": tags.get(t.SUPERSEDED_BY), "fresh": tags.get(t.FRESH) == "true", "holder": holder}
+        summary = {
+            "volume_id": volume["VolumeId"],
+            "generation": t.generation_of(tags),
+            "state": volume["State"],
+            "availability_zone": volume["AvailabilityZone"],
+            "restored_from": tags.get(t.RESTORED_FROM),
+            "superseded_by": tags.get(t.SUPERSEDED_BY),
+            "fresh": tags.get(t.FRESH) == "true",
+            "holder": holder,
+        }
         report["volumes"].append(summary)
         if current and volume["VolumeId"] == current["VolumeId"]:
             report["current"] = summary
@@ -111,22 +137,32 @@ def choose_backup(ec2, lineage, backups, snapshot_id=None, image_id=None, before
     if snapshot_id:
         candidates, wanted = [b for b in backups if b["snapshot_id"] == snapshot_id], f"is snapshot {snapshot_id}"
     elif image_id:
-        with missing_as_not_found(("InvalidAMIID.NotFound", "InvalidAMIID.Malformed"), f"AMI {image_id} does not exist",
-                                  image_id=image_id):
+        with missing_as_not_found(
+            ("InvalidAMIID.NotFound", "InvalidAMIID.Malformed"), f"AMI {image_id} does not exist", image_id=image_id
+        ):
             images = call(ec2, "describe_images", ImageIds=[image_id])["Images"]
         image_tags = t.as_dict(images[0].get("Tags")) if images else {}
         if image_tags.get(t.LINEAGE) != lineage or not image_tags.get(t.BACKUP_SET):
-            raise InvalidInput(f"{image_id} is not an ec2spot.autorecover backup of lineage {lineage} (it needs the tags "
-                               f"{t.LINEAGE}={lineage} and {t.BACKUP_SET})", image_id=image_id)
+            raise InvalidInput(
+                f"{image_id} is not an ec2spot.autorecover backup of lineage {lineage} (it needs the tags "
+                f"{t.LINEAGE}={lineage} and {t.BACKUP_SET})",
+                image_id=image_id,
+            )
         backup_set = image_tags[t.BACKUP_SET]
-        candidates, wanted = [b for b in backups if b["backup_set"] == backup_set], f"belongs to AMI {image_id} ({backup_set})"
+        candidates, wanted = (
+            [b for b in backups if b["backup_set"] == backup_set],
+            f"belongs to AMI {image_id} ({backup_set})",
+        )
     elif before:
         limit = parse_time(before)
         candidates = [b for b in backups if parse_time(b["start_time"]) < limit]
         wanted = f"was taken before {_iso(limit)}"
     if not candidates:
-        raise NotFound(f"no completed backup of lineage {lineage} {wanted} (a backup is a completed volume snapshot "
-                       f"tagged {t.LINEAGE}={lineage})", lineage=lineage)
+        raise NotFound(
+            f"no completed backup of lineage {lineage} {wanted} (a backup is a completed volume snapshot "
+            f"tagged {t.LINEAGE}={lineage})",
+            lineage=lineage,
+        )
     if not (snapshot_id or image_id or before):
         return newest_of_current_line(candidates, current)
     return candidates[0]
@@ -148,7 +184,9 @@ def plan(ec2, lineage, source="backup", snapshot_id=None, image_id=None, before=
         report["chosen_backup"] = chosen
         current = report["current"]
         holder = (current or {}).get("holder") or {}
-        report["already_restored"] = bool(current and current["restored_from"] == chosen["snapshot_id"] and holder.get("live"))
+        report["already_restored"] = bool(
+            current and current["restored_from"] == chosen["snapshot_id"] and holder.get("live")
+        )
     elif source != "current":
         raise InvalidInput(f"source must be backup, current or describe, got {source!r}")
     elif report["current"] is None:

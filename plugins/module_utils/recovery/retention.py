@@ -77,13 +77,19 @@ class Policy:
         if not isinstance(policy, Policy):
             policy = cls(keep_newest=(policy or {}).get("keep_newest"), max_age_days=(policy or {}).get("max_age_days"))
         if policy.keep_newest is None and policy.max_age_days is None:
-            raise InvalidInput("retention needs keep_newest or max_age_days (or both); with neither, every backup but "
-                               "the newest of each kind would be deleted")
-        if policy.keep_newest is not None and (isinstance(policy.keep_newest, bool) or not isinstance(policy.keep_newest, int)
-                                               or policy.keep_newest < 1):
+            raise InvalidInput(
+                "retention needs keep_newest or max_age_days (or both); with neither, every backup but "
+                "the newest of each kind would be deleted"
+            )
+        if policy.keep_newest is not None and (
+            isinstance(policy.keep_newest, bool) or not isinstance(policy.keep_newest, int) or policy.keep_newest < 1
+        ):
             raise InvalidInput(f"keep_newest must be at least 1, got {policy.keep_newest}")
-        if policy.max_age_days is not None and (isinstance(policy.max_age_days, bool)
-                                                or not isinstance(policy.max_age_days, (int, float)) or policy.max_age_days <= 0):
+        if policy.max_age_days is not None and (
+            isinstance(policy.max_age_days, bool)
+            or not isinstance(policy.max_age_days, (int, float))
+            or policy.max_age_days <= 0
+        ):
             raise InvalidInput(f"max_age_days must be a positive number of days, got {policy.max_age_days}")
         return policy
 
@@ -93,14 +99,14 @@ class Backup:
     """One backup: an AMI (kind image) or one instance's volume snapshot set of one lineage (kind volume)."""
 
     kind: str
-    lineage: str              # the lineage tag, or "instance:<id>" for a backup without one
-    name: str                 # ec2spot:backup-set
+    lineage: str  # the lineage tag, or "instance:<id>" for a backup without one
+    name: str  # ec2spot:backup-set
     source_instance: str
     created: datetime
-    state: str                # image: available, pending, failed...; volume: completed, pending or error
+    state: str  # image: available, pending, failed...; volume: completed, pending or error
     image_id: str | None = None
     snapshot_ids: tuple = ()
-    protection: str = "disabled"   # the AMI's DeregistrationProtection
+    protection: str = "disabled"  # the AMI's DeregistrationProtection
 
     @property
     def complete(self):
@@ -120,7 +126,7 @@ class Catalog:
     """What the two listings hold: the backups in scope, and what any managed AMI maps (in scope or not)."""
 
     backups: list
-    image_snapshots: dict = field(default_factory=dict)    # every managed AMI listed -> its snapshot ids
+    image_snapshots: dict = field(default_factory=dict)  # every managed AMI listed -> its snapshot ids
     managed_snapshots: dict = field(default_factory=dict)  # every managed snapshot we own -> its kind tag
 
 
@@ -136,14 +142,14 @@ class References:
 class Plan:
     """A retention run decided: the backups in scope, what goes and in which calls, what stays and why."""
 
-    backups: list                                     # every backup in scope
-    doomed: list = field(default_factory=list)        # backups to delete, AMIs first, oldest first
-    kept: dict = field(default_factory=dict)          # label -> why a backup no rule keeps survives
-    not_completed: dict = field(default_factory=dict)   # label -> state of a backup not completed (not judged)
-    steps: list = field(default_factory=list)         # ("deregister", image id, delete associated) / ("delete_snapshot", id)
-    images: list = field(default_factory=list)        # AMIs the steps deregister
-    snapshots: list = field(default_factory=list)     # snapshots the steps delete (AWS deletes an AMI's with it)
-    skipped: dict = field(default_factory=dict)       # resource -> why it stays although its backup goes
+    backups: list  # every backup in scope
+    doomed: list = field(default_factory=list)  # backups to delete, AMIs first, oldest first
+    kept: dict = field(default_factory=dict)  # label -> why a backup no rule keeps survives
+    not_completed: dict = field(default_factory=dict)  # label -> state of a backup not completed (not judged)
+    steps: list = field(default_factory=list)  # ("deregister", image id, delete associated) / ("delete_snapshot", id)
+    images: list = field(default_factory=list)  # AMIs the steps deregister
+    snapshots: list = field(default_factory=list)  # snapshots the steps delete (AWS deletes an AMI's with it)
+    skipped: dict = field(default_factory=dict)  # resource -> why it stays although its backup goes
 
 
 @dataclass
@@ -151,14 +157,14 @@ class RetentionResult:
     """What a run deleted (or, in a dry run, would delete), what it kept and why, and the AWS calls it made."""
 
     dry_run: bool
-    backups: list = field(default_factory=list)          # labels of every backup in scope before the run
+    backups: list = field(default_factory=list)  # labels of every backup in scope before the run
     deleted_backups: list = field(default_factory=list)  # labels
     deleted_images: list = field(default_factory=list)
     deleted_snapshots: list = field(default_factory=list)
     kept: dict = field(default_factory=dict)
     not_completed: dict = field(default_factory=dict)
     skipped: dict = field(default_factory=dict)
-    api_calls: dict = field(default_factory=dict)        # operation -> calls made by this run
+    api_calls: dict = field(default_factory=dict)  # operation -> calls made by this run
 
     @property
     def changed(self):
@@ -170,8 +176,10 @@ class RetentionResult:
 
     def summary(self):
         """One line for a log: the same words whether the module or the handler ran it."""
-        line = (f"retention deleted {len(self.deleted_images)} images and {len(self.deleted_snapshots)} snapshots, "
-                f"kept {len(self.kept)} past the policy")
+        line = (
+            f"retention deleted {len(self.deleted_images)} images and {len(self.deleted_snapshots)} snapshots, "
+            f"kept {len(self.kept)} past the policy"
+        )
         if self.skipped:
             line += f", skipped {len(self.skipped)}"
         return line + f" ({self.api_call_count} API calls)"
@@ -226,14 +234,28 @@ def catalogue(images, snapshots, lineages=ALL_LINEAGES, source_instances=None, a
         tags = _managed_tags(image, "OwnerId", account_id)
         if tags is None:
             continue
-        mapped = tuple(dict.fromkeys(m["Ebs"]["SnapshotId"] for m in image.get("BlockDeviceMappings", [])
-                                     if m.get("Ebs", {}).get("SnapshotId")))
+        mapped = tuple(
+            dict.fromkeys(
+                m["Ebs"]["SnapshotId"]
+                for m in image.get("BlockDeviceMappings", [])
+                if m.get("Ebs", {}).get("SnapshotId")
+            )
+        )
         catalog.image_snapshots[image["ImageId"]] = mapped
         if _in_scope(tags, lineages, source_instances):
-            catalog.backups.append(Backup(
-                kind=IMAGE, lineage=_lineage_key(tags), name=tags[t.BACKUP_SET], source_instance=tags[t.SOURCE_INSTANCE],
-                created=_parse_time(image["CreationDate"]), state=image.get("State", "pending"), image_id=image["ImageId"],
-                snapshot_ids=mapped, protection=image.get("DeregistrationProtection") or "disabled"))
+            catalog.backups.append(
+                Backup(
+                    kind=IMAGE,
+                    lineage=_lineage_key(tags),
+                    name=tags[t.BACKUP_SET],
+                    source_instance=tags[t.SOURCE_INSTANCE],
+                    created=_parse_time(image["CreationDate"]),
+                    state=image.get("State", "pending"),
+                    image_id=image["ImageId"],
+                    snapshot_ids=mapped,
+                    protection=image.get("DeregistrationProtection") or "disabled",
+                )
+            )
     sets = {}
     for snapshot in snapshots:
         tags = _managed_tags(snapshot, "OwnerId", account_id)
@@ -247,9 +269,17 @@ def catalogue(images, snapshots, lineages=ALL_LINEAGES, source_instances=None, a
     for (lineage, name, source), members in sets.items():
         states = {s.get("State", "pending") for s in members}
         state = "completed" if states == {"completed"} else "error" if "error" in states else "pending"
-        catalog.backups.append(Backup(
-            kind=VOLUME, lineage=lineage, name=name, source_instance=source, state=state,
-            created=min(_parse_time(s["StartTime"]) for s in members), snapshot_ids=tuple(sorted(s["SnapshotId"] for s in members))))
+        catalog.backups.append(
+            Backup(
+                kind=VOLUME,
+                lineage=lineage,
+                name=name,
+                source_instance=source,
+                state=state,
+                created=min(_parse_time(s["StartTime"]) for s in members),
+                snapshot_ids=tuple(sorted(s["SnapshotId"] for s in members)),
+            )
+        )
     catalog.backups.sort(key=Backup.order, reverse=True)
     return catalog
 
@@ -262,7 +292,9 @@ def _judge_by_policy(members, policy, now, plan):
             plan.not_completed[backup.label] = backup.state
             continue
         by_count = policy.keep_newest is not None and rank < policy.keep_newest
-        by_age = policy.max_age_days is not None and (now - backup.created).total_seconds() <= policy.max_age_days * 86400
+        by_age = (
+            policy.max_age_days is not None and (now - backup.created).total_seconds() <= policy.max_age_days * 86400
+        )
         if not (by_count or by_age):
             if rank == 0:
                 plan.kept[backup.label] = f"newest completed {backup.kind} backup of {backup.lineage}"
@@ -291,7 +323,9 @@ def plan_retention(catalog, policy, now, references=None):
     doomed_images = []
     for backup in due[IMAGE]:
         if backup.image_id in references.images:
-            plan.kept[backup.label] = f"its AMI {backup.image_id} is used by launch template {references.images[backup.image_id]}"
+            plan.kept[backup.label] = (
+                f"its AMI {backup.image_id} is used by launch template {references.images[backup.image_id]}"
+            )
         elif backup.protection != "disabled":
             plan.kept[backup.label] = f"its AMI {backup.image_id} has deregistration protection ({backup.protection})"
         else:
@@ -306,7 +340,9 @@ def plan_retention(catalog, policy, now, references=None):
         mapped = next((s for s in backup.snapshot_ids if s in references.snapshots), None)
         staying = sorted(i for s in backup.snapshot_ids for i in users.get(s, ()) if i not in going)
         if mapped:
-            plan.kept[backup.label] = f"its snapshot {mapped} is mapped by launch template {references.snapshots[mapped]}"
+            plan.kept[backup.label] = (
+                f"its snapshot {mapped} is mapped by launch template {references.snapshots[mapped]}"
+            )
         elif staying:
             plan.kept[backup.label] = f"its snapshots are used by AMI {', '.join(staying)}, which stays"
         else:
@@ -316,9 +352,13 @@ def plan_retention(catalog, policy, now, references=None):
     # AMI that stays uses them and no launch template maps them. Anything else an AMI maps is left alone.
     doomed = {s for b in doomed_volumes for s in b.snapshot_ids}
     for backup in doomed_images:
-        doomed.update(s for s in backup.snapshot_ids
-                      if catalog.managed_snapshots.get(s) == IMAGE and s not in references.snapshots
-                      and users.get(s, set()) <= going)
+        doomed.update(
+            s
+            for s in backup.snapshot_ids
+            if catalog.managed_snapshots.get(s) == IMAGE
+            and s not in references.snapshots
+            and users.get(s, set()) <= going
+        )
     plan.doomed = sorted(doomed_images, key=Backup.order) + sorted(doomed_volumes, key=Backup.order)
     done = set()
     for backup in sorted(doomed_images, key=Backup.order):
@@ -354,7 +394,9 @@ def plan_retention(catalog, policy, now, references=None):
             elif snapshot_id not in catalog.managed_snapshots:
                 plan.skipped[snapshot_id] = "not a snapshot this collection manages (another account's, or untagged)"
             else:
-                plan.skipped[snapshot_id] = f"a {catalog.managed_snapshots[snapshot_id]} snapshot of a backup that stays"
+                plan.skipped[snapshot_id] = (
+                    f"a {catalog.managed_snapshots[snapshot_id]} snapshot of a backup that stays"
+                )
     return plan
 
 
@@ -362,8 +404,12 @@ def launch_template_references(ec2):
     """What every version of every launch template in the region uses: its AMI and the snapshots it maps."""
     references = References()
     for template in paginate(ec2, "describe_launch_templates", "LaunchTemplates"):
-        for version in paginate(ec2, "describe_launch_template_versions", "LaunchTemplateVersions",
-                                LaunchTemplateId=template["LaunchTemplateId"]):
+        for version in paginate(
+            ec2,
+            "describe_launch_template_versions",
+            "LaunchTemplateVersions",
+            LaunchTemplateId=template["LaunchTemplateId"],
+        ):
             where = f"{template['LaunchTemplateName']} version {version['VersionNumber']}"
             data = version.get("LaunchTemplateData", {})
             if data.get("ImageId"):
@@ -394,8 +440,14 @@ class _CallCounter:
 
 
 def _result_of(plan, dry_run):
-    return RetentionResult(dry_run=dry_run, backups=[b.label for b in plan.backups], deleted_backups=[b.label for b in plan.doomed],
-                           kept=dict(plan.kept), not_completed=dict(plan.not_completed), skipped=dict(plan.skipped))
+    return RetentionResult(
+        dry_run=dry_run,
+        backups=[b.label for b in plan.backups],
+        deleted_backups=[b.label for b in plan.doomed],
+        kept=dict(plan.kept),
+        not_completed=dict(plan.not_completed),
+        skipped=dict(plan.skipped),
+    )
 
 
 def execute(ec2, plan, dry_run=False):
@@ -413,9 +465,14 @@ def execute(ec2, plan, dry_run=False):
             elif step[1] not in gone:
                 _delete_snapshot(ec2, step[1], result, gone)
     except AwsApiError as exc:
-        raise AwsApiError(f"{exc.message} (this retention run had deleted {len(result.deleted_images)} AMIs and "
-                          f"{len(result.deleted_snapshots)} snapshots)", operation=exc.operation, aws_code=exc.aws_code,
-                          deleted_images=result.deleted_images, deleted_snapshots=result.deleted_snapshots) from exc
+        raise AwsApiError(
+            f"{exc.message} (this retention run had deleted {len(result.deleted_images)} AMIs and "
+            f"{len(result.deleted_snapshots)} snapshots)",
+            operation=exc.operation,
+            aws_code=exc.aws_code,
+            deleted_images=result.deleted_images,
+            deleted_snapshots=result.deleted_snapshots,
+        ) from exc
     for snapshot_id in plan.snapshots:
         if snapshot_id not in gone and snapshot_id not in result.skipped:
             result.skipped[snapshot_id] = "AWS reported no outcome for it: check it by hand"
@@ -429,7 +486,7 @@ def _deregister(ec2, image_id, with_snapshots, result, gone, expected):
         if exc.aws_code in IMAGE_GONE:
             result.skipped[image_id] = "already deregistered"
             return
-        if exc.aws_code == "OperationNotPermitted":   # protection enabled since the listing
+        if exc.aws_code == "OperationNotPermitted":  # protection enabled since the listing
             result.skipped[image_id] = f"refused: {exc.message}"
             return
         raise
@@ -451,7 +508,7 @@ def _delete_snapshot(ec2, snapshot_id, result, gone):
         if exc.aws_code == "InvalidSnapshot.NotFound":
             result.skipped[snapshot_id] = "already deleted"
             return
-        if exc.aws_code == "InvalidSnapshot.InUse":   # an AMI outside the managed listing maps it
+        if exc.aws_code == "InvalidSnapshot.InUse":  # an AMI outside the managed listing maps it
             result.skipped[snapshot_id] = f"in use by an AMI this collection does not manage: {exc.message}"
             return
         raise

@@ -38,22 +38,37 @@ class LaunchResult:
         self.started = False
 
     def to_dict(self):
-        return {"changed": self.changed, "name": self.name, "launch_template": self.launch_template,
-                "instance_id": self.instance_id, "availability_zone": self.availability_zone,
-                "subnet_id": self.subnet_id, "instance_type": self.instance_type, "market": self.market,
-                "private_ip": self.private_ip, "state": self.state, "started": self.started}
+        return {
+            "changed": self.changed,
+            "name": self.name,
+            "launch_template": self.launch_template,
+            "instance_id": self.instance_id,
+            "availability_zone": self.availability_zone,
+            "subnet_id": self.subnet_id,
+            "instance_type": self.instance_type,
+            "market": self.market,
+            "private_ip": self.private_ip,
+            "state": self.state,
+            "started": self.started,
+        }
 
 
 def template_data(ec2, template_name, version="$Default"):
     """The launch template version's data; ``NotFound`` names the template."""
     try:
-        versions = call(ec2, "describe_launch_template_versions", LaunchTemplateName=template_name,
-                        Versions=[version])["LaunchTemplateVersions"]
+        versions = call(ec2, "describe_launch_template_versions", LaunchTemplateName=template_name, Versions=[version])[
+            "LaunchTemplateVersions"
+        ]
     except AwsApiError as exc:
-        if exc.aws_code in ("InvalidLaunchTemplateName.NotFoundException", "InvalidLaunchTemplateId.NotFound",
-                            "InvalidLaunchTemplateName.MalformedException"):
-            raise NotFound(f"launch template {template_name} does not exist; deploy the service first",
-                           launch_template=template_name) from exc
+        if exc.aws_code in (
+            "InvalidLaunchTemplateName.NotFoundException",
+            "InvalidLaunchTemplateId.NotFound",
+            "InvalidLaunchTemplateName.MalformedException",
+        ):
+            raise NotFound(
+                f"launch template {template_name} does not exist; deploy the service first",
+                launch_template=template_name,
+            ) from exc
         raise
     if not versions:
         raise NotFound(f"launch template {template_name} has no version {version}", launch_template=template_name)
@@ -62,33 +77,46 @@ def template_data(ec2, template_name, version="$Default"):
 
 def run_request(data, template_name, version, subnet_id, instance_type, market, name, tags, client_token):
     """The RunInstances request: the template, plus the subnet, type, market and tags a restore chose."""
-    request = {"LaunchTemplate": {"LaunchTemplateName": template_name, "Version": version},
-               "MinCount": 1, "MaxCount": 1, "ClientToken": client_token}
+    request = {
+        "LaunchTemplate": {"LaunchTemplateName": template_name, "Version": version},
+        "MinCount": 1,
+        "MaxCount": 1,
+        "ClientToken": client_token,
+    }
     interfaces = data.get("NetworkInterfaces") or []
     primary = next((i for i in interfaces if i.get("DeviceIndex", 0) == 0), None)
     if primary is not None:
         # The template's security groups live on its interface: a subnet given beside it would conflict.
-        request["NetworkInterfaces"] = [{**{k: primary[k] for k in INTERFACE_KEYS if k in primary},
-                                         "DeviceIndex": 0, "SubnetId": subnet_id}]
+        request["NetworkInterfaces"] = [
+            {**{k: primary[k] for k in INTERFACE_KEYS if k in primary}, "DeviceIndex": 0, "SubnetId": subnet_id}
+        ]
     else:
         request["SubnetId"] = subnet_id
     if instance_type:
         request["InstanceType"] = instance_type
     # IMDSv2 is required whatever the template says (the fleet's templates say so too).
-    request["MetadataOptions"] = {**{k: v for k, v in (data.get("MetadataOptions") or {}).items()
-                                     if k in ("HttpEndpoint", "HttpPutResponseHopLimit", "InstanceMetadataTags")},
-                                  "HttpTokens": "required"}
+    request["MetadataOptions"] = {
+        **{
+            k: v
+            for k, v in (data.get("MetadataOptions") or {}).items()
+            if k in ("HttpEndpoint", "HttpPutResponseHopLimit", "InstanceMetadataTags")
+        },
+        "HttpTokens": "required",
+    }
     if market == "spot":
-        request["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": {
-            "SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}}
+        request["InstanceMarketOptions"] = {
+            "MarketType": "spot",
+            "SpotOptions": {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"},
+        }
     # Tags given in the request replace the template's for that resource type: carry the template's over.
     template_tags = {spec["ResourceType"]: t.as_dict(spec.get("Tags")) for spec in data.get("TagSpecifications", [])}
     instance_tags = {**template_tags.get("instance", {}), **tags, "Name": name}
     request["TagSpecifications"] = [{"ResourceType": "instance", "Tags": t.as_list(instance_tags)}]
     for resource_type in ("volume", "network-interface"):
         if template_tags.get(resource_type):
-            request["TagSpecifications"].append({"ResourceType": resource_type,
-                                                 "Tags": t.as_list(template_tags[resource_type])})
+            request["TagSpecifications"].append(
+                {"ResourceType": resource_type, "Tags": t.as_list(template_tags[resource_type])}
+            )
     return request
 
 
@@ -100,8 +128,19 @@ def _describe(result, instance):
     result.private_ip = instance.get("PrivateIpAddress")
 
 
-def launch_from_template(ec2, template_name, subnet_id, name, lineage, instance_type=None, market="on-demand",
-                         extra_tags=None, dry_run=False, timeout=600, clock=SYSTEM_CLOCK):
+def launch_from_template(
+    ec2,
+    template_name,
+    subnet_id,
+    name,
+    lineage,
+    instance_type=None,
+    market="on-demand",
+    extra_tags=None,
+    dry_run=False,
+    timeout=600,
+    clock=SYSTEM_CLOCK,
+):
     """Launch (or find) the instance called ``name`` of ``lineage`` from the template; wait until it runs.
 
     Idempotent by its Name and lineage tags: an instance of that name in any live state is the one (a stopped
@@ -116,9 +155,11 @@ def launch_from_template(ec2, template_name, subnet_id, name, lineage, instance_
     result = LaunchResult(name, template_name)
     existing = find_instances(ec2, {"Name": name, t.LINEAGE: lineage})
     if len(existing) > 1:
-        raise InvalidInput(f"{len(existing)} instances are called {name} in lineage {lineage} "
-                           f"({', '.join(i['InstanceId'] for i in existing)}); terminate the extra ones",
-                           instance_ids=[i["InstanceId"] for i in existing])
+        raise InvalidInput(
+            f"{len(existing)} instances are called {name} in lineage {lineage} "
+            f"({', '.join(i['InstanceId'] for i in existing)}); terminate the extra ones",
+            instance_ids=[i["InstanceId"] for i in existing],
+        )
     if existing:
         instance, started = ensure_running(ec2, existing[0]["InstanceId"], dry_run, timeout, clock)
         _describe(result, instance)
@@ -132,8 +173,17 @@ def launch_from_template(ec2, template_name, subnet_id, name, lineage, instance_
     # A fresh token per launch: botocore's retries of this request stay idempotent, while a later restore under
     # the same name (after the first was terminated) is not answered with the terminated instance.
     token = uuid.uuid4().hex
-    request = run_request(data, template_name, "$Default", subnet_id, instance_type, market, name,
-                          {**(extra_tags or {}), t.LINEAGE: lineage}, token)
+    request = run_request(
+        data,
+        template_name,
+        "$Default",
+        subnet_id,
+        instance_type,
+        market,
+        name,
+        {**(extra_tags or {}), t.LINEAGE: lineage},
+        token,
+    )
     launched = call(ec2, "run_instances", **request)["Instances"][0]
     instance, _started = ensure_running(ec2, launched["InstanceId"], False, timeout, clock)
     _describe(result, instance)

@@ -34,8 +34,18 @@ from dataclasses import asdict, dataclass, field
 from . import tags as t
 from .addresses import find_address, move_address
 from .aws import SYSTEM_CLOCK, call, wait_until
-from .errors import (Ambiguous, AwsApiError, Conflict, FenceViolation, InvalidInput, NotFound, RecoveryError, WaitTimeout,
-                     optional_name, require_section)
+from .errors import (
+    Ambiguous,
+    AwsApiError,
+    Conflict,
+    FenceViolation,
+    InvalidInput,
+    NotFound,
+    RecoveryError,
+    WaitTimeout,
+    optional_name,
+    require_section,
+)
 from .fence import QUIESCENT_STATES
 from .instances import GONE_STATES, describe_instance, ensure_running, find_instances, state_of, wait_for_state
 from .lineage import current_volume
@@ -49,8 +59,9 @@ TOOK_OVER_STEP = "standby-took-over"
 TRIGGER_STATES = frozenset({"stopping", "stopped", "shutting-down", "terminated"})
 DEFAULT_READY_TIMEOUT = 600
 INSTANCE_ID = re.compile(r"i-(?:[0-9a-f]{8}|[0-9a-f]{17})")
-SECTION_KEYS = frozenset({"instance_id", "tags", "primary_tags", "primary_instance_id", "alarm_prefix", "ready_timeout",
-                          "move_volume"})
+SECTION_KEYS = frozenset(
+    {"instance_id", "tags", "primary_tags", "primary_instance_id", "alarm_prefix", "ready_timeout", "move_volume"}
+)
 
 
 class StandbyNotReady(RecoveryError):
@@ -89,7 +100,11 @@ class FailoverResult:
 
 
 def _tag_dict(value, where):
-    if not isinstance(value, dict) or not value or not all(isinstance(k, str) and k and isinstance(v, str) for k, v in value.items()):
+    if (
+        not isinstance(value, dict)
+        or not value
+        or not all(isinstance(k, str) and k and isinstance(v, str) for k, v in value.items())
+    ):
         raise InvalidInput(f"{where} must be a non-empty mapping of tag keys to string values")
     return dict(value)
 
@@ -99,7 +114,9 @@ def parse_settings(raw, where):
     require_section(raw, where, SECTION_KEYS, "an object with instance_id or tags")
     given = [key for key in ("instance_id", "tags") if raw.get(key)]
     if len(given) != 1:
-        raise InvalidInput(f"{where} must name the standby by exactly one of instance_id or tags (got {given or 'none'})")
+        raise InvalidInput(
+            f"{where} must name the standby by exactly one of instance_id or tags (got {given or 'none'})"
+        )
     instance_id, primary_instance_id = raw.get("instance_id"), raw.get("primary_instance_id") or None
     for key, value in (("instance_id", instance_id), ("primary_instance_id", primary_instance_id)):
         if value is not None and (not isinstance(value, str) or not INSTANCE_ID.fullmatch(value)):
@@ -109,13 +126,22 @@ def parse_settings(raw, where):
     prefix = optional_name(raw, "alarm_prefix", where)
     timeout = raw.get("ready_timeout", DEFAULT_READY_TIMEOUT)
     if not isinstance(timeout, int) or isinstance(timeout, bool) or not 30 <= timeout <= 900:
-        raise InvalidInput(f"{where}.ready_timeout must be an integer from 30 to 900 (seconds; the function runs 15 minutes at most)")
+        raise InvalidInput(
+            f"{where}.ready_timeout must be an integer from 30 to 900 (seconds; the function runs 15 minutes at most)"
+        )
     if not isinstance(raw.get("move_volume", True), bool):
         raise InvalidInput(f"{where}.move_volume must be true or false")
     return StandbySettings(
-        instance_id=instance_id, tags=_tag_dict(raw["tags"], f"{where}.tags") if raw.get("tags") else None,
-        primary_tags=_tag_dict(raw["primary_tags"], f"{where}.primary_tags") if raw.get("primary_tags") is not None else None,
-        primary_instance_id=primary_instance_id, alarm_prefix=prefix, ready_timeout=timeout, move_volume=raw.get("move_volume", True))
+        instance_id=instance_id,
+        tags=_tag_dict(raw["tags"], f"{where}.tags") if raw.get("tags") else None,
+        primary_tags=_tag_dict(raw["primary_tags"], f"{where}.primary_tags")
+        if raw.get("primary_tags") is not None
+        else None,
+        primary_instance_id=primary_instance_id,
+        alarm_prefix=prefix,
+        ready_timeout=timeout,
+        move_volume=raw.get("move_volume", True),
+    )
 
 
 def _has_tags(instance, wanted):
@@ -157,25 +183,35 @@ def find_standby(ec2, lineage, settings):
     if settings.instance_id:
         standby = describe_instance(ec2, settings.instance_id)
         if t.as_dict(standby.get("Tags")).get(t.LINEAGE) != lineage:
-            raise InvalidInput(f"standby {settings.instance_id} does not carry the tag {t.LINEAGE}={lineage}; tag it so "
-                               f"the handler may start it (its IAM policy is scoped by that tag)",
-                               instance_id=settings.instance_id)
+            raise InvalidInput(
+                f"standby {settings.instance_id} does not carry the tag {t.LINEAGE}={lineage}; tag it so "
+                f"the handler may start it (its IAM policy is scoped by that tag)",
+                instance_id=settings.instance_id,
+            )
         if state_of(standby) in GONE_STATES:
             raise NotFound(f"standby {settings.instance_id} is {state_of(standby)}", instance_id=settings.instance_id)
         return standby
     found = find_instances(ec2, {**settings.tags, t.LINEAGE: lineage})
     if not found:
-        raise NotFound(f"no standby instance tagged {settings.tags} and {t.LINEAGE}={lineage} (pending, running, stopping "
-                       f"or stopped)", lineage=lineage)
+        raise NotFound(
+            f"no standby instance tagged {settings.tags} and {t.LINEAGE}={lineage} (pending, running, stopping "
+            f"or stopped)",
+            lineage=lineage,
+        )
     if len(found) > 1:
-        raise Ambiguous(f"{len(found)} instances match the standby tags {settings.tags} "
-                        f"({', '.join(i['InstanceId'] for i in found)}); name the standby by instance_id", lineage=lineage)
+        raise Ambiguous(
+            f"{len(found)} instances match the standby tags {settings.tags} "
+            f"({', '.join(i['InstanceId'] for i in found)}); name the standby by instance_id",
+            lineage=lineage,
+        )
     return found[0]
 
 
 def status_of(ec2, instance_id):
     """``(instance check, system check)`` statuses: ok, initializing, impaired, insufficient-data, not-applicable."""
-    found = call(ec2, "describe_instance_status", InstanceIds=[instance_id], IncludeAllInstances=True)["InstanceStatuses"]
+    found = call(ec2, "describe_instance_status", InstanceIds=[instance_id], IncludeAllInstances=True)[
+        "InstanceStatuses"
+    ]
     if not found:
         return "not-applicable", "not-applicable"
     return found[0]["InstanceStatus"]["Status"], found[0]["SystemStatus"]["Status"]
@@ -191,11 +227,18 @@ def wait_status_ok(ec2, instance_id, timeout, clock=SYSTEM_CLOCK):
         if "impaired" in statuses:
             return f"status checks failed on {instance_id} (instance {instance_check}, system {system_check})"
         return None
+
     try:
         wait_for_state(ec2, instance_id, "running", timeout, clock)
         remaining = max(1.0, timeout - (clock.monotonic() - started))
-        wait_until(lambda: status_of(ec2, instance_id), lambda statuses: statuses == ("ok", "ok"),
-                   f"both status checks of {instance_id} to be ok", remaining, clock, is_failed=failed)
+        wait_until(
+            lambda: status_of(ec2, instance_id),
+            lambda statuses: statuses == ("ok", "ok"),
+            f"both status checks of {instance_id} to be ok",
+            remaining,
+            clock,
+            is_failed=failed,
+        )
     except WaitTimeout as exc:
         raise StandbyNotReady(f"{instance_id} is not ready: {exc.message}", instance_id=instance_id) from exc
     except AwsApiError as exc:
@@ -216,23 +259,36 @@ def _hand_over_volume(ec2, lineage, primary_id, standby, device_name, timeout, c
         result.volume = f"{volume['VolumeId']} already on the standby"
         return
     if volume["AvailabilityZone"] != zone:
-        result.volume = (f"not handed over: {volume['VolumeId']} is in {volume['AvailabilityZone']}, the standby in {zone} "
-                         f"(restore a snapshot there with volume_reattach if wanted)")
+        result.volume = (
+            f"not handed over: {volume['VolumeId']} is in {volume['AvailabilityZone']}, the standby in {zone} "
+            f"(restore a snapshot there with volume_reattach if wanted)"
+        )
         return
     if holders and holders[0] != primary_id:
-        result.volume = f"not handed over: {volume['VolumeId']} is attached to {holders[0]}, not to the primary {primary_id}"
+        result.volume = (
+            f"not handed over: {volume['VolumeId']} is attached to {holders[0]}, not to the primary {primary_id}"
+        )
         return
     if holders:
         primary = describe_instance(ec2, primary_id)
         if state_of(primary) == "stopping":
             primary = wait_for_state(ec2, primary_id, "stopped", timeout, clock)
         if state_of(primary) not in QUIESCENT_STATES:
-            result.volume = (f"refused: the primary {primary_id} is {state_of(primary)}; its volume {volume['VolumeId']} is "
-                             f"handed over only once the primary is stopped or gone (fence)")
+            result.volume = (
+                f"refused: the primary {primary_id} is {state_of(primary)}; its volume {volume['VolumeId']} is "
+                f"handed over only once the primary is stopped or gone (fence)"
+            )
             return
     try:
-        moved = move_lineage_volume(ec2, lineage, standby["InstanceId"], device_name=device_name, app_stopped=False,
-                                    timeout=timeout, clock=clock)
+        moved = move_lineage_volume(
+            ec2,
+            lineage,
+            standby["InstanceId"],
+            device_name=device_name,
+            app_stopped=False,
+            timeout=timeout,
+            clock=clock,
+        )
     except FenceViolation as exc:
         result.volume = f"refused: {exc.message}"
         return
@@ -248,17 +304,27 @@ def fail_over(ec2, lineage, primary_id, settings, address=None, device_name=None
     if standby_id == primary_id:
         raise InvalidInput(f"{primary_id} is the standby itself; the standby section names the wrong instance")
     result = FailoverResult(primary_id=primary_id, standby_id=standby_id)
-    standby, result.standby_started = ensure_running(ec2, standby_id, dry_run=False, timeout=settings.ready_timeout, clock=clock)
+    standby, result.standby_started = ensure_running(
+        ec2, standby_id, dry_run=False, timeout=settings.ready_timeout, clock=clock
+    )
     if result.standby_started:
         result.actions.append(f"start {standby_id}")
     result.ready_seconds = wait_status_ok(ec2, standby_id, settings.ready_timeout, clock)
     if address:
-        found = find_address(ec2, allocation_id=address.get("allocation_id"), public_ip=address.get("public_ip"),
-                             address_tags=address.get("tags"))
+        found = find_address(
+            ec2,
+            allocation_id=address.get("allocation_id"),
+            public_ip=address.get("public_ip"),
+            address_tags=address.get("tags"),
+        )
         holder = found.get("InstanceId")
         if holder and holder not in (primary_id, standby_id):
-            raise Conflict(f"Elastic IP {found['PublicIp']} is on {holder}, neither the primary {primary_id} nor the standby "
-                           f"{standby_id}; not taking it", allocation_id=found["AllocationId"], holder=holder)
+            raise Conflict(
+                f"Elastic IP {found['PublicIp']} is on {holder}, neither the primary {primary_id} nor the standby "
+                f"{standby_id}; not taking it",
+                allocation_id=found["AllocationId"],
+                holder=holder,
+            )
         move = move_address(ec2, found, standby_id, allow_reassociation=True)
         result.address, result.address_moved = move.public_ip, move.changed
         result.actions.extend(move.actions)

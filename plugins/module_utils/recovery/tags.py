@@ -20,17 +20,17 @@ PREFIX = "ec2spot:"
 # ``LINEAGE`` but never ``GENERATION``, and must never be mistaken for the data.
 # The keys the generation rules read are defined with those rules (generations.py, which the
 # instance agent carries a copy of).
-LINEAGE = generations.LINEAGE_TAG       # the service's data identity, e.g. "pgdata"
+LINEAGE = generations.LINEAGE_TAG  # the service's data identity, e.g. "pgdata"
 GENERATION = generations.GENERATION_TAG  # increases each time the data moves volume or instance
-DEVICE = PREFIX + "device"              # preferred device name on the instance, e.g. /dev/sdf
-HOLDER = generations.HOLDER_TAG         # the instance the generation was issued for
+DEVICE = PREFIX + "device"  # preferred device name on the instance, e.g. /dev/sdf
+HOLDER = generations.HOLDER_TAG  # the instance the generation was issued for
 PREVIOUS_HOLDER = generations.PREVIOUS_HOLDER_TAG  # on a moved volume: the instance it was moved from
 SUPERSEDED_BY = PREFIX + "superseded-by"  # on an old volume: the newer volume that replaced it
 RESTORED_FROM = generations.RESTORED_FROM_TAG  # on a restored volume: its snapshot
-FRESH = PREFIX + "fresh"                # "true" on a brand-new volume never initialised (agent formats it)
-MANAGED_BY = PREFIX + "managed-by"      # retention touches only resources carrying this
-BACKUP_SET = PREFIX + "backup-set"      # name shared by the snapshots and AMI of one backup
-KIND = PREFIX + "kind"                  # "volume" (CreateSnapshots) or "image" (an AMI's own snapshot)
+FRESH = PREFIX + "fresh"  # "true" on a brand-new volume never initialised (agent formats it)
+MANAGED_BY = PREFIX + "managed-by"  # retention touches only resources carrying this
+BACKUP_SET = PREFIX + "backup-set"  # name shared by the snapshots and AMI of one backup
+KIND = PREFIX + "kind"  # "volume" (CreateSnapshots) or "image" (an AMI's own snapshot)
 SOURCE_INSTANCE = PREFIX + "source-instance"
 SOURCE_VOLUME = PREFIX + "source-volume"
 VOLUME_TYPE = PREFIX + "volume-type"
@@ -41,10 +41,23 @@ MANAGER = "ec2spot.autorecover"
 AUTO_BACKUP = "AutoBackup"  # seed 001's tag on backup AMIs, kept for operators used to it
 
 # State tags that describe one resource and must not be copied onto another.
-STATE_KEYS = frozenset({
-    GENERATION, HOLDER, PREVIOUS_HOLDER, SUPERSEDED_BY, RESTORED_FROM, FRESH, BACKUP_SET, KIND,
-    SOURCE_INSTANCE, SOURCE_VOLUME, VOLUME_TYPE, VOLUME_IOPS, VOLUME_THROUGHPUT,
-})
+STATE_KEYS = frozenset(
+    {
+        GENERATION,
+        HOLDER,
+        PREVIOUS_HOLDER,
+        SUPERSEDED_BY,
+        RESTORED_FROM,
+        FRESH,
+        BACKUP_SET,
+        KIND,
+        SOURCE_INSTANCE,
+        SOURCE_VOLUME,
+        VOLUME_TYPE,
+        VOLUME_IOPS,
+        VOLUME_THROUGHPUT,
+    }
+)
 
 
 def as_dict(tag_list):

@@ -94,7 +94,8 @@ def choose_device(instance, requested, preferred):
             raise Conflict(
                 f"device {requested} on {instance['InstanceId']} already holds {used[requested]}; "
                 f"choose another device_name or leave it unset to pick a free one",
-                device=requested, instance_id=instance["InstanceId"],
+                device=requested,
+                instance_id=instance["InstanceId"],
             )
         return requested
     if preferred and DEVICE_NAME.match(preferred) and preferred not in used:
@@ -102,8 +103,9 @@ def choose_device(instance, requested, preferred):
     for name in PREFERRED_DEVICES:
         if name not in used and name.replace("/dev/sd", "/dev/xvd") not in used:
             return name
-    raise Conflict(f"no free device name in /dev/sdf-/dev/sdp on {instance['InstanceId']}",
-                   instance_id=instance["InstanceId"])
+    raise Conflict(
+        f"no free device name in /dev/sdf-/dev/sdp on {instance['InstanceId']}", instance_id=instance["InstanceId"]
+    )
 
 
 def release_volume(ec2, volume, holder, app_stopped, force, timeout, clock=SYSTEM_CLOCK):
@@ -120,14 +122,17 @@ def release_volume(ec2, volume, holder, app_stopped, force, timeout, clock=SYSTE
         return wait_until(
             lambda: describe_volume(ec2, volume["VolumeId"]),
             lambda v: v["State"] == "available",
-            f"{volume['VolumeId']} to detach from {holder['InstanceId']}", timeout, clock,
+            f"{volume['VolumeId']} to detach from {holder['InstanceId']}",
+            timeout,
+            clock,
             is_failed=lambda v: v["State"] == "error" and f"volume {v['VolumeId']} is in error state",
         )
     except WaitTimeout as exc:
         raise WaitTimeout(
             f"{exc.message}; it was not force-detached (force_detach is a last resort that skips the guest's "
             f"flush: use it only when {holder['InstanceId']} is unreachable and you accept possible corruption)",
-            volume_id=volume["VolumeId"], instance_id=holder["InstanceId"],
+            volume_id=volume["VolumeId"],
+            instance_id=holder["InstanceId"],
         ) from exc
 
 
@@ -137,7 +142,9 @@ def attach_volume(ec2, volume_id, instance_id, device, timeout, clock=SYSTEM_CLO
     return wait_until(
         lambda: describe_volume(ec2, volume_id),
         lambda v: (_attachment(v, instance_id) or {}).get("State") == "attached",
-        f"{volume_id} to attach to {instance_id} at {device}", timeout, clock,
+        f"{volume_id} to attach to {instance_id} at {device}",
+        timeout,
+        clock,
         is_failed=lambda v: v["State"] == "error" and f"volume {volume_id} is in error state",
     )
 
@@ -148,8 +155,10 @@ def _target(ec2, instance_id, timeout, clock):
     if state == "pending":
         target = wait_for_state(ec2, instance_id, "running", timeout, clock)
     elif state not in ("running", "stopped"):
-        raise InvalidInput(f"target instance {instance_id} is {state}; a volume can only be attached to a "
-                           f"running or stopped instance", instance_id=instance_id)
+        raise InvalidInput(
+            f"target instance {instance_id} is {state}; a volume can only be attached to a running or stopped instance",
+            instance_id=instance_id,
+        )
     return target
 
 
@@ -167,22 +176,31 @@ def _restore_source(ec2, lineage, snapshot_id, current=None):
         rolled_back_to = current_tags.get(t.RESTORED_FROM)
         if not rolled_back_to or t.generation_of(t.as_dict(newest.get("Tags"))) >= t.generation_of(current_tags):
             return newest
-        own = [s for s in lineages.snapshots(ec2, lineage)
-               if t.generation_of(t.as_dict(s.get("Tags"))) >= t.generation_of(current_tags)]
+        own = [
+            s
+            for s in lineages.snapshots(ec2, lineage)
+            if t.generation_of(t.as_dict(s.get("Tags"))) >= t.generation_of(current_tags)
+        ]
         if own:
             return own[0]
         snapshot_id = rolled_back_to
-    with missing_as_not_found(("InvalidSnapshot.NotFound", "InvalidSnapshotID.Malformed"),
-                              f"snapshot {snapshot_id} does not exist", snapshot_id=snapshot_id):
+    with missing_as_not_found(
+        ("InvalidSnapshot.NotFound", "InvalidSnapshotID.Malformed"),
+        f"snapshot {snapshot_id} does not exist",
+        snapshot_id=snapshot_id,
+    ):
         found = call(ec2, "describe_snapshots", SnapshotIds=[snapshot_id])["Snapshots"]
     snapshot = found[0]
     owner = t.as_dict(snapshot.get("Tags")).get(t.LINEAGE)
     if owner != lineage:
-        raise InvalidInput(f"snapshot {snapshot_id} belongs to lineage {owner!r}, not {lineage!r}",
-                           snapshot_id=snapshot_id)
+        raise InvalidInput(
+            f"snapshot {snapshot_id} belongs to lineage {owner!r}, not {lineage!r}", snapshot_id=snapshot_id
+        )
     if snapshot["State"] != "completed":
-        raise InvalidInput(f"snapshot {snapshot_id} is {snapshot['State']}, not completed; its data cannot be "
-                           f"restored yet", snapshot_id=snapshot_id)
+        raise InvalidInput(
+            f"snapshot {snapshot_id} is {snapshot['State']}, not completed; its data cannot be restored yet",
+            snapshot_id=snapshot_id,
+        )
     return snapshot
 
 
@@ -216,9 +234,22 @@ def _volume_shape(snapshot, source_volume, kms_key_id):
     return shape
 
 
-def move_lineage_volume(ec2, lineage, instance_id, device_name=None, app_stopped=False, snapshot_id=None,
-                        max_data_age=None, force_detach=False, volume_tags=None, kms_key_id=None,
-                        initialization_rate=None, dry_run=False, timeout=300, clock=SYSTEM_CLOCK):
+def move_lineage_volume(
+    ec2,
+    lineage,
+    instance_id,
+    device_name=None,
+    app_stopped=False,
+    snapshot_id=None,
+    max_data_age=None,
+    force_detach=False,
+    volume_tags=None,
+    kms_key_id=None,
+    initialization_rate=None,
+    dry_run=False,
+    timeout=300,
+    clock=SYSTEM_CLOCK,
+):
     """Make the lineage's current data attached to ``instance_id``. See the module docstring.
 
     ``app_stopped`` is the caller's assertion that the application on the current holder
@@ -246,8 +277,23 @@ def move_lineage_volume(ec2, lineage, instance_id, device_name=None, app_stopped
     else:
         if current is None and not snapshot_id and not lineages.snapshots(ec2, lineage):
             raise NotFound(f"lineage {lineage} has no volume and no completed snapshot", lineage=lineage)
-        _restore_in_zone(ec2, current, target, result, device_name, app_stopped, force_detach, snapshot_id,
-                         max_data_age, volume_tags or {}, kms_key_id, initialization_rate, dry_run, timeout, clock)
+        _restore_in_zone(
+            ec2,
+            current,
+            target,
+            result,
+            device_name,
+            app_stopped,
+            force_detach,
+            snapshot_id,
+            max_data_age,
+            volume_tags or {},
+            kms_key_id,
+            initialization_rate,
+            dry_run,
+            timeout,
+            clock,
+        )
     result.timeline["total"] = round(clock.monotonic() - started, 3)
     return result
 
@@ -259,8 +305,11 @@ def _never_initialised(ec2, volume, lineage):
     control plane clears it when an agent reports it initialised the volume), no instance holds
     it, and the lineage has no snapshot in any state (a snapshot means data was written).
     """
-    return (t.as_dict(volume.get("Tags")).get(t.FRESH) == "true" and volume["State"] == "available"
-            and not lineages.snapshots(ec2, lineage, states=None))
+    return (
+        t.as_dict(volume.get("Tags")).get(t.FRESH) == "true"
+        and volume["State"] == "available"
+        and not lineages.snapshots(ec2, lineage, states=None)
+    )
 
 
 def _new_fresh_in_zone(ec2, current, target, result, device_name, extra_tags, dry_run, timeout, clock):
@@ -272,16 +321,31 @@ def _new_fresh_in_zone(ec2, current, target, result, device_name, extra_tags, dr
     generation = lineages.highest_generation(ec2, lineage) + 1
     result.changed, result.device, result.generation = True, device, generation
     result.previous_volume_id, result.data_age_seconds = current["VolumeId"], 0.0
-    result.actions.append(f"{current['VolumeId']} in {current['AvailabilityZone']} was never initialised: create a blank "
-                          f"volume of its shape in {zone} as generation {generation} (the old one is left, superseded)")
+    result.actions.append(
+        f"{current['VolumeId']} in {current['AvailabilityZone']} was never initialised: create a blank "
+        f"volume of its shape in {zone} as generation {generation} (the old one is left, superseded)"
+    )
     result.actions.append(f"attach it to {instance_id} at {device}")
     if dry_run:
         return
-    new_tags = {**t.copyable(current_tags), **extra_tags, t.LINEAGE: lineage, t.GENERATION: generation, t.HOLDER: instance_id,
-                t.DEVICE: device, t.FRESH: "true", t.MANAGED_BY: t.MANAGER}
-    params = dict(AvailabilityZone=zone, TagSpecifications=[{"ResourceType": "volume", "Tags": t.as_list(new_tags)}],
-                  **_volume_shape(None, current, None))
-    volume_id = result.volume_id = _timed(result, "create", clock, lambda: _create_restored_volume(ec2, params, timeout, clock))
+    new_tags = {
+        **t.copyable(current_tags),
+        **extra_tags,
+        t.LINEAGE: lineage,
+        t.GENERATION: generation,
+        t.HOLDER: instance_id,
+        t.DEVICE: device,
+        t.FRESH: "true",
+        t.MANAGED_BY: t.MANAGER,
+    }
+    params = dict(
+        AvailabilityZone=zone,
+        TagSpecifications=[{"ResourceType": "volume", "Tags": t.as_list(new_tags)}],
+        **_volume_shape(None, current, None),
+    )
+    volume_id = result.volume_id = _timed(
+        result, "create", clock, lambda: _create_restored_volume(ec2, params, timeout, clock)
+    )
     call(ec2, "create_tags", Resources=[current["VolumeId"]], Tags=t.as_list({t.SUPERSEDED_BY: volume_id}))
     _timed(result, "attach", clock, lambda: attach_volume(ec2, volume_id, instance_id, device, timeout, clock))
 
@@ -296,8 +360,12 @@ def _timed(result, phase, clock, action):
 
 def _release_from_holder(ec2, volume, holder, result, app_stopped, force_detach, timeout, clock):
     if holder:
-        _timed(result, "release", clock,
-               lambda: release_volume(ec2, volume, holder, app_stopped, force_detach, timeout, clock))
+        _timed(
+            result,
+            "release",
+            clock,
+            lambda: release_volume(ec2, volume, holder, app_stopped, force_detach, timeout, clock),
+        )
         result.released_previous = True
 
 
@@ -316,9 +384,13 @@ def _move_same_zone(ec2, volume, target, result, device_name, app_stopped, force
         result.device = attachment["Device"]
         result.previous_instance_id = instance_id
         if attachment["State"] == "attaching" and not dry_run:
-            attach_wait = wait_until(lambda: describe_volume(ec2, volume_id),
-                                     lambda v: (_attachment(v, instance_id) or {}).get("State") == "attached",
-                                     f"{volume_id} to attach to {instance_id}", timeout, clock)
+            attach_wait = wait_until(
+                lambda: describe_volume(ec2, volume_id),
+                lambda v: (_attachment(v, instance_id) or {}).get("State") == "attached",
+                f"{volume_id} to attach to {instance_id}",
+                timeout,
+                clock,
+            )
             result.device = _attachment(attach_wait, instance_id)["Device"]
         return
 
@@ -349,19 +421,35 @@ def _move_same_zone(ec2, volume, target, result, device_name, app_stopped, force
         # (generations.judge_marker: this very volume moved, the marker was written by that instance).
         if result.previous_instance_id:
             moved[t.PREVIOUS_HOLDER] = result.previous_instance_id
-        elif t.PREVIOUS_HOLDER in volume_tags:   # an older move's holder explains nothing about this one
+        elif t.PREVIOUS_HOLDER in volume_tags:  # an older move's holder explains nothing about this one
             call(ec2, "delete_tags", Resources=[volume_id], Tags=[{"Key": t.PREVIOUS_HOLDER}])
         call(ec2, "create_tags", Resources=[volume_id], Tags=t.as_list(moved))
     _timed(result, "attach", clock, lambda: attach_volume(ec2, volume_id, instance_id, device, timeout, clock))
 
 
-def _restore_in_zone(ec2, current, target, result, device_name, app_stopped, force_detach, snapshot_id,
-                     max_data_age, extra_tags, kms_key_id, initialization_rate, dry_run, timeout, clock):
+def _restore_in_zone(
+    ec2,
+    current,
+    target,
+    result,
+    device_name,
+    app_stopped,
+    force_detach,
+    snapshot_id,
+    max_data_age,
+    extra_tags,
+    kms_key_id,
+    initialization_rate,
+    dry_run,
+    timeout,
+    clock,
+):
     instance_id, zone, lineage = target["InstanceId"], result.availability_zone, result.lineage
     snapshot = _restore_source(ec2, lineage, snapshot_id, current)
     snapshot_tags = t.as_dict(snapshot.get("Tags"))
-    assert_no_newer_generation_on_target(target, lineage, "(restored volume)", t.generation_of(snapshot_tags),
-                                         attached_volumes(ec2, target))
+    assert_no_newer_generation_on_target(
+        target, lineage, "(restored volume)", t.generation_of(snapshot_tags), attached_volumes(ec2, target)
+    )
     holder = _holder_of(ec2, current) if current else None
     if holder:
         # A second writer on a restored copy would fork the data: the current holder is fenced first.
@@ -371,13 +459,17 @@ def _restore_in_zone(ec2, current, target, result, device_name, app_stopped, for
         raise FenceViolation(
             f"newest usable snapshot of lineage {lineage}, {snapshot['SnapshotId']}, holds data "
             f"{data_age:.0f}s old, more than max_data_age {max_data_age}s; refusing to restore",
-            snapshot_id=snapshot["SnapshotId"], data_age_seconds=data_age,
+            snapshot_id=snapshot["SnapshotId"],
+            data_age_seconds=data_age,
         )
     pending = lineages.snapshots(ec2, lineage, states=("pending",))
     if pending and pending[0]["StartTime"] > snapshot["StartTime"]:
         result.newer_pending_snapshot_id = pending[0]["SnapshotId"]
-    device = choose_device(target, device_name, snapshot_tags.get(t.DEVICE) or
-                           (t.as_dict(current.get("Tags")).get(t.DEVICE) if current else None))
+    device = choose_device(
+        target,
+        device_name,
+        snapshot_tags.get(t.DEVICE) or (t.as_dict(current.get("Tags")).get(t.DEVICE) if current else None),
+    )
     source_volume = current if current and current["VolumeId"] == snapshot_tags.get(t.SOURCE_VOLUME) else None
     if source_volume is None and snapshot_tags.get(t.SOURCE_VOLUME):
         try:
@@ -393,23 +485,36 @@ def _restore_in_zone(ec2, current, target, result, device_name, app_stopped, for
         result.previous_instance_id = holder["InstanceId"] if holder else t.as_dict(current.get("Tags")).get(t.HOLDER)
     if holder:
         result.actions.append(f"release {current['VolumeId']} from {holder['InstanceId']} ({state_of(holder)})")
-    result.actions.append(f"create a volume in {zone} from {snapshot['SnapshotId']} "
-                          f"(data age {data_age:.0f}s) as generation {generation}")
+    result.actions.append(
+        f"create a volume in {zone} from {snapshot['SnapshotId']} (data age {data_age:.0f}s) as generation {generation}"
+    )
     result.actions.append(f"attach it to {instance_id} at {device}")
     if dry_run:
         return
 
     _release_from_holder(ec2, current, holder, result, app_stopped, force_detach, timeout, clock)
     base_tags = t.copyable(t.as_dict(source_volume.get("Tags")) if source_volume else snapshot_tags)
-    new_tags = {**base_tags, **extra_tags, t.LINEAGE: lineage, t.GENERATION: generation, t.HOLDER: instance_id,
-                t.DEVICE: device, t.RESTORED_FROM: snapshot["SnapshotId"], t.MANAGED_BY: t.MANAGER}
-    params = dict(AvailabilityZone=zone, SnapshotId=snapshot["SnapshotId"],
-                  TagSpecifications=[{"ResourceType": "volume", "Tags": t.as_list(new_tags)}],
-                  **_volume_shape(snapshot, source_volume, kms_key_id))
+    new_tags = {
+        **base_tags,
+        **extra_tags,
+        t.LINEAGE: lineage,
+        t.GENERATION: generation,
+        t.HOLDER: instance_id,
+        t.DEVICE: device,
+        t.RESTORED_FROM: snapshot["SnapshotId"],
+        t.MANAGED_BY: t.MANAGER,
+    }
+    params = dict(
+        AvailabilityZone=zone,
+        SnapshotId=snapshot["SnapshotId"],
+        TagSpecifications=[{"ResourceType": "volume", "Tags": t.as_list(new_tags)}],
+        **_volume_shape(snapshot, source_volume, kms_key_id),
+    )
     if initialization_rate:
         params["VolumeInitializationRate"] = initialization_rate
-    volume_id = result.volume_id = _timed(result, "restore", clock,
-                                          lambda: _create_restored_volume(ec2, params, timeout, clock))
+    volume_id = result.volume_id = _timed(
+        result, "restore", clock, lambda: _create_restored_volume(ec2, params, timeout, clock)
+    )
     if current:
         call(ec2, "create_tags", Resources=[current["VolumeId"]], Tags=t.as_list({t.SUPERSEDED_BY: volume_id}))
     _timed(result, "attach", clock, lambda: attach_volume(ec2, volume_id, instance_id, device, timeout, clock))
@@ -429,22 +534,41 @@ def _create_restored_volume(ec2, params, timeout, clock):
     created = call(ec2, "create_volume", **params)
     volume_id = created["VolumeId"]
     try:
-        wait_until(lambda: describe_volume(ec2, volume_id), lambda v: v["State"] == "available",
-                   f"restored volume {volume_id} to become available", timeout, clock,
-                   is_failed=lambda v: v["State"] == "error" and f"volume {volume_id} is in error state")
+        wait_until(
+            lambda: describe_volume(ec2, volume_id),
+            lambda v: v["State"] == "available",
+            f"restored volume {volume_id} to become available",
+            timeout,
+            clock,
+            is_failed=lambda v: v["State"] == "error" and f"volume {volume_id} is in error state",
+        )
     except NotFound as exc:
         # EBS checks an encrypted volume's KMS key after CreateVolume answers ("the action can appear to complete,
         # but eventually fails", CreateVolume KmsKeyId): a key disabled or pending deletion makes the volume vanish.
         key = created.get("KmsKeyId") or "its KMS key"
         raise NotFound(
             f"volume {volume_id} vanished while EBS created it: EBS could not use {key} (disabled, pending deletion or "
-            f"not granted to EBS); enable the key, then restore. Nothing was attached", volume_id=volume_id,
-            kms_key_id=created.get("KmsKeyId"), snapshot_id=params.get("SnapshotId")) from exc
+            f"not granted to EBS); enable the key, then restore. Nothing was attached",
+            volume_id=volume_id,
+            kms_key_id=created.get("KmsKeyId"),
+            snapshot_id=params.get("SnapshotId"),
+        ) from exc
     return volume_id
 
 
-def stage_lineage_volume(ec2, lineage, zone, snapshot_id, app_stopped=False, force_detach=False, volume_tags=None,
-                         kms_key_id=None, dry_run=False, timeout=300, clock=SYSTEM_CLOCK):
+def stage_lineage_volume(
+    ec2,
+    lineage,
+    zone,
+    snapshot_id,
+    app_stopped=False,
+    force_detach=False,
+    volume_tags=None,
+    kms_key_id=None,
+    dry_run=False,
+    timeout=300,
+    clock=SYSTEM_CLOCK,
+):
     """Restore ``snapshot_id`` into ``zone`` as the lineage's newest generation, attached to nothing.
 
     For a restore into an Auto Scaling group (restore.yml): the group's next instance is given the newest
@@ -462,8 +586,10 @@ def stage_lineage_volume(ec2, lineage, zone, snapshot_id, app_stopped=False, for
         result.volume_id, result.generation = current["VolumeId"], t.generation_of(current_tags)
         result.from_snapshot, result.snapshot_id = True, snapshot_id
         if current["AvailabilityZone"] != zone:
-            result.actions.append(f"{current['VolumeId']} was staged in {current['AvailabilityZone']}; the control plane "
-                                  f"restores it into {zone} from {snapshot_id} when an instance launches there")
+            result.actions.append(
+                f"{current['VolumeId']} was staged in {current['AvailabilityZone']}; the control plane "
+                f"restores it into {zone} from {snapshot_id} when an instance launches there"
+            )
         return result
     snapshot = _restore_source(ec2, lineage, snapshot_id)
     holder = _holder_of(ec2, current) if current else None
@@ -478,21 +604,33 @@ def stage_lineage_volume(ec2, lineage, zone, snapshot_id, app_stopped=False, for
         result.previous_instance_id = holder["InstanceId"] if holder else None
     if holder:
         result.actions.append(f"release {current['VolumeId']} from {holder['InstanceId']} ({state_of(holder)})")
-    result.actions.append(f"create a volume in {zone} from {snapshot['SnapshotId']} (data age {data_age:.0f}s) "
-                          f"as generation {generation}, attached to nothing")
+    result.actions.append(
+        f"create a volume in {zone} from {snapshot['SnapshotId']} (data age {data_age:.0f}s) "
+        f"as generation {generation}, attached to nothing"
+    )
     if dry_run:
         return result
     _release_from_holder(ec2, current, holder, result, app_stopped, force_detach, timeout, clock)
     snapshot_tags = t.as_dict(snapshot.get("Tags"))
     source_volume = current if current and current["VolumeId"] == snapshot_tags.get(t.SOURCE_VOLUME) else None
     base_tags = t.copyable(t.as_dict(source_volume.get("Tags")) if source_volume else snapshot_tags)
-    new_tags = {**base_tags, **(volume_tags or {}), t.LINEAGE: lineage, t.GENERATION: generation,
-                t.RESTORED_FROM: snapshot["SnapshotId"], t.MANAGED_BY: t.MANAGER}
-    params = dict(AvailabilityZone=zone, SnapshotId=snapshot["SnapshotId"],
-                  TagSpecifications=[{"ResourceType": "volume", "Tags": t.as_list(new_tags)}],
-                  **_volume_shape(snapshot, source_volume, kms_key_id))
-    volume_id = result.volume_id = _timed(result, "restore", clock,
-                                          lambda: _create_restored_volume(ec2, params, timeout, clock))
+    new_tags = {
+        **base_tags,
+        **(volume_tags or {}),
+        t.LINEAGE: lineage,
+        t.GENERATION: generation,
+        t.RESTORED_FROM: snapshot["SnapshotId"],
+        t.MANAGED_BY: t.MANAGER,
+    }
+    params = dict(
+        AvailabilityZone=zone,
+        SnapshotId=snapshot["SnapshotId"],
+        TagSpecifications=[{"ResourceType": "volume", "Tags": t.as_list(new_tags)}],
+        **_volume_shape(snapshot, source_volume, kms_key_id),
+    )
+    volume_id = result.volume_id = _timed(
+        result, "restore", clock, lambda: _create_restored_volume(ec2, params, timeout, clock)
+    )
     if current:
         call(ec2, "create_tags", Resources=[current["VolumeId"]], Tags=t.as_list({t.SUPERSEDED_BY: volume_id}))
     return result

@@ -40,8 +40,9 @@ HISTORY_TAG = t.PREFIX + "watchdog:reboots"
 EVENT_TAG = t.PREFIX + "watchdog:event"
 WINDOW = timedelta(hours=1)
 DEFAULT_COMMANDS = ("docker-compose up -d",)
-SECTION_KEYS = frozenset({"mode", "commands", "cooldown", "max_reboots_per_hour", "ready_timeout", "command_timeout",
-                          "alarm_prefix"})
+SECTION_KEYS = frozenset(
+    {"mode", "commands", "cooldown", "max_reboots_per_hour", "ready_timeout", "command_timeout", "alarm_prefix"}
+)
 REBOOT = "reboot"
 COOLDOWN = "cooldown"
 CAP = "cap"
@@ -74,16 +75,25 @@ def parse_settings(raw, where):
         raise InvalidInput(f"{where}.mode must be one of {', '.join(MODES)}, got {raw.get('mode')!r}")
     commands = raw.get("commands", list(DEFAULT_COMMANDS))
     if not isinstance(commands, list) or not commands or not all(isinstance(c, str) and c.strip() for c in commands):
-        raise InvalidInput(f"{where}.commands must be a non-empty list of non-empty strings (AWS-RunShellScript commands)")
+        raise InvalidInput(
+            f"{where}.commands must be a non-empty list of non-empty strings (AWS-RunShellScript commands)"
+        )
     prefix = optional_name(raw, "alarm_prefix", where)
     ready = _bounded_int(raw, "ready_timeout", 600, 30, 900, where, " (seconds; the function runs 15 minutes at most)")
     command = _bounded_int(raw, "command_timeout", 120, 5, 900, where, " (seconds)")
     if ready + command > 900:
-        raise InvalidInput(f"{where}.ready_timeout + command_timeout must fit in the function's 900 seconds, got {ready + command}")
+        raise InvalidInput(
+            f"{where}.ready_timeout + command_timeout must fit in the function's 900 seconds, got {ready + command}"
+        )
     return WatchdogSettings(
-        mode=raw["mode"], commands=tuple(commands), cooldown=_bounded_int(raw, "cooldown", 600, 0, 86400, where, " (seconds)"),
+        mode=raw["mode"],
+        commands=tuple(commands),
+        cooldown=_bounded_int(raw, "cooldown", 600, 0, 86400, where, " (seconds)"),
         max_reboots_per_hour=_bounded_int(raw, "max_reboots_per_hour", 2, 1, 20, where, ""),
-        ready_timeout=ready, command_timeout=command, alarm_prefix=prefix)
+        ready_timeout=ready,
+        command_timeout=command,
+        alarm_prefix=prefix,
+    )
 
 
 def _stamp(moment):
@@ -125,11 +135,14 @@ def record(ec2, instance_id, past, now, event_id, rebooted):
 
 def ssm_knows(ssm, instance_id):
     """``(True, ping status)`` when SSM manages the instance, ``(False, why)`` otherwise."""
-    found = call(ssm, "describe_instance_information",
-                 Filters=[{"Key": "InstanceIds", "Values": [instance_id]}])["InstanceInformationList"]
+    found = call(ssm, "describe_instance_information", Filters=[{"Key": "InstanceIds", "Values": [instance_id]}])[
+        "InstanceInformationList"
+    ]
     if not found:
-        return False, (f"SSM does not know {instance_id}: its instance profile needs the {SSM_POLICY} managed policy "
-                       f"(without it Run Command answers 'Instances [{instance_id}] not in a valid state')")
+        return False, (
+            f"SSM does not know {instance_id}: its instance profile needs the {SSM_POLICY} managed policy "
+            f"(without it Run Command answers 'Instances [{instance_id}] not in a valid state')"
+        )
     return True, found[0].get("PingStatus", "unknown")
 
 
@@ -144,10 +157,25 @@ def run_commands(ssm, instance_id, commands, timeout, comment, clock=SYSTEM_CLOC
 
 
 # What PutMetricAlarm takes back from DescribeAlarms for one metric alarm (the watchdog's are never metric math).
-_ALARM_FIELDS = ("AlarmDescription", "ActionsEnabled", "OKActions", "AlarmActions", "InsufficientDataActions",
-                 "MetricName", "Namespace", "Statistic", "ExtendedStatistic", "Period", "Unit", "EvaluationPeriods",
-                 "DatapointsToAlarm", "Threshold", "ComparisonOperator", "TreatMissingData",
-                 "EvaluateLowSampleCountPercentile")
+_ALARM_FIELDS = (
+    "AlarmDescription",
+    "ActionsEnabled",
+    "OKActions",
+    "AlarmActions",
+    "InsufficientDataActions",
+    "MetricName",
+    "Namespace",
+    "Statistic",
+    "ExtendedStatistic",
+    "Period",
+    "Unit",
+    "EvaluationPeriods",
+    "DatapointsToAlarm",
+    "Threshold",
+    "ComparisonOperator",
+    "TreatMissingData",
+    "EvaluateLowSampleCountPercentile",
+)
 
 
 def follow_replacement(cloudwatch, alarm_prefix, old_instance_id, new_instance_id):
@@ -171,8 +199,9 @@ def follow_replacement(cloudwatch, alarm_prefix, old_instance_id, new_instance_i
     old = found[old_name]
     definition = {key: old[key] for key in _ALARM_FIELDS if old.get(key) not in (None, [], "")}
     definition["ActionsEnabled"] = bool(old.get("ActionsEnabled", True))
-    definition["Dimensions"] = [dict(d, Value=new_instance_id) if d.get("Name") == "InstanceId" else d
-                                for d in old.get("Dimensions", [])]
+    definition["Dimensions"] = [
+        dict(d, Value=new_instance_id) if d.get("Name") == "InstanceId" else d for d in old.get("Dimensions", [])
+    ]
     call(cloudwatch, "put_metric_alarm", AlarmName=new_name, **definition)
     call(cloudwatch, "delete_alarms", AlarmNames=[old_name])
     return f"watchdog alarm {new_name} (moved from {old_instance_id})"

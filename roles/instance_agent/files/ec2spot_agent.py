@@ -56,7 +56,7 @@ LOG = logging.getLogger("ec2spot-agent")
 
 DEFAULT_CONFIG = "/etc/ec2spot-agent/config.json"
 FRESH_TAG = "ec2spot:fresh"
-MARKER = ".ec2spot/lineage.json"        # kept on the data volume, beside the data
+MARKER = ".ec2spot/lineage.json"  # kept on the data volume, beside the data
 EVENT_SOURCE = "ec2spot.autorecover"
 BOOT_REPORT = "EC2Spot Recovery Boot Report"
 MAINTENANCE_REPORT = "EC2Spot Scheduled Maintenance"
@@ -67,18 +67,39 @@ ELB_API_VERSION = "2015-12-01"
 SUPPORTED_FILESYSTEMS = ("ext4", "xfs")
 
 DEFAULTS = {
-    "service": None, "lineage": None, "region": None,
-    "mount_point": "/data", "filesystem": "ext4", "mount_options": "defaults,noatime", "fs_label": "ec2spot-data",
+    "service": None,
+    "lineage": None,
+    "region": None,
+    "mount_point": "/data",
+    "filesystem": "ext4",
+    "mount_options": "defaults,noatime",
+    "fs_label": "ec2spot-data",
     "device_wait_seconds": 300,
-    "app_start_commands": [], "app_stop_commands": [], "app_directory": None, "command_timeout_seconds": 90,
-    "target_group_arns": [], "drain_seconds": 30, "poll_seconds": 5, "on_rebalance": "record",
-    "unmount_on_stop": True, "stop_reserve_seconds": 30, "maintenance_poll_seconds": 300,
-    "report_boot": True, "event_bus": "default", "address_tags": None,
-    "imds_endpoint": "http://169.254.169.254", "aws_endpoint_url": None,
-    "state_dir": "/var/lib/ec2spot-agent", "run_dir": "/run/ec2spot-agent",
-    "by_id_dir": "/dev/disk/by-id", "dev_dir": "/dev", "sys_block_dir": "/sys/class/block",
+    "app_start_commands": [],
+    "app_stop_commands": [],
+    "app_directory": None,
+    "command_timeout_seconds": 90,
+    "target_group_arns": [],
+    "drain_seconds": 30,
+    "poll_seconds": 5,
+    "on_rebalance": "record",
+    "unmount_on_stop": True,
+    "stop_reserve_seconds": 30,
+    "maintenance_poll_seconds": 300,
+    "report_boot": True,
+    "event_bus": "default",
+    "address_tags": None,
+    "imds_endpoint": "http://169.254.169.254",
+    "aws_endpoint_url": None,
+    "state_dir": "/var/lib/ec2spot-agent",
+    "run_dir": "/run/ec2spot-agent",
+    "by_id_dir": "/dev/disk/by-id",
+    "dev_dir": "/dev",
+    "sys_block_dir": "/sys/class/block",
     # Read by the bootstrap (ec2spot_bootstrap.py) that fetches this program; the agent only validates them.
-    "agent_source": None, "agent_fetch_seconds": 120, "allow_directory_devices": False,
+    "agent_source": None,
+    "agent_fetch_seconds": 120,
+    "allow_directory_devices": False,
 }
 
 
@@ -87,9 +108,9 @@ DEFAULTS = {
 
 LINEAGE_TAG = "ec2spot:lineage"
 GENERATION_TAG = "ec2spot:generation"
-HOLDER_TAG = "ec2spot:holder"                    # the instance the generation was issued for
+HOLDER_TAG = "ec2spot:holder"  # the instance the generation was issued for
 PREVIOUS_HOLDER_TAG = "ec2spot:previous-holder"  # written by a move: the instance the volume came from
-RESTORED_FROM_TAG = "ec2spot:restored-from"      # written by a restore: the snapshot the volume was made from
+RESTORED_FROM_TAG = "ec2spot:restored-from"  # written by a restore: the snapshot the volume was made from
 
 # What the collection writes is str(int): decimal ASCII digits, no sign, no leading zero, no
 # space. int() would also take " 7", "+7", "0_7", "٧" (an Arabic-Indic seven) and "7\n";
@@ -102,7 +123,7 @@ def parse_generation(value):
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value if 0 <= value < 10 ** 18 else None
+        return value if 0 <= value < 10**18 else None
     if isinstance(value, str) and _CANONICAL.fullmatch(value):
         return int(value)
     return None
@@ -162,15 +183,25 @@ def judge_marker(lineage, volume_id, volume_tags, volume_snapshot_id, marker, sn
         return False, "newer"
     tags = volume_tags or {}
     previous_holder = tags.get(PREVIOUS_HOLDER_TAG)
-    if (tagged == held + 1 and previous_holder and marker.get("last_instance") == previous_holder
-            and marker.get("last_volume") == volume_id):
+    if (
+        tagged == held + 1
+        and previous_holder
+        and marker.get("last_instance") == previous_holder
+        and marker.get("last_volume") == volume_id
+    ):
         return True, "moved"
     restored_from = tags.get(RESTORED_FROM_TAG)
-    if (restored_from and volume_snapshot_id == restored_from and isinstance(snapshot_tags, dict)
-            and snapshot_tags.get(LINEAGE_TAG) == lineage
-            and parse_generation(snapshot_tags.get(GENERATION_TAG)) == held):
+    if (
+        restored_from
+        and volume_snapshot_id == restored_from
+        and isinstance(snapshot_tags, dict)
+        and snapshot_tags.get(LINEAGE_TAG) == lineage
+        and parse_generation(snapshot_tags.get(GENERATION_TAG)) == held
+    ):
         return True, "restored"
     return False, "older"
+
+
 # ---- END generations.py ---------------------------------------------------------------------------
 
 
@@ -180,6 +211,7 @@ class AgentError(Exception):
 
 class Refused(AgentError):
     """Going on could lose or mix up data: stop and tell the operator exactly why."""
+
     exit_code = 2
 
 
@@ -192,6 +224,7 @@ class TransientError(AgentError):
 
 
 # ---- configuration ----------------------------------------------------------------------------
+
 
 def load_config(path):
     try:
@@ -222,23 +255,36 @@ def validate_config(raw):
     for key in ("app_start_commands", "app_stop_commands", "target_group_arns"):
         if not isinstance(config[key], list) or not all(isinstance(item, str) and item for item in config[key]):
             raise AgentError(f"{key} must be a list of non-empty strings")
-    for key in ("device_wait_seconds", "command_timeout_seconds", "drain_seconds", "poll_seconds", "stop_reserve_seconds",
-                "agent_fetch_seconds", "maintenance_poll_seconds"):
+    for key in (
+        "device_wait_seconds",
+        "command_timeout_seconds",
+        "drain_seconds",
+        "poll_seconds",
+        "stop_reserve_seconds",
+        "agent_fetch_seconds",
+        "maintenance_poll_seconds",
+    ):
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise AgentError(f"{key} must be a number of seconds >= 0")
     if config["poll_seconds"] <= 0:
         raise AgentError("poll_seconds must be > 0")
     source = config["agent_source"]
-    if source is not None and (not isinstance(source, dict) or set(source) - {"bucket", "key", "sha256", "region"}
-                               or not all(isinstance(source.get(key), str) and source[key] for key in ("bucket", "key", "sha256"))):
+    if source is not None and (
+        not isinstance(source, dict)
+        or set(source) - {"bucket", "key", "sha256", "region"}
+        or not all(isinstance(source.get(key), str) and source[key] for key in ("bucket", "key", "sha256"))
+    ):
         raise AgentError("agent_source must be null or an object with bucket, key, sha256 (and optionally region)")
-    if config["address_tags"] is not None and (not isinstance(config["address_tags"], dict) or not config["address_tags"]):
+    if config["address_tags"] is not None and (
+        not isinstance(config["address_tags"], dict) or not config["address_tags"]
+    ):
         raise AgentError("address_tags must be null or a non-empty object of tag key -> value")
     return config
 
 
 # ---- time -------------------------------------------------------------------------------------
+
 
 class Clock:
     """Wall time and sleeping, replaceable in tests."""
@@ -260,6 +306,7 @@ def parse_time(text):
 
 
 # ---- IMDSv2 -----------------------------------------------------------------------------------
+
 
 class Imds:
     """IMDSv2 client: a session token first, refreshed before it expires and after a 401."""
@@ -287,7 +334,9 @@ class Imds:
         now = self.clock.now()
         if self._token and self._token_expiry > now:
             return self._token
-        status, body = self._request("PUT", "/latest/api/token", {"X-aws-ec2-metadata-token-ttl-seconds": str(self.TOKEN_TTL)})
+        status, body = self._request(
+            "PUT", "/latest/api/token", {"X-aws-ec2-metadata-token-ttl-seconds": str(self.TOKEN_TTL)}
+        )
         if status != 200 or not body:
             raise TransientError(f"IMDS token request answered {status}")
         self._token = body
@@ -302,7 +351,7 @@ class Imds:
                 return body
             if status == 404:
                 return None
-            if status == 401 and attempt == 1:   # token expired or IMDS restarted: get a new one once
+            if status == 401 and attempt == 1:  # token expired or IMDS restarted: get a new one once
                 self._token = None
                 continue
             raise TransientError(f"IMDS GET {path} answered {status}")
@@ -317,6 +366,7 @@ class Imds:
 
 # ---- AWS API (SigV4 over urllib; boto3 is not on a bare image) --------------------------------
 
+
 def strip_namespaces(element):
     for node in element.iter():
         if "}" in node.tag:
@@ -326,6 +376,7 @@ def strip_namespaces(element):
 
 # ---- BEGIN sigv4: the bootstrap (ec2spot_bootstrap.py) carries a verbatim copy (tools/build_agent.py) ----
 
+
 def sign_v4(method, url, region, service, body, headers, credentials, moment):
     """Headers for a request signed with Signature Version 4
     (https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html). ``url`` carries no query."""
@@ -333,24 +384,34 @@ def sign_v4(method, url, region, service, body, headers, credentials, moment):
     amz_date = moment.strftime("%Y%m%dT%H%M%SZ")
     payload_hash = hashlib.sha256(body).hexdigest()
     headers = dict(headers, **{"host": parsed.netloc, "x-amz-date": amz_date})
-    if service == "s3":   # S3 signs the payload's hash in a header of its own
+    if service == "s3":  # S3 signs the payload's hash in a header of its own
         headers["x-amz-content-sha256"] = payload_hash
     if credentials.get("Token"):
         headers["x-amz-security-token"] = credentials["Token"]
     names = sorted(name.lower() for name in headers)
     lowered = {name.lower(): " ".join(str(value).split()) for name, value in headers.items()}
-    canonical = "\n".join([
-        method, urllib.parse.quote(parsed.path or "/", safe="/~"), "",
-        "".join(f"{name}:{lowered[name]}\n" for name in names), ";".join(names), payload_hash])
+    canonical = "\n".join(
+        [
+            method,
+            urllib.parse.quote(parsed.path or "/", safe="/~"),
+            "",
+            "".join(f"{name}:{lowered[name]}\n" for name in names),
+            ";".join(names),
+            payload_hash,
+        ]
+    )
     scope = f"{amz_date[:8]}/{region}/{service}/aws4_request"
     to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
     key = ("AWS4" + credentials["SecretAccessKey"]).encode()
     for part in (amz_date[:8], region, service, "aws4_request"):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
     signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    headers["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={credentials['AccessKeyId']}/{scope}, "
-                                f"SignedHeaders={';'.join(names)}, Signature={signature}")
+    headers["Authorization"] = (
+        f"AWS4-HMAC-SHA256 Credential={credentials['AccessKeyId']}/{scope}, "
+        f"SignedHeaders={';'.join(names)}, Signature={signature}"
+    )
     return headers
+
 
 # ---- END sigv4 ---------------------------------------------------------------------------------------------
 
@@ -367,14 +428,19 @@ class Aws:
 
     def credentials(self):
         if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
-            return {"AccessKeyId": os.environ["AWS_ACCESS_KEY_ID"], "SecretAccessKey": os.environ["AWS_SECRET_ACCESS_KEY"],
-                    "Token": os.environ.get("AWS_SESSION_TOKEN")}
+            return {
+                "AccessKeyId": os.environ["AWS_ACCESS_KEY_ID"],
+                "SecretAccessKey": os.environ["AWS_SECRET_ACCESS_KEY"],
+                "Token": os.environ.get("AWS_SESSION_TOKEN"),
+            }
         cached = self._credentials
         if cached and parse_time(cached["Expiration"]) - self.clock.now() > datetime.timedelta(minutes=5):
             return cached
         roles = (self.imds.get("meta-data/iam/security-credentials/") or "").split()
         if not roles:
-            raise AgentError("the instance has no IAM instance profile; it needs one (see the instance_agent role's README)")
+            raise AgentError(
+                "the instance has no IAM instance profile; it needs one (see the instance_agent role's README)"
+            )
         self._credentials = json.loads(self.imds.require("meta-data/iam/security-credentials/" + roles[0]))
         return self._credentials
 
@@ -395,7 +461,9 @@ class Aws:
                     return response.read()
             except urllib.error.HTTPError as exc:
                 detail = exc.read().decode("utf-8", "replace")[:500]
-                retryable = exc.code >= 500 or exc.code == 429 or "Throttl" in detail or "RequestLimitExceeded" in detail
+                retryable = (
+                    exc.code >= 500 or exc.code == 429 or "Throttl" in detail or "RequestLimitExceeded" in detail
+                )
                 if not retryable or attempt == self.RETRIES:
                     raise AgentError(f"{service} answered {exc.code}: {detail}") from exc
             except (urllib.error.URLError, OSError) as exc:
@@ -412,7 +480,9 @@ class Aws:
 
     def put_events(self, entries):
         body = json.dumps({"Entries": entries}).encode()
-        raw = self._post("events", body, {"content-type": "application/x-amz-json-1.1", "x-amz-target": "AWSEvents.PutEvents"})
+        raw = self._post(
+            "events", body, {"content-type": "application/x-amz-json-1.1", "x-amz-target": "AWSEvents.PutEvents"}
+        )
         return json.loads(raw or b"{}")
 
     # ---- the calls ---------------------------------------------------------------------------
@@ -427,13 +497,23 @@ class Aws:
             page = dict(params, **({"NextToken": token} if token else {}))
             root = self.query("ec2", EC2_API_VERSION, dict(page, Action="DescribeVolumes"))
             for item in root.findall("./volumeSet/item"):
-                volumes.append({
-                    "VolumeId": item.findtext("volumeId"), "AvailabilityZone": item.findtext("availabilityZone"),
-                    "State": item.findtext("status"), "SnapshotId": item.findtext("snapshotId") or "",
-                    "Attachments": [{"InstanceId": a.findtext("instanceId"), "Device": a.findtext("device"),
-                                     "State": a.findtext("status")} for a in item.findall("./attachmentSet/item")],
-                    "Tags": {t.findtext("key"): t.findtext("value") or "" for t in item.findall("./tagSet/item")},
-                })
+                volumes.append(
+                    {
+                        "VolumeId": item.findtext("volumeId"),
+                        "AvailabilityZone": item.findtext("availabilityZone"),
+                        "State": item.findtext("status"),
+                        "SnapshotId": item.findtext("snapshotId") or "",
+                        "Attachments": [
+                            {
+                                "InstanceId": a.findtext("instanceId"),
+                                "Device": a.findtext("device"),
+                                "State": a.findtext("status"),
+                            }
+                            for a in item.findall("./attachmentSet/item")
+                        ],
+                        "Tags": {t.findtext("key"): t.findtext("value") or "" for t in item.findall("./tagSet/item")},
+                    }
+                )
             token = root.findtext("nextToken")
             if not token:
                 return volumes
@@ -457,19 +537,37 @@ class Aws:
             params[f"Filter.{index}.Name"] = f"tag:{key}"
             params[f"Filter.{index}.Value.1"] = value
         root = self.query("ec2", EC2_API_VERSION, params)
-        return [{"AllocationId": item.findtext("allocationId"), "PublicIp": item.findtext("publicIp"),
-                 "InstanceId": item.findtext("instanceId")} for item in root.findall("./addressesSet/item")]
+        return [
+            {
+                "AllocationId": item.findtext("allocationId"),
+                "PublicIp": item.findtext("publicIp"),
+                "InstanceId": item.findtext("instanceId"),
+            }
+            for item in root.findall("./addressesSet/item")
+        ]
 
     def associate_address(self, allocation_id, instance_id):
-        self.query("ec2", EC2_API_VERSION, {"Action": "AssociateAddress", "AllocationId": allocation_id,
-                                            "InstanceId": instance_id, "AllowReassociation": "true"})
+        self.query(
+            "ec2",
+            EC2_API_VERSION,
+            {
+                "Action": "AssociateAddress",
+                "AllocationId": allocation_id,
+                "InstanceId": instance_id,
+                "AllowReassociation": "true",
+            },
+        )
 
     def deregister_target(self, target_group_arn, instance_id):
-        self.query("elasticloadbalancing", ELB_API_VERSION, {
-            "Action": "DeregisterTargets", "TargetGroupArn": target_group_arn, "Targets.member.1.Id": instance_id})
+        self.query(
+            "elasticloadbalancing",
+            ELB_API_VERSION,
+            {"Action": "DeregisterTargets", "TargetGroupArn": target_group_arn, "Targets.member.1.Id": instance_id},
+        )
 
 
 # ---- block devices and filesystems ------------------------------------------------------------
+
 
 def run(argv, timeout=600, check=True):
     LOG.debug("run %s", " ".join(shlex.quote(a) for a in argv))
@@ -482,16 +580,16 @@ def run(argv, timeout=600, check=True):
 # The blank check reads at most this much, so that it stays under 2 s on a gp3 volume's baseline
 # throughput (125 MiB/s: EBS user guide, "General Purpose SSD volumes"): 192 MiB -> 1.54 s modeled.
 # A device no larger than the budget is read whole.
-BLANK_CHECK_EDGE = 16 * 1024 * 1024      # the first and last 16 MiB: partition tables, superblocks, LVM/LUKS headers
-BLANK_CHECK_STRATA = 256                 # plus one sample at the start of every 1/256th of the device
+BLANK_CHECK_EDGE = 16 * 1024 * 1024  # the first and last 16 MiB: partition tables, superblocks, LVM/LUKS headers
+BLANK_CHECK_STRATA = 256  # plus one sample at the start of every 1/256th of the device
 BLANK_CHECK_BUDGET = 192 * 1024 * 1024
 BLANK_CHECK_MIN_SAMPLE = 64 * 1024
 # Where ext2/3/4 keep backup superblocks (block groups 1, 3^n, 5^n, 7^n) for 1, 2 and 4 KiB blocks:
 # a filesystem whose head was wiped still has them, and a 4 KiB read each finds them on any size.
 EXT_BACKUP_GROUPS = (1, 3, 5, 7, 9, 25, 27, 49, 81, 125, 243, 343, 625, 729, 2187, 2401, 3125)
 MARKER_MAX_BYTES = 64 * 1024
-BLKROGET = 0x125E                        # <linux/fs.h>: _IO(0x12, 94), read-only flag of a block device
-BLKGETSIZE64 = 0x80081272                # <linux/fs.h>: _IOR(0x12, 114, size_t), size in bytes
+BLKROGET = 0x125E  # <linux/fs.h>: _IO(0x12, 94), read-only flag of a block device
+BLKGETSIZE64 = 0x80081272  # <linux/fs.h>: _IOR(0x12, 114, size_t), size in bytes
 EXT_FAMILY = ("ext2", "ext3", "ext4")
 
 
@@ -500,7 +598,9 @@ def blank_check_regions(size):
     if size <= BLANK_CHECK_BUDGET:
         return [(0, size)] if size else []
     regions = [(0, BLANK_CHECK_EDGE), (size - BLANK_CHECK_EDGE, BLANK_CHECK_EDGE)]
-    sample = max(BLANK_CHECK_MIN_SAMPLE, (BLANK_CHECK_BUDGET - 2 * BLANK_CHECK_EDGE) // BLANK_CHECK_STRATA // 4096 * 4096)
+    sample = max(
+        BLANK_CHECK_MIN_SAMPLE, (BLANK_CHECK_BUDGET - 2 * BLANK_CHECK_EDGE) // BLANK_CHECK_STRATA // 4096 * 4096
+    )
     stride = size // BLANK_CHECK_STRATA
     regions += [(index * stride, min(sample, size - index * stride)) for index in range(BLANK_CHECK_STRATA)]
     for block in (1024, 2048, 4096):
@@ -545,7 +645,7 @@ def mounted_source(mount_point):
     found = None
     for unused_dev, path, source in mountinfo():
         if path == target:
-            found = source   # the last mount on top wins
+            found = source  # the last mount on top wins
     return found
 
 
@@ -587,7 +687,9 @@ def read_marker_at(root):
                 if not stat.S_ISREG(status.st_mode):
                     raise MarkerUnreadable(f"{MARKER} is not a regular file")
                 if status.st_size > MARKER_MAX_BYTES:
-                    raise MarkerUnreadable(f"{MARKER} is {status.st_size} bytes, more than a marker's {MARKER_MAX_BYTES}")
+                    raise MarkerUnreadable(
+                        f"{MARKER} is {status.st_size} bytes, more than a marker's {MARKER_MAX_BYTES}"
+                    )
                 raw = os.read(marker_fd, MARKER_MAX_BYTES + 1)
             finally:
                 os.close(marker_fd)
@@ -701,7 +803,9 @@ class Disk:
         os.makedirs(probe_point, mode=0o700, exist_ok=True)
         result = run(["mount", "-t", filesystem, "-o", options, self.path, probe_point], check=False)
         if result.returncode != 0:
-            raise MarkerUnreadable(f"a read-only mount (-o {options}) failed: {(result.stderr or result.stdout).strip()[:300]}")
+            raise MarkerUnreadable(
+                f"a read-only mount (-o {options}) failed: {(result.stderr or result.stdout).strip()[:300]}"
+            )
         try:
             return read_marker_at(probe_point)
         finally:
@@ -719,24 +823,30 @@ class Disk:
         Damage that needs a repair is refused: repairing data we protect is a human's decision."""
         if filesystem == "xfs":
             result = run(["xfs_repair", "-n", self.path], check=False)
-            if result.returncode == 2:   # a dirty log xfs_repair -n will not read: the mount replays it
+            if result.returncode == 2:  # a dirty log xfs_repair -n will not read: the mount replays it
                 return "xfs_repair -n: the log needs replay; the mount replays it"
             if result.returncode != 0:
-                raise Refused(f"xfs_repair -n {self.path} exited {result.returncode}: the filesystem is damaged and "
-                              f"needs a repair, which is a human's decision on data we protect (snapshot the volume, "
-                              f"then xfs_repair it by hand, or restore from a backup). "
-                              f"{(result.stderr or result.stdout).strip()[-300:]}")
+                raise Refused(
+                    f"xfs_repair -n {self.path} exited {result.returncode}: the filesystem is damaged and "
+                    f"needs a repair, which is a human's decision on data we protect (snapshot the volume, "
+                    f"then xfs_repair it by hand, or restore from a backup). "
+                    f"{(result.stderr or result.stdout).strip()[-300:]}"
+                )
             return "xfs_repair -n: clean"
         result = run(["e2fsck", "-p", self.path], check=False)
         # e2fsck: 0 clean, 1 errors corrected, 2 corrected and a reboot advised (not for a data disk); 4 left
         # uncorrected; 8 operational error; 16 usage; 32 cancelled; 128 shared-library error.
         if result.returncode & 4:
-            raise Refused(f"e2fsck -p {self.path} exited {result.returncode}: the filesystem has errors it will not fix "
-                          f"unattended; a repair is a human's decision (snapshot the volume, then e2fsck -f it by hand, "
-                          f"or restore from a backup). {result.stdout.strip()[:300]}")
+            raise Refused(
+                f"e2fsck -p {self.path} exited {result.returncode}: the filesystem has errors it will not fix "
+                f"unattended; a repair is a human's decision (snapshot the volume, then e2fsck -f it by hand, "
+                f"or restore from a backup). {result.stdout.strip()[:300]}"
+            )
         if result.returncode >= 8:
-            raise AgentError(f"e2fsck -p {self.path} could not check the filesystem (exit {result.returncode}): "
-                             f"{(result.stderr or result.stdout).strip()[:300]}")
+            raise AgentError(
+                f"e2fsck -p {self.path} could not check the filesystem (exit {result.returncode}): "
+                f"{(result.stderr or result.stdout).strip()[:300]}"
+            )
         return f"e2fsck -p: exit {result.returncode}"
 
     def mount(self, mount_point, filesystem, options):
@@ -803,6 +913,7 @@ def disk_for(device):
 
 # ---- state files ------------------------------------------------------------------------------
 
+
 def write_json(path, document):
     """Atomic and durable: a crash leaves the old file or the new one, never half of one."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -832,6 +943,7 @@ def read_json(path):
 
 # ---- the agent --------------------------------------------------------------------------------
 
+
 class Agent:
     def __init__(self, config, clock=None, imds=None, aws=None):
         self.config = config
@@ -840,7 +952,7 @@ class Agent:
         self._aws = aws
         self._identity = None
         self.terminating = False
-        self.seen = {}      # the volume and device a boot found: said in a failure report
+        self.seen = {}  # the volume and device a boot found: said in a failure report
 
     # -- identity and AWS
     def identity(self):
@@ -882,8 +994,10 @@ class Agent:
         phases["device_found"] = stamp(self.clock.now())
         source = mounted_source(mount_point)
         if source:
-            raise Refused(f"{mount_point} already has {source} mounted; refusing to mount the lineage volume "
-                          f"{volume['VolumeId']} over it. Nothing was done to {device}; unmount {mount_point} first")
+            raise Refused(
+                f"{mount_point} already has {source} mounted; refusing to mount the lineage volume "
+                f"{volume['VolumeId']} over it. Nothing was done to {device}; unmount {mount_point} first"
+            )
         disk = disk_for(device)
         self.refuse_busy_device(volume, disk)
         signature = disk.probe()
@@ -898,15 +1012,18 @@ class Agent:
         filesystem = signature.get("TYPE")
         if filesystem not in EXT_FAMILY + ("xfs",):
             what = filesystem or (f"a {signature['PTTYPE']} partition table" if signature.get("PTTYPE") else signature)
-            raise self.refusal(volume, disk, f"it holds {what} rather than a filesystem this agent mounts (ext4, xfs)",
-                               "Look at it by hand (blkid -p, lsblk); if the data is the lineage's, copy it onto a "
-                               "volume of its own")
+            raise self.refusal(
+                volume,
+                disk,
+                f"it holds {what} rather than a filesystem this agent mounts (ext4, xfs)",
+                "Look at it by hand (blkid -p, lsblk); if the data is the lineage's, copy it onto a volume of its own",
+            )
         proven = {"reason": "new", "marker": None, "snapshot_tags": None}
         if not initialised:
             self.refuse_twins(volume, disk, signature.get("UUID"))
             proven = self.prove_marker(volume, generation, disk, filesystem, signature, adopt)
             phases["proven"] = stamp(self.clock.now())
-        check = disk.check(filesystem)   # the first write to a device that held data: after the proof
+        check = disk.check(filesystem)  # the first write to a device that held data: after the proof
         phases["checked"] = stamp(self.clock.now())
         os.makedirs(mount_point, exist_ok=True)
         disk.mount(mount_point, filesystem, config["mount_options"])
@@ -916,36 +1033,70 @@ class Agent:
             run(["umount", mount_point], check=False)
             raise
         phases["mounted"] = stamp(self.clock.now())
-        state = {"volume_id": volume["VolumeId"], "generation": generation, "device": device, "filesystem": filesystem,
-                 "uuid": signature.get("UUID"), "check": check, "initialised": initialised, "mounted": True,
-                 "proof": reason, "mount_point": mount_point, "instance_id": identity["instance_id"], "phases": phases}
+        state = {
+            "volume_id": volume["VolumeId"],
+            "generation": generation,
+            "device": device,
+            "filesystem": filesystem,
+            "uuid": signature.get("UUID"),
+            "check": check,
+            "initialised": initialised,
+            "mounted": True,
+            "proof": reason,
+            "mount_point": mount_point,
+            "instance_id": identity["instance_id"],
+            "phases": phases,
+        }
         write_json(self.state_path("boot.json"), state)
-        LOG.info("mounted %s (lineage %s, generation %s, %s) at %s", volume["VolumeId"], config["lineage"], generation,
-                 reason, mount_point)
+        LOG.info(
+            "mounted %s (lineage %s, generation %s, %s) at %s",
+            volume["VolumeId"],
+            config["lineage"],
+            generation,
+            reason,
+            mount_point,
+        )
         return state
 
     def refusal(self, volume, disk, saw, can_do, written=False):
         """A refusal that says what the agent saw, what it left alone and what a person can do."""
-        touched = ("" if written else
-                   f" Nothing was written to {disk.path}: it was not checked, formatted or mounted read-write.")
-        return Refused(f"refusing {volume['VolumeId']} ({disk.path}) for lineage {self.config['lineage']}: {saw}."
-                       f"{touched} {can_do}. The application was not started.")
+        touched = (
+            ""
+            if written
+            else f" Nothing was written to {disk.path}: it was not checked, formatted or mounted read-write."
+        )
+        return Refused(
+            f"refusing {volume['VolumeId']} ({disk.path}) for lineage {self.config['lineage']}: {saw}."
+            f"{touched} {can_do}. The application was not started."
+        )
 
     def refuse_busy_device(self, volume, disk):
         """A device that is mounted, held by the kernel, or read-only is refused for exactly that reason."""
         mounted = disk.mount_points()
         if mounted:
-            raise self.refusal(volume, disk, f"the device is already mounted at {', '.join(mounted)}",
-                               "A filesystem is mounted once: find who mounted it (findmnt) and unmount it there")
+            raise self.refusal(
+                volume,
+                disk,
+                f"the device is already mounted at {', '.join(mounted)}",
+                "A filesystem is mounted once: find who mounted it (findmnt) and unmount it there",
+            )
         holders = disk.holders()
         if holders or disk.claimed():
-            raise self.refusal(volume, disk, "the device is in use by the kernel" +
-                               (f" (held by {', '.join(holders)})" if holders else " (mounted, swap or stacked elsewhere)"),
-                               "Find what holds it (lsblk, dmsetup ls, swapon) and release it")
+            raise self.refusal(
+                volume,
+                disk,
+                "the device is in use by the kernel"
+                + (f" (held by {', '.join(holders)})" if holders else " (mounted, swap or stacked elsewhere)"),
+                "Find what holds it (lsblk, dmsetup ls, swapon) and release it",
+            )
         if disk.read_only():
-            raise self.refusal(volume, disk, "the device is read-only at the block layer",
-                               "Make it writable (blockdev --setrw, or check the attachment) if this volume should be "
-                               "mounted; the agent mounts the lineage's data read-write or not at all")
+            raise self.refusal(
+                volume,
+                disk,
+                "the device is read-only at the block layer",
+                "Make it writable (blockdev --setrw, or check the attachment) if this volume should be "
+                "mounted; the agent mounts the lineage's data read-write or not at all",
+            )
 
     def refuse_unless_brand_new(self, volume, disk, generation):
         """A device with no signature is formatted only if every sampled byte is zero, the volume is tagged new
@@ -954,20 +1105,32 @@ class Agent:
         offset, read = disk.first_non_zero()
         LOG.info("blank check of %s: %d bytes read", disk.path, read)
         if offset is not None:
-            raise self.refusal(volume, disk, f"it has no recognisable signature but is not blank (a non-zero byte at "
-                               f"offset {offset}): it holds data this agent does not understand, such as a filesystem "
-                               f"whose first blocks were wiped", "Look at it by hand before anything formats it; it is "
-                               "never formatted, whatever its tags say")
+            raise self.refusal(
+                volume,
+                disk,
+                f"it has no recognisable signature but is not blank (a non-zero byte at "
+                f"offset {offset}): it holds data this agent does not understand, such as a filesystem "
+                f"whose first blocks were wiped",
+                "Look at it by hand before anything formats it; it is never formatted, whatever its tags say",
+            )
         if tags.get(FRESH_TAG) != "true":
-            raise self.refusal(volume, disk, f"it is blank, but it is not tagged {FRESH_TAG}=true: a volume of lineage "
-                               f"{lineage} (generation {generation}) that reads blank is the wrong volume or lost data",
-                               f"Restore the lineage from a snapshot (restore.yml); if this really is a new lineage, tag "
-                               f"the volume {FRESH_TAG}=true")
+            raise self.refusal(
+                volume,
+                disk,
+                f"it is blank, but it is not tagged {FRESH_TAG}=true: a volume of lineage "
+                f"{lineage} (generation {generation}) that reads blank is the wrong volume or lost data",
+                f"Restore the lineage from a snapshot (restore.yml); if this really is a new lineage, tag "
+                f"the volume {FRESH_TAG}=true",
+            )
         if volume.get("SnapshotId"):
-            raise self.refusal(volume, disk, f"it is tagged {FRESH_TAG}=true but EC2 made it from snapshot "
-                               f"{volume['SnapshotId']}: a volume restored from a snapshot is never new, and a blank one "
-                               f"means the snapshot holds no data", f"Remove the {FRESH_TAG} tag and restore the lineage "
-                               f"from a backup that holds its data (restore.yml)")
+            raise self.refusal(
+                volume,
+                disk,
+                f"it is tagged {FRESH_TAG}=true but EC2 made it from snapshot "
+                f"{volume['SnapshotId']}: a volume restored from a snapshot is never new, and a blank one "
+                f"means the snapshot holds no data",
+                f"Remove the {FRESH_TAG} tag and restore the lineage from a backup that holds its data (restore.yml)",
+            )
 
     def block_devices(self):
         """The block devices this instance has (path -> major:minor): the kernel's list (sys_block_dir) and the
@@ -975,11 +1138,11 @@ class Agent:
         by-id names are theirs)."""
         found = {}
         sys_block = self.config["sys_block_dir"]
-        for name in (sorted(os.listdir(sys_block)) if os.path.isdir(sys_block) else []):
+        for name in sorted(os.listdir(sys_block)) if os.path.isdir(sys_block) else []:
             try:
                 with open(os.path.join(sys_block, name, "size"), encoding="ascii") as handle:
                     if int(handle.read().strip() or 0) == 0:
-                        continue   # an unused loop device or an empty drive: nothing to compare
+                        continue  # an unused loop device or an empty drive: nothing to compare
                 with open(os.path.join(sys_block, name, "dev"), encoding="ascii") as handle:
                     key = handle.read().strip()
             except (OSError, ValueError):
@@ -988,7 +1151,7 @@ class Agent:
             if os.path.exists(path):
                 found[path] = key
         by_id = self.config["by_id_dir"]
-        for name in (sorted(os.listdir(by_id)) if os.path.isdir(by_id) else []):
+        for name in sorted(os.listdir(by_id)) if os.path.isdir(by_id) else []:
             path = os.path.realpath(os.path.join(by_id, name))
             if path not in found and os.path.exists(path) and not os.path.isdir(path):
                 status = os.stat(path)
@@ -1015,11 +1178,16 @@ class Agent:
             where = [mount_path for dev, mount_path, unused in mounts if dev == key]
             twins.append(f"{path} ({'mounted at ' + ', '.join(where) if where else 'not mounted'})")
         if twins:
-            raise self.refusal(volume, disk, f"filesystem {uuid} is also on {', '.join(twins)}: two devices carry one "
-                               f"filesystem (a block-level copy or a snapshot restored beside its original), and mounting "
-                               f"either would fork the data or corrupt the one already mounted", "Detach the copy that is "
-                               "not the lineage's current data (or give it a new UUID with tune2fs -U / xfs_admin -U after "
-                               "checking which is which), then boot again")
+            raise self.refusal(
+                volume,
+                disk,
+                f"filesystem {uuid} is also on {', '.join(twins)}: two devices carry one "
+                f"filesystem (a block-level copy or a snapshot restored beside its original), and mounting "
+                f"either would fork the data or corrupt the one already mounted",
+                "Detach the copy that is "
+                "not the lineage's current data (or give it a new UUID with tune2fs -U / xfs_admin -U after "
+                "checking which is which), then boot again",
+            )
 
     def prove_marker(self, volume, generation, disk, filesystem, signature, adopt):
         """Read the marker through a read-only mount and judge it (generations.judge_marker). Returns the proof."""
@@ -1027,49 +1195,79 @@ class Agent:
         try:
             marker, entries = disk.read_marker(filesystem, os.path.join(self.config["run_dir"], "probe"))
         except MarkerUnreadable as exc:
-            raise self.refusal(volume, disk, f"its lineage marker cannot be read safely: {exc}",
-                               "Look at the filesystem by hand (mount -o ro,noload) before anything mounts it") from exc
+            raise self.refusal(
+                volume,
+                disk,
+                f"its lineage marker cannot be read safely: {exc}",
+                "Look at the filesystem by hand (mount -o ro,noload) before anything mounts it",
+            ) from exc
         replay = disk.needs_recovery(filesystem)
-        journal = (" Its journal has not been replayed (the last holder stopped uncleanly), so what a read-only mount "
-                   "shows may be older than the data." if replay else "")
+        journal = (
+            " Its journal has not been replayed (the last holder stopped uncleanly), so what a read-only mount "
+            "shows may be older than the data."
+            if replay
+            else ""
+        )
         if marker is None:
             new = volume["Tags"].get(FRESH_TAG) == "true" and entries <= {"lost+found"} and not volume.get("SnapshotId")
-            if new:   # formatted, then the instance died before the marker: finish the job
+            if new:  # formatted, then the instance died before the marker: finish the job
                 return {"reason": "new", "marker": None, "snapshot_tags": None}
             if adopt:
                 return {"reason": "adopted", "marker": None, "snapshot_tags": None}
-            raise self.refusal(volume, disk, f"it has a {filesystem} filesystem ({uuid}) but no lineage marker ({MARKER}): "
-                               f"nothing says it holds lineage {lineage}.{journal}", "If it does (a volume made before this "
-                               "agent), check its data and run `ec2spot-agent mount --adopt` once")
+            raise self.refusal(
+                volume,
+                disk,
+                f"it has a {filesystem} filesystem ({uuid}) but no lineage marker ({MARKER}): "
+                f"nothing says it holds lineage {lineage}.{journal}",
+                "If it does (a volume made before this "
+                "agent), check its data and run `ec2spot-agent mount --adopt` once",
+            )
         if marker.get("uuid") and uuid and marker.get("uuid") != uuid:
-            raise self.refusal(volume, disk, f"the marker was written on filesystem {marker.get('uuid')} but this filesystem "
-                               f"is {uuid}: the marker was copied, so it proves nothing about this data",
-                               "Find the volume that holds the lineage's filesystem; this one needs a human's inspection")
+            raise self.refusal(
+                volume,
+                disk,
+                f"the marker was written on filesystem {marker.get('uuid')} but this filesystem "
+                f"is {uuid}: the marker was copied, so it proves nothing about this data",
+                "Find the volume that holds the lineage's filesystem; this one needs a human's inspection",
+            )
         snapshot_tags = None
         restored_from = volume["Tags"].get(RESTORED_FROM_TAG)
         if restored_from and restored_from == volume.get("SnapshotId"):
             snapshot_tags = self.aws.snapshot_tags(restored_from)
-        accepted, reason = judge_marker(lineage, volume["VolumeId"], volume["Tags"], volume.get("SnapshotId"), marker,
-                                        snapshot_tags)
+        accepted, reason = judge_marker(
+            lineage, volume["VolumeId"], volume["Tags"], volume.get("SnapshotId"), marker, snapshot_tags
+        )
         if accepted or (reason == "older" and adopt):
             return {"reason": reason if accepted else "adopted", "marker": marker, "snapshot_tags": snapshot_tags}
         held = marker.get("generation")
         explained = {
-            "other-lineage": (f"its data belongs to lineage {marker.get('lineage')!r} ({MARKER})",
-                              "Refusing to mount another service's data: attach the right volume, or fix the volume's "
-                              f"{LINEAGE_TAG} tag if it was tagged by mistake"),
-            "malformed-marker": (f"its marker's generation {held!r} is not a generation",
-                                 "The marker was not written by this agent; inspect the volume by hand"),
-            "malformed-tag": (f"its {GENERATION_TAG} tag {volume['Tags'].get(GENERATION_TAG)!r} is not a generation",
-                              "Fix the tag (the collection writes a whole number) after checking which copy is current"),
-            "newer": (f"it is tagged generation {generation} but its data already reached generation {held}: its tags "
-                      f"are older than its data", "Reconcile the tags with the data by hand (lineage_info shows every "
-                      "copy); the data may be the newest copy"),
-            "older": (f"its data is generation {held} but it is tagged {generation}, and nothing on the volume explains "
-                      f"the gap (a move records {PREVIOUS_HOLDER_TAG}, a restore {RESTORED_FROM_TAG}): it is a stale "
-                      f"copy.{journal}", "Restore the lineage's current data instead; if a human checked that this is "
-                      "the current data (it moved more than once without being mounted), run `ec2spot-agent mount "
-                      "--adopt` once"),
+            "other-lineage": (
+                f"its data belongs to lineage {marker.get('lineage')!r} ({MARKER})",
+                "Refusing to mount another service's data: attach the right volume, or fix the volume's "
+                f"{LINEAGE_TAG} tag if it was tagged by mistake",
+            ),
+            "malformed-marker": (
+                f"its marker's generation {held!r} is not a generation",
+                "The marker was not written by this agent; inspect the volume by hand",
+            ),
+            "malformed-tag": (
+                f"its {GENERATION_TAG} tag {volume['Tags'].get(GENERATION_TAG)!r} is not a generation",
+                "Fix the tag (the collection writes a whole number) after checking which copy is current",
+            ),
+            "newer": (
+                f"it is tagged generation {generation} but its data already reached generation {held}: its tags "
+                f"are older than its data",
+                "Reconcile the tags with the data by hand (lineage_info shows every "
+                "copy); the data may be the newest copy",
+            ),
+            "older": (
+                f"its data is generation {held} but it is tagged {generation}, and nothing on the volume explains "
+                f"the gap (a move records {PREVIOUS_HOLDER_TAG}, a restore {RESTORED_FROM_TAG}): it is a stale "
+                f"copy.{journal}",
+                "Restore the lineage's current data instead; if a human checked that this is "
+                "the current data (it moved more than once without being mounted), run `ec2spot-agent mount "
+                "--adopt` once",
+            ),
         }
         saw, can_do = explained[reason]
         raise self.refusal(volume, disk, saw, can_do)
@@ -1081,25 +1279,45 @@ class Agent:
         try:
             marker, unused_entries = read_marker_at(config["mount_point"])
         except MarkerUnreadable as exc:
-            raise Refused(f"{volume['VolumeId']}: after the check and the read-write mount its marker cannot be read "
-                          f"safely ({exc}); unmounted, the application was not started") from exc
-        if marker != proven["marker"]:   # the check replayed a journal: judge what it brought
+            raise Refused(
+                f"{volume['VolumeId']}: after the check and the read-write mount its marker cannot be read "
+                f"safely ({exc}); unmounted, the application was not started"
+            ) from exc
+        if marker != proven["marker"]:  # the check replayed a journal: judge what it brought
             if marker is None:
-                raise Refused(f"{volume['VolumeId']}: its marker was there before the check and is gone after it; the "
-                              f"filesystem is unmounted and the application was not started. Inspect it by hand")
-            accepted, reason = judge_marker(config["lineage"], volume["VolumeId"], volume["Tags"], volume.get("SnapshotId"),
-                                            marker, proven["snapshot_tags"])
+                raise Refused(
+                    f"{volume['VolumeId']}: its marker was there before the check and is gone after it; the "
+                    f"filesystem is unmounted and the application was not started. Inspect it by hand"
+                )
+            accepted, reason = judge_marker(
+                config["lineage"],
+                volume["VolumeId"],
+                volume["Tags"],
+                volume.get("SnapshotId"),
+                marker,
+                proven["snapshot_tags"],
+            )
             if not accepted and not (reason == "older" and proven["reason"] == "adopted"):
-                raise Refused(f"{volume['VolumeId']}: replaying its journal brought a marker for generation "
-                              f"{marker.get('generation')!r} of lineage {marker.get('lineage')!r} ({reason}), which its "
-                              f"tags (generation {generation}) do not allow; the filesystem was checked (its journal "
-                              f"replayed) but it is unmounted and the application was not started. Reconcile the tags "
-                              f"with the data by hand")
+                raise Refused(
+                    f"{volume['VolumeId']}: replaying its journal brought a marker for generation "
+                    f"{marker.get('generation')!r} of lineage {marker.get('lineage')!r} ({reason}), which its "
+                    f"tags (generation {generation}) do not allow; the filesystem was checked (its journal "
+                    f"replayed) but it is unmounted and the application was not started. Reconcile the tags "
+                    f"with the data by hand"
+                )
         if marker is None:
-            marker = {"lineage": config["lineage"], "uuid": signature.get("UUID"), "created": stamp(self.clock.now()),
-                      "created_on": volume["VolumeId"]}
-        marker.update(generation=generation, last_volume=volume["VolumeId"], last_instance=self.identity()["instance_id"],
-                      last_mounted=stamp(self.clock.now()))
+            marker = {
+                "lineage": config["lineage"],
+                "uuid": signature.get("UUID"),
+                "created": stamp(self.clock.now()),
+                "created_on": volume["VolumeId"],
+            }
+        marker.update(
+            generation=generation,
+            last_volume=volume["VolumeId"],
+            last_instance=self.identity()["instance_id"],
+            last_mounted=stamp(self.clock.now()),
+        )
         directory = os.path.join(config["mount_point"], os.path.dirname(MARKER))
         if os.path.islink(directory):
             raise Refused(f"{directory} is a symbolic link; refusing to write the marker through it")
@@ -1111,16 +1329,34 @@ class Agent:
         lineage = self.config["lineage"]
 
         def attached_volume():
-            attached = [v for v in self.aws.describe_volumes({
-                "attachment.instance-id": [instance_id], f"tag:{LINEAGE_TAG}": [lineage], "tag-key": [GENERATION_TAG]})
-                if any(a["InstanceId"] == instance_id and a["State"] == "attached" for a in v["Attachments"])]
+            attached = [
+                v
+                for v in self.aws.describe_volumes(
+                    {
+                        "attachment.instance-id": [instance_id],
+                        f"tag:{LINEAGE_TAG}": [lineage],
+                        "tag-key": [GENERATION_TAG],
+                    }
+                )
+                if any(a["InstanceId"] == instance_id and a["State"] == "attached" for a in v["Attachments"])
+            ]
             if len(attached) > 1:
-                raise Refused(f"{len(attached)} volumes of lineage {lineage} are attached to {instance_id} "
-                              f"({', '.join(v['VolumeId'] for v in attached)}); which one is current is for a human to decide")
+                raise Refused(
+                    f"{len(attached)} volumes of lineage {lineage} are attached to {instance_id} "
+                    f"({', '.join(v['VolumeId'] for v in attached)}); which one is current is for a human to decide"
+                )
             return attached[0] if attached else None
-        return self.poll_until(attached_volume, deadline, 0.5, 5.0, lambda: (
-            f"no volume of lineage {lineage} was attached to {instance_id} within {self.config['device_wait_seconds']} s; "
-            f"is the control plane running and the group's launch hook in place? The application was not started"))
+
+        return self.poll_until(
+            attached_volume,
+            deadline,
+            0.5,
+            5.0,
+            lambda: (
+                f"no volume of lineage {lineage} was attached to {instance_id} within {self.config['device_wait_seconds']} s; "
+                f"is the control plane running and the group's launch hook in place? The application was not started"
+            ),
+        )
 
     def poll_until(self, probe, deadline, first_delay, max_delay, timed_out):
         """``probe()`` until it returns something, backing off x1.5 up to ``max_delay``; ``TimedOut`` at the deadline."""
@@ -1139,26 +1375,42 @@ class Agent:
         lineage, volume_id = self.config["lineage"], volume["VolumeId"]
         generation = parse_generation(volume["Tags"].get(GENERATION_TAG))
         if generation is None:
-            raise Refused(f"{volume_id} has a malformed {GENERATION_TAG} tag "
-                          f"({volume['Tags'].get(GENERATION_TAG)!r}); refusing to guess which copy of lineage {lineage} "
-                          f"is current. Nothing was done to it")
-        copies = {v["VolumeId"]: v["Tags"].get(GENERATION_TAG) for v in self.aws.describe_volumes({
-            f"tag:{LINEAGE_TAG}": [lineage], "tag-key": [GENERATION_TAG], "status": ["creating", "available", "in-use"]})}
+            raise Refused(
+                f"{volume_id} has a malformed {GENERATION_TAG} tag "
+                f"({volume['Tags'].get(GENERATION_TAG)!r}); refusing to guess which copy of lineage {lineage} "
+                f"is current. Nothing was done to it"
+            )
+        copies = {
+            v["VolumeId"]: v["Tags"].get(GENERATION_TAG)
+            for v in self.aws.describe_volumes(
+                {
+                    f"tag:{LINEAGE_TAG}": [lineage],
+                    "tag-key": [GENERATION_TAG],
+                    "status": ["creating", "available", "in-use"],
+                }
+            )
+        }
         copies[volume_id] = volume["Tags"].get(GENERATION_TAG)
         verdict, detail = rank_copies(sorted(copies.items()))
         if verdict == "malformed":
-            raise Refused(f"volumes of lineage {lineage} carry a {GENERATION_TAG} tag that is not a generation "
-                          f"({', '.join(detail)}): no copy can be called current, so {volume_id} is not mounted. Nothing "
-                          f"was done to it; fix or remove those tags")
+            raise Refused(
+                f"volumes of lineage {lineage} carry a {GENERATION_TAG} tag that is not a generation "
+                f"({', '.join(detail)}): no copy can be called current, so {volume_id} is not mounted. Nothing "
+                f"was done to it; fix or remove those tags"
+            )
         if verdict == "fork":
             top, tied = detail
-            raise Refused(f"{volume_id} holds generation {generation} of lineage {lineage}, but "
-                          f"{', '.join(v for v in tied if v != volume_id)} holds the same or a newer one (generation {top}): "
-                          f"this copy is stale or the lineage forked; refusing to mount it. Nothing was done to it")
+            raise Refused(
+                f"{volume_id} holds generation {generation} of lineage {lineage}, but "
+                f"{', '.join(v for v in tied if v != volume_id)} holds the same or a newer one (generation {top}): "
+                f"this copy is stale or the lineage forked; refusing to mount it. Nothing was done to it"
+            )
         if detail[0] != volume_id:
-            raise Refused(f"{volume_id} holds generation {generation} of lineage {lineage}, but {detail[0]} holds the same "
-                          f"or a newer one (generation {detail[1]}): this copy is stale; refusing to mount it. Nothing "
-                          f"was done to it")
+            raise Refused(
+                f"{volume_id} holds generation {generation} of lineage {lineage}, but {detail[0]} holds the same "
+                f"or a newer one (generation {detail[1]}): this copy is stale; refusing to mount it. Nothing "
+                f"was done to it"
+            )
         return generation
 
     def device_candidates(self, volume):
@@ -1183,9 +1435,17 @@ class Agent:
                         raise Refused(f"{candidate} is a directory, not a block device")
                     return device
             return None
-        return self.poll_until(present_device, deadline, 0.2, 2.0, lambda: (
-            f"{volume['VolumeId']} is attached but no device for it appeared ({', '.join(self.device_candidates(volume))}) "
-            f"within {self.config['device_wait_seconds']} s; the application was not started"))
+
+        return self.poll_until(
+            present_device,
+            deadline,
+            0.2,
+            2.0,
+            lambda: (
+                f"{volume['VolumeId']} is attached but no device for it appeared ({', '.join(self.device_candidates(volume))}) "
+                f"within {self.config['device_wait_seconds']} s; the application was not started"
+            ),
+        )
 
     # -- application and report
     def run_commands(self, commands, deadline=None):
@@ -1195,19 +1455,29 @@ class Agent:
                 timeout = max(1.0, min(timeout, (deadline - self.clock.now()).total_seconds()))
             LOG.info("running: %s", command)
             try:
-                result = subprocess.run(["/bin/sh", "-c", command], cwd=self.config["app_directory"] or None,
-                                        capture_output=True, text=True, timeout=timeout, check=False)
+                result = subprocess.run(
+                    ["/bin/sh", "-c", command],
+                    cwd=self.config["app_directory"] or None,
+                    capture_output=True,
+                    text=True,
+                    timeout=timeout,
+                    check=False,
+                )
             except subprocess.TimeoutExpired as exc:
                 raise TimedOut(f"`{command}` did not finish within {timeout:.0f} s") from exc
             if result.returncode != 0:
-                raise AgentError(f"`{command}` failed ({result.returncode}): {(result.stderr or result.stdout).strip()[:400]}")
+                raise AgentError(
+                    f"`{command}` failed ({result.returncode}): {(result.stderr or result.stdout).strip()[:400]}"
+                )
 
     def start_app(self):
         state = read_json(self.state_path("boot.json"))
         mount_point = self.config["mount_point"]
         if not state or not state.get("mounted") or not mounted_source(mount_point):
-            raise Refused(f"the lineage volume is not mounted at {mount_point} (run `ec2spot-agent mount` first); "
-                          f"the application must never start on an empty directory")
+            raise Refused(
+                f"the lineage volume is not mounted at {mount_point} (run `ec2spot-agent mount` first); "
+                f"the application must never start on an empty directory"
+            )
         phases = state["phases"]
         if "app_started" not in phases:
             self.run_commands(self.config["app_start_commands"])
@@ -1225,7 +1495,9 @@ class Agent:
         instance_id = self.identity()["instance_id"]
         found = self.aws.describe_addresses(self.config["address_tags"])
         if len(found) != 1:
-            raise AgentError(f"{len(found)} Elastic IPs carry tags {self.config['address_tags']}; exactly one is needed")
+            raise AgentError(
+                f"{len(found)} Elastic IPs carry tags {self.config['address_tags']}; exactly one is needed"
+            )
         if found[0]["InstanceId"] != instance_id:
             self.aws.associate_address(found[0]["AllocationId"], instance_id)
         return found[0]["PublicIp"]
@@ -1246,11 +1518,25 @@ class Agent:
         if read_json(path) is not None:
             return False
         try:
-            detail = {"instance-id": self.identity()["instance_id"], "lineage": self.config["lineage"],
-                      "service": self.config["service"], "status": status, "reason": reason[:2000],
-                      **{key: value for key, value in self.seen.items() if value}}
-            answer = self.aws.put_events([{"Source": EVENT_SOURCE, "DetailType": BOOT_REPORT, "Detail": json.dumps(detail),
-                                           "EventBusName": self.config["event_bus"], "Resources": []}])
+            detail = {
+                "instance-id": self.identity()["instance_id"],
+                "lineage": self.config["lineage"],
+                "service": self.config["service"],
+                "status": status,
+                "reason": reason[:2000],
+                **{key: value for key, value in self.seen.items() if value},
+            }
+            answer = self.aws.put_events(
+                [
+                    {
+                        "Source": EVENT_SOURCE,
+                        "DetailType": BOOT_REPORT,
+                        "Detail": json.dumps(detail),
+                        "EventBusName": self.config["event_bus"],
+                        "Resources": [],
+                    }
+                ]
+            )
         except AgentError as exc:
             LOG.error("could not tell the control plane that the data was not mounted: %s", exc)
             return False
@@ -1264,11 +1550,22 @@ class Agent:
         """Tell the control plane the boot finished (it clears ec2spot:fresh and sends the success message)."""
         phases = state["phases"]
         reported_at = stamp(self.clock.now())
-        detail = {"instance-id": state["instance_id"], "lineage": self.config["lineage"], "service": self.config["service"],
-                  "volume-id": state["volume_id"], "generation": state["generation"], "initialised": state["initialised"],
-                  "phases": dict(phases, reported=reported_at)}
-        entry = {"Source": EVENT_SOURCE, "DetailType": BOOT_REPORT, "Detail": json.dumps(detail),
-                 "EventBusName": self.config["event_bus"], "Resources": []}
+        detail = {
+            "instance-id": state["instance_id"],
+            "lineage": self.config["lineage"],
+            "service": self.config["service"],
+            "volume-id": state["volume_id"],
+            "generation": state["generation"],
+            "initialised": state["initialised"],
+            "phases": dict(phases, reported=reported_at),
+        }
+        entry = {
+            "Source": EVENT_SOURCE,
+            "DetailType": BOOT_REPORT,
+            "Detail": json.dumps(detail),
+            "EventBusName": self.config["event_bus"],
+            "Resources": [],
+        }
         delay = 1.0
         for attempt in range(1, 6):
             try:
@@ -1292,7 +1589,9 @@ class Agent:
         record_path = self.state_path("stop.json")
         os.makedirs(self.config["run_dir"], exist_ok=True)
         with open(self.state_path("stop.lock"), "w", encoding="utf-8") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)   # a concurrent stop (SSM, systemd, watcher) waits here, then reads its record
+            fcntl.flock(
+                lock, fcntl.LOCK_EX
+            )  # a concurrent stop (SSM, systemd, watcher) waits here, then reads its record
             record = read_json(record_path)
             if record and record.get("outcome") == "stopped":
                 LOG.info("already stopped at %s (%s)", record.get("finished"), record.get("reason"))
@@ -1309,7 +1608,12 @@ class Agent:
 
     def _stop(self, reason, deadline):
         config, started = self.config, self.clock.now()
-        record = {"reason": reason, "started": stamp(started), "deadline": stamp(deadline) if deadline else None, "errors": []}
+        record = {
+            "reason": reason,
+            "started": stamp(started),
+            "deadline": stamp(deadline) if deadline else None,
+            "errors": [],
+        }
         instance_id = None
         if config["target_group_arns"]:
             try:
@@ -1321,11 +1625,11 @@ class Agent:
             try:
                 self.aws.deregister_target(arn, instance_id)
                 deregistered.append(arn)
-            except AgentError as exc:   # keep going: a failed deregistration must not keep the app from stopping
+            except AgentError as exc:  # keep going: a failed deregistration must not keep the app from stopping
                 record["errors"].append(f"deregister {arn}: {exc}")
         record["deregistered"] = deregistered
         drain = config["drain_seconds"] if deregistered else 0
-        if deadline is not None:   # leave the stop its reserve before the instance goes away
+        if deadline is not None:  # leave the stop its reserve before the instance goes away
             drain = min(drain, max(0.0, (deadline - self.clock.now()).total_seconds() - config["stop_reserve_seconds"]))
         self.clock.sleep(drain)
         record["drained_seconds"] = round(drain, 3)
@@ -1346,8 +1650,11 @@ class Agent:
         finished = self.clock.now()
         record["finished"] = stamp(finished)
         record["met_deadline"] = deadline is None or finished <= deadline
-        record["outcome"] = "stopped" if "app_stopped" in record and not (
-            config["unmount_on_stop"] and mounted_source(mount_point)) else "incomplete"
+        record["outcome"] = (
+            "stopped"
+            if "app_stopped" in record and not (config["unmount_on_stop"] and mounted_source(mount_point))
+            else "incomplete"
+        )
         return record
 
     # -- watch
@@ -1356,7 +1663,7 @@ class Agent:
         'hibernate' (recorded, nothing stopped), 'rebalance' or None."""
         try:
             action = self.imds.get("meta-data/spot/instance-action")
-        except TransientError as exc:   # never act on an error: a false stop is an outage of its own
+        except TransientError as exc:  # never act on an error: a false stop is an outage of its own
             LOG.warning("IMDS unavailable, will retry: %s", exc)
             return None
         if action:
@@ -1375,8 +1682,9 @@ class Agent:
                 path = self.state_path("hibernate.json")
                 if read_json(path) is None:
                     write_json(path, {"notice": notice, "seen": stamp(self.clock.now())})
-                    LOG.warning("Spot hibernation at %s: the application keeps running and resumes from memory",
-                                stamp(deadline))
+                    LOG.warning(
+                        "Spot hibernation at %s: the application keeps running and resumes from memory", stamp(deadline)
+                    )
                 return "hibernate"
             self.stop(f"spot {notice.get('action', 'interruption')} at {stamp(deadline)}", deadline)
             return "interruption"
@@ -1388,7 +1696,9 @@ class Agent:
         if rebalance:
             path = self.state_path("rebalance.json")
             if read_json(path) is None:
-                write_json(path, {"notice": rebalance, "seen": stamp(self.clock.now()), "action": self.config["on_rebalance"]})
+                write_json(
+                    path, {"notice": rebalance, "seen": stamp(self.clock.now()), "action": self.config["on_rebalance"]}
+                )
                 LOG.warning("rebalance recommendation: %s (action: %s)", rebalance, self.config["on_rebalance"])
             if self.config["on_rebalance"] == "stop":
                 self.stop("rebalance recommendation")
@@ -1402,7 +1712,12 @@ class Agent:
 
         def end_between_polls(signum, frame):
             self.terminating = True
-        previous = signal.signal(signal.SIGTERM, end_between_polls) if threading.current_thread() is threading.main_thread() else None
+
+        previous = (
+            signal.signal(signal.SIGTERM, end_between_polls)
+            if threading.current_thread() is threading.main_thread()
+            else None
+        )
         try:
             self._watch(max_polls)
         finally:
@@ -1434,21 +1749,39 @@ class Agent:
                 continue
             try:
                 not_before = datetime.datetime.strptime(str(item.get("NotBefore")), "%d %b %Y %H:%M:%S %Z").replace(
-                    tzinfo=datetime.timezone.utc)
+                    tzinfo=datetime.timezone.utc
+                )
             except ValueError:
                 LOG.error("scheduled event %s has an unreadable NotBefore %r", event_id, item.get("NotBefore"))
                 continue
-            detail = {"instance-id": self.identity()["instance_id"], "lineage": self.config["lineage"],
-                      "service": self.config["service"], "code": item["Code"], "event-id": event_id,
-                      "not-before": stamp(not_before)}
-            answer = self.aws.put_events([{"Source": EVENT_SOURCE, "DetailType": MAINTENANCE_REPORT,
-                                           "Detail": json.dumps(detail), "EventBusName": self.config["event_bus"],
-                                           "Resources": []}])
+            detail = {
+                "instance-id": self.identity()["instance_id"],
+                "lineage": self.config["lineage"],
+                "service": self.config["service"],
+                "code": item["Code"],
+                "event-id": event_id,
+                "not-before": stamp(not_before),
+            }
+            answer = self.aws.put_events(
+                [
+                    {
+                        "Source": EVENT_SOURCE,
+                        "DetailType": MAINTENANCE_REPORT,
+                        "Detail": json.dumps(detail),
+                        "EventBusName": self.config["event_bus"],
+                        "Resources": [],
+                    }
+                ]
+            )
             if answer.get("FailedEntryCount"):
                 LOG.warning("scheduled event %s not reported: %s", event_id, answer.get("Entries"))
                 continue
             LOG.warning("EC2 scheduled %s for %s; told the control plane", item["Code"], stamp(not_before))
-            known[event_id] = {"code": item["Code"], "not_before": stamp(not_before), "reported": stamp(self.clock.now())}
+            known[event_id] = {
+                "code": item["Code"],
+                "not_before": stamp(not_before),
+                "reported": stamp(self.clock.now()),
+            }
             write_json(path, known)
             reported.append(event_id)
         return reported
@@ -1460,7 +1793,9 @@ class Agent:
             try:
                 self.poll_once()
                 if self.config["report_boot"] and self.clock.now() >= next_maintenance:
-                    next_maintenance = self.clock.now() + datetime.timedelta(seconds=self.config["maintenance_poll_seconds"])
+                    next_maintenance = self.clock.now() + datetime.timedelta(
+                        seconds=self.config["maintenance_poll_seconds"]
+                    )
                     self.check_maintenance()
             except AgentError as exc:
                 LOG.error("%s", exc)
@@ -1471,8 +1806,11 @@ class Agent:
 
 # ---- command line -----------------------------------------------------------------------------
 
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="ec2spot-agent", description=(__doc__ or "ec2spot-agent").split("\n\n", maxsplit=1)[0])
+    parser = argparse.ArgumentParser(
+        prog="ec2spot-agent", description=(__doc__ or "ec2spot-agent").split("\n\n", maxsplit=1)[0]
+    )
     parser.add_argument("--config", default=os.environ.get("EC2SPOT_AGENT_CONFIG", DEFAULT_CONFIG))
     parser.add_argument("-v", "--verbose", action="store_true")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -1488,8 +1826,11 @@ def main(argv=None):
     commands.add_parser("status", help="print this boot's state")
     commands.add_parser("check-config", help="validate the configuration")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-                        format="ec2spot-agent %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        stream=sys.stderr,
+        format="ec2spot-agent %(levelname)s %(message)s",
+    )
     try:
         config = load_config(args.config)
         agent = Agent(config)
@@ -1507,8 +1848,17 @@ def main(argv=None):
         elif args.command == "watch":
             agent.watch(args.max_polls)
         elif args.command == "status":
-            print(json.dumps({"boot": read_json(agent.state_path("boot.json")), "stop": read_json(agent.state_path("stop.json")),
-                              "rebalance": read_json(agent.state_path("rebalance.json"))}, indent=2, sort_keys=True))
+            print(
+                json.dumps(
+                    {
+                        "boot": read_json(agent.state_path("boot.json")),
+                        "stop": read_json(agent.state_path("stop.json")),
+                        "rebalance": read_json(agent.state_path("rebalance.json")),
+                    },
+                    indent=2,
+                    sort_keys=True,
+                )
+            )
     except AgentError as exc:
         LOG.error("%s", exc)
         return exc.exit_code

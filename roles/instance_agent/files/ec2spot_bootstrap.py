@@ -47,6 +47,7 @@ def say(message):
 
 # ---- BEGIN sigv4: the bootstrap (ec2spot_bootstrap.py) carries a verbatim copy (tools/build_agent.py) ----
 
+
 def sign_v4(method, url, region, service, body, headers, credentials, moment):
     """Headers for a request signed with Signature Version 4
     (https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html). ``url`` carries no query."""
@@ -54,24 +55,34 @@ def sign_v4(method, url, region, service, body, headers, credentials, moment):
     amz_date = moment.strftime("%Y%m%dT%H%M%SZ")
     payload_hash = hashlib.sha256(body).hexdigest()
     headers = dict(headers, **{"host": parsed.netloc, "x-amz-date": amz_date})
-    if service == "s3":   # S3 signs the payload's hash in a header of its own
+    if service == "s3":  # S3 signs the payload's hash in a header of its own
         headers["x-amz-content-sha256"] = payload_hash
     if credentials.get("Token"):
         headers["x-amz-security-token"] = credentials["Token"]
     names = sorted(name.lower() for name in headers)
     lowered = {name.lower(): " ".join(str(value).split()) for name, value in headers.items()}
-    canonical = "\n".join([
-        method, urllib.parse.quote(parsed.path or "/", safe="/~"), "",
-        "".join(f"{name}:{lowered[name]}\n" for name in names), ";".join(names), payload_hash])
+    canonical = "\n".join(
+        [
+            method,
+            urllib.parse.quote(parsed.path or "/", safe="/~"),
+            "",
+            "".join(f"{name}:{lowered[name]}\n" for name in names),
+            ";".join(names),
+            payload_hash,
+        ]
+    )
     scope = f"{amz_date[:8]}/{region}/{service}/aws4_request"
     to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
     key = ("AWS4" + credentials["SecretAccessKey"]).encode()
     for part in (amz_date[:8], region, service, "aws4_request"):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
     signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    headers["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={credentials['AccessKeyId']}/{scope}, "
-                                f"SignedHeaders={';'.join(names)}, Signature={signature}")
+    headers["Authorization"] = (
+        f"AWS4-HMAC-SHA256 Credential={credentials['AccessKeyId']}/{scope}, "
+        f"SignedHeaders={';'.join(names)}, Signature={signature}"
+    )
     return headers
+
 
 # ---- END sigv4 ---------------------------------------------------------------------------------------------
 
@@ -88,8 +99,10 @@ def config_path(argv):
 def agent_source(config):
     source = config.get("agent_source")
     if not isinstance(source, dict):
-        raise BootstrapError("the configuration has no agent_source (bucket, key, sha256): this program only runs the "
-                             "agent the launch template names")
+        raise BootstrapError(
+            "the configuration has no agent_source (bucket, key, sha256): this program only runs the "
+            "agent the launch template names"
+        )
     bucket, key, digest = source.get("bucket"), source.get("key"), source.get("sha256")
     region = source.get("region") or config.get("region")
     for name, value, pattern in (("bucket", bucket, BUCKET), ("key", key, KEY), ("sha256", digest, SHA256)):
@@ -115,8 +128,11 @@ def credentials_and_region(config, region):
     if not region:
         region = imds(endpoint, "/latest/meta-data/placement/region", token)
     if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
-        return {"AccessKeyId": os.environ["AWS_ACCESS_KEY_ID"], "SecretAccessKey": os.environ["AWS_SECRET_ACCESS_KEY"],
-                "Token": os.environ.get("AWS_SESSION_TOKEN")}, region
+        return {
+            "AccessKeyId": os.environ["AWS_ACCESS_KEY_ID"],
+            "SecretAccessKey": os.environ["AWS_SECRET_ACCESS_KEY"],
+            "Token": os.environ.get("AWS_SESSION_TOKEN"),
+        }, region
     roles = imds(endpoint, "/latest/meta-data/iam/security-credentials/", token).split()
     if not roles:
         raise BootstrapError("the instance has no instance profile, so it cannot read the agent from S3")
@@ -125,9 +141,9 @@ def credentials_and_region(config, region):
 
 def object_url(config, bucket, key, region):
     quoted = urllib.parse.quote(key, safe="/~")
-    if config.get("aws_endpoint_url"):   # tests and the sandbox: path-style at the given endpoint
+    if config.get("aws_endpoint_url"):  # tests and the sandbox: path-style at the given endpoint
         return f"{config['aws_endpoint_url'].rstrip('/')}/{bucket}/{quoted}"
-    if "." in bucket:                    # a dotted name breaks the virtual host's TLS certificate
+    if "." in bucket:  # a dotted name breaks the virtual host's TLS certificate
         return f"https://s3.{region}.amazonaws.com/{bucket}/{quoted}"
     return f"https://{bucket}.s3.{region}.amazonaws.com/{quoted}"
 
@@ -172,15 +188,17 @@ def ensure_agent(config):
             program = fetch(config, bucket, key, region)
             found = hashlib.sha256(program).hexdigest()
             if found != digest:
-                raise BootstrapError(f"s3://{bucket}/{key} has SHA-256 {found}, not the {digest} the launch template "
-                                     f"names: refusing to run it (redeploy the fleet, or restore the object)")
+                raise BootstrapError(
+                    f"s3://{bucket}/{key} has SHA-256 {found}, not the {digest} the launch template "
+                    f"names: refusing to run it (redeploy the fleet, or restore the object)"
+                )
             install(path, program)
             return path
         except BootstrapError:
             raise
         except urllib.error.HTTPError as exc:
             last = f"S3 answered {exc.code} for s3://{bucket}/{key}: {exc.read()[:300]!r}"
-            if exc.code in (400, 403, 404):   # no retry fixes a missing object or permission
+            if exc.code in (400, 403, 404):  # no retry fixes a missing object or permission
                 raise BootstrapError(last + " (does the instance profile allow s3:GetObject on it?)") from exc
         except (OSError, ValueError) as exc:
             last = f"s3://{bucket}/{key}: {exc}"

@@ -17,19 +17,42 @@ from urllib.parse import parse_qs, urlsplit
 
 # The controller's survey question types and the Python type of their defaults (awx/api/views JobTemplateSurveySpec).
 SURVEY_TYPES = {
-    "text": str, "textarea": str, "password": str, "multiplechoice": str, "multiselect": str,
-    "integer": int, "float": float,
+    "text": str,
+    "textarea": str,
+    "password": str,
+    "multiplechoice": str,
+    "multiselect": str,
+    "integer": int,
+    "float": float,
 }
 
 # Fields the controller gives an object that the request did not set (the ones awx.yml compares or reads).
 DEFAULTS = {
     "execution_environments": {"description": "", "organization": None, "credential": None, "pull": ""},
-    "projects": {"description": "", "scm_type": "", "scm_url": "", "scm_branch": "", "credential": None,
-                 "scm_update_on_launch": False, "status": "successful"},
+    "projects": {
+        "description": "",
+        "scm_type": "",
+        "scm_url": "",
+        "scm_branch": "",
+        "credential": None,
+        "scm_update_on_launch": False,
+        "status": "successful",
+    },
     "inventories": {"description": "", "variables": "", "kind": ""},
-    "job_templates": {"description": "", "job_type": "run", "inventory": None, "execution_environment": None,
-                      "ask_job_type_on_launch": False, "ask_diff_mode_on_launch": False, "ask_variables_on_launch": False,
-                      "survey_enabled": False, "forks": 0, "limit": "", "verbosity": 0, "extra_vars": ""},
+    "job_templates": {
+        "description": "",
+        "job_type": "run",
+        "inventory": None,
+        "execution_environment": None,
+        "ask_job_type_on_launch": False,
+        "ask_diff_mode_on_launch": False,
+        "ask_variables_on_launch": False,
+        "survey_enabled": False,
+        "forks": 0,
+        "limit": "",
+        "verbosity": 0,
+        "extra_vars": "",
+    },
 }
 REQUIRED = {
     "execution_environments": ("name", "image"),
@@ -75,7 +98,9 @@ def survey_errors(survey):
             continue
         default = question.get("default", "")
         if default != "" and (not isinstance(default, SURVEY_TYPES[qtype]) or isinstance(default, bool)):
-            errors.append(f"Default value {default!r} in survey question {idx} expected to be {SURVEY_TYPES[qtype].__name__}.")
+            errors.append(
+                f"Default value {default!r} in survey question {idx} expected to be {SURVEY_TYPES[qtype].__name__}."
+            )
         for key in ("min", "max"):
             if question.get(key) is not None and not isinstance(question[key], int):
                 errors.append(f"The {key} limit in survey question {idx} expected to be integer.")
@@ -106,8 +131,9 @@ def survey_errors(survey):
 class Controller:
     """The double's state: objects by type, and the requests received."""
 
-    def __init__(self, username="admin", password="secret", token=None, playbooks=(), organizations=("Default",),
-                 credentials=()):
+    def __init__(
+        self, username="admin", password="secret", token=None, playbooks=(), organizations=("Default",), credentials=()
+    ):
         self.auth = {"Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()}
         if token:
             self.auth.add("Bearer " + token)
@@ -139,7 +165,8 @@ class Controller:
         """A copy of the state (objects, surveys, credentials), with by_name, for checks after later requests."""
         copied = Controller.__new__(Controller)
         copied.objects, copied.surveys, copied.job_template_credentials = copy.deepcopy(
-            (self.objects, self.surveys, self.job_template_credentials))
+            (self.objects, self.surveys, self.job_template_credentials)
+        )
         return copied
 
     def writes(self):
@@ -178,15 +205,23 @@ class Controller:
             return 405, {"detail": f'Method "{method}" not allowed.'}
 
     def _list(self, kind, query):
-        results = [obj for obj in self.objects[kind].values()
-                   if all(str(obj.get(key)) == values[0] for key, values in query.items() if key in ("name", "organization"))
-                   and ("name__in" not in query or obj["name"] in query["name__in"][0].split(","))]
+        results = [
+            obj
+            for obj in self.objects[kind].values()
+            if all(str(obj.get(key)) == values[0] for key, values in query.items() if key in ("name", "organization"))
+            and ("name__in" not in query or obj["name"] in query["name__in"][0].split(","))
+        ]
         return {"count": len(results), "next": None, "previous": None, "results": results}
 
     def _errors(self, kind, fields):
         errors = {key: ["This field is required."] for key in REQUIRED[kind] if fields.get(key) in (None, "")}
-        for key, target in (("organization", "organizations"), ("project", "projects"), ("inventory", "inventories"),
-                            ("execution_environment", "execution_environments"), ("credential", "credentials")):
+        for key, target in (
+            ("organization", "organizations"),
+            ("project", "projects"),
+            ("inventory", "inventories"),
+            ("execution_environment", "execution_environments"),
+            ("credential", "credentials"),
+        ):
             if fields.get(key) is not None and fields[key] not in self.objects[target]:
                 errors[key] = [f'Invalid pk "{fields[key]}" - object does not exist.']
         if kind == "job_templates":
@@ -203,8 +238,10 @@ class Controller:
 
     def _create(self, kind, body):
         errors = self._errors(kind, body)
-        if any(obj["name"] == body.get("name") and obj.get("organization") == body.get("organization")
-               for obj in self.objects[kind].values()):
+        if any(
+            obj["name"] == body.get("name") and obj.get("organization") == body.get("organization")
+            for obj in self.objects[kind].values()
+        ):
             errors["__all__"] = [f"{kind} with this Name and Organization already exists."]
         if errors:
             return 400, errors
@@ -238,7 +275,9 @@ class Controller:
                 return 400, {"error": "Cannot assign multiple Amazon Web Services credentials."}
             attached.append(body["id"])
             credential = self.objects["credentials"][body["id"]]
-            job_template["summary_fields"]["credentials"].append({"id": credential["id"], "name": credential["name"], "kind": "aws"})
+            job_template["summary_fields"]["credentials"].append(
+                {"id": credential["id"], "name": credential["name"], "kind": "aws"}
+            )
             return 204, None
         return 405, {"detail": f'Method "{method}" not allowed.'}
 

@@ -20,14 +20,35 @@ IMAGE = "registry.example.com/ec2spot-autorecover-ee:0.1.0"
 def run(controller_url, tmp_path, variables, *options, **env):
     path = tmp_path / "vars.yml"
     path.write_text(yaml.safe_dump(variables))
-    environment = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", NO_PROXY="127.0.0.1",
-                       CONTROLLER_HOST=controller_url, CONTROLLER_USERNAME="admin", CONTROLLER_PASSWORD="secret")
+    environment = dict(
+        os.environ,
+        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+        NO_PROXY="127.0.0.1",
+        CONTROLLER_HOST=controller_url,
+        CONTROLLER_USERNAME="admin",
+        CONTROLLER_PASSWORD="secret",
+    )
     environment.update(env)
-    done = subprocess.run(["ansible-playbook", "playbooks/awx.yml", "-e", f"@{path}", "-e", "awx_aws_credential='AWS prod'",
-                           "-e", f"awx_execution_environment_image={IMAGE}", *options],
-                          cwd=REPO, env=environment, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [
+            "ansible-playbook",
+            "playbooks/awx.yml",
+            "-e",
+            f"@{path}",
+            "-e",
+            "awx_aws_credential='AWS prod'",
+            "-e",
+            f"awx_execution_environment_image={IMAGE}",
+            *options,
+        ],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     try:
-        report = json.loads(done.stdout[done.stdout.index("{"):])
+        report = json.loads(done.stdout[done.stdout.index("{") :])
     except ValueError:
         raise AssertionError(f"ansible-playbook produced no JSON:\n{done.stdout}\n{done.stderr}")
     report["rc"] = report.get("rc", done.returncode)
@@ -48,8 +69,9 @@ def failure(report):
 
 @pytest.fixture(scope="module")
 def controller():
-    double = Controller(playbooks=[f"playbooks/{p.name}" for p in (REPO / "playbooks").glob("*.yml")],
-                        credentials=["AWS prod"])
+    double = Controller(
+        playbooks=[f"playbooks/{p.name}" for p in (REPO / "playbooks").glob("*.yml")], credentials=["AWS prod"]
+    )
     url = double.start()
     yield double, url
     double.stop()
@@ -64,8 +86,13 @@ def runs(controller, tmp_path_factory):
     variables = example_variables()
     grown = copy.deepcopy(variables)
     grown["ec2spot_services"].append(dict(grown["ec2spot_services"][0], name="redis", lineage="redisdata"))
-    for name, given, options in (("check", variables, ["--check"]), ("first", variables, []), ("second", variables, []),
-                                 ("grown-check", grown, ["--check"]), ("grown", grown, [])):
+    for name, given, options in (
+        ("check", variables, ["--check"]),
+        ("first", variables, []),
+        ("second", variables, []),
+        ("grown-check", grown, ["--check"]),
+        ("grown", grown, []),
+    ):
         before = len(double.requests)
         report = run(url, tmp_path, given, *options)
         recorded[name] = (report, double.requests[before:], double.snapshot())
@@ -78,7 +105,9 @@ def writes(requests):
 
 def test_syntax_check_from_the_repository_and_as_collection_playbook():
     for target in ("playbooks/awx.yml", "ec2spot.autorecover.awx"):
-        done = subprocess.run(["ansible-playbook", "--syntax-check", target], cwd=REPO, capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            ["ansible-playbook", "--syntax-check", target], cwd=REPO, capture_output=True, text=True, check=False
+        )
         assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -100,21 +129,32 @@ def test_first_run_creates_everything_the_data_describes(runs):
     environment = double.by_name("execution_environments", "ec2spot-autorecover")
     assert (environment["image"], environment["organization"], environment["pull"]) == (IMAGE, organization, "missing")
     project = double.by_name("projects", "ec2spot-autorecover")
-    assert (project["scm_type"], project["scm_url"], project["scm_branch"], project["credential"]) == \
-        ("git", "https://github.com/ec2spot/autorecover.git", "main", None)
+    assert (project["scm_type"], project["scm_url"], project["scm_branch"], project["credential"]) == (
+        "git",
+        "https://github.com/ec2spot/autorecover.git",
+        "main",
+        None,
+    )
     inventory = double.by_name("inventories", "ec2spot-autorecover")
     variables = example_variables()
-    assert json.loads(inventory["variables"]) == {key: variables.get(key, {}) for key in
-                                                  ("ec2spot_region", "ec2spot_control_plane", "ec2spot_services")}
+    assert json.loads(inventory["variables"]) == {
+        key: variables.get(key, {}) for key in ("ec2spot_region", "ec2spot_control_plane", "ec2spot_services")
+    }
 
     services = [service["name"] for service in variables["ec2spot_services"]]
     credential = double.by_name("credentials", "AWS prod")["id"]
     for template in job_templates():
         made = double.by_name("job_templates", template["name"])
         expected = {
-            "playbook": template["playbook"], "job_type": "run", "project": project["id"], "inventory": inventory["id"],
-            "execution_environment": environment["id"], "organization": organization, "description": template["description"],
-            "ask_job_type_on_launch": True, "ask_diff_mode_on_launch": template["ask_diff_mode_on_launch"],
+            "playbook": template["playbook"],
+            "job_type": "run",
+            "project": project["id"],
+            "inventory": inventory["id"],
+            "execution_environment": environment["id"],
+            "organization": organization,
+            "description": template["description"],
+            "ask_job_type_on_launch": True,
+            "ask_diff_mode_on_launch": template["ask_diff_mode_on_launch"],
             "survey_enabled": bool(template["survey"]),
         }
         assert {key: made[key] for key in expected} == expected, template["name"]
@@ -151,9 +191,14 @@ def test_a_new_service_updates_the_inventory_and_the_service_questions_only(runs
     report, requests, double = runs["grown"]
     assert report["rc"] == 0, failure(report)
     inventory = double.by_name("inventories", "ec2spot-autorecover")
-    survey_paths = [f"/api/v2/job_templates/{double.by_name('job_templates', t['name'])['id']}/survey_spec/"
-                    for t in job_templates() if any(q.get("ec2spot_choices") for q in t["survey"])]
-    assert sorted(writes(requests)) == sorted([("PATCH", f"/api/v2/inventories/{inventory['id']}/")] + [("POST", p) for p in survey_paths])
+    survey_paths = [
+        f"/api/v2/job_templates/{double.by_name('job_templates', t['name'])['id']}/survey_spec/"
+        for t in job_templates()
+        if any(q.get("ec2spot_choices") for q in t["survey"])
+    ]
+    assert sorted(writes(requests)) == sorted(
+        [("PATCH", f"/api/v2/inventories/{inventory['id']}/")] + [("POST", p) for p in survey_paths]
+    )
     patch = next(r for r in requests if r["method"] == "PATCH")
     assert list(patch["body"]) == ["variables"]
     assert [s["name"] for s in json.loads(inventory["variables"])["ec2spot_services"]] == ["postgres", "redis"]

@@ -30,11 +30,14 @@ def test_schema_version_3_is_valid():
     validate_schema(copy.deepcopy(EE))
 
 
-@pytest.mark.parametrize("broken", [
-    {"dependencies": {"galaxy": {"collections": []}, "pythn": ["boto3"]}},
-    {"dependencies": {"ansible_core": {"package_system": "ansible-core"}}},
-    {"images": {"base_image": "quay.io/fedora/fedora:42", "builder_image": "x"}},
-])
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"dependencies": {"galaxy": {"collections": []}, "pythn": ["boto3"]}},
+        {"dependencies": {"ansible_core": {"package_system": "ansible-core"}}},
+        {"images": {"base_image": "quay.io/fedora/fedora:42", "builder_image": "x"}},
+    ],
+)
 def test_the_schema_check_refuses_what_ansible_builder_refuses(broken):
     with pytest.raises(DefinitionError):
         validate_schema(dict(copy.deepcopy(EE), **broken))
@@ -58,7 +61,9 @@ def test_python_requirements_are_requirements_txt():
 
 
 def test_ansible_core_and_runner_are_pinned_to_what_the_tests_run():
-    assert EE["dependencies"]["ansible_core"] == {"package_pip": f"ansible-core=={importlib.metadata.version('ansible-core')}"}
+    assert EE["dependencies"]["ansible_core"] == {
+        "package_pip": f"ansible-core=={importlib.metadata.version('ansible-core')}"
+    }
     assert EE["dependencies"]["ansible_runner"]["package_pip"].startswith("ansible-runner==")
 
 
@@ -67,10 +72,28 @@ def built(tmp_path_factory):
     """The collection built as the EE file's comment says, and `ansible-builder create` run on a copy of the file."""
     work = tmp_path_factory.mktemp("ee")
     shutil.copy(REPO / "execution-environment.yml", work / "execution-environment.yml")
-    subprocess.run(["ansible-galaxy", "collection", "build", "--force", "--output-path", str(work / ".build" / "ee"), str(REPO)],
-                   check=True, capture_output=True, text=True)
-    done = subprocess.run(["ansible-builder", "create", "-f", "execution-environment.yml", "-c", "context",
-                           "--output-filename", "Containerfile"], cwd=work, capture_output=True, text=True, check=False)
+    subprocess.run(
+        ["ansible-galaxy", "collection", "build", "--force", "--output-path", str(work / ".build" / "ee"), str(REPO)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    done = subprocess.run(
+        [
+            "ansible-builder",
+            "create",
+            "-f",
+            "execution-environment.yml",
+            "-c",
+            "context",
+            "--output-filename",
+            "Containerfile",
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return work, done
 
 
@@ -97,8 +120,13 @@ def test_ansible_builder_refuses_an_invalid_file(built):
     assert done.returncode == 0
     broken = dict(EE, dependencies=dict(EE["dependencies"], ansible_core={"package_system": "ansible-core"}))
     (work / "broken.yml").write_text(yaml.safe_dump(broken))
-    refused = subprocess.run(["ansible-builder", "create", "-f", "broken.yml", "-c", "broken-context"],
-                             cwd=work, capture_output=True, text=True, check=False)
+    refused = subprocess.run(
+        ["ansible-builder", "create", "-f", "broken.yml", "-c", "broken-context"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert refused.returncode != 0
     assert "package_system" in refused.stdout + refused.stderr
 
@@ -107,10 +135,23 @@ def test_the_collection_declares_the_same_python_needs_to_ansible_builder(built,
     """ansible-builder's introspection of the installed collection finds requirements.txt and no system packages."""
     work, done = built
     assert done.returncode == 0
-    subprocess.run(["ansible-galaxy", "collection", "install", "--no-deps", "--force", "-p", str(tmp_path),
-                    str(work / ".build" / "ee" / TARBALL)], check=True, capture_output=True, text=True)
+    subprocess.run(
+        [
+            "ansible-galaxy",
+            "collection",
+            "install",
+            "--no-deps",
+            "--force",
+            "-p",
+            str(tmp_path),
+            str(work / ".build" / "ee" / TARBALL),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     found = subprocess.run(["ansible-builder", "introspect", str(tmp_path)], check=True, capture_output=True, text=True)
-    data = yaml.safe_load(found.stdout[found.stdout.index("---"):])
+    data = yaml.safe_load(found.stdout[found.stdout.index("---") :])
     assert [line.split("#")[0].strip() for line in data["python"]] == requirement_lines("requirements.txt")
     assert all(line.endswith("from collection ec2spot.autorecover") for line in data["python"])
     assert data["system"] == []

@@ -44,22 +44,47 @@ def clock():
 def launch(ec2, world):
     def _launch(zone="us-east-1a", lineage=None, state="running"):
         tag_spec = [{"ResourceType": "instance", "Tags": [{"Key": t.LINEAGE, "Value": lineage}]}] if lineage else []
-        instance = ec2.run_instances(ImageId=world["image_id"], MinCount=1, MaxCount=1, InstanceType="t3.micro",
-                                     SubnetId=world["subnets"][zone], TagSpecifications=tag_spec)["Instances"][0]
+        instance = ec2.run_instances(
+            ImageId=world["image_id"],
+            MinCount=1,
+            MaxCount=1,
+            InstanceType="t3.micro",
+            SubnetId=world["subnets"][zone],
+            TagSpecifications=tag_spec,
+        )["Instances"][0]
         if state == "stopped":
             ec2.stop_instances(InstanceIds=[instance["InstanceId"]])
         return instance["InstanceId"]
+
     return _launch
 
 
 @pytest.fixture
 def data_volume(ec2):
-    def _volume(zone="us-east-1a", lineage="pgdata", generation=1, attach_to=None, device="/dev/sdf",
-                size=20, volume_type="gp3", extra_tags=None):
-        volume_tags = {t.LINEAGE: lineage, t.GENERATION: generation, t.DEVICE: device, "Name": f"{lineage}-data",
-                       **(extra_tags or {})}
-        params = dict(AvailabilityZone=zone, Size=size, VolumeType=volume_type, Encrypted=True,
-                      TagSpecifications=[{"ResourceType": "volume", "Tags": t.as_list(volume_tags)}])
+    def _volume(
+        zone="us-east-1a",
+        lineage="pgdata",
+        generation=1,
+        attach_to=None,
+        device="/dev/sdf",
+        size=20,
+        volume_type="gp3",
+        extra_tags=None,
+    ):
+        volume_tags = {
+            t.LINEAGE: lineage,
+            t.GENERATION: generation,
+            t.DEVICE: device,
+            "Name": f"{lineage}-data",
+            **(extra_tags or {}),
+        }
+        params = dict(
+            AvailabilityZone=zone,
+            Size=size,
+            VolumeType=volume_type,
+            Encrypted=True,
+            TagSpecifications=[{"ResourceType": "volume", "Tags": t.as_list(volume_tags)}],
+        )
         if volume_type == "gp3":
             params.update(Iops=4000, Throughput=250)
         volume_id = ec2.create_volume(**params)["VolumeId"]
@@ -69,17 +94,20 @@ def data_volume(ec2):
             if generation:
                 ec2.create_tags(Resources=[volume_id], Tags=t.as_list({t.HOLDER: attach_to}))
         return volume_id
+
     return _volume
 
 
 def moto_ec2():
     from moto.ec2.models import ec2_backends
+
     return ec2_backends["123456789012"]["us-east-1"]
 
 
 def backdate_snapshot(snapshot_id, seconds):
     """Make a snapshot look ``seconds`` older (moto stamps creation to the second)."""
     from datetime import timedelta
+
     moto_ec2().snapshots[snapshot_id].start_time -= timedelta(seconds=seconds)
 
 

@@ -7,13 +7,16 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery impor
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.addresses import find_address, move_address
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws import call, paginate, wait_until
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.instances import (
-    ensure_running, healthy_group_instance)
+    ensure_running,
+    healthy_group_instance,
+)
 
 
 @pytest.fixture
 def eip(ec2):
-    return ec2.allocate_address(Domain="vpc", TagSpecifications=[
-        {"ResourceType": "elastic-ip", "Tags": [{"Key": "Service", "Value": "pg"}]}])
+    return ec2.allocate_address(
+        Domain="vpc", TagSpecifications=[{"ResourceType": "elastic-ip", "Tags": [{"Key": "Service", "Value": "pg"}]}]
+    )
 
 
 def test_find_address_by_each_key(ec2, eip):
@@ -22,20 +25,24 @@ def test_find_address_by_each_key(ec2, eip):
     assert find_address(ec2, address_tags={"Service": "pg"})["AllocationId"] == eip["AllocationId"]
 
 
-@pytest.mark.parametrize("kwargs, error, message", [
-    ({}, errors.InvalidInput, "exactly one of allocation_id, public_ip or tags"),
-    ({"public_ip": "not-an-ip"}, errors.InvalidInput, "is not an IPv4 address"),
-    ({"address_tags": {"Service": "nope"}}, errors.NotFound, "no Elastic IP with tags"),
-    ({"allocation_id": "eipalloc-00000000000000000"}, errors.NotFound, "no Elastic IP with allocation id"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({}, errors.InvalidInput, "exactly one of allocation_id, public_ip or tags"),
+        ({"public_ip": "not-an-ip"}, errors.InvalidInput, "is not an IPv4 address"),
+        ({"address_tags": {"Service": "nope"}}, errors.NotFound, "no Elastic IP with tags"),
+        ({"allocation_id": "eipalloc-00000000000000000"}, errors.NotFound, "no Elastic IP with allocation id"),
+    ],
+)
 def test_find_address_refuses_bad_or_unknown_names(ec2, eip, kwargs, error, message):
     with pytest.raises(error, match=message):
         find_address(ec2, **kwargs)
 
 
 def test_find_address_refuses_ambiguous_tags(ec2, eip):
-    ec2.allocate_address(Domain="vpc", TagSpecifications=[
-        {"ResourceType": "elastic-ip", "Tags": [{"Key": "Service", "Value": "pg"}]}])
+    ec2.allocate_address(
+        Domain="vpc", TagSpecifications=[{"ResourceType": "elastic-ip", "Tags": [{"Key": "Service", "Value": "pg"}]}]
+    )
     with pytest.raises(errors.Ambiguous, match="2 Elastic IPs match"):
         find_address(ec2, address_tags={"Service": "pg"})
 
@@ -50,8 +57,9 @@ def test_move_is_idempotent_and_reassociation_is_explicit(ec2, eip, launch):
         move_address(ec2, find_address(ec2, allocation_id=eip["AllocationId"]), second)
     assert ec2.describe_addresses(AllocationIds=[eip["AllocationId"]])["Addresses"][0]["InstanceId"] == first
 
-    planned = move_address(ec2, find_address(ec2, allocation_id=eip["AllocationId"]), second,
-                           allow_reassociation=True, dry_run=True)
+    planned = move_address(
+        ec2, find_address(ec2, allocation_id=eip["AllocationId"]), second, allow_reassociation=True, dry_run=True
+    )
     assert planned.changed
     assert ec2.describe_addresses(AllocationIds=[eip["AllocationId"]])["Addresses"][0]["InstanceId"] == first
 
@@ -76,11 +84,17 @@ def test_terminated_standby_is_refused(ec2, launch, clock):
 
 
 def test_group_target_must_be_exactly_one_healthy_instance(ec2, autoscaling, world):
-    ec2.create_launch_template(LaunchTemplateName="fleet", LaunchTemplateData={
-        "ImageId": world["image_id"], "InstanceType": "t3.micro"})
-    autoscaling.create_auto_scaling_group(AutoScalingGroupName="pg", MinSize=1, MaxSize=2, DesiredCapacity=1,
-                                          LaunchTemplate={"LaunchTemplateName": "fleet"},
-                                          VPCZoneIdentifier=",".join(world["subnets"].values()))
+    ec2.create_launch_template(
+        LaunchTemplateName="fleet", LaunchTemplateData={"ImageId": world["image_id"], "InstanceType": "t3.micro"}
+    )
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName="pg",
+        MinSize=1,
+        MaxSize=2,
+        DesiredCapacity=1,
+        LaunchTemplate={"LaunchTemplateName": "fleet"},
+        VPCZoneIdentifier=",".join(world["subnets"].values()),
+    )
     only = autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"][0]["Instances"][0]["InstanceId"]
     assert healthy_group_instance(autoscaling, "pg") == only
     autoscaling.set_desired_capacity(AutoScalingGroupName="pg", DesiredCapacity=2)
@@ -98,8 +112,10 @@ def throttle(client, times):
         budget["seen"] += 1
         if budget["left"] > 0:
             budget["left"] -= 1
-            body = (b'<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.'
-                    b'</Message></Error></Errors><RequestID>x</RequestID></Response>')
+            body = (
+                b'<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.'
+                b'</Message></Error></Errors><RequestID>x</RequestID></Response>'
+            )
             return AWSResponse(request.url, 503, {}, _Raw(body))
         return None
 
@@ -118,6 +134,7 @@ class _Raw:
 @pytest.fixture
 def no_backoff_sleep(monkeypatch):
     from botocore.retries import standard
+
     monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", lambda self, context: 0)
 
 
@@ -146,7 +163,7 @@ def test_a_connection_lost_while_paging_is_the_cores_error_not_a_bare_botocore_o
     operation and botocore's words, as ``call`` does (a module then fails cleanly instead of a traceback)."""
     from botocore.exceptions import ReadTimeoutError
 
-    for unused in range(6):                        # more than one page: the sandbox pages DescribeVolumes by 5
+    for unused in range(6):  # more than one page: the sandbox pages DescribeVolumes by 5
         ec2.create_volume(AvailabilityZone="us-east-1a", Size=1)
     sent = {"requests": 0, "timed_out": 0}
 
@@ -155,9 +172,10 @@ def test_a_connection_lost_while_paging_is_the_cores_error_not_a_bare_botocore_o
         if sent["requests"] > 1:
             sent["timed_out"] += 1
             raise ReadTimeoutError(endpoint_url=request.url)
+
     ec2.meta.events.register_first("before-send.ec2.DescribeVolumes", time_out_after_the_first_page)
 
     with pytest.raises(errors.AwsApiError, match="describe_volumes failed: Read timeout on endpoint URL") as caught:
         list(paginate(ec2, "describe_volumes", "Volumes"))
     assert caught.value.details["botocore_error"] == "ReadTimeoutError" and caught.value.aws_code is None
-    assert sent["timed_out"] > 1                   # botocore retried the next page first, then gave up
+    assert sent["timed_out"] > 1  # botocore retried the next page first, then gave up

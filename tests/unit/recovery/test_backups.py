@@ -18,7 +18,8 @@ def test_backup_snapshots_every_data_volume_with_lineage_and_set_tags(ec2, launc
 
     assert result.changed and result.created_snapshots and not result.created_image
     assert sorted((s["volume_id"], s["lineage"], s["generation"]) for s in result.snapshots) == sorted(
-        [(data, "pgdata", 3), (logs, "pglogs", 1)])
+        [(data, "pgdata", 3), (logs, "pglogs", 1)]
+    )
     snaps = ec2.describe_snapshots(SnapshotIds=[s["snapshot_id"] for s in result.snapshots])["Snapshots"]
     for snap in snaps:
         snap_tags = tags_of(snap)
@@ -51,7 +52,9 @@ def test_backup_image_is_taken_without_reboot_and_tagged_for_operators(ec2, laun
     assert tags_of(image)[t.AUTO_BACKUP] == "true" and tags_of(image)[t.LINEAGE] == "pgdata"
     assert result.image_state == "available"
     # The AMI's own snapshots carry the lineage too: the handler's policy deletes only snapshots of its lineages.
-    image_snapshots = ec2.describe_snapshots(OwnerIds=["self"], Filters=[{"Name": f"tag:{t.KIND}", "Values": ["image"]}])["Snapshots"]
+    image_snapshots = ec2.describe_snapshots(
+        OwnerIds=["self"], Filters=[{"Name": f"tag:{t.KIND}", "Values": ["image"]}]
+    )["Snapshots"]
     assert image_snapshots and {tags_of(s)[t.LINEAGE] for s in image_snapshots} == {"pgdata"}
 
 
@@ -60,7 +63,12 @@ def test_dry_run_backup_creates_nothing(ec2, launch, data_volume, clock):
     data_volume(attach_to=instance)
     result = backup_instance(ec2, instance, "nightly", create_image=True, dry_run=True, clock=clock)
     assert result.changed
-    assert ec2.describe_snapshots(OwnerIds=["self"], Filters=[{"Name": f"tag:{t.MANAGED_BY}", "Values": [t.MANAGER]}])["Snapshots"] == []
+    assert (
+        ec2.describe_snapshots(OwnerIds=["self"], Filters=[{"Name": f"tag:{t.MANAGED_BY}", "Values": [t.MANAGER]}])[
+            "Snapshots"
+        ]
+        == []
+    )
     assert [i["Name"] for i in ec2.describe_images(Owners=["self"])["Images"]] == ["sandbox-al2023-app"]
 
 

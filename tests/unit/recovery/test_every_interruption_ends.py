@@ -21,11 +21,11 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws i
 from sandbox.clock import CONTEXT
 from sandbox.scenario import GROUP, LINEAGE, World, envelope, warning
 
-MAX_RECEIVES = 5          # the control plane's queue: maxReceiveCount of its redrive policy (control_plane role)
-VISIBILITY = 5400         # its visibility timeout (6 x the function's 900 s): a retry the handler did not schedule
-SWEEP_EVERY = 60          # modeled seconds (control_plane_sweep_minutes: 1 here)
-STEP = 5                  # modeled seconds per turn of the story
-DEADLINE = 300            # the service's recovery_deadline in these cases
+MAX_RECEIVES = 5  # the control plane's queue: maxReceiveCount of its redrive policy (control_plane role)
+VISIBILITY = 5400  # its visibility timeout (6 x the function's 900 s): a retry the handler did not schedule
+SWEEP_EVERY = 60  # modeled seconds (control_plane_sweep_minutes: 1 here)
+STEP = 5  # modeled seconds per turn of the story
+DEADLINE = 300  # the service's recovery_deadline in these cases
 
 
 class Story:
@@ -46,9 +46,19 @@ class Story:
             launching = action["transition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"
             if launching and action["instance_id"] != self.fleet.first:
                 self.replacements.append(action["instance_id"])
-            self.send(envelope("aws.autoscaling", f"EC2 Instance-{'launch' if launching else 'terminate'} Lifecycle Action", {
-                "LifecycleActionToken": action["token"], "AutoScalingGroupName": GROUP, "LifecycleHookName": action["hook"],
-                "EC2InstanceId": action["instance_id"], "LifecycleTransition": action["transition"]}))
+            self.send(
+                envelope(
+                    "aws.autoscaling",
+                    f"EC2 Instance-{'launch' if launching else 'terminate'} Lifecycle Action",
+                    {
+                        "LifecycleActionToken": action["token"],
+                        "AutoScalingGroupName": GROUP,
+                        "LifecycleHookName": action["hook"],
+                        "EC2InstanceId": action["instance_id"],
+                        "LifecycleTransition": action["transition"],
+                    },
+                )
+            )
 
     def _agents(self):
         """A replacement that got the data (its launch completed) boots and its agent reports, as the case says."""
@@ -60,19 +70,32 @@ class Story:
             if self.agent == "ok":
                 detail = {"phases": {"mounted": CONTEXT.now().strftime("%Y-%m-%dT%H:%M:%SZ")}, "volume-id": volume}
             elif self.agent == "refused":
-                detail = {"status": "refused", "volume-id": volume, "device": "/dev/nvme1n1",
-                          "reason": f"refusing {volume} for lineage {LINEAGE}: its data belongs to lineage 'billing'"}
+                detail = {
+                    "status": "refused",
+                    "volume-id": volume,
+                    "device": "/dev/nvme1n1",
+                    "reason": f"refusing {volume} for lineage {LINEAGE}: its data belongs to lineage 'billing'",
+                }
             else:
                 continue
-            self.send(envelope("ec2spot.autorecover", "EC2Spot Recovery Boot Report",
-                               {"instance-id": instance_id, "lineage": LINEAGE, **detail}))
+            self.send(
+                envelope(
+                    "ec2spot.autorecover",
+                    "EC2Spot Recovery Boot Report",
+                    {"instance-id": instance_id, "lineage": LINEAGE, **detail},
+                )
+            )
 
     def _deliver(self):
         due = sorted((m for m in self.queue if m[0] <= CONTEXT.now()), key=lambda m: (m[0], m[1]))
         for message in due:
             message[3] += 1
-            record = {"messageId": str(message[1]), "body": message[2], "receiptHandle": f"r{message[1]}",
-                      "attributes": {"ApproximateReceiveCount": str(message[3])}}
+            record = {
+                "messageId": str(message[1]),
+                "body": message[2],
+                "receiptHandle": f"r{message[1]}",
+                "attributes": {"ApproximateReceiveCount": str(message[3])},
+            }
             scheduled = len(self.fleet.retry_delays)
             failures = recovery.process_batch({"Records": [record]}, self.fleet.handler)["batchItemFailures"]
             if not failures:
@@ -80,7 +103,7 @@ class Story:
             elif message[3] >= MAX_RECEIVES:
                 self.queue.remove(message)
                 self.dead_letters.append(message[2])
-            else:   # visible again after the delay the handler chose (its ChangeMessageVisibility), else the queue's
+            else:  # visible again after the delay the handler chose (its ChangeMessageVisibility), else the queue's
                 delay = self.fleet.retry_delays[-1] if len(self.fleet.retry_delays) > scheduled else VISIBILITY
                 message[0] = CONTEXT.now() + recovery.timedelta(seconds=delay)
 
@@ -105,8 +128,15 @@ def fleet(aws, ec2, world, monkeypatch):
 
 def story_ready(fleet, monkeypatch):
     """The fleet's service with a recovery deadline, its queue the story's."""
-    raw = {"name": fleet.name, "lineage": LINEAGE, "group": GROUP, "stop_commands": ["echo stopping > app.stopped"],
-           "address": {"tags": {"Service": fleet.name}}, "device_name": "/dev/sdf", "recovery_deadline": DEADLINE}
+    raw = {
+        "name": fleet.name,
+        "lineage": LINEAGE,
+        "group": GROUP,
+        "stop_commands": ["echo stopping > app.stopped"],
+        "address": {"tags": {"Service": fleet.name}},
+        "device_name": "/dev/sdf",
+        "recovery_deadline": DEADLINE,
+    }
     fleet.handler.config = handler_config.parse({"topic_arn": fleet.topic, "services": [raw]})
     # The queue is the story's: the back-off the handler chooses is applied there, and the last receive is MAX_RECEIVES.
     monkeypatch.setattr(retries, "_queue_of", lambda handler, record: (None, MAX_RECEIVES))
@@ -115,12 +145,15 @@ def story_ready(fleet, monkeypatch):
     def chosen(*args, **kwargs):
         fleet.retry_delays.append(choose(*args, **kwargs))
         return fleet.retry_delays[-1]
+
     monkeypatch.setattr(retries, "retry_delay", chosen)
     return fleet
 
 
 def other_zone(fleet):
-    fleet.autoscaling.update_auto_scaling_group(AutoScalingGroupName=GROUP, VPCZoneIdentifier=fleet.seeded["subnets"]["us-east-1b"])
+    fleet.autoscaling.update_auto_scaling_group(
+        AutoScalingGroupName=GROUP, VPCZoneIdentifier=fleet.seeded["subnets"]["us-east-1b"]
+    )
 
 
 def interrupt(fleet, story):
@@ -148,7 +181,9 @@ def test_no_fault_same_zone_recovered_with_nothing_lost(fleet):
 
 
 def test_the_stop_failed_the_data_moved_crash_consistent_and_the_message_says_what_was_lost(fleet):
-    CONTEXT.call_control("ssm/script", {"instance_id": fleet.first, "outcome": "Failed", "error": "pg_ctl: could not stop"})
+    CONTEXT.call_control(
+        "ssm/script", {"instance_id": fleet.first, "outcome": "Failed", "error": "pg_ctl: could not stop"}
+    )
     story = Story(fleet)
     interrupt(fleet, story)
     messages = story.run(600)
@@ -166,12 +201,18 @@ def test_the_interruption_snapshot_failed_for_another_zone_one_abandon_and_launc
     story = Story(fleet)
     interrupt(fleet, story)
     messages = story.run(900)
-    assert kinds(messages) == ["interruption-warning", "failed"] and len(story.replacements) == 1, [m["summary"] for m in messages]
-    assert (messages[-1]["step"], messages[-1]["launches_suspended"]) == ("launch", True) and group_launches_suspended(fleet)
+    assert kinds(messages) == ["interruption-warning", "failed"] and len(story.replacements) == 1, [
+        m["summary"] for m in messages
+    ]
+    assert (messages[-1]["step"], messages[-1]["launches_suspended"]) == ("launch", True) and group_launches_suspended(
+        fleet
+    )
     assert messages[-1]["error"]["message"].startswith(f"lineage {LINEAGE} has no completed snapshot to restore from")
     [failed] = CONTEXT.records["failed_snapshots"]
-    assert messages[-1]["safe"] == (f"the data is on {fleet.volume} in us-east-1a (available), not moved or changed; its newest "
-                                    f"snapshot, {failed['snapshot_id']}, failed (state error)")
+    assert messages[-1]["safe"] == (
+        f"the data is on {fleet.volume} in us-east-1a (available), not moved or changed; its newest "
+        f"snapshot, {failed['snapshot_id']}, failed (state error)"
+    )
     assert messages[-1]["resume"].endswith("--scaling-processes Launch")
 
 
@@ -180,7 +221,11 @@ def test_the_replacements_agent_refuses_the_data_failed_at_once_with_its_reason(
     interrupt(fleet, story)
     messages = story.run(600)
     assert kinds(messages) == ["interruption-warning", "failed"] and len(story.replacements) == 1
-    assert (messages[-1]["step"], messages[-1]["status"], messages[-1]["instance_id"]) == ("boot", "refused", story.replacements[0])
+    assert (messages[-1]["step"], messages[-1]["status"], messages[-1]["instance_id"]) == (
+        "boot",
+        "refused",
+        story.replacements[0],
+    )
     assert "belongs to lineage 'billing'" in messages[-1]["reason"]
 
 
@@ -195,7 +240,9 @@ def test_a_replacement_that_never_reports_is_failed_once_by_the_deadline(fleet):
 
 def test_the_address_held_by_another_lineage_is_not_taken_and_the_data_still_recovers(fleet, launch):
     other = launch(lineage="billing")
-    fleet.clients["ec2"].associate_address(AllocationId=fleet.address["AllocationId"], InstanceId=other, AllowReassociation=True)
+    fleet.clients["ec2"].associate_address(
+        AllocationId=fleet.address["AllocationId"], InstanceId=other, AllowReassociation=True
+    )
     story = Story(fleet)
     interrupt(fleet, story)
     messages = story.run(600)
@@ -212,8 +259,11 @@ def test_restored_in_another_zone_from_the_interruptions_consistent_snapshot_not
     messages = story.run(900)
     assert kinds(messages) == ["interruption-warning", "recovered"] and len(story.replacements) == 1
     assert messages[-1]["losses"] == [] and " from snap-" in messages[-1]["data"]
-    restored = [v for v in fleet.clients["ec2"].describe_volumes()["Volumes"] if v["AvailabilityZone"] == "us-east-1b"
-                and t.as_dict(v.get("Tags")).get(t.LINEAGE) == LINEAGE]
+    restored = [
+        v
+        for v in fleet.clients["ec2"].describe_volumes()["Volumes"]
+        if v["AvailabilityZone"] == "us-east-1b" and t.as_dict(v.get("Tags")).get(t.LINEAGE) == LINEAGE
+    ]
     assert len(restored) == 1
 
 
@@ -227,8 +277,10 @@ def throttle(fleet, refused, monkeypatch):
     from moto.core.botocore_stubber import BotocoreStubber
 
     seen = itertools.count(1)
-    body = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>RequestLimitExceeded</Code>"
-            b"<Message>Request limit exceeded.</Message></Error></Errors><RequestID>throttled</RequestID></Response>")
+    body = (
+        b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>RequestLimitExceeded</Code>"
+        b"<Message>Request limit exceeded.</Message></Error></Errors><RequestID>throttled</RequestID></Response>"
+    )
 
     class Raw:
         def stream(self, **unused):
@@ -237,14 +289,17 @@ def throttle(fleet, refused, monkeypatch):
     def refuse(request, **unused):
         if not refused(next(seen)):
             return None
-        request.sandbox_throttled = True      # botocore offers the request to every handler: moto must not run it
+        request.sandbox_throttled = True  # botocore offers the request to every handler: moto must not run it
         CONTEXT.record("throttled", "ec2")
         return AWSResponse(request.url, 503, {"Content-Type": "text/xml"}, Raw())
 
     moto_answers = BotocoreStubber.__call__
 
     def unless_throttled(self, event_name, request, **kwargs):
-        return None if getattr(request, "sandbox_throttled", False) else moto_answers(self, event_name, request, **kwargs)
+        return (
+            None if getattr(request, "sandbox_throttled", False) else moto_answers(self, event_name, request, **kwargs)
+        )
+
     monkeypatch.setattr(BotocoreStubber, "__call__", unless_throttled)
     monkeypatch.setattr(botocore.endpoint.time, "sleep", lambda seconds: None)
     client = boto3.client("ec2", region_name="us-east-1", config=RETRY_CONFIG)
@@ -252,24 +307,36 @@ def throttle(fleet, refused, monkeypatch):
     fleet.handler.clients = recovery.Clients(lambda name: client if name == "ec2" else fleet.clients[name])
 
 
-@pytest.mark.parametrize("refused, outage, expected", [
-    # every third request: botocore's own retries absorb it
-    (lambda n: n % 3 == 0, 0, ["interruption-warning", "recovered"]),
-    # every request for a minute: the queue's back-off carries the warning through, inside the notice
-    (lambda n: CONTEXT.now() < OUTAGE_END[0], 60, ["interruption-warning", "recovered"]),
-    # every request for three minutes, past the reclaim: nothing could be stopped, and the data, moved once EC2
-    # answers, is crash-consistent. Whether the sweep reaches the gone holder before the replacement takes its data
-    # (then it says so first) depends on the retries' jitter: either way one terminal message, and it is true.
-    (lambda n: CONTEXT.now() < OUTAGE_END[0], 180, [["missed-warning", "recovered-with-loss"], ["recovered-with-loss"]]),
-], ids=["every-third-request", "one-minute-outage", "three-minute-outage"])
-def test_throttling_slows_a_recovery_it_never_stalls_it_or_empties_the_queue(fleet, monkeypatch, refused, outage, expected):
+@pytest.mark.parametrize(
+    "refused, outage, expected",
+    [
+        # every third request: botocore's own retries absorb it
+        (lambda n: n % 3 == 0, 0, ["interruption-warning", "recovered"]),
+        # every request for a minute: the queue's back-off carries the warning through, inside the notice
+        (lambda n: CONTEXT.now() < OUTAGE_END[0], 60, ["interruption-warning", "recovered"]),
+        # every request for three minutes, past the reclaim: nothing could be stopped, and the data, moved once EC2
+        # answers, is crash-consistent. Whether the sweep reaches the gone holder before the replacement takes its data
+        # (then it says so first) depends on the retries' jitter: either way one terminal message, and it is true.
+        (
+            lambda n: CONTEXT.now() < OUTAGE_END[0],
+            180,
+            [["missed-warning", "recovered-with-loss"], ["recovered-with-loss"]],
+        ),
+    ],
+    ids=["every-third-request", "one-minute-outage", "three-minute-outage"],
+)
+def test_throttling_slows_a_recovery_it_never_stalls_it_or_empties_the_queue(
+    fleet, monkeypatch, refused, outage, expected
+):
     OUTAGE_END[0] = CONTEXT.now() + recovery.timedelta(seconds=outage)
     throttle(fleet, refused, monkeypatch)
     story = Story(fleet)
     interrupt(fleet, story)
     messages = story.run(900)
     assert len(CONTEXT.records["throttled"]) > 10
-    assert kinds(messages) in (expected if isinstance(expected[0], list) else [expected]), [m["summary"] for m in messages]
+    assert kinds(messages) in (expected if isinstance(expected[0], list) else [expected]), [
+        m["summary"] for m in messages
+    ]
     assert len(story.replacements) == 1
     assert story.dead_letters == [] and messages[-1]["replaced"] == fleet.first
 
@@ -287,14 +354,17 @@ def test_no_capacity_for_the_replacement_failed_by_the_deadline_with_the_groups_
     assert kinds(messages) == ["interruption-warning", "failed"] and story.replacements == []
     assert messages[-1]["step"] == "deadline" and messages[-1]["instance_id"] == fleet.first
     assert "the group's launches failed" in messages[-1]["reason"]
-    assert "We currently do not have sufficient t3.micro capacity in the Availability Zone you requested (us-east-1a)" \
+    assert (
+        "We currently do not have sufficient t3.micro capacity in the Availability Zone you requested (us-east-1a)"
         in messages[-1]["reason"]
+    )
     assert fleet.volume in messages[-1]["safe"] and len(CONTEXT.records["failed_launches"]) >= 2
 
 
 @pytest.fixture
 def kms_fleet(aws, ec2, world, monkeypatch):
     import boto3
+
     key = boto3.client("kms", region_name="us-east-1").create_key(Description="pgdata")["KeyMetadata"]["Arn"]
     fleet = story_ready(World(world, kms_key_id=key), monkeypatch)
     fleet.key = key
@@ -303,6 +373,7 @@ def kms_fleet(aws, ec2, world, monkeypatch):
 
 def test_a_disabled_kms_key_for_another_zone_one_abandon_naming_the_key_and_launches_suspended(kms_fleet):
     import boto3
+
     fleet = kms_fleet
     other_zone(fleet)
     story = Story(fleet)
@@ -310,7 +381,9 @@ def test_a_disabled_kms_key_for_another_zone_one_abandon_naming_the_key_and_laun
     boto3.client("kms", region_name="us-east-1").disable_key(KeyId=fleet.key)
     messages = story.run(900)
     assert kinds(messages) == ["interruption-warning", "failed"] and len(story.replacements) == 1
-    assert (messages[-1]["step"], messages[-1]["launches_suspended"]) == ("launch", True) and group_launches_suspended(fleet)
+    assert (messages[-1]["step"], messages[-1]["launches_suspended"]) == ("launch", True) and group_launches_suspended(
+        fleet
+    )
     assert f"EBS could not use {fleet.key}" in messages[-1]["error"]["message"]
     assert messages[-1]["safe"].startswith(f"the data is on {fleet.volume} in us-east-1a (available)")
     [failure] = CONTEXT.records["kms_volume_failures"]

@@ -14,16 +14,38 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery impor
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
-_spec = importlib.util.spec_from_file_location("ec2spot_agent_rules", ROOT / "roles/instance_agent/files/ec2spot_agent.py")
+_spec = importlib.util.spec_from_file_location(
+    "ec2spot_agent_rules", ROOT / "roles/instance_agent/files/ec2spot_agent.py"
+)
 agent = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(agent)
 
 # (tag or marker value, generation or None for "not a generation")
 PARSE = [
-    ("7", 7), ("0", 0), ("12", 12), (7, 7), (0, 0),
-    ("007", None), (" 7", None), ("7 ", None), ("7\n", None), ("+7", None), ("-1", None), (-1, None), ("1_000", None),
-    ("\u0667", None), ("7.0", None), ("1e3", None), ("", None), (None, None), (True, None), (False, None), (7.0, None),
-    ("9" * 19, None), ("9" * 18, 10 ** 18 - 1), (10 ** 18, None),
+    ("7", 7),
+    ("0", 0),
+    ("12", 12),
+    (7, 7),
+    (0, 0),
+    ("007", None),
+    (" 7", None),
+    ("7 ", None),
+    ("7\n", None),
+    ("+7", None),
+    ("-1", None),
+    (-1, None),
+    ("1_000", None),
+    ("\u0667", None),
+    ("7.0", None),
+    ("1e3", None),
+    ("", None),
+    (None, None),
+    (True, None),
+    (False, None),
+    (7.0, None),
+    ("9" * 19, None),
+    ("9" * 18, 10**18 - 1),
+    (10**18, None),
 ]
 
 # ({volume id: generation tag value}, expected verdict, expected detail)
@@ -31,10 +53,10 @@ RANK = [
     ({}, "none", None),
     ({"vol-a": "3"}, "current", ("vol-a", 3)),
     ({"vol-a": "3", "vol-b": "2"}, "current", ("vol-a", 3)),
-    ({"vol-a": "2", "vol-b": "10"}, "current", ("vol-b", 10)),          # numbers, not strings: "10" > "2"
+    ({"vol-a": "2", "vol-b": "10"}, "current", ("vol-b", 10)),  # numbers, not strings: "10" > "2"
     ({"vol-a": "3", "vol-b": "3"}, "fork", (3, ["vol-a", "vol-b"])),
     ({"vol-a": "3", "vol-b": "3", "vol-c": "1"}, "fork", (3, ["vol-a", "vol-b"])),
-    ({"vol-a": "3", "vol-b": "03"}, "malformed", ["vol-b"]),            # a look-alike tie is not an order
+    ({"vol-a": "3", "vol-b": "03"}, "malformed", ["vol-b"]),  # a look-alike tie is not an order
     ({"vol-a": "3", "vol-b": "x"}, "malformed", ["vol-b"]),
     ({"vol-a": "3", "vol-b": " 4"}, "malformed", ["vol-b"]),
     ({"vol-a": "3", "vol-b": ""}, "malformed", ["vol-b"]),
@@ -57,23 +79,48 @@ MARKERS = [
     ({t.GENERATION: "4"}, "", {"lineage": "pg", "generation": 5}, None, (False, "newer")),
     ({t.GENERATION: "4"}, "", {"lineage": "pg", "generation": 3}, None, (False, "older")),
     # moved: one ahead, the previous holder wrote the marker on this very volume
-    (MOVED_TAGS, "", {"lineage": "pg", "generation": 5, "last_instance": "i-0old", "last_volume": "vol-1"}, None,
-     (True, "moved")),
-    (MOVED_TAGS, "", {"lineage": "pg", "generation": 5, "last_instance": "i-0other", "last_volume": "vol-1"}, None,
-     (False, "older")),
-    (MOVED_TAGS, "", {"lineage": "pg", "generation": 5, "last_instance": "i-0old", "last_volume": "vol-2"}, None,
-     (False, "older")),                                              # a copy of the volume, not the volume
-    (MOVED_TAGS, "", {"lineage": "pg", "generation": 4, "last_instance": "i-0old", "last_volume": "vol-1"}, None,
-     (False, "older")),                                              # two generations: no single move explains it
+    (
+        MOVED_TAGS,
+        "",
+        {"lineage": "pg", "generation": 5, "last_instance": "i-0old", "last_volume": "vol-1"},
+        None,
+        (True, "moved"),
+    ),
+    (
+        MOVED_TAGS,
+        "",
+        {"lineage": "pg", "generation": 5, "last_instance": "i-0other", "last_volume": "vol-1"},
+        None,
+        (False, "older"),
+    ),
+    (
+        MOVED_TAGS,
+        "",
+        {"lineage": "pg", "generation": 5, "last_instance": "i-0old", "last_volume": "vol-2"},
+        None,
+        (False, "older"),
+    ),  # a copy of the volume, not the volume
+    (
+        MOVED_TAGS,
+        "",
+        {"lineage": "pg", "generation": 4, "last_instance": "i-0old", "last_volume": "vol-1"},
+        None,
+        (False, "older"),
+    ),  # two generations: no single move explains it
     (MOVED_TAGS, "", {"lineage": "pg", "generation": 5, "last_volume": "vol-1"}, None, (False, "older")),
     # restored: EC2 made the volume from the snapshot its tags name, and the snapshot is the marker's generation
     (RESTORED_TAGS, SNAPSHOT, {"lineage": "pg", "generation": 3}, SNAPSHOT_TAGS, (True, "restored")),
     (RESTORED_TAGS, "", {"lineage": "pg", "generation": 3}, SNAPSHOT_TAGS, (False, "older")),
     (RESTORED_TAGS, "snap-0other", {"lineage": "pg", "generation": 3}, SNAPSHOT_TAGS, (False, "older")),
     (RESTORED_TAGS, SNAPSHOT, {"lineage": "pg", "generation": 2}, SNAPSHOT_TAGS, (False, "older")),
-    (RESTORED_TAGS, SNAPSHOT, {"lineage": "pg", "generation": 3}, {t.LINEAGE: "billing", t.GENERATION: "3"},
-     (False, "older")),
-    (RESTORED_TAGS, SNAPSHOT, {"lineage": "pg", "generation": 3}, None, (False, "older")),   # snapshot gone
+    (
+        RESTORED_TAGS,
+        SNAPSHOT,
+        {"lineage": "pg", "generation": 3},
+        {t.LINEAGE: "billing", t.GENERATION: "3"},
+        (False, "older"),
+    ),
+    (RESTORED_TAGS, SNAPSHOT, {"lineage": "pg", "generation": 3}, None, (False, "older")),  # snapshot gone
     (RESTORED_TAGS, SNAPSHOT, {"lineage": "pg", "generation": 10}, SNAPSHOT_TAGS, (False, "newer")),
 ]
 
@@ -81,8 +128,9 @@ DECIDERS = {"core": generations, "agent": agent}
 
 
 def test_the_agent_carries_the_rules_verbatim():
-    check = subprocess.run([sys.executable, str(ROOT / "tools" / "build_agent.py"), "--check"], capture_output=True,
-                           text=True, check=False)
+    check = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "build_agent.py"), "--check"], capture_output=True, text=True, check=False
+    )
     assert check.returncode == 0, check.stderr
 
 
@@ -119,17 +167,26 @@ def test_core_and_agent_call_the_same_copy_current(ec2, copies, verdict, detail)
     """lineage.current_volume (against moto) and the agent's check_generation agree on every table case."""
     made = {}
     for name, value in sorted(copies.items()):
-        made[name] = ec2.create_volume(AvailabilityZone="us-east-1a", Size=1, TagSpecifications=[{
-            "ResourceType": "volume", "Tags": [{"Key": t.LINEAGE, "Value": "pg"}, {"Key": t.GENERATION, "Value": value}]}])[
-            "VolumeId"]
+        made[name] = ec2.create_volume(
+            AvailabilityZone="us-east-1a",
+            Size=1,
+            TagSpecifications=[
+                {
+                    "ResourceType": "volume",
+                    "Tags": [{"Key": t.LINEAGE, "Value": "pg"}, {"Key": t.GENERATION, "Value": value}],
+                }
+            ],
+        )["VolumeId"]
     if verdict == "current":
         assert lineages.current_volume(ec2, "pg")["VolumeId"] == made[detail[0]]
     else:
         with pytest.raises(errors.Ambiguous):
             lineages.current_volume(ec2, "pg")
 
-    described = [{"VolumeId": made[name], "Tags": {t.LINEAGE: "pg", t.GENERATION: value}, "Attachments": [], "State": "in-use"}
-                 for name, value in sorted(copies.items())]
+    described = [
+        {"VolumeId": made[name], "Tags": {t.LINEAGE: "pg", t.GENERATION: value}, "Attachments": [], "State": "in-use"}
+        for name, value in sorted(copies.items())
+    ]
     config = agent.validate_config({"service": "pg", "lineage": "pg"})
     accepted = []
     for volume in described:
@@ -145,6 +202,7 @@ def test_core_and_agent_call_the_same_copy_current(ec2, copies, verdict, detail)
 def test_a_move_records_the_previous_holder_and_the_agent_accepts_the_data_it_wrote(ec2, launch, data_volume, clock):
     """The core's move writes what generations.judge_marker reads: the marker the old holder wrote is accepted."""
     from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import volumes
+
     old, new = launch(lineage="pg"), launch(lineage="pg")
     volume_id = data_volume(lineage="pg", generation=3, attach_to=old)
     ec2.stop_instances(InstanceIds=[old])
@@ -152,6 +210,11 @@ def test_a_move_records_the_previous_holder_and_the_agent_accepts_the_data_it_wr
     tags = t.as_dict(ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["Tags"])
 
     assert (moved.generation, tags[t.GENERATION], tags[t.PREVIOUS_HOLDER], tags[t.HOLDER]) == (4, "4", old, new)
-    marker = {"lineage": "pg", "generation": 3, "last_instance": old, "last_volume": volume_id,
-              "last_mounted": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+    marker = {
+        "lineage": "pg",
+        "generation": 3,
+        "last_instance": old,
+        "last_volume": volume_id,
+        "last_mounted": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+    }
     assert generations.judge_marker("pg", volume_id, tags, "", marker) == (True, "moved")

@@ -6,8 +6,14 @@ import pytest
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import errors
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.restore_plan import choose_backup, plan
-from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.standalone import launch_from_template, run_request
-from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.volumes import move_lineage_volume, stage_lineage_volume
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.standalone import (
+    launch_from_template,
+    run_request,
+)
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.volumes import (
+    move_lineage_volume,
+    stage_lineage_volume,
+)
 
 from sandbox.clock import CONTEXT
 
@@ -28,7 +34,11 @@ def test_stage_restores_the_backup_as_the_newest_generation_attached_to_nothing(
     assert staged.changed and staged.generation == 5 and staged.previous_volume_id == vol and staged.released_previous
     assert 3600 <= staged.data_age_seconds < 3700
     restored = volume(ec2, staged.volume_id)
-    assert restored["AvailabilityZone"] == "us-east-1b" and restored["State"] == "available" and restored["Attachments"] == []
+    assert (
+        restored["AvailabilityZone"] == "us-east-1b"
+        and restored["State"] == "available"
+        and restored["Attachments"] == []
+    )
     assert tags_of(restored)[t.RESTORED_FROM] == nightly and tags_of(restored)[t.GENERATION] == "5"
     assert t.HOLDER not in tags_of(restored)
     assert tags_of(volume(ec2, vol))[t.SUPERSEDED_BY] == staged.volume_id  # the old data is kept
@@ -80,7 +90,7 @@ def test_a_staged_rollback_older_than_max_data_age_still_reaches_another_zone(ec
     elsewhere = launch("us-east-1b")
     moved = move_lineage_volume(ec2, "pgdata", elsewhere, max_data_age=3600, clock=clock)
     assert moved.from_snapshot and moved.snapshot_id == last_week and moved.previous_volume_id == staged.volume_id
-    assert moved.data_age_seconds >= 7 * 86400   # reported as it is, not hidden
+    assert moved.data_age_seconds >= 7 * 86400  # reported as it is, not hidden
 
     # The restored copy has now been held by an instance: restoring the week-old backup again would lose its writes.
     ec2.stop_instances(InstanceIds=[elsewhere])
@@ -107,18 +117,25 @@ def test_choose_backup_by_id_image_time_or_newest(ec2, launch, data_volume, cloc
     assert choose_backup(ec2, "pgdata", backups, snapshot_id=older)["snapshot_id"] == older
     newest_taken = backups[0]["start_time"]
     assert choose_backup(ec2, "pgdata", backups, before=newest_taken.replace("Z", "+00:00"))["snapshot_id"] == older
-    with pytest.raises(errors.NotFound, match="no completed backup of lineage pgdata was taken before 2001-01-01T00:00:00Z"):
+    with pytest.raises(
+        errors.NotFound, match="no completed backup of lineage pgdata was taken before 2001-01-01T00:00:00Z"
+    ):
         choose_backup(ec2, "pgdata", backups, before="2001-01-01")
     with pytest.raises(errors.InvalidInput, match="not an ISO 8601"):
         choose_backup(ec2, "pgdata", backups, before="yesterday")
 
-    image = ec2.create_image(InstanceId=holder, Name="other", TagSpecifications=[{"ResourceType": "image", "Tags": t.as_list(
-        {t.LINEAGE: "other", t.BACKUP_SET: "other-1"})}])["ImageId"]
+    image = ec2.create_image(
+        InstanceId=holder,
+        Name="other",
+        TagSpecifications=[{"ResourceType": "image", "Tags": t.as_list({t.LINEAGE: "other", t.BACKUP_SET: "other-1"})}],
+    )["ImageId"]
     with pytest.raises(errors.InvalidInput, match=f"{image} is not an ec2spot.autorecover backup of lineage pgdata"):
         choose_backup(ec2, "pgdata", backups, image_id=image)
 
 
-def test_newest_backup_after_a_rollback_is_the_one_restored_not_a_later_snapshot_of_the_old_line(ec2, launch, data_volume, clock):
+def test_newest_backup_after_a_rollback_is_the_one_restored_not_a_later_snapshot_of_the_old_line(
+    ec2, launch, data_volume, clock
+):
     old = launch("us-east-1a", state="stopped")
     vol = data_volume("us-east-1a", attach_to=old, generation=3)
     nightly = snapshot_of(ec2, vol)
@@ -142,28 +159,51 @@ def test_plan_reports_a_restore_already_done(ec2, launch, data_volume, clock):
 
 
 def test_the_request_carries_the_templates_interface_with_the_chosen_subnet():
-    data = {"NetworkInterfaces": [{"DeviceIndex": 0, "Groups": ["sg-1"], "DeleteOnTermination": True}],
-            "MetadataOptions": {"HttpTokens": "optional", "HttpPutResponseHopLimit": 2},
-            "TagSpecifications": [{"ResourceType": "instance", "Tags": [{"Key": "team", "Value": "db"}]},
-                                  {"ResourceType": "volume", "Tags": [{"Key": "team", "Value": "db"}]}]}
-    request = run_request(data, "pg", "$Default", "subnet-2", "m6i.large", "spot", "pg-restored", {t.LINEAGE: "pgdata"}, "token")
+    data = {
+        "NetworkInterfaces": [{"DeviceIndex": 0, "Groups": ["sg-1"], "DeleteOnTermination": True}],
+        "MetadataOptions": {"HttpTokens": "optional", "HttpPutResponseHopLimit": 2},
+        "TagSpecifications": [
+            {"ResourceType": "instance", "Tags": [{"Key": "team", "Value": "db"}]},
+            {"ResourceType": "volume", "Tags": [{"Key": "team", "Value": "db"}]},
+        ],
+    }
+    request = run_request(
+        data, "pg", "$Default", "subnet-2", "m6i.large", "spot", "pg-restored", {t.LINEAGE: "pgdata"}, "token"
+    )
     assert "SubnetId" not in request
-    assert request["NetworkInterfaces"] == [{"DeviceIndex": 0, "Groups": ["sg-1"], "DeleteOnTermination": True, "SubnetId": "subnet-2"}]
+    assert request["NetworkInterfaces"] == [
+        {"DeviceIndex": 0, "Groups": ["sg-1"], "DeleteOnTermination": True, "SubnetId": "subnet-2"}
+    ]
     assert request["MetadataOptions"] == {"HttpTokens": "required", "HttpPutResponseHopLimit": 2}
     assert request["InstanceMarketOptions"]["SpotOptions"]["InstanceInterruptionBehavior"] == "terminate"
-    assert t.as_dict(request["TagSpecifications"][0]["Tags"]) == {"team": "db", t.LINEAGE: "pgdata", "Name": "pg-restored"}
+    assert t.as_dict(request["TagSpecifications"][0]["Tags"]) == {
+        "team": "db",
+        t.LINEAGE: "pgdata",
+        "Name": "pg-restored",
+    }
     plain = run_request({}, "pg", "$Default", "subnet-2", None, "on-demand", "pg-restored", {}, "token")
     assert plain["SubnetId"] == "subnet-2" and "InstanceMarketOptions" not in plain and "InstanceType" not in plain
 
 
 def test_launch_from_template_is_idempotent_by_name_and_refuses_bad_input(ec2, world, clock):
-    ec2.create_launch_template(LaunchTemplateName="pg-svc", LaunchTemplateData={
-        "ImageId": world["image_id"], "InstanceType": "t3.micro", "MetadataOptions": {"HttpTokens": "required"}})
+    ec2.create_launch_template(
+        LaunchTemplateName="pg-svc",
+        LaunchTemplateData={
+            "ImageId": world["image_id"],
+            "InstanceType": "t3.micro",
+            "MetadataOptions": {"HttpTokens": "required"},
+        },
+    )
     subnet = world["subnets"]["us-east-1b"]
     planned = launch_from_template(ec2, "pg-svc", subnet, "pg-restored", "pgdata", dry_run=True, clock=clock)
     assert planned.changed and planned.instance_id is None and planned.instance_type == "t3.micro"
     first = launch_from_template(ec2, "pg-svc", subnet, "pg-restored", "pgdata", market="spot", clock=clock)
-    assert first.changed and first.state == "running" and first.market == "spot" and first.availability_zone == "us-east-1b"
+    assert (
+        first.changed
+        and first.state == "running"
+        and first.market == "spot"
+        and first.availability_zone == "us-east-1b"
+    )
     again = launch_from_template(ec2, "pg-svc", subnet, "pg-restored", "pgdata", market="spot", clock=clock)
     assert not again.changed and again.instance_id == first.instance_id
     with pytest.raises(errors.InvalidInput, match="market must be one of on-demand, spot"):

@@ -14,9 +14,23 @@ from .conftest import backdate_snapshot, tags_of, volume
 def snapshot_of(ec2, volume_id, complete=True):
     """Snapshot a lineage volume as spot_backup tags it; by default let it complete."""
     source = volume(ec2, volume_id)
-    snap = ec2.create_snapshot(VolumeId=volume_id, TagSpecifications=[{"ResourceType": "snapshot", "Tags": t.as_list({
-        **tags_of(source), t.KIND: "volume", t.SOURCE_VOLUME: volume_id, t.MANAGED_BY: t.MANAGER,
-        t.VOLUME_TYPE: source["VolumeType"]})}])
+    snap = ec2.create_snapshot(
+        VolumeId=volume_id,
+        TagSpecifications=[
+            {
+                "ResourceType": "snapshot",
+                "Tags": t.as_list(
+                    {
+                        **tags_of(source),
+                        t.KIND: "volume",
+                        t.SOURCE_VOLUME: volume_id,
+                        t.MANAGED_BY: t.MANAGER,
+                        t.VOLUME_TYPE: source["VolumeType"],
+                    }
+                ),
+            }
+        ],
+    )
     if complete:
         CONTEXT.settle()
     return snap["SnapshotId"]
@@ -73,8 +87,11 @@ def test_dry_run_plans_without_changing_anything(ec2, launch, data_volume, clock
     before = volume(ec2, vol)
     result = move_lineage_volume(ec2, "pgdata", new, dry_run=True, clock=clock)
     assert result.changed
-    assert result.actions == [f"release {vol} from {old} (stopped)", "raise generation of lineage pgdata to 2",
-                              f"attach {vol} to {new} at /dev/sdf"]
+    assert result.actions == [
+        f"release {vol} from {old} (stopped)",
+        "raise generation of lineage pgdata to 2",
+        f"attach {vol} to {new} at /dev/sdf",
+    ]
     after = volume(ec2, vol)
     assert after["Attachments"] == before["Attachments"] and after["Tags"] == before["Tags"]
 
@@ -99,10 +116,19 @@ def test_cross_zone_restores_from_newest_completed_snapshot_instead_of_attaching
     assert waited - 0.05 <= result.data_age_seconds <= waited + 10
     restored = volume(ec2, result.volume_id)
     assert restored["AvailabilityZone"] == "us-east-1b" and restored["SnapshotId"] == newest
-    assert (restored["VolumeType"], restored["Size"], restored["Iops"], restored["Throughput"]) == ("gp3", 20, 4000, 250)
+    assert (restored["VolumeType"], restored["Size"], restored["Iops"], restored["Throughput"]) == (
+        "gp3",
+        20,
+        4000,
+        250,
+    )
     assert restored["Encrypted"]
     restored_tags = tags_of(restored)
-    assert restored_tags[t.GENERATION] == "6" and restored_tags["Team"] == "db" and restored_tags[t.RESTORED_FROM] == newest
+    assert (
+        restored_tags[t.GENERATION] == "6"
+        and restored_tags["Team"] == "db"
+        and restored_tags[t.RESTORED_FROM] == newest
+    )
     assert [(a["InstanceId"], a["State"]) for a in restored["Attachments"]] == [(target, "attached")]
     old_volume = volume(ec2, vol)
     assert tags_of(old_volume)[t.SUPERSEDED_BY] == result.volume_id
@@ -213,12 +239,15 @@ def test_requested_device_in_use_is_a_conflict(ec2, launch, data_volume, clock):
         move_lineage_volume(ec2, "pgdata", new, device_name="/dev/sdh", clock=clock)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"lineage": "bad name!"}, "invalid lineage name"),
-    ({"device_name": "/dev/sda1"}, "invalid device_name"),
-    ({"max_data_age": -5}, "max_data_age must be positive"),
-    ({"instance_id": "vol-123"}, "is not an EC2 instance id"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"lineage": "bad name!"}, "invalid lineage name"),
+        ({"device_name": "/dev/sda1"}, "invalid device_name"),
+        ({"max_data_age": -5}, "max_data_age must be positive"),
+        ({"instance_id": "vol-123"}, "is not an EC2 instance id"),
+    ],
+)
 def test_bad_input_is_refused(ec2, launch, clock, kwargs, message):
     params = {"lineage": "pgdata", "instance_id": launch(), **kwargs}
     with pytest.raises(errors.InvalidInput, match=message):
@@ -237,12 +266,20 @@ def test_lineage_without_anything_is_not_found(ec2, launch, clock):
 
 def test_root_volumes_that_inherited_the_lineage_tag_are_not_lineage_data(ec2, world, data_volume, clock):
     """Launch templates and ec2_instance copy instance tags to root volumes; those are not the data."""
+
     def launch_propagating(zone):
         lineage_tag = [{"Key": t.LINEAGE, "Value": "pgdata"}]
-        return ec2.run_instances(ImageId=world["image_id"], MinCount=1, MaxCount=1, InstanceType="t3.micro",
-                                 SubnetId=world["subnets"][zone], TagSpecifications=[
-                                     {"ResourceType": "instance", "Tags": lineage_tag},
-                                     {"ResourceType": "volume", "Tags": lineage_tag}])["Instances"][0]["InstanceId"]
+        return ec2.run_instances(
+            ImageId=world["image_id"],
+            MinCount=1,
+            MaxCount=1,
+            InstanceType="t3.micro",
+            SubnetId=world["subnets"][zone],
+            TagSpecifications=[
+                {"ResourceType": "instance", "Tags": lineage_tag},
+                {"ResourceType": "volume", "Tags": lineage_tag},
+            ],
+        )["Instances"][0]["InstanceId"]
 
     old, target = launch_propagating("us-east-1a"), launch_propagating("us-east-1b")
     ec2.stop_instances(InstanceIds=[old])
