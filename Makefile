@@ -49,10 +49,11 @@ collection: venv
 test: format unit module-test molecule sanity lint doc
 	@echo "make test: all suites passed"
 
-# One formatter for the tree (ruff.toml: 120 columns); `ruff format` applies it.
+# One formatter for the tree (ruff.toml: 120 columns; `ruff format` applies it), and no name left undefined or unused.
 format: venv
 	ruff format --check --quiet .
-	@echo "ruff format: every Python file is formatted"
+	ruff check --quiet --select E9,F .
+	@echo "ruff: every Python file is formatted, nothing undefined or unused"
 
 unit: collection agent-tools
 	python -m pytest -q tests/unit

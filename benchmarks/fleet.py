@@ -16,33 +16,21 @@ import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import boto3
 
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import config as handler_config
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import handler as recovery
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
-from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws import RETRY_CONFIG
 from sandbox import world
 from sandbox.clock import ACCOUNT_ID, REGION
 from sandbox.control import Sandbox
+from sandbox import scenario
 from sandbox.scenario import warning
 
 GROUPS, PER_GROUP, THROTTLE_EVERY, CONCURRENCY = 10, 10, 7, 10
 
 
-def _client(endpoint, service):
-    return boto3.session.Session().client(
-        service,
-        region_name="us-east-1",
-        endpoint_url=endpoint,
-        config=RETRY_CONFIG,
-        aws_access_key_id="sandbox",
-        aws_secret_access_key="sandbox",
-    )
-
-
 def build(endpoint):
-    ec2, autoscaling, iam, sns = (_client(endpoint, s) for s in ("ec2", "autoscaling", "iam", "sns"))
+    ec2, autoscaling, iam, sns = (scenario.client(s, endpoint) for s in ("ec2", "autoscaling", "iam", "sns"))
     seeded = world.seed(ec2)
     world.managed_instance_profile(iam, "bench-fleet-instance")
     ec2.create_launch_template(
@@ -117,7 +105,7 @@ def run(endpoint, scale=1.0):
     box.call("throttle", every=THROTTLE_EVERY, services=["ec2"])
 
     def handle(instance_id):
-        clients = recovery.Clients(lambda service: _client(endpoint, service))
+        clients = recovery.Clients(lambda service: scenario.client(service, endpoint))
         began = time.monotonic()
         outcome = recovery.Handler(config, clients, account=ACCOUNT_ID, region=REGION).handle(warning(instance_id))
         return time.monotonic() - began, outcome
@@ -133,9 +121,9 @@ def run(endpoint, scale=1.0):
     stopped = sum(1 for _duration, outcome in results if outcome.endswith("stop ok"))
     released = sum(
         1
-        for volume in _client(endpoint, "ec2").describe_volumes(Filters=[{"Name": "tag-key", "Values": [t.LINEAGE]}])[
-            "Volumes"
-        ]
+        for volume in scenario.client("ec2", endpoint).describe_volumes(
+            Filters=[{"Name": "tag-key", "Values": [t.LINEAGE]}]
+        )["Volumes"]
         if volume["State"] == "available"
     )
     return {

@@ -49,14 +49,7 @@ def main():
     results = {}
 
     def launch(zone, lineage):
-        return ec2.run_instances(
-            ImageId=seeded["image_id"],
-            MinCount=1,
-            MaxCount=1,
-            InstanceType="t3.micro",
-            SubnetId=seeded["subnets"][zone],
-            TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": t.LINEAGE, "Value": lineage}]}],
-        )["Instances"][0]["InstanceId"]
+        return world.launch(ec2, seeded, zone, {t.LINEAGE: lineage})
 
     def lineage_on(zone, lineage):
         holder = launch(zone, lineage)

@@ -34,13 +34,13 @@ import sys
 import time
 from datetime import timedelta
 
-import boto3
 
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
-from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws import RETRY_CONFIG
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.backups import backup_instance
 from sandbox import __main__ as sandbox_cli
+from sandbox import world as sandbox_world
 from sandbox.clock import CONTEXT
+from sandbox import scenario
 from sandbox.control import Sandbox
 from sandbox.rules import snapshots as sandbox_snapshots
 
@@ -50,28 +50,10 @@ KEEP_DAYS = 7
 AWS_PAGE_CAP = 1000  # DescribeImages and DescribeSnapshots: MaxResults up to 1000
 
 
-def _client(endpoint, service):
-    return boto3.client(
-        service,
-        region_name="us-east-1",
-        endpoint_url=endpoint,
-        config=RETRY_CONFIG,
-        aws_access_key_id="sandbox",
-        aws_secret_access_key="sandbox",
-    )
-
-
 def daily_backups(endpoint, seeded, lineage, amis, seed_names=False):
     """``amis`` daily backups of a fresh instance of ``lineage``, the newest today. Returns the instance id."""
-    ec2 = _client(endpoint, "ec2")
-    instance = ec2.run_instances(
-        ImageId=seeded["image_id"],
-        MinCount=1,
-        MaxCount=1,
-        InstanceType="t3.micro",
-        SubnetId=seeded["subnets"]["us-east-1a"],
-        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": t.LINEAGE, "Value": lineage}]}],
-    )["Instances"][0]["InstanceId"]
+    ec2 = scenario.client("ec2", endpoint)
+    instance = sandbox_world.launch(ec2, seeded, "us-east-1a", {t.LINEAGE: lineage})
     volume = ec2.create_volume(
         AvailabilityZone="us-east-1a",
         Size=8,
@@ -111,7 +93,7 @@ def _recent(endpoint, **filters):
 def _snapshots_of(endpoint, instance):
     """The snapshots a backup of ``instance`` took (its volume sets' and its AMIs'), still there."""
     pages = (
-        _client(endpoint, "ec2")
+        scenario.client("ec2", endpoint)
         .get_paginator("describe_snapshots")
         .paginate(OwnerIds=["self"], Filters=[{"Name": f"tag:{t.SOURCE_INSTANCE}", "Values": [instance]}])
     )
@@ -128,7 +110,7 @@ def _count(endpoint):
 
 def _images(endpoint, **filters):
     pages = (
-        _client(endpoint, "ec2")
+        scenario.client("ec2", endpoint)
         .get_paginator("describe_images")
         .paginate(Owners=["self"], Filters=[{"Name": k, "Values": [v]} for k, v in filters.items()])
     )

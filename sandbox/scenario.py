@@ -69,16 +69,20 @@ def delivered(detail_type, **detail):
     ]
 
 
-def clients(endpoint_url=None):
-    """A client of each service the handler uses: in-process (moto), or of the sandbox server at ``endpoint_url``."""
+def client(service, endpoint_url=None):
+    """A client of ``service``: in-process (moto), or of the sandbox server at ``endpoint_url``. Each from a session
+    of its own, so that threads may make clients at the same time."""
     extra = (
         {"endpoint_url": endpoint_url, "aws_access_key_id": "sandbox", "aws_secret_access_key": "sandbox"}
         if endpoint_url
         else {}
     )
-    return {
-        service: boto3.client(service, region_name="us-east-1", config=RETRY_CONFIG, **extra) for service in SERVICES
-    }
+    return boto3.session.Session().client(service, region_name="us-east-1", config=RETRY_CONFIG, **extra)
+
+
+def clients(endpoint_url=None):
+    """A client of each service the handler uses (``client``)."""
+    return {service: client(service, endpoint_url) for service in SERVICES}
 
 
 def handler(config, service_clients, clock=None):

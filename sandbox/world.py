@@ -53,6 +53,23 @@ def seed(ec2):
     return describe(ec2, vpc_id)
 
 
+def launch(ec2, world, zone="us-east-1a", tags=None, **extra):
+    """One t3.micro of the seeded image in ``zone``'s subnet of ``world`` (``seed``'s answer), with ``tags`` (a dict)
+    and ``extra`` RunInstances parameters; returns its id."""
+    if tags:
+        extra["TagSpecifications"] = [
+            {"ResourceType": "instance", "Tags": [{"Key": key, "Value": str(value)} for key, value in tags.items()]}
+        ]
+    return ec2.run_instances(
+        ImageId=world["image_id"],
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t3.micro",
+        SubnetId=world["subnets"][zone],
+        **extra,
+    )["Instances"][0]["InstanceId"]
+
+
 def managed_instance_profile(iam, name):
     """An instance profile whose role has ``AmazonSSMManagedInstanceCore``: instances launched
     with it are managed by SSM (the sandbox runs Run Command on them, as AWS would)."""

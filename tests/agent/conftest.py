@@ -26,6 +26,7 @@ import tempfile
 
 import pytest
 
+from sandbox import world as sandbox_world
 from sandbox.imds import ImdsDouble
 
 from tests.sandbox import conftest as sandbox_suite
@@ -212,14 +213,7 @@ def tag_list(tags):
 def running_instance(ec2, seeded, zone, tags=None):
     """A fixture's body (``yield from``): a running instance in ``zone`` (with ``tags``) and its IMDS double, as
     ``{"id", "imds"}``; terminated after."""
-    instance_id = ec2.run_instances(
-        ImageId=seeded["image_id"],
-        MinCount=1,
-        MaxCount=1,
-        InstanceType="t3.micro",
-        SubnetId=seeded["subnets"][zone],
-        TagSpecifications=[{"ResourceType": "instance", "Tags": tag_list(tags)}] if tags else [],
-    )["Instances"][0]["InstanceId"]
+    instance_id = sandbox_world.launch(ec2, seeded, zone, tags)
     with ImdsDouble.for_instance(instance_id, zone) as imds:
         yield {"id": instance_id, "imds": imds}
     ec2.terminate_instances(InstanceIds=[instance_id])

@@ -1,4 +1,5 @@
-"""Resources the module tests set up directly with boto3 in the sandbox."""
+"""What the module tests share: resources set up directly with boto3 in the sandbox, and readers of
+ansible-playbook's JSON report."""
 
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
 from sandbox.scenario import eventually
@@ -86,3 +87,20 @@ class Fixtures:
     @staticmethod
     def tags(resource):
         return t.as_dict(resource.get("Tags"))
+
+
+def task_results(report):
+    """``(task name, localhost's result)`` of each task of an ``ansible-playbook`` JSON report, in order."""
+    return [
+        (task["task"]["name"], task["hosts"].get("localhost", {})) for play in report["plays"] for task in play["tasks"]
+    ]
+
+
+def failed_tasks(report):
+    """``(task name, message)`` of each task that failed."""
+    return [(name, result.get("msg")) for name, result in task_results(report) if result.get("failed")]
+
+
+def changed_tasks(report):
+    """The name of each task that reported a change."""
+    return [name for name, result in task_results(report) if result.get("changed")]

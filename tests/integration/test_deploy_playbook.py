@@ -15,6 +15,7 @@ import yaml
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
 from sandbox import world as sandbox_world
 
+from . import helpers
 from .conftest import REPO, ansible_playbook
 
 PLAYBOOK = os.path.join(REPO, "playbooks", "deploy.yml")
@@ -109,12 +110,7 @@ def messages(run):
 
 
 def failures(run):
-    return [
-        (task["task"]["name"], task["hosts"]["localhost"].get("msg"))
-        for play in run[0]["plays"]
-        for task in play["tasks"]
-        if task["hosts"].get("localhost", {}).get("failed")
-    ]
+    return helpers.failed_tasks(run[0])
 
 
 def test_check_mode_changes_nothing(runs):

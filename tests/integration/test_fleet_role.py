@@ -21,6 +21,7 @@ import yaml
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
 from sandbox import world as sandbox_world
 
+from . import helpers
 from .conftest import PlaybookRun, ansible_playbook
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -57,12 +58,7 @@ def refused(world, case, **overrides):
 
 
 def changed_tasks(run):
-    return [
-        task["task"]["name"]
-        for play in run.raw["plays"]
-        for task in play["tasks"]
-        if task["hosts"]["localhost"].get("changed")
-    ]
+    return helpers.changed_tasks(run.raw)
 
 
 def described(aws, name=GROUP, lineage=LINEAGE):

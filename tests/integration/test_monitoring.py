@@ -14,6 +14,7 @@ import pytest
 
 from sandbox import world as sandbox_world
 
+from . import helpers
 from .conftest import REPO, ansible_playbook
 
 DEPLOY = os.path.join(REPO, "playbooks", "deploy.yml")
@@ -138,21 +139,11 @@ def runs(sandbox, session, play, cloudwatch):
 
 
 def failures(run):
-    return [
-        (task["task"]["name"], task["hosts"]["localhost"].get("msg"))
-        for play in run[0]["plays"]
-        for task in play["tasks"]
-        if task["hosts"].get("localhost", {}).get("failed")
-    ]
+    return helpers.failed_tasks(run[0])
 
 
 def changed_tasks(run):
-    return [
-        task["task"]["name"]
-        for play in run[0]["plays"]
-        for task in play["tasks"]
-        if task["hosts"].get("localhost", {}).get("changed")
-    ]
+    return helpers.changed_tasks(run[0])
 
 
 def watchdog(cloudwatch, events):

@@ -36,14 +36,7 @@ def service(sandbox, session, box):
             "MetadataOptions": {"HttpTokens": "required"},
         },
     )
-    old = ec2.run_instances(
-        ImageId=world["image_id"],
-        MinCount=1,
-        MaxCount=1,
-        InstanceType="t3.micro",
-        SubnetId=world["subnets"]["us-east-1a"],
-        TagSpecifications=[{"ResourceType": "instance", "Tags": t.as_list({t.LINEAGE: LINEAGE, "Name": SERVICE})}],
-    )["Instances"][0]["InstanceId"]
+    old = sandbox_world.launch(ec2, world, "us-east-1a", {t.LINEAGE: LINEAGE, "Name": SERVICE})
     volume = ec2.create_volume(
         AvailabilityZone="us-east-1a",
         Size=8,

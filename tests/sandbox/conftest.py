@@ -72,14 +72,7 @@ def box(endpoint):
 @pytest.fixture
 def launch(ec2, seeded):
     def _launch(zone="us-east-1a", **extra):
-        return ec2.run_instances(
-            ImageId=seeded["image_id"],
-            MinCount=1,
-            MaxCount=1,
-            InstanceType="t3.micro",
-            SubnetId=seeded["subnets"][zone],
-            **extra,
-        )["Instances"][0]["InstanceId"]
+        return world.launch(ec2, seeded, zone, **extra)
 
     return _launch
 

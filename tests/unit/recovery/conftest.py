@@ -43,18 +43,10 @@ def clock():
 @pytest.fixture
 def launch(ec2, world):
     def _launch(zone="us-east-1a", lineage=None, state="running"):
-        tag_spec = [{"ResourceType": "instance", "Tags": [{"Key": t.LINEAGE, "Value": lineage}]}] if lineage else []
-        instance = ec2.run_instances(
-            ImageId=world["image_id"],
-            MinCount=1,
-            MaxCount=1,
-            InstanceType="t3.micro",
-            SubnetId=world["subnets"][zone],
-            TagSpecifications=tag_spec,
-        )["Instances"][0]
+        instance_id = sandbox_world.launch(ec2, world, zone, {t.LINEAGE: lineage} if lineage else None)
         if state == "stopped":
-            ec2.stop_instances(InstanceIds=[instance["InstanceId"]])
-        return instance["InstanceId"]
+            ec2.stop_instances(InstanceIds=[instance_id])
+        return instance_id
 
     return _launch
 

@@ -12,7 +12,6 @@ import itertools
 
 import pytest
 
-from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import config as handler_config
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import handler as recovery
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.handler import retries
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import progress
@@ -128,16 +127,7 @@ def fleet(aws, ec2, world, monkeypatch):
 
 def story_ready(fleet, monkeypatch):
     """The fleet's service with a recovery deadline, its queue the story's."""
-    raw = {
-        "name": fleet.name,
-        "lineage": LINEAGE,
-        "group": GROUP,
-        "stop_commands": ["echo stopping > app.stopped"],
-        "address": {"tags": {"Service": fleet.name}},
-        "device_name": "/dev/sdf",
-        "recovery_deadline": DEADLINE,
-    }
-    fleet.handler.config = handler_config.parse({"topic_arn": fleet.topic, "services": [raw]})
+    fleet.configure(recovery_deadline=DEADLINE)
     # The queue is the story's: the back-off the handler chooses is applied there, and the last receive is MAX_RECEIVES.
     monkeypatch.setattr(retries, "_queue_of", lambda handler, record: (None, MAX_RECEIVES))
     fleet.retry_delays, choose = [], retries.retry_delay

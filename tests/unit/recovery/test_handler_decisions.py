@@ -10,7 +10,6 @@ from datetime import timedelta
 
 import pytest
 
-from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import config as handler_config
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import handler as recovery
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import progress
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
@@ -52,17 +51,7 @@ def calls(fleet):
 
 def with_service(fleet, **settings):
     """The fleet's handler with its service's configuration changed."""
-    raw = {
-        "name": fleet.name,
-        "lineage": LINEAGE,
-        "group": GROUP,
-        "stop_commands": ["echo stopping > app.stopped"],
-        "address": {"tags": {"Service": fleet.name}},
-        "device_name": "/dev/sdf",
-        **settings,
-    }
-    fleet.handler.config = handler_config.parse({"topic_arn": fleet.topic, "services": [raw]})
-    return fleet.handler
+    return fleet.configure(**settings)
 
 
 def terminate_action(fleet, instance_id, token, **detail):

@@ -205,9 +205,12 @@ def test_fresh_volume_of_a_lineage_with_snapshots_is_not_treated_as_blank(ec2, l
 
 def test_forked_lineage_is_refused(ec2, launch, data_volume, clock):
     target = launch()
-    a, b = data_volume(generation=2), data_volume(generation=2)
-    with pytest.raises(errors.Ambiguous, match="2 volumes at generation 2"):
+    first, second = data_volume(generation=2), data_volume(generation=2)
+    with pytest.raises(errors.Ambiguous, match="2 volumes at generation 2") as refused:
         move_lineage_volume(ec2, "pgdata", target, clock=clock)
+    assert first in str(refused.value) and second in str(refused.value)
+    # Neither copy was touched: both still unattached.
+    assert [v["Attachments"] for v in ec2.describe_volumes(VolumeIds=[first, second])["Volumes"]] == [[], []]
 
 
 def test_never_attaches_an_older_generation_over_a_newer_one(ec2, launch, data_volume, clock):
