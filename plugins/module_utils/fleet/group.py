@@ -587,23 +587,31 @@ def create(asg, want, after):
         params["Tags"] = _tag_params(name, after["tags"], after.get("propagated_tags") or [])
     call(asg, "create_auto_scaling_group", **params)
     for item in after.get("notifications") or []:
-        call(
-            asg,
-            "put_notification_configuration",
-            AutoScalingGroupName=name,
-            TopicARN=item["topic_arn"],
-            NotificationTypes=item["types"],
-        )
+        _put_notification(asg, name, item)
     if after.get("predictive_scaling"):
         call(asg, "put_scaling_policy", **_predictive_params(name, after["predictive_scaling"]))
     if after.get("enabled_metrics"):
-        call(
-            asg,
-            "enable_metrics_collection",
-            AutoScalingGroupName=name,
-            Granularity="1Minute",
-            Metrics=after["enabled_metrics"],
-        )
+        _enable_metrics(asg, name, after["enabled_metrics"])
+
+
+def _sync_set(current, wanted, add, remove):
+    """Make a set-valued setting ``wanted`` from ``current``: ``add`` what is missing, ``remove`` what is extra (each
+    called with a sorted list, and only when it is not empty)."""
+    current, wanted = set(current or []), set(wanted)
+    if wanted - current:
+        add(sorted(wanted - current))
+    if current - wanted:
+        remove(sorted(current - wanted))
+
+
+def _put_notification(asg, name, item):
+    call(asg, "put_notification_configuration", AutoScalingGroupName=name, TopicARN=item["topic_arn"],
+         NotificationTypes=item["types"])  # fmt: skip
+
+
+def _enable_metrics(asg, name, metrics):
+    """Group metrics are free at 1-minute granularity (the dashboard's capacity widgets need them)."""
+    call(asg, "enable_metrics_collection", AutoScalingGroupName=name, Granularity="1Minute", Metrics=metrics)
 
 
 def apply(
@@ -633,21 +641,16 @@ def apply(
     if update:
         call(asg, "update_auto_scaling_group", AutoScalingGroupName=name, **update)
     if "target_group_arns" in fields:
-        current, wanted = set(have.get("target_group_arns") or []), set(want["target_group_arns"])
-        if wanted - current:
-            call(
-                asg,
-                "attach_load_balancer_target_groups",
-                AutoScalingGroupName=name,
-                TargetGroupARNs=sorted(wanted - current),
-            )
-        if current - wanted:
-            call(
-                asg,
-                "detach_load_balancer_target_groups",
-                AutoScalingGroupName=name,
-                TargetGroupARNs=sorted(current - wanted),
-            )
+        _sync_set(
+            have.get("target_group_arns"),
+            want["target_group_arns"],
+            lambda arns: call(
+                asg, "attach_load_balancer_target_groups", AutoScalingGroupName=name, TargetGroupARNs=arns
+            ),
+            lambda arns: call(
+                asg, "detach_load_balancer_target_groups", AutoScalingGroupName=name, TargetGroupARNs=arns
+            ),
+        )
     if "lifecycle_hooks" in fields:
         put, delete = _hooks_plan(have.get("lifecycle_hooks"), want["lifecycle_hooks"], purge_hooks)
         for hook in put:
@@ -657,13 +660,7 @@ def apply(
     if "notifications" in fields:
         put, delete = _notifications_plan(have.get("notifications"), want["notifications"], purge_notifications)
         for item in put:
-            call(
-                asg,
-                "put_notification_configuration",
-                AutoScalingGroupName=name,
-                TopicARN=item["topic_arn"],
-                NotificationTypes=item["types"],
-            )
+            _put_notification(asg, name, item)
         for topic in delete:
             call(asg, "delete_notification_configuration", AutoScalingGroupName=name, TopicARN=topic)
     if "tags" in fields:
@@ -679,18 +676,12 @@ def apply(
                 Tags=[{"ResourceId": name, "ResourceType": "auto-scaling-group", "Key": key} for key in delete],
             )
     if "enabled_metrics" in fields:
-        # Group metrics are free at 1-minute granularity (the dashboard's capacity widgets need them).
-        current, wanted = set(have.get("enabled_metrics") or []), set(want["enabled_metrics"])
-        if wanted - current:
-            call(
-                asg,
-                "enable_metrics_collection",
-                AutoScalingGroupName=name,
-                Granularity="1Minute",
-                Metrics=sorted(wanted - current),
-            )
-        if current - wanted:
-            call(asg, "disable_metrics_collection", AutoScalingGroupName=name, Metrics=sorted(current - wanted))
+        _sync_set(
+            have.get("enabled_metrics"),
+            want["enabled_metrics"],
+            lambda metrics: _enable_metrics(asg, name, metrics),
+            lambda metrics: call(asg, "disable_metrics_collection", AutoScalingGroupName=name, Metrics=metrics),
+        )
     if "predictive_scaling" in fields:
         policy = want["predictive_scaling"]
         if policy.get("state") == "absent":

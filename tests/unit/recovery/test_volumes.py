@@ -6,6 +6,7 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery impor
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.volumes import move_lineage_volume
 
+from sandbox import world as sandbox_world
 from sandbox.clock import CONTEXT
 
 from .conftest import backdate_snapshot, tags_of, volume
@@ -272,17 +273,8 @@ def test_root_volumes_that_inherited_the_lineage_tag_are_not_lineage_data(ec2, w
 
     def launch_propagating(zone):
         lineage_tag = [{"Key": t.LINEAGE, "Value": "pgdata"}]
-        return ec2.run_instances(
-            ImageId=world["image_id"],
-            MinCount=1,
-            MaxCount=1,
-            InstanceType="t3.micro",
-            SubnetId=world["subnets"][zone],
-            TagSpecifications=[
-                {"ResourceType": "instance", "Tags": lineage_tag},
-                {"ResourceType": "volume", "Tags": lineage_tag},
-            ],
-        )["Instances"][0]["InstanceId"]
+        specifications = [{"ResourceType": kind, "Tags": lineage_tag} for kind in ("instance", "volume")]
+        return sandbox_world.launch(ec2, world, zone, TagSpecifications=specifications)
 
     old, target = launch_propagating("us-east-1a"), launch_propagating("us-east-1b")
     ec2.stop_instances(InstanceIds=[old])
