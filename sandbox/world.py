@@ -70,6 +70,30 @@ def launch(ec2, world, zone="us-east-1a", tags=None, **extra):
     )["Instances"][0]["InstanceId"]
 
 
+def group(ec2, autoscaling, world, name, zones=None, tags=None, max_size=1):
+    """An Auto Scaling group ``name`` of one t3.micro of the seeded image, across ``zones`` (every zone of ``world``
+    by default), launched from a template of the same name whose instances carry ``tags`` (a dict); returns its
+    first instance's id (the sandbox's group launches at once)."""
+    data = {"ImageId": world["image_id"], "InstanceType": "t3.micro"}
+    if tags:
+        data["TagSpecifications"] = [
+            {"ResourceType": "instance", "Tags": [{"Key": key, "Value": str(value)} for key, value in tags.items()]}
+        ]
+    ec2.create_launch_template(LaunchTemplateName=name, LaunchTemplateData=data)
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName=name,
+        MinSize=1,
+        MaxSize=max_size,
+        DesiredCapacity=1,
+        LaunchTemplate={"LaunchTemplateName": name},
+        VPCZoneIdentifier=",".join(world["subnets"][zone] for zone in zones or sorted(world["subnets"])),
+    )
+    [member] = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0][
+        "Instances"
+    ]
+    return member["InstanceId"]
+
+
 def managed_instance_profile(iam, name):
     """An instance profile whose role has ``AmazonSSMManagedInstanceCore``: instances launched
     with it are managed by SSM (the sandbox runs Run Command on them, as AWS would)."""

@@ -208,22 +208,7 @@ def test_a_second_group_with_the_services_lineage_is_refused_before_anything_cha
 ):
     """One lineage, one writer: instances of it-pgdata in another group make deploy.yml stop, naming that group."""
     world = sandbox["world"]
-    ec2.create_launch_template(
-        LaunchTemplateName="it-rogue",
-        LaunchTemplateData={
-            "ImageId": world["image_id"],
-            "InstanceType": "t3.micro",
-            "TagSpecifications": [{"ResourceType": "instance", "Tags": [{"Key": t.LINEAGE, "Value": "it-pgdata"}]}],
-        },
-    )
-    autoscaling.create_auto_scaling_group(
-        AutoScalingGroupName="it-rogue",
-        MinSize=1,
-        MaxSize=1,
-        DesiredCapacity=1,
-        LaunchTemplate={"LaunchTemplateName": "it-rogue"},
-        VPCZoneIdentifier=world["subnets"]["us-east-1a"],
-    )
+    sandbox_world.group(ec2, autoscaling, world, "it-rogue", zones=["us-east-1a"], tags={t.LINEAGE: "it-pgdata"})
     try:
         before = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["it-pg"])["AutoScalingGroups"]
         refused = deploy()

@@ -1,5 +1,7 @@
 """eip_failover through ansible-playbook: targets, idempotence, check mode and refusals."""
 
+from sandbox import world as sandbox_world
+
 from .conftest import failing, refusals, task
 from .helpers import Fixtures
 
@@ -67,20 +69,7 @@ def test_standby_is_started_then_receives_the_address(sandbox, ec2, playbook):
 
 def test_group_target_is_its_healthy_instance(sandbox, ec2, autoscaling, playbook):
     world = sandbox["world"]
-    ec2.create_launch_template(
-        LaunchTemplateName="it-eip-fleet", LaunchTemplateData={"ImageId": world["image_id"], "InstanceType": "t3.micro"}
-    )
-    autoscaling.create_auto_scaling_group(
-        AutoScalingGroupName="it-eip-fleet",
-        MinSize=1,
-        MaxSize=1,
-        DesiredCapacity=1,
-        LaunchTemplate={"LaunchTemplateName": "it-eip-fleet"},
-        VPCZoneIdentifier=",".join(world["subnets"].values()),
-    )
-    member = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["it-eip-fleet"])["AutoScalingGroups"][0][
-        "Instances"
-    ][0]["InstanceId"]
+    member = sandbox_world.group(ec2, autoscaling, world, "it-eip-fleet")
     eip = allocate(ec2, "it-eip-group")
     run = playbook([task("eip_failover", allocation_id=eip["AllocationId"], auto_scaling_group="it-eip-fleet")])
     assert run.last["changed"] and run.last["instance_id"] == member

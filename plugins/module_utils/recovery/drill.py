@@ -28,7 +28,7 @@ from . import progress
 from . import tags as t
 from .aws import SYSTEM_CLOCK, call, paginate
 from .errors import InvalidInput, NotFound, RecoveryError, WaitTimeout
-from .instances import describe_instance
+from .instances import describe_instance, find_instances
 
 ACTION = "aws:ec2:send-spot-instance-interruptions"
 DRILL_TAG = t.PREFIX + "drill"
@@ -162,17 +162,9 @@ def delete_templates(fis, lineage, check_mode=False):
 
 def spot_candidates(ec2, lineage):
     """Running Spot instances of a lineage: what the template would interrupt."""
-    reservations = paginate(
-        ec2,
-        "describe_instances",
-        "Reservations",
-        Filters=[
-            {"Name": f"tag:{t.LINEAGE}", "Values": [lineage]},
-            {"Name": "instance-state-name", "Values": ["running"]},
-            {"Name": "instance-lifecycle", "Values": ["spot"]},
-        ],
+    return sorted(
+        instance["InstanceId"] for instance in find_instances(ec2, {t.LINEAGE: lineage}, ("running",), spot_only=True)
     )
-    return sorted(instance["InstanceId"] for reservation in reservations for instance in reservation["Instances"])
 
 
 def start(fis, template_id, client_token):

@@ -93,6 +93,16 @@ def optional_name(raw, key, where):
     return value
 
 
+def exactly_one(found, missing, several, **details):
+    """The one item of ``found``. ``NotFound(missing)`` when there is none and ``Ambiguous(several(found))`` when
+    there are more: where exactly one resource is required, the core names what it saw and never picks one."""
+    if not found:
+        raise NotFound(missing, **details)
+    if len(found) > 1:
+        raise Ambiguous(several(found), **details)
+    return found[0]
+
+
 @contextmanager
 def missing_as_not_found(aws_codes, message, **details):
     """Inside: an ``AwsApiError`` whose code is one of ``aws_codes`` (what EC2 answers for an id that does not exist,

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from .aws import SYSTEM_CLOCK, call, paginate, wait_until
-from .errors import Ambiguous, InvalidInput, NotFound, missing_as_not_found
+from .errors import InvalidInput, NotFound, exactly_one, missing_as_not_found
 from .tags import filters
 
 GONE_STATES = frozenset({"shutting-down", "terminated"})
@@ -32,15 +32,21 @@ def state_of(instance):
     return instance["State"]["Name"]
 
 
-def find_instances(ec2, tag_filter, states=("pending", "running", "stopping", "stopped")):
-    """Instances carrying every tag in ``tag_filter`` (in the given states), oldest first."""
+LIVE_STATES = ("pending", "running", "stopping", "stopped")
+
+
+def find_instances(ec2, tag_filter, states=LIVE_STATES, spot_only=False):
+    """Instances carrying every tag in ``tag_filter`` (in the given states; only Spot ones if ``spot_only``), oldest
+    first."""
     found = [
         instance
         for reservation in paginate(
             ec2,
             "describe_instances",
             "Reservations",
-            Filters=filters(tag_filter) + [{"Name": "instance-state-name", "Values": list(states)}],
+            Filters=filters(tag_filter)
+            + [{"Name": "instance-state-name", "Values": list(states)}]
+            + ([{"Name": "instance-lifecycle", "Values": ["spot"]}] if spot_only else []),
         )
         for instance in reservation["Instances"]
     ]
@@ -90,15 +96,13 @@ def healthy_group_instance(autoscaling, group_name):
     healthy = [
         m["InstanceId"] for m in members if m["LifecycleState"] == "InService" and m["HealthStatus"] == "Healthy"
     ]
-    if not healthy:
-        seen = ", ".join(f"{m['InstanceId']} {m['LifecycleState']}/{m['HealthStatus']}" for m in members) or "none"
-        raise NotFound(
-            f"Auto Scaling group {group_name} has no healthy InService instance (instances: {seen})", group=group_name
-        )
-    if len(healthy) > 1:
-        raise Ambiguous(
-            f"Auto Scaling group {group_name} has {len(healthy)} healthy InService instances "
-            f"({', '.join(sorted(healthy))}); name the target instance instead",
-            group=group_name,
-        )
-    return healthy[0]
+    seen = ", ".join(f"{m['InstanceId']} {m['LifecycleState']}/{m['HealthStatus']}" for m in members) or "none"
+    return exactly_one(
+        sorted(healthy),
+        f"Auto Scaling group {group_name} has no healthy InService instance (instances: {seen})",
+        lambda several: (
+            f"Auto Scaling group {group_name} has {len(several)} healthy InService instances "
+            f"({', '.join(several)}); name the target instance instead"
+        ),
+        group=group_name,
+    )

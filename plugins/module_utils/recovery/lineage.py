@@ -17,6 +17,7 @@ import re
 from .aws import paginate
 from .errors import Ambiguous, InvalidInput, NotFound
 from .generations import rank_copies
+from .instances import LIVE_STATES, find_instances
 from .tags import GENERATION, HOLDER, KIND, LINEAGE, as_dict, generation_of
 
 # Tag values allow more, but lineage names end up in resource names and file paths.
@@ -118,21 +119,12 @@ def describe(volume_or_snapshot):
 
 
 GROUP_TAG = "aws:autoscaling:groupName"  # the tag Auto Scaling puts on every instance it launches
-LIVE_INSTANCE_STATES = ("pending", "running", "stopping", "stopped")
+LIVE_INSTANCE_STATES = LIVE_STATES
 
 
 def groups_of(ec2, lineage):
     """``{group name: [instance ids]}`` of the lineage's live instances that an Auto Scaling group launched."""
-    reservations = paginate(
-        ec2,
-        "describe_instances",
-        "Reservations",
-        Filters=[
-            {"Name": f"tag:{LINEAGE}", "Values": [lineage]},
-            {"Name": "instance-state-name", "Values": list(LIVE_INSTANCE_STATES)},
-        ],
-    )
-    return groups_in(i for reservation in reservations for i in reservation["Instances"])
+    return groups_in(find_instances(ec2, {LINEAGE: lineage}, LIVE_INSTANCE_STATES))
 
 
 def groups_in(instances):

@@ -35,7 +35,6 @@ from . import tags as t
 from .addresses import find_address, move_address
 from .aws import SYSTEM_CLOCK, call, wait_until
 from .errors import (
-    Ambiguous,
     AwsApiError,
     Conflict,
     FenceViolation,
@@ -43,6 +42,7 @@ from .errors import (
     NotFound,
     RecoveryError,
     WaitTimeout,
+    exactly_one,
     optional_name,
     require_section,
 )
@@ -191,20 +191,15 @@ def find_standby(ec2, lineage, settings):
         if state_of(standby) in GONE_STATES:
             raise NotFound(f"standby {settings.instance_id} is {state_of(standby)}", instance_id=settings.instance_id)
         return standby
-    found = find_instances(ec2, {**settings.tags, t.LINEAGE: lineage})
-    if not found:
-        raise NotFound(
-            f"no standby instance tagged {settings.tags} and {t.LINEAGE}={lineage} (pending, running, stopping "
-            f"or stopped)",
-            lineage=lineage,
-        )
-    if len(found) > 1:
-        raise Ambiguous(
-            f"{len(found)} instances match the standby tags {settings.tags} "
-            f"({', '.join(i['InstanceId'] for i in found)}); name the standby by instance_id",
-            lineage=lineage,
-        )
-    return found[0]
+    return exactly_one(
+        find_instances(ec2, {**settings.tags, t.LINEAGE: lineage}),
+        f"no standby instance tagged {settings.tags} and {t.LINEAGE}={lineage} (pending, running, stopping or stopped)",
+        lambda several: (
+            f"{len(several)} instances match the standby tags {settings.tags} "
+            f"({', '.join(i['InstanceId'] for i in several)}); name the standby by instance_id"
+        ),
+        lineage=lineage,
+    )
 
 
 def status_of(ec2, instance_id):

@@ -10,6 +10,7 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.insta
     ensure_running,
     healthy_group_instance,
 )
+from sandbox import world as sandbox_world
 
 
 @pytest.fixture
@@ -84,22 +85,11 @@ def test_terminated_standby_is_refused(ec2, launch, clock):
 
 
 def test_group_target_must_be_exactly_one_healthy_instance(ec2, autoscaling, world):
-    ec2.create_launch_template(
-        LaunchTemplateName="fleet", LaunchTemplateData={"ImageId": world["image_id"], "InstanceType": "t3.micro"}
-    )
-    autoscaling.create_auto_scaling_group(
-        AutoScalingGroupName="pg",
-        MinSize=1,
-        MaxSize=2,
-        DesiredCapacity=1,
-        LaunchTemplate={"LaunchTemplateName": "fleet"},
-        VPCZoneIdentifier=",".join(world["subnets"].values()),
-    )
-    only = autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"][0]["Instances"][0]["InstanceId"]
-    assert healthy_group_instance(autoscaling, "pg") == only
-    autoscaling.set_desired_capacity(AutoScalingGroupName="pg", DesiredCapacity=2)
+    only = sandbox_world.group(ec2, autoscaling, world, "pg-fleet", max_size=2)
+    assert healthy_group_instance(autoscaling, "pg-fleet") == only
+    autoscaling.set_desired_capacity(AutoScalingGroupName="pg-fleet", DesiredCapacity=2)
     with pytest.raises(errors.Ambiguous, match="has 2 healthy InService instances"):
-        healthy_group_instance(autoscaling, "pg")
+        healthy_group_instance(autoscaling, "pg-fleet")
     with pytest.raises(errors.NotFound, match="Auto Scaling group nope does not exist"):
         healthy_group_instance(autoscaling, "nope")
 
