@@ -70,18 +70,7 @@ def build(endpoint):
         for index, member in enumerate(members):
             lineage = f"bench-{group_index}-{index}"
             ec2.create_tags(Resources=[member["InstanceId"]], Tags=[{"Key": t.LINEAGE, "Value": lineage}])
-            volume = ec2.create_volume(
-                AvailabilityZone=member["AvailabilityZone"],
-                Size=20,
-                VolumeType="gp3",
-                Encrypted=True,
-                TagSpecifications=[
-                    {
-                        "ResourceType": "volume",
-                        "Tags": t.as_list({t.LINEAGE: lineage, t.GENERATION: 1, t.DEVICE: "/dev/sdf"}),
-                    }
-                ],
-            )["VolumeId"]
+            volume = world.lineage_volume(ec2, lineage, member["AvailabilityZone"], 20, {t.DEVICE: "/dev/sdf"})
             ec2.attach_volume(VolumeId=volume, InstanceId=member["InstanceId"], Device="/dev/sdf")
             services.append(
                 {

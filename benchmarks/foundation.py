@@ -53,13 +53,7 @@ def main():
 
     def lineage_on(zone, lineage):
         holder = launch(zone, lineage)
-        volume = ec2.create_volume(
-            AvailabilityZone=zone,
-            Size=50,
-            VolumeType="gp3",
-            Encrypted=True,
-            TagSpecifications=[{"ResourceType": "volume", "Tags": t.as_list({t.LINEAGE: lineage, t.GENERATION: 1})}],
-        )["VolumeId"]
+        volume = world.lineage_volume(ec2, lineage, zone, 50)
         ec2.attach_volume(VolumeId=volume, InstanceId=holder, Device="/dev/sdf")
         CONTEXT.advance(10)
         return holder, volume

@@ -54,13 +54,7 @@ def daily_backups(endpoint, seeded, lineage, amis, seed_names=False):
     """``amis`` daily backups of a fresh instance of ``lineage``, the newest today. Returns the instance id."""
     ec2 = scenario.client("ec2", endpoint)
     instance = sandbox_world.launch(ec2, seeded, "us-east-1a", {t.LINEAGE: lineage})
-    volume = ec2.create_volume(
-        AvailabilityZone="us-east-1a",
-        Size=8,
-        VolumeType="gp3",
-        Encrypted=True,
-        TagSpecifications=[{"ResourceType": "volume", "Tags": t.as_list({t.LINEAGE: lineage, t.GENERATION: 1})}],
-    )["VolumeId"]
+    volume = sandbox_world.lineage_volume(ec2, lineage, "us-east-1a", 8)
     ec2.attach_volume(VolumeId=volume, InstanceId=instance, Device="/dev/sdf")
     Sandbox(endpoint).settle()
     today = CONTEXT.now()
@@ -133,13 +127,10 @@ def _playbook(env, tasks, workdir, name):
             ],
             handle,
         )
-    run_env = dict(env, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
-    done = subprocess.run(
-        ["ansible-playbook", path], env=run_env, cwd=REPO, capture_output=True, text=True, check=False
-    )
-    if done.returncode:
-        raise RuntimeError(f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout[done.stdout.index("{") :])["plays"][0]["tasks"][-1]["hosts"]["localhost"]
+    report, returncode, stderr = scenario.ansible_playbook([path], env, REPO)
+    if returncode:
+        raise RuntimeError(f"{name} failed:\n{json.dumps(report)[-3000:]}\n{stderr[-2000:]}")
+    return report["plays"][0]["tasks"][-1]["hosts"]["localhost"]
 
 
 def aws_cli(workdir):

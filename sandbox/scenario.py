@@ -15,6 +15,8 @@ threads and processes.
 
 import http.server
 import json
+import os
+import subprocess
 import threading
 import time
 import uuid
@@ -32,6 +34,27 @@ from .clock import CONTEXT, CoreClock
 LINEAGE, GROUP = "pgdata", "pg-fleet"
 SERVICES = ("ec2", "autoscaling", "ssm", "sns", "sqs", "cloudwatch", "iam", "sts")
 ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
+
+
+def ansible_playbook(arguments, env, cwd, timeout=None):
+    """``ansible-playbook *arguments`` in ``cwd`` with its ansible.cfg and ansible.posix's JSON callback, as a user
+    runs it: ``(the callback's report, exit code, stderr)``. A run that printed no report is an ``AssertionError``
+    showing what it printed instead (a crash before the first play)."""
+    env = dict(env, ANSIBLE_CONFIG=os.path.join(cwd, "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
+    done = subprocess.run(
+        ["ansible-playbook", *arguments], env=env, cwd=cwd, capture_output=True, text=True, check=False, timeout=timeout
+    )
+    try:
+        return json.loads(done.stdout[done.stdout.index("{") :]), done.returncode, done.stderr
+    except ValueError as exc:
+        raise AssertionError(f"ansible-playbook produced no JSON report:\n{done.stdout}\n{done.stderr}") from exc
+
+
+def tasks_by_name(report):
+    """``{task name: its result on localhost}`` of every play of an ``ansible_playbook`` report."""
+    return {
+        task["task"]["name"]: task["hosts"].get("localhost", {}) for play in report["plays"] for task in play["tasks"]
+    }
 
 
 def envelope(source, detail_type, detail, when=None):

@@ -94,6 +94,22 @@ def group(ec2, autoscaling, world, name, zones=None, tags=None, max_size=1):
     return member["InstanceId"]
 
 
+def lineage_volume(ec2, lineage, zone, size, tags=None):
+    """A lineage's first data volume as deploy.yml makes it (encrypted gp3 at generation 1) in ``zone``, with ``tags``
+    (a dict) beside the lineage's; returns its id."""
+    from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
+
+    return ec2.create_volume(
+        AvailabilityZone=zone,
+        Size=size,
+        VolumeType="gp3",
+        Encrypted=True,
+        TagSpecifications=[
+            {"ResourceType": "volume", "Tags": t.as_list({t.LINEAGE: lineage, t.GENERATION: 1, **(tags or {})})}
+        ],
+    )["VolumeId"]
+
+
 def managed_instance_profile(iam, name):
     """An instance profile whose role has ``AmazonSSMManagedInstanceCore``: instances launched
     with it are managed by SSM (the sandbox runs Run Command on them, as AWS would)."""

@@ -3,13 +3,13 @@
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 
 import boto3
 import pytest
 
 from sandbox import __main__ as sandbox_cli
+from sandbox import scenario
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -92,16 +92,8 @@ def autoscaling(sandbox, session):
 
 def ansible_playbook(sandbox, *arguments):
     """``ansible-playbook *arguments`` against the sandbox, as a user runs it; ``(the JSON callback's output, exit code)``."""
-    env = dict(
-        sandbox["env"], ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg")
-    )
-    done = subprocess.run(
-        ["ansible-playbook", *arguments], env=env, cwd=REPO, capture_output=True, text=True, check=False
-    )
-    try:
-        return json.loads(done.stdout[done.stdout.index("{") :]), done.returncode
-    except ValueError as exc:
-        raise AssertionError(f"ansible-playbook produced no JSON:\n{done.stdout}\n{done.stderr}") from exc
+    report, returncode, _stderr = scenario.ansible_playbook(arguments, sandbox["env"], REPO)
+    return report, returncode
 
 
 class PlaybookRun:

@@ -10,7 +10,8 @@ message.
 import json
 import os
 import socket
-import subprocess
+
+from sandbox import scenario
 
 from .conftest import REPO
 
@@ -58,25 +59,14 @@ def test_every_module_fails_cleanly_on_an_endpoint_that_does_not_answer(tmp_path
     (tmp_path / "dead.yml").write_text(json.dumps(play))
     env = dict(
         os.environ,
-        ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
-        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
         AWS_ACCESS_KEY_ID="dead",
         AWS_SECRET_ACCESS_KEY="dead",
         AWS_MAX_ATTEMPTS="2",
         AWS_EC2_METADATA_DISABLED="true",
         ANSIBLE_DISPLAY_TRACEBACK="error",
     )
-    done = subprocess.run(
-        ["ansible-playbook", str(tmp_path / "dead.yml")],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
-    raw = json.loads(done.stdout[done.stdout.index("{") :])
-    results = {task["task"]["name"]: task["hosts"]["localhost"] for play in raw["plays"] for task in play["tasks"]}
+    raw, _code, _stderr = scenario.ansible_playbook([str(tmp_path / "dead.yml")], env, REPO, timeout=600)
+    results = scenario.tasks_by_name(raw)
     assert sorted(results) == sorted(MODULES)
     for module, result in results.items():
         assert result.get("failed") is True, (module, result)

@@ -5,14 +5,13 @@ the backup is staged as the lineage's newest generation, and the group's next in
 plane: the canaries written before the backup are there, byte for byte, those written after are not (a rollback),
 the old data is kept, and the Elastic IP is on the new instance. A second run changes nothing."""
 
-import json
 import os
-import subprocess
 import tempfile
 
 import pytest
-
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
+
+from sandbox import scenario
 from sandbox.demo.__main__ import LINEAGE, SERVICE, Demo
 
 from .conftest import REPO
@@ -30,20 +29,10 @@ def demo():
 
 
 def playbook(demo, name, *extra):
-    env = dict(demo.env, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
-    done = subprocess.run(
-        ["ansible-playbook", os.path.join(REPO, "playbooks", name), "-e", f"@{demo.vars_path}", *extra],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
+    raw, code, stderr = scenario.ansible_playbook(
+        [os.path.join(REPO, "playbooks", name), "-e", f"@{demo.vars_path}", *extra], demo.env, REPO
     )
-    raw = json.loads(done.stdout[done.stdout.index("{") :])
-    tasks = {
-        task["task"]["name"]: task["hosts"].get("localhost", {}) for play in raw["plays"] for task in play["tasks"]
-    }
-    return {"code": done.returncode, "stats": raw["stats"]["localhost"], "tasks": tasks, "stderr": done.stderr}
+    return {"code": code, "stats": raw["stats"]["localhost"], "tasks": scenario.tasks_by_name(raw), "stderr": stderr}
 
 
 def restore(demo, *extra, fence=True):

@@ -7,13 +7,13 @@ control plane and real filesystems in test_restore_group.py."""
 
 import json
 import os
-import subprocess
 
 import boto3
 import pytest
-
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.backups import backup_instance
+
+from sandbox import scenario
 from sandbox import world as sandbox_world
 
 from .conftest import REPO
@@ -37,15 +37,7 @@ def service(sandbox, session, box):
         },
     )
     old = sandbox_world.launch(ec2, world, "us-east-1a", {t.LINEAGE: LINEAGE, "Name": SERVICE})
-    volume = ec2.create_volume(
-        AvailabilityZone="us-east-1a",
-        Size=8,
-        VolumeType="gp3",
-        Encrypted=True,
-        TagSpecifications=[
-            {"ResourceType": "volume", "Tags": t.as_list({t.LINEAGE: LINEAGE, t.GENERATION: 1, t.DEVICE: "/dev/sdf"})}
-        ],
-    )["VolumeId"]
+    volume = sandbox_world.lineage_volume(ec2, LINEAGE, "us-east-1a", 8, {t.DEVICE: "/dev/sdf"})
     box.settle()
     ec2.attach_volume(VolumeId=volume, InstanceId=old, Device="/dev/sdf")
     box.settle()
@@ -88,14 +80,8 @@ def restore(sandbox, tmp_path_factory):
     )
 
     def run(*extra):
-        env = dict(
-            sandbox["env"],
-            ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-            ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
-        )
-        done = subprocess.run(
+        raw, code, _stderr = scenario.ansible_playbook(
             [
-                "ansible-playbook",
                 os.path.join(REPO, "playbooks", "restore.yml"),
                 "-e",
                 f"@{variables}",
@@ -105,20 +91,10 @@ def restore(sandbox, tmp_path_factory):
                 f"restore_subnet_id={world['subnets']['us-east-1b']}",
                 *extra,
             ],
-            env=env,
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=False,
+            sandbox["env"],
+            REPO,
         )
-        try:
-            raw = json.loads(done.stdout[done.stdout.index("{") :])
-        except ValueError as exc:
-            raise AssertionError(f"no JSON:\n{done.stdout}\n{done.stderr}") from exc
-        tasks = {
-            task["task"]["name"]: task["hosts"].get("localhost", {}) for play in raw["plays"] for task in play["tasks"]
-        }
-        return {"code": done.returncode, "stats": raw["stats"]["localhost"], "tasks": tasks}
+        return {"code": code, "stats": raw["stats"]["localhost"], "tasks": scenario.tasks_by_name(raw)}
 
     return run
 

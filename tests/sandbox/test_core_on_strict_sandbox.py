@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.backups import backup_instance
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.volumes import move_lineage_volume
+from sandbox import world
 from sandbox.clock import CONTEXT, CoreClock
 
 from .conftest import error_code
@@ -22,15 +23,7 @@ def lineage_volume(ec2, launch):
         holder = launch(
             zone, TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": t.LINEAGE, "Value": name}]}]
         )
-        volume = ec2.create_volume(
-            AvailabilityZone=zone,
-            Size=10,
-            VolumeType="gp3",
-            Encrypted=True,
-            TagSpecifications=[
-                {"ResourceType": "volume", "Tags": t.as_list({t.LINEAGE: name, t.GENERATION: 1, t.DEVICE: "/dev/sdf"})}
-            ],
-        )["VolumeId"]
+        volume = world.lineage_volume(ec2, name, zone, 10, {t.DEVICE: "/dev/sdf"})
         ec2.attach_volume(VolumeId=volume, InstanceId=holder, Device="/dev/sdf")
         CONTEXT.advance(5)
         return holder, volume

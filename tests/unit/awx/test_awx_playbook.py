@@ -11,6 +11,8 @@ import subprocess
 import pytest
 import yaml
 
+from sandbox import scenario
+
 from .common import REPO, example_variables, job_templates, rendered_survey
 from .controller import Controller, survey_errors
 
@@ -22,16 +24,14 @@ def run(controller_url, tmp_path, variables, *options, **env):
     path.write_text(yaml.safe_dump(variables))
     environment = dict(
         os.environ,
-        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
         NO_PROXY="127.0.0.1",
         CONTROLLER_HOST=controller_url,
         CONTROLLER_USERNAME="admin",
         CONTROLLER_PASSWORD="secret",
     )
     environment.update(env)
-    done = subprocess.run(
+    report, returncode, _stderr = scenario.ansible_playbook(
         [
-            "ansible-playbook",
             "playbooks/awx.yml",
             "-e",
             f"@{path}",
@@ -41,17 +41,10 @@ def run(controller_url, tmp_path, variables, *options, **env):
             f"awx_execution_environment_image={IMAGE}",
             *options,
         ],
-        cwd=REPO,
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=False,
+        environment,
+        REPO,
     )
-    try:
-        report = json.loads(done.stdout[done.stdout.index("{") :])
-    except ValueError:
-        raise AssertionError(f"ansible-playbook produced no JSON:\n{done.stdout}\n{done.stderr}")
-    report["rc"] = report.get("rc", done.returncode)
+    report["rc"] = report.get("rc", returncode)
     return report
 
 

@@ -37,18 +37,7 @@ class StandbyWorld:
         self.standby = self._launch(seeded, standby_zone, "standby")
         if standby_state == "stopped":
             ec2.stop_instances(InstanceIds=[self.standby])
-        self.volume = ec2.create_volume(
-            AvailabilityZone="us-east-1a",
-            Size=20,
-            VolumeType="gp3",
-            Encrypted=True,
-            TagSpecifications=[
-                {
-                    "ResourceType": "volume",
-                    "Tags": t.as_list({t.LINEAGE: LINEAGE, t.GENERATION: 1, t.DEVICE: "/dev/sdf"}),
-                }
-            ],
-        )["VolumeId"]
+        self.volume = sandbox_world.lineage_volume(ec2, LINEAGE, "us-east-1a", 20, {t.DEVICE: "/dev/sdf"})
         ec2.attach_volume(VolumeId=self.volume, InstanceId=self.primary, Device="/dev/sdf")
         self.address = ec2.allocate_address(
             Domain="vpc",
