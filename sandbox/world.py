@@ -53,9 +53,9 @@ def seed(ec2):
     return describe(ec2, vpc_id)
 
 
-def launch(ec2, world, zone="us-east-1a", tags=None, **extra):
-    """One t3.micro of the seeded image in ``zone``'s subnet of ``world`` (``seed``'s answer), with ``tags`` (a dict)
-    and ``extra`` RunInstances parameters; returns its id."""
+def launch(ec2, world, zone="us-east-1a", tags=None, instance_type="t3.micro", **extra):
+    """One instance (a t3.micro unless ``instance_type`` says) of the seeded image in ``zone``'s subnet of ``world``
+    (``seed``'s answer), with ``tags`` (a dict) and ``extra`` RunInstances parameters; returns its id."""
     if tags:
         extra["TagSpecifications"] = [
             {"ResourceType": "instance", "Tags": [{"Key": key, "Value": str(value)} for key, value in tags.items()]}
@@ -64,7 +64,7 @@ def launch(ec2, world, zone="us-east-1a", tags=None, **extra):
         ImageId=world["image_id"],
         MinCount=1,
         MaxCount=1,
-        InstanceType="t3.micro",
+        InstanceType=instance_type,
         SubnetId=world["subnets"][zone],
         **extra,
     )["Instances"][0]["InstanceId"]

@@ -25,6 +25,7 @@ RULE_MODULES = (
     "scaling_activities",
     "ec2_events",
     "capacity",
+    "spot_pools",
     "ssm",
     "eventbridge",
     "schedules",

@@ -230,6 +230,40 @@ def test_boot_report_reaches_eventbridge_with_the_phases(make_agent, attached_de
     assert reports.drain() == []
 
 
+def test_a_replacement_waiting_for_its_data_says_it_is_ready_once_then_reports_its_boot(
+    make_agent, volume, devices, instance, ec2, box, clock, lineage, catch, workdir
+):
+    """Up with no data volume attached yet: the agent tells the control plane once, on the first look, that it is
+    ready for its data (the cut-over moves it then), keeps waiting, and reports the boot once the data comes."""
+    reports = catch({"source": ["ec2spot.autorecover"], "detail": {"lineage": [lineage]}})
+    agent = make_agent(lineage, report_boot=True, device_wait_seconds=60)
+    volume_id = volume(lineage_tags(lineage, 1, **FRESH), attach=False)
+    device = devices.create()
+
+    def the_data_arrives():
+        ec2.attach_volume(VolumeId=volume_id, InstanceId=instance["id"], Device="/dev/sdf")
+        box.settle()
+        devices.link(volume_id, device)
+
+    clock.at(12, the_data_arrives)
+    agent.mount()
+    agent.start_app()
+
+    ready, boot = reports.drain()
+    assert ready["detail-type"] == "EC2Spot Replacement Ready"
+    assert ready["detail"] == {
+        "instance-id": instance["id"],
+        "lineage": lineage,
+        "service": "pg",
+        "waiting-since": ready["detail"]["waiting-since"],
+    }
+    assert ready["detail"]["waiting-since"] < boot["detail"]["phases"]["volume_attached"]
+    assert boot["detail-type"] == "EC2Spot Recovery Boot Report" and boot["detail"]["volume-id"] == volume_id
+    assert os.path.exists(os.path.join(workdir, "run", "ready.json"))
+    assert not make_agent(lineage, report_boot=True).announce_ready(instance["id"])  # once per boot
+    assert reports.drain() == []
+
+
 def test_seed_002_option_the_instance_takes_its_tagged_address_itself(
     make_agent, attached_device, lineage, ec2, instance
 ):

@@ -251,7 +251,7 @@ def test_the_dashboard_shows_capacity_cpu_interruptions_and_recovery_phases(runs
         "it-mweb",
     ]
     phases = [line for line in widgets["Recovery phase durations (s)"]["metrics"] if line[1] == "PhaseSeconds"]
-    assert [line[5] for line in phases] == ["stop", "snapshot", "release", "attach", "address", "hook"]
+    assert [line[5] for line in phases] == ["ready", "stop", "snapshot", "release", "attach", "address", "hook"]
     assert sorted(arn.split(":alarm:")[1] for arn in widgets["Alarms"]["alarms"]) == sorted(
         WEB_ALARMS + CONTROL_PLANE_ALARMS
     )

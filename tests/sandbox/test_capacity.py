@@ -268,3 +268,86 @@ def test_scaling_activities_page_and_keep_a_deleted_groups_history(autoscaling, 
     assert autoscaling.describe_scaling_activities(AutoScalingGroupName=name)["Activities"] == []
     kept = autoscaling.describe_scaling_activities(AutoScalingGroupName=name, IncludeDeletedGroups=True)["Activities"]
     assert kept and {a["AutoScalingGroupState"] for a in kept} == {"Deleted"}
+
+
+# ---- a Spot pool reclaimed (sandbox/rules/spot_pools.py) -------------------------------------------------------
+
+
+def test_a_reclaimed_pool_interrupts_its_spot_instances_over_three_minutes_and_has_no_capacity(
+    box, ec2, strict_ec2, seeded, launch, catch
+):
+    """AWS takes a pool's capacity back by interrupting its Spot instances, each with its own notice, most within
+    3 minutes of each other; meanwhile a launch into the pool finds no Spot capacity. Other pools are untouched."""
+    warnings = catch({"source": ["aws.ec2"], "detail-type": ["EC2 Spot Instance Interruption Warning"]})
+    spot = {"InstanceMarketOptions": {"MarketType": "spot"}}
+    pool = sorted(launch("us-east-1a", **spot) for _ in range(3))
+    other_type = launch("us-east-1a", instance_type="m5.large", **spot)
+    other_zone = launch("us-east-1b", **spot)
+    on_demand = launch("us-east-1a")
+    try:
+        reclaim = box.call("spot/reclaim-pool", zone="us-east-1a", instance_type="t3.micro")
+        assert reclaim["interruptions"] == [
+            {"instance_id": pool[0], "after": 0.0},
+            {"instance_id": pool[1], "after": 90.0},
+            {"instance_id": pool[2], "after": 180.0},
+        ]
+        warned = lambda: sorted(e["detail"]["instance-id"] for e in warnings.drain())  # noqa: E731
+        assert warned() == [pool[0]]
+        with pytest.raises(ClientError) as refused:
+            strict_ec2.run_instances(
+                ImageId=seeded["image_id"],
+                MinCount=1,
+                MaxCount=1,
+                InstanceType="t3.micro",
+                SubnetId=seeded["subnets"]["us-east-1a"],
+                **spot,
+            )
+        assert error_code(refused) == "InsufficientInstanceCapacity" and SPOT_MESSAGE in str(refused.value)
+        box.advance(90)
+        assert warned() == [pool[1]]
+        box.advance(90)
+        assert warned() == [pool[2]]
+        box.advance(121)
+        states = {
+            i["InstanceId"]: i["State"]["Name"]
+            for r in ec2.describe_instances(InstanceIds=[*pool, other_type, other_zone, on_demand])["Reservations"]
+            for i in r["Instances"]
+        }
+        assert states == {
+            pool[0]: "terminated",
+            pool[1]: "terminated",
+            pool[2]: "terminated",
+            other_type: "running",
+            other_zone: "running",
+            on_demand: "running",
+        }
+        assert [r["instance_id"] for r in box.records("spot_interruptions")] == pool
+    finally:
+        box.call("ec2/capacity", reset=True)
+
+
+def test_a_pool_instance_gone_before_its_turn_is_passed_over_and_capacity_returns_when_told(
+    box, ec2, strict_ec2, seeded, launch
+):
+    spot = {"InstanceMarketOptions": {"MarketType": "spot"}}
+    first, second = sorted(launch("us-east-1c", **spot) for _ in range(2))
+    try:
+        box.call("spot/reclaim-pool", zone="us-east-1c", instance_type="t3.micro", spread=60, capacity_for=300)
+        ec2.terminate_instances(InstanceIds=[second])
+        box.advance(60)
+        assert box.records("pool_reclaim_passed_over") == [{"instance_id": second}]
+        assert [r["instance_id"] for r in box.records("spot_interruptions")] == [first]
+        box.advance(240)
+        strict_ec2.run_instances(
+            ImageId=seeded["image_id"],
+            MinCount=1,
+            MaxCount=1,
+            InstanceType="t3.micro",
+            SubnetId=seeded["subnets"]["us-east-1c"],
+            **spot,
+        )
+        for bad in ({"zone": "us-east-1a"}, {"zone": "us-east-1a", "instance_type": "t3.micro", "spread": -1}):
+            with pytest.raises(SandboxError, match="zone and instance_type|must not be negative"):
+                box.call("spot/reclaim-pool", **bad)
+    finally:
+        box.call("ec2/capacity", reset=True)

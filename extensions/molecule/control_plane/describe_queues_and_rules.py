@@ -74,6 +74,11 @@ ROUTING_CASES = [
         ("ec2spot.autorecover", "EC2Spot Recovery Boot Report", {"instance-id": "i-0feedface0000007"}),
         True,
     ),
+    (
+        "replacement ready",
+        ("ec2spot.autorecover", "EC2Spot Replacement Ready", {"instance-id": "i-0feedface000000b"}),
+        True,
+    ),
     ("launch action, other group", lifecycle_action("launch", "someone-elses-fleet", "i-0feedface0000008"), False),
     ("running", state_change("running", "i-0feedface0000009"), False),
     (

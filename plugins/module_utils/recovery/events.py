@@ -48,6 +48,7 @@ LAUNCH_ACTION = "launch-action"
 TERMINATE_ACTION = "terminate-action"
 STATE_CHANGE = "state-change"
 BOOT_REPORT = "boot-report"
+REPLACEMENT_READY = "replacement-ready"
 SCHEDULED_BACKUP = "scheduled-backup"
 ALARM = "alarm"
 HEALTH = "health"
@@ -74,6 +75,8 @@ KINDS = {
     ("aws.autoscaling", "EC2 Instance-terminate Lifecycle Action"): TERMINATE_ACTION,
     # Sent by the instance agent when a replacement finished booting (mounted, app started).
     ("ec2spot.autorecover", "EC2Spot Recovery Boot Report"): BOOT_REPORT,
+    # Sent by the instance agent when an instance is up and no data volume is attached to it yet.
+    ("ec2spot.autorecover", "EC2Spot Replacement Ready"): REPLACEMENT_READY,
     # Sent by the schedule backup.yml installs (an EventBridge scheduled rule -> the queue): back up a lineage, apply retention.
     ("ec2spot.autorecover", "EC2Spot Scheduled Backup"): SCHEDULED_BACKUP,
     # A CloudWatch alarm changed state (the standby's status-check / CPU alarms, the CPU watchdog).

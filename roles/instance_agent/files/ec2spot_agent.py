@@ -59,6 +59,8 @@ FRESH_TAG = "ec2spot:fresh"
 MARKER = ".ec2spot/lineage.json"  # kept on the data volume, beside the data
 EVENT_SOURCE = "ec2spot.autorecover"
 BOOT_REPORT = "EC2Spot Recovery Boot Report"
+# Said once per boot when the instance is up and no data volume is attached yet: a replacement waiting for its data.
+REPLACEMENT_READY = "EC2Spot Replacement Ready"
 MAINTENANCE_REPORT = "EC2Spot Scheduled Maintenance"
 # EC2 scheduled events that end the instance's service (EC2 user guide, "Scheduled events for your instances").
 MAINTENANCE_CODES = ("instance-retirement", "instance-stop", "instance-reboot", "system-reboot", "system-maintenance")
@@ -1324,28 +1326,68 @@ class Agent:
         write_json(os.path.join(config["mount_point"], MARKER), marker)
         return proven["reason"]
 
+    def _attached_lineage_volumes(self, instance_id, lineage):
+        """The volumes of ``lineage`` attached (not attaching) to ``instance_id``."""
+        return [
+            v
+            for v in self.aws.describe_volumes(
+                {
+                    "attachment.instance-id": [instance_id],
+                    f"tag:{LINEAGE_TAG}": [lineage],
+                    "tag-key": [GENERATION_TAG],
+                }
+            )
+            if any(a["InstanceId"] == instance_id and a["State"] == "attached" for a in v["Attachments"])
+        ]
+
+    def announce_ready(self, instance_id):
+        """Tell the control plane, once per boot, that this instance is up and waiting for its data (``REPLACEMENT_READY``):
+        the cut-over can move the data now rather than when the old instance is reclaimed. Best effort: a failure is
+        logged and tried again at the next look, and the wait goes on either way."""
+        path = self.state_path("ready.json")
+        if not self.config["report_boot"] or read_json(path) is not None:
+            return False
+        waiting_since = stamp(self.clock.now())
+        detail = {
+            "instance-id": instance_id,
+            "lineage": self.config["lineage"],
+            "service": self.config["service"],
+            "waiting-since": waiting_since,
+        }
+        entry = {
+            "Source": EVENT_SOURCE,
+            "DetailType": REPLACEMENT_READY,
+            "Detail": json.dumps(detail),
+            "EventBusName": self.config["event_bus"],
+            "Resources": [],
+        }
+        try:
+            answer = self.aws.put_events([entry])
+        except AgentError as exc:
+            LOG.warning("could not tell the control plane this instance is ready for its data: %s", exc)
+            return False
+        if answer.get("FailedEntryCount"):
+            LOG.warning("the readiness event was rejected: %s", answer.get("Entries"))
+            return False
+        os.makedirs(self.config["run_dir"], exist_ok=True)
+        write_json(path, {"waiting-since": waiting_since})
+        return True
+
     def wait_for_attachment(self, instance_id, deadline):
         """The lineage volume attached to this instance (the control plane attaches it during Pending:Wait)."""
         lineage = self.config["lineage"]
 
         def attached_volume():
-            attached = [
-                v
-                for v in self.aws.describe_volumes(
-                    {
-                        "attachment.instance-id": [instance_id],
-                        f"tag:{LINEAGE_TAG}": [lineage],
-                        "tag-key": [GENERATION_TAG],
-                    }
-                )
-                if any(a["InstanceId"] == instance_id and a["State"] == "attached" for a in v["Attachments"])
-            ]
+            attached = self._attached_lineage_volumes(instance_id, lineage)
             if len(attached) > 1:
                 raise Refused(
                     f"{len(attached)} volumes of lineage {lineage} are attached to {instance_id} "
                     f"({', '.join(v['VolumeId'] for v in attached)}); which one is current is for a human to decide"
                 )
-            return attached[0] if attached else None
+            if not attached:
+                self.announce_ready(instance_id)
+                return None
+            return attached[0]
 
         return self.poll_until(
             attached_volume,

@@ -71,6 +71,16 @@ ACCEPTED = [
         body(detail={"instance-id": INSTANCE, "instance-action": "stop"}),
         events.SPOT_WARNING,
     ),
+    (
+        "the agent's readiness (no resources, its own source)",
+        body(
+            "ec2spot.autorecover",
+            "EC2Spot Replacement Ready",
+            {"instance-id": INSTANCE, "lineage": "pgdata", "waiting-since": "2026-11-24T10:00:00Z"},
+            resources=[],
+        ),
+        events.REPLACEMENT_READY,
+    ),
     ("a terminate lifecycle action names its group", lifecycle(), events.TERMINATE_ACTION),
     ("a warm-pool destination", lifecycle(Destination="WarmPool", Origin="AutoScalingGroup"), events.TERMINATE_ACTION),
     (

@@ -16,6 +16,7 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery impor
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.handler import warning as warning_workflow
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import progress
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
+from sandbox import world as sandbox_world
 from sandbox.clock import CONTEXT
 from sandbox.scenario import GROUP, LINEAGE, World, envelope, warning  # noqa: F401 pylint: disable=unused-import
 
@@ -197,13 +198,17 @@ def test_boot_report_publishes_success_with_timeline_and_data_age(fleet):
     fleet.handler.handle(warning(fleet.first))
     CONTEXT.advance(60)
     [action] = fleet.pending_launches()
+    replacement = action["instance_id"]
+    CONTEXT.advance(20)  # the replacement boots in Pending:Wait and finds no data attached yet
+    assert fleet.handler.handle(ready(replacement)) == f"{replacement} of pg is ready for its data"
+    assert fleet.handler.handle(ready(replacement)).startswith(f"duplicate: {replacement} already ready since")
     fleet.handler.handle(fleet.launch_event(action))
     fleet.messages()
     report = envelope(
         "ec2spot.autorecover",
         "EC2Spot Recovery Boot Report",
         {
-            "instance-id": action["instance_id"],
+            "instance-id": replacement,
             "lineage": LINEAGE,
             "phases": {"mounted": "2026-11-24T10:00:05Z", "app_started": "soon"},
         },
@@ -220,6 +225,7 @@ def test_boot_report_publishes_success_with_timeline_and_data_age(fleet):
         "old.stopped",
         "old.snapshot",
         "old.released",
+        "new.ready",
         "new.attached",
         "new.address",
         "new.continued",
@@ -234,7 +240,26 @@ def test_boot_report_publishes_success_with_timeline_and_data_age(fleet):
         for d in m["Dimensions"]
         if d["Name"] == "Phase"
     }
-    assert phases == {"stop", "snapshot", "release", "attach", "address", "hook"}
+    assert phases == {"ready", "stop", "snapshot", "release", "attach", "address", "hook"}
+
+
+def ready(instance_id, lineage=LINEAGE):
+    """What the agent of ``instance_id`` puts on the bus when it is up and no data volume is attached to it."""
+    return envelope(
+        "ec2spot.autorecover",
+        "EC2Spot Replacement Ready",
+        {"instance-id": instance_id, "lineage": lineage, "service": "pg", "waiting-since": "2026-11-24T10:00:00Z"},
+    )
+
+
+def test_readiness_is_recorded_only_for_a_running_instance_of_a_managed_lineage(fleet):
+    ec2 = fleet.clients["ec2"]
+    stranger = sandbox_world.launch(ec2, fleet.seeded, "us-east-1a", {t.LINEAGE: "someone-else"})
+    assert fleet.handler.handle(ready(stranger, "someone-else")) == f"ignored: {stranger} is not a managed instance"
+    ec2.stop_instances(InstanceIds=[fleet.first])
+    CONTEXT.advance(60)
+    assert fleet.handler.handle(ready(fleet.first)) == f"ignored: {fleet.first} is stopped, not waiting for data"
+    assert "ready" not in progress.read(fleet.instance(fleet.first))
 
 
 def test_first_boot_report_says_started_and_clears_the_fresh_mark(fleet):

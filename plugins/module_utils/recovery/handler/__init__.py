@@ -18,6 +18,7 @@ Read it by event. The modules of this package (``tests/unit/test_package_map.py`
 ``termination``       terminate lifecycle action and state changes without a handled warning: protection
 ``rebalance``         rebalance recommendation: a fresh snapshot, nothing moved
 ``scheduled_backup``  the schedule's backup of a lineage, and its retention
+``readiness``         a replacement up and waiting for its data: recorded, the ``ready`` phase of the boot report
 ``boot_report``       the replacement's boot report: recovered, recovered with loss, or a failed boot
 ``planned``           planned interruptions (AWS Health, the agent's scheduled events): snapshot now, hand off when due
 ``sweep``             the backstop: unannounced losses, scheduled events, overdue recoveries, a second writer

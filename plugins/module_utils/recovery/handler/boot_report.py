@@ -26,6 +26,7 @@ from ..errors import AwsApiError
 LOG = logging.getLogger("ec2spot.autorecover.handler")
 # The recovery's phases, each ending at a progress step: published as PhaseSeconds{Service, Phase}.
 PHASES = (
+    ("ready", "old.warned", "new.ready"),
     ("stop", "old.warned", "old.stopped"),
     ("snapshot", "old.stopped", "old.snapshot"),
     ("release", "old.snapshot", "old.released"),

@@ -28,8 +28,8 @@ from .. import tags as t
 from ..aws import SYSTEM_CLOCK, call, make_client
 from ..errors import NotFound, RecoveryError
 from ..instances import describe_instance
-from . import boot_report, launch, notify, planned, rebalance, retries, scheduled_backup, standby_failover, sweep
-from . import termination, warning, watchdog_reboot
+from . import boot_report, launch, notify, planned, readiness, rebalance, retries, scheduled_backup, standby_failover
+from . import sweep, termination, warning, watchdog_reboot
 from .retries import TRANSIENT
 
 LOG = logging.getLogger("ec2spot.autorecover.handler")
@@ -126,6 +126,7 @@ WORKFLOWS = {
     events.TERMINATE_ACTION: termination.on_terminate,
     events.STATE_CHANGE: termination.on_state_change,
     events.BOOT_REPORT: boot_report.on_boot_report,
+    events.REPLACEMENT_READY: readiness.on_ready,
     events.ALARM: on_alarm,
     events.MAINTENANCE: planned.on_maintenance,
 }
