@@ -100,17 +100,22 @@ def test_run_instances_without_capacity_is_a_500_insufficient_instance_capacity(
     )
 
 
+def spot_launch(client, seeded, zone):
+    """One Spot t3.micro into ``zone``: its id, or the ClientError of a refused launch."""
+    return client.run_instances(
+        ImageId=seeded["image_id"],
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t3.micro",
+        SubnetId=seeded["subnets"][zone],
+        InstanceMarketOptions={"MarketType": "spot"},
+    )["Instances"][0]["InstanceId"]
+
+
 def test_a_spot_launch_without_capacity_has_the_spot_message(box, strict_ec2, seeded, no_capacity):
     no_capacity("us-east-1b")
     with pytest.raises(ClientError) as refusal:
-        strict_ec2.run_instances(
-            ImageId=seeded["image_id"],
-            MinCount=1,
-            MaxCount=1,
-            InstanceType="t3.micro",
-            SubnetId=seeded["subnets"]["us-east-1b"],
-            InstanceMarketOptions={"MarketType": "spot"},
-        )
+        spot_launch(strict_ec2, seeded, "us-east-1b")
     assert (error_code(refusal), refusal.value.response["Error"]["Message"]) == (
         "InsufficientInstanceCapacity",
         SPOT_MESSAGE,
@@ -294,14 +299,7 @@ def test_a_reclaimed_pool_interrupts_its_spot_instances_over_three_minutes_and_h
         warned = lambda: sorted(e["detail"]["instance-id"] for e in warnings.drain())  # noqa: E731
         assert warned() == [pool[0]]
         with pytest.raises(ClientError) as refused:
-            strict_ec2.run_instances(
-                ImageId=seeded["image_id"],
-                MinCount=1,
-                MaxCount=1,
-                InstanceType="t3.micro",
-                SubnetId=seeded["subnets"]["us-east-1a"],
-                **spot,
-            )
+            spot_launch(strict_ec2, seeded, "us-east-1a")
         assert error_code(refused) == "InsufficientInstanceCapacity" and SPOT_MESSAGE in str(refused.value)
         box.advance(90)
         assert warned() == [pool[1]]
@@ -338,14 +336,7 @@ def test_a_pool_instance_gone_before_its_turn_is_passed_over_and_capacity_return
         assert box.records("pool_reclaim_passed_over") == [{"instance_id": second}]
         assert [r["instance_id"] for r in box.records("spot_interruptions")] == [first]
         box.advance(240)
-        strict_ec2.run_instances(
-            ImageId=seeded["image_id"],
-            MinCount=1,
-            MaxCount=1,
-            InstanceType="t3.micro",
-            SubnetId=seeded["subnets"]["us-east-1c"],
-            **spot,
-        )
+        assert spot_launch(strict_ec2, seeded, "us-east-1c").startswith("i-")  # the capacity came back
         for bad in ({"zone": "us-east-1a"}, {"zone": "us-east-1a", "instance_type": "t3.micro", "spread": -1}):
             with pytest.raises(SandboxError, match="zone and instance_type|must not be negative"):
                 box.call("spot/reclaim-pool", **bad)

@@ -1340,6 +1340,16 @@ class Agent:
             if any(a["InstanceId"] == instance_id and a["State"] == "attached" for a in v["Attachments"])
         ]
 
+    def event_entry(self, detail_type, detail):
+        """One PutEvents entry of the agent's own source on the configured bus (the control plane's rules match it)."""
+        return {
+            "Source": EVENT_SOURCE,
+            "DetailType": detail_type,
+            "Detail": json.dumps(detail),
+            "EventBusName": self.config["event_bus"],
+            "Resources": [],
+        }
+
     def announce_ready(self, instance_id):
         """Tell the control plane, once per boot, that this instance is up and waiting for its data (``REPLACEMENT_READY``):
         the cut-over can move the data now rather than when the old instance is reclaimed. Best effort: a failure is
@@ -1354,15 +1364,8 @@ class Agent:
             "service": self.config["service"],
             "waiting-since": waiting_since,
         }
-        entry = {
-            "Source": EVENT_SOURCE,
-            "DetailType": REPLACEMENT_READY,
-            "Detail": json.dumps(detail),
-            "EventBusName": self.config["event_bus"],
-            "Resources": [],
-        }
         try:
-            answer = self.aws.put_events([entry])
+            answer = self.aws.put_events([self.event_entry(REPLACEMENT_READY, detail)])
         except AgentError as exc:
             LOG.warning("could not tell the control plane this instance is ready for its data: %s", exc)
             return False
@@ -1568,17 +1571,7 @@ class Agent:
                 "reason": reason[:2000],
                 **{key: value for key, value in self.seen.items() if value},
             }
-            answer = self.aws.put_events(
-                [
-                    {
-                        "Source": EVENT_SOURCE,
-                        "DetailType": BOOT_REPORT,
-                        "Detail": json.dumps(detail),
-                        "EventBusName": self.config["event_bus"],
-                        "Resources": [],
-                    }
-                ]
-            )
+            answer = self.aws.put_events([self.event_entry(BOOT_REPORT, detail)])
         except AgentError as exc:
             LOG.error("could not tell the control plane that the data was not mounted: %s", exc)
             return False
@@ -1601,13 +1594,7 @@ class Agent:
             "initialised": state["initialised"],
             "phases": dict(phases, reported=reported_at),
         }
-        entry = {
-            "Source": EVENT_SOURCE,
-            "DetailType": BOOT_REPORT,
-            "Detail": json.dumps(detail),
-            "EventBusName": self.config["event_bus"],
-            "Resources": [],
-        }
+        entry = self.event_entry(BOOT_REPORT, detail)
         delay = 1.0
         for attempt in range(1, 6):
             try:
@@ -1804,17 +1791,7 @@ class Agent:
                 "event-id": event_id,
                 "not-before": stamp(not_before),
             }
-            answer = self.aws.put_events(
-                [
-                    {
-                        "Source": EVENT_SOURCE,
-                        "DetailType": MAINTENANCE_REPORT,
-                        "Detail": json.dumps(detail),
-                        "EventBusName": self.config["event_bus"],
-                        "Resources": [],
-                    }
-                ]
-            )
+            answer = self.aws.put_events([self.event_entry(MAINTENANCE_REPORT, detail)])
             if answer.get("FailedEntryCount"):
                 LOG.warning("scheduled event %s not reported: %s", event_id, answer.get("Entries"))
                 continue
