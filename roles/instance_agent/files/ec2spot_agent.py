@@ -1350,6 +1350,19 @@ class Agent:
             "Resources": [],
         }
 
+    def put_event(self, detail_type, detail, what):
+        """Put one event (``event_entry``); True once EventBridge took it. A failure or a rejected entry is logged as
+        ``what`` and answered False: the caller decides whether to try again."""
+        try:
+            answer = self.aws.put_events([self.event_entry(detail_type, detail)])
+        except AgentError as exc:
+            LOG.error("could not put %s on the event bus: %s", what, exc)
+            return False
+        if answer.get("FailedEntryCount"):
+            LOG.error("%s was rejected by the event bus: %s", what, answer.get("Entries"))
+            return False
+        return True
+
     def announce_ready(self, instance_id):
         """Tell the control plane, once per boot, that this instance is up and waiting for its data (``REPLACEMENT_READY``):
         the cut-over can move the data now rather than when the old instance is reclaimed. Best effort: a failure is
@@ -1364,13 +1377,7 @@ class Agent:
             "service": self.config["service"],
             "waiting-since": waiting_since,
         }
-        try:
-            answer = self.aws.put_events([self.event_entry(REPLACEMENT_READY, detail)])
-        except AgentError as exc:
-            LOG.warning("could not tell the control plane this instance is ready for its data: %s", exc)
-            return False
-        if answer.get("FailedEntryCount"):
-            LOG.warning("the readiness event was rejected: %s", answer.get("Entries"))
+        if not self.put_event(REPLACEMENT_READY, detail, "the readiness for the data"):
             return False
         os.makedirs(self.config["run_dir"], exist_ok=True)
         write_json(path, {"waiting-since": waiting_since})
@@ -1571,12 +1578,10 @@ class Agent:
                 "reason": reason[:2000],
                 **{key: value for key, value in self.seen.items() if value},
             }
-            answer = self.aws.put_events([self.event_entry(BOOT_REPORT, detail)])
         except AgentError as exc:
             LOG.error("could not tell the control plane that the data was not mounted: %s", exc)
             return False
-        if answer.get("FailedEntryCount"):
-            LOG.error("the failure report was rejected: %s", answer.get("Entries"))
+        if not self.put_event(BOOT_REPORT, detail, "the report that the data was not mounted"):
             return False
         write_json(path, {"status": status, "reported": stamp(self.clock.now())})
         return True
