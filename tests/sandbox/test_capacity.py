@@ -285,7 +285,7 @@ def test_a_reclaimed_pool_interrupts_its_spot_instances_over_three_minutes_and_h
     3 minutes of each other; meanwhile a launch into the pool finds no Spot capacity. Other pools are untouched."""
     warnings = catch({"source": ["aws.ec2"], "detail-type": ["EC2 Spot Instance Interruption Warning"]})
     spot = {"InstanceMarketOptions": {"MarketType": "spot"}}
-    pool = sorted(launch("us-east-1a", **spot) for _ in range(3))
+    pool = sorted(launch("us-east-1a", **spot) for unused_index in range(3))
     other_type = launch("us-east-1a", instance_type="m5.large", **spot)
     other_zone = launch("us-east-1b", **spot)
     on_demand = launch("us-east-1a")
@@ -296,7 +296,10 @@ def test_a_reclaimed_pool_interrupts_its_spot_instances_over_three_minutes_and_h
             {"instance_id": pool[1], "after": 90.0},
             {"instance_id": pool[2], "after": 180.0},
         ]
-        warned = lambda: sorted(e["detail"]["instance-id"] for e in warnings.drain())  # noqa: E731
+
+        def warned():
+            return sorted(e["detail"]["instance-id"] for e in warnings.drain())
+
         assert warned() == [pool[0]]
         with pytest.raises(ClientError) as refused:
             spot_launch(strict_ec2, seeded, "us-east-1a")
@@ -328,7 +331,7 @@ def test_a_pool_instance_gone_before_its_turn_is_passed_over_and_capacity_return
     box, ec2, strict_ec2, seeded, launch
 ):
     spot = {"InstanceMarketOptions": {"MarketType": "spot"}}
-    first, second = sorted(launch("us-east-1c", **spot) for _ in range(2))
+    first, second = sorted(launch("us-east-1c", **spot) for unused_index in range(2))
     try:
         box.call("spot/reclaim-pool", zone="us-east-1c", instance_type="t3.micro", spread=60, capacity_for=300)
         ec2.terminate_instances(InstanceIds=[second])
