@@ -12,6 +12,10 @@
     python -m benchmarks [--amis 1000] [--only rto|fleet|retention] [--out .build/bench]
 
 A benchmark reports; nothing here fails on a slow machine. Each module's docstring says what it measures.
+
+IAM is enforced, as in every server ``python -m sandbox`` starts (``EC2SPOT_SANDBOX_IAM=off`` turns it off): the
+handler signs as its function role wherever a benchmark runs it (``benchmarks/iam.py``), and the report states
+whether IAM was enforced and how many calls it refused (0 when the policies hold).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import time
 
 from sandbox import server, world
 
-from . import fleet, recovery, retention
+from . import fleet, iam as bench_iam, recovery, retention
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(REPO, ".build", "bench")
@@ -40,6 +44,8 @@ def markdown(results):
         "",
         f"{results['machine']}; sandbox latency model from FIGURES.md; {results['date']}.",
         "",
+        _iam_line(results),
+        "",
     ]
     if "rto" in results:
         lines += _rto_lines(results["rto"], results["handler"])
@@ -48,6 +54,20 @@ def markdown(results):
     if "retention" in results:
         lines += _retention_lines(results["retention"])
     return "\n".join(lines)
+
+
+def _iam_line(results):
+    """What IAM did: enforced or not, and the refusals of each part (the handler as its function role)."""
+    parts = [(name, results[key]["iam"]) for name, key in (("RTO and critical path", "handler"),
+             ("fleet", "fleet"), ("sandbox server overall", "server")) if key in results]  # fmt: skip
+    enforced = all(found["enforced"] for _name, found in parts)
+    refusals = sum(found["refusals"] for _name, found in parts)
+    return (
+        f"IAM {'enforced' if enforced else 'NOT enforced (EC2SPOT_SANDBOX_IAM=off)'}: the handler signs as its "
+        f"function role; {refusals} call(s) refused ("
+        + ", ".join(f"{name} {found['refusals']}" for name, found in parts)
+        + ")."
+    )
 
 
 def _rto_lines(rto, handler):
@@ -142,7 +162,7 @@ def main(argv=None):
         results["rto"], results["handler"] = recovery.run()
 
     state_dir = tempfile.mkdtemp(prefix="ec2spot-bench-")
-    endpoint, stop = server.start_in_thread(scale=1.0)
+    endpoint, stop = server.start_in_thread(scale=1.0, iam_default="enforce")
     try:
         from sandbox import __main__ as sandbox_cli
 
@@ -166,6 +186,8 @@ def main(argv=None):
         if args.only in (None, "retention"):
             print(f"4. retention over {args.amis} AMIs: ours, the amazon.aws peer, seed 001's script ...", flush=True)
             results["retention"] = retention.run(endpoint, state_dir, args.amis)
+        # Every call the server authorised, the fleet's handlers' and the retention tools' (the administrator).
+        results["server"] = {"iam": bench_iam.summary()}
     finally:
         stop()
         shutil.rmtree(state_dir, ignore_errors=True)

@@ -8,6 +8,10 @@ environments would, at most ``CONCURRENCY`` at a time: this machine's sandbox (o
 two cores) serves a few dozen requests a second, and a hundred handlers at once would measure its queue,
 not the handler. Every ``THROTTLE_EVERY``-th EC2 request is refused with ``RequestLimitExceeded``:
 botocore's standard retry mode (the core's ``RETRY_CONFIG``) must absorb it.
+
+IAM is enforced (``benchmarks/iam.py``): each handler signs as the control plane's function role, whose policy is the
+role's template rendered for these 100 services, as a Lambda environment would; the refusals are reported (0 when
+the policy holds).
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ from sandbox.control import Sandbox
 from sandbox import scenario
 from sandbox.scenario import warning
 
+from . import iam as bench_iam
+
 GROUPS, PER_GROUP, THROTTLE_EVERY, CONCURRENCY = 10, 10, 7, 10
+CONTROL_PLANE = "bench-fleet"
 
 
 def build(endpoint):
@@ -43,7 +50,7 @@ def build(endpoint):
             "MetadataOptions": {"HttpTokens": "required"},
         },
     )
-    topic = sns.create_topic(Name="bench-fleet")["TopicArn"]
+    topic = sns.create_topic(Name=CONTROL_PLANE)["TopicArn"]
     services, instances = [], []
     for group_index in range(GROUPS):
         group = f"bench-fleet-{group_index}"
@@ -83,18 +90,22 @@ def build(endpoint):
                 }
             )
             instances.append(member["InstanceId"])
-    return handler_config.parse({"topic_arn": topic, "services": services}), instances
+    # The control plane is called after its topic, as the control_plane role names them.
+    role = bench_iam.create_function_role(iam, CONTROL_PLANE, services)
+    return handler_config.parse({"topic_arn": topic, "services": services}), instances, role
 
 
 def run(endpoint, scale=1.0):
     box = Sandbox(endpoint)
-    config, instances = build(endpoint)
+    config, instances, role = build(endpoint)
     box.settle()  # every attachment attached
     box.call("requests", reset=True)
     box.call("throttle", every=THROTTLE_EVERY, services=["ec2"])
 
     def handle(instance_id):
-        clients = recovery.Clients(lambda service: scenario.client(service, endpoint))
+        # A Lambda environment of its own: the function role's credentials (the sandbox key when IAM is off).
+        session = bench_iam.handler_session(role, CONTROL_PLANE)
+        clients = recovery.Clients(lambda service: bench_iam.handler_client(session, service, endpoint))
         began = time.monotonic()
         outcome = recovery.Handler(config, clients, account=ACCOUNT_ID, region=REGION).handle(warning(instance_id))
         return time.monotonic() - began, outcome
@@ -130,4 +141,5 @@ def run(endpoint, scale=1.0):
         "p99_seconds": round(seconds[int(0.99 * (len(seconds) - 1))], 2),
         "max_seconds": round(seconds[-1], 2),
         "outcomes": sorted({outcome.split(": ", 1)[-1] for _duration, outcome in results}),
+        "iam": bench_iam.summary(),
     }

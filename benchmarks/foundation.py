@@ -21,6 +21,8 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.volum
 from sandbox import server, world
 from sandbox.clock import CONTEXT, CoreClock
 
+from . import iam as bench_iam
+
 RUNS = 5
 
 
@@ -38,7 +40,8 @@ def main():
     import logging
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    endpoint, stop = server.start_in_thread(scale=0.0)
+    # IAM enforced, as in every server python -m sandbox starts (the core's moves sign as the administrator here).
+    endpoint, stop = server.start_in_thread(scale=0.0, iam_default="enforce")
     session = boto3.session.Session(
         aws_access_key_id="sandbox", aws_secret_access_key="sandbox", region_name="us-east-1"
     )
@@ -89,6 +92,7 @@ def main():
 
         address = ec2.allocate_address(Domain="vpc")["AllocationId"]
         measure("Elastic IP move", lambda: move_address(ec2, find_address(ec2, allocation_id=address), target), 0.0)
+    iam = bench_iam.summary()
     stop()
 
     print(
@@ -99,6 +103,7 @@ def main():
     for name, samples in results.items():
         elapsed, overhead, calls = (statistics.median(column) for column in zip(*samples))
         print(f"{name:36} {elapsed:10.2f} {overhead:16.2f} {calls:10.0f}")
+    print(f"IAM {'enforced' if iam['enforced'] else 'NOT enforced'}: {iam['refusals']} call(s) refused")
     return 0
 
 

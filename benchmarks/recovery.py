@@ -16,20 +16,31 @@ start take ``AGENT_START`` (the agent tests measure 0.1-0.3 s; 1 s is used).
 
 Downtime (RTO) is from the moment the service stops serving (ours: the app stopped; the seed's: the
 reclaim) until the replacement's app started with the address moved.
+
+IAM is enforced while the handler runs (``benchmarks/iam.py``): it signs as the control plane's function role, its
+policy rendered for the service, as a Lambda environment would (the world's own set-up and the benchmark's reads
+sign as the test double's key, with enforcement off between the handler's invocations). The service's address
+carries the lineage's tag, as the fleet role tags it.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import boto3
 from moto import mock_aws
 
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import progress
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws import RETRY_CONFIG
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.backups import backup_instance
-from sandbox import rules as sandbox_rules, world
+from sandbox import rules as sandbox_rules, scenario as scenario_module, world
 from sandbox.clock import CONTEXT, CoreClock
+from sandbox.iam import enforce
 from sandbox.rules import ec2_events
-from sandbox.scenario import World, warning
+from sandbox.scenario import LINEAGE, SERVICES, World, warning
+
+from . import iam as bench_iam
 
 AGENT_START = 1.0  # modeled seconds for the agent's mount and application start
 NIGHTLY_BACKUP_AGE = 12 * 3600.0
@@ -58,12 +69,36 @@ def _progress_at(calls, step):
     return None, None
 
 
-def one_recovery(strategy, az_case):
+@contextlib.contextmanager
+def as_function_role(enforced):
+    """IAM enforced (when ``enforced``) while the handler runs, off again for the world's own calls."""
+    enforce.set_enforcing(enforced)
+    try:
+        yield
+    finally:
+        enforce.set_enforcing(False)
+
+
+def handler_as_function_role(scenario, enforced):
+    """The world's handler, signing as its control plane's function role; its clients (for the call log)."""
+    control_plane = scenario.topic.rsplit(":", 1)[1]  # the control plane is called after its topic
+    service = {"name": scenario.name, "lineage": scenario.lineage, "group": scenario.group}
+    role = bench_iam.create_function_role(scenario.clients["iam"], control_plane, [service])
+    with as_function_role(enforced):
+        session = bench_iam.handler_session(role, control_plane)
+    clients = {name: bench_iam.handler_client(session, name) for name in SERVICES}
+    handler = scenario_module.handler(scenario.config, clients, scenario.handler.clock)
+    return handler, clients
+
+
+def one_recovery(strategy, az_case, enforced):
     with mock_aws():
         CONTEXT.reset()
         ec2 = boto3.client("ec2", region_name="us-east-1", config=RETRY_CONFIG)
         seeded = world.seed(ec2)
         scenario = World(seeded)
+        ec2.create_tags(Resources=[scenario.address["AllocationId"]], Tags=[{"Key": t.LINEAGE, "Value": LINEAGE}])
+        handler, handler_clients = handler_as_function_role(scenario, enforced)
         # The nightly backup (seed 001) both strategies have, twelve hours old.
         backup_instance(ec2, scenario.first, "pgdata-nightly", clock=CoreClock())
         CONTEXT.advance(NIGHTLY_BACKUP_AGE)
@@ -71,12 +106,13 @@ def one_recovery(strategy, az_case):
             scenario.autoscaling.update_auto_scaling_group(
                 AutoScalingGroupName=scenario.group, VPCZoneIdentifier=seeded["subnets"]["us-east-1b"]
             )
-        log = CallLog(scenario.clients)
+        log = CallLog(handler_clients)
         warned = CONTEXT.clock.elapsed()
         ec2_events.interrupt(scenario.first)
         figures = {}
         if strategy == "ours":
-            scenario.handler.handle(warning(scenario.first))
+            with as_function_role(enforced):
+                handler.handle(warning(scenario.first))
             calls = log.since(warned)
             index, at = _progress_at(calls, "snapshot")
             figures["calls_before_snapshot"] = index
@@ -90,7 +126,8 @@ def one_recovery(strategy, az_case):
             raise RuntimeError(f"{strategy}/{az_case}: the group launched no replacement")
         launched = CONTEXT.clock.elapsed() if strategy != "ours" else warned  # ours: launched when marked unhealthy
         start = CONTEXT.clock.elapsed()
-        scenario.handler.handle(scenario.launch_event(actions[0]))
+        with as_function_role(enforced):
+            handler.handle(scenario.launch_event(actions[0]))
         calls = log.since(start)
         index, attached = _progress_at(calls, "attached")
         address = _progress_at(calls, "address")[1] or attached
@@ -101,6 +138,7 @@ def one_recovery(strategy, az_case):
         data = progress.outcome_of(progress.read(replacement).get("attached", ""))
         return dict(
             figures,
+            iam=bench_iam.summary() | {"enforced": enforced},
             strategy=strategy,
             az_case=az_case,
             data=data,
@@ -114,9 +152,11 @@ def one_recovery(strategy, az_case):
 
 def run():
     sandbox_rules.install()
+    enforce.install()
+    enforced = bench_iam.enforced_by_default()
     CONTEXT.clock.set_scale(0.0)
     runs = [
-        one_recovery(strategy, az_case)
+        one_recovery(strategy, az_case, enforced)
         for az_case in ("same-az", "other-az")
         for strategy in ("ours", "wait-for-termination")
     ]
@@ -141,5 +181,11 @@ def run():
         "seconds_launch_to_attached": ours["seconds_launch_to_attached"],
         "other_az_calls_launch_to_attached": by[("ours", "other-az")]["calls_launch_to_attached"],
         "other_az_seconds_launch_to_attached": by[("ours", "other-az")]["seconds_launch_to_attached"],
+        "iam": {
+            "enforced": enforced,
+            "refusals": sum(r["iam"]["refusals"] for r in runs),
+            "refused": [line for r in runs for line in r["iam"]["refused"]][:5],
+            "unmodelled": sorted({action for r in runs for action in r["iam"]["unmodelled"]}),
+        },
     }
     return rto, handler

@@ -110,11 +110,13 @@ def _requests_control(payload):
     return {"requests": counted, "total": sum(counted.values())}
 
 
-def make(scale):
+def make(scale, iam_default="off"):
+    """The server and its endpoint. IAM is enforced as ``EC2SPOT_SANDBOX_IAM`` says, else as ``iam_default`` says
+    (``"enforce"`` or ``"off"``; the ``iam`` control switches it at run time)."""
     rules.install()
-    # IAM enforcement (off unless EC2SPOT_SANDBOX_IAM=enforce or the ``iam`` control switches it on).
     enforce.install()
-    enforce.enforce_from_environment()
+    chosen = os.environ.get(enforce.ENVIRONMENT_VARIABLE) or iam_default
+    enforce.enforce_from_environment({enforce.ENVIRONMENT_VARIABLE: chosen})
     CONTEXT.clock.set_scale(scale)
     from moto.moto_server.threaded_moto_server import MotoRequestHandler
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
@@ -136,9 +138,11 @@ def _ticker(stop):
             CONTEXT.tick()
 
 
-def start_in_thread(scale=0.0):
-    """Serve in this process (tests that also drive ``CONTEXT`` directly). Returns (endpoint, stop)."""
-    server, endpoint = make(scale)
+def start_in_thread(scale=0.0, iam_default="off"):
+    """Serve in this process (tests that also drive ``CONTEXT`` directly). Returns (endpoint, stop). IAM: off for the
+    rules' own tests, which sign as the administrator and switch it per test; the benchmarks pass ``"enforce"``, the
+    default of every server ``python -m sandbox`` starts; ``EC2SPOT_SANDBOX_IAM`` overrides either."""
+    server, endpoint = make(scale, iam_default)
     stop_ticker = threading.Event()
     threads = [
         threading.Thread(target=server.serve_forever, daemon=True),

@@ -21,7 +21,7 @@ variables, cross-account access, the principal's own global keys beyond those a 
 (aws:PrincipalArn, aws:SourceIp...).
 
 Wired into the sandbox server: on in every server ``python -m sandbox`` starts (``EC2SPOT_SANDBOX_IAM=off`` turns
-it off), off in the in-thread servers of the rules' tests and the benchmarks unless that variable says ``enforce``;
+it off), on in the benchmarks' in-thread servers too, off in the rules' tests' unless that variable says ``enforce``;
 the ``iam`` control switches it at run time:
 
 - ``principals``: who signed a request (the SigV4 access key id and session token): the unrestricted ``sandbox``

