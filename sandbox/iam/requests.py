@@ -45,6 +45,9 @@ DENIAL_CODES = {
     "logs": "AccessDeniedException",
     "lambda": "AccessDeniedException",
     "kms": "AccessDeniedException",
+    "fis": "AccessDeniedException",
+    "scheduler": "AccessDeniedException",
+    "pricing": "AccessDeniedException",
 }
 # Request signing names that differ from the IAM prefix policies use.
 SIGNING_NAMES = {"monitoring": "cloudwatch"}

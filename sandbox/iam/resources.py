@@ -9,7 +9,8 @@ their ARNs, their tags and their service keys (``ec2:Encrypted`` of a volume...)
 IAM sees it: IAM is asked before the service looks the resource up).
 
 For the deploy's calls (IAM roles and instance profiles, Lambda functions, rules on the default bus, log groups,
-topics, dashboards, KMS keys and aliases, launch templates, Auto Scaling groups), the resources are named by the
+topics, dashboards, KMS keys and aliases, launch templates, Auto Scaling groups, FIS templates and experiments), the
+resources are named by the
 request itself (``NAMED``: a name or an ARN, in the parameters or, for REST services, in the path) and authorised by
 ARN, without tags: policies scope them by name.
 
@@ -352,6 +353,8 @@ NAMED = {
 NAMED_IN_PATH = {
     ("lambda", "function"): ("functions", "tags"),
     ("scheduler", "schedule-group"): ("schedule-groups",),
+    ("fis", "experiment-template"): ("experimentTemplates",),
+    ("fis", "experiment"): ("experiments",),
 }
 
 
@@ -375,7 +378,8 @@ def _name_in_path(path, segments):
 
 def _kms_name(name, type_name, account, region):
     """A KMS key as IAM authorises it: a key named by its alias is the key the alias points to (None when no key
-    has it); an alias is ``alias/<name>``'s ``<name>`` in its ARN."""
+    has it: KMS answers ``NotFoundException`` before any authorisation); an alias is ``alias/<name>``'s ``<name>``
+    in its ARN."""
     if type_name == "alias":
         return name.removeprefix("alias/") if not name.startswith("arn:") else name
     if name.startswith("alias/"):
@@ -398,7 +402,7 @@ def _named(found, params, path, account, region, partition):
             if service == "kms":
                 name = _kms_name(name, part.name, account, region)
                 if name is None:
-                    return None
+                    return []  # nothing to authorise: the service answers that the alias names no key
             if name.startswith("arn:"):
                 arn = name.split(":log-stream:", 1)[0].removesuffix(":*")  # a log group's ARN as the API gives it
             else:
@@ -408,6 +412,24 @@ def _named(found, params, path, account, region, partition):
     if not resources or any(part.name not in named for part in found.required_resources):
         return None
     return [AuthorizationRequest(found.full_name, tuple(resources))]
+
+
+def _fis(found, params, path, account, region, partition):
+    """AWS FIS: a new template with the FIS actions it names, a new experiment from its template; the others name
+    their template or experiment in the path."""
+
+    def fis(type_name, *ids, **fields):
+        return Resource.of("fis", type_name, partition, region, account, *ids, **fields)
+
+    tags = params.one("tags") or None
+    if found.name == "CreateExperimentTemplate":
+        actions = [action.get("actionId") for action in (params.one("actions") or {}).values()]
+        resources = (fis("experiment-template", created=True), *(fis("action", action) for action in actions))
+        return [AuthorizationRequest(found.full_name, resources, request_tags=tags)]
+    if found.name == "StartExperiment":
+        resources = (fis("experiment", created=True), fis("experiment-template", params.one("experimentTemplateId")))
+        return [AuthorizationRequest(found.full_name, resources, request_tags=tags)]
+    return _named(found, params, path, account, region, partition)
 
 
 def resolve(service, action, params, account, region, partition="aws", path=None):
@@ -447,6 +469,8 @@ def resolve(service, action, params, account, region, partition="aws", path=None
         request_tags = _tags_of(params, "Tags", "Tags.member") if action == "PutMetricAlarm" else {}
         return [AuthorizationRequest(found.full_name, tuple(Resource("alarm", base + name) for name in names),
                                      request_tags=request_tags or None)]  # fmt: skip
-    if any((service, part.name) in NAMED for part in found.resources):
+    if service == "fis":
+        return _fis(found, params, path, account, region, partition)
+    if any((service, part.name) in NAMED or (service, part.name) in NAMED_IN_PATH for part in found.resources):
         return _named(found, params, path, account, region, partition)
     return None
