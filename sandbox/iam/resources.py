@@ -250,6 +250,9 @@ def _ec2(action, params, state):
     if action in ("StartInstances", "StopInstances", "RebootInstances", "TerminateInstances"):
         instances = tuple(ec2.resource("instance", i) for i in params.many("InstanceIds", "InstanceId"))
         return [AuthorizationRequest(f"ec2:{action}", instances)]
+    if action == "AllocateAddress":
+        return [AuthorizationRequest("ec2:AllocateAddress", (ec2.resource("elastic-ip", created=True),),
+                                     request_tags=_request_tags(params, ("elastic-ip",)) or None)]  # fmt: skip
     if action == "CreateLaunchTemplate":
         return [AuthorizationRequest("ec2:CreateLaunchTemplate", (ec2.resource("launch-template", created=True),),
                                      request_tags=_request_tags(params, ("launch-template",)) or None)]  # fmt: skip

@@ -272,6 +272,8 @@ ACCOUNT = "123456789012"
          [("autoScalingGroup", f"arn:aws:autoscaling:us-east-1:{ACCOUNT}:autoScalingGroup:*:autoScalingGroupName/nowhere")]),
         ("ec2", "CreateLaunchTemplate", {"LaunchTemplateName": "pg"}, None,
          [("launch-template", f"arn:aws:ec2:us-east-1:{ACCOUNT}:launch-template/*")]),
+        ("ec2", "AllocateAddress", {"Domain": "vpc"}, None,
+         [("elastic-ip", f"arn:aws:ec2:us-east-1:{ACCOUNT}:elastic-ip/*")]),
         ("kms", "CreateAlias", {"AliasName": "alias/cp-queue", "TargetKeyId": "1234"}, None,
          [("alias", f"arn:aws:kms:us-east-1:{ACCOUNT}:alias/cp-queue"),
           ("key", f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1234")]),
