@@ -250,6 +250,12 @@ def _ec2(action, params, state):
     if action in ("StartInstances", "StopInstances", "RebootInstances", "TerminateInstances"):
         instances = tuple(ec2.resource("instance", i) for i in params.many("InstanceIds", "InstanceId"))
         return [AuthorizationRequest(f"ec2:{action}", instances)]
+    if action == "DescribeSnapshotAttribute":
+        return [
+            AuthorizationRequest("ec2:DescribeSnapshotAttribute", (ec2.resource("snapshot", params.one("SnapshotId")),))
+        ]
+    if action == "RunInstances":
+        return _run_instances(params, ec2)
     if action == "AllocateAddress":
         return [AuthorizationRequest("ec2:AllocateAddress", (ec2.resource("elastic-ip", created=True),),
                                      request_tags=_request_tags(params, ("elastic-ip",)) or None)]  # fmt: skip
@@ -272,6 +278,41 @@ def _ec2(action, params, state):
             resources.append(ec2.resource("network-interface", interface_id))
         return [AuthorizationRequest("ec2:AssociateAddress", tuple(resources))]
     return None
+
+
+def _run_instances(params, ec2):
+    """RunInstances: the new instance, its root volume and its interface (with the tags they are created with), and
+    the subnet, security groups, image and launch template it uses, from the request or else from the template's
+    version it names; ``ec2:LaunchTemplate`` on each when it launches from one. Not modelled: key pairs, placement
+    groups, capacity reservations, snapshots of the template's block devices, ``ec2:IsLaunchTemplateResource``."""
+    name = params.one("LaunchTemplate.LaunchTemplateName") or (params.one("LaunchTemplate") or {}).get(
+        "LaunchTemplateName"
+    )
+    template_id = params.one("LaunchTemplate.LaunchTemplateId") or (params.one("LaunchTemplate") or {}).get(
+        "LaunchTemplateId"
+    )
+    template_id = template_id or ec2.launch_template_id(name)
+    data, keys = None, {}
+    if template_id:
+        template = ec2._find(ec2.backend.get_launch_template, template_id)
+        version = params.one("LaunchTemplate.Version") or (params.one("LaunchTemplate") or {}).get("Version")
+        if template is not None:
+            found = template.latest_version() if version == "$Latest" else template.default_version()
+            found = template.get_version(version) if version and version not in ("$Latest", "$Default") else found
+            data = found
+        keys["ec2:LaunchTemplate"] = ec2.resource("launch-template", template_id).arn
+    image = params.one("ImageId") or getattr(data, "image_id", None)
+    template_data = getattr(data, "data", None) or {}
+    groups = params.many("SecurityGroupIds", "SecurityGroupId") or list(template_data.get("SecurityGroupIds") or [])
+    created = _request_tags(params, ("instance", "volume", "network-interface"))
+    resources = [ec2.resource(kind, created=True) for kind in ("instance", "volume", "network-interface")]
+    resources.append(ec2.resource("subnet", params.one("SubnetId")) if params.one("SubnetId") else
+                     ec2.resource("subnet"))  # fmt: skip
+    resources += [ec2.resource("security-group", group) for group in groups] or [ec2.resource("security-group")]
+    resources.append(ec2.resource("image", image) if image else ec2.resource("image"))
+    if template_id:
+        resources.append(ec2.resource("launch-template", template_id))
+    return [AuthorizationRequest("ec2:RunInstances", tuple(resources), request_tags=created or None, keys=keys)]
 
 
 def _autoscaling(action, params, account, region):

@@ -299,3 +299,31 @@ def test_the_deploys_resources_are_resolved_from_their_names(service, action, pa
         assert resolved == resources
         return
     assert [[(r.type, r.arn) for r in request.resources] for request in resolved] == [resources]
+
+
+def test_run_instances_from_a_template_is_authorised_on_what_it_creates_and_uses(ec2, seeded):
+    """RunInstances from a launch template: the new instance, volume and interface with their request tags, the
+    subnet, the template's image and security group and the template itself, each with ``ec2:LaunchTemplate``."""
+    from sandbox.iam.resources import Params, resolve
+
+    template = ec2.create_launch_template(
+        LaunchTemplateName=f"lt-{uuid.uuid4().hex[:8]}",
+        LaunchTemplateData={"ImageId": seeded["image_id"], "SecurityGroupIds": [seeded["security_group_id"]]},
+    )["LaunchTemplate"]
+    subnet = seeded["subnets"]["us-east-1a"]
+    params = Params(flat={"LaunchTemplate.LaunchTemplateId": template["LaunchTemplateId"], "SubnetId": subnet,
+                          "TagSpecification.1.ResourceType": "instance", "TagSpecification.1.Tag.1.Key": LINEAGE,
+                          "TagSpecification.1.Tag.1.Value": "pgdata"})  # fmt: skip
+    (request,) = resolve("ec2", "RunInstances", params, ACCOUNT, "us-east-1")
+    base = f"arn:aws:ec2:us-east-1:{ACCOUNT}"
+    assert [(r.type, r.arn) for r in request.resources] == [
+        ("instance", f"{base}:instance/*"),
+        ("volume", f"{base}:volume/*"),
+        ("network-interface", f"{base}:network-interface/*"),
+        ("subnet", f"{base}:subnet/{subnet}"),
+        ("security-group", f"{base}:security-group/{seeded['security_group_id']}"),
+        ("image", f"arn:aws:ec2:us-east-1::image/{seeded['image_id']}"),
+        ("launch-template", f"{base}:launch-template/{template['LaunchTemplateId']}"),
+    ]
+    assert request.request_tags == {LINEAGE: "pgdata"}
+    assert request.keys["ec2:LaunchTemplate"] == f"{base}:launch-template/{template['LaunchTemplateId']}"
