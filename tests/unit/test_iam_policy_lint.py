@@ -38,6 +38,11 @@ ALLOWED = {
         "split on purpose, as CreateSnapshots: the lineage instance in one statement, the new image and snapshots in "
         "another"
     ),
+    ("RESOURCE_MISMATCH", "ec2:RunInstances"): (
+        "split on purpose: docs/iam/deploy-fleet-policy.json launches only from a launch template, the new instance "
+        "only with its lineage tag (aws:RequestTag) in one statement, what the instance uses (volume, interface, "
+        "subnet, security groups, image, template, key pair) in another, which has no request tag to require"
+    ),
     ("RESOURCE_MISMATCH", "ssm:SendCommand"): (
         "split on purpose: the document and the lineage instances are two statements; and the document is AWS-owned "
         "(AWS-RunShellScript), whose ARN has no account (arn:aws:ssm:<region>::document/...), which parliament's "
