@@ -19,8 +19,11 @@ lock around each request). For each call, when enforcing:
   (``CONTEXT.records["iam_unmodelled"]``): a test lists them, and none is ever allowed on a real ARN it did not
   resolve.
 
-The switch is off by default in this slice of issue 19: ``EC2SPOT_SANDBOX_IAM=enforce`` in the server's environment
-at start (``enforce_from_environment``), or the control ``POST /_sandbox/iam {"enforce": true}``.
+Every server ``python -m sandbox`` starts (``run``, ``start``: the module tests, the molecule scenarios, ``make demo``)
+enforces: it starts with ``EC2SPOT_SANDBOX_IAM=enforce`` unless the caller's environment says ``off``
+(``enforce_from_environment``). The in-thread servers of the sandbox's own tests and of the benchmarks start with it
+off unless that variable says ``enforce``; the control ``POST /_sandbox/iam {"enforce": true|false}`` switches it at
+run time.
 """
 
 from __future__ import annotations
@@ -163,7 +166,7 @@ def authorise(response):
     if principal.unrestricted or full_name in ALWAYS_ALLOWED:
         return principal
     resolved = resources.resolve(prefix, action, _params(response), response.current_account, response.region,
-                                 response.partition)  # fmt: skip
+                                 response.partition, path=getattr(response, "path", None))  # fmt: skip
     if resolved is None:
         CONTEXT.record("iam_unmodelled", full_name)
         result = evaluate(principal.policies, full_name, "*", {})

@@ -46,6 +46,8 @@ DENIAL_CODES = {
     "lambda": "AccessDeniedException",
     "kms": "AccessDeniedException",
     "fis": "AccessDeniedException",
+    "scheduler": "AccessDeniedException",
+    "pricing": "AccessDeniedException",
 }
 # Request signing names that differ from the IAM prefix policies use.
 SIGNING_NAMES = {"monitoring": "cloudwatch"}

@@ -8,6 +8,12 @@ their ARNs, their tags and their service keys (``ec2:Encrypted`` of a volume...)
 ``requests`` documents. A resource the request names that does not exist is authorised with its ARN and no tags (as
 IAM sees it: IAM is asked before the service looks the resource up).
 
+For the deploy's calls (IAM roles and instance profiles, Lambda functions, rules on the default bus, log groups,
+topics, dashboards, KMS keys and aliases, launch templates, Auto Scaling groups, FIS templates and experiments), the
+resources are named by the
+request itself (``NAMED``: a name or an ARN, in the parameters or, for REST services, in the path) and authorised by
+ARN, without tags: policies scope them by name.
+
 ``resolve`` returns None for an action with resource types it does not model yet: the caller then authorises it on
 ``*`` and records it (never on a real ARN it did not resolve).
 
@@ -17,6 +23,7 @@ Parameters come as moto parsed them: ``Params`` reads the query protocol's flatt
 
 from __future__ import annotations
 
+import urllib.parse
 from dataclasses import replace
 
 from moto.backends import get_backend
@@ -87,6 +94,9 @@ class Params:
 
 
 # CloudWatch actions whose resource is the alarms they name.
+# The calls on an existing launch template (by LaunchTemplateId or LaunchTemplateName).
+LAUNCH_TEMPLATE_ACTIONS = ("CreateLaunchTemplateVersion", "ModifyLaunchTemplate", "DeleteLaunchTemplate",
+                           "DeleteLaunchTemplateVersions")  # fmt: skip
 ALARM_ACTIONS = ("DescribeAlarms", "PutMetricAlarm", "DeleteAlarms", "DisableAlarmActions", "EnableAlarmActions")
 
 
@@ -186,6 +196,10 @@ class Ec2State:
                 continue
             found.append(mapping.volume_id)
         return found
+
+    def launch_template_id(self, name):
+        template = self._find(self.backend.get_launch_template_by_name, name) if name else None
+        return template.id if template is not None else None
 
     def primary_interface(self, instance_id):
         instance = self.instance(instance_id)
@@ -411,6 +425,20 @@ def _ec2(action, params, state):
     if action in ("StartInstances", "StopInstances", "RebootInstances", "TerminateInstances"):
         instances = tuple(ec2.resource("instance", i) for i in params.many("InstanceIds", "InstanceId"))
         return [AuthorizationRequest(f"ec2:{action}", instances)]
+    if action == "DescribeSnapshotAttribute":
+        return [
+            AuthorizationRequest("ec2:DescribeSnapshotAttribute", (ec2.resource("snapshot", params.one("SnapshotId")),))
+        ]
+    if action == "AllocateAddress":
+        return [AuthorizationRequest("ec2:AllocateAddress", (ec2.resource("elastic-ip", created=True),),
+                                     request_tags=_request_tags(params, ("elastic-ip",)) or None)]  # fmt: skip
+    if action == "CreateLaunchTemplate":
+        return [AuthorizationRequest("ec2:CreateLaunchTemplate", (ec2.resource("launch-template", created=True),),
+                                     request_tags=_request_tags(params, ("launch-template",)) or None)]  # fmt: skip
+    if action in LAUNCH_TEMPLATE_ACTIONS:
+        template_id = params.one("LaunchTemplateId") or ec2.launch_template_id(params.one("LaunchTemplateName"))
+        return None if template_id is None else [
+            AuthorizationRequest(f"ec2:{action}", (ec2.resource("launch-template", template_id),))]  # fmt: skip
     if action == "AssociateAddress":
         resources = []
         if params.one("AllocationId"):
@@ -432,8 +460,8 @@ def _autoscaling(action, params, account, region):
         instance_id = params.one("InstanceId")
         name = next((group.name for group in backend.autoscaling_groups.values()
                      if any(state.instance.id == instance_id for state in group.instance_states)), None)  # fmt: skip
-    if action not in ("CompleteLifecycleAction", "RecordLifecycleActionHeartbeat", "SetInstanceHealth",
-                      "SuspendProcesses", "ResumeProcesses") or name is None:  # fmt: skip
+    found = catalogue.find_action(f"autoscaling:{action}")
+    if name is None or found is None or found.resource("autoScalingGroup") is None:
         return None
     group = backend.autoscaling_groups.get(name)
     partition = "aws"
@@ -487,55 +515,139 @@ def _put_events(action, params, account, region, partition):
     return requests
 
 
+# Resources named by the request itself (the deploy's calls: IAM roles and instance profiles, Lambda functions, rules,
+# log groups, topics, dashboards, schedules): (service, resource type) -> the parameters that hold the name (or an
+# ARN), in the order of the ARN format's variables after the account. IAM sees these by ARN only: no tags.
+NAMED = {
+    ("iam", "role"): ("RoleName",),
+    ("iam", "instance-profile"): ("InstanceProfileName",),
+    ("iam", "policy"): ("PolicyArn",),
+    ("lambda", "function"): ("FunctionName",),
+    ("events", "rule-on-default-event-bus"): ("Name", "Rule"),
+    ("logs", "log-group"): ("logGroupName", "logGroupIdentifier", "resourceArn"),
+    ("sns", "topic"): ("TopicArn", "Name", "ResourceArn"),
+    ("cloudwatch", "dashboard"): ("DashboardName", "DashboardNames"),
+    ("scheduler", "schedule-group"): ("Name",),
+    ("kms", "key"): ("KeyId", "TargetKeyId"),
+    ("kms", "alias"): ("AliasName",),
+}
+# REST services name the resource in the path: (service, resource type) -> the path segment before the name.
+NAMED_IN_PATH = {
+    ("lambda", "function"): ("functions", "tags"),
+    ("scheduler", "schedule-group"): ("schedule-groups",),
+    ("fis", "experiment-template"): ("experimentTemplates",),
+    ("fis", "experiment"): ("experiments",),
+}
+
+
+def _names(params, parameters):
+    """Every value of the first of ``parameters`` the request sets (one name, or a list of names)."""
+    for name in parameters:
+        value = params.many(name) or params.one(name)
+        if value:
+            return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    return []
+
+
+def _name_in_path(path, segments):
+    """The path's part after the first of ``segments`` it has (``/2015-03-31/functions/<name>/configuration``)."""
+    parts = [urllib.parse.unquote(part) for part in (path or "").split("?", 1)[0].split("/") if part]
+    for segment in segments:
+        if segment in parts[:-1]:
+            return [parts[parts.index(segment) + 1]]
+    return []
+
+
+def _kms_name(name, type_name, account, region):
+    """A KMS key as IAM authorises it: a key named by its alias is the key the alias points to (None when no key
+    has it: KMS answers ``NotFoundException`` before any authorisation); an alias is ``alias/<name>``'s ``<name>``
+    in its ARN."""
+    if type_name == "alias":
+        return name.removeprefix("alias/") if not name.startswith("arn:") else name
+    if name.startswith("alias/"):
+        return get_backend("kms")[account][region].get_key_id_from_alias(name)
+    return name
+
+
+def _named(found, params, path, account, region, partition):
+    """The request naming its resources by name or ARN (NAMED), or None when one of the action's resource types
+    (the required ones, or all when none is required) cannot be named from the request."""
+    if found.service == "events" and (params.one("EventBusName") or "default") != "default":
+        return None  # a rule on a custom bus: not modelled
+    resources = []
+    for part in found.resources:
+        service = found.service
+        names = _names(params, NAMED.get((service, part.name), ()))
+        if not names and (service, part.name) in NAMED_IN_PATH:
+            names = _name_in_path(path, NAMED_IN_PATH[(service, part.name)])
+        for name in names:
+            if service == "kms":
+                name = _kms_name(name, part.name, account, region)
+                if name is None:
+                    return []  # nothing to authorise: the service answers that the alias names no key
+            if name.startswith("arn:"):
+                arn = name.split(":log-stream:", 1)[0].removesuffix(":*")  # a log group's ARN as the API gives it
+            else:
+                arn = catalogue.arn_for(part.resource_type, partition, region, account, name)
+            resources.append(Resource(part.name, arn))
+    named = {resource.type for resource in resources}
+    if not resources or any(part.name not in named for part in found.required_resources):
+        return None
+    return [AuthorizationRequest(found.full_name, tuple(resources))]
+
+
 FIS_SERVICE = "fis.amazonaws.com"
 
 
-def _fis(action, params, account, region, partition):
-    """The FIS calls whose resources the request body names (the FIS user guide, "AWS Fault Injection Service policy
-    examples"; the reference's rows):
+def _fis(found, params, path, account, region, partition):
+    """AWS FIS as the reference and the FIS user guide ("AWS Fault Injection Service policy examples") authorise it:
 
-    - ``fis:CreateExperimentTemplate`` on each action the template uses (``action/<action id>``) and on the template
-      it creates, with the request's tags; and ``iam:PassRole`` on the template's ``roleArn`` with
-      ``iam:PassedToService`` ``fis.amazonaws.com``: the user guide's "Example: Create an experiment template for a
-      specific action" grants ``iam:PassRole`` on the experiment role beside ``fis:CreateExperimentTemplate``, since
-      FIS acts as that role in every experiment of the template ("IAM roles for AWS FIS experiments": the role is
-      specified when the template is created);
+    - ``fis:CreateExperimentTemplate`` on the template it creates (with the request's tags) and on each FIS action the
+      template uses (``action/<action id>``); and ``iam:PassRole`` on the template's ``roleArn`` with
+      ``iam:PassedToService`` ``fis.amazonaws.com``: the guide's "Example: Create an experiment template for a specific
+      action" grants ``iam:PassRole`` on the experiment role beside it, since FIS acts as that role in every
+      experiment of the template ("IAM roles for AWS FIS experiments");
     - ``fis:StartExperiment`` on the template (its tags as ``aws:ResourceTag/*``) and on the experiment it creates
-      (the request's tags as ``aws:RequestTag/*``). Starting passes no role: the template's was passed when it was
-      created, so no ``iam:PassRole`` is asked then (the guide's "Example: Start an experiment" grants none).
+      (the request's tags as ``aws:RequestTag/*``); starting passes no role (the guide's "Example: Start an
+      experiment" grants none);
+    - the other calls name their template or experiment in the path (``_named``)."""
 
-    None for the FIS calls naming their resource in the request path (Get/Update/DeleteExperimentTemplate,
-    GetExperiment...): the resolver sees the body only, so those stay unmodelled (authorised on ``*``)."""
-
-    def arn(kind, resource_id="*"):
-        return f"arn:{partition}:fis:{region}:{account}:{kind}/{resource_id}"
+    def fis(type_name, *ids, **fields):
+        return Resource.of("fis", type_name, partition, region, account, *ids, **fields)
 
     tags = params.one("tags") or None
-    if action == "CreateExperimentTemplate":
-        used = sorted({spec.get("actionId") for spec in (params.one("actions") or {}).values() if spec.get("actionId")})
-        resources = tuple(Resource("action", arn("action", action_id)) for action_id in used) or (
-            Resource("action", arn("action")),)  # fmt: skip
-        requests = [AuthorizationRequest("fis:CreateExperimentTemplate",
-                                         (*resources, Resource("experiment-template", arn("experiment-template"),
-                                                               created=True)), request_tags=tags)]  # fmt: skip
+    if found.name == "CreateExperimentTemplate":
+        actions = sorted(
+            {spec.get("actionId") for spec in (params.one("actions") or {}).values() if spec.get("actionId")}
+        )
+        resources = (*(fis("action", action) for action in actions), fis("experiment-template", created=True))
+        requests = [AuthorizationRequest(found.full_name, resources, request_tags=tags)]
         if params.one("roleArn"):
-            requests.append(AuthorizationRequest("iam:PassRole", (Resource("role", params.one("roleArn")),),
-                                                 keys={"iam:PassedToService": FIS_SERVICE}))  # fmt: skip
+            requests.append(
+                AuthorizationRequest(
+                    "iam:PassRole",
+                    (Resource("role", params.one("roleArn")),),
+                    keys={"iam:PassedToService": FIS_SERVICE},
+                )
+            )
         return requests
-    if action == "StartExperiment":
-        template_id = params.one("experimentTemplateId") or "*"
+    if found.name == "StartExperiment":
+        template_id = params.one("experimentTemplateId")
         backend = get_backend("fis")[account][region]
-        template = backend.experiment_templates.get(template_id)
+        template = backend.experiment_templates.get(template_id) if template_id else None
         template_tags = backend.tagger.get_tag_dict_for_resource(template.arn) if template is not None else {}
-        return [AuthorizationRequest("fis:StartExperiment", (
-            Resource("experiment-template", arn("experiment-template", template_id), tags=template_tags),
-            Resource("experiment", arn("experiment"), created=True)), request_tags=tags)]  # fmt: skip
-    return None
+        resources = (
+            fis("experiment-template", template_id or "*", tags=template_tags),
+            fis("experiment", created=True),
+        )
+        return [AuthorizationRequest(found.full_name, resources, request_tags=tags)]
+    return _named(found, params, path, account, region, partition)
 
 
-def resolve(service, action, params, account, region, partition="aws"):
-    """The authorisation requests of one call (``service``: the IAM prefix, ``action``: the operation name), or
-    None when the call has resource types this resolver does not model yet."""
+def resolve(service, action, params, account, region, partition="aws", path=None):
+    """The authorisation requests of one call (``service``: the IAM prefix, ``action``: the operation name; ``path``:
+    the request's path, where REST services name the resource), or None when the call has resource types this
+    resolver does not model yet."""
     found = catalogue.find_action(f"{service}:{action}")
     if found is None:
         return None
@@ -559,8 +671,6 @@ def resolve(service, action, params, account, region, partition="aws"):
     if service == "sqs" and _queue_name(params):
         arn = f"arn:{partition}:sqs:{region}:{account}:{_queue_name(params)}"
         return [AuthorizationRequest(found.full_name, (Resource("queue", arn),))]
-    if service == "fis":
-        return _fis(action, params, account, region, partition)
     if service == "events" and action == "PutEvents":
         return _put_events(found.full_name, params, account, region, partition)
     if service == "cloudwatch" and action in ALARM_ACTIONS:
@@ -571,4 +681,8 @@ def resolve(service, action, params, account, region, partition="aws"):
         request_tags = _tags_of(params, "Tags", "Tags.member") if action == "PutMetricAlarm" else {}
         return [AuthorizationRequest(found.full_name, tuple(Resource("alarm", base + name) for name in names),
                                      request_tags=request_tags or None)]  # fmt: skip
+    if service == "fis":
+        return _fis(found, params, path, account, region, partition)
+    if any((service, part.name) in NAMED or (service, part.name) in NAMED_IN_PATH for part in found.resources):
+        return _named(found, params, path, account, region, partition)
     return None

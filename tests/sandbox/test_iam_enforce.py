@@ -426,3 +426,60 @@ def test_auto_scaling_launches_a_replacement_as_itself_not_as_the_caller(aws, en
     )
     assert [m for m in members() if m != first]  # the replacement, launched
     assert CONTEXT.records.get("iam_denied", []) == []
+
+
+ACCOUNT = "123456789012"
+
+
+@pytest.mark.parametrize(
+    ("service", "action", "params", "path", "resources"),
+    [
+        ("iam", "CreateRole", {"RoleName": "cp-function"}, None, [("role", f"arn:aws:iam::{ACCOUNT}:role/cp-function")]),
+        ("iam", "AddRoleToInstanceProfile", {"InstanceProfileName": "pg-instance", "RoleName": "pg-instance"}, None,
+         [("instance-profile", f"arn:aws:iam::{ACCOUNT}:instance-profile/pg-instance")]),
+        ("lambda", "CreateFunction", {"FunctionName": "cp"}, "/2015-03-31/functions",
+         [("function", f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:cp")]),
+        ("lambda", "GetFunction", {}, "/2015-03-31/functions/cp",
+         [("function", f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:cp")]),
+        ("lambda", "ListTags", {}, f"/2017-03-31/tags/arn%3Aaws%3Alambda%3Aus-east-1%3A{ACCOUNT}%3Afunction%3Acp",
+         [("function", f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:cp")]),
+        ("events", "PutTargets", {"Rule": "cp-sweep"}, None,
+         [("rule-on-default-event-bus", f"arn:aws:events:us-east-1:{ACCOUNT}:rule/cp-sweep")]),
+        ("events", "PutRule", {"Name": "cp-sweep", "EventBusName": "other"}, None, None),
+        ("logs", "PutRetentionPolicy", {"logGroupName": "/aws/lambda/cp"}, None,
+         [("log-group", f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:/aws/lambda/cp")]),
+        ("sns", "CreateTopic", {"Name": "cp"}, None, [("topic", f"arn:aws:sns:us-east-1:{ACCOUNT}:cp")]),
+        ("cloudwatch", "DeleteDashboards", {"DashboardNames": ["a", "b"]}, None,
+         [("dashboard", f"arn:aws:cloudwatch::{ACCOUNT}:dashboard/a"),
+          ("dashboard", f"arn:aws:cloudwatch::{ACCOUNT}:dashboard/b")]),
+        ("autoscaling", "PutScalingPolicy", {"AutoScalingGroupName": "nowhere"}, None,
+         [("autoScalingGroup", f"arn:aws:autoscaling:us-east-1:{ACCOUNT}:autoScalingGroup:*:autoScalingGroupName/nowhere")]),
+        ("ec2", "CreateLaunchTemplate", {"LaunchTemplateName": "pg"}, None,
+         [("launch-template", f"arn:aws:ec2:us-east-1:{ACCOUNT}:launch-template/*")]),
+        ("ec2", "AllocateAddress", {"Domain": "vpc"}, None,
+         [("elastic-ip", f"arn:aws:ec2:us-east-1:{ACCOUNT}:elastic-ip/*")]),
+        ("kms", "CreateAlias", {"AliasName": "alias/cp-queue", "TargetKeyId": "1234"}, None,
+         [("alias", f"arn:aws:kms:us-east-1:{ACCOUNT}:alias/cp-queue"),
+          ("key", f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1234")]),
+        ("lambda", "GetEventSourceMapping", {}, "/2015-03-31/event-source-mappings/uuid", None),
+        ("fis", "CreateExperimentTemplate", {"actions": {"i": {"actionId": "aws:ec2:send-spot-instance-interruptions"}}},
+         "/experimentTemplates", [("action", f"arn:aws:fis:us-east-1:{ACCOUNT}:action/aws:ec2:send-spot-instance-interruptions"),
+         ("experiment-template", f"arn:aws:fis:us-east-1:{ACCOUNT}:experiment-template/*")]),
+        ("fis", "StartExperiment", {"experimentTemplateId": "EXT1"}, "/experiments",
+         [("experiment-template", f"arn:aws:fis:us-east-1:{ACCOUNT}:experiment-template/EXT1"),
+          ("experiment", f"arn:aws:fis:us-east-1:{ACCOUNT}:experiment/*")]),
+        ("fis", "GetExperiment", {}, "/experiments/EXP1", [("experiment", f"arn:aws:fis:us-east-1:{ACCOUNT}:experiment/EXP1")]),
+        # An alias no key has: nothing to authorise, KMS answers NotFoundException.
+        ("kms", "DescribeKey", {"KeyId": "alias/nobody-has-it"}, None, []),
+    ],
+)  # fmt: skip
+def test_the_deploys_resources_are_resolved_from_their_names(service, action, params, path, resources):
+    """The resources the deploy's calls name (sandbox/iam/resources.py, NAMED): by name or ARN, in the request or
+    its path; None (authorised on ``*`` and recorded as unmodelled) when the request does not name them."""
+    from sandbox.iam.resources import Params, resolve
+
+    resolved = resolve(service, action, Params(tree=params), ACCOUNT, "us-east-1", path=path)
+    if not resources:
+        assert resolved == resources
+        return
+    assert [[(r.type, r.arn) for r in request.resources] for request in resolved] == [resources]

@@ -477,6 +477,8 @@ MODULE_CALLS = [
     ("delete a managed snapshot", prune(OPERATOR, "ec2:DeleteSnapshot", "snapshot", managed("pgdata"))),
     ("deregister a managed image", prune(OPERATOR, "ec2:DeregisterImage", "image", managed("pgdata"))),
     ("move the service address", associate(OPERATOR, "pgdata")),
+    # restore.yml fences a standalone writer of the lineage by stopping it (the policy had no StopInstances: a finding).
+    ("fence a lineage instance", on_instance("ec2:StopInstances", lineage)(OPERATOR, "pgdata")),
 ]
 MODULE_REFUSALS = [
     ("attach an untagged volume", attach(OPERATOR, "pgdata", volume_tags={})),
@@ -491,6 +493,7 @@ MODULE_REFUSALS = [
         "terminate",
         AuthorizationRequest("ec2:TerminateInstances", (OPERATOR.ec2("instance", "i-1", tags=lineage("pgdata")),)),
     ),
+    ("stop an untagged instance", AuthorizationRequest("ec2:StopInstances", (OPERATOR.ec2("instance", "i-1"),))),
     (
         "delete a volume",
         AuthorizationRequest("ec2:DeleteVolume", (OPERATOR.ec2("volume", "vol-1", tags=lineage("pgdata")),)),

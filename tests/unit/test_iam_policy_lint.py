@@ -38,15 +38,25 @@ ALLOWED = {
         "split on purpose, as CreateSnapshots: the lineage instance in one statement, the new image and snapshots in "
         "another"
     ),
+    ("RESOURCE_MISMATCH", "ec2:RunInstances"): (
+        "split on purpose: docs/iam/deploy-fleet-policy.json launches only from a launch template, the new instance "
+        "only with its lineage tag (aws:RequestTag) in one statement, what the instance uses (volume, interface, "
+        "subnet, security groups, image, template, key pair) in another, which has no request tag to require"
+    ),
     ("RESOURCE_MISMATCH", "ssm:SendCommand"): (
         "split on purpose: the document and the lineage instances are two statements; and the document is AWS-owned "
         "(AWS-RunShellScript), whose ARN has no account (arn:aws:ssm:<region>::document/...), which parliament's "
         "format check does not accept"
     ),
+    ("RESOURCE_MISMATCH", "fis:CreateExperimentTemplate"): (
+        "docs/iam/deploy-fleet-policy.json grants it on the one FIS action a drill uses, "
+        "arn:aws:fis:*:*:action/aws:ec2:send-spot-instance-interruptions, whose id holds colons that parliament's "
+        "ARN check splits on; the statement does name both required types (the check below holds)"
+    ),
     ("RESOURCE_STAR", "cloudwatch:DescribeAlarms"): (
-        "docs/iam/modules-policy.json: a read granted on every alarm like the other reads of MonitoringDescribe "
-        "(amazon.aws.cloudwatch_metric_alarm describes an alarm before changing it); the writes are scoped to "
-        "*-monitoring-* alarms"
+        "docs/iam/modules-policy.json and deploy-fleet-policy.json: a read granted on every alarm like the other "
+        "reads beside it (amazon.aws.cloudwatch_metric_alarm describes an alarm before changing it, and looks alarms "
+        "up by prefix); the writes are scoped to alarm ARNs"
     ),
 }
 # Global condition keys (present in every request, not listed per action by the reference).
