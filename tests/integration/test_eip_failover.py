@@ -1,5 +1,7 @@
 """eip_failover through ansible-playbook: targets, idempotence, check mode and refusals."""
 
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
+
 from sandbox import world as sandbox_world
 
 from .conftest import failing, refusals, task
@@ -11,14 +13,22 @@ def address(ec2, allocation_id):
 
 
 def allocate(ec2, service):
-    return ec2.allocate_address(
-        Domain="vpc", TagSpecifications=[{"ResourceType": "elastic-ip", "Tags": [{"Key": "Service", "Value": service}]}]
-    )
+    """A service's address, tagged with its lineage as the fleet role tags it: the operator's policy
+    (docs/iam/modules-policy.json) moves only lineage addresses to lineage instances."""
+    tags = [{"Key": "Service", "Value": service}, {"Key": t.LINEAGE, "Value": service}]
+    return ec2.allocate_address(Domain="vpc", TagSpecifications=[{"ResourceType": "elastic-ip", "Tags": tags}])
+
+
+def lineage(service):
+    return {t.LINEAGE: service}
 
 
 def test_move_by_tag_check_mode_then_twice(sandbox, ec2, playbook):
     world = Fixtures(ec2, sandbox["world"])
-    first, second = world.instance("us-east-1a"), world.instance("us-east-1b")
+    first, second = (
+        world.instance("us-east-1a", tags=lineage("it-eip-tag")),
+        world.instance("us-east-1b", tags=lineage("it-eip-tag")),
+    )
     eip = allocate(ec2, "it-eip-tag")
     ec2.associate_address(AllocationId=eip["AllocationId"], InstanceId=first)
     move = task("eip_failover", address_tags={"Service": "it-eip-tag"}, instance_id=second, allow_reassociation=True)
@@ -36,7 +46,7 @@ def test_move_by_tag_check_mode_then_twice(sandbox, ec2, playbook):
 
 def test_reassociation_must_be_allowed(sandbox, ec2, playbook):
     world = Fixtures(ec2, sandbox["world"])
-    holder, other = world.instance(), world.instance()
+    holder, other = world.instance(tags=lineage("it-eip-held")), world.instance(tags=lineage("it-eip-held"))
     eip = allocate(ec2, "it-eip-held")
     ec2.associate_address(AllocationId=eip["AllocationId"], InstanceId=holder)
     run = playbook([failing("eip_failover", public_ip=eip["PublicIp"], instance_id=other)])
@@ -47,7 +57,7 @@ def test_reassociation_must_be_allowed(sandbox, ec2, playbook):
 
 def test_standby_is_started_then_receives_the_address(sandbox, ec2, playbook):
     world = Fixtures(ec2, sandbox["world"])
-    standby = world.instance("us-east-1b", state="stopped")
+    standby = world.instance("us-east-1b", state="stopped", tags=lineage("it-eip-standby"))
     eip = allocate(ec2, "it-eip-standby")
     move = task("eip_failover", allocation_id=eip["AllocationId"], standby_instance_id=standby)
 
@@ -69,7 +79,7 @@ def test_standby_is_started_then_receives_the_address(sandbox, ec2, playbook):
 
 def test_group_target_is_its_healthy_instance(sandbox, ec2, autoscaling, playbook):
     world = sandbox["world"]
-    member = sandbox_world.group(ec2, autoscaling, world, "it-eip-fleet")
+    member = sandbox_world.group(ec2, autoscaling, world, "it-eip-fleet", tags=lineage("it-eip-group"))
     eip = allocate(ec2, "it-eip-group")
     run = playbook([task("eip_failover", allocation_id=eip["AllocationId"], auto_scaling_group="it-eip-fleet")])
     assert run.last["changed"] and run.last["instance_id"] == member
@@ -78,7 +88,7 @@ def test_group_target_is_its_healthy_instance(sandbox, ec2, autoscaling, playboo
 
 def test_bad_input_fails_clearly_and_changes_nothing(sandbox, ec2, playbook):
     world = Fixtures(ec2, sandbox["world"])
-    target = world.instance()
+    target = world.instance(tags=lineage("it-eip-bad"))
     eip = allocate(ec2, "it-eip-bad")
     allocation_id = eip["AllocationId"]
     refusals(

@@ -8,7 +8,10 @@ from .helpers import Fixtures
 
 def test_same_zone_move_twice_then_unchanged(sandbox, ec2, playbook):
     world = Fixtures(ec2, sandbox["world"])
-    old, new = world.instance("us-east-1a", state="stopped"), world.instance("us-east-1a")
+    # The lineage's instances carry its tag, as the fleet's launch template gives it: the operator's policy moves a
+    # lineage volume only between lineage instances.
+    mine = {t.LINEAGE: "it-same"}
+    old, new = world.instance("us-east-1a", state="stopped", tags=mine), world.instance("us-east-1a", tags=mine)
     vol = world.volume("us-east-1a", "it-same", attach_to=old)
 
     checked = playbook([task("volume_reattach", lineage="it-same", instance_id=new)], check=True, diff=True)
@@ -32,7 +35,8 @@ def test_same_zone_move_twice_then_unchanged(sandbox, ec2, playbook):
 
 def test_cross_zone_restore_twice_then_unchanged(sandbox, ec2, playbook):
     world = Fixtures(ec2, sandbox["world"])
-    old, target = world.instance("us-east-1a", state="stopped"), world.instance("us-east-1b")
+    mine = {t.LINEAGE: "it-cross"}
+    old, target = world.instance("us-east-1a", state="stopped", tags=mine), world.instance("us-east-1b", tags=mine)
     vol = world.volume("us-east-1a", "it-cross", attach_to=old)
     snap = world.snapshot(vol)
 
