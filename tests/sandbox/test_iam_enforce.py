@@ -394,8 +394,8 @@ def test_fis_calls_are_authorised_on_templates_experiments_and_the_passed_role(a
 
     def start(tags, template=template_id):
         params = Params(tree={"experimentTemplateId": template, "tags": tags})
-        return [decide([operator], r).allowed for r in resolve("fis", "StartExperiment", params, "123456789012",
-                                                                 "us-east-1")]  # fmt: skip
+        requests = resolve("fis", "StartExperiment", params, "123456789012", "us-east-1")
+        return [decide([operator], r).allowed for r in requests]
 
     assert start({"purpose": "drill"}) == [True]
     assert start({}) == [False]  # the experiment without the tag the policy requires

@@ -119,12 +119,11 @@ def describe(volume_or_snapshot):
 
 
 GROUP_TAG = "aws:autoscaling:groupName"  # the tag Auto Scaling puts on every instance it launches
-LIVE_INSTANCE_STATES = LIVE_STATES
 
 
 def groups_of(ec2, lineage):
     """``{group name: [instance ids]}`` of the lineage's live instances that an Auto Scaling group launched."""
-    return groups_in(find_instances(ec2, {LINEAGE: lineage}, LIVE_INSTANCE_STATES))
+    return groups_in(find_instances(ec2, {LINEAGE: lineage}, LIVE_STATES))
 
 
 def groups_in(instances):
@@ -132,7 +131,7 @@ def groups_in(instances):
     found = {}
     for instance in instances:
         group = as_dict(instance.get("Tags")).get(GROUP_TAG)
-        if group and instance["State"]["Name"] in LIVE_INSTANCE_STATES:
+        if group and instance["State"]["Name"] in LIVE_STATES:
             found.setdefault(group, []).append(instance["InstanceId"])
     return {group: sorted(ids) for group, ids in sorted(found.items())}
 
