@@ -193,6 +193,15 @@ def keys_for(found_action, resource_name=None):
     return tuple(dict.fromkeys(keys))
 
 
+def key_type(name):
+    """The type the reference gives a service's condition key (``lambda:FunctionArn``: ``ARN``; ``ec2:Encrypted``:
+    ``Bool``), or None for a key it does not list (global keys, a ``${TagKey}`` instance)."""
+    service, _colon, _key = name.partition(":")
+    conditions = (_service(service) or {}).get("conditions") or {}
+    found = conditions.get(name) or next((v for k, v in conditions.items() if k.lower() == name.lower()), None)
+    return found.get("type") if isinstance(found, dict) else None
+
+
 def arn_for(resource_type, partition, region, account, *ids):
     """Fill a resource type's ARN format (``arn:${Partition}:ec2:${Region}:${Account}:volume/${VolumeId}``): the
     partition, region and account, then the remaining variables in order from ``ids`` (``*`` for those not given,

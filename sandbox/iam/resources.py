@@ -197,6 +197,15 @@ class Ec2State:
             found.append(mapping.volume_id)
         return found
 
+    def address(self, allocation_id=None, public_ip=None, association_id=None):
+        """The Elastic IP a call names by allocation id, public IP or association id; None when none matches."""
+        for address in self.backend.addresses:
+            if (allocation_id and address.allocation_id == allocation_id) or (
+                public_ip and address.public_ip == public_ip) or (
+                association_id and address.association_id == association_id):  # fmt: skip
+                return address
+        return None
+
     def launch_template_id(self, name):
         template = self._find(self.backend.get_launch_template_by_name, name) if name else None
         return template.id if template is not None else None
@@ -425,6 +434,19 @@ def _ec2(action, params, state):
     if action in ("StartInstances", "StopInstances", "RebootInstances", "TerminateInstances"):
         instances = tuple(ec2.resource("instance", i) for i in params.many("InstanceIds", "InstanceId"))
         return [AuthorizationRequest(f"ec2:{action}", instances)]
+    if action == "DeleteVolume":
+        return [AuthorizationRequest("ec2:DeleteVolume", (ec2.resource("volume", params.one("VolumeId")),))]
+    if action in ("ReleaseAddress", "DisassociateAddress"):
+        address = ec2.address(params.one("AllocationId"), params.one("PublicIp"), params.one("AssociationId"))
+        if address is None:
+            return None
+        resources = [ec2.resource("elastic-ip", address.allocation_id, extra_keys={
+            "ec2:AllocationId": address.allocation_id, "ec2:Domain": address.domain,
+            "ec2:PublicIpAddress": address.public_ip})]  # fmt: skip
+        interface = getattr(address, "eni", None)
+        if action == "DisassociateAddress" and interface is not None:
+            resources.append(ec2.resource("network-interface", interface.id))
+        return [AuthorizationRequest(f"ec2:{action}", tuple(resources))]
     if action == "DescribeSnapshotAttribute":
         return [
             AuthorizationRequest("ec2:DescribeSnapshotAttribute", (ec2.resource("snapshot", params.one("SnapshotId")),))
@@ -453,27 +475,45 @@ def _ec2(action, params, state):
     return None
 
 
+# The Auto Scaling calls that set tags (``aws:RequestTag/*``, ``aws:TagKeys``): the group's on create, the named ones.
+AUTOSCALING_TAGGING = ("CreateAutoScalingGroup", "CreateOrUpdateTags")
+
+
 def _autoscaling(action, params, account, region):
+    """The Auto Scaling calls on a group: the group named by ``AutoScalingGroupName`` (by its instance for
+    ``SetInstanceHealth``; by each tag's ``ResourceId`` for ``CreateOrUpdateTags`` and ``DeleteTags``), with its tags
+    (``aws:ResourceTag/*``, ``autoscaling:ResourceTag/*``); the tags a create or tagging call sets as
+    ``aws:RequestTag/*``, the keys ``DeleteTags`` removes as ``aws:TagKeys``. None for a call naming no group."""
     backend = get_backend("autoscaling")[account][region]
-    name = params.one("AutoScalingGroupName")
-    if name is None and action == "SetInstanceHealth":
+    names = [params.one("AutoScalingGroupName")] if params.one("AutoScalingGroupName") else []
+    if not names and action == "SetInstanceHealth":
         instance_id = params.one("InstanceId")
-        name = next((group.name for group in backend.autoscaling_groups.values()
-                     if any(state.instance.id == instance_id for state in group.instance_states)), None)  # fmt: skip
+        names = [group.name for group in backend.autoscaling_groups.values()
+                 if any(state.instance.id == instance_id for state in group.instance_states)][:1]  # fmt: skip
+    tag_items = params.structures("Tags") if action in ("CreateOrUpdateTags", "DeleteTags") else []
+    if not names and tag_items:
+        named = [item.get("ResourceId") if isinstance(item, dict) else item.one("ResourceId") for item in tag_items]
+        names = list(dict.fromkeys(name for name in named if name))
     found = catalogue.find_action(f"autoscaling:{action}")
-    if name is None or found is None or found.resource("autoScalingGroup") is None:
+    if not names or found is None or found.resource("autoScalingGroup") is None:
         return None
-    group = backend.autoscaling_groups.get(name)
     partition = "aws"
-    if group is None:
-        arn = f"arn:{partition}:autoscaling:{region}:{account}:autoScalingGroup:*:autoScalingGroupName/{name}"
-        tags = {}
-    else:
-        arn = group.arn
-        tags = {
-            tag["Key"] if "Key" in tag else tag["key"]: tag.get("Value", tag.get("value", "")) for tag in group.tags
-        }
-    return [AuthorizationRequest(f"autoscaling:{action}", (Resource("autoScalingGroup", arn, tags=tags),))]
+    resources = []
+    for name in names:
+        group = backend.autoscaling_groups.get(name)
+        if group is None:
+            arn = f"arn:{partition}:autoscaling:{region}:{account}:autoScalingGroup:*:autoScalingGroupName/{name}"
+            tags = {}
+        else:
+            arn = group.arn
+            tags = {
+                tag["Key"] if "Key" in tag else tag["key"]: tag.get("Value", tag.get("value", "")) for tag in group.tags
+            }
+        resources.append(Resource("autoScalingGroup", arn, tags=tags))
+    request_tags = _tags_of(params, "Tags") if action in AUTOSCALING_TAGGING else None
+    tag_keys = tuple(_tags_of(params, "Tags")) if action == "DeleteTags" else None
+    return [AuthorizationRequest(f"autoscaling:{action}", tuple(resources), request_tags=request_tags or None,
+                                 tag_keys=tag_keys)]  # fmt: skip
 
 
 def _ssm(action, params, state):
@@ -569,6 +609,17 @@ def _kms_name(name, type_name, account, region):
     return name
 
 
+def _kms_key_keys(arn, account, region):
+    """``kms:ResourceAliases`` of an existing key: the aliases it has (``alias/<name>``), as KMS puts them in the
+    context of an operation on the key (AWS KMS developer guide, "kms:ResourceAliases"); none for a key that does not
+    exist."""
+    key_id = arn.rsplit("/", 1)[-1]
+    backend = get_backend("kms")[account][region]
+    if key_id not in backend.keys:
+        return {}
+    return {"kms:ResourceAliases": sorted(alias.alias_name for alias in backend.list_aliases(key_id))}
+
+
 def _named(found, params, path, account, region, partition):
     """The request naming its resources by name or ARN (NAMED), or None when one of the action's resource types
     (the required ones, or all when none is required) cannot be named from the request."""
@@ -589,7 +640,8 @@ def _named(found, params, path, account, region, partition):
                 arn = name.split(":log-stream:", 1)[0].removesuffix(":*")  # a log group's ARN as the API gives it
             else:
                 arn = catalogue.arn_for(part.resource_type, partition, region, account, name)
-            resources.append(Resource(part.name, arn))
+            keys = _kms_key_keys(arn, account, region) if (service, part.name) == ("kms", "key") else {}
+            resources.append(Resource(part.name, arn, keys=keys))
     named = {resource.type for resource in resources}
     if not resources or any(part.name not in named for part in found.required_resources):
         return None
@@ -610,7 +662,8 @@ def _fis(found, params, path, account, region, partition):
     - ``fis:StartExperiment`` on the template (its tags as ``aws:ResourceTag/*``) and on the experiment it creates
       (the request's tags as ``aws:RequestTag/*``); starting passes no role (the guide's "Example: Start an
       experiment" grants none);
-    - the other calls name their template or experiment in the path (``_named``)."""
+    - the other calls name their template or experiment in the path (``_named``), a template with its tags (the
+      reference's ``experiment-template`` type takes ``aws:ResourceTag/*``)."""
 
     def fis(type_name, *ids, **fields):
         return Resource.of("fis", type_name, partition, region, account, *ids, **fields)
@@ -641,7 +694,59 @@ def _fis(found, params, path, account, region, partition):
             fis("experiment", created=True),
         )
         return [AuthorizationRequest(found.full_name, resources, request_tags=tags)]
-    return _named(found, params, path, account, region, partition)
+    named = _named(found, params, path, account, region, partition)
+    if not named:
+        return named
+    backend = get_backend("fis")[account][region]
+
+    def with_tags(resource):
+        template = backend.experiment_templates.get(resource.arn.rsplit("/", 1)[-1])
+        if resource.type != "experiment-template" or template is None:
+            return resource
+        return replace(resource, tags=backend.tagger.get_tag_dict_for_resource(template.arn))
+
+    return [replace(request, resources=tuple(with_tags(r) for r in request.resources)) for request in named]
+
+
+EVENT_SOURCE_MAPPING_ACTIONS = ("CreateEventSourceMapping", "GetEventSourceMapping", "UpdateEventSourceMapping",
+                                "DeleteEventSourceMapping")  # fmt: skip
+
+
+def _function_arn(name, account, region, partition):
+    """A function as ``FunctionName`` gives it (a name, ``name:qualifier``, a partial ``account:function:name`` or an
+    ARN) as its ARN; ``$LATEST`` is the unqualified function."""
+    name = str(name).removesuffix(":$LATEST")
+    if name.startswith("arn:"):
+        return name
+    if ":function:" in name:
+        return f"arn:{partition}:lambda:{region}:{name}"
+    return f"arn:{partition}:lambda:{region}:{account}:function:{name}"
+
+
+def _event_source_mapping(found, params, path, account, region, partition):
+    """The event source mapping calls as the reference authorises them, with ``lambda:FunctionArn`` (the Lambda
+    developer guide, "Resources and conditions for Lambda actions": the function a mapping invokes):
+
+    - ``lambda:CreateEventSourceMapping`` has no resource type: on ``*``, with the function the request names and the
+      request's tags (``aws:RequestTag/*``);
+    - ``Get``, ``Update`` and ``DeleteEventSourceMapping`` on the mapping the path names
+      (``/2015-03-31/event-source-mappings/<UUID>``), with the function it invokes (an update that names another
+      function: that one, the function the mapping would invoke)."""
+    backend = get_backend("lambda")[account][region]
+    if found.name == "CreateEventSourceMapping":
+        function = params.one("FunctionName")
+        keys = {"lambda:FunctionArn": _function_arn(function, account, region, partition)} if function else {}
+        return [AuthorizationRequest(found.full_name, keys=keys, request_tags=params.one("Tags") or None)]
+    (uuid,) = _name_in_path(path, ("event-source-mappings",)) or (None,)
+    if uuid is None:
+        return None
+    mapping = backend.get_event_source_mapping(uuid)
+    function = params.one("FunctionName") if found.name == "UpdateEventSourceMapping" else None
+    if function is None and mapping is not None:
+        function = mapping.function_arn
+    keys = {"lambda:FunctionArn": _function_arn(function, account, region, partition)} if function else {}
+    resource = Resource.of("lambda", "eventSourceMapping", partition, region, account, uuid)
+    return [AuthorizationRequest(found.full_name, (resource,), keys=keys)]
 
 
 def resolve(service, action, params, account, region, partition="aws", path=None):
@@ -657,6 +762,8 @@ def resolve(service, action, params, account, region, partition="aws", path=None
             resolved = [AuthorizationRequest(found.full_name)]
         # ec2:Region is a key of every EC2 action's row.
         return None if resolved is None else [replace(r, keys={**r.keys, "ec2:Region": region}) for r in resolved]
+    if service == "lambda" and found.name in EVENT_SOURCE_MAPPING_ACTIONS:
+        return _event_source_mapping(found, params, path, account, region, partition)
     if not found.resources:
         keys = {}
         if found.full_name == "cloudwatch:PutMetricData" and params.one("Namespace"):

@@ -461,7 +461,9 @@ ACCOUNT = "123456789012"
         ("kms", "CreateAlias", {"AliasName": "alias/cp-queue", "TargetKeyId": "1234"}, None,
          [("alias", f"arn:aws:kms:us-east-1:{ACCOUNT}:alias/cp-queue"),
           ("key", f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1234")]),
-        ("lambda", "GetEventSourceMapping", {}, "/2015-03-31/event-source-mappings/uuid", None),
+        ("lambda", "GetEventSourceMapping", {}, "/2015-03-31/event-source-mappings/uuid",
+         [("eventSourceMapping", f"arn:aws:lambda:us-east-1:{ACCOUNT}:event-source-mapping:uuid")]),
+        ("lambda", "GetEventSourceMapping", {}, "/2015-03-31/event-source-mappings", None),
         ("fis", "CreateExperimentTemplate", {"actions": {"i": {"actionId": "aws:ec2:send-spot-instance-interruptions"}}},
          "/experimentTemplates", [("action", f"arn:aws:fis:us-east-1:{ACCOUNT}:action/aws:ec2:send-spot-instance-interruptions"),
          ("experiment-template", f"arn:aws:fis:us-east-1:{ACCOUNT}:experiment-template/*")]),
@@ -483,3 +485,110 @@ def test_the_deploys_resources_are_resolved_from_their_names(service, action, pa
         assert resolved == resources
         return
     assert [[(r.type, r.arn) for r in request.resources] for request in resolved] == [resources]
+
+
+def test_an_event_source_mapping_is_authorised_with_the_function_it_invokes(aws, role):
+    """lambda:CreateEventSourceMapping on ``*`` (the reference gives it no resource type) with ``lambda:FunctionArn``
+    of the function the request names; Get/Update/DeleteEventSourceMapping on the mapping with the function it invokes
+    (an update naming another function: that one)."""
+    from sandbox.iam.requests import decide
+    from sandbox.iam.resources import Params, resolve
+
+    zipped = __import__("io").BytesIO()
+    with __import__("zipfile").ZipFile(zipped, "w") as archive:
+        archive.writestr("index.py", "def handler(event, context):\n    return event\n")
+    mine, other = f"cp-{uuid.uuid4().hex[:8]}", f"other-{uuid.uuid4().hex[:8]}"
+    for name in (mine, other):
+        aws("lambda").create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="index.handler",
+                                      Code={"ZipFile": zipped.getvalue()})  # fmt: skip
+    queue_url = aws("sqs").create_queue(QueueName=f"{mine}-events")["QueueUrl"]
+    queue_arn = aws("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    mapping = aws("lambda").create_event_source_mapping(EventSourceArn=queue_arn, FunctionName=mine, Enabled=False)
+    base = f"arn:aws:lambda:us-east-1:{ACCOUNT}"
+    operator = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "lambda:CreateEventSourceMapping", "Resource": "*",
+         "Condition": {"ArnLike": {"lambda:FunctionArn": f"{base}:function:cp-*"}}},
+        {"Effect": "Allow", "Action": ["lambda:GetEventSourceMapping", "lambda:UpdateEventSourceMapping",
+                                       "lambda:DeleteEventSourceMapping"],
+         "Resource": f"{base}:event-source-mapping:*",
+         "Condition": {"ArnLike": {"lambda:FunctionArn": f"{base}:function:cp-*"}}}]}  # fmt: skip
+
+    def resolved(action, params, path="/2015-03-31/event-source-mappings"):
+        return resolve("lambda", action, Params(tree=params), ACCOUNT, "us-east-1", path=path)
+
+    def allowed(requests):
+        return [decide([operator], request).allowed for request in requests]
+
+    (create,) = resolved("CreateEventSourceMapping", {"FunctionName": mine, "EventSourceArn": queue_arn})
+    assert (create.resources, create.keys) == ((), {"lambda:FunctionArn": f"{base}:function:{mine}"})
+    assert allowed([create]) == [True]
+    assert allowed(resolved("CreateEventSourceMapping", {"FunctionName": f"{base}:function:{other}"})) == [False]
+    assert allowed(resolved("CreateEventSourceMapping", {"FunctionName": f"{ACCOUNT}:function:{mine}"})) == [True]
+    path = f"/2015-03-31/event-source-mappings/{mapping['UUID']}"
+    (delete,) = resolved("DeleteEventSourceMapping", {}, path)
+    assert [(r.type, r.arn) for r in delete.resources] == [
+        ("eventSourceMapping", f"{base}:event-source-mapping:{mapping['UUID']}")
+    ]
+    assert delete.keys == {"lambda:FunctionArn": f"{base}:function:{mine}"}
+    assert allowed([delete]) == [True]
+    assert allowed(resolved("UpdateEventSourceMapping", {"FunctionName": other}, path)) == [False]
+    assert allowed(resolved("GetEventSourceMapping", {}, "/2015-03-31/event-source-mappings/no-such-mapping")) == [
+        False
+    ]
+
+
+def test_the_deploys_deletes_are_resolved_with_what_scopes_them(aws, ec2, autoscaling, group):
+    """What the deploy policies' delete statements are conditioned on is in the request as AWS builds it: a KMS key's
+    aliases (kms:ResourceAliases), a volume's and an address's tags, an Auto Scaling group's tags (and the tags a
+    create or tagging call sets), a drill template's tags."""
+    from sandbox.iam.resources import Params, resolve
+
+    def resolved(service, action, path=None, **params):
+        return resolve(service, action, Params(tree=params), ACCOUNT, "us-east-1", path=path)
+
+    def resources(requests):
+        return [(r.type, dict(r.tags), dict(r.keys)) for request in requests for r in request.resources]
+
+    name = uuid.uuid4().hex[:8]
+    key = aws("kms").create_key()["KeyMetadata"]["KeyId"]
+    aws("kms").create_alias(AliasName=f"alias/{name}-queue", TargetKeyId=key)
+    aliases = {"kms:ResourceAliases": [f"alias/{name}-queue"]}
+    assert resources(resolved("kms", "ScheduleKeyDeletion", KeyId=key)) == [("key", {}, aliases)]
+    assert resources(resolved("kms", "ScheduleKeyDeletion", KeyId=f"alias/{name}-queue")) == [("key", {}, aliases)]
+    bare = aws("kms").create_key()["KeyMetadata"]["KeyId"]
+    assert resources(resolved("kms", "ScheduleKeyDeletion", KeyId=bare)) == [("key", {}, {"kms:ResourceAliases": []})]
+
+    ours = {MANAGED_BY: "ec2spot.autorecover", LINEAGE: "pgdata"}
+    volume_id = volume(ec2, ours)
+    assert resources(resolved("ec2", "DeleteVolume", VolumeId=volume_id))[0][:2] == ("volume", ours)
+    address = ec2.allocate_address(Domain="vpc", TagSpecifications=[
+        {"ResourceType": "elastic-ip", "Tags": [{"Key": MANAGED_BY, "Value": "ec2spot.autorecover"}]}])  # fmt: skip
+    (released,) = resources(resolved("ec2", "ReleaseAddress", AllocationId=address["AllocationId"]))
+    assert released[:2] == ("elastic-ip", {MANAGED_BY: "ec2spot.autorecover"})
+    assert released[2]["ec2:AllocationId"] == address["AllocationId"]
+    assert resources(resolved("ec2", "ReleaseAddress", PublicIp=address["PublicIp"]))[0][1] == released[1]
+    assert resolved("ec2", "ReleaseAddress", AllocationId="eipalloc-nowhere") is None
+
+    group_name = group(desired=0, Tags=[{"Key": MANAGED_BY, "Value": "ec2spot.autorecover", "PropagateAtLaunch": False,
+                                         "ResourceId": "x", "ResourceType": "auto-scaling-group"}])  # fmt: skip
+    assert resources(resolved("autoscaling", "DeleteAutoScalingGroup", AutoScalingGroupName=group_name)) == [
+        ("autoScalingGroup", {MANAGED_BY: "ec2spot.autorecover"}, {})
+    ]
+    tags = [{"Key": MANAGED_BY, "Value": "ec2spot.autorecover", "ResourceId": group_name}]
+    (create,) = resolved("autoscaling", "CreateAutoScalingGroup", AutoScalingGroupName="new-group", Tags=tags)
+    assert dict(create.request_tags) == {MANAGED_BY: "ec2spot.autorecover"}
+    (tagging,) = resolved("autoscaling", "CreateOrUpdateTags", Tags=tags)
+    assert [r.arn.rsplit("/", 1)[1] for r in tagging.resources] == [group_name]
+    assert dict(tagging.request_tags) == {MANAGED_BY: "ec2spot.autorecover"}
+    (untagging,) = resolved("autoscaling", "DeleteTags", Tags=tags)
+    assert untagging.tag_keys == (MANAGED_BY,)
+
+    template_id = aws("fis").create_experiment_template(
+        clientToken=uuid.uuid4().hex, description="d", roleArn=f"arn:aws:iam::{ACCOUNT}:role/pg-fis",
+        stopConditions=[{"source": "none"}], actions={}, tags={"ec2spot:drill": "spot-interruption"},
+    )["experimentTemplate"]["id"]  # fmt: skip
+    assert resources(resolved("fis", "DeleteExperimentTemplate", f"/experimentTemplates/{template_id}")) == [
+        ("experiment-template", {"ec2spot:drill": "spot-interruption"}, {})
+    ]
