@@ -509,3 +509,105 @@ def test_the_modules_policy_allows_every_call_on_the_lineage(call, request_):
 @pytest.mark.parametrize(("call", "request_"), MODULE_REFUSALS, ids=[case[0] for case in MODULE_REFUSALS])
 def test_the_modules_policy_refuses_outside_its_scope(call, request_):
     assert OPERATOR.refusal(request_) is not None, call
+
+
+# ---- the deploy policies (docs/iam/deploy-policy.json, deploy-fleet-policy.json) ----------------------------------
+DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs/iam"
+OPERATOR_POLICIES = [json.loads((DOCS / name).read_text())
+                     for name in ("modules-policy.json", "deploy-policy.json", "deploy-fleet-policy.json")]  # fmt: skip
+
+
+class Operator(World):
+    """The sandbox's operator: the three policies docs/iam/ documents, attached together."""
+
+    def refusal(self, request):
+        verdict = decide(OPERATOR_POLICIES, request)
+        return None if verdict.allowed else verdict.refusal[0]
+
+
+DEPLOYER = Operator({"facts": {"account": "123456789012", "region": "eu-west-1", "partition": "aws"},
+                     "document": None})  # fmt: skip
+FUNCTION_ARN = "arn:aws:lambda:eu-west-1:123456789012:function:cp"
+DRILL = {"ec2spot:drill": "spot-interruption"}
+
+
+def mapping_call(action, function=FUNCTION_ARN):  # amazon.aws.lambda_event: the queue's mapping to the handler
+    keys = {"lambda:FunctionArn": function} if function else {}
+    if action == "lambda:CreateEventSourceMapping":
+        return AuthorizationRequest(action, keys=keys)
+    return AuthorizationRequest(action, (DEPLOYER.resource("lambda", "eventSourceMapping", "uuid-1"),), keys=keys)
+
+
+def schedule_key_deletion(aliases):  # destroy.yml: amazon.aws.kms_key state absent, found by its alias
+    key = DEPLOYER.resource("kms", "key", "key-1", keys={"kms:ResourceAliases": aliases})
+    return AuthorizationRequest("kms:ScheduleKeyDeletion", (key,))
+
+
+def on_group(action, tags=None, request_tags=None):  # roles/fleet (amazon.aws.autoscaling_group), destroy.yml
+    group_ = DEPLOYER.resource("autoscaling", "autoScalingGroup", "*", "pg", tags=tags or {})
+    return AuthorizationRequest(action, (group_,), request_tags=request_tags)
+
+
+def on_template(action, tags):  # spot_drill: the drill template
+    return AuthorizationRequest(action, (DEPLOYER.resource("fis", "experiment-template", "EXT1", tags=tags),))
+
+
+def create_template(request_tags):  # spot_drill: create_experiment_template(tags=lineage and ec2spot:drill)
+    return AuthorizationRequest("fis:CreateExperimentTemplate", (
+        DEPLOYER.resource("fis", "action", "aws:ec2:send-spot-instance-interruptions"),
+        DEPLOYER.resource("fis", "experiment-template", created=True)), request_tags=request_tags)  # fmt: skip
+
+
+def on_ec2(action, type_name, tags):  # destroy.yml: amazon.aws.ec2_vol and ec2_eip state absent
+    return AuthorizationRequest(action, (DEPLOYER.ec2(type_name, "id-1", tags=tags),))
+
+
+def on_named(action, service, type_name, name):
+    return AuthorizationRequest(action, (DEPLOYER.resource(service, type_name, name),))
+
+
+DEPLOY_CALLS = [
+    ("connect the queue to the handler", mapping_call("lambda:CreateEventSourceMapping")),
+    ("delete the handler's mapping", mapping_call("lambda:DeleteEventSourceMapping")),
+    ("delete a control plane rule", on_named("events:DeleteRule", "events", "rule-on-default-event-bus", "cp-sweep")),
+    ("delete a backup schedule", on_named("events:DeleteRule", "events", "rule-on-default-event-bus", "cp-backup-pg")),
+    ("delete a watchdog rule", on_named("events:DeleteRule", "events", "rule-on-default-event-bus", "cp-watchdog-pg")),
+    ("delete the handler's role", on_named("iam:DeleteRole", "iam", "role", "cp-function")),
+    ("delete the event queue", on_named("sqs:DeleteQueue", "sqs", "queue", "cp-events")),
+    ("schedule the queues' key deletion", schedule_key_deletion(["alias/cp-queue"])),
+    ("create a group with our tag", on_group("autoscaling:CreateAutoScalingGroup", request_tags=managed("pg"))),
+    ("update our group", on_group("autoscaling:UpdateAutoScalingGroup", tags=managed("pg"))),
+    ("delete our group", on_group("autoscaling:DeleteAutoScalingGroup", tags=managed("pg"))),
+    ("create a drill template", create_template({**DRILL, LINEAGE_TAG: "pg"})),
+    ("delete a drill template", on_template("fis:DeleteExperimentTemplate", DRILL)),
+    ("delete a managed data volume", on_ec2("ec2:DeleteVolume", "volume", managed("pg"))),
+    ("release the service's address", on_ec2("ec2:ReleaseAddress", "elastic-ip", managed("pg"))),
+]
+DEPLOY_REFUSALS = [
+    ("map a queue to no function named", mapping_call("lambda:CreateEventSourceMapping", function=None)),
+    ("delete a mapping of no function", mapping_call("lambda:DeleteEventSourceMapping", function=None)),
+    ("delete a rule not ours", on_named("events:DeleteRule", "events", "rule-on-default-event-bus", "billing-alerts")),
+    ("delete a role not ours", on_named("iam:DeleteRole", "iam", "role", "Administrator")),
+    ("delete a queue not ours", on_named("sqs:DeleteQueue", "sqs", "queue", "orders")),
+    ("schedule another key's deletion", schedule_key_deletion(["alias/prod-db"])),
+    ("schedule the deletion of a key without alias", schedule_key_deletion([])),
+    ("schedule the deletion of a key shared with another alias", schedule_key_deletion(["alias/cp-queue", "alias/db"])),
+    ("create an untagged group", on_group("autoscaling:CreateAutoScalingGroup", request_tags={})),
+    ("update a group not ours", on_group("autoscaling:UpdateAutoScalingGroup", tags=lineage("pg"))),
+    ("delete a group not ours", on_group("autoscaling:DeleteAutoScalingGroup", tags={})),
+    ("create a template without the drill tag", create_template(lineage("pg"))),
+    ("delete a template not ours", on_template("fis:DeleteExperimentTemplate", lineage("pg"))),
+    ("delete an unmanaged volume", on_ec2("ec2:DeleteVolume", "volume", lineage("pg"))),
+    ("release an unmanaged address", on_ec2("ec2:ReleaseAddress", "elastic-ip", {})),
+    ("delete a dashboard not ours", on_named("cloudwatch:DeleteDashboards", "cloudwatch", "dashboard", "finance")),
+]
+
+
+@pytest.mark.parametrize(("call", "request_"), DEPLOY_CALLS, ids=[case[0] for case in DEPLOY_CALLS])
+def test_the_deploy_policies_allow_the_deploys_calls_on_its_own_resources(call, request_):
+    assert DEPLOYER.refusal(request_) is None, call
+
+
+@pytest.mark.parametrize(("call", "request_"), DEPLOY_REFUSALS, ids=[case[0] for case in DEPLOY_REFUSALS])
+def test_the_deploy_policies_refuse_deletes_outside_their_scope(call, request_):
+    assert DEPLOYER.refusal(request_) is not None, call

@@ -6,7 +6,8 @@ parliament with no finding, or with each remaining finding in ALLOWED below, whi
 RESOURCE_MISMATCH (a statement granting an action on only some of its required resource types) is accepted only when
 the policy as a whole grants the action on every required type. Every action named exists in the catalogue
 (sandbox.iam.catalogue), and every condition key is one the reference lists for the statement's actions and
-resources (a key an action does not take is never in the request, so such a condition never holds on AWS).
+resources, in the action's rows or in the resource type's own table (a key an action does not take is never in the
+request, so such a condition never holds on AWS).
 """
 
 import json
@@ -52,6 +53,12 @@ ALLOWED = {
         "docs/iam/deploy-fleet-policy.json grants it on the one FIS action a drill uses, "
         "arn:aws:fis:*:*:action/aws:ec2:send-spot-instance-interruptions, whose id holds colons that parliament's "
         "ARN check splits on; the statement does name both required types (the check below holds)"
+    ),
+    ("UNKNOWN_CONDITION_FOR_ACTION", "Unknown condition kms:ResourceAliases for action kms:ScheduleKeyDeletion"): (
+        "docs/iam/deploy-policy.json schedules the deletion of the queues' key only (kms:ResourceAliases: its aliases "
+        "all alias/*-queue, at least one). The reference lists kms:ResourceAliases in the key resource type's table, "
+        "which holds for every operation on a key (AWS KMS developer guide, \"kms:ResourceAliases\": a KMS key "
+        "resource operation); parliament reads the action's row only (the check below reads both)"
     ),
     ("RESOURCE_STAR", "cloudwatch:DescribeAlarms"): (
         "docs/iam/modules-policy.json and deploy-fleet-policy.json: a read granted on every alarm like the other "
@@ -163,7 +170,12 @@ def test_every_condition_key_is_one_the_actions_take(name):
             found = catalogue.action(action_name)
             rows = resource_rows(found, resources)
             assert rows or not found.resources, f"{name} {statement['Sid']}: {action_name} on {resources}"
+            # The action's keys, each resource row's, and the keys of those resource types' own table (their tags,
+            # their service keys such as kms:ResourceAliases: they hold for every action on the type); the table's
+            # request keys only where the action's row lists them.
             supported = list(found.condition_keys) + [key for row in rows for key in row.condition_keys]
+            supported += [key for row in rows for key in row.resource_type.condition_keys
+                          if not key.lower().startswith(("aws:requesttag/", "aws:tagkeys"))]  # fmt: skip
             for key in keys:
                 if key.startswith(GLOBAL_KEYS):
                     continue
