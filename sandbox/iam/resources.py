@@ -200,9 +200,8 @@ class Ec2State:
     def address(self, allocation_id=None, public_ip=None, association_id=None):
         """The Elastic IP a call names by allocation id, public IP or association id; None when none matches."""
         for address in self.backend.addresses:
-            if (allocation_id and address.allocation_id == allocation_id) or (
-                public_ip and address.public_ip == public_ip) or (
-                association_id and address.association_id == association_id):  # fmt: skip
+            named = (address.allocation_id, address.public_ip, address.association_id)
+            if any(given and given == value for given, value in zip((allocation_id, public_ip, association_id), named)):
                 return address
         return None
 

@@ -96,8 +96,10 @@ def names_ours(resource):
     return any(part in name for part in OUR_NAMES)
 
 
-def tagged_ours(condition, tags=OUR_TAGS):
-    return any(condition.get("StringEquals", {}).get(key) == value for key, value in tags.items())
+def tagged_ours(condition, tags=None):
+    """Whether ``condition`` requires one of ``tags`` (default: OUR_TAGS) with its value."""
+    wanted = OUR_TAGS if tags is None else tags
+    return any(condition.get("StringEquals", {}).get(key) == value for key, value in wanted.items())
 
 
 def named_by_a_key(condition):
