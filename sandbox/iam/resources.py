@@ -662,16 +662,17 @@ def _fis(found, params, path, account, region, partition):
       (the request's tags as ``aws:RequestTag/*``); starting passes no role (the guide's "Example: Start an
       experiment" grants none);
     - the other calls name their template or experiment in the path (``_named``), a template with its tags (the
-      reference's ``experiment-template`` type takes ``aws:ResourceTag/*``)."""
+      reference's ``experiment-template`` type takes ``aws:ResourceTag/*``); ``fis:UpdateExperimentTemplate`` also on
+      each FIS action the update names."""
 
     def fis(type_name, *ids, **fields):
         return Resource.of("fis", type_name, partition, region, account, *ids, **fields)
 
     tags = params.one("tags") or None
+    actions = sorted(
+        {spec.get("actionId") for spec in (params.one("actions") or {}).values() if spec and spec.get("actionId")}
+    )
     if found.name == "CreateExperimentTemplate":
-        actions = sorted(
-            {spec.get("actionId") for spec in (params.one("actions") or {}).values() if spec.get("actionId")}
-        )
         resources = (*(fis("action", action) for action in actions), fis("experiment-template", created=True))
         requests = [AuthorizationRequest(found.full_name, resources, request_tags=tags)]
         if params.one("roleArn"):
@@ -704,6 +705,8 @@ def _fis(found, params, path, account, region, partition):
             return resource
         return replace(resource, tags=backend.tagger.get_tag_dict_for_resource(template.arn))
 
+    if found.name == "UpdateExperimentTemplate":  # and on each FIS action the updated template uses
+        named = [replace(named[0], resources=(*named[0].resources, *(fis("action", action) for action in actions)))]
     return [replace(request, resources=tuple(with_tags(r) for r in request.resources)) for request in named]
 
 

@@ -593,3 +593,11 @@ def test_the_deploys_deletes_are_resolved_with_what_scopes_them(aws, ec2, autosc
     assert resources(resolved("fis", "DeleteExperimentTemplate", f"/experimentTemplates/{template_id}")) == [
         ("experiment-template", {"ec2spot:drill": "spot-interruption"}, {})
     ]
+    update = resolved("fis", "UpdateExperimentTemplate", f"/experimentTemplates/{template_id}",
+                      actions={"interrupt": {"actionId": "aws:ec2:send-spot-instance-interruptions"}})  # fmt: skip
+    assert [
+        (r.type, r.arn.rsplit(":", 1)[-1] if r.type == "action" else dict(r.tags)) for r in update[0].resources
+    ] == [
+        ("experiment-template", {"ec2spot:drill": "spot-interruption"}),
+        ("action", "send-spot-instance-interruptions"),
+    ]

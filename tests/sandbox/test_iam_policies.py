@@ -552,6 +552,12 @@ def on_template(action, tags):  # spot_drill: the drill template
     return AuthorizationRequest(action, (DEPLOYER.resource("fis", "experiment-template", "EXT1", tags=tags),))
 
 
+def update_template(tags):  # spot_drill: update_experiment_template(id, actions=...) when the drill's settings change
+    return AuthorizationRequest("fis:UpdateExperimentTemplate", (
+        DEPLOYER.resource("fis", "experiment-template", "EXT1", tags=tags),
+        DEPLOYER.resource("fis", "action", "aws:ec2:send-spot-instance-interruptions")))  # fmt: skip
+
+
 def create_template(request_tags):  # spot_drill: create_experiment_template(tags=lineage and ec2spot:drill)
     return AuthorizationRequest("fis:CreateExperimentTemplate", (
         DEPLOYER.resource("fis", "action", "aws:ec2:send-spot-instance-interruptions"),
@@ -580,6 +586,7 @@ DEPLOY_CALLS = [
     ("delete our group", on_group("autoscaling:DeleteAutoScalingGroup", tags=managed("pg"))),
     ("create a drill template", create_template({**DRILL, LINEAGE_TAG: "pg"})),
     ("delete a drill template", on_template("fis:DeleteExperimentTemplate", DRILL)),
+    ("update a drill template with its action", update_template(DRILL)),
     ("delete a managed data volume", on_ec2("ec2:DeleteVolume", "volume", managed("pg"))),
     ("release the service's address", on_ec2("ec2:ReleaseAddress", "elastic-ip", managed("pg"))),
 ]
@@ -597,6 +604,7 @@ DEPLOY_REFUSALS = [
     ("delete a group not ours", on_group("autoscaling:DeleteAutoScalingGroup", tags={})),
     ("create a template without the drill tag", create_template(lineage("pg"))),
     ("delete a template not ours", on_template("fis:DeleteExperimentTemplate", lineage("pg"))),
+    ("update a template not ours", update_template(lineage("pg"))),
     ("delete an unmanaged volume", on_ec2("ec2:DeleteVolume", "volume", lineage("pg"))),
     ("release an unmanaged address", on_ec2("ec2:ReleaseAddress", "elastic-ip", {})),
     ("delete a dashboard not ours", on_named("cloudwatch:DeleteDashboards", "cloudwatch", "dashboard", "finance")),
