@@ -325,3 +325,26 @@ def test_a_cut_over_value_no_handler_wrote_is_unknown(step, written):
 def test_a_hook_name_too_long_for_a_tag_is_not_held_but_takes_the_usual_path():
     assert progress.fits(progress.HeldLaunch("h" * 180, TOKEN))
     assert not progress.fits(progress.HeldLaunch("h" * 255, TOKEN))
+
+
+def test_a_holder_reclaimed_before_any_trigger_cuts_over_to_the_held_replacement_once_the_volume_is_free(fleet):
+    """The deadline's message lost or late, and the instance already going: its state change takes the deadline's
+    path. Nothing answers a stop any more (recorded as skipped, no SSM command); the pre-snapshot is the safety net,
+    and the held replacement gets the very volume once the reclaim has let go of it."""
+    fleet.handler.handle(warning(fleet.first))
+    [action] = fleet.pending_launches()
+    fleet.handler.handle(fleet.launch_event(action))
+    fleet.clients["ec2"].terminate_instances(InstanceIds=[fleet.first])
+    changed = envelope(
+        "aws.ec2", "EC2 Instance State-change Notification", {"instance-id": fleet.first, "state": "shutting-down"}
+    )
+    for unused_delivery in range(3):  # retried while the volume is still attached to the instance going away
+        recovery.process_batch({"Records": [{"messageId": "m0", "body": changed}]}, fleet.handler)
+        if fleet.volume_state(fleet.volume)[1] == [(action["instance_id"], "attached")]:
+            break
+        CONTEXT.advance(60)
+    assert fleet.volume_state(fleet.volume)[1] == [(action["instance_id"], "attached")]
+    done = steps(fleet, fleet.first)
+    assert progress.read_outcome(done, "cutover") == progress.CutOver("deadline", action["instance_id"])
+    assert progress.outcome_of(done["stopped"]).startswith("skipped: it was ")
+    assert fleet.ssm_commands() == [] and "continued" in steps(fleet, action["instance_id"])

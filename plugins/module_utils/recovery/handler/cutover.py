@@ -45,6 +45,7 @@ from ..backups import backup_instance
 from ..instances import GONE_STATES
 from ..lineage import current_volume
 from . import launch, lifecycle, warning
+from .holder import AWAY_STATES
 from .notice import NOTICE_LEAD
 from .readiness import READY
 
@@ -236,7 +237,17 @@ def cut_over(handler, service, holder, replacement_id, trigger):
         )
         handler.metric(service, "CutOvers" if replacement_id else "CutOverFallbacks", 1, "Count")
     armed = progress.read_outcome(steps, "armed")
-    stop = warning.hand_off(handler, holder_id, service, armed.interruption_at, steps)
+    state = holder["State"]["Name"]
+    if state in AWAY_STATES and "stopped" not in steps:
+        # Going away before its cut-over (reclaimed early, the deadline lost): nothing answers a stop or can be
+        # snapshotted any more. The pre-snapshot is the safety net; the volume moves once the reclaim lets go of it.
+        steps["stopped"] = progress.record(
+            ec2, holder_id, "stopped", clock.now(), f"skipped: it was {state} before its cut-over"
+        )
+    if "skipped: it was" in progress.outcome_of(steps.get("stopped", "")):
+        stop = f"stop {progress.outcome_of(steps['stopped'])}"
+    else:
+        stop = warning.hand_off(handler, holder_id, service, armed.interruption_at, steps)
     _let_the_holder_go(handler, service, holder_id, steps)
     if replacement_id is None:
         return f"cut-over deadline with no replacement held: fallback hand-off of {holder_id} ({stop}); the data waits"
@@ -247,6 +258,10 @@ def cut_over(handler, service, holder, replacement_id, trigger):
     held = progress.read_outcome(done, "held")
     if any(step in done for step in ("continued", "abandoned")) or held is None:
         return f"cut-over of {holder_id} to {replacement_id}: already complete"
+    if service.address and "address" not in done and progress.outcome_of(steps.get("stopped", "")) == "ok":
+        # The address moves while the volume does (off the critical path): the old application is stopped, so
+        # nothing answers there any more, and the replacement answers as soon as its application starts.
+        done["address"] = launch.move_service_address(handler, service, replacement_id)
     hook = {
         "AutoScalingGroupName": service.group,
         "LifecycleHookName": held.hook,

@@ -109,7 +109,7 @@ def take_data(handler, hook, instance, service, done):
                 )
             handler.metric(service, "DataAge", moved.data_age_seconds or 0.0, "Seconds")
         if service.address and "address" not in done:
-            done["address"] = _move_service_address(handler, service, replacement)
+            done["address"] = move_service_address(handler, service, replacement)
     except FenceViolation as exc:
         if "max_data_age" in exc.message:
             return abandon(handler, hook, service, replacement, exc)
@@ -127,7 +127,7 @@ def take_data(handler, hook, instance, service, done):
     return outcome + (f"; {watched}" if watched else "")
 
 
-def _move_service_address(handler, service, replacement):
+def move_service_address(handler, service, replacement):
     """The service's Elastic IP to the replacement, taken only from an instance of the lineage (or unassociated)
     unless the service says ``address_take_from_any``. Refused: the data stays with the replacement (abandoning
     it would only churn) and the operator is told who holds the address."""

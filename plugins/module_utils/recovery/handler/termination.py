@@ -82,6 +82,15 @@ def on_state_change(handler, event, instance, service):
             return standby_failover.on_standby(handler, event, instance, service, f"the primary is {event.state}")
     if event.state not in ("shutting-down", "terminated"):
         return f"ignored: state {event.state}"
+    steps = progress.read(instance) if instance else {}
+    if "armed" in steps and "cutover" not in steps:
+        # Reclaimed before any trigger of its make-before-break cut-over was handled: the deadline's path now (the
+        # replacement held by then gets the data once the reclaim has let go of it; with none, the data waits).
+        from . import cutover  # pylint: disable=import-outside-toplevel  # cutover completes terminate actions here
+
+        return f"state {event.state} of {event.instance_id} before its cut-over: " + cutover.on_deadline_of(
+            handler, event.instance_id, service
+        )
     return f"state {event.state} of {event.instance_id}: " + protect(
         handler,
         event.instance_id,

@@ -97,6 +97,9 @@ def hand_off(handler, instance_id, service, deadline, done):
     ec2, clock = handler.clients["ec2"], handler.clock
     mark_unhealthy(handler, instance_id, service, done)
     if "stopped" not in done:
+        # When the service stops serving: the drill's downtime starts here, not when the stop is confirmed.
+        if "stopping" not in done:
+            done["stopping"] = progress.record(ec2, instance_id, "stopping", clock.now())
         done["stopped"] = progress.record(
             ec2, instance_id, "stopped", clock.now(), stop_application(handler, instance_id, service, deadline)
         )
