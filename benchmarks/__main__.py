@@ -104,6 +104,10 @@ def _rto_lines(rto, handler):
         )
         + ".",
         "",
+        "Modeled durations (seconds unless named): "
+        + ", ".join(f"{name} {value:g}" for name, value in rto["modeled_durations"].items())
+        + ".",
+        "",
         "Other AZ, make-before-break, if the modeled snapshot durations change: "
         + ", ".join(f"{name} {seconds} s" for name, seconds in rto["other_az_sensitivity"].items())
         + ".",

@@ -36,9 +36,9 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery impor
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws import RETRY_CONFIG
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.backups import backup_instance
 from sandbox import rules as sandbox_rules, scenario as scenario_module, world
-from sandbox.clock import CONTEXT, CoreClock
+from sandbox.clock import CONTEXT, LATENCY, CoreClock
 from sandbox.iam import enforce
-from sandbox.rules import ec2_events
+from sandbox.rules import capacity, ec2_events
 from sandbox.scenario import LINEAGE, SERVICES, World, warning
 
 from . import iam as bench_iam
@@ -292,6 +292,28 @@ def run():
         name: one_recovery(MAKE_BEFORE_BREAK, "other-az", enforced, latency=changed)["rto_seconds"]
         for name, changed in SENSITIVITY.items()
     } | {"nominal": by[(MAKE_BEFORE_BREAK, "other-az")]["rto_seconds"]}
+    # Every modeled duration these figures depend on (sandbox/clock.py LATENCY, and this module's own).
+    rto["modeled_durations"] = {
+        key: LATENCY.get(key, capacity.RETRY_SECONDS)  # the group's retry: the capacity rule's default
+        for key in (
+            "spot_notice_lead",
+            "os_boot",
+            "ssm_pending",
+            "ssm_command",
+            "ebs_detach",
+            "ebs_attach",
+            "snapshot_base",
+            "snapshot_per_gib",
+            "volume_write_mib_per_second",
+            "asg_launch_retry",
+        )
+    } | {
+        "agent_start": AGENT_START,
+        "agent_device_look": AGENT_DEVICE_LOOK,
+        "cutover_reserve": 40,
+        "data_volume_gib": 20,
+        "nightly_backup_age": NIGHTLY_BACKUP_AGE,
+    }
     bbm, mbb = by[(BREAK_BEFORE_MAKE, "same-az")], by[(MAKE_BEFORE_BREAK, "same-az")]
     handler = {
         "calls_before_snapshot": bbm["calls_before_snapshot"],
