@@ -124,7 +124,10 @@ def _rto_lines(rto, handler):
         f"{handler['cutover_seconds_ready_to_attached']} |",
         "",
         f"The make-before-break replacement was ready {handler['cutover_ready_after_warning_seconds']} s after the "
-        "warning (launched at the warning, user data at os_boot).",
+        "warning (launched at the warning, user data at os_boot). From the stop sent to the attach requested the "
+        f"cut-over makes {handler['cutover_calls_stop_to_attach']} AWS calls in sequence "
+        f"({handler['cutover_polls_stop_to_attach']} of them polls of the stop and the detach); the model gives a call "
+        "no time of its own, so in AWS each adds its round trip to the downtime.",
         "",
     ]
 

@@ -52,6 +52,7 @@ WAIT_FOR_TERMINATION, BREAK_BEFORE_MAKE, MAKE_BEFORE_BREAK = (
     "make-before-break",
 )
 STRATEGIES = (WAIT_FOR_TERMINATION, BREAK_BEFORE_MAKE, MAKE_BEFORE_BREAK)
+POLLS = ("GetCommandInvocation", "DescribeVolumes")  # what the cut-over's waits repeat
 LATE_CAPACITY = 150.0  # seconds after the warning the late replacement's capacity returns: after the reclaim
 SENSITIVITY = {
     "snapshots take twice as long": {"snapshot_base": 60.0, "snapshot_per_gib": 2.0},
@@ -219,6 +220,15 @@ def one_recovery(strategy, az_case, enforced, late_capacity=None, latency=None):
         address = _progress_at(calls, "address")[1] or attached
         figures["calls_launch_to_attached"] = index
         figures["seconds_launch_to_attached"] = round(attached - start, 2)
+        if strategy == MAKE_BEFORE_BREAK:
+            # The cut-over's calls in sequence from the stop sent to the attach requested: in AWS each adds its round
+            # trip (not modeled here), polls included.
+            since_stop = log.since(_call_at(log.since(warned), "SendCommand")[1])
+            attach_index = _call_at(since_stop, "AttachVolume")[0]
+            figures["calls_stop_to_attach"] = attach_index
+            figures["polls_stop_to_attach"] = sum(
+                1 for _when, name, _params in since_stop[:attach_index] if name in POLLS
+            )
         if strategy == WAIT_FOR_TERMINATION:
             down = warned + CONTEXT.latency["spot_notice_lead"]  # the reclaim
         else:
@@ -325,6 +335,8 @@ def run():
         "cutover_calls_ready_to_attached": mbb["calls_launch_to_attached"],
         "cutover_seconds_ready_to_attached": mbb["seconds_launch_to_attached"],
         "cutover_ready_after_warning_seconds": mbb["ready_after_warning_seconds"],
+        "cutover_calls_stop_to_attach": mbb["calls_stop_to_attach"],
+        "cutover_polls_stop_to_attach": mbb["polls_stop_to_attach"],
         "iam": {
             "enforced": enforced,
             "refusals": sum(r["iam"]["refusals"] for r in runs),

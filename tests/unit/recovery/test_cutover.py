@@ -7,6 +7,7 @@ and with none, duplicates of each, a failed stop, a crash between the stop and t
 """
 
 import json
+from datetime import timedelta
 import re
 
 import pytest
@@ -348,3 +349,27 @@ def test_a_holder_reclaimed_before_any_trigger_cuts_over_to_the_held_replacement
     assert progress.read_outcome(done, "cutover") == progress.CutOver("deadline", action["instance_id"])
     assert progress.outcome_of(done["stopped"]).startswith("skipped: it was ")
     assert fleet.ssm_commands() == [] and "continued" in steps(fleet, action["instance_id"])
+
+
+def test_a_warning_handled_after_its_deadline_falls_back_at_once(fleet):
+    """Delivered late (a backlog, retries): the deadline has passed already, so nothing waits for a replacement."""
+    late = warning(fleet.first, when=CONTEXT.now() - timedelta(seconds=90))
+    outcome = fleet.handler.handle(late)
+    assert "fallback hand-off of" in outcome and deadlines(fleet) == []
+    assert fleet.volume_state(fleet.volume) == ("available", [])
+    assert progress.read_outcome(steps(fleet, fleet.first), "cutover") == progress.CutOver("deadline", None)
+    assert len(fleet.ssm_commands()) == 1
+
+
+def test_a_deadline_for_an_instance_with_no_cut_over_armed_changes_nothing(fleet):
+    forged = envelope(
+        "ec2spot.autorecover", "EC2Spot Cut-over Deadline", {"instance-id": fleet.first, "cutover-by": "x"}
+    )
+    assert fleet.handler.handle(forged) == f"ignored: no cut-over is armed for {fleet.first}"
+    assert fleet.ssm_commands() == [] and fleet.volume_state(fleet.volume)[1] == [(fleet.first, "attached")]
+
+
+def test_the_old_instance_saying_it_is_ready_starts_nothing(fleet):
+    fleet.handler.handle(warning(fleet.first))
+    assert fleet.handler.handle(ready(fleet.first)).endswith("no cut-over waits for it")
+    assert fleet.ssm_commands() == []
