@@ -8,6 +8,12 @@ carrying the handler's real policy (roles/control_plane/templates/function-polic
 benchmark's services by ``sandbox.iam.project_policies.function_policy``). With enforcement off it signs as the
 sandbox's administrator, as the runner does.
 
+The role is created as the control_plane role would create it, or not at all: IAM does not let a role carry more than
+10,240 characters of inline policy (moto does not check it). For services too many to name one by one in that room
+(the fleet's 100), the role is rendered as its operator would configure it, with the lineages and the groups named by
+their common prefix (``control_plane_lineage_patterns``, ``control_plane_group_patterns``; roles/control_plane/README.md,
+"How many services: names or patterns").
+
 ``summary()`` is what the report states: whether IAM was enforced, the refusals recorded (0 when the policies hold)
 and the actions authorised unmodelled on ``*``.
 """
@@ -17,12 +23,16 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
+import subprocess
+import sys
 
 import boto3
 
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws import RETRY_CONFIG
 from sandbox.clock import ACCOUNT_ID, CONTEXT, REGION
 from sandbox.iam import enforce, principals
+from sandbox.iam import project_policies
 from sandbox.iam.project_policies import function_policy
 
 LAMBDA_TRUST = {"Version": "2012-10-17", "Statement": [
@@ -42,9 +52,20 @@ def enforced_by_default(environ=None):
     return (environ.get(enforce.ENVIRONMENT_VARIABLE) or "enforce") == "enforce"
 
 
+# IAM's quota for all the inline policies of one role, whitespace not counted (IAM User Guide, "IAM and AWS STS
+# quotas"); the control_plane role refuses a larger function policy (control_plane_role_policy_quota).
+ROLE_POLICY_QUOTA = 10240
+
+
+def policy_size(document):
+    """The size IAM counts of a policy document: its JSON's characters, whitespace not counted."""
+    return len(re.sub(r"\s", "", json.dumps(document)))
+
+
 def create_function_role(iam, control_plane_name, services):
     """The handler's execution role for ``services`` (the handler configuration's service entries), as the
-    control_plane role creates it: ``<name>-function`` trusting Lambda, with the rendered function policy; its ARN."""
+    control_plane role creates it: ``<name>-function`` trusting Lambda, with the rendered function policy; its ARN.
+    The lineages and groups are named one by one while that fits IAM's quota, else by their common prefix."""
     role_name = f"{control_plane_name}-function"
     document = _rendered(control_plane_name, json.dumps(services, sort_keys=True))
     arn = iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST))["Role"]["Arn"]
@@ -55,7 +76,64 @@ def create_function_role(iam, control_plane_name, services):
 @functools.cache
 def _rendered(control_plane_name, services_json):
     # Rendered once per process for the same services (a child process of Ansible's templating each time).
-    return function_policy(control_plane_name, REGION, json.loads(services_json))["document"]
+    services = json.loads(services_json)
+    document = function_policy(control_plane_name, REGION, services)["document"]
+    if policy_size(document) > ROLE_POLICY_QUOTA:
+        variables = prefix_patterns(services)
+        (entry,) = render_function_policies([(control_plane_name, REGION, services, variables)])
+        document = entry["document"]
+    if policy_size(document) > ROLE_POLICY_QUOTA:
+        raise ValueError(f"the function policy for {len(services)} services has {policy_size(document)} characters, "
+                         f"over IAM's {ROLE_POLICY_QUOTA}: the control_plane role would refuse it")  # fmt: skip
+    return document
+
+
+def prefix_patterns(services):
+    """The control_plane role's pattern variables naming ``services``' lineages and groups by their common prefix
+    (``{"control_plane_lineage_patterns": ["bench-*"], ...}``), as an operator of such a fleet would set them."""
+    variables = {}
+    for variable, names in (("control_plane_lineage_patterns", [s["lineage"] for s in services]),
+                            ("control_plane_group_patterns", [s["group"] for s in services if s.get("group")])):  # fmt: skip
+        prefix = os.path.commonprefix(names)
+        if names and not prefix:
+            raise ValueError(f"{variable}: {names[:3]}... share no prefix to name them by")
+        if names:
+            variables[variable] = [prefix + "*"]
+    return variables
+
+
+# The control_plane role's template rendered as sandbox.iam.project_policies renders it (the same layering of the
+# role's defaults, vars and facts, _function_policy), with role variables of the include on top (the pattern variables).
+_RENDER_WITH_VARIABLES = """
+import json, sys
+from sandbox.iam import project_policies as policies
+
+renderer = policies._Renderer()
+plain_role_template = renderer.role_template
+rendered = []
+for name, region, services, variables in json.load(sys.stdin):
+    def role_template(role, template, layers, variables=variables):
+        return plain_role_template(role, template, dict(layers, include=dict(layers.get("include", {}), **variables)))
+    renderer.role_template = role_template
+    rendered.append(policies._function_policy(renderer, name, region, services))
+json.dump(renderer.plain(rendered), sys.stdout)
+"""
+
+
+def render_function_policies(requests):
+    """The function policy (``{"template", "facts", "document"}``, as ``project_policies.function_policy``) for each
+    ``(control_plane_name, region, services, role_variables)`` of ``requests``, all in one child process (Ansible's
+    plugin loader changes how ``ansible_collections`` imports resolve for the rest of a process)."""
+    env = dict(os.environ)
+    env.setdefault("ANSIBLE_COLLECTIONS_PATH", str(project_policies.REPO / ".build" / "collections"))
+    env.setdefault("ANSIBLE_CONFIG", str(project_policies.REPO / "ansible.cfg"))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(project_policies.REPO), env.get("PYTHONPATH")]))
+    done = subprocess.run([sys.executable, "-c", _RENDER_WITH_VARIABLES], cwd=project_policies.REPO, env=env,
+                          input=json.dumps([list(request) for request in requests]), capture_output=True, text=True,
+                          check=False)  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"rendering the function policy failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout)
 
 
 def handler_session(role_arn, function_name):

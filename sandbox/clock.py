@@ -40,7 +40,8 @@ LATENCY = {
     "ebs_attach": 2.0,  # "mostly 1-4 s"
     "ebs_detach": 2.0,  # "mostly 1-4 s"
     "snapshot_base": 30.0,  # "pending for minutes": 30 s plus the per-GiB part
-    "snapshot_per_gib": 1.0,
+    "snapshot_per_gib": 1.0,  # per GiB a snapshot stores: the volume's size, or what changed since its parent
+    "volume_write_mib_per_second": 5.0,  # assumed: what a busy small database changes (incremental snapshots)
     "image_base": 120.0,  # an AMI is slower than its snapshots
     "image_per_gib": 30.0,  # 50 GiB running instance ~ 30 min in FIGURES.md
     "instance_boot": 4.9,  # pending -> running

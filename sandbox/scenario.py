@@ -296,12 +296,14 @@ class World:
         self.handler = handler(None, self.clients, clock)
         self.configure()
 
-    def configure(self, **settings):
+    def configure(self, queue_arn=None, **settings):
         """Configure the handler for this world's service, with ``settings`` (the service's, as the handler
-        configuration names them) added to or replacing its own; returns the handler."""
+        configuration names them) added to or replacing its own, and the function's own queue (``queue_arn``, where
+        a make-before-break cut-over arms its deadline); returns the handler."""
         self.config = handler_config.parse(
             {
                 "topic_arn": self.topic,
+                **({"queue_arn": queue_arn} if queue_arn else {}),
                 "services": [
                     {
                         "name": self.name,

@@ -153,14 +153,22 @@ recoveries:
   elements: dict
   contains:
     phases:
-      description: Phase name to seconds since the warning, in recovery order (warning, app stopped, snapshot requested,
-        volume released, replacement running, volume attached, EIP moved, mounted, app started, success); phases
-        that did not happen (no snapshot for a same-zone move, no address) are left out.
+      description: Phase name to seconds since the warning, in recovery order (warning, pre-snapshot, replacement
+        running, replacement ready, cut-over, stop sent, app stopped, snapshot requested, volume released, volume
+        attached, EIP moved, mounted, app started, success); phases that did not happen (no pre-snapshot or cut-over
+        for a break-before-make hand-off, no address) are left out.
       type: dict
       sample: {"warning": 0.0, "app stopped": 4.1, "volume released": 9.3, "success": 41.7}
     rto_seconds:
-      description: From app stopped until the service is back at its address (later of app started and EIP moved).
+      description:
+        - From the stop sent (at the warning, or at a make-before-break cut-over) until the service is back at its
+          address (later of app started and EIP moved).
+        - From app stopped for a recovery recorded by a handler older than the stop sent phase.
       type: float
+    serving:
+      description: Seconds since the warning until which the old instance served (C(old_until)), and from which the
+        replacement serves (C(replacement_from)).
+      type: dict
     recovery_seconds:
       description: From the warning to the success message.
       type: float

@@ -127,6 +127,8 @@ class Demo:
                     "instance_types": ["m6i.large", "m5.large", "m6a.large"],
                     "subnet_ids": [self.world["subnets"][zone] for zone in zones],
                     "data_volume": {"size": 20},
+                    # The old instance serves until its replacement is up, then one cut-over moves the data.
+                    "cutover": "make-before-break",
                     "agent": {
                         "mount_point": "/data",
                         # On an instance these are /data/...; in the sandbox the instance root stands in for /.

@@ -20,6 +20,13 @@ def text(cases):
             f"canaries {'intact' if case.get('canary_intact') else 'DAMAGED'}, "
             f"EIP {'on the replacement' if case.get('eip_on_replacement') else 'NOT moved'}"
         )
+        serving = case.get("serving") or {}
+        if serving.get("old_until") is not None and serving.get("replacement_from") is not None:
+            lines.append(
+                f"  {case.get('interrupted_instance_id')} served until {serving['old_until']:.1f} s; "
+                f"{case.get('replacement_instance_id')} serves from {serving['replacement_from']:.1f} s "
+                f"(down {serving['replacement_from'] - serving['old_until']:.1f} s)"
+            )
         for name, seconds in sorted(case.get("phases", {}).items(), key=lambda item: item[1]):
             extent = "#" * max(1, int(round(BAR_WIDTH * seconds / horizon))) if seconds > 0 else "|"
             lines.append(f"  {name:20} {seconds:7.1f} s  {extent}")
@@ -41,14 +48,19 @@ def png(cases, path, title):
         for index, (name, seconds) in enumerate(phases):
             row.barh(index, seconds, color="#4477aa" if name not in ("warning", "success") else "#cc6677", height=0.6)
             row.text(seconds + horizon * 0.01, index, f"{name} {seconds:.1f} s", va="center", fontsize=8)
-        if "app stopped" in case.get("phases", {}) and case.get("rto_seconds") is not None:
-            start = case["phases"]["app stopped"]
+        serving = case.get("serving") or {}
+        if serving.get("old_until") is not None and serving.get("replacement_from") is not None:
+            # The old instance's serving period, the downtime, the replacement's serving period.
+            row.axvspan(0, serving["old_until"], color="#117733", alpha=0.12, label="old instance serves")
             row.axvspan(
-                start,
-                start + case["rto_seconds"],
+                serving["old_until"],
+                serving["replacement_from"],
                 color="#ddcc77",
-                alpha=0.3,
-                label=f"down {case['rto_seconds']:.1f} s",
+                alpha=0.35,
+                label=f"down {serving['replacement_from'] - serving['old_until']:.1f} s",
+            )
+            row.axvspan(
+                serving["replacement_from"], horizon * 1.35, color="#4477aa", alpha=0.12, label="replacement serves"
             )
             row.legend(loc="lower right", fontsize=8)
         row.set_yticks([])

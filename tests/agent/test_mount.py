@@ -246,10 +246,17 @@ def test_a_replacement_waiting_for_its_data_says_it_is_ready_once_then_reports_i
         devices.link(volume_id, device)
 
     clock.at(12, the_data_arrives)
+    began = clock.now()
     agent.mount()
     agent.start_app()
 
+    # Once it has said it is ready it looks at its own devices every READY_DEVICE_LOOK (0.2 s) and asks EC2 when
+    # one appears: the data that arrives at 12 s is seen within one look.
+    looks = int(12 / agent_module.READY_DEVICE_LOOK) - 1
+    assert clock.slept[:looks] == [agent_module.READY_DEVICE_LOOK] * looks
     ready, boot = reports.drain()
+    seen = agent_module.parse_time(boot["detail"]["phases"]["volume_attached"]) - began
+    assert 12 <= seen.total_seconds() <= 12 + agent_module.READY_DEVICE_LOOK + 1e-6
     assert ready["detail-type"] == "EC2Spot Replacement Ready"
     assert ready["detail"] == {
         "instance-id": instance["id"],

@@ -313,3 +313,33 @@ def test_scheduled_maintenance_in_the_metadata_is_told_to_the_control_plane_once
         "event-id": "instance-event-0abc",
         "not-before": "2026-12-21T09:00:43.000Z",
     }
+
+
+def test_before_reclaim_serves_on_a_terminate_notice_and_stops_only_when_the_reclaim_is_near(
+    make_agent, instance, clock, workdir
+):
+    """Make-before-break: the control plane stops the application at its cut-over; the agent keeps it serving and
+    stops it itself only when the reclaim is closer than its reserve (30 s) and one more look (5 s)."""
+    agent = make_agent(notice_stop="before-reclaim")
+    text, when = notice(clock, seconds_ahead=120)
+    instance["imds"].set(NOTICE, text)
+    assert agent.poll_once() == "notice" and agent.poll_once() == "notice"
+    assert app_stops(workdir) == 0
+    assert agent_module.read_json(os.path.join(workdir, "run", "notice.json"))["notice"]["action"] == "terminate"
+    instance["imds"].set(NOTICE, notice(clock, seconds_ahead=36)[0])
+    assert agent.poll_once() == "notice" and app_stops(workdir) == 0
+    instance["imds"].set(NOTICE, notice(clock, seconds_ahead=35)[0])
+    assert agent.poll_once() == "interruption" and app_stops(workdir) == 1
+
+
+@pytest.mark.parametrize("action", ["stop", "hibernate"])
+def test_before_reclaim_changes_nothing_for_a_stop_or_hibernate_notice(make_agent, instance, clock, workdir, action):
+    agent = make_agent(notice_stop="before-reclaim")
+    instance["imds"].set(NOTICE, notice(clock, action=action)[0])
+    assert agent.poll_once() == ("interruption" if action == "stop" else "hibernate")
+    assert app_stops(workdir) == (1 if action == "stop" else 0)
+
+
+def test_notice_stop_takes_only_its_two_choices():
+    with pytest.raises(agent_module.AgentError, match="notice_stop must be 'at-once' or 'before-reclaim'"):
+        agent_module.validate_config({"service": "pg", "lineage": "pgdata", "notice_stop": "later"})

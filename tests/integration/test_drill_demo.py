@@ -8,12 +8,17 @@ import pytest
 
 from sandbox.demo.__main__ import Demo
 
+# The demo's service cuts over make-before-break: the old instance serves until its replacement is ready.
 PHASES = [
     "warning",
+    "pre-snapshot",
+    "replacement running",
+    "replacement ready",
+    "cut-over",
+    "stop sent",
     "app stopped",
     "snapshot requested",
     "volume released",
-    "replacement running",
     "volume attached",
     "EIP moved",
     "mounted",
@@ -55,8 +60,13 @@ def test_the_report_has_the_timeline_in_recovery_order(report):
         assert set(case["phases"]) == set(PHASES)
         # Each chain of cause and effect is in time order (the address moves beside the boot, not after it).
         for chain in (
+            # The pre-snapshot and the replacement's launch run side by side after the warning; the cut-over comes
+            # after the pre-snapshot (the replacement's readiness or the deadline triggers it).
             [
                 "warning",
+                "pre-snapshot",
+                "cut-over",
+                "stop sent",
                 "app stopped",
                 "snapshot requested",
                 "volume released",
@@ -65,12 +75,18 @@ def test_the_report_has_the_timeline_in_recovery_order(report):
                 "app started",
                 "success",
             ],
-            ["volume attached", "EIP moved", "success"],
+            ["warning", "replacement running", "replacement ready"],
             ["replacement running", "volume attached"],
+            # The address moves once the old application is stopped, beside the volume.
+            ["app stopped", "EIP moved", "success"],
         ):
             times = [case["phases"][name] for name in chain]
             assert times == sorted(times), (chain, case["phases"])
         assert 0 < case["rto_seconds"] < case["recovery_seconds"]
+        # The old instance served until the cut-over, the replacement from its return: the downtime between.
+        serving = case["serving"]
+        assert serving["old_until"] == case["phases"]["stop sent"]
+        assert serving["replacement_from"] - serving["old_until"] == pytest.approx(case["rto_seconds"], abs=0.11)
     # Restoring in another zone waits for the snapshot to complete: it is the slower case.
     assert document["cases"][1]["rto_seconds"] > document["cases"][0]["rto_seconds"]
     assert path.with_suffix(".txt").read_text().count("RTO") == 2

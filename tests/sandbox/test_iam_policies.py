@@ -19,15 +19,25 @@ import pathlib
 
 import pytest
 
-from sandbox.iam.project_policies import KEY_ID, rendered_policies
+from benchmarks.iam import render_function_policies
+from sandbox.iam.project_policies import KEY_ID, MOLECULE_REGION, rendered_policies
 from sandbox.iam.requests import AuthorizationRequest, Resource, decide
 
 LINEAGE_TAG, MANAGED_BY_TAG, MANAGER = "ec2spot:lineage", "ec2spot:managed-by", "ec2spot.autorecover"
+# The handler's role with its lineages and groups named by pattern (control_plane_lineage_patterns,
+# control_plane_group_patterns): every option on, as in function/example-every-option.
+PATTERN_SERVICES = [
+    {"name": "shop-pg", "lineage": "shop-pgdata", "group": "shop-pg", "standby": {"ready_timeout": 300},
+     "watchdog": {"mode": "handler", "threshold": 95}},
+    {"name": "shop-cache", "lineage": "shop-cachedata", "watchdog": {"mode": "alarm-reboot", "threshold": 95}},
+]  # fmt: skip
+PATTERN_VARIABLES = {"control_plane_lineage_patterns": ["shop-*"], "control_plane_group_patterns": ["shop-*"]}
 
 
 @pytest.fixture(scope="module")
 def rendered():
-    return rendered_policies()
+    (patterns,) = render_function_policies([("shop-cp", MOLECULE_REGION, PATTERN_SERVICES, PATTERN_VARIABLES)])
+    return {**rendered_policies(), "function/patterns": patterns}
 
 
 class World:
@@ -199,7 +209,7 @@ HANDLER_CALLS = [
     *[(action, lambda w, m, action=action: LOG_STREAM(w, action), ())
       for action in ("logs:CreateLogStream", "logs:PutLogEvents")],
 ]  # fmt: skip
-FUNCTIONS = ["function/example", "function/example-every-option", "function/molecule"]
+FUNCTIONS = ["function/example", "function/example-every-option", "function/molecule", "function/patterns"]
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
@@ -225,6 +235,32 @@ def test_the_example_handler_drives_the_services_group(rendered):
     world = World(rendered["function/example"])  # deploy.yml names each service's group after the service
     assert world.allowed(group(world, "autoscaling:CompleteLifecycleAction", "postgres"))
     assert not world.allowed(group(world, "autoscaling:CompleteLifecycleAction", "cache"))
+
+
+def test_patterns_scope_the_handler_to_the_lineages_and_groups_they_match(rendered):
+    """The trade-off of patterns: a lineage or group that matches is in scope whether configured or not; nothing
+    else is."""
+    world = World(rendered["function/patterns"])
+    assert world.allowed(detach(world, "shop-new"))  # not configured, but matching shop-*
+    assert world.allowed(stop_command(world, "shop-new"))
+    for outside in ("shop", "shopdata", "other-shop-pgdata", "pgdata"):
+        assert not world.allowed(detach(world, outside)), outside
+        assert not world.allowed(restore(world, "shop-pgdata", request_lineage=outside)), outside
+        assert not world.allowed(stop_command(world, outside)), outside
+    assert world.allowed(group(world, "autoscaling:CompleteLifecycleAction", "shop-pg"))
+    assert world.allowed(group(world, "autoscaling:SetInstanceHealth", "shop-new"))
+    for outside in ("pg-fleet", "shop", "other-shop-pg"):
+        assert not world.allowed(group(world, "autoscaling:CompleteLifecycleAction", outside)), outside
+
+
+def test_patterns_leave_standbys_and_reboots_to_the_lineages_named_for_them(rendered):
+    world = World(rendered["function/patterns"])
+    start, reboot = on_instance("ec2:StartInstances", lineage), on_instance("ec2:RebootInstances", lineage)
+    assert world.allowed(start(world, "shop-pgdata"))
+    assert world.allowed(reboot(world, "shop-pgdata"))
+    for other in ("shop-cachedata", "shop-new"):
+        assert not world.allowed(start(world, other)), other
+        assert not world.allowed(reboot(world, other)), other
 
 
 # Standby and watchdog: only in the variant that has them, only for the lineages that have them.
@@ -430,7 +466,7 @@ def launch(w, tags):
         request_tags=tags)  # fmt: skip
 
 
-@pytest.mark.parametrize("name", ["function/example", "function/example-every-option", "function/molecule"])
+@pytest.mark.parametrize("name", FUNCTIONS)
 def test_the_handler_launches_nothing_itself(rendered, name):
     """The handler replaces instances through Auto Scaling (unhealthy, then the group launches as its service-linked
     role): its own role may not run an instance, not even one of its lineage."""

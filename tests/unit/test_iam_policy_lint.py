@@ -15,6 +15,7 @@ import warnings
 
 import pytest
 
+from benchmarks.iam import render_function_policies
 from sandbox.iam import catalogue
 from sandbox.iam.evaluator import glob_match, parse_operator
 from sandbox.iam.project_policies import documented_policies, rendered_policies
@@ -77,8 +78,23 @@ GLOBAL_KEYS = ("aws:PrincipalArn", "aws:PrincipalAccount", "aws:PrincipalTag/", 
                "aws:SecureTransport", "aws:ViaAWSService", "aws:CalledVia", "aws:MultiFactorAuthPresent")  # fmt: skip
 
 
+def pattern_policies():
+    """The handler's role with its lineages and groups named by pattern (control_plane_lineage_patterns,
+    control_plane_group_patterns) for 200 services, a few with a standby or a watchdog."""
+    services = [
+        {"name": f"shop-{i:03d}", "lineage": f"shop-{i:03d}-data", "group": f"shop-{i:03d}"} for i in range(200)
+    ]
+    services[0]["standby"] = {"ready_timeout": 300}
+    services[1]["watchdog"] = {"mode": "handler", "threshold": 95}
+    services[2]["watchdog"] = {"mode": "alarm-reboot", "threshold": 95}
+    variables = {"control_plane_lineage_patterns": ["shop-*"], "control_plane_group_patterns": ["shop-*"]}
+    (entry,) = render_function_policies([("ec2spot-autorecover", "eu-west-1", services, variables)])
+    return {"function/patterns-200": entry["document"]}
+
+
 def all_policies():
     policies = {name: entry["document"] for name, entry in rendered_policies().items()}
+    policies.update(pattern_policies())
     policies.update(documented_policies())
     return policies
 

@@ -48,6 +48,7 @@ except ImportError:  # pragma: no cover - the modules report the missing library
 FIRST_POLL_DELAY = 0.25
 POLL_BACKOFF = 1.5
 MAX_POLL_DELAY = 1.0
+FAST_POLL_SECONDS = 5.0  # polled every FIRST_POLL_DELAY for this long before backing off
 
 
 class Clock:
@@ -149,4 +150,7 @@ def wait_until(fetch, is_done, what, timeout, clock=SYSTEM_CLOCK, is_failed=None
             raise WaitTimeout(f"timed out after {timeout:g}s waiting for {what}", waited_for=what)
         # Jitter keeps many handlers polling one account from synchronising.
         clock.sleep(min(delay * (0.8 + 0.4 * random.random()), MAX_POLL_DELAY, remaining))
-        delay = min(delay * POLL_BACKOFF, MAX_POLL_DELAY)
+        # The first seconds are polled at the first delay: a stop, a detach or an attach takes 1-4 s, and on a
+        # cut-over every second past its end is downtime. Longer waits (snapshots, restores) back off.
+        if timeout - (deadline - clock.monotonic()) >= FAST_POLL_SECONDS:
+            delay = min(delay * POLL_BACKOFF, MAX_POLL_DELAY)

@@ -9,6 +9,8 @@ The control-plane role renders it into the Lambda function's environment variabl
     {
       "topic_arn": "arn:aws:sns:us-east-1:123456789012:pg-recovery",   # warnings, successes, failures
       "metric_namespace": "EC2Spot/AutoRecover",
+      "queue_arn": "arn:aws:sqs:us-east-1:123456789012:pg-recovery-events",   # the function's own queue: the
+                                              # cut-over's deadline is a delayed message on it (make-before-break)
       "services": [
         {
           "name": "pg",                       # used in messages and as the metric dimension
@@ -26,6 +28,9 @@ The control-plane role renders it into the Lambda function's environment variabl
           "device_name": "/dev/sdf",          # where the replacement gets the data (optional)
           "max_data_age": null,               # refuse restores from older data (seconds)
           "stop_timeout": 90,                 # upper bound on the SSM stop; the notice deadline may cut it shorter
+          "cutover": "break-before-make",     # or "make-before-break": the old instance serves until its replacement
+                                              # is up (or the deadline), then the data moves (handler/cutover.py)
+          "cutover_reserve": 40,              # make-before-break: the deadline is this long before the interruption
           "standby": null,                    # standby failover (standby.py), e.g.
                                               #   {"tags": {"ec2spot:role": "standby"},   # or {"instance_id": "i-..."}
                                               #    "primary_tags": {"ec2spot:role": "primary"},   # optional
@@ -59,6 +64,15 @@ from . import watchdog as watchdog_settings
 ENV_VAR = "EC2SPOT_HANDLER_CONFIG"
 DEFAULT_NAMESPACE = "EC2Spot/AutoRecover"
 SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+QUEUE_ARN = re.compile(r"^arn:aws[a-z-]*:sqs:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,80}$")
+# How the data moves on a Spot interruption warning (handler/cutover.py): stop at the warning and release the volume
+# early (break-before-make, the default), or keep serving until the replacement is up (make-before-break).
+BREAK_BEFORE_MAKE = "break-before-make"
+MAKE_BEFORE_BREAK = "make-before-break"
+CUTOVERS = (BREAK_BEFORE_MAKE, MAKE_BEFORE_BREAK)
+# The cut-over's deadline, before the interruption: at least what a stop (notice.MIN_STOP_SECONDS) and the snapshot
+# call and detach after it (notice.RESERVE_AFTER_STOP) need; at most what leaves a replacement any time to come up.
+CUTOVER_RESERVE_RANGE = (20, 100)
 
 
 @dataclass(frozen=True)
@@ -78,6 +92,8 @@ class Service:
     device_name: str | None = None
     max_data_age: int | None = None
     stop_timeout: int = 90
+    cutover: str = BREAK_BEFORE_MAKE
+    cutover_reserve: int = 40
     standby: standby_settings.StandbySettings | None = None
     watchdog: watchdog_settings.WatchdogSettings | None = None
 
@@ -87,6 +103,7 @@ class HandlerConfig:
     services: tuple
     topic_arn: str | None = None
     metric_namespace: str = DEFAULT_NAMESPACE
+    queue_arn: str | None = None
     by_lineage: dict = field(default_factory=dict, compare=False)
 
     def service_for(self, lineage):
@@ -118,6 +135,20 @@ def _service(raw, index):
         value = raw.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
             raise InvalidInput(f"{where}.{key} must be a positive integer (seconds)")
+    cutover = raw.get("cutover", BREAK_BEFORE_MAKE)
+    if cutover not in CUTOVERS:
+        raise InvalidInput(f"{where}.cutover must be one of {', '.join(CUTOVERS)}")
+    if cutover == MAKE_BEFORE_BREAK and not raw.get("group"):
+        raise InvalidInput(
+            f"{where}.cutover {MAKE_BEFORE_BREAK} needs the service's group: its launch hook holds the replacement "
+            f"until the data moves"
+        )
+    reserve = raw.get("cutover_reserve", 40)
+    low, high = CUTOVER_RESERVE_RANGE
+    if not isinstance(reserve, int) or isinstance(reserve, bool) or not low <= reserve <= high:
+        raise InvalidInput(
+            f"{where}.cutover_reserve must be an integer from {low} to {high} (seconds before the interruption)"
+        )
     return Service(
         name=name,
         lineage=raw["lineage"],
@@ -134,6 +165,8 @@ def _service(raw, index):
         device_name=raw.get("device_name"),
         max_data_age=raw.get("max_data_age"),
         stop_timeout=raw.get("stop_timeout", 90),
+        cutover=cutover,
+        cutover_reserve=reserve,
         standby=standby_settings.parse_settings(raw["standby"], f"{where}.standby")
         if raw.get("standby") is not None
         else None,
@@ -158,9 +191,18 @@ def parse(document):
         if service.lineage in by_lineage:
             raise InvalidInput(f"lineage {service.lineage} is configured twice")
         by_lineage[service.lineage] = service
+    queue_arn = document.get("queue_arn")
+    if queue_arn is not None and (not isinstance(queue_arn, str) or not QUEUE_ARN.match(queue_arn)):
+        raise InvalidInput("queue_arn must be an SQS queue ARN (arn:<partition>:sqs:<region>:<account>:<name>)")
+    if queue_arn is None and any(service.cutover == MAKE_BEFORE_BREAK for service in services):
+        raise InvalidInput(
+            f"cutover {MAKE_BEFORE_BREAK} needs queue_arn, the function's own queue: the cut-over's deadline is a "
+            f"delayed message on it"
+        )
     return HandlerConfig(
         services=services,
         topic_arn=document.get("topic_arn"),
         metric_namespace=document.get("metric_namespace", DEFAULT_NAMESPACE),
+        queue_arn=queue_arn,
         by_lineage=by_lineage,
     )

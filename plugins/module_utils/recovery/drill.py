@@ -11,8 +11,11 @@ keeps there, and the replacement's launch time. Nothing is inferred from the dri
 
 Definitions (seconds, measured from the warning, i.e. the experiment's start):
 
-* ``rto_seconds``: the service is down from "app stopped" until it is back at its address:
-  the later of "app started" and "EIP moved" (without an address: "app started");
+* ``rto_seconds``: the service is down from "stop sent" (the handler sending the application's
+  stop: at the warning for a break-before-make hand-off, at the cut-over for make-before-break;
+  "app stopped" for a recovery an older handler recorded) until it is back at its address: the
+  later of "app started" and "EIP moved" (without an address: "app started");
+* ``serving``: the old instance served until "stop sent", the replacement from its return;
 * ``recovery_seconds``: warning to the success message;
 * ``rpo_seconds``: writes that may be lost. Zero when the replacement got the volume itself, or a
   snapshot taken after the application was confirmed stopped; otherwise from the snapshot to the
@@ -39,10 +42,14 @@ DURATION = re.compile(r"^PT(?:([0-9]+)M)?(?:([0-9]+)S)?$")
 # (phase, where its time comes from) in the order of a recovery.
 PHASES = (
     ("warning", "warning"),
+    ("pre-snapshot", "old.presnapshot"),  # make-before-break: taken while the application serves
+    ("replacement running", "new.launched"),
+    ("replacement ready", "new.ready"),  # its agent is up and waiting for the data
+    ("cut-over", "old.cutover"),  # make-before-break: the replacement ready, or the deadline
+    ("stop sent", "old.stopping"),
     ("app stopped", "old.stopped"),
     ("snapshot requested", "old.snapshot"),
     ("volume released", "old.released"),
-    ("replacement running", "new.launched"),
     ("volume attached", "new.attached"),
     ("EIP moved", "new.address"),  # the launch hook moves the address before it lets the instance boot on
     ("mounted", "new.boot-mounted"),
@@ -254,6 +261,7 @@ def timeline(old, new, warned_at, scale=1.0):
         if source in stamps
     }
     back = [phases[name] for name in ("app started", "EIP moved") if name in phases]
+    down = phases.get("stop sent", phases.get("app stopped"))
     attached = progress.outcome_of(new_steps.get("attached", ""))
     origin = progress.read_outcome(new_steps, "attached")
     from_snapshot = origin is not None and origin.restored
@@ -272,7 +280,8 @@ def timeline(old, new, warned_at, scale=1.0):
         "zones": {"interrupted": _zone(old), "replacement": _zone(new)},
         "data": attached,
         "app_stopped_cleanly": stopped_ok,
-        "rto_seconds": round(max(back) - phases["app stopped"], 1) if back and "app stopped" in phases else None,
+        "rto_seconds": round(max(back) - down, 1) if back and down is not None else None,
+        "serving": {"old_until": down, "replacement_from": max(back) if back else None},
         "recovery_seconds": phases.get("success"),
         "rpo_seconds": rpo,
         "public_ip": new.get("PublicIpAddress"),

@@ -49,6 +49,7 @@ TERMINATE_ACTION = "terminate-action"
 STATE_CHANGE = "state-change"
 BOOT_REPORT = "boot-report"
 REPLACEMENT_READY = "replacement-ready"
+CUTOVER_DEADLINE = "cutover-deadline"
 SCHEDULED_BACKUP = "scheduled-backup"
 ALARM = "alarm"
 HEALTH = "health"
@@ -77,6 +78,8 @@ KINDS = {
     ("ec2spot.autorecover", "EC2Spot Recovery Boot Report"): BOOT_REPORT,
     # Sent by the instance agent when an instance is up and no data volume is attached to it yet.
     ("ec2spot.autorecover", "EC2Spot Replacement Ready"): REPLACEMENT_READY,
+    # Sent by the handler to its own queue, delayed until a make-before-break cut-over's deadline (handler/cutover.py).
+    ("ec2spot.autorecover", "EC2Spot Cut-over Deadline"): CUTOVER_DEADLINE,
     # Sent by the schedule backup.yml installs (an EventBridge scheduled rule -> the queue): back up a lineage, apply retention.
     ("ec2spot.autorecover", "EC2Spot Scheduled Backup"): SCHEDULED_BACKUP,
     # A CloudWatch alarm changed state (the standby's status-check / CPU alarms, the CPU watchdog).

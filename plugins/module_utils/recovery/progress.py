@@ -209,10 +209,85 @@ class PausedNotice:
 _PAUSED = re.compile(rf"(?P<action>stop|hibernate)@(?P<at>{_COMPACT_TIME}) stop=(?P<stop>[^:]*)")
 
 
+@dataclass(frozen=True)
+class CutOverDeadline:
+    """``armed``: a make-before-break cut-over is armed: the interruption's time (the notice's end) and the deadline
+    by which the data moves whether or not a replacement is ready (``cutover_by``)."""
+
+    interruption_at: datetime
+    cutover_by: datetime
+
+    def describe(self):
+        """``interruption=<moment> cutover-by=<moment>``."""
+        return f"interruption={_compact(self.interruption_at)} cutover-by={_compact(self.cutover_by)}"
+
+    @classmethod
+    def parse(cls, text):
+        """The armed deadline ``text`` records, or None."""
+        matched = _DEADLINE.fullmatch(text or "")
+        return cls(_moment(matched["at"]), _moment(matched["by"])) if matched else None
+
+
+_DEADLINE = re.compile(rf"interruption=(?P<at>{_COMPACT_TIME}) cutover-by=(?P<by>{_COMPACT_TIME})")
+
+
+@dataclass(frozen=True)
+class CutOver:
+    """``cutover``: the cut-over started, once per interruption: what triggered it (``ready``: the replacement said
+    it was up; ``deadline``: the deadline came first) and the replacement the data goes to (None: none was held, the
+    fallback hand-off releases the data for whichever replacement comes)."""
+
+    trigger: str
+    replacement: str | None
+
+    def describe(self):
+        """``<trigger> to=<instance id>`` or ``<trigger> fallback``."""
+        return f"{self.trigger} " + (f"to={self.replacement}" if self.replacement else "fallback")
+
+    @classmethod
+    def parse(cls, text):
+        """The cut-over ``text`` records, or None."""
+        matched = _CUTOVER.fullmatch(text or "")
+        return cls(matched["trigger"], matched["to"]) if matched else None
+
+
+_CUTOVER = re.compile(r"(?P<trigger>ready|deadline) (?:to=(?P<to>i-[0-9a-f]{8,17})|fallback)")
+
+
+@dataclass(frozen=True)
+class HeldLaunch:
+    """``held``: the replacement's launch lifecycle action is held (``Pending:Wait``) until the cut-over gives it
+    the data; ``terminate-held``: the old holder's terminate action is held (``Terminating:Wait``) until the cut-over
+    has released its data. The hook and the action's token, so the cut-over, started by another event, completes
+    that action."""
+
+    hook: str
+    token: str
+
+    def describe(self):
+        """``token=<token> hook=<hook name>``."""
+        return f"token={self.token} hook={self.hook}"
+
+    @classmethod
+    def parse(cls, text):
+        """The held action ``text`` records, or None."""
+        matched = _HELD.fullmatch(text or "")
+        return cls(matched["hook"], matched["token"]) if matched else None
+
+
+# The token as events.TOKEN takes it (no spaces), then the hook's name, whatever it holds, to the end.
+_HELD = re.compile(r"token=(?P<token>[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}) hook=(?P<hook>.{1,255})")
+
+
 # The steps whose outcome is structured, and its class.
 STRUCTURED = {
     "attached": Origin,
     "snapshot": SnapshotSet,
+    "presnapshot": SnapshotSet,
+    "armed": CutOverDeadline,
+    "cutover": CutOver,
+    "held": HeldLaunch,
+    "terminate-held": HeldLaunch,
     "planned": PlannedNotice,
     "paused": PausedNotice,
     "continued": LifecycleCompletion,
@@ -226,6 +301,15 @@ def read(instance):
     return {
         tag["Key"][len(PROGRESS) :]: tag["Value"] for tag in instance.get("Tags", []) if tag["Key"].startswith(PROGRESS)
     }
+
+
+# A value is ``<stamp> <outcome>`` in a tag's 255 characters; the stamp takes 23 of them and the space one.
+OUTCOME_ROOM = 255 - 24
+
+
+def fits(outcome):
+    """Whether a structured ``outcome`` is recorded whole (a cut one would be misread, or read as nothing)."""
+    return len(outcome.describe()) <= OUTCOME_ROOM
 
 
 def record(ec2, instance_id, step, when, outcome=""):

@@ -61,6 +61,9 @@ EVENT_SOURCE = "ec2spot.autorecover"
 BOOT_REPORT = "EC2Spot Recovery Boot Report"
 # Said once per boot when the instance is up and no data volume is attached yet: a replacement waiting for its data.
 REPLACEMENT_READY = "EC2Spot Replacement Ready"
+# Once ready, how often the agent looks at its own devices (no API call), and how often it asks EC2 regardless.
+READY_DEVICE_LOOK = 0.2
+READY_ASK_EVERY = 5.0
 MAINTENANCE_REPORT = "EC2Spot Scheduled Maintenance"
 # EC2 scheduled events that end the instance's service (EC2 user guide, "Scheduled events for your instances").
 MAINTENANCE_CODES = ("instance-retirement", "instance-stop", "instance-reboot", "system-reboot", "system-maintenance")
@@ -85,6 +88,9 @@ DEFAULTS = {
     "drain_seconds": 30,
     "poll_seconds": 5,
     "on_rebalance": "record",
+    # A Spot terminate notice: stop the application at once (the control plane's break-before-make), or keep serving
+    # until the control plane's cut-over and stop only when the reclaim is near (its make-before-break).
+    "notice_stop": "at-once",
     "unmount_on_stop": True,
     "stop_reserve_seconds": 30,
     "maintenance_poll_seconds": 300,
@@ -254,6 +260,8 @@ def validate_config(raw):
         raise AgentError(f"filesystem must be one of {', '.join(SUPPORTED_FILESYSTEMS)}")
     if config["on_rebalance"] not in ("record", "stop"):
         raise AgentError("on_rebalance must be 'record' or 'stop'")
+    if config["notice_stop"] not in ("at-once", "before-reclaim"):
+        raise AgentError("notice_stop must be 'at-once' or 'before-reclaim'")
     for key in ("app_start_commands", "app_stop_commands", "target_group_arns"):
         if not isinstance(config[key], list) or not all(isinstance(item, str) and item for item in config[key]):
             raise AgentError(f"{key} must be a list of non-empty strings")
@@ -1399,19 +1407,51 @@ class Agent:
                 return None
             return attached[0]
 
+        looks = {"devices": None, "asked": None}
+
+        def attached_once_ready():
+            # Once it has said it is ready, the cut-over may give it the data any second, and each second until the
+            # application starts is downtime: look at this instance's own EBS devices every READY_DEVICE_LOOK (no
+            # API call), and ask EC2 when a new one appears, or every READY_ASK_EVERY in any case.
+            if read_json(self.state_path("ready.json")) is None:
+                return attached_volume()
+            devices, now = self.ebs_devices(), self.clock.now()
+            if (
+                looks["devices"] is None
+                or devices != looks["devices"]
+                or (now - looks["asked"]).total_seconds() >= READY_ASK_EVERY
+            ):
+                looks["devices"], looks["asked"] = devices, now
+                return attached_volume()
+            return None
+
         return self.poll_until(
-            attached_volume,
+            attached_once_ready,
             deadline,
             0.5,
-            5.0,
+            lambda: READY_DEVICE_LOOK if read_json(self.state_path("ready.json")) is not None else 5.0,
             lambda: (
                 f"no volume of lineage {lineage} was attached to {instance_id} within {self.config['device_wait_seconds']} s; "
                 f"is the control plane running and the group's launch hook in place? The application was not started"
             ),
         )
 
+    def ebs_devices(self):
+        """The names of this instance's EBS devices as udev lists them (NVMe serials), or its Xen ``xvd*`` devices."""
+        names = set()
+        for directory, prefixes in (
+            (self.config["by_id_dir"], ("nvme-Amazon_Elastic_Block_Store_",)),
+            (self.config["dev_dir"], ("xvd",)),
+        ):
+            try:
+                names.update(name for name in os.listdir(directory) if name.startswith(prefixes))
+            except OSError:
+                continue
+        return frozenset(names)
+
     def poll_until(self, probe, deadline, first_delay, max_delay, timed_out):
-        """``probe()`` until it returns something, backing off x1.5 up to ``max_delay``; ``TimedOut`` at the deadline."""
+        """``probe()`` until it returns something, backing off x1.5 up to ``max_delay`` (seconds, or a function giving
+        them at each look); ``TimedOut`` at the deadline."""
         delay = first_delay
         while True:
             found = probe()
@@ -1419,8 +1459,10 @@ class Agent:
                 return found
             if self.clock.now() >= deadline:
                 raise TimedOut(timed_out())
+            cap = max_delay() if callable(max_delay) else max_delay
+            delay = min(delay, cap)
             self.clock.sleep(delay)
-            delay = min(delay * 1.5, max_delay)
+            delay = min(delay * 1.5, cap)
 
     def check_generation(self, volume):
         """Refuse a volume that is not the lineage's one current copy (generations.rank_copies, as the core decides)."""
@@ -1694,7 +1736,8 @@ class Agent:
     # -- watch
     def poll_once(self):
         """One look at IMDS. Returns what was acted on: 'interruption' (terminate or stop: the application is stopped),
-        'hibernate' (recorded, nothing stopped), 'rebalance' or None."""
+        'notice' (a terminate notice with ``notice_stop: before-reclaim`` and the reclaim not yet near: recorded, the
+        application serves on), 'hibernate' (recorded, nothing stopped), 'rebalance' or None."""
         try:
             action = self.imds.get("meta-data/spot/instance-action")
         except TransientError as exc:  # never act on an error: a false stop is an outage of its own
@@ -1720,6 +1763,22 @@ class Agent:
                         "Spot hibernation at %s: the application keeps running and resumes from memory", stamp(deadline)
                     )
                 return "hibernate"
+            if self.config["notice_stop"] == "before-reclaim" and notice.get("action") == "terminate":
+                # Make-before-break: the control plane stops the application at its cut-over, once the replacement
+                # is up (or at its deadline). The agent stops it itself only when the reclaim is closer than its
+                # reserve and one more look, in case the control plane never came.
+                left = (deadline - self.clock.now()).total_seconds()
+                if left > self.config["stop_reserve_seconds"] + self.config["poll_seconds"]:
+                    path = self.state_path("notice.json")
+                    if read_json(path) is None:
+                        write_json(path, {"notice": notice, "seen": stamp(self.clock.now())})
+                        LOG.warning(
+                            "Spot interruption at %s: serving until the control plane's cut-over (the agent stops the "
+                            "application itself %s s before the reclaim if nothing has)",
+                            stamp(deadline),
+                            self.config["stop_reserve_seconds"],
+                        )
+                    return "notice"
             self.stop(f"spot {notice.get('action', 'interruption')} at {stamp(deadline)}", deadline)
             return "interruption"
         try:

@@ -27,7 +27,9 @@ LOG = logging.getLogger("ec2spot.autorecover.handler")
 # The recovery's phases, each ending at a progress step: published as PhaseSeconds{Service, Phase}.
 PHASES = (
     ("ready", "old.warned", "new.ready"),
-    ("stop", "old.warned", "old.stopped"),
+    # From the stop sent (at the warning, or at a make-before-break cut-over); a handler older than the ``stopping``
+    # step sent it at the warning.
+    ("stop", ("old.stopping", "old.warned"), "old.stopped"),
     ("snapshot", "old.stopped", "old.snapshot"),
     ("release", "old.snapshot", "old.released"),
     ("attach", "old.released", "new.attached"),
@@ -103,8 +105,9 @@ def on_boot_report(handler, event, instance, service):
         handler.metric(service, "RecoveriesWithLoss", 1, "Count")
     if recovery_seconds is not None:
         handler.metric(service, "RecoverySeconds", recovery_seconds, "Seconds")
-    for phase, start, end in PHASES:
-        if start in timeline and end in timeline:
+    for phase, starts, end in PHASES:
+        start = next((key for key in ((starts,) if isinstance(starts, str) else starts) if key in timeline), None)
+        if start is not None and end in timeline:
             seconds = (progress.time_of(timeline[end]) - progress.time_of(timeline[start])).total_seconds()
             handler.metric(service, "PhaseSeconds", max(0.0, seconds), "Seconds", phase=phase)
     progress.record(ec2, replacement, "reported", handler.clock.now())

@@ -28,7 +28,18 @@ from .. import tags as t
 from ..aws import SYSTEM_CLOCK, call, make_client
 from ..errors import NotFound, RecoveryError
 from ..instances import describe_instance
-from . import boot_report, launch, notify, planned, readiness, rebalance, retries, scheduled_backup, standby_failover
+from . import (
+    boot_report,
+    cutover,
+    launch,
+    notify,
+    planned,
+    readiness,
+    rebalance,
+    retries,
+    scheduled_backup,
+    standby_failover,
+)
 from . import sweep, termination, warning, watchdog_reboot
 from .retries import TRANSIENT
 
@@ -127,6 +138,7 @@ WORKFLOWS = {
     events.STATE_CHANGE: termination.on_state_change,
     events.BOOT_REPORT: boot_report.on_boot_report,
     events.REPLACEMENT_READY: readiness.on_ready,
+    events.CUTOVER_DEADLINE: cutover.on_deadline,
     events.ALARM: on_alarm,
     events.MAINTENANCE: planned.on_maintenance,
 }

@@ -27,7 +27,8 @@ from ..instances import GONE_STATES
 from ..lineage import current_volume
 from ..lineage import snapshots as lineage_snapshots
 from ..volumes import move_lineage_volume, staged_from
-from . import lifecycle
+from ..config import MAKE_BEFORE_BREAK
+from . import cutover, lifecycle
 from .readiness import READY
 from .retries import TRANSIENT, Retry
 
@@ -35,12 +36,12 @@ LOG = logging.getLogger("ec2spot.autorecover.handler")
 SNAPSHOT_WAIT = 600  # seconds a launch action waits in-process for the interruption snapshot
 HEARTBEAT_EVERY = 60  # seconds between lifecycle heartbeats while waiting
 # The progress steps of one launch lifecycle (forgotten when the instance starts another, back from a warm pool).
-LAUNCH_STEPS = (READY, "attached", "replaces", "address", "continued", "abandoned", "reported")
+LAUNCH_STEPS = (READY, "held", "attached", "replaces", "address", "continued", "abandoned", "reported")
 
 
 def on_launch(handler, event, instance, service):
     """A launch lifecycle action of the service's group: give the replacement the lineage's data and address."""
-    ec2, replacement, clock = handler.clients["ec2"], event.instance_id, handler.clock
+    replacement = event.instance_id
     if instance is None or instance["State"]["Name"] in GONE_STATES:
         return f"ignored: replacement {replacement} is gone"
     done = progress.read(instance)
@@ -53,6 +54,17 @@ def on_launch(handler, event, instance, service):
         # where the data is now.
         done = _forget_launch(handler, instance, done)
     lifecycle.heartbeat(handler, hook)
+    if service.cutover == MAKE_BEFORE_BREAK:
+        held = cutover.hold(handler, event, instance, service, done)
+        if held is not None:
+            return held
+    return take_data(handler, hook, instance, service, done)
+
+
+def take_data(handler, hook, instance, service, done):
+    """Give ``instance`` (a replacement held by the launch action ``hook``) the lineage's data and address, then
+    continue the action; ``done``: its progress. The launch workflow and the cut-over (``cutover``) end here."""
+    ec2, replacement, clock = handler.clients["ec2"], instance["InstanceId"], handler.clock
     try:
         if "attached" not in done:
             _await_newest_snapshot(handler, service, instance, hook)
@@ -97,7 +109,7 @@ def on_launch(handler, event, instance, service):
                 )
             handler.metric(service, "DataAge", moved.data_age_seconds or 0.0, "Seconds")
         if service.address and "address" not in done:
-            done["address"] = _move_service_address(handler, service, replacement)
+            done["address"] = move_service_address(handler, service, replacement)
     except FenceViolation as exc:
         if "max_data_age" in exc.message:
             return abandon(handler, hook, service, replacement, exc)
@@ -107,13 +119,15 @@ def on_launch(handler, event, instance, service):
     except RecoveryError as exc:  # no snapshot, forked lineage, bad address...: waiting will not help
         return abandon(handler, hook, service, replacement, exc)
     lifecycle.complete(handler, hook, "CONTINUE")
-    progress.record(ec2, replacement, "continued", clock.now(), progress.LifecycleCompletion(event.token))
+    progress.record(
+        ec2, replacement, "continued", clock.now(), progress.LifecycleCompletion(hook["LifecycleActionToken"])
+    )
     outcome = f"replacement {replacement} has the data ({progress.outcome_of(done['attached'])}) and the address"
     watched = _watch_replacement(handler, service, progress.outcome_of(done.get("replaces", "")), replacement)
     return outcome + (f"; {watched}" if watched else "")
 
 
-def _move_service_address(handler, service, replacement):
+def move_service_address(handler, service, replacement):
     """The service's Elastic IP to the replacement, taken only from an instance of the lineage (or unassociated)
     unless the service says ``address_take_from_any``. Refused: the data stays with the replacement (abandoning
     it would only churn) and the operator is told who holds the address."""

@@ -10,6 +10,8 @@ time: the boot report's timeline carries it, and the ``ready`` phase (from the o
 published as ``PhaseSeconds``: how long after a notice a replacement could take the data, the headroom a
 make-before-break cut-over has within the two minutes.
 
+For a make-before-break service, a ready replacement whose launch is held starts the cut-over (``cutover``).
+
 The agent's event proves nothing by itself (any instance of the account may put events of this source), so only a
 running instance of a managed lineage, named by the event, is recorded; a duplicate or a late one changes nothing.
 """
@@ -17,6 +19,7 @@ running instance of a managed lineage, named by the event, is recorded; a duplic
 from __future__ import annotations
 
 from .. import progress
+from ..config import MAKE_BEFORE_BREAK
 
 READY = "ready"
 
@@ -28,7 +31,14 @@ def on_ready(handler, event, instance, service):
         return f"ignored: {event.instance_id} is {state}, not waiting for data"
     done = progress.read(instance)
     if READY in done:
-        return f"duplicate: {event.instance_id} already ready since {progress.stamp_of(done[READY])}"
-    progress.record(handler.clients["ec2"], event.instance_id, READY, event.time)
-    handler.metric(service, "ReplacementsReady", 1, "Count")
-    return f"{event.instance_id} of {service.name} is ready for its data"
+        outcome = f"duplicate: {event.instance_id} already ready since {progress.stamp_of(done[READY])}"
+    else:
+        progress.record(handler.clients["ec2"], event.instance_id, READY, event.time)
+        handler.metric(service, "ReplacementsReady", 1, "Count")
+        outcome = f"{event.instance_id} of {service.name} is ready for its data"
+    if service.cutover != MAKE_BEFORE_BREAK:
+        return outcome
+    # A duplicate also looks again: the cut-over it would have started may have been cut short (a crash, a retry).
+    from . import cutover  # pylint: disable=import-outside-toplevel  # cutover reads READY from this module
+
+    return f"{outcome}; " + cutover.on_ready(handler, instance, service)

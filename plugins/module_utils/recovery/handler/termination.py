@@ -38,6 +38,14 @@ def on_terminate(handler, event, instance, service):
     completed = progress.read_outcome(progress.read(instance), "terminate-completed")
     if completed is not None and completed.token == event.token:
         return f"duplicate: terminate action for {event.instance_id} already completed"
+    steps = progress.read(instance)
+    if "armed" in steps and "released" not in steps and event.detail.get("Destination") != events.WARM_POOL:
+        # A make-before-break cut-over is under way: the instance serves until it, and completing the action now
+        # would end the application without its stop. The cut-over completes it once the data is released.
+        held = progress.HeldLaunch(event.hook, event.token)
+        if progress.fits(held):
+            progress.record(handler.clients["ec2"], event.instance_id, "terminate-held", handler.clock.now(), held)
+            return f"terminate action for {event.instance_id}: held until its cut-over has released the data"
     if event.detail.get("Destination") == events.WARM_POOL:
         outcome = "scale-in to the warm pool: the instance is kept, stopped, with its volumes"
     else:
@@ -74,6 +82,15 @@ def on_state_change(handler, event, instance, service):
             return standby_failover.on_standby(handler, event, instance, service, f"the primary is {event.state}")
     if event.state not in ("shutting-down", "terminated"):
         return f"ignored: state {event.state}"
+    steps = progress.read(instance) if instance else {}
+    if "armed" in steps and "cutover" not in steps:
+        # Reclaimed before any trigger of its make-before-break cut-over was handled: the deadline's path now (the
+        # replacement held by then gets the data once the reclaim has let go of it; with none, the data waits).
+        from . import cutover  # pylint: disable=import-outside-toplevel  # cutover completes terminate actions here
+
+        return f"state {event.state} of {event.instance_id} before its cut-over: " + cutover.on_deadline_of(
+            handler, event.instance_id, service
+        )
     return f"state {event.state} of {event.instance_id}: " + protect(
         handler,
         event.instance_id,

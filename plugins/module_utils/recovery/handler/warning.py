@@ -25,7 +25,8 @@ from ..backups import backup_instance
 from ..errors import AwsApiError
 from ..instances import describe_instance
 from ..volumes import attached_volumes, release_volume
-from . import pause, termination
+from ..config import MAKE_BEFORE_BREAK
+from . import cutover, pause, termination
 from .holder import AWAY_STATES, holds_current_data, not_holder
 from .notice import NOTICE_LEAD, stop_application
 
@@ -62,8 +63,31 @@ def on_warning(handler, event, instance, service):
         )
         done["warned"] = progress.record(ec2, instance_id, "warned", handler.clock.now())
         handler.metric(service, "SpotInterruptions", 1, "Count")
+    if service.cutover == MAKE_BEFORE_BREAK and ("armed" in done or "stopped" not in done):
+        # Make-before-break: the application keeps serving until the replacement is up (cutover). A warning handled
+        # before this setting was on, and already stopped, finishes the way it began.
+        return f"warning handled for {instance_id}: " + cutover.arm(handler, event, instance, service, done)
     outcome = hand_off(handler, instance_id, service, deadline, done)
     return f"warning handled for {instance_id}: {outcome}"
+
+
+def mark_unhealthy(handler, instance_id, service, done):
+    """Unhealthy in its group, once: the group launches the replacement now (the fleet's launch-before-terminate
+    maintenance policy keeps this instance until the replacement is in service)."""
+    ec2, clock = handler.clients["ec2"], handler.clock
+    if not service.group or "unhealthy" in done:
+        return
+    try:
+        call(
+            handler.clients["autoscaling"],
+            "set_instance_health",
+            InstanceId=instance_id,
+            HealthStatus="Unhealthy",
+            ShouldRespectGracePeriod=False,
+        )
+        done["unhealthy"] = progress.record(ec2, instance_id, "unhealthy", clock.now())
+    except AwsApiError as exc:  # not (or no longer) in the group: the warning path goes on
+        done["unhealthy"] = progress.record(ec2, instance_id, "unhealthy", clock.now(), f"skipped: {exc.aws_code}")
 
 
 def hand_off(handler, instance_id, service, deadline, done):
@@ -71,19 +95,11 @@ def hand_off(handler, instance_id, service, deadline, done):
     starts the replacement now), the application stopped before ``deadline``, one consistent snapshot set, the data
     volume released early."""
     ec2, clock = handler.clients["ec2"], handler.clock
-    if service.group and "unhealthy" not in done:
-        try:
-            call(
-                handler.clients["autoscaling"],
-                "set_instance_health",
-                InstanceId=instance_id,
-                HealthStatus="Unhealthy",
-                ShouldRespectGracePeriod=False,
-            )
-            done["unhealthy"] = progress.record(ec2, instance_id, "unhealthy", clock.now())
-        except AwsApiError as exc:  # not (or no longer) in the group: the warning path goes on
-            done["unhealthy"] = progress.record(ec2, instance_id, "unhealthy", clock.now(), f"skipped: {exc.aws_code}")
+    mark_unhealthy(handler, instance_id, service, done)
     if "stopped" not in done:
+        # When the service stops serving: the drill's downtime starts here, not when the stop is confirmed.
+        if "stopping" not in done:
+            done["stopping"] = progress.record(ec2, instance_id, "stopping", clock.now())
         done["stopped"] = progress.record(
             ec2, instance_id, "stopped", clock.now(), stop_application(handler, instance_id, service, deadline)
         )

@@ -1,0 +1,375 @@
+"""Make-before-break (handler/cutover.py): the old instance serves until its replacement is ready, then one cut-over.
+
+The world of test_handler.py (a Spot group of one, launch and terminate hooks, the lineage's volume, an Elastic IP),
+its service configured ``cutover: make-before-break`` with the function's own queue, where the deadline is a delayed
+message. Every trigger order is played: ready after the launch, ready before it, the deadline with a replacement held
+and with none, duplicates of each, a failed stop, a crash between the stop and the detach.
+"""
+
+import json
+from datetime import timedelta
+import re
+
+import pytest
+
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import handler as recovery
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import progress
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import volumes
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.handler import cutover
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.handler import warning as warning_workflow
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.errors import InvalidInput
+from sandbox.clock import CONTEXT
+from sandbox.scenario import LINEAGE, World, envelope, warning
+
+QUEUE = "pg-control-events"
+
+
+@pytest.fixture
+def fleet(aws, ec2, world):
+    fleet = World(world)
+    sqs = fleet.clients["sqs"]
+    fleet.queue_url = sqs.create_queue(QueueName=QUEUE)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=fleet.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    fleet.configure(queue_arn=arn, cutover="make-before-break", cutover_reserve=40)
+    return fleet
+
+
+def ready(instance_id):
+    return envelope(
+        "ec2spot.autorecover",
+        "EC2Spot Replacement Ready",
+        {"instance-id": instance_id, "lineage": LINEAGE, "service": "pg", "waiting-since": "2026-11-24T10:00:00Z"},
+    )
+
+
+def deadlines(fleet):
+    """The deadline messages visible on the function's queue now (received and deleted)."""
+    sqs, bodies = fleet.clients["sqs"], []
+    for message in sqs.receive_message(QueueUrl=fleet.queue_url, MaxNumberOfMessages=10).get("Messages", []):
+        bodies.append(message["Body"])
+        sqs.delete_message(QueueUrl=fleet.queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return bodies
+
+
+def interruption_snapshots(fleet, name="pg-interruption"):
+    return fleet.clients["ec2"].describe_snapshots(
+        OwnerIds=["self"], Filters=[{"Name": f"tag:{t.BACKUP_SET}", "Values": [name]}]
+    )["Snapshots"]
+
+
+def steps(fleet, instance_id):
+    return progress.read(fleet.instance(instance_id))
+
+
+@pytest.mark.parametrize(
+    "trigger, holder, replacement, decision",
+    [
+        ("launch", {}, {}, cutover.NOT_ARMED),
+        ("ready", {"warned": "x"}, {"held": "x"}, cutover.NOT_ARMED),
+        ("deadline", {}, None, cutover.NOT_ARMED),
+        ("launch", {"armed": "x"}, {}, cutover.WAIT),
+        ("launch", {"armed": "x"}, {"ready": "x"}, cutover.CUT_OVER),
+        ("ready", {"armed": "x"}, {"ready": "x"}, cutover.WAIT),
+        ("ready", {"armed": "x"}, {"ready": "x", "held": "x"}, cutover.CUT_OVER),
+        ("deadline", {"armed": "x"}, None, cutover.FALLBACK),
+        ("deadline", {"armed": "x"}, {}, cutover.FALLBACK),
+        ("deadline", {"armed": "x"}, {"held": "x"}, cutover.CUT_OVER),
+        ("deadline", {"armed": "x"}, {"held": "x", "ready": "x"}, cutover.CUT_OVER),
+        ("launch", {"armed": "x", "cutover": "x"}, {"ready": "x"}, cutover.RESUME),
+        ("ready", {"armed": "x", "cutover": "x"}, {"held": "x"}, cutover.RESUME),
+        ("deadline", {"armed": "x", "cutover": "x"}, None, cutover.RESUME),
+    ],
+)
+def test_what_each_trigger_does(trigger, holder, replacement, decision):
+    assert cutover.decide(trigger, holder, replacement) == decision
+
+
+def test_an_unknown_trigger_is_a_bug():
+    with pytest.raises(ValueError, match="unknown cut-over trigger 'sweep'"):
+        cutover.decide("sweep", {"armed": "x"}, {})
+
+
+@pytest.mark.parametrize(
+    "settings, refusal",
+    [
+        ({"cutover": "eventually"}, "services[0].cutover must be one of break-before-make, make-before-break"),
+        ({"cutover": "make-before-break", "group": None}, "needs the service's group"),
+        ({"cutover_reserve": 19}, "cutover_reserve must be an integer from 20 to 100"),
+        ({"cutover_reserve": 101}, "cutover_reserve must be an integer from 20 to 100"),
+        ({"cutover_reserve": True}, "cutover_reserve must be an integer from 20 to 100"),
+        ({"cutover_reserve": "40"}, "cutover_reserve must be an integer from 20 to 100"),
+    ],
+)
+def test_the_configuration_refuses_what_the_cut_over_cannot_do(fleet, settings, refusal):
+    with pytest.raises(InvalidInput, match=re.escape(refusal)):
+        fleet.configure(queue_arn=fleet.config.queue_arn, **settings)
+
+
+def test_make_before_break_needs_the_function_s_queue(fleet):
+    with pytest.raises(InvalidInput, match="cutover make-before-break needs queue_arn"):
+        fleet.configure(cutover="make-before-break")
+    with pytest.raises(InvalidInput, match="queue_arn must be an SQS queue ARN"):
+        fleet.configure(queue_arn="arn:aws:sns:us-east-1:123456789012:topic")
+
+
+def test_warning_keeps_serving_takes_a_pre_snapshot_and_arms_the_deadline(fleet):
+    warned_at = CONTEXT.clock.now()
+    outcome = fleet.handler.handle(warning(fleet.first))
+    assert outcome.startswith(f"warning handled for {fleet.first}: serving until the replacement is ready or ")
+    assert fleet.ssm_commands() == []  # the application keeps serving
+    assert fleet.volume_state(fleet.volume) == ("in-use", [(fleet.first, "attached")])
+    [pre] = interruption_snapshots(fleet, "pg-presnapshot")
+    assert pre["VolumeId"] == fleet.volume and t.as_dict(pre["Tags"])[t.LINEAGE] == LINEAGE
+    done = steps(fleet, fleet.first)
+    assert progress.read_outcome(done, "presnapshot") == progress.SnapshotSet("pg-presnapshot", consistent=False)
+    armed = progress.read_outcome(done, "armed")
+    assert (armed.cutover_by - armed.interruption_at).total_seconds() == -40
+    assert fleet.pending_launches()  # the group launches the replacement now
+    assert deadlines(fleet) == []  # delayed: not visible before its time
+    CONTEXT.advance((armed.cutover_by - warned_at).total_seconds() + 1)
+    [body] = deadlines(fleet)
+    sent = json.loads(body)
+    assert (sent["source"], sent["detail-type"], sent["detail"]["instance-id"]) == (
+        "ec2spot.autorecover",
+        "EC2Spot Cut-over Deadline",
+        fleet.first,
+    )
+    # A redelivered warning arms nothing twice.
+    fleet.handler.handle(warning(fleet.first))
+    assert len(interruption_snapshots(fleet, "pg-presnapshot")) == 1 and deadlines(fleet) == []
+
+
+def _cut_over_by_ready(fleet, ready_first=False):
+    fleet.handler.handle(warning(fleet.first))
+    [action] = fleet.pending_launches()
+    replacement = action["instance_id"]
+    if ready_first:
+        assert fleet.handler.handle(ready(replacement)).endswith(
+            "its launch action is not held yet: the launch cuts over"
+        )
+        assert fleet.ssm_commands() == []
+        return replacement, fleet.handler.handle(fleet.launch_event(action))
+    held = fleet.handler.handle(fleet.launch_event(action))
+    assert held.startswith(f"holding {replacement} in Pending:Wait until it is ready or ")
+    assert fleet.ssm_commands() == [] and fleet.volume_state(fleet.volume)[1] == [(fleet.first, "attached")]
+    assert progress.outcome_of(steps(fleet, fleet.first)["successor"]) == replacement
+    return replacement, fleet.handler.handle(ready(replacement))
+
+
+@pytest.mark.parametrize("ready_first", [False, True], ids=["launch-then-ready", "ready-then-launch"])
+def test_ready_replacement_takes_the_very_volume_in_one_cut_over(fleet, ready_first):
+    replacement, outcome = _cut_over_by_ready(fleet, ready_first)
+    assert f"cut-over (ready) of {fleet.first}, stop ok" in outcome
+    [command] = fleet.ssm_commands()
+    assert command["instance_ids"] == [fleet.first] and command["commands"][:2] == [
+        "echo stopping > app.stopped",
+        "sync",
+    ]
+    assert fleet.volume_state(fleet.volume)[1] == [(replacement, "attached")]
+    [final] = interruption_snapshots(fleet)
+    assert progress.read_outcome(steps(fleet, fleet.first), "snapshot") == progress.SnapshotSet(
+        "pg-interruption", consistent=True
+    )
+    assert final["VolumeId"] == fleet.volume
+    assert progress.read_outcome(steps(fleet, fleet.first), "cutover") == progress.CutOver("ready", replacement)
+    done = steps(fleet, replacement)
+    assert progress.outcome_of(done["attached"]) == f"{fleet.volume} same volume"
+    assert "continued" in done and progress.outcome_of(done["replaces"]) == fleet.first
+    address = fleet.clients["ec2"].describe_addresses(AllocationIds=[fleet.address["AllocationId"]])["Addresses"][0]
+    assert address["InstanceId"] == replacement
+    state = fleet.autoscaling.describe_auto_scaling_instances(InstanceIds=[replacement])["AutoScalingInstances"]
+    assert state[0]["LifecycleState"] != "Pending:Wait"
+    # Every later trigger finds the cut-over done: no second stop, snapshot or move.
+    CONTEXT.advance(80)
+    for body in [ready(replacement), warning(fleet.first), *deadlines(fleet)]:
+        fleet.handler.handle(body)
+    assert len(fleet.ssm_commands()) == 1 and len(interruption_snapshots(fleet)) == 1
+    assert fleet.volume_state(fleet.volume)[1] == [(replacement, "attached")]
+
+
+def test_deadline_with_a_held_replacement_not_ready_cuts_over_to_it(fleet):
+    fleet.handler.handle(warning(fleet.first))
+    [action] = fleet.pending_launches()
+    fleet.handler.handle(fleet.launch_event(action))
+    CONTEXT.advance(81)
+    [body] = deadlines(fleet)
+    outcome = fleet.handler.handle(body)
+    assert f"cut-over (deadline) of {fleet.first}, stop ok" in outcome
+    assert fleet.volume_state(fleet.volume)[1] == [(action["instance_id"], "attached")]
+    assert progress.read_outcome(steps(fleet, fleet.first), "cutover") == progress.CutOver(
+        "deadline", action["instance_id"]
+    )
+    # Its agent's late readiness changes nothing.
+    assert "already complete" in fleet.handler.handle(ready(action["instance_id"])) or len(fleet.ssm_commands()) == 1
+    assert len(fleet.ssm_commands()) == 1
+
+
+def test_deadline_with_no_replacement_falls_back_to_the_early_release(fleet):
+    CONTEXT.call_control("ec2/capacity", {"zone": "us-east-1a", "available": False})
+    fleet.handler.handle(warning(fleet.first))
+    CONTEXT.advance(81)
+    [body] = deadlines(fleet)
+    outcome = fleet.handler.handle(body)
+    assert outcome.startswith(
+        f"cut-over deadline with no replacement held: fallback hand-off of {fleet.first} (stop ok)"
+    )
+    assert fleet.volume_state(fleet.volume) == ("available", [])  # released before the reclaim: nothing lost
+    assert progress.read_outcome(steps(fleet, fleet.first), "snapshot").consistent
+    assert progress.read_outcome(steps(fleet, fleet.first), "cutover") == progress.CutOver("deadline", None)
+    # The replacement that comes later takes the data the usual way.
+    CONTEXT.call_control("ec2/capacity", {"zone": "us-east-1a", "available": True})
+    CONTEXT.advance(60)  # the group retries its launch (sandbox: every asg_launch_retry, 60 s)
+    actions = fleet.pending_launches()
+    assert actions, "the group launched no replacement once capacity came back"
+    fleet.handler.handle(fleet.launch_event(actions[0]))
+    assert fleet.volume_state(fleet.volume)[1] == [(actions[0]["instance_id"], "attached")]
+    assert len(fleet.ssm_commands()) == 1
+
+
+def test_a_failed_stop_keeps_the_volume_and_retries(fleet):
+    fleet.handler.handle(warning(fleet.first))
+    [action] = fleet.pending_launches()
+    fleet.handler.handle(fleet.launch_event(action))
+    CONTEXT.call_control("ssm/script", {"instance_id": fleet.first, "outcome": "Failed", "exit_code": 3})
+    with pytest.raises(recovery.Retry):
+        fleet.handler.handle(ready(action["instance_id"]))
+    assert fleet.volume_state(fleet.volume)[1] == [(fleet.first, "attached")]  # the fence holds
+    assert progress.read_outcome(steps(fleet, fleet.first), "snapshot") == progress.SnapshotSet(
+        "pg-interruption", consistent=False
+    )
+    [message] = [m for m in fleet.messages() if m["event"] == "crash-consistent-snapshot"]
+    assert message["instance_id"] == fleet.first
+
+
+def test_a_crash_between_the_stop_and_the_detach_resumes_without_a_second_stop(fleet, monkeypatch):
+    fleet.handler.handle(warning(fleet.first))
+    [action] = fleet.pending_launches()
+    fleet.handler.handle(fleet.launch_event(action))
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("the function's sandbox was recycled")
+
+    monkeypatch.setattr(warning_workflow, "release_volume", crash)
+    result = recovery.process_batch(
+        {"Records": [{"messageId": "m0", "body": ready(action["instance_id"])}]}, fleet.handler
+    )
+    assert result == {"batchItemFailures": [{"itemIdentifier": "m0"}]}  # redelivered
+    assert fleet.volume_state(fleet.volume)[1] == [(fleet.first, "attached")]
+    monkeypatch.setattr(warning_workflow, "release_volume", volumes.release_volume)
+    fleet.handler.handle(ready(action["instance_id"]))
+    assert len(fleet.ssm_commands()) == 1
+    assert fleet.volume_state(fleet.volume)[1] == [(action["instance_id"], "attached")]
+
+
+def test_the_old_instance_s_terminate_action_waits_for_the_cut_over(fleet):
+    fleet.handler.handle(warning(fleet.first))
+    [action] = fleet.pending_launches()
+    fleet.handler.handle(fleet.launch_event(action))
+    token = "0123abcd-0123-4567-89ab-0123456789ab"
+    terminate = envelope(
+        "aws.autoscaling",
+        "EC2 Instance-terminate Lifecycle Action",
+        {
+            "LifecycleActionToken": token,
+            "AutoScalingGroupName": fleet.group,
+            "LifecycleHookName": "terminate",
+            "EC2InstanceId": fleet.first,
+            "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+        },
+    )
+    assert fleet.handler.handle(terminate).endswith("held until its cut-over has released the data")
+    assert progress.read_outcome(steps(fleet, fleet.first), "terminate-held") == progress.HeldLaunch("terminate", token)
+    fleet.handler.handle(ready(action["instance_id"]))
+    assert progress.read_outcome(steps(fleet, fleet.first), "terminate-completed") == progress.LifecycleCompletion(
+        token
+    )
+
+
+TOKEN = "c613620e-07e2-4ed2-a9e2-ef8258911ade"
+AT = progress.time_of("2026-12-07T10:02:00Z")
+RECORDED = [
+    ("armed", progress.CutOverDeadline(AT, AT)),
+    ("armed", progress.CutOverDeadline(AT, progress.time_of("2026-12-07T10:01:20Z"))),
+    ("cutover", progress.CutOver("ready", "i-0123456789abcdef0")),
+    ("cutover", progress.CutOver("deadline", "i-01234567")),
+    ("cutover", progress.CutOver("deadline", None)),
+    ("held", progress.HeldLaunch("pg-fleet-launch", TOKEN)),
+    ("held", progress.HeldLaunch("a hook/with spaces and = signs", TOKEN)),
+    ("terminate-held", progress.HeldLaunch("terminate", TOKEN)),
+]
+
+
+@pytest.mark.parametrize("step, outcome", RECORDED, ids=[f"{s}: {o.describe()}" for s, o in RECORDED])
+def test_what_the_cut_over_records_reads_back_whole(step, outcome):
+    assert progress.read_outcome({step: f"2026-12-07T10:00:00.00Z {outcome.describe()}"}, step) == outcome
+
+
+@pytest.mark.parametrize(
+    "step, written",
+    [
+        ("armed", "interruption=20261207T100200Z"),
+        ("armed", "interruption=2026-12-07 cutover-by=20261207T100120Z"),
+        ("cutover", "sweep to=i-0123456789abcdef0"),
+        ("cutover", "ready to=vol-0123456789abcdef0"),
+        ("cutover", "ready"),
+        ("cutover", "ready fallback extra"),
+        ("held", "token=not-a-token hook=launch"),
+        ("held", f"hook=launch token={TOKEN}"),
+        ("held", f"token={TOKEN} hook="),
+    ],
+)
+def test_a_cut_over_value_no_handler_wrote_is_unknown(step, written):
+    assert progress.read_outcome({step: f"2026-12-07T10:00:00.00Z {written}"}, step) is None
+
+
+def test_a_hook_name_too_long_for_a_tag_is_not_held_but_takes_the_usual_path():
+    assert progress.fits(progress.HeldLaunch("h" * 180, TOKEN))
+    assert not progress.fits(progress.HeldLaunch("h" * 255, TOKEN))
+
+
+def test_a_holder_reclaimed_before_any_trigger_cuts_over_to_the_held_replacement_once_the_volume_is_free(fleet):
+    """The deadline's message lost or late, and the instance already going: its state change takes the deadline's
+    path. Nothing answers a stop any more (recorded as skipped, no SSM command); the pre-snapshot is the safety net,
+    and the held replacement gets the very volume once the reclaim has let go of it."""
+    fleet.handler.handle(warning(fleet.first))
+    [action] = fleet.pending_launches()
+    fleet.handler.handle(fleet.launch_event(action))
+    fleet.clients["ec2"].terminate_instances(InstanceIds=[fleet.first])
+    changed = envelope(
+        "aws.ec2", "EC2 Instance State-change Notification", {"instance-id": fleet.first, "state": "shutting-down"}
+    )
+    for unused_delivery in range(3):  # retried while the volume is still attached to the instance going away
+        recovery.process_batch({"Records": [{"messageId": "m0", "body": changed}]}, fleet.handler)
+        if fleet.volume_state(fleet.volume)[1] == [(action["instance_id"], "attached")]:
+            break
+        CONTEXT.advance(60)
+    assert fleet.volume_state(fleet.volume)[1] == [(action["instance_id"], "attached")]
+    done = steps(fleet, fleet.first)
+    assert progress.read_outcome(done, "cutover") == progress.CutOver("deadline", action["instance_id"])
+    assert progress.outcome_of(done["stopped"]).startswith("skipped: it was ")
+    assert fleet.ssm_commands() == [] and "continued" in steps(fleet, action["instance_id"])
+
+
+def test_a_warning_handled_after_its_deadline_falls_back_at_once(fleet):
+    """Delivered late (a backlog, retries): the deadline has passed already, so nothing waits for a replacement."""
+    late = warning(fleet.first, when=CONTEXT.now() - timedelta(seconds=90))
+    outcome = fleet.handler.handle(late)
+    assert "fallback hand-off of" in outcome and deadlines(fleet) == []
+    assert fleet.volume_state(fleet.volume) == ("available", [])
+    assert progress.read_outcome(steps(fleet, fleet.first), "cutover") == progress.CutOver("deadline", None)
+    assert len(fleet.ssm_commands()) == 1
+
+
+def test_a_deadline_for_an_instance_with_no_cut_over_armed_changes_nothing(fleet):
+    forged = envelope(
+        "ec2spot.autorecover", "EC2Spot Cut-over Deadline", {"instance-id": fleet.first, "cutover-by": "x"}
+    )
+    assert fleet.handler.handle(forged) == f"ignored: no cut-over is armed for {fleet.first}"
+    assert fleet.ssm_commands() == [] and fleet.volume_state(fleet.volume)[1] == [(fleet.first, "attached")]
+
+
+def test_the_old_instance_saying_it_is_ready_starts_nothing(fleet):
+    fleet.handler.handle(warning(fleet.first))
+    assert fleet.handler.handle(ready(fleet.first)).endswith("no cut-over waits for it")
+    assert fleet.ssm_commands() == []
