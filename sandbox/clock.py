@@ -50,6 +50,8 @@ LATENCY = {
     "ssm_command": 2.0,  # Pending -> InProgress -> final, when not scripted
     "ssm_pending": 0.5,
     "lifecycle_heartbeat": 3600.0,  # AWS's default heartbeat timeout
+    # A setting, not a duration: 1 counts an instance being replaced in its zone's balance (sandbox/rules/capacity.py).
+    "asg_balance_counts_replaced": 0.0,
 }
 
 

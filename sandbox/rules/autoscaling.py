@@ -585,11 +585,11 @@ class AutoScalingRules:
             data = group.ec2_launch_template.get_version(group.launch_template_version).data or {}
         metadata = data.get("MetadataOptions")
         spot = [((data.get("InstanceMarketOptions") or {}).get("MarketType") == "spot")] * len(fresh)
-        override_type = None
+        override_types = []
         split = self.market_split(group)
         if split is not None:
             overrides = (group.mixed_instances_policy.get("LaunchTemplate") or {}).get("Overrides") or []
-            override_type = overrides[0].get("InstanceType") if overrides else None
+            override_types = [override["InstanceType"] for override in overrides if override.get("InstanceType")]
             others = [state for state in self.capacity(group) if state not in fresh]
             on_demand_needed = max(0, split[0] - sum(1 for state in others if state.instance.lifecycle != "spot"))
             spot = [index >= on_demand_needed for index in range(len(fresh))]
@@ -599,8 +599,9 @@ class AutoScalingRules:
                 instance.metadata_options = MetadataOptions(metadata)
             if is_spot:
                 instance.lifecycle = "spot"
-            if override_type:
-                instance.instance_type = state.instance_type = override_type
+            # The capacity rule launched the override whose pool had capacity; anything else takes the first.
+            if override_types and instance.instance_type not in override_types:
+                instance.instance_type = state.instance_type = override_types[0]
 
     # ---- health --------------------------------------------------------------------------------
     def set_health(self, group, state, status, respect_grace):

@@ -21,15 +21,29 @@ Unsuccessful``)):
   instance failed." (a group with a mixed instances policy launches through EC2 Fleet: "Could not launch On-Demand
   Instances. InsufficientInstanceCapacity - <EC2's message> Launching EC2 instance failed.", ``Spot Instances`` for
   its Spot part), visible in ``DescribeScalingActivities`` and put on the bus as ``EC2 Instance Launch Unsuccessful``;
+* a group keeps "an equal number of instances across enabled Availability Zones" (EC2 Auto Scaling user guide,
+  "Auto Scaling group Availability Zone distribution"): it launches into the zone where it has the fewest instances;
+* a group with a mixed instances policy launches through EC2 Fleet, whose allocation strategies choose among the
+  Spot pools (instance type x zone) of its overrides that have capacity (EC2 Auto Scaling user guide, "Allocation
+  strategies for multiple instance types": ``price-capacity-optimized`` "requests Spot Instances from the pools
+  that we believe have the lowest chance of interruption"): in the zone it chose it takes another override's type
+  when the first's pool is empty, and fails there only when no override has capacity in that zone;
 * with ``CapacityDistributionStrategy`` ``balanced-best-effort`` (AWS's default) the group then tries its other zones,
   in order; with ``balanced-only`` it keeps to the zone it chose;
 * when no zone could take the launch the group tries again later, and launches what is missing once capacity is back.
 
 **Choices.** AWS does not publish how soon a group tries again; activity histories show failed launches repeating
 tens of seconds to minutes apart. The sandbox retries every ``asg_launch_retry`` modeled seconds (default
-``RETRY_SECONDS``, 60; the ``latency`` control sets it), so a test advances to the retry exactly. The zone a group
-tries first is where moto places every launch, its first subnet (balancing across zones is not modeled), then its
-other subnets' zones in the order of ``VPCZoneIdentifier`` (or ``AvailabilityZones``). A suspended ``Launch`` process
+``RETRY_SECONDS``, 60; the ``latency`` control sets it), so a test advances to the retry exactly. The zones a group
+tries are ordered by how many of its instances each holds, fewest first; AWS does not publish how it breaks a tie,
+and the sandbox takes ``VPCZoneIdentifier``'s order (or ``AvailabilityZones``'), so a group's first launch goes to its
+first subnet's zone as moto places it. AWS does not say either whether an instance being replaced launch-first (the
+launch-before-terminate maintenance policy, or an Unhealthy one) still counts in its zone while its replacement
+launches: by default the sandbox does not count it, since it is no longer the group's capacity; the
+``asg_balance_counts_replaced`` setting (``latency`` control, 1 to count it) gives the other reading, under which a
+group of one in two zones replaces its instance in the *other* zone (benchmarks/zones.py measures both). Within a
+zone the overrides are tried in their order (price and interruption rate are not modeled, so the first override with
+capacity is the one the allocation strategy would pick). A suspended ``Launch`` process
 still launches nothing: the retry asks the group for its capacity, and the Auto Scaling rule suppresses the launch.
 
 Control ``ec2/capacity``: ``{"zone": "us-east-1a", "instance_type": "t3.micro", "available": false}`` takes the
@@ -48,7 +62,7 @@ from __future__ import annotations
 
 from .. import instance_lifecycle as lifecycle
 from . import scaling_activities
-from .autoscaling import RULES, zone_strategy
+from .autoscaling import CAPACITY_STATES, RULES, zone_strategy
 
 CODE = "InsufficientInstanceCapacity"
 EVERY_TYPE = "*"
@@ -165,8 +179,8 @@ def _patch_run_instances(context, targets):
         group = _group_name(kwargs)
         if group in targets:
             # A group's launch: the group chose the zone and already knows it has capacity (its own rule).
-            zone, subnet_id = targets.pop(group)
-            kwargs.update(placement=zone, subnet_id=subnet_id)
+            zone, subnet_id, instance_type = targets.pop(group)
+            kwargs.update(placement=zone, subnet_id=subnet_id, instance_type=instance_type)
         elif group is None:
             instance_type = launch_type(ec2_backend, kwargs)
             zone = launch_zone(context, ec2_backend, kwargs, instance_type)
@@ -216,10 +230,32 @@ def group_zones(group):
     return ordered
 
 
-def group_type(group):
-    """The instance type the group launches: its mixed instances policy's first override, else its template's."""
+def group_types(group):
+    """The instance types the group may launch, in the order it tries them: its mixed instances policy's overrides,
+    else its template's type."""
     overrides = ((group.mixed_instances_policy or {}).get("LaunchTemplate") or {}).get("Overrides") or []
-    return (overrides[0].get("InstanceType") if overrides else None) or group.instance_type
+    types = [override["InstanceType"] for override in overrides if override.get("InstanceType")]
+    return list(dict.fromkeys(types)) or [group.instance_type]
+
+
+def group_type(group):
+    """The instance type the group launches first: its mixed instances policy's first override, else its template's."""
+    return group_types(group)[0]
+
+
+def balanced_zones(context, rules, group):
+    """``group_zones`` ordered as the group launches into them: the zone holding fewest of its instances first, ties
+    in ``VPCZoneIdentifier`` order. An instance being replaced launch-first counts only under the
+    ``asg_balance_counts_replaced`` setting (see the module's docstring)."""
+    zones = group_zones(group)
+    if float(context.latency.get("asg_balance_counts_replaced", 0)):
+        members = [state for state in group.instance_states if state.lifecycle_state in CAPACITY_STATES]
+    else:
+        members = rules.capacity(group)
+    held = {}
+    for state in members:
+        held[state.instance.placement.zone] = held.get(state.instance.placement.zone, 0) + 1
+    return sorted(zones, key=lambda entry: held.get(entry[0], 0))  # stable: ties keep their order
 
 
 def group_market(rules, group):
@@ -250,19 +286,20 @@ class GroupLaunches:
         self.targets = targets  # group name -> (zone, subnet id) of the launch moto is about to make
 
     def launch(self, group, count, tags, launch_into):
-        instance_type = group_type(group)
-        zones = group_zones(group)
+        types = group_types(group)
+        zones = balanced_zones(self.context, self.rules, group)
         if zone_strategy(group) == "balanced-only":
             zones = zones[:1]  # AWS keeps trying the zone it chose, to stay balanced
         for zone, subnet_id in zones:
-            if has_capacity(self.context, zone, instance_type):
-                self.targets[group.name] = (zone, subnet_id)
+            instance_type = next((kind for kind in types if has_capacity(self.context, zone, kind)), None)
+            if instance_type is not None:
+                self.targets[group.name] = (zone, subnet_id, instance_type)
                 try:
                     launch_into(group, count, tags)
                 finally:
                     self.targets.pop(group.name, None)
                 return
-            self.refused(group, zone, subnet_id, instance_type, count)
+            self.refused(group, zone, subnet_id, types[0], count)
         self.retry_later(group)
 
     def refused(self, group, zone, subnet_id, instance_type, count):

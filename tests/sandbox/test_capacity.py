@@ -345,3 +345,64 @@ def test_a_pool_instance_gone_before_its_turn_is_passed_over_and_capacity_return
                 box.call("spot/reclaim-pool", **bad)
     finally:
         box.call("ec2/capacity", reset=True)
+
+
+# ---- Where a group's launch goes: the balance of its zones, the pools of its overrides ---------------------------
+
+
+def mixed(*types):
+    """A mixed instances policy of Spot ``types`` (EC2 Fleet's way of launching)."""
+    return {
+        "LaunchTemplate": {"Overrides": [{"InstanceType": kind} for kind in types]},
+        "InstancesDistribution": {"OnDemandBaseCapacity": 0, "OnDemandPercentageAboveBaseCapacity": 0},
+    }
+
+
+def types_of_instances(autoscaling, ec2, name):
+    described = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
+    ids = [instance["InstanceId"] for instance in described["Instances"]]
+    found = ec2.describe_instances(InstanceIds=ids)["Reservations"] if ids else []
+    return sorted((i["Placement"]["AvailabilityZone"], i["InstanceType"]) for r in found for i in r["Instances"])
+
+
+def test_a_mixed_group_takes_another_overrides_pool_in_the_zone_before_another_zone(
+    autoscaling, ec2, box, group, no_capacity
+):
+    """EC2 Fleet chooses among the overrides' pools with capacity: the reclaimed pool (m5.large in a) is passed over
+    for m5a.large in the same zone, with no failed activity; only a zone with no override's capacity is failed."""
+    no_capacity("us-east-1a", "m5.large")
+    name = group(zones=ZONES[:2], MixedInstancesPolicy=mixed("m5.large", "m5a.large"))
+    assert types_of_instances(autoscaling, ec2, name) == [("us-east-1a", "m5a.large")]
+    assert failures(box, name) == []
+    no_capacity("us-east-1a", "m5a.large")
+    other = group(zones=ZONES[:2], MixedInstancesPolicy=mixed("m5.large", "m5a.large"))
+    assert types_of_instances(autoscaling, ec2, other) == [("us-east-1b", "m5.large")]
+    assert [(r["zone"], r["instance_type"]) for r in failures(box, other)] == [("us-east-1a", "m5.large")]
+
+
+@pytest.mark.parametrize("counts_replaced, replacement_zone", [(0.0, "us-east-1a"), (1.0, "us-east-1b")])
+def test_a_group_launches_into_its_zone_with_fewest_instances(
+    autoscaling, ec2, box, group, counts_replaced, replacement_zone
+):
+    """Two instances of a group spread over two zones (one each); the replacement of an Unhealthy one, launched before
+    it terminates (launch-before-terminate), goes where the group has fewest instances: its own zone when the one
+    being replaced no longer counts there (the sandbox's default), the other zone when it does."""
+    box.call("latency", asg_balance_counts_replaced=counts_replaced)
+    try:
+        name = group(
+            desired=1,
+            zones=ZONES[:2],
+            InstanceMaintenancePolicy={"MinHealthyPercentage": 100, "MaxHealthyPercentage": 200},
+        )
+        [(zone, _type)] = types_of_instances(autoscaling, ec2, name)
+        assert zone == "us-east-1a"  # a tie: VPCZoneIdentifier's order
+        [first] = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0][
+            "Instances"
+        ]
+        autoscaling.set_instance_health(InstanceId=first["InstanceId"], HealthStatus="Unhealthy")
+        box.settle()
+        described = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
+        [replacement] = [i for i in described["Instances"] if i["InstanceId"] != first["InstanceId"]]
+        assert replacement["AvailabilityZone"] == replacement_zone
+    finally:
+        box.call("latency", asg_balance_counts_replaced=0.0)

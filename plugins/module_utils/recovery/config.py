@@ -31,6 +31,8 @@ The control-plane role renders it into the Lambda function's environment variabl
           "cutover": "break-before-make",     # or "make-before-break": the old instance serves until its replacement
                                               # is up (or the deadline), then the data moves (handler/cutover.py)
           "cutover_reserve": 40,              # make-before-break: the deadline is this long before the interruption
+          "keep_data_zone": true,             # make-before-break: the group launches the replacement in the data's
+                                              # zone until the cut-over (handler/steering.py)
           "standby": null,                    # standby failover (standby.py), e.g.
                                               #   {"tags": {"ec2spot:role": "standby"},   # or {"instance_id": "i-..."}
                                               #    "primary_tags": {"ec2spot:role": "primary"},   # optional
@@ -94,6 +96,7 @@ class Service:
     stop_timeout: int = 90
     cutover: str = BREAK_BEFORE_MAKE
     cutover_reserve: int = 40
+    keep_data_zone: bool = True
     standby: standby_settings.StandbySettings | None = None
     watchdog: watchdog_settings.WatchdogSettings | None = None
 
@@ -128,7 +131,7 @@ def _service(raw, index):
         or next(iter(address)) not in ("allocation_id", "public_ip", "tags")
     ):
         raise InvalidInput(f"{where}.address must be one of {{allocation_id}}, {{public_ip}} or {{tags}}")
-    for key in ("create_image", "rebalance_snapshot", "hibernate_snapshot", "address_take_from_any"):
+    for key in ("create_image", "rebalance_snapshot", "hibernate_snapshot", "address_take_from_any", "keep_data_zone"):
         if key in raw and not isinstance(raw[key], bool):
             raise InvalidInput(f"{where}.{key} must be true or false")
     for key in ("max_data_age", "stop_timeout", "planned_lead", "recovery_deadline"):
@@ -167,6 +170,7 @@ def _service(raw, index):
         stop_timeout=raw.get("stop_timeout", 90),
         cutover=cutover,
         cutover_reserve=reserve,
+        keep_data_zone=raw.get("keep_data_zone", True),
         standby=standby_settings.parse_settings(raw["standby"], f"{where}.standby")
         if raw.get("standby") is not None
         else None,

@@ -279,6 +279,32 @@ class HeldLaunch:
 _HELD = re.compile(r"token=(?P<token>[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}) hook=(?P<hook>.{1,255})")
 
 
+@dataclass(frozen=True)
+class ZoneSteering:
+    """``steered``: the holder's group was narrowed to the subnets of the data's zone (``zone``) so that its
+    replacement launches there; ``restore``: the group's subnets before (its ``VPCZoneIdentifier``, in order), given
+    back once the cut-over is done or has fallen back."""
+
+    zone: str
+    restore: tuple
+
+    def describe(self):
+        """``zone=<zone> restore=<subnet>,<subnet>...``."""
+        return f"zone={self.zone} restore={','.join(self.restore)}"
+
+    @classmethod
+    def parse(cls, text):
+        """The steering ``text`` records, or None."""
+        matched = _STEERED.fullmatch(text or "")
+        return cls(matched["zone"], tuple(matched["restore"].split(","))) if matched else None
+
+
+# A zone as EC2 names it (us-east-1a, and Local Zones such as us-west-2-lax-1a), then the subnets' ids.
+_STEERED = re.compile(
+    r"zone=(?P<zone>[a-z]{2}-[a-z0-9-]*[0-9][a-z]) restore=(?P<restore>subnet-[0-9a-f]+(?:,subnet-[0-9a-f]+)*)"
+)
+
+
 # The steps whose outcome is structured, and its class.
 STRUCTURED = {
     "attached": Origin,
@@ -287,6 +313,7 @@ STRUCTURED = {
     "armed": CutOverDeadline,
     "cutover": CutOver,
     "held": HeldLaunch,
+    "steered": ZoneSteering,
     "terminate-held": HeldLaunch,
     "planned": PlannedNotice,
     "paused": PausedNotice,

@@ -297,6 +297,9 @@ RECORDED = [
     ("held", progress.HeldLaunch("pg-fleet-launch", TOKEN)),
     ("held", progress.HeldLaunch("a hook/with spaces and = signs", TOKEN)),
     ("terminate-held", progress.HeldLaunch("terminate", TOKEN)),
+    ("steered", progress.ZoneSteering("us-east-1a", ("subnet-0123abcd", "subnet-0123456789abcdef0"))),
+    ("steered", progress.ZoneSteering("us-west-2-lax-1a", ("subnet-0a",))),
+    ("steered", progress.ZoneSteering("us-gov-west-1b", ("subnet-0a", "subnet-0b", "subnet-0c"))),
 ]
 
 
@@ -317,6 +320,11 @@ def test_what_the_cut_over_records_reads_back_whole(step, outcome):
         ("held", "token=not-a-token hook=launch"),
         ("held", f"hook=launch token={TOKEN}"),
         ("held", f"token={TOKEN} hook="),
+        ("steered", "zone=us-east-1a restore="),
+        ("steered", "zone=us-east-1a restore=subnet-0a,,subnet-0b"),
+        ("steered", "zone=us-east-1a restore=sg-0a"),
+        ("steered", "restore=subnet-0a zone=us-east-1a"),
+        ("steered", "zone=US-EAST-1A restore=subnet-0a"),
     ],
 )
 def test_a_cut_over_value_no_handler_wrote_is_unknown(step, written):
@@ -373,3 +381,132 @@ def test_the_old_instance_saying_it_is_ready_starts_nothing(fleet):
     fleet.handler.handle(warning(fleet.first))
     assert fleet.handler.handle(ready(fleet.first)).endswith("no cut-over waits for it")
     assert fleet.ssm_commands() == []
+
+
+# ---- Zone steering (handler/steering.py): the replacement comes from the data's zone -------------------------
+
+
+def _two_zones(fleet):
+    """The group spans the data's zone (us-east-1a, first) and us-east-1b, and replaces launch-first as the fleet
+    role sets it up (fleet_instance_maintenance_policy); answers the subnets in that order."""
+    subnets = [fleet.seeded["subnets"][zone] for zone in ("us-east-1a", "us-east-1b")]
+    fleet.autoscaling.update_auto_scaling_group(
+        AutoScalingGroupName=fleet.group,
+        VPCZoneIdentifier=",".join(subnets),
+        InstanceMaintenancePolicy={"MinHealthyPercentage": 100, "MaxHealthyPercentage": 200},
+    )
+    return subnets
+
+
+def _group_subnets(fleet):
+    group = fleet.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[fleet.group])["AutoScalingGroups"][0]
+    return group["VPCZoneIdentifier"].split(",")
+
+
+@pytest.mark.parametrize(
+    "keep_data_zone, replacement_zone",
+    [(True, "us-east-1a"), (False, "us-east-1b")],
+    ids=["steered", "left-to-the-group"],
+)
+def test_the_group_is_narrowed_to_the_data_s_zone_until_the_cut_over(fleet, keep_data_zone, replacement_zone):
+    """Under the reading where the instance being replaced still counts in its zone (the sandbox's
+    asg_balance_counts_replaced), a group of one in two zones launches its replacement in the other zone; steered,
+    it launches in the data's zone, and gets both subnets back once the very volume has moved."""
+    subnets = _two_zones(fleet)
+    fleet.configure(queue_arn=fleet.config.queue_arn, cutover="make-before-break", keep_data_zone=keep_data_zone)
+    CONTEXT.latency["asg_balance_counts_replaced"] = 1.0
+    fleet.handler.handle(warning(fleet.first))
+    done = steps(fleet, fleet.first)
+    if keep_data_zone:
+        assert progress.read_outcome(done, "steered") == progress.ZoneSteering("us-east-1a", tuple(subnets))
+        assert _group_subnets(fleet) == subnets[:1]
+    else:
+        assert "steered" not in done and _group_subnets(fleet) == subnets
+    [action] = fleet.pending_launches()
+    replacement = action["instance_id"]
+    assert fleet.instance(replacement)["Placement"]["AvailabilityZone"] == replacement_zone
+    fleet.handler.handle(fleet.launch_event(action))
+    fleet.handler.handle(ready(replacement))
+    attached = progress.read_outcome(steps(fleet, replacement), "attached")
+    assert attached.restored is (not keep_data_zone)  # the very volume only in the data's zone
+    assert _group_subnets(fleet) == subnets
+    done = steps(fleet, fleet.first)
+    assert ("unsteered" in done) is keep_data_zone
+    if keep_data_zone:
+        assert progress.outcome_of(done["unsteered"]) == "restored"
+        # A redelivered warning narrows nothing again.
+        fleet.handler.handle(warning(fleet.first))
+        assert _group_subnets(fleet) == subnets
+
+
+def test_a_reclaimed_pool_is_replaced_from_another_pool_of_the_data_s_zone(fleet):
+    """The interrupted pool (t3.micro in us-east-1a) has no capacity left; the group's overrides offer another type in
+    the zone, which the narrowed group takes: the very volume moves."""
+    subnets = _two_zones(fleet)
+    fleet.autoscaling.update_auto_scaling_group(
+        AutoScalingGroupName=fleet.group,
+        MixedInstancesPolicy={
+            "LaunchTemplate": {
+                "LaunchTemplateSpecification": {"LaunchTemplateName": f"{fleet.group}-template"},
+                "Overrides": [{"InstanceType": "t3.micro"}, {"InstanceType": "t3a.micro"}],
+            },
+            "InstancesDistribution": {"OnDemandBaseCapacity": 0, "OnDemandPercentageAboveBaseCapacity": 0},
+        },
+    )
+    CONTEXT.call_control("ec2/capacity", {"zone": "us-east-1a", "instance_type": "t3.micro", "available": False})
+    fleet.handler.handle(warning(fleet.first))
+    [action] = fleet.pending_launches()
+    launched = fleet.instance(action["instance_id"])
+    assert (launched["Placement"]["AvailabilityZone"], launched["InstanceType"]) == ("us-east-1a", "t3a.micro")
+    fleet.handler.handle(fleet.launch_event(action))
+    fleet.handler.handle(ready(action["instance_id"]))
+    assert fleet.volume_state(fleet.volume)[1] == [(action["instance_id"], "attached")]
+    assert _group_subnets(fleet) == subnets
+
+
+def test_a_data_zone_without_capacity_is_widened_at_the_deadline(fleet):
+    """The bound: no capacity in the data's zone by the deadline. The fallback releases the data and gives the group
+    its zones back; its next try launches in us-east-1b, which restores the data from the final snapshot."""
+    subnets = _two_zones(fleet)
+    CONTEXT.call_control("ec2/capacity", {"zone": "us-east-1a", "available": False})
+    fleet.handler.handle(warning(fleet.first))
+    assert fleet.pending_launches() == [] and _group_subnets(fleet) == subnets[:1]
+    CONTEXT.advance(81)
+    [body] = deadlines(fleet)
+    assert "fallback hand-off" in fleet.handler.handle(body)
+    assert _group_subnets(fleet) == subnets
+    assert progress.outcome_of(steps(fleet, fleet.first)["unsteered"]) == "restored"
+    CONTEXT.advance(60)  # the group's next try (sandbox: asg_launch_retry)
+    [action] = fleet.pending_launches()
+    assert fleet.instance(action["instance_id"])["Placement"]["AvailabilityZone"] == "us-east-1b"
+    fleet.handler.handle(fleet.launch_event(action))
+    attached = progress.read_outcome(steps(fleet, action["instance_id"]), "attached")
+    assert attached.restored and attached.data_age_seconds < 120
+    CONTEXT.call_control("ec2/capacity", {"reset": True})
+
+
+@pytest.mark.parametrize(
+    "change, outcome",
+    [
+        ("deploy", "skipped: the group's subnets changed since"),
+        ("nothing", "restored"),
+    ],
+)
+def test_subnets_changed_meanwhile_are_never_overwritten(fleet, change, outcome):
+    subnets = _two_zones(fleet)
+    fleet.handler.handle(warning(fleet.first))
+    if change == "deploy":  # a deploy gave the group a new set while the cut-over waited
+        fleet.autoscaling.update_auto_scaling_group(
+            AutoScalingGroupName=fleet.group, VPCZoneIdentifier=fleet.seeded["subnets"]["us-east-1c"]
+        )
+    [action] = fleet.pending_launches()
+    fleet.handler.handle(fleet.launch_event(action))
+    fleet.handler.handle(ready(action["instance_id"]))
+    assert progress.outcome_of(steps(fleet, fleet.first)["unsteered"]) == outcome
+    expected = [fleet.seeded["subnets"]["us-east-1c"]] if change == "deploy" else subnets
+    assert _group_subnets(fleet) == expected
+
+
+def test_a_group_in_the_data_s_zone_only_is_not_steered(fleet):
+    fleet.handler.handle(warning(fleet.first))
+    assert "steered" not in steps(fleet, fleet.first)

@@ -6,8 +6,9 @@
 For a service with ``cutover: make-before-break`` (config.py), a Spot ``terminate`` warning for the holder of the
 lineage's data:
 
-1. **Warning** (``arm``): published (``warning``); the instance marked Unhealthy, so its group launches the
-   replacement now; a **pre-snapshot** of the data while the application keeps serving (crash-consistent: the base
+1. **Warning** (``arm``): published (``warning``); the group narrowed to the data's zone (``steering``: the
+   replacement comes from another Spot pool of that zone, so the very volume moves; given back once the data has
+   moved, or at the fallback); the instance marked Unhealthy, so its group launches the replacement now; a **pre-snapshot** of the data while the application keeps serving (crash-consistent: the base
    that makes the final snapshot incremental, and a safety net); the **deadline** armed: a message on the function's
    own queue (``queue_arn``) delayed until the interruption less the service's ``cutover_reserve`` (SQS
    ``DelaySeconds``, at most 900 s; the notice is 120 s). Recorded as ``presnapshot`` and ``armed`` on the holder.
@@ -44,7 +45,7 @@ from ..aws import call
 from ..backups import backup_instance
 from ..instances import GONE_STATES
 from ..lineage import current_volume
-from . import launch, lifecycle, warning
+from . import launch, lifecycle, steering, warning
 from .holder import AWAY_STATES
 from .notice import NOTICE_LEAD
 from .readiness import READY
@@ -91,6 +92,8 @@ def arm(handler, event, instance, service, done):
     ec2, clock, instance_id = handler.clients["ec2"], handler.clock, event.instance_id
     interruption_at = event.time + NOTICE_LEAD
     cutover_by = interruption_at - timedelta(seconds=service.cutover_reserve)
+    # Before Unhealthy, which makes the group launch: the replacement comes from the data's zone.
+    steering.narrow(handler, instance, service, done)
     warning.mark_unhealthy(handler, instance_id, service, done)
     if "presnapshot" not in done:
         backup = backup_instance(
@@ -250,13 +253,17 @@ def cut_over(handler, service, holder, replacement_id, trigger):
         stop = warning.hand_off(handler, holder_id, service, armed.interruption_at, steps)
     _let_the_holder_go(handler, service, holder_id, steps)
     if replacement_id is None:
+        # The bound of zone steering: the data's zone had no replacement by the deadline; any zone may have one now.
+        steering.restore(handler, holder_id, service, steps)
         return f"cut-over deadline with no replacement held: fallback hand-off of {holder_id} ({stop}); the data waits"
     replacement = handler.describe(replacement_id)
     if replacement is None or replacement["State"]["Name"] in GONE_STATES:
+        steering.restore(handler, holder_id, service, steps)
         return f"cut-over of {holder_id} ({stop}): replacement {replacement_id} is gone; the data waits for the next"
     done = progress.read(replacement)
     held = progress.read_outcome(done, "held")
     if any(step in done for step in ("continued", "abandoned")) or held is None:
+        steering.restore(handler, holder_id, service, steps)
         return f"cut-over of {holder_id} to {replacement_id}: already complete"
     if service.address and "address" not in done and progress.outcome_of(steps.get("stopped", "")) == "ok":
         # The address moves while the volume does (off the critical path): the old application is stopped, so
@@ -269,9 +276,10 @@ def cut_over(handler, service, holder, replacement_id, trigger):
     }
     # No heartbeat: the action was held at most the notice's two minutes, well inside its hook's timeout, and every
     # call here is downtime.
-    return f"cut-over ({trigger}) of {holder_id}, {stop}: " + launch.take_data(
-        handler, hook, replacement, service, done
-    )
+    took = launch.take_data(handler, hook, replacement, service, done)
+    # After the data is attached (off the critical path): the group may launch in every zone again.
+    steering.restore(handler, holder_id, service, steps)
+    return f"cut-over ({trigger}) of {holder_id}, {stop}: {took}"
 
 
 def _let_the_holder_go(handler, service, holder_id, steps):

@@ -1,0 +1,270 @@
+"""Which zone the replacements come from: a fleet of Spot pools reclaimed one after another, steered and not.
+
+A fleet of ``GROUPS`` make-before-break services, each a group of one over three zones (``ZONES``, the same subnets
+in the same order for every group, as a fleet is usually deployed) with a mixed instances policy of three Spot types
+(``TYPES``): nine pools. The lineages' data are spread over the zones (a third in each: each group was first placed
+in its own zone, then given all three). Then ``ROUNDS`` times, a pool holding some of the fleet is reclaimed, seeded
+(``spot/reclaim-pool``: its capacity taken away for ``AVOID_SECONDS``, each of its instances warned), and every
+interruption is recovered by the handler as the control plane runs it: the warning (steering, pre-snapshot, deadline,
+Unhealthy), the replacement's launch (held), its agent's readiness ``os_boot`` later, the cut-over. Counted: the
+interruptions whose replacement launched in the data's zone, so that the very volume moved (no snapshot waited for).
+
+Four runs, the same seed: zone steering on (``keep_data_zone``, the default) and off, under both readings of how
+Auto Scaling balances a group while it replaces an instance launch-first (sandbox/rules/capacity.py: the instance
+being replaced no longer counts in its zone, the sandbox's default; or it still does, ``asg_balance_counts_replaced``).
+AWS publishes neither that nor how it breaks ties; steering makes the outcome depend on neither.
+
+IAM is enforced while the handler runs, as in ``benchmarks/recovery.py``: it signs as the function role rendered for
+these services.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+
+import boto3
+from moto import mock_aws
+
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import config as handler_config
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import progress
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
+from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws import RETRY_CONFIG
+from sandbox import scenario as scenario_module, world
+from sandbox.clock import CONTEXT, CoreClock
+from sandbox.iam import enforce
+from sandbox.scenario import SERVICES, envelope, warning
+
+from . import iam as bench_iam
+
+ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
+TYPES = ("m6i.large", "m5.large", "m6a.large")
+GROUPS = 9
+ROUNDS = 12
+AVOID_SECONDS = 300.0  # how long a reclaimed pool stays without capacity (co-interruptions: > 92 % within 3 min)
+CONTROL_PLANE = "bench-zones"
+SEED = "zones"
+
+
+@contextlib.contextmanager
+def _as_function_role(enforced):
+    enforce.set_enforcing(enforced)
+    try:
+        yield
+    finally:
+        enforce.set_enforcing(False)
+
+
+def _build(clients, keep_data_zone, enforced):
+    """The fleet, its data volumes, the function's queue and role; answers (handler, {lineage: group})."""
+    ec2, autoscaling, sqs = clients["ec2"], clients["autoscaling"], clients["sqs"]
+    seeded = world.seed(ec2)
+    world.managed_instance_profile(clients["iam"], f"{CONTROL_PLANE}-instance")
+    ec2.create_launch_template(
+        LaunchTemplateName=CONTROL_PLANE,
+        LaunchTemplateData={
+            "ImageId": seeded["image_id"],
+            "InstanceType": TYPES[0],
+            "IamInstanceProfile": {"Name": f"{CONTROL_PLANE}-instance"},
+            "MetadataOptions": {"HttpTokens": "required"},
+        },
+    )
+    topic = clients["sns"].create_topic(Name=CONTROL_PLANE)["TopicArn"]
+    queue = sqs.create_queue(QueueName=f"{CONTROL_PLANE}-events")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    every_subnet = ",".join(seeded["subnets"][zone] for zone in ZONES)
+    services = []
+    for index in range(GROUPS):
+        lineage = group = f"zones-{index}"
+        data_zone = ZONES[index % len(ZONES)]
+        autoscaling.create_auto_scaling_group(
+            AutoScalingGroupName=group,
+            MinSize=1,
+            MaxSize=2,
+            DesiredCapacity=1,
+            # First placed in its data's zone; given every zone since (the groups are then all alike).
+            VPCZoneIdentifier=seeded["subnets"][data_zone],
+            MixedInstancesPolicy={
+                "LaunchTemplate": {
+                    "LaunchTemplateSpecification": {"LaunchTemplateName": CONTROL_PLANE},
+                    "Overrides": [{"InstanceType": kind} for kind in TYPES],
+                },
+                "InstancesDistribution": {"OnDemandBaseCapacity": 0, "OnDemandPercentageAboveBaseCapacity": 0},
+            },
+            InstanceMaintenancePolicy={"MinHealthyPercentage": 100, "MaxHealthyPercentage": 200},
+            Tags=[{"Key": t.LINEAGE, "Value": lineage, "PropagateAtLaunch": True}],
+            LifecycleHookSpecificationList=[
+                {
+                    "LifecycleHookName": "launch",
+                    "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING",
+                    "HeartbeatTimeout": 600,
+                    "DefaultResult": "ABANDON",
+                },
+                {
+                    "LifecycleHookName": "terminate",
+                    "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+                    "HeartbeatTimeout": 300,
+                    "DefaultResult": "CONTINUE",
+                },
+            ],  # fmt: skip
+        )
+        [action] = _launches(group)
+        first = action["instance_id"]
+        autoscaling.complete_lifecycle_action(
+            AutoScalingGroupName=group, LifecycleHookName="launch", InstanceId=first, LifecycleActionResult="CONTINUE"
+        )
+        autoscaling.update_auto_scaling_group(AutoScalingGroupName=group, VPCZoneIdentifier=every_subnet)
+        volume = world.lineage_volume(ec2, lineage, data_zone, 20, {t.DEVICE: "/dev/sdf", t.HOLDER: first})
+        ec2.attach_volume(VolumeId=volume, InstanceId=first, Device="/dev/sdf")
+        services.append(
+            {
+                "name": lineage,
+                "lineage": lineage,
+                "group": group,
+                "stop_commands": ["echo stopped > app.state"],
+                "device_name": "/dev/sdf",
+                "cutover": "make-before-break",
+                "keep_data_zone": keep_data_zone,
+            }
+        )
+    CONTEXT.advance(5)
+    config = handler_config.parse({"topic_arn": topic, "queue_arn": queue_arn, "services": services})
+    role = bench_iam.create_function_role(clients["iam"], CONTROL_PLANE, services)
+    with _as_function_role(enforced):
+        session = bench_iam.handler_session(role, CONTROL_PLANE)
+    handler_clients = {name: bench_iam.handler_client(session, name) for name in SERVICES}
+    return scenario_module.handler(config, handler_clients, CoreClock())
+
+
+def _launches(group):
+    return [
+        action
+        for action in CONTEXT.call_control("autoscaling/actions", {"group": group})["actions"]
+        if action["transition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"
+    ]
+
+
+def _launch_event(group, action):
+    return envelope(
+        "aws.autoscaling",
+        "EC2 Instance-launch Lifecycle Action",
+        {
+            "LifecycleActionToken": action["token"],
+            "AutoScalingGroupName": group,
+            "LifecycleHookName": "launch",
+            "EC2InstanceId": action["instance_id"],
+            "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING",
+        },
+    )
+
+
+def _ready(instance_id, lineage):
+    return envelope(
+        "ec2spot.autorecover",
+        "EC2Spot Replacement Ready",
+        {
+            "instance-id": instance_id,
+            "lineage": lineage,
+            "service": lineage,
+            "waiting-since": CONTEXT.now().isoformat(),
+        },
+    )
+
+
+def _holders(ec2):
+    """{lineage: (instance id, zone, type)} of the fleet's running instances holding their lineage's data."""
+    found = {}
+    volumes = ec2.describe_volumes(Filters=[{"Name": "tag-key", "Values": [t.LINEAGE]}])["Volumes"]
+    for volume in volumes:
+        attached = [a["InstanceId"] for a in volume.get("Attachments", []) if a["State"] == "attached"]
+        if not attached:
+            continue
+        instance = ec2.describe_instances(InstanceIds=attached)["Reservations"][0]["Instances"][0]
+        if instance["State"]["Name"] == "running":
+            lineage = t.as_dict(volume["Tags"])[t.LINEAGE]
+            found[lineage] = (
+                instance["InstanceId"],
+                instance["Placement"]["AvailabilityZone"],
+                instance["InstanceType"],
+            )
+    return found
+
+
+def one_fleet(keep_data_zone, counts_replaced, enforced):
+    """The rounds of reclaims, recovered; answers the run's counts."""
+    random.seed(SEED)
+    with mock_aws():
+        CONTEXT.reset()
+        CONTEXT.latency["asg_balance_counts_replaced"] = 1.0 if counts_replaced else 0.0
+        clients = {name: boto3.client(name, region_name="us-east-1", config=RETRY_CONFIG) for name in SERVICES}
+        handler = _build(clients, keep_data_zone, enforced)
+        ec2 = clients["ec2"]
+        kept = moved = restored = unrecovered = 0
+        for _round in range(ROUNDS):
+            holders = _holders(ec2)
+            pools = sorted({(zone, kind) for _id, zone, kind in holders.values()})
+            zone, kind = random.choice(pools)
+            CONTEXT.call_control(
+                "spot/reclaim-pool",
+                {"zone": zone, "instance_type": kind, "spread": 0, "capacity_for": AVOID_SECONDS},
+            )
+            struck = {lineage: holder for lineage, holder in holders.items() if holder[1:] == (zone, kind)}
+            for lineage, (instance_id, data_zone, _kind) in struck.items():
+                with _as_function_role(enforced):
+                    handler.handle(warning(instance_id))
+                actions = _launches(lineage)
+                if not actions:
+                    unrecovered += 1
+                    continue
+                replacement = actions[0]["instance_id"]
+                with _as_function_role(enforced):
+                    handler.handle(_launch_event(lineage, actions[0]))
+                CONTEXT.advance(CONTEXT.latency["os_boot"])
+                with _as_function_role(enforced):
+                    handler.handle(_ready(replacement, lineage))
+                launched_in = ec2.describe_instances(InstanceIds=[replacement])["Reservations"][0]["Instances"][0]
+                kept += launched_in["Placement"]["AvailabilityZone"] == data_zone
+                steps = progress.read(launched_in)
+                origin = progress.read_outcome(steps, "attached")
+                moved += bool(origin and not origin.restored)
+                restored += bool(origin and origin.restored)
+            CONTEXT.advance(AVOID_SECONDS + 1)  # the reclaims happen, the old instances go, the pool comes back
+        interruptions = moved + restored + unrecovered
+        return {
+            "interruptions": interruptions,
+            "data_zone_kept": kept,
+            "data_zone_kept_percent": round(100.0 * kept / interruptions, 1) if interruptions else None,
+            "very_volume_moved": moved,
+            "restored_from_snapshot": restored,
+            "not_recovered": unrecovered,
+            "iam": bench_iam.summary() | {"enforced": enforced},
+        }
+
+
+def run():
+    from sandbox import rules as sandbox_rules
+
+    sandbox_rules.install()
+    enforce.install()
+    enforced = bench_iam.enforced_by_default()
+    CONTEXT.clock.set_scale(0.0)
+    runs = {}
+    for counts_replaced in (False, True):
+        reading = "replaced instance counts" if counts_replaced else "replaced instance does not count"
+        for keep_data_zone in (True, False):
+            runs[f"{'steered' if keep_data_zone else 'not steered'}, {reading}"] = one_fleet(
+                keep_data_zone, counts_replaced, enforced
+            )
+    return {
+        "groups": GROUPS,
+        "zones": list(ZONES),
+        "types": list(TYPES),
+        "rounds": ROUNDS,
+        "avoid_seconds": AVOID_SECONDS,
+        "runs": runs,
+        "iam": {
+            "enforced": enforced,
+            "refusals": sum(found["iam"]["refusals"] for found in runs.values()),
+            "refused": [line for found in runs.values() for line in found["iam"]["refused"]][:5],
+        },
+    }

@@ -1,0 +1,113 @@
+# -*- coding: utf-8 -*-
+# Copyright: ec2spot.autorecover contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Zone steering: a make-before-break replacement launches in the data's zone, so the very volume moves.
+
+An EBS volume lives in one Availability Zone. A replacement there takes the volume itself in the time of a detach and
+an attach; a replacement anywhere else waits for the final snapshot and a volume restored from it (36 s against 8 s
+in ``make bench``). Left to itself, the group chooses the zone: it keeps "an equal number of instances across enabled
+Availability Zones" (EC2 Auto Scaling user guide, "Auto Scaling group Availability Zone distribution"), AWS publishes
+neither how it breaks a tie nor whether the instance being replaced still counts, and a group of one spread over
+two zones may well launch its replacement in the other one.
+
+So, at the warning and before the holder is marked Unhealthy (which is what makes the group launch), ``narrow`` sets
+the group's ``VPCZoneIdentifier`` to its subnets in the data's zone, recording first what to give back (``steered``:
+the zone, and the subnets as they were). Within that zone the group's allocation strategy still chooses among its
+overrides' Spot pools, so the replacement comes from another pool of the zone when the interrupted one has no
+capacity left. ``restore`` gives the subnets back (``unsteered``) once the data has moved, or at the deadline's
+fallback (the bound: a zone with no capacity by then must not hold the replacement back; widened, the group's next
+try goes to any zone and the replacement restores the data from the final snapshot).
+
+Why the subnets and nothing else (fleet role README, "Zone steering"): ``UpdateAutoScalingGroup`` with
+``VPCZoneIdentifier`` alone changes where the group launches and nothing of what it launches, so the function needs
+neither ``ec2:RunInstances`` nor ``iam:PassRole`` on the instance role, which a change of the group's launch template
+or mixed instances policy would (EC2 Auto Scaling user guide, "Launch template support": permissions to use a
+launch template are checked when a group is created or updated with one); launching the replacement ourselves
+would need both, and would lose the group's lifecycle hooks and health checks. Instances in the subnets removed are
+not touched (the holder is in the data's zone by definition).
+
+A crash between ``steered`` recorded and the group updated leaves the group as it was: the replacement may land in
+another zone (the data is restored there), and ``restore`` then finds the subnets unchanged and records so. Subnets
+someone changed meanwhile (a deploy) are never overwritten: ``restore`` acts only on a group still narrowed to a
+part of what it recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .. import progress
+from ..aws import AwsApiError, call
+
+LOG = logging.getLogger("ec2spot.autorecover.handler")
+
+
+def _group_subnets(autoscaling, group_name):
+    """The group's ``VPCZoneIdentifier`` as a list in its order (empty: no group, or a group placed by zone names)."""
+    groups = call(autoscaling, "describe_auto_scaling_groups", AutoScalingGroupNames=[group_name])
+    found = groups.get("AutoScalingGroups") or []
+    return [subnet for subnet in (found[0].get("VPCZoneIdentifier") or "").split(",") if subnet] if found else []
+
+
+def narrow(handler, holder, service, done):
+    """Narrow the holder's group to its subnets in the data's zone (the holder's), once, when the group spans other
+    zones too. ``done``: the holder's progress (updated). Never fails the warning: a replacement in another zone
+    still gets the data."""
+    if not service.keep_data_zone or not service.group or "steered" in done:
+        return
+    autoscaling, ec2, holder_id = handler.clients["autoscaling"], handler.clients["ec2"], holder["InstanceId"]
+    zone = holder["Placement"]["AvailabilityZone"]
+    try:
+        subnets = _group_subnets(autoscaling, service.group)
+        if not subnets:
+            return
+        zones = {
+            subnet["SubnetId"]: subnet["AvailabilityZone"]
+            for subnet in call(ec2, "describe_subnets", SubnetIds=subnets).get("Subnets", [])
+        }
+    except AwsApiError as exc:
+        LOG.warning("zone steering of %s skipped: %s", service.group, exc)
+        return
+    kept = [subnet for subnet in subnets if zones.get(subnet) == zone]
+    if not kept or len(kept) == len(subnets):
+        return  # the group launches only in the data's zone already, or never there: nothing to steer
+    steering = progress.ZoneSteering(zone, tuple(subnets))
+    if not progress.fits(steering):
+        LOG.warning("zone steering of %s skipped: %d subnets are too many to record", service.group, len(subnets))
+        return
+    done["steered"] = progress.record(ec2, holder_id, "steered", handler.clock.now(), steering)
+    try:
+        call(
+            autoscaling,
+            "update_auto_scaling_group",
+            AutoScalingGroupName=service.group,
+            VPCZoneIdentifier=",".join(kept),
+        )
+    except AwsApiError as exc:
+        LOG.warning("zone steering of %s failed: %s; the replacement may launch in another zone", service.group, exc)
+
+
+def restore(handler, holder_id, service, steps):
+    """Give the group back the subnets ``narrow`` recorded on ``holder_id`` (``steps``: its progress, updated), once.
+    A group whose subnets are no longer a part of those (changed since, or never narrowed) is left as it is."""
+    steering = progress.read_outcome(steps, "steered")
+    if steering is None or "unsteered" in steps:
+        return
+    # A failure here (after the core's retries) fails the invocation: its redelivery resumes the cut-over, whose
+    # steps are all recorded, and comes back here. A group left narrowed would launch in one zone for good.
+    current = _group_subnets(handler.clients["autoscaling"], service.group)
+    if current and set(current) < set(steering.restore):
+        call(
+            handler.clients["autoscaling"],
+            "update_auto_scaling_group",
+            AutoScalingGroupName=service.group,
+            VPCZoneIdentifier=",".join(steering.restore),
+        )
+        outcome = "restored"
+    elif set(current) == set(steering.restore):
+        outcome = "restored: the group had them"
+    elif not current:
+        outcome = "skipped: the group is gone"
+    else:
+        outcome = "skipped: the group's subnets changed since"
+    steps["unsteered"] = progress.record(handler.clients["ec2"], holder_id, "unsteered", handler.clock.now(), outcome)
