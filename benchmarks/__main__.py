@@ -7,9 +7,11 @@
 3. a fleet: 100 simultaneous interruptions across 10 groups with EC2 throttling;
 4. retention over 1,000 AMIs: ``spot_backup`` (retention alone) against the amazon.aws peer playbook and seed
    001's script: API calls per deleted AMI, wall time;
-5. the recovery core's moves (``benchmarks/foundation.py``).
+5. the recovery core's moves (``benchmarks/foundation.py``);
+6. which zone the replacements come from, over a fleet of reclaimed Spot pools, with and without zone steering
+   (``benchmarks/zones.py``).
 
-    python -m benchmarks [--amis 1000] [--only rto|fleet|retention] [--out .build/bench]
+    python -m benchmarks [--amis 1000] [--only rto|fleet|retention|zones] [--out .build/bench]
 
 A benchmark reports; nothing here fails on a slow machine. Each module's docstring says what it measures.
 
@@ -32,7 +34,7 @@ import time
 
 from sandbox import server, world
 
-from . import fleet, iam as bench_iam, recovery, retention
+from . import fleet, iam as bench_iam, recovery, retention, zones
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(REPO, ".build", "bench")
@@ -53,13 +55,15 @@ def markdown(results):
         lines += _fleet_lines(results["fleet"])
     if "retention" in results:
         lines += _retention_lines(results["retention"])
+    if "zones" in results:
+        lines += _zones_lines(results["zones"])
     return "\n".join(lines)
 
 
 def _iam_line(results):
     """What IAM did: enforced or not, and the refusals of each part (the handler as its function role)."""
     parts = [(name, results[key]["iam"]) for name, key in (("RTO and critical path", "handler"),
-             ("fleet", "fleet"), ("sandbox server overall", "server")) if key in results]  # fmt: skip
+             ("fleet", "fleet"), ("zones", "zones"), ("sandbox server overall", "server")) if key in results]  # fmt: skip
     enforced = all(found["enforced"] for _name, found in parts)
     refusals = sum(found["refusals"] for _name, found in parts)
     return (
@@ -175,6 +179,29 @@ def _retention_lines(kept):
     ]
 
 
+def _zones_lines(found):
+    rows = [
+        f"| {name} | {run['interruptions']} | {run['data_zone_kept']} ({run['data_zone_kept_percent']} %) | "
+        f"{run['very_volume_moved']} | {run['restored_from_snapshot']} | {run['not_recovered']} |"
+        for name, run in found["runs"].items()
+    ]
+    return [
+        "## 6. The data's zone kept (make-before-break, Spot pools reclaimed one after another)",
+        "",
+        f"{found['groups']} groups of one over {len(found['zones'])} zones x {len(found['types'])} Spot types "
+        f"({', '.join(found['types'])}), the data spread over the zones; {found['rounds']} pools reclaimed in turn "
+        f"(seeded), each without capacity for {found['avoid_seconds']:g} s. Two readings of Auto Scaling's balance "
+        "while it replaces an instance launch-first (does the instance being replaced still count in its zone?): "
+        "AWS documents neither, steering depends on neither.",
+        "",
+        "| run | interruptions | replacement in the data's zone | very volume moved | restored from a snapshot | "
+        "not recovered |",
+        "|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -182,7 +209,9 @@ def main(argv=None):
     parser.add_argument("--amis", type=int, default=1000, help="daily AMIs per retention tool")
     parser.add_argument("--out", default=OUT, help="directory for results.json and results.md")
     parser.add_argument(
-        "--only", choices=("rto", "fleet", "retention"), help="run one comparison (RTO includes the handler's path)"
+        "--only",
+        choices=("rto", "fleet", "retention", "zones"),
+        help="run one comparison (RTO includes the handler's path)",
     )
     args = parser.parse_args(argv)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -194,6 +223,10 @@ def main(argv=None):
     if args.only in (None, "rto"):
         print("1-2. RTO and the handler's critical path (in-process, manual clock) ...", flush=True)
         results["rto"], results["handler"] = recovery.run()
+
+    if args.only in (None, "zones"):
+        print("6. the data's zone over a fleet of reclaimed Spot pools, steered and not (in-process) ...", flush=True)
+        results["zones"] = zones.run()
 
     state_dir = tempfile.mkdtemp(prefix="ec2spot-bench-")
     endpoint, stop = server.start_in_thread(scale=1.0, iam_default="enforce")

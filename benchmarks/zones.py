@@ -4,8 +4,8 @@ A fleet of ``GROUPS`` make-before-break services, each a group of one over three
 in the same order for every group, as a fleet is usually deployed) with a mixed instances policy of three Spot types
 (``TYPES``): nine pools. The lineages' data are spread over the zones (a third in each: each group was first placed
 in its own zone, then given all three). Then ``ROUNDS`` times, a pool holding some of the fleet is reclaimed, seeded
-(``spot/reclaim-pool``: its capacity taken away for ``AVOID_SECONDS``, each of its instances warned), and every
-interruption is recovered by the handler as the control plane runs it: the warning (steering, pre-snapshot, deadline,
+(``spot/reclaim-pool``: its capacity taken away for ``AVOID_SECONDS``, its instances warned one after another over the
+three minutes co-interruptions take), and every interruption is recovered by the handler as the control plane runs it: the warning (steering, pre-snapshot, deadline,
 Unhealthy), the replacement's launch (held), its agent's readiness ``os_boot`` later, the cut-over. Counted: the
 interruptions whose replacement launched in the data's zone, so that the very volume moved (no snapshot waited for).
 
@@ -40,8 +40,13 @@ from . import iam as bench_iam
 ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
 TYPES = ("m6i.large", "m5.large", "m6a.large")
 GROUPS = 9
-ROUNDS = 12
+ROUNDS = 8
 AVOID_SECONDS = 300.0  # how long a reclaimed pool stays without capacity (co-interruptions: > 92 % within 3 min)
+CO_INTERRUPTION_SPREAD = 180.0  # the pool's warnings over 3 minutes (sandbox/rules/spot_pools.py)
+# The handler runs one invocation at a time here (the manual clock), where Lambda would run a pool's recoveries side
+# by side: a pool's warnings are spaced at least this long apart, the modeled time one recovery takes here, so that
+# each is handled before its reclaim. Where a replacement launches does not depend on the spacing.
+RECOVERY_SECONDS = 45.0
 CONTROL_PLANE = "bench-zones"
 SEED = "zones"
 
@@ -204,14 +209,26 @@ def one_fleet(keep_data_zone, counts_replaced, enforced):
             holders = _holders(ec2)
             pools = sorted({(zone, kind) for _id, zone, kind in holders.values()})
             zone, kind = random.choice(pools)
-            CONTEXT.call_control(
+            by_instance = {
+                instance_id: (lineage, data_zone) for lineage, (instance_id, data_zone, _k) in holders.items()
+            }
+            # The pool's instances are warned one after another over the co-interruption spread (180 s), each
+            # recovered from its own warning: the handler's invocations for one instance run in sequence here, as
+            # the manual clock has them, and an interruption's recovery ends before the next warning.
+            members = sum(1 for _id, pool_zone, pool_kind in holders.values() if (pool_zone, pool_kind) == (zone, kind))
+            spread = max(CO_INTERRUPTION_SPREAD, RECOVERY_SECONDS * (members - 1))
+            reclaim = CONTEXT.call_control(
                 "spot/reclaim-pool",
-                {"zone": zone, "instance_type": kind, "spread": 0, "capacity_for": AVOID_SECONDS},
+                {"zone": zone, "instance_type": kind, "spread": spread, "capacity_for": max(AVOID_SECONDS, spread)},
             )
-            struck = {lineage: holder for lineage, holder in holders.items() if holder[1:] == (zone, kind)}
-            for lineage, (instance_id, data_zone, _kind) in struck.items():
+            began = CONTEXT.clock.elapsed()
+            for struck in reclaim["interruptions"]:
+                if struck["instance_id"] not in by_instance:
+                    continue  # not a holder of the fleet's data
+                lineage, data_zone = by_instance[struck["instance_id"]]
+                CONTEXT.advance(max(0.0, began + struck["after"] - CONTEXT.clock.elapsed()))
                 with _as_function_role(enforced):
-                    handler.handle(warning(instance_id))
+                    handler.handle(warning(struck["instance_id"]))
                 actions = _launches(lineage)
                 if not actions:
                     unrecovered += 1
@@ -224,11 +241,11 @@ def one_fleet(keep_data_zone, counts_replaced, enforced):
                     handler.handle(_ready(replacement, lineage))
                 launched_in = ec2.describe_instances(InstanceIds=[replacement])["Reservations"][0]["Instances"][0]
                 kept += launched_in["Placement"]["AvailabilityZone"] == data_zone
-                steps = progress.read(launched_in)
-                origin = progress.read_outcome(steps, "attached")
+                origin = progress.read_outcome(progress.read(launched_in), "attached")
                 moved += bool(origin and not origin.restored)
                 restored += bool(origin and origin.restored)
-            CONTEXT.advance(AVOID_SECONDS + 1)  # the reclaims happen, the old instances go, the pool comes back
+            # The reclaims happen, the old instances go, the pool's capacity comes back.
+            CONTEXT.advance(max(0.0, began + AVOID_SECONDS + 1 - CONTEXT.clock.elapsed()))
         interruptions = moved + restored + unrecovered
         return {
             "interruptions": interruptions,

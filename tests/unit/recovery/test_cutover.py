@@ -510,3 +510,14 @@ def test_subnets_changed_meanwhile_are_never_overwritten(fleet, change, outcome)
 def test_a_group_in_the_data_s_zone_only_is_not_steered(fleet):
     fleet.handler.handle(warning(fleet.first))
     assert "steered" not in steps(fleet, fleet.first)
+
+
+def test_a_group_with_an_instance_outside_the_data_s_zone_is_not_steered(fleet):
+    """Removing a zone where the group runs an instance would make Auto Scaling replace that instance."""
+    subnets = _two_zones(fleet)
+    fleet.autoscaling.set_desired_capacity(AutoScalingGroupName=fleet.group, DesiredCapacity=2)
+    [action] = fleet.pending_launches()
+    assert fleet.instance(action["instance_id"])["Placement"]["AvailabilityZone"] == "us-east-1b"
+    fleet.complete(action["instance_id"])
+    fleet.handler.handle(warning(fleet.first))
+    assert "steered" not in steps(fleet, fleet.first) and _group_subnets(fleet) == subnets

@@ -23,8 +23,9 @@ Why the subnets and nothing else (fleet role README, "Zone steering"): ``UpdateA
 neither ``ec2:RunInstances`` nor ``iam:PassRole`` on the instance role, which a change of the group's launch template
 or mixed instances policy would (EC2 Auto Scaling user guide, "Launch template support": permissions to use a
 launch template are checked when a group is created or updated with one); launching the replacement ourselves
-would need both, and would lose the group's lifecycle hooks and health checks. Instances in the subnets removed are
-not touched (the holder is in the data's zone by definition).
+would need both, and would lose the group's lifecycle hooks and health checks. A group with an instance outside the
+data's zone is not steered: removing that instance's zone would make Auto Scaling replace it ("rebalancing
+activities" in the user guide); a lineage's group of one has only the holder, in the data's zone by definition.
 
 A crash between ``steered`` recorded and the group updated leaves the group as it was: the replacement may land in
 another zone (the data is restored there), and ``restore`` then finds the subnets unchanged and records so. Subnets
@@ -42,11 +43,19 @@ from ..aws import AwsApiError, call
 LOG = logging.getLogger("ec2spot.autorecover.handler")
 
 
-def _group_subnets(autoscaling, group_name):
-    """The group's ``VPCZoneIdentifier`` as a list in its order (empty: no group, or a group placed by zone names)."""
+def _describe_group(autoscaling, group_name):
     groups = call(autoscaling, "describe_auto_scaling_groups", AutoScalingGroupNames=[group_name])
     found = groups.get("AutoScalingGroups") or []
-    return [subnet for subnet in (found[0].get("VPCZoneIdentifier") or "").split(",") if subnet] if found else []
+    return found[0] if found else {}
+
+
+def _subnets_of(group):
+    """The group's ``VPCZoneIdentifier`` as a list in its order (empty: no group, or a group placed by zone names)."""
+    return [subnet for subnet in (group.get("VPCZoneIdentifier") or "").split(",") if subnet]
+
+
+def _group_subnets(autoscaling, group_name):
+    return _subnets_of(_describe_group(autoscaling, group_name))
 
 
 def narrow(handler, holder, service, done):
@@ -58,8 +67,16 @@ def narrow(handler, holder, service, done):
     autoscaling, ec2, holder_id = handler.clients["autoscaling"], handler.clients["ec2"], holder["InstanceId"]
     zone = holder["Placement"]["AvailabilityZone"]
     try:
-        subnets = _group_subnets(autoscaling, service.group)
+        group = _describe_group(autoscaling, service.group)
+        subnets = _subnets_of(group)
         if not subnets:
+            return
+        elsewhere = sorted(
+            member["InstanceId"] for member in group.get("Instances", []) if member.get("AvailabilityZone") != zone
+        )
+        if elsewhere:
+            # Auto Scaling rebalances a group whose zones are removed: it would replace these instances.
+            LOG.warning("zone steering of %s skipped: %s run outside %s", service.group, ", ".join(elsewhere), zone)
             return
         zones = {
             subnet["SubnetId"]: subnet["AvailabilityZone"]
