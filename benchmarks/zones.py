@@ -45,8 +45,9 @@ AVOID_SECONDS = 300.0  # how long a reclaimed pool stays without capacity (co-in
 CO_INTERRUPTION_SPREAD = 180.0  # the pool's warnings over 3 minutes (sandbox/rules/spot_pools.py)
 # The handler runs one invocation at a time here (the manual clock), where Lambda would run a pool's recoveries side
 # by side: a pool's warnings are spaced at least this long apart, the modeled time one recovery takes here, so that
-# each is handled before its reclaim. Where a replacement launches does not depend on the spacing.
-RECOVERY_SECONDS = 45.0
+# each is handled before its reclaim (a restore in another zone waits for the final snapshot). Where a replacement
+# launches does not depend on the spacing.
+RECOVERY_SECONDS = 90.0
 CONTROL_PLANE = "bench-zones"
 SEED = "zones"
 

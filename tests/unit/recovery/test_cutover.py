@@ -521,3 +521,29 @@ def test_a_group_with_an_instance_outside_the_data_s_zone_is_not_steered(fleet):
     fleet.complete(action["instance_id"])
     fleet.handler.handle(warning(fleet.first))
     assert "steered" not in steps(fleet, fleet.first) and _group_subnets(fleet) == subnets
+
+
+def test_a_holder_reclaimed_during_its_hand_off_still_hands_the_volume_to_the_held_replacement(fleet, monkeypatch):
+    """The reclaim comes between the confirmed stop and the final snapshot (a cut-over late on its deadline): nothing
+    can be snapshotted through the instance any more; as for a holder away before its cut-over, the held replacement
+    gets the very volume once the reclaim has let go of it, and nothing fails."""
+    real_backup = warning_workflow.backup_instance
+
+    def reclaimed_first(ec2, instance_id, set_name, **kwargs):
+        if set_name == "pg-interruption":
+            ec2.terminate_instances(InstanceIds=[instance_id])
+        return real_backup(ec2, instance_id, set_name, **kwargs)
+
+    monkeypatch.setattr(warning_workflow, "backup_instance", reclaimed_first)
+    fleet.handler.handle(warning(fleet.first))
+    [action] = fleet.pending_launches()
+    fleet.handler.handle(fleet.launch_event(action))
+    for unused_delivery in range(3):  # retried while the volume is still attached to the instance going away
+        recovery.process_batch({"Records": [{"messageId": "m0", "body": ready(action["instance_id"])}]}, fleet.handler)
+        if fleet.volume_state(fleet.volume)[1] == [(action["instance_id"], "attached")]:
+            break
+        CONTEXT.advance(60)
+    assert fleet.volume_state(fleet.volume)[1] == [(action["instance_id"], "attached")]
+    done = steps(fleet, fleet.first)
+    assert progress.outcome_of(done["stopped"]) == "ok" and "snapshot" not in done
+    assert len(fleet.ssm_commands()) == 1 and "continued" in steps(fleet, action["instance_id"])

@@ -43,6 +43,7 @@ from .. import progress
 from .. import tags as t
 from ..aws import call
 from ..backups import backup_instance
+from ..errors import InvalidInput
 from ..instances import GONE_STATES
 from ..lineage import current_volume
 from . import launch, lifecycle, steering, warning
@@ -250,7 +251,17 @@ def cut_over(handler, service, holder, replacement_id, trigger):
     if "skipped: it was" in progress.outcome_of(steps.get("stopped", "")):
         stop = f"stop {progress.outcome_of(steps['stopped'])}"
     else:
-        stop = warning.hand_off(handler, holder_id, service, armed.interruption_at, steps)
+        try:
+            stop = warning.hand_off(handler, holder_id, service, armed.interruption_at, steps)
+        except InvalidInput:
+            # Reclaimed during its hand-off (after the stop, before the final snapshot could be asked of it): as for
+            # a holder away before its cut-over, the volume moves once the reclaim lets go of it, and another zone
+            # restores the newest snapshot (the pre-snapshot at worst).
+            now = handler.describe(holder_id)
+            state = now["State"]["Name"] if now is not None else "terminated"
+            if state not in AWAY_STATES:
+                raise
+            stop = f"stop {progress.outcome_of(steps.get('stopped', '')) or 'not sent'}, then it was {state}"
     _let_the_holder_go(handler, service, holder_id, steps)
     if replacement_id is None:
         # The bound of zone steering: the data's zone had no replacement by the deadline; any zone may have one now.
