@@ -173,7 +173,7 @@ READS = ["ec2:DescribeInstances", "ec2:DescribeInstanceStatus", "ec2:DescribeVol
          "ec2:DescribeImages", "ec2:DescribeAddresses", "ec2:DescribeLaunchTemplates",
          "ec2:DescribeLaunchTemplateVersions", "autoscaling:DescribeAutoScalingGroups",
          "autoscaling:DescribeScalingActivities", "ssm:DescribeInstanceInformation",
-         "ssm:GetCommandInvocation"]  # fmt: skip
+         "ssm:GetCommandInvocation", "ec2:DescribeSubnets"]  # fmt: skip
 
 # (id, request(world, mine), marks): every call of the handler, on its own lineage, in every rendered variant.
 HANDLER_CALLS = [
@@ -202,7 +202,7 @@ HANDLER_CALLS = [
     ("publish an alert", lambda w, m: TOPIC(w, "sns:Publish"), ()),
     *[(action, lambda w, m, action=action: QUEUE(w, action), ())
       for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
-                     "sqs:ChangeMessageVisibility")],
+                     "sqs:ChangeMessageVisibility", "sqs:SendMessage")],
     ("decrypt the queue", lambda w, m: KEY(w, "kms:Decrypt"), ()),
     ("put a metric", lambda w, m: AuthorizationRequest("cloudwatch:PutMetricData",
                                                        keys={"cloudwatch:namespace": "EC2Spot/AutoRecover"}), ()),
@@ -225,7 +225,8 @@ def test_the_handler_may_make_each_call_on_its_own_lineage(rendered, name, call,
 def test_the_molecule_handler_drives_its_groups_lifecycle(rendered):
     world = World(rendered["function/molecule"])
     for action in ("autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat",
-                   "autoscaling:SetInstanceHealth", "autoscaling:SuspendProcesses"):  # fmt: skip
+                   "autoscaling:SetInstanceHealth", "autoscaling:SuspendProcesses",
+                   "autoscaling:UpdateAutoScalingGroup"):  # fmt: skip
         assert world.allowed(group(world, action, "pg-fleet")), action
         assert not world.allowed(group(world, action, "another-group")), action
         assert not world.allowed(group(world, action, "pg-fleet-2")), action
@@ -332,6 +333,9 @@ HANDLER_REFUSALS = [
     ("run a command on another lineage", lambda w, m: stop_command(w, m, instance_tags=OTHER)),
     ("run another document", lambda w, m: stop_command(w, m, document="AWS-RunPowerShellScript")),
     ("publish elsewhere", lambda w, m: AuthorizationRequest("sns:Publish", (w.resource("sns", "topic", "other"),))),
+    # A cut-over's deadline goes to the function's own queue only (cutover.py _send_deadline).
+    ("send to another queue",
+     lambda w, m: AuthorizationRequest("sqs:SendMessage", (w.resource("sqs", "queue", "other-events"),))),
     ("put a metric elsewhere",
      lambda w, m: AuthorizationRequest("cloudwatch:PutMetricData", keys={"cloudwatch:namespace": "AWS/EC2"})),
     ("terminate", on_instance("ec2:TerminateInstances", lineage)),
