@@ -99,20 +99,7 @@ def _build(clients, keep_data_zone, enforced):
             },
             InstanceMaintenancePolicy={"MinHealthyPercentage": 100, "MaxHealthyPercentage": 200},
             Tags=[{"Key": t.LINEAGE, "Value": lineage, "PropagateAtLaunch": True}],
-            LifecycleHookSpecificationList=[
-                {
-                    "LifecycleHookName": "launch",
-                    "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING",
-                    "HeartbeatTimeout": 600,
-                    "DefaultResult": "ABANDON",
-                },
-                {
-                    "LifecycleHookName": "terminate",
-                    "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
-                    "HeartbeatTimeout": 300,
-                    "DefaultResult": "CONTINUE",
-                },
-            ],  # fmt: skip
+            LifecycleHookSpecificationList=scenario_module.LIFECYCLE_HOOKS,
         )
         [action] = _launches(group)
         first = action["instance_id"]
@@ -148,20 +135,6 @@ def _launches(group):
         for action in CONTEXT.call_control("autoscaling/actions", {"group": group})["actions"]
         if action["transition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"
     ]
-
-
-def _launch_event(group, action):
-    return envelope(
-        "aws.autoscaling",
-        "EC2 Instance-launch Lifecycle Action",
-        {
-            "LifecycleActionToken": action["token"],
-            "AutoScalingGroupName": group,
-            "LifecycleHookName": "launch",
-            "EC2InstanceId": action["instance_id"],
-            "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING",
-        },
-    )
 
 
 def _ready(instance_id, lineage):
@@ -236,7 +209,7 @@ def one_fleet(keep_data_zone, counts_replaced, enforced):
                     continue
                 replacement = actions[0]["instance_id"]
                 with _as_function_role(enforced):
-                    handler.handle(_launch_event(lineage, actions[0]))
+                    handler.handle(scenario_module.launch_event(lineage, actions[0]))
                 CONTEXT.advance(CONTEXT.latency["os_boot"])
                 with _as_function_role(enforced):
                     handler.handle(_ready(replacement, lineage))

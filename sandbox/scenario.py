@@ -73,6 +73,39 @@ def envelope(source, detail_type, detail, when=None):
     )
 
 
+# A fleet group's hooks as the fleet role makes them: the launch hook holds a replacement until it has its data, the
+# terminate hook holds a replaced instance until the handler is done with it.
+LIFECYCLE_HOOKS = [
+    {
+        "LifecycleHookName": "launch",
+        "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING",
+        "HeartbeatTimeout": 600,
+        "DefaultResult": "ABANDON",
+    },
+    {
+        "LifecycleHookName": "terminate",
+        "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+        "HeartbeatTimeout": 300,
+        "DefaultResult": "CONTINUE",
+    },
+]
+
+
+def launch_event(group, action):
+    """The launch hook's event for a pending launch ``action`` (the ``autoscaling/actions`` control's) of ``group``."""
+    return envelope(
+        "aws.autoscaling",
+        "EC2 Instance-launch Lifecycle Action",
+        {
+            "LifecycleActionToken": action["token"],
+            "AutoScalingGroupName": group,
+            "LifecycleHookName": "launch",
+            "EC2InstanceId": action["instance_id"],
+            "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING",
+        },
+    )
+
+
 def warning(instance_id, when=None, action="terminate"):
     return envelope(
         "aws.ec2",
@@ -264,20 +297,7 @@ class World:
             DesiredCapacity=1,
             LaunchTemplate={"LaunchTemplateName": f"{group}-template"},
             VPCZoneIdentifier=seeded["subnets"][zone],
-            LifecycleHookSpecificationList=[
-                {
-                    "LifecycleHookName": "launch",
-                    "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING",
-                    "HeartbeatTimeout": 600,
-                    "DefaultResult": "ABANDON",
-                },
-                {
-                    "LifecycleHookName": "terminate",
-                    "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
-                    "HeartbeatTimeout": 300,
-                    "DefaultResult": "CONTINUE",
-                },
-            ],
+            LifecycleHookSpecificationList=LIFECYCLE_HOOKS,
         )
         self.first = self.pending_launches()[0]["instance_id"]
         self.complete(self.first)
@@ -340,17 +360,7 @@ class World:
         )
 
     def launch_event(self, action):
-        return envelope(
-            "aws.autoscaling",
-            "EC2 Instance-launch Lifecycle Action",
-            {
-                "LifecycleActionToken": action["token"],
-                "AutoScalingGroupName": self.group,
-                "LifecycleHookName": "launch",
-                "EC2InstanceId": action["instance_id"],
-                "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING",
-            },
-        )
+        return launch_event(self.group, action)
 
     def messages(self):
         return self.inbox.messages()
