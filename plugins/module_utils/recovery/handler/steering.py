@@ -69,8 +69,8 @@ def narrow(handler, holder, service, done):
     try:
         group = _describe_group(autoscaling, service.group)
         subnets = _subnets_of(group)
-        if not subnets:
-            return
+        if len(subnets) < 2:
+            return  # one subnet (or none): the group has one zone to launch in already
         elsewhere = sorted(
             member["InstanceId"] for member in group.get("Instances", []) if member.get("AvailabilityZone") != zone
         )
