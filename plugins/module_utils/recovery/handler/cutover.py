@@ -241,6 +241,10 @@ def cut_over(handler, service, holder, replacement_id, trigger):
         )
         handler.metric(service, "CutOvers" if replacement_id else "CutOverFallbacks", 1, "Count")
     armed = progress.read_outcome(steps, "armed")
+    if replacement_id is None:
+        # The bound of zone steering: the data's zone had no replacement by the deadline; widened first, the group's
+        # next try may go to any zone while the hand-off runs (and even if it fails and is retried).
+        steering.restore(handler, holder_id, service, steps)
     state = holder["State"]["Name"]
     if state in AWAY_STATES and "stopped" not in steps:
         # Going away before its cut-over (reclaimed early, the deadline lost): nothing answers a stop or can be
@@ -264,8 +268,6 @@ def cut_over(handler, service, holder, replacement_id, trigger):
             stop = f"stop {progress.outcome_of(steps.get('stopped', '')) or 'not sent'}, then it was {state}"
     _let_the_holder_go(handler, service, holder_id, steps)
     if replacement_id is None:
-        # The bound of zone steering: the data's zone had no replacement by the deadline; any zone may have one now.
-        steering.restore(handler, holder_id, service, steps)
         return f"cut-over deadline with no replacement held: fallback hand-off of {holder_id} ({stop}); the data waits"
     replacement = handler.describe(replacement_id)
     if replacement is None or replacement["State"]["Name"] in GONE_STATES:
