@@ -12,7 +12,8 @@ For the deploy's calls (IAM roles and instance profiles, Lambda functions, rules
 topics, dashboards, KMS keys and aliases, launch templates, Auto Scaling groups, FIS templates and experiments), the
 resources are named by the
 request itself (``NAMED``: a name or an ARN, in the parameters or, for REST services, in the path) and authorised by
-ARN, without tags: policies scope them by name.
+ARN; an existing Lambda function, log group, SNS topic or CloudWatch alarm with the tags it carries (as AWS puts them
+in the context: ``aws:ResourceTag/*``), other types without tags: policies scope them by name.
 
 ``resolve`` returns None for an action with resource types it does not model yet: the caller then authorises it on
 ``*`` and records it (never on a real ARN it did not resolve).
@@ -206,7 +207,7 @@ class Ec2State:
         return None
 
     def launch_template_id(self, name):
-        template = self._find(self.backend.get_launch_template_by_name, name) if name else None
+        template = self.find(self.backend.get_launch_template_by_name, name) if name else None
         return template.id if template is not None else None
 
     def primary_interface(self, instance_id):
@@ -619,6 +620,32 @@ def _kms_key_keys(arn, account, region):
     return {"kms:ResourceAliases": sorted(alias.alias_name for alias in backend.list_aliases(key_id))}
 
 
+def _current_tags(service, type_name, arn, account, region):
+    """The tags an existing function, log group, topic or alarm carries in moto's state, as IAM puts them in the
+    context (``aws:ResourceTag/*``, which the Service Authorization Reference lists for the resource types
+    ``function`` of AWS Lambda, ``log-group`` of Amazon CloudWatch Logs, ``topic`` of Amazon SNS and ``alarm`` of
+    Amazon CloudWatch; ``requests`` keeps them only where the action's row lists the key); none for a resource that
+    does not exist, or of another type."""
+    try:
+        if (service, type_name) == ("lambda", "function"):
+            name = arn.split(":function:", 1)[1].split(":", 1)[0]
+            return dict(get_backend("lambda")[account][region].get_function(name).tags or {})
+        if (service, type_name) == ("logs", "log-group"):
+            backend = get_backend("logs")[account][region]
+            group = backend.groups.get(arn.split(":log-group:", 1)[1])
+            return backend.tagger.get_tag_dict_for_resource(group.arn) if group is not None else {}
+        if (service, type_name) == ("sns", "topic"):
+            topic = get_backend("sns")[account][region].topics.get(arn)
+            return dict(topic._tags) if topic is not None else {}
+        if (service, type_name) == ("cloudwatch", "alarm"):
+            backend = get_backend("cloudwatch")[account][region]
+            alarm = backend.alarms.get(arn.split(":alarm:", 1)[1])
+            return backend.tagger.get_tag_dict_for_resource(alarm.alarm_arn) if alarm is not None else {}
+    except Exception:  # moto's ResourceNotFound and the like: IAM sees a resource without tags
+        return {}
+    return {}
+
+
 def _named(found, params, path, account, region, partition):
     """The request naming its resources by name or ARN (NAMED), or None when one of the action's resource types
     (the required ones, or all when none is required) cannot be named from the request."""
@@ -640,7 +667,8 @@ def _named(found, params, path, account, region, partition):
             else:
                 arn = catalogue.arn_for(part.resource_type, partition, region, account, name)
             keys = _kms_key_keys(arn, account, region) if (service, part.name) == ("kms", "key") else {}
-            resources.append(Resource(part.name, arn, keys=keys))
+            tags = _current_tags(service, part.name, arn, account, region)
+            resources.append(Resource(part.name, arn, tags=tags, keys=keys))
     named = {resource.type for resource in resources}
     if not resources or any(part.name not in named for part in found.required_resources):
         return None
@@ -776,7 +804,9 @@ def resolve(service, action, params, account, region, partition="aws", path=None
     if service == "ssm":
         return _ssm(action, params, Ec2State(account, region, partition))
     if service == "sns" and params.one("TopicArn"):
-        return [AuthorizationRequest(found.full_name, (Resource("topic", params.one("TopicArn")),))]
+        topic_arn = params.one("TopicArn")
+        tags = _current_tags("sns", "topic", topic_arn, account, region)
+        return [AuthorizationRequest(found.full_name, (Resource("topic", topic_arn, tags=tags),))]
     if service == "sqs" and _queue_name(params):
         arn = f"arn:{partition}:sqs:{region}:{account}:{_queue_name(params)}"
         return [AuthorizationRequest(found.full_name, (Resource("queue", arn),))]
@@ -788,8 +818,11 @@ def resolve(service, action, params, account, region, partition="aws", path=None
         if not names:
             names = [f"{params.one('AlarmNamePrefix') or ''}*"]
         request_tags = _tags_of(params, "Tags", "Tags.member") if action == "PutMetricAlarm" else {}
-        return [AuthorizationRequest(found.full_name, tuple(Resource("alarm", base + name) for name in names),
-                                     request_tags=request_tags or None)]  # fmt: skip
+        alarms = []
+        for name in names:  # each with its tags: DeleteAlarms on an alarm is authorised with aws:ResourceTag/*
+            tags = _current_tags("cloudwatch", "alarm", base + name, account, region)
+            alarms.append(Resource("alarm", base + name, tags=tags))
+        return [AuthorizationRequest(found.full_name, tuple(alarms), request_tags=request_tags or None)]
     if service == "fis":
         return _fis(found, params, path, account, region, partition)
     if any((service, part.name) in NAMED or (service, part.name) in NAMED_IN_PATH for part in found.resources):

@@ -31,6 +31,7 @@ RULE_MODULES = (
     "schedules",
     "fis",
     "kms",
+    "launch_templates",
     "pricing",
     "alarms",
     "cloudwatch",

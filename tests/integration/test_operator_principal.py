@@ -6,6 +6,10 @@ sandbox/README.md, "IAM"). This file's own boto3 clients (the ``ec2`` fixture) s
 with the administrator key, to set the world up and to read it back.
 """
 
+import io
+import json
+import zipfile
+
 from sandbox import __main__ as sandbox_cli
 from sandbox import world
 
@@ -78,3 +82,74 @@ def test_the_operator_does_not_detach_a_volume_of_no_lineage(playbook, ec2, sand
     ]
     attachments = ec2.describe_volumes(VolumeIds=[volume])["Volumes"][0]["Attachments"]
     assert [(a["InstanceId"], a["State"]) for a in attachments] == [(instance, "attached")]
+
+
+def test_the_operator_deletes_only_the_control_planes_templates_and_alarms_it_manages(
+    playbook, ec2, sandbox, session, box
+):
+    """The control plane's function, log group and topic are named by the user alone, a launch template's ARN holds
+    only its id: the deploy policy deletes them only when they carry ec2spot:managed-by (docs/iam/deploy-policy.json,
+    RemoveOnlyOurControlPlane; deploy-fleet-policy.json, DeleteOnlyOurs). The fleet's alarms cannot be tagged by
+    amazon.aws.cloudwatch_metric_alarm: the policy keeps them to the collection's naming (KeepTheAlarms)."""
+    services = ("iam", "lambda", "logs", "sns", "cloudwatch")
+    client = {name: session.client(name, endpoint_url=sandbox["endpoint"]) for name in services}
+    managed = {MANAGED_BY: "ec2spot.autorecover"}
+    role = client["iam"].create_role(RoleName="it-op-function", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                                                "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]  # fmt: skip
+    package = io.BytesIO()
+    with zipfile.ZipFile(package, "w") as archive:
+        archive.writestr("index.py", "def handler(event, context):\n    return event\n")
+    templates = {}
+    for name, tags in (("it-op-other", {"team": "billing"}), ("it-op-cp", managed)):
+        client["lambda"].create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="index.handler",
+                                         Code={"ZipFile": package.getvalue()}, Tags=tags)  # fmt: skip
+        client["logs"].create_log_group(logGroupName=f"/aws/lambda/{name}", tags=tags)
+        client["sns"].create_topic(Name=name, Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+        templates[name] = ec2.create_launch_template(
+            LaunchTemplateName=name, LaunchTemplateData={"InstanceType": "m6i.large"},
+            TagSpecifications=tagged("launch-template", tags),
+        )["LaunchTemplate"]["LaunchTemplateId"]  # fmt: skip
+    for name in ("it-op-billing-high", "it-op-step-scaling-burst"):  # not ours by name, ours by name
+        client["cloudwatch"].put_metric_alarm(AlarmName=name, MetricName="CPUUtilization", Namespace="AWS/EC2",
+                                              Statistic="Average", Period=60, EvaluationPeriods=1, Threshold=90,
+                                              ComparisonOperator="GreaterThanThreshold")  # fmt: skip
+
+    def removals(name):
+        return [
+            {"name": f"function {name}", "amazon.aws.lambda": {"name": name, "state": "absent"}},
+            {"name": f"log group {name}",
+             "amazon.aws.cloudwatchlogs_log_group": {"log_group_name": f"/aws/lambda/{name}", "state": "absent"}},
+            {"name": f"topic {name}", "community.aws.sns_topic": {"name": name, "state": "absent"}},
+            {"name": f"template {name}", "amazon.aws.ec2_launch_template": {"template_name": name, "state": "absent"}},
+        ]  # fmt: skip
+
+    def alarm_removal(name):
+        return {"name": f"alarm {name}", "amazon.aws.cloudwatch_metric_alarm": {"name": name, "state": "absent"}}
+
+    refused = [
+        dict(task, ignore_errors=True) for task in (*removals("it-op-other"), alarm_removal("it-op-billing-high"))
+    ]
+    run = playbook([*refused, *removals("it-op-cp"), alarm_removal("it-op-step-scaling-burst")])
+    assert [result.get("failed") is True for result in run.results] == [True] * 5 + [False] * 5, run.results
+    base = "arn:aws:{}:us-east-1:123456789012:{}"
+    assert refusals_of(box, base.format("lambda", "function:it-op-other")) == [(OPERATOR_ARN, "AccessDeniedException")]
+    assert refusals_of(box, base.format("logs", "log-group:/aws/lambda/it-op-other")) == [
+        (OPERATOR_ARN, "AccessDeniedException")
+    ]
+    assert refusals_of(box, base.format("sns", "it-op-other")) == [(OPERATOR_ARN, "AccessDenied")]
+    assert refusals_of(box, base.format("ec2", f"launch-template/{templates['it-op-other']}")) == [
+        (OPERATOR_ARN, "UnauthorizedOperation")
+    ]
+    assert refusals_of(box, base.format("cloudwatch", "alarm:it-op-billing-high")) == [(OPERATOR_ARN, "AccessDenied")]
+    functions = [f["FunctionName"] for f in client["lambda"].list_functions()["Functions"]]
+    assert "it-op-other" in functions and "it-op-cp" not in functions
+    groups = [g["logGroupName"] for g in client["logs"].describe_log_groups(logGroupNamePrefix="/aws/lambda/it-op-")[
+        "logGroups"]]  # fmt: skip
+    assert groups == ["/aws/lambda/it-op-other"]
+    topics = [t["TopicArn"].rsplit(":", 1)[1] for t in client["sns"].list_topics()["Topics"]]
+    assert "it-op-other" in topics and "it-op-cp" not in topics
+    names = [t["LaunchTemplateName"] for t in ec2.describe_launch_templates()["LaunchTemplates"]]
+    assert "it-op-other" in names and "it-op-cp" not in names
+    left = [a["AlarmName"] for a in client["cloudwatch"].describe_alarms(AlarmNamePrefix="it-op-")["MetricAlarms"]]
+    assert left == ["it-op-billing-high"]

@@ -601,3 +601,58 @@ def test_the_deploys_deletes_are_resolved_with_what_scopes_them(aws, ec2, autosc
         ("experiment-template", {"ec2spot:drill": "spot-interruption"}),
         ("action", "send-spot-instance-interruptions"),
     ]
+
+
+def test_the_control_plane_templates_and_alarms_are_resolved_with_their_tags(aws, ec2, role):
+    """A Lambda function, a log group, an SNS topic, a CloudWatch alarm and a launch template are authorised with the
+    tags they carry (``aws:ResourceTag/*``: the reference lists it for each of these resource types), as the deploy
+    policies' deletes need them; one that does not exist (or an alarm named by a prefix) without tags. The context
+    keeps the key only where the action's row lists it (sandbox/iam/requests.py)."""
+    from sandbox.iam.resources import Params, resolve
+
+    def resolved(service, action, path=None, **params):
+        return resolve(service, action, Params(tree=params), ACCOUNT, "us-east-1", path=path)
+
+    def tags(requests):
+        return [dict(r.tags) for request in requests for r in request.resources]
+
+    name = f"cp-{uuid.uuid4().hex[:8]}"
+    ours = {MANAGED_BY: "ec2spot.autorecover", "team": "sre"}
+    zipped = __import__("io").BytesIO()
+    with __import__("zipfile").ZipFile(zipped, "w") as archive:
+        archive.writestr("index.py", "def handler(event, context):\n    return event\n")
+    function_arn = aws("lambda").create_function(FunctionName=name, Runtime="python3.12", Role=role,
+                                                 Handler="index.handler", Code={"ZipFile": zipped.getvalue()},
+                                                 Tags=ours)["FunctionArn"]  # fmt: skip
+    aws("logs").create_log_group(logGroupName=f"/aws/lambda/{name}", tags=ours)
+    topic_arn = aws("sns").create_topic(Name=name, Tags=[{"Key": k, "Value": v} for k, v in ours.items()])["TopicArn"]
+    aws("cloudwatch").put_metric_alarm(AlarmName=f"{name}-step-scaling-burst", MetricName="CPUUtilization",
+                                       Namespace="AWS/EC2", Statistic="Average", Period=60, EvaluationPeriods=1,
+                                       Threshold=90, ComparisonOperator="GreaterThanThreshold",
+                                       Tags=[{"Key": k, "Value": v} for k, v in ours.items()])  # fmt: skip
+    template_id = ec2.create_launch_template(LaunchTemplateName=name, LaunchTemplateData={"InstanceType": "m6i.large"},
+                                             TagSpecifications=[{"ResourceType": "launch-template", "Tags": [
+                                                 {"Key": k, "Value": v} for k, v in ours.items()]}],
+                                             )["LaunchTemplate"]["LaunchTemplateId"]  # fmt: skip
+
+    quoted = function_arn.replace(":", "%3A")
+    assert tags(resolved("lambda", "DeleteFunction", f"/2015-03-31/functions/{name}")) == [ours]
+    assert tags(resolved("lambda", "UntagResource", f"/2017-03-31/tags/{quoted}")) == [ours]
+    assert tags(resolved("logs", "DeleteLogGroup", logGroupName=f"/aws/lambda/{name}")) == [ours]
+    assert tags(resolved("logs", "UntagLogGroup", logGroupName=f"/aws/lambda/{name}")) == [ours]
+    assert tags(resolved("sns", "DeleteTopic", TopicArn=topic_arn)) == [ours]
+    assert tags(resolved("sns", "UntagResource", ResourceArn=topic_arn)) == [ours]
+    assert tags(resolved("cloudwatch", "DeleteAlarms", AlarmNames=[f"{name}-step-scaling-burst", "nowhere"])) == [
+        ours, {}]  # fmt: skip
+    assert tags(resolved("cloudwatch", "DescribeAlarms", AlarmNamePrefix=name)) == [{}]
+    assert tags(resolved("ec2", "DeleteLaunchTemplate", LaunchTemplateId=template_id)) == [ours]
+    assert tags(resolved("ec2", "CreateLaunchTemplateVersion", LaunchTemplateName=name)) == [ours]
+    assert tags(resolved("lambda", "DeleteFunction", "/2015-03-31/functions/nowhere")) == [{}]
+    assert tags(resolved("logs", "DeleteLogGroup", logGroupName="/aws/lambda/nowhere")) == [{}]
+    assert tags(resolved("sns", "DeleteTopic", TopicArn=f"arn:aws:sns:us-east-1:{ACCOUNT}:nowhere")) == [{}]
+
+    (delete,) = resolved("lambda", "DeleteFunction", f"/2015-03-31/functions/{name}")
+    (check,) = delete.checks()
+    assert check.context[f"aws:ResourceTag/{MANAGED_BY}"] == "ec2spot.autorecover"
+    # lambda:DeleteFunction's row lists no aws:RequestTag: a request's tags never reach its context.
+    assert not any(key.startswith("aws:RequestTag/") for key in check.context)

@@ -608,13 +608,59 @@ def on_ec2(action, type_name, tags):  # destroy.yml: amazon.aws.ec2_vol and ec2_
     return AuthorizationRequest(action, (DEPLOYER.ec2(type_name, "id-1", tags=tags),))
 
 
-def on_named(action, service, type_name, name):
-    return AuthorizationRequest(action, (DEPLOYER.resource(service, type_name, name),))
+def on_named(action, service, type_name, name, tags=None):
+    return AuthorizationRequest(action, (DEPLOYER.resource(service, type_name, name, tags=tags),))
+
+
+def on_control_plane(action, tags, name="cp"):  # destroy.yml: the function, its log group, the topic (named <cp>)
+    service, type_name, resource = {
+        "lambda": ("lambda", "function", name),
+        "logs": ("logs", "log-group", f"/aws/lambda/{name}"),
+        "sns": ("sns", "topic", name),
+    }[action.split(":", 1)[0]]
+    return on_named(action, service, type_name, resource, tags=tags)
+
+
+def on_alarm(action, name, request_tags=None):  # the fleet's step scaling, standby, watchdog and drill alarms
+    alarm = DEPLOYER.resource("cloudwatch", "alarm", name)
+    return AuthorizationRequest(action, (alarm,), request_tags=request_tags)
+
+
+def tag_template(tags, request_tags, create_action=None):  # amazon.aws.ec2_launch_template: its tags
+    keys = {"ec2:CreateAction": create_action} if create_action else {}
+    template = DEPLOYER.ec2("launch-template", "lt-1", tags=tags)
+    return AuthorizationRequest("ec2:CreateTags", (template,), request_tags=request_tags, keys=keys)
 
 
 DEPLOY_CALLS = [
     ("connect the queue to the handler", mapping_call("lambda:CreateEventSourceMapping")),
-    ("delete the handler's mapping", mapping_call("lambda:DeleteEventSourceMapping")),
+    ("update the handler's mapping", mapping_call("lambda:UpdateEventSourceMapping")),
+    *(
+        (f"{action} of our control plane", on_control_plane(action, managed("pg")))
+        for action in (
+            "lambda:DeleteFunction",
+            "lambda:UntagResource",
+            "lambda:TagResource",
+            "logs:DeleteLogGroup",
+            "logs:UntagLogGroup",
+            "logs:DeleteRetentionPolicy",
+            "sns:DeleteTopic",
+            "sns:UntagResource",
+        )
+    ),
+    # A tag on create needs TagResource (Lambda developer guide, "Using tags on Lambda functions"), and a control
+    # plane deployed before the role added ec2spot:managed-by gets it at its next deploy.
+    ("tag an untagged function ours", on_control_plane("lambda:TagResource", {})),
+    ("delete our launch template", on_ec2("ec2:DeleteLaunchTemplate", "launch-template", managed("pg"))),
+    ("tag a launch template as it is created", tag_template({}, managed("pg"), "CreateLaunchTemplate")),
+    ("tag a launch template made before it was tagged", tag_template({}, managed("pg"))),
+    ("retag our launch template", tag_template(managed("pg"), {"team": "sre"})),
+    ("update our launch template", on_ec2("ec2:CreateLaunchTemplateVersion", "launch-template", managed("pg"))),
+    *(
+        (f"{action} {name}", on_alarm(action, name))
+        for action in ("cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms")
+        for name in ("pg-step-scaling-burst", "pg-drill-stop", "cp-standby-pg-status", "cp-watchdog-pg-i-1")
+    ),
     ("delete a control plane rule", on_named("events:DeleteRule", "events", "rule-on-default-event-bus", "cp-sweep")),
     ("delete a backup schedule", on_named("events:DeleteRule", "events", "rule-on-default-event-bus", "cp-backup-pg")),
     ("delete a watchdog rule", on_named("events:DeleteRule", "events", "rule-on-default-event-bus", "cp-watchdog-pg")),
@@ -632,7 +678,27 @@ DEPLOY_CALLS = [
 ]
 DEPLOY_REFUSALS = [
     ("map a queue to no function named", mapping_call("lambda:CreateEventSourceMapping", function=None)),
-    ("delete a mapping of no function", mapping_call("lambda:DeleteEventSourceMapping", function=None)),
+    ("update a mapping of no function", mapping_call("lambda:UpdateEventSourceMapping", function=None)),
+    # No playbook deletes the queue's mapping (destroy.yml deletes the function): nothing allows it.
+    ("delete the handler's mapping", mapping_call("lambda:DeleteEventSourceMapping")),
+    *(
+        (f"{action} not ours", on_control_plane(action, tags, "billing"))
+        for action in (
+            "lambda:DeleteFunction",
+            "lambda:UntagResource",
+            "logs:DeleteLogGroup",
+            "logs:UntagLogGroup",
+            "logs:DeleteRetentionPolicy",
+            "sns:DeleteTopic",
+            "sns:UntagResource",
+        )
+        for tags in ({}, {"ec2spot:managed-by": "someone-else"})
+    ),
+    ("delete an untagged launch template", on_ec2("ec2:DeleteLaunchTemplate", "launch-template", {})),
+    ("retag a launch template not ours", tag_template({}, {"team": "sre"})),
+    ("delete an alarm not ours", on_alarm("cloudwatch:DeleteAlarms", "billing-high")),
+    ("delete a step alarm of the old naming", on_alarm("cloudwatch:DeleteAlarms", "pg-burst")),
+    ("overwrite an alarm not ours", on_alarm("cloudwatch:PutMetricAlarm", "billing-high")),
     ("delete a rule not ours", on_named("events:DeleteRule", "events", "rule-on-default-event-bus", "billing-alerts")),
     ("delete a role not ours", on_named("iam:DeleteRole", "iam", "role", "Administrator")),
     ("delete a queue not ours", on_named("sqs:DeleteQueue", "sqs", "queue", "orders")),

@@ -4,9 +4,10 @@ AWS offers nothing narrower, and never delete beyond the collection's own resour
 The delete rule, precisely: no delete on every resource (``*``); an EC2 delete only of what carries the collection's
 tag (``aws:ResourceTag/ec2spot:managed-by``); any other delete only of resources named by the collection's naming (a
 fixed part of the names the roles and playbooks give, in the resource pattern or in a key naming the resource such as
-``kms:ResourceAliases``), or carrying a tag the collection sets on what it creates (Auto Scaling groups, drill
-templates: their names and ids are not ours). KNOWN_GAPS lists the statements that do not hold it yet, each with what
-would close it: they are expected failures, and each is checked to be one still.
+``kms:ResourceAliases``), or carrying a tag the collection sets on what it creates (Auto Scaling groups, the
+control plane's function, log group and topic, drill templates: their names and ids are not ours). KNOWN_GAPS lists
+the statements that do not hold it yet, each with what would close it: they are expected failures, and each is
+checked to be one still (none today).
 """
 
 import json
@@ -28,50 +29,28 @@ MANAGED_POLICY_CHARACTERS = 6144
 DESTRUCTIVE_PREFIXES = ("Delete", "Deregister", "Terminate", "Release")
 DESTRUCTIVE_ACTIONS = frozenset({"kms:ScheduleKeyDeletion"})
 MANAGED_BY = {"aws:ResourceTag/ec2spot:managed-by": "ec2spot.autorecover"}
-# The tags the collection sets on what it creates: ec2spot:managed-by on the fleet's groups, volumes and addresses and
-# the recovery's volumes, snapshots and images (roles/fleet/vars/main.yml, plugins/module_utils/recovery/tags.py);
+# The tags the collection sets on what it creates: ec2spot:managed-by on the fleet's groups, launch templates, volumes
+# and addresses, on the control plane's resources (roles/control_plane/vars/main.yml) and on the recovery's volumes,
+# snapshots and images (roles/fleet/vars/main.yml, plugins/module_utils/recovery/tags.py);
 # ec2spot:drill on the drill templates (plugins/module_utils/recovery/drill.py).
 OUR_TAGS = {**MANAGED_BY, "aws:ResourceTag/ec2spot:drill": "spot-interruption"}
 # The fixed parts of the names the collection gives (roles/*/vars/main.yml, playbooks/): the IAM roles and profile
 # <control plane>-function, <service>-instance and <service>-fis; the queues <control plane>-events(-dlq), the key's
 # alias alias/<control plane>-queue; the rules <control plane>-<purpose> (control_plane_rule_names, backup.yml's
 # -backup-<service>, destroy.yml's -scheduled-backup, the standby's and the watchdog's); the alarms
-# <...>-monitoring-*, <service>-drill-stop, <control plane>-standby-* and -watchdog-*; the dashboards ec2spot-*.
+# <...>-monitoring-*, <service>-drill-stop, <group>-step-scaling-*, <control plane>-standby-* and -watchdog-*; the
+# dashboards ec2spot-*.
 OUR_NAMES = ("-function", "-instance", "-fis", "-events", "-queue", "-spot-interruption", "-rebalance-recommendation",
              "-lifecycle-action", "-state-change", "-boot-report", "-planned-interruption", "-sweep", "-backup-",
-             "-scheduled-backup", "-standby-", "-watchdog-", "-monitoring-", "-drill-stop", "ec2spot-")  # fmt: skip
+             "-scheduled-backup", "-standby-", "-watchdog-", "-monitoring-", "-drill-stop", "-step-scaling-",
+             "ec2spot-")  # fmt: skip
 # Condition keys that name the resource an action acts on (its aliases): a pattern on them names it as its ARN would.
 NAMING_KEYS = frozenset({"kms:ResourceAliases"})
 
-# (policy file, Sid) -> why its delete is not limited to our resources yet, and what would close it.
-KNOWN_GAPS = {
-    ("deploy-fleet-policy.json", "RemoveTheLaunchTemplates"): (
-        "destroy.yml deletes the fleet's launch template, which carries no tag (roles/fleet/tasks/launch_template.yml "
-        "tags what it launches, not itself) and whose ARN holds only its id: closes when the fleet tags the template "
-        "ec2spot:managed-by (then aws:ResourceTag, as for the other EC2 deletes)"
-    ),
-    ("deploy-fleet-policy.json", "KeepTheAlarms"): (
-        "the fleet's step-scaling alarms are named <group>-<the user's name> (roles/fleet/tasks/scaling.yml) and "
-        "untagged: closes when they carry a fixed part of our naming or our tag; the other alarms the deploy keeps "
-        "follow our naming"
-    ),
-    ("deploy-policy.json", "KeepTheHandlerFunction"): (
-        "the function is named <control plane> exactly, and deploy.yml gives the control plane only the user's tags "
-        "(ec2spot_control_plane.tags, none by default): closes when the control plane always carries "
-        "ec2spot:managed-by (then aws:ResourceTag)"
-    ),
-    ("deploy-policy.json", "KeepTheQueuesMapping"): (
-        "the mapping's function (lambda:FunctionArn) is the control plane's, named <control plane> exactly: closes "
-        "with KeepTheHandlerFunction's"
-    ),
-    ("deploy-policy.json", "KeepTheHandlersLogGroup"): (
-        "the log group is /aws/lambda/<control plane>, Lambda's naming and the user's name: closes with "
-        "KeepTheHandlerFunction's (the log group tagged with the control plane's tags)"
-    ),
-    ("deploy-policy.json", "KeepTheAlertsTopic"): (
-        "the topic is named <control plane> exactly: closes with KeepTheHandlerFunction's"
-    ),
-}
+# (policy file, Sid) -> why its delete is not limited to our resources yet, and what would close it. Empty: every
+# delete holds the rule (issue 19 closed the last ones: the control plane and the launch template tagged, the step
+# scaling alarms named -step-scaling-, the queue's mapping never deleted).
+KNOWN_GAPS = {}
 
 
 def as_list(value):

@@ -53,7 +53,9 @@ def template(ec2, name):
     versions = ec2.describe_launch_template_versions(LaunchTemplateName=name)["LaunchTemplateVersions"]
     latest = max(versions, key=lambda version: version["VersionNumber"])
     data = latest["LaunchTemplateData"]
+    (described,) = ec2.describe_launch_templates(LaunchTemplateNames=[name])["LaunchTemplates"]
     return {
+        "tags": {tag["Key"]: tag["Value"] for tag in described.get("Tags", [])},
         "versions": len(versions),
         "default": [v["VersionNumber"] for v in versions if v["DefaultVersion"]],
         "latest": latest["VersionNumber"],
