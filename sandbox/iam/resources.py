@@ -826,5 +826,27 @@ def resolve(service, action, params, account, region, partition="aws", path=None
     if service == "fis":
         return _fis(found, params, path, account, region, partition)
     if any((service, part.name) in NAMED or (service, part.name) in NAMED_IN_PATH for part in found.resources):
-        return _named(found, params, path, account, region, partition)
+        named = _named(found, params, path, account, region, partition)
+        passed = _passed_role(service, action, params)
+        return named if named is None or passed is None else [*named, passed]
     return None
+
+
+# The calls that hand a role to a service, the parameter naming it, and the service (iam:PassedToService): IAM
+# authorises iam:PassRole on that role as part of the call (IAM user guide, "Grant a user permissions to pass a role
+# to an AWS service": "the user must have permissions to pass the role to the service"; Lambda developer guide,
+# "Lambda execution role": creating or updating a function with a role needs iam:PassRole on it).
+PASSES_ROLE = {
+    ("lambda", "CreateFunction"): ("Role", "lambda.amazonaws.com"),
+    ("lambda", "UpdateFunctionConfiguration"): ("Role", "lambda.amazonaws.com"),
+}
+
+
+def _passed_role(service, action, params):
+    """The iam:PassRole request a call makes (``PASSES_ROLE``), or None when it passes no role."""
+    entry = PASSES_ROLE.get((service, action))
+    role_arn = params.one(entry[0]) if entry else None
+    if not role_arn:
+        return None
+    return AuthorizationRequest("iam:PassRole", (Resource("role", str(role_arn)),),
+                                keys={"iam:PassedToService": entry[1]})  # fmt: skip

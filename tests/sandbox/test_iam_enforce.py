@@ -656,3 +656,29 @@ def test_the_control_plane_templates_and_alarms_are_resolved_with_their_tags(aws
     assert check.context[f"aws:ResourceTag/{MANAGED_BY}"] == "ec2spot.autorecover"
     # lambda:DeleteFunction's row lists no aws:RequestTag: a request's tags never reach its context.
     assert not any(key.startswith("aws:RequestTag/") for key in check.context)
+
+
+def test_a_function_created_or_given_a_role_passes_it_to_lambda(aws):
+    """lambda:CreateFunction and UpdateFunctionConfiguration with a Role: iam:PassRole on that role, passed to
+    lambda.amazonaws.com, beside the call on the function; a configuration update without a role passes none."""
+    from sandbox.iam.requests import decide
+    from sandbox.iam.resources import Params, resolve
+
+    role = "arn:aws:iam::123456789012:role/pg-control-function"
+    create, pass_role = resolve("lambda", "CreateFunction", Params(tree={"FunctionName": "pg-control", "Role": role}),
+                                "123456789012", "us-east-1", path="/2015-03-31/functions")  # fmt: skip
+    assert [c.resource for c in create.checks()] == ["arn:aws:lambda:us-east-1:123456789012:function:pg-control"]
+    assert [(c.action, c.resource, c.context) for c in pass_role.checks()] == [
+        ("iam:PassRole", role, {"iam:PassedToService": "lambda.amazonaws.com"})
+    ]
+    (update,) = resolve("lambda", "UpdateFunctionConfiguration", Params(tree={"Timeout": 30}), "123456789012",
+                        "us-east-1", path="/2015-03-31/functions/pg-control/configuration")  # fmt: skip
+    assert update.action == "lambda:UpdateFunctionConfiguration"
+    deployer = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iam:PassRole", "Resource": "arn:aws:iam::*:role/*-function",
+         "Condition": {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}}]}  # fmt: skip
+    assert decide([deployer], pass_role).allowed
+    other = resolve("lambda", "CreateFunction",
+                    Params(tree={"FunctionName": "x", "Role": "arn:aws:iam::123456789012:role/admin"}),
+                    "123456789012", "us-east-1", path="/2015-03-31/functions")[1]  # fmt: skip
+    assert not decide([deployer], other).allowed
