@@ -145,9 +145,15 @@ def _handler_services(renderer, example, services):
     """The services as deploy.yml describes them to the handler (its own expression, per service)."""
     describe = renderer.task_vars("playbooks/deploy.yml", "Describe each service to the handler")
     name = (example.get("ec2spot_control_plane") or {}).get("name", "ec2spot-autorecover")
+    # The play's default cut-over, read from its spec as deploy.yml reads it (relative to the playbook).
+    default_cutover = renderer.template(
+        renderer.load("playbooks/deploy.yml")[0]["vars"]["deploy_default_cutover"], {}, basedir=REPO / "playbooks"
+    )
     described = []
     for service in services:
-        variables = dict(example, **describe, item=service, deploy_control_plane_name=name)
+        variables = dict(
+            example, **describe, item=service, deploy_control_plane_name=name, deploy_default_cutover=default_cutover
+        )
         described.append(renderer.plain(renderer.template("{{ deploy_handler_service }}", variables)))
     return described
 

@@ -14,6 +14,7 @@ Read it by event. The modules of this package (``tests/unit/test_package_map.py`
 ``intake``            the Lambda entry point, the SQS batch, each message's checks, the dispatch to a workflow
 ``warning``           Spot interruption warning: publish, Unhealthy, stop the application, snapshot, early release
 ``cutover``           make-before-break: serve until the replacement is ready or the deadline, then one cut-over
+``steering``          make-before-break: the group narrowed to the data's zone until the data has moved
 ``pause``             Spot ``stop`` or ``hibernate`` warning: the instance keeps its data, no replacement
 ``launch``            the replacement's launch lifecycle action: the data and the address move to it; or ABANDON
 ``termination``       terminate lifecycle action and state changes without a handled warning: protection
