@@ -179,17 +179,19 @@ def one_fleet(keep_data_zone, counts_replaced, enforced):
         handler = _build(clients, keep_data_zone, enforced)
         ec2 = clients["ec2"]
         kept = moved = restored = unrecovered = 0
-        for _round in range(ROUNDS):
+        for unused_round in range(ROUNDS):
             holders = _holders(ec2)
-            pools = sorted({(zone, kind) for _id, zone, kind in holders.values()})
+            pools = sorted({(zone, kind) for unused_id, zone, kind in holders.values()})
             zone, kind = random.choice(pools)
             by_instance = {
-                instance_id: (lineage, data_zone) for lineage, (instance_id, data_zone, _k) in holders.items()
+                instance_id: (lineage, data_zone) for lineage, (instance_id, data_zone, unused_kind) in holders.items()
             }
             # The pool's instances are warned one after another over the co-interruption spread (180 s), each
             # recovered from its own warning: the handler's invocations for one instance run in sequence here, as
             # the manual clock has them, and an interruption's recovery ends before the next warning.
-            members = sum(1 for _id, pool_zone, pool_kind in holders.values() if (pool_zone, pool_kind) == (zone, kind))
+            members = sum(
+                1 for unused_id, pool_zone, pool_kind in holders.values() if (pool_zone, pool_kind) == (zone, kind)
+            )
             spread = max(CO_INTERRUPTION_SPREAD, RECOVERY_SECONDS * (members - 1))
             reclaim = CONTEXT.call_control(
                 "spot/reclaim-pool",
