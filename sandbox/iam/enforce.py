@@ -13,8 +13,8 @@ lock around each request). For each call, when enforcing:
   ``MissingAuthenticationToken`` when unsigned); ``sts:GetCallerIdentity`` is always allowed, as in AWS;
 - the authorisation (``resources.resolve`` then ``requests.decide``): refused as the service answers a denial (EC2
   ``UnauthorizedOperation`` 403 with an encoded authorization failure message, the query services'
-  ``AccessDenied`` 403, the JSON services' ``AccessDeniedException`` 400); each refusal is recorded
-  (``CONTEXT.records["iam_denied"]``);
+  ``AccessDenied`` 403, the JSON services' ``AccessDeniedException`` 400, the REST-JSON ones' 403); each refusal is
+  recorded (``CONTEXT.records["iam_denied"]``);
 - an action with resource types the resolver does not model yet is authorised on ``*`` and recorded
   (``CONTEXT.records["iam_unmodelled"]``): a test lists them, and none is ever allowed on a real ARN it did not
   resolve.
@@ -43,9 +43,11 @@ from .requests import AccessDenied, Check, decide
 ENVIRONMENT_VARIABLE = "EC2SPOT_SANDBOX_IAM"
 # moto's service names that differ from the IAM prefix.
 IAM_PREFIXES = {"awslambda": "lambda", "elbv2": "elasticloadbalancing", "elb": "elasticloadbalancing"}
-# The JSON protocol services (their errors are ...Exception, answered 400 but by Lambda); SQS and CloudWatch speak
-# JSON or CBOR too but keep their query protocol's error codes.
+# The JSON protocol services (their errors are ...Exception); SQS and CloudWatch speak JSON or CBOR too but keep their
+# query protocol's error codes. The REST-JSON ones (Lambda, FIS, EventBridge Scheduler) answer AccessDeniedException
+# with HTTP 403 (each API reference's "Errors": "HTTP Status Code: 403"), the AWS JSON 1.1 ones with 400.
 JSON_SERVICES = frozenset({"ssm", "events", "logs", "kms", "lambda", "fis", "scheduler"})
+REST_JSON_SERVICES = frozenset({"lambda", "fis", "scheduler"})
 ALWAYS_ALLOWED = frozenset({"sts:GetCallerIdentity"})
 INVALID_TOKEN = "The security token included in the request is invalid."
 
@@ -128,9 +130,7 @@ def _denial(principal, check, result):
     message = denied.message
     if denied.code == "UnauthorizedOperation":
         message += f" Encoded authorization failure message: {encoded_failure(principal, check, result)}"
-    status = 400 if denied.code == "AccessDeniedException" else 403
-    if denied.service == "lambda":
-        status = 403
+    status = 400 if denied.code == "AccessDeniedException" and denied.service not in REST_JSON_SERVICES else 403
     return Refusal(denied.code, status, message)
 
 

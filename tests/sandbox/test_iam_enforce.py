@@ -167,6 +167,10 @@ def test_the_role_is_refused_what_its_policy_does_not_name(enforcing, as_role):
     with pytest.raises(ClientError) as json_refused:
         as_role("ssm").describe_instance_information()
     assert refusal(json_refused) == ("AccessDeniedException", 400)
+    for rest_json in (lambda: as_role("lambda").list_functions(), lambda: as_role("fis").list_experiment_templates()):
+        with pytest.raises(ClientError) as rest_refused:
+            rest_json()
+        assert refusal(rest_refused) == ("AccessDeniedException", 403)
     assert as_role("sts").get_caller_identity()["Arn"].endswith("/enforce-test")  # always allowed, as in AWS
 
 
