@@ -5,8 +5,9 @@ in the same order for every group, as a fleet is usually deployed) with a mixed 
 (``TYPES``): nine pools. The lineages' data are spread over the zones (a third in each: each group was first placed
 in its own zone, then given all three). Then ``ROUNDS`` times, a pool holding some of the fleet is reclaimed, seeded
 (``spot/reclaim-pool``: its capacity taken away for ``AVOID_SECONDS``, its instances warned one after another over the
-three minutes co-interruptions take), and every interruption is recovered by the handler as the control plane runs it: the warning (steering, pre-snapshot, deadline,
-Unhealthy), the replacement's launch (held), its agent's readiness ``os_boot`` later, the cut-over. Counted: the
+three minutes co-interruptions take), and every interruption is recovered by the handler as the control plane runs
+it: the warning (steering, pre-snapshot, deadline, Unhealthy), the replacement's launch (held), its agent's readiness
+``os_boot`` later, the cut-over. Counted: the
 interruptions whose replacement launched in the data's zone, so that the very volume moved (no snapshot waited for).
 
 Four runs, the same seed: zone steering on (``keep_data_zone``, the default) and off, under both readings of how

@@ -8,8 +8,9 @@ lineage's data:
 
 1. **Warning** (``arm``): published (``warning``); the group narrowed to the data's zone (``steering``: the
    replacement comes from another Spot pool of that zone, so the very volume moves; given back once the data has
-   moved, or at the fallback); the instance marked Unhealthy, so its group launches the replacement now; a **pre-snapshot** of the data while the application keeps serving (crash-consistent: the base
-   that makes the final snapshot incremental, and a safety net); the **deadline** armed: a message on the function's
+   moved, or at the fallback); the instance marked Unhealthy, so its group launches the replacement now; a
+   **pre-snapshot** of the data while the application keeps serving (crash-consistent: the base that makes the final
+   snapshot incremental, and a safety net); the **deadline** armed: a message on the function's
    own queue (``queue_arn``) delayed until the interruption less the service's ``cutover_reserve`` (SQS
    ``DelaySeconds``, at most 900 s; the notice is 120 s). Recorded as ``presnapshot`` and ``armed`` on the holder.
 2. **Launch** (``hold``): the replacement's launch action stays in ``Pending:Wait``: its hook and token are
