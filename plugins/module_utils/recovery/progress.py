@@ -299,9 +299,10 @@ class ZoneSteering:
         return cls(matched["zone"], tuple(matched["restore"].split(","))) if matched else None
 
 
-# A zone as EC2 names it (us-east-1a, and Local Zones such as us-west-2-lax-1a), then the subnets' ids.
+# A zone as EC2 names it (us-east-1a; Local Zones such as us-west-2-lax-1a; Wavelength Zones such as
+# us-east-1-wl1-bos-wlz-1, which end in a digit), then the subnets' ids.
 _STEERED = re.compile(
-    r"zone=(?P<zone>[a-z]{2}-[a-z0-9-]*[0-9][a-z]) restore=(?P<restore>subnet-[0-9a-f]+(?:,subnet-[0-9a-f]+)*)"
+    r"zone=(?P<zone>[a-z]{2}-[a-z0-9]+(?:-[a-z0-9]+)*) restore=(?P<restore>subnet-[0-9a-f]+(?:,subnet-[0-9a-f]+)*)"
 )
 
 

@@ -300,6 +300,7 @@ RECORDED = [
     ("steered", progress.ZoneSteering("us-east-1a", ("subnet-0123abcd", "subnet-0123456789abcdef0"))),
     ("steered", progress.ZoneSteering("us-west-2-lax-1a", ("subnet-0a",))),
     ("steered", progress.ZoneSteering("us-gov-west-1b", ("subnet-0a", "subnet-0b", "subnet-0c"))),
+    ("steered", progress.ZoneSteering("us-east-1-wl1-bos-wlz-1", ("subnet-0a", "subnet-0b"))),
 ]
 
 
@@ -325,6 +326,8 @@ def test_what_the_cut_over_records_reads_back_whole(step, outcome):
         ("steered", "zone=us-east-1a restore=sg-0a"),
         ("steered", "restore=subnet-0a zone=us-east-1a"),
         ("steered", "zone=US-EAST-1A restore=subnet-0a"),
+        ("steered", "zone=us-east-1a- restore=subnet-0a"),
+        ("steered", "zone=us restore=subnet-0a"),
     ],
 )
 def test_a_cut_over_value_no_handler_wrote_is_unknown(step, written):

@@ -89,8 +89,11 @@ def narrow(handler, holder, service, done):
     if not kept or len(kept) == len(subnets):
         return  # the group launches only in the data's zone already, or never there: nothing to steer
     steering = progress.ZoneSteering(zone, tuple(subnets))
-    if not progress.fits(steering):
-        LOG.warning("zone steering of %s skipped: %d subnets are too many to record", service.group, len(subnets))
+    if not progress.fits(steering) or progress.ZoneSteering.parse(steering.describe()) != steering:
+        # Recorded only when read back whole: a narrowing nothing could undo would keep the group in one zone.
+        LOG.warning(
+            "zone steering of %s skipped: %d subnets in %s cannot be recorded", service.group, len(subnets), zone
+        )
         return
     done["steered"] = progress.record(ec2, holder_id, "steered", handler.clock.now(), steering)
     try:
