@@ -293,8 +293,17 @@ def test_an_instance_boots_the_agent_from_its_user_data(booted, box, aws):
     state = json.loads(read(os.path.join(root, "run", "ec2spot-agent", "boot.json")))
     assert state["initialised"] is True and state["volume_id"] == booted["volume_id"]
 
-    reports = eventually("the boot report on the queue", booted["reports"], timeout=10, interval=0.1)
-    assert [r["detail-type"] for r in reports] == ["EC2Spot Recovery Boot Report"]
+    seen = []
+
+    def boot_reports():
+        seen.extend(booted["reports"]())
+        return [r for r in seen if r["detail-type"] == "EC2Spot Recovery Boot Report"]
+
+    reports = eventually("the boot report on the queue", boot_reports, timeout=10, interval=0.1)
+    assert len(reports) == 1
+    # Before it, the agent may have said it was ready for its data, once: whether its first look at its volumes came
+    # before the attach the fixture makes for it is a race (both are what an agent does).
+    assert [r["detail-type"] for r in seen if r not in reports] in ([], ["EC2Spot Replacement Ready"])
     detail = reports[0]["detail"]
     assert (detail["instance-id"], detail["volume-id"], detail["generation"], detail["initialised"]) == (
         booted["instance_id"],
