@@ -372,7 +372,29 @@ def _run_instances(params, state):
             "ec2:KeyPairName": key_name})))  # fmt: skip
     if source.template is not None:
         resources.append(state.resource("launch-template", source.template.id, extra_keys=keys(False)))
-    return [AuthorizationRequest("ec2:RunInstances", tuple(resources))]
+    requests = [AuthorizationRequest("ec2:RunInstances", tuple(resources))]
+    role_arn = _profile_role(profile, state)
+    if role_arn is not None:
+        # The instance gets the profile's role: IAM authorises iam:PassRole on it, passed to EC2, whether the profile
+        # is in the request or in its launch template (IAM user guide, "Use an IAM role to grant permissions to
+        # applications running on Amazon EC2 instances": "the user must have permission to pass the role").
+        requests.append(AuthorizationRequest("iam:PassRole", (Resource("role", role_arn),),
+                                             keys={"iam:PassedToService": "ec2.amazonaws.com"}))  # fmt: skip
+    return requests
+
+
+def _profile_role(profile_arn, state):
+    """The ARN of the role in the instance profile ``profile_arn``, or None (no profile, an unknown one: EC2 refuses
+    the launch itself, or one without a role: nothing is passed)."""
+    if not profile_arn:
+        return None
+    from moto.iam.models import iam_backends
+
+    name = profile_arn.rsplit("/", 1)[-1]
+    backend = iam_backends[state.account][state.partition]
+    found = next((p for p in backend.instance_profiles.values() if p.name == name), None)
+    roles = list(getattr(found, "roles", []) or [])
+    return roles[0].arn if roles else None
 
 
 def _ec2(action, params, state):

@@ -686,3 +686,33 @@ def test_a_function_created_or_given_a_role_passes_it_to_lambda(aws):
                     Params(tree={"FunctionName": "x", "Role": "arn:aws:iam::123456789012:role/admin"}),
                     "123456789012", "us-east-1", path="/2015-03-31/functions")[1]  # fmt: skip
     assert not decide([deployer], other).allowed
+
+
+def test_a_launch_with_an_instance_profile_passes_its_role_to_ec2(aws, seeded):
+    """ec2:RunInstances with an instance profile (named in the request or in its launch template) also asks
+    iam:PassRole on the profile's role, passed to ec2.amazonaws.com; a profile without a role passes nothing."""
+    from sandbox.iam.requests import decide
+    from sandbox.iam.resources import Params, resolve
+
+    iam = aws("iam")
+    name = f"pg{uuid.uuid4().hex[:8]}-instance"
+    role = iam.create_role(RoleName=name, AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    iam.create_instance_profile(InstanceProfileName=name)
+    iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+    empty = f"empty{uuid.uuid4().hex[:8]}"
+    iam.create_instance_profile(InstanceProfileName=empty)
+    launch = {"ImageId": seeded["image_id"], "SubnetId": seeded["subnets"]["us-east-1a"], "MinCount": "1",
+              "MaxCount": "1"}  # fmt: skip
+    run, pass_role = resolve("ec2", "RunInstances", Params(flat=dict(launch, **{"IamInstanceProfile.Name": name})),
+                             "123456789012", "us-east-1")  # fmt: skip
+    assert run.action == "ec2:RunInstances"
+    assert [(c.action, c.resource, c.context) for c in pass_role.checks()] == [
+        ("iam:PassRole", role, {"iam:PassedToService": "ec2.amazonaws.com"})
+    ]
+    deployer = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iam:PassRole", "Resource": "arn:aws:iam::*:role/*-instance",
+         "Condition": {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}}]}  # fmt: skip
+    assert decide([deployer], pass_role).allowed
+    (alone,) = resolve("ec2", "RunInstances", Params(flat=dict(launch, **{"IamInstanceProfile.Name": empty})),
+                       "123456789012", "us-east-1")  # fmt: skip
+    assert alone.action == "ec2:RunInstances"
