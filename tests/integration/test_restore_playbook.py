@@ -26,13 +26,14 @@ def service(sandbox, session, box):
     """A running service in us-east-1a: its launch template, instance, data volume, a completed backup, its address."""
     ec2 = session.client("ec2", endpoint_url=sandbox["endpoint"])
     world = sandbox["world"]
-    sandbox_world.managed_instance_profile(session.client("iam", endpoint_url=sandbox["endpoint"]), "it-rs-profile")
+    # Named as the fleet names its instance role (<service>-instance): the operator may pass only those to EC2.
+    sandbox_world.managed_instance_profile(session.client("iam", endpoint_url=sandbox["endpoint"]), "it-rs-instance")
     ec2.create_launch_template(
         LaunchTemplateName=SERVICE,
         LaunchTemplateData={
             "ImageId": world["image_id"],
             "InstanceType": "t3.micro",
-            "IamInstanceProfile": {"Name": "it-rs-profile"},
+            "IamInstanceProfile": {"Name": "it-rs-instance"},
             "MetadataOptions": {"HttpTokens": "required"},
         },
     )
