@@ -120,12 +120,17 @@ def _call_at(calls, operation):
     return None, None
 
 
-def ready_event(instance_id):
+def ready_event(instance_id, lineage=LINEAGE, service="pg"):
     """What the replacement's agent puts on the bus when it has booted and no data volume is attached to it."""
     return scenario_module.envelope(
         "ec2spot.autorecover",
         "EC2Spot Replacement Ready",
-        {"instance-id": instance_id, "lineage": LINEAGE, "service": "pg", "waiting-since": CONTEXT.now().isoformat()},
+        {
+            "instance-id": instance_id,
+            "lineage": lineage,
+            "service": service,
+            "waiting-since": CONTEXT.now().isoformat(),
+        },
     )
 
 

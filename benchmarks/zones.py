@@ -21,7 +21,6 @@ these services.
 
 from __future__ import annotations
 
-import contextlib
 import random
 
 import boto3
@@ -34,9 +33,10 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.aws i
 from sandbox import scenario as scenario_module, world
 from sandbox.clock import CONTEXT, CoreClock
 from sandbox.iam import enforce
-from sandbox.scenario import SERVICES, envelope, warning
+from sandbox.scenario import SERVICES, warning
 
 from . import iam as bench_iam
+from .recovery import as_function_role, ready_event
 
 ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
 TYPES = ("m6i.large", "m5.large", "m6a.large")
@@ -51,15 +51,6 @@ CO_INTERRUPTION_SPREAD = 180.0  # the pool's warnings over 3 minutes (sandbox/ru
 RECOVERY_SECONDS = 90.0
 CONTROL_PLANE = "bench-zones"
 SEED = "zones"
-
-
-@contextlib.contextmanager
-def _as_function_role(enforced):
-    enforce.set_enforcing(enforced)
-    try:
-        yield
-    finally:
-        enforce.set_enforcing(False)
 
 
 def _build(clients, keep_data_zone, enforced):
@@ -124,7 +115,7 @@ def _build(clients, keep_data_zone, enforced):
     CONTEXT.advance(5)
     config = handler_config.parse({"topic_arn": topic, "queue_arn": queue_arn, "services": services})
     role = bench_iam.create_function_role(clients["iam"], CONTROL_PLANE, services)
-    with _as_function_role(enforced):
+    with as_function_role(enforced):
         session = bench_iam.handler_session(role, CONTROL_PLANE)
     handler_clients = {name: bench_iam.handler_client(session, name) for name in SERVICES}
     return scenario_module.handler(config, handler_clients, CoreClock())
@@ -136,19 +127,6 @@ def _launches(group):
         for action in CONTEXT.call_control("autoscaling/actions", {"group": group})["actions"]
         if action["transition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"
     ]
-
-
-def _ready(instance_id, lineage):
-    return envelope(
-        "ec2spot.autorecover",
-        "EC2Spot Replacement Ready",
-        {
-            "instance-id": instance_id,
-            "lineage": lineage,
-            "service": lineage,
-            "waiting-since": CONTEXT.now().isoformat(),
-        },
-    )
 
 
 def _holders(ec2):
@@ -204,18 +182,18 @@ def one_fleet(keep_data_zone, counts_replaced, enforced):
                     continue  # not a holder of the fleet's data
                 lineage, data_zone = by_instance[struck["instance_id"]]
                 CONTEXT.advance(max(0.0, began + struck["after"] - CONTEXT.clock.elapsed()))
-                with _as_function_role(enforced):
+                with as_function_role(enforced):
                     handler.handle(warning(struck["instance_id"]))
                 actions = _launches(lineage)
                 if not actions:
                     unrecovered += 1
                     continue
                 replacement = actions[0]["instance_id"]
-                with _as_function_role(enforced):
+                with as_function_role(enforced):
                     handler.handle(scenario_module.launch_event(lineage, actions[0]))
                 CONTEXT.advance(CONTEXT.latency["os_boot"])
-                with _as_function_role(enforced):
-                    handler.handle(_ready(replacement, lineage))
+                with as_function_role(enforced):
+                    handler.handle(ready_event(replacement, lineage, lineage))
                 launched_in = ec2.describe_instances(InstanceIds=[replacement])["Reservations"][0]["Instances"][0]
                 kept += launched_in["Placement"]["AvailabilityZone"] == data_zone
                 origin = progress.read_outcome(progress.read(launched_in), "attached")
