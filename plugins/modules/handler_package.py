@@ -35,6 +35,20 @@ options:
       - Use an absolute path; a relative one is relative to the directory C(ansible-playbook) runs in.
     type: path
     required: true
+  config:
+    description:
+      - The interruption handler's configuration (the schema of C(plugins/module_utils/recovery/config.py)), stored
+        in the zip as C(recovery/handler_config.json), where the handler reads it at its cold start.
+      - Validated first by the handler's own parser, so a configuration the handler would refuse fails this task,
+        in the handler's words, and nothing is written.
+      - Stored as JSON with sorted keys and no whitespace, so the same configuration always gives the same bytes;
+        the package's digest changes when the code or the configuration does, and both deploy together.
+      - A package in the function's code has no size limit that matters here, unlike Lambda's environment
+        variables (4 KB in all), which bounded earlier versions to about 9 services.
+      - Omitted, the package holds no configuration and the handler reads the environment variable
+        C(EC2SPOT_HANDLER_CONFIG) instead.
+    type: dict
+    version_added: 0.5.0
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
@@ -65,9 +79,15 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Build the handler's deployment package
+- name: Build the handler's deployment package with its configuration inside (what the control_plane role does)
   ec2spot.autorecover.handler_package:
     dest: "{{ playbook_dir }}/.build/ec2spot-handler.zip"
+    config:
+      topic_arn: arn:aws:sns:us-east-1:123456789012:pg-recovery
+      services:
+        - name: pg
+          lineage: pgdata
+          stop_commands: ["systemctl stop postgresql"]
   register: handler_zip
 
 - name: Deploy it
@@ -78,6 +98,10 @@ EXAMPLES = r"""
     role: ec2spot-autorecover-function
     zip_file: "{{ handler_zip.path }}"
     timeout: 900
+
+- name: A package without a configuration (the handler then reads EC2SPOT_HANDLER_CONFIG)
+  ec2spot.autorecover.handler_package:
+    dest: "{{ playbook_dir }}/.build/ec2spot-handler-bare.zip"
 """
 
 RETURN = r"""
@@ -110,6 +134,12 @@ check_mode:
   returned: always
   type: bool
   sample: false
+config_size:
+  description: Size in bytes of the packaged configuration (C(recovery/handler_config.json)); 0 without O(config).
+  returned: always
+  type: int
+  sample: 1843
+  version_added: 0.5.0
 files:
   description: The zip's entries, in the order they are stored (sorted).
   returned: always

@@ -111,3 +111,96 @@ def test_digests_match_what_lambda_reports():
     hex_digest, b64_digest = hp.digests(data)
     assert hex_digest == hashlib.sha256(data).hexdigest()
     assert b64_digest == base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+CONFIG = {
+    "topic_arn": "arn:aws:sns:us-east-1:123456789012:pg-recovery",
+    "services": [{"name": "pg", "lineage": "pgdata", "stop_commands": ["systemctl stop postgresql"]}],
+}
+
+
+def test_the_configuration_is_packaged_sorted_among_the_sources_and_reproducibly():
+    config = hp.packaged_config(CONFIG)
+    data, names = hp.build_package(config=config)
+    bare, bare_names = hp.build_package()
+    assert names == sorted(bare_names + ["recovery/handler_config.json"])
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert archive.namelist() == names
+        assert archive.read("recovery/handler_config.json") == config
+        assert archive.getinfo("recovery/handler_config.json").external_attr >> 16 == 0o100644
+    # JSON with sorted keys and no whitespace: the same configuration in another order gives the same package
+    assert (
+        config
+        == b'{"services":[{"lineage":"pgdata","name":"pg","stop_commands":["systemctl stop postgresql"]}],'
+        + (b'"topic_arn":"arn:aws:sns:us-east-1:123456789012:pg-recovery"}')
+    )
+    reordered = {"services": CONFIG["services"], "topic_arn": CONFIG["topic_arn"]}
+    assert hp.build_package(config=hp.packaged_config(reordered))[0] == data
+    changed = dict(CONFIG, metric_namespace="Other")
+    assert hp.build_package(config=hp.packaged_config(changed))[0] != data
+
+
+@pytest.mark.parametrize(
+    "config, refusal",
+    [
+        ({}, "needs a non-empty 'services' list"),
+        (
+            {"services": [{"name": "pg", "lineage": "pgdata", "group": "pg", "cutover": "make-before-break"}]},
+            "needs queue_arn",
+        ),
+        ({"services": [{"name": "pg", "lineage": "pgdata"}], "queue_arn": float("nan")}, "not JSON-serializable"),
+        ({"services": [{"name": "pg", "lineage": "pgdata"}], "topic_arn": object()}, "not JSON-serializable"),
+    ],
+)
+def test_a_configuration_the_handler_would_refuse_is_not_packaged(config, refusal):
+    with pytest.raises(hp.RecoveryError, match=refusal):
+        hp.packaged_config(config)
+
+
+def test_a_configuration_larger_than_lambdas_environment_is_packaged():
+    """Lambda's environment variables hold 4 KB in all; the package holds a configuration of any size."""
+    services = [
+        {"name": f"svc{index:03d}", "lineage": f"lineage-{index:03d}", "group": f"fleet-{index:03d}",
+         "stop_commands": ["systemctl stop app"], "data_mounts": ["/data"], "address": {"tags": {"Service": "x"}}}
+        for index in range(200)
+    ]  # fmt: skip
+    config = hp.packaged_config({"services": services})
+    assert len(config) > 30000
+    assert hp.handler_config.parse(config.decode()).services[-1].lineage == "lineage-199"
+
+
+def test_the_unpacked_handler_reads_the_packaged_configuration_and_not_a_stale_environment(tmp_path):
+    """Lambda's view: the zip unpacked as the task root, nothing of the collection on the path. The packaged file
+    wins over an environment variable a function deployed by an earlier version may still carry."""
+    data, unused = hp.build_package(config=hp.packaged_config(CONFIG))
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        archive.extractall(tmp_path)
+    probe = (
+        "import os, sys; sys.path[:0] = [sys.argv[1]]; from recovery import config; "
+        "loaded, source = config.load(os.environ, os.path.dirname(config.__file__)); "
+        "print(loaded.services[0].lineage, os.path.relpath(source, sys.argv[1]))"
+    )
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    environment["EC2SPOT_HANDLER_CONFIG"] = '{"services": [{"name": "old", "lineage": "stale"}]}'
+    answer = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, env=environment, check=True
+    )
+    assert answer.stdout.split() == ["pgdata", "recovery/handler_config.json"]
+
+
+def test_load_falls_back_to_the_environment_and_refuses_neither_or_a_broken_file(tmp_path):
+    load = hp.handler_config.load
+    stale = '{"services": [{"name": "old", "lineage": "stale"}]}'
+    config, source = load({"EC2SPOT_HANDLER_CONFIG": stale}, str(tmp_path))
+    assert (config.services[0].lineage, source) == ("stale", "EC2SPOT_HANDLER_CONFIG")
+    with pytest.raises(hp.RecoveryError, match="no handler configuration: the package has no handler_config.json"):
+        load({}, str(tmp_path))
+    with pytest.raises(hp.RecoveryError, match="no handler configuration"):
+        load({"EC2SPOT_HANDLER_CONFIG": ""}, str(tmp_path))
+    # a broken packaged file is refused, never replaced by the environment's copy
+    (tmp_path / "handler_config.json").write_bytes(b"\xff\xfe")
+    with pytest.raises(hp.RecoveryError, match="cannot read the packaged handler configuration"):
+        load({"EC2SPOT_HANDLER_CONFIG": stale}, str(tmp_path))
+    (tmp_path / "handler_config.json").write_text('{"services": []}')
+    with pytest.raises(hp.RecoveryError, match="non-empty 'services'"):
+        load({"EC2SPOT_HANDLER_CONFIG": stale}, str(tmp_path))

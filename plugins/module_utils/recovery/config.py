@@ -3,8 +3,10 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The interruption handler's configuration: one JSON document, validated before use.
 
-The control-plane role renders it into the Lambda function's environment variable
-``EC2SPOT_HANDLER_CONFIG``. Shape (every key but ``services`` has a default)::
+The control-plane role puts it in the function's deployment package, as ``recovery/handler_config.json`` next to
+this module (the ``handler_package`` action validates it with ``parse`` and writes it); a package built without one
+reads the environment variable ``EC2SPOT_HANDLER_CONFIG`` instead (``load``). Shape (every key but ``services`` has a
+default)::
 
     {
       "topic_arn": "arn:aws:sns:us-east-1:123456789012:pg-recovery",   # warnings, successes, failures
@@ -55,6 +57,7 @@ shared by mistake; Karpenter documents why that matters).
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -63,6 +66,11 @@ from .lineage import validate_name
 from . import standby as standby_settings
 from . import watchdog as watchdog_settings
 
+# Where the deployed configuration is. In the package first: Lambda limits a function's environment variables to
+# 4 KB in all (Lambda developer guide, "Lambda quotas"), about 9 services as deploy.yml describes them, and the
+# package has no such bound; it also changes with the code's digest exactly when the configuration does, so code and
+# configuration deploy together, atomically. The environment variable serves packages built without a configuration.
+PACKAGED_FILE = "handler_config.json"
 ENV_VAR = "EC2SPOT_HANDLER_CONFIG"
 DEFAULT_NAMESPACE = "EC2Spot/AutoRecover"
 SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -177,6 +185,34 @@ def _service(raw, index):
         watchdog=watchdog_settings.parse_settings(raw["watchdog"], f"{where}.watchdog")
         if raw.get("watchdog") is not None
         else None,
+    )
+
+
+def serialize(document):
+    """The configuration as the package stores it: JSON, keys sorted, no whitespace, so one configuration always
+    gives the same bytes (and the package the same digest)."""
+    try:
+        return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"handler configuration is not JSON-serializable: {exc}") from exc
+
+
+def load(environ, package_dir):
+    """The deployed configuration: ``package_dir``'s ``handler_config.json``, or else ``environ``'s
+    ``EC2SPOT_HANDLER_CONFIG``. Returns ``(HandlerConfig, where it came from)``; neither is an error, never a guess."""
+    path = os.path.join(package_dir, PACKAGED_FILE)
+    try:
+        with open(path, "rb") as handle:
+            return parse(handle.read().decode("utf-8")), path
+    except FileNotFoundError:
+        pass
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read the packaged handler configuration {path}: {exc}") from exc
+    if environ.get(ENV_VAR):
+        return parse(environ[ENV_VAR]), ENV_VAR
+    raise InvalidInput(
+        f"no handler configuration: the package has no {PACKAGED_FILE} and {ENV_VAR} is not set "
+        f"(deploy with the control_plane role, or build the package with handler_package's config)"
     )
 
 

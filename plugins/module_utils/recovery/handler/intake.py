@@ -218,7 +218,10 @@ def lambda_handler(event, context):  # pylint: disable=unused-argument
     global _CONFIG  # pylint: disable=global-statement  # parsed once per execution environment
     logging.getLogger().setLevel(logging.INFO)
     if _CONFIG is None:
-        _CONFIG = handler_config.parse(os.environ.get(handler_config.ENV_VAR, ""))
+        # recovery/handler_config.json, beside recovery/config.py in the package (config.load)
+        _CONFIG, source = handler_config.load(os.environ, os.path.dirname(os.path.abspath(handler_config.__file__)))
+        if source != handler_config.ENV_VAR and os.environ.get(handler_config.ENV_VAR):
+            LOG.warning("%s is set but ignored: the package's own configuration is used", handler_config.ENV_VAR)
     # The function's own account and region, from its ARN (arn:aws:lambda:<region>:<account>:function:<name>).
     arn = str(getattr(context, "invoked_function_arn", "") or "").split(":")
     account, region = (arn[4], arn[3]) if len(arn) >= 7 else (None, None)
