@@ -303,11 +303,4 @@ def _let_the_holder_go(handler, service, holder_id, steps):
     if held is None or "released" not in steps or "terminate-completed" in steps:
         return
     hook = {"AutoScalingGroupName": service.group, "LifecycleHookName": held.hook, "LifecycleActionToken": held.token}
-    lifecycle.complete(handler, hook, "CONTINUE")
-    progress.record(
-        handler.clients["ec2"],
-        holder_id,
-        "terminate-completed",
-        handler.clock.now(),
-        progress.LifecycleCompletion(held.token),
-    )
+    lifecycle.complete_and_record(handler, hook, "CONTINUE", holder_id, "terminate-completed")

@@ -118,10 +118,7 @@ def take_data(handler, hook, instance, service, done):
         raise
     except RecoveryError as exc:  # no snapshot, forked lineage, bad address...: waiting will not help
         return abandon(handler, hook, service, replacement, exc)
-    lifecycle.complete(handler, hook, "CONTINUE")
-    progress.record(
-        ec2, replacement, "continued", clock.now(), progress.LifecycleCompletion(hook["LifecycleActionToken"])
-    )
+    lifecycle.complete_and_record(handler, hook, "CONTINUE", replacement, "continued")
     outcome = f"replacement {replacement} has the data ({progress.outcome_of(done['attached'])}) and the address"
     watched = _watch_replacement(handler, service, progress.outcome_of(done.get("replaces", "")), replacement)
     return outcome + (f"; {watched}" if watched else "")
@@ -243,14 +240,7 @@ def abandon(handler, hook, service, replacement, error):
     # Suspended before the ABANDON: the group replaces an abandoned instance at once, and that launch would fail
     # the same way.
     suspended = lifecycle.suspend_launches(handler, hook["AutoScalingGroupName"])
-    lifecycle.complete(handler, hook, "ABANDON")
-    progress.record(
-        handler.clients["ec2"],
-        replacement,
-        "abandoned",
-        handler.clock.now(),
-        progress.LifecycleCompletion(hook["LifecycleActionToken"], error.code),
-    )
+    lifecycle.complete_and_record(handler, hook, "ABANDON", replacement, "abandoned", error.code)
     resume = (
         f"aws autoscaling resume-processes --auto-scaling-group-name {hook['AutoScalingGroupName']} "
         f"--scaling-processes Launch"

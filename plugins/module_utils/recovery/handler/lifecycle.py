@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 
+from .. import progress
 from ..aws import call
 from ..errors import AwsApiError
 
@@ -47,6 +48,24 @@ def complete(handler, hook, result):
             hook["AutoScalingGroupName"],
             exc.message,
         )
+
+
+def complete_and_record(handler, hook, result, instance_id, step, error_code=None, instance_may_be_gone=False):
+    """Complete the action with ``result``, then record on ``instance_id`` that ``step`` (``continued``,
+    ``abandoned``, ``terminate-completed``) is done, with the action's token (``progress.LifecycleCompletion``), so a
+    redelivery of this action does nothing twice and a later lifecycle of the instance is still acted on.
+
+    Recorded after completing: a crash between the two repeats a completion, which ``complete`` tolerates, never
+    skips one. ``instance_may_be_gone``: an instance being terminated may be gone already, and then no redelivery
+    can find it either, so a failed record is only logged."""
+    complete(handler, hook, result)
+    completion = progress.LifecycleCompletion(hook["LifecycleActionToken"], error_code)
+    try:
+        progress.record(handler.clients["ec2"], instance_id, step, handler.clock.now(), completion)
+    except AwsApiError as exc:
+        if not instance_may_be_gone:
+            raise
+        LOG.info("could not record the completed action on %s: %s", instance_id, exc.message)
 
 
 def suspend_launches(handler, group):

@@ -56,17 +56,9 @@ def on_terminate(handler, event, instance, service):
             service,
             reason="its Auto Scaling group is terminating it and no interruption of it was handled",
         )
-    lifecycle.complete(handler, hook, "CONTINUE")
-    try:
-        progress.record(
-            handler.clients["ec2"],
-            event.instance_id,
-            "terminate-completed",
-            handler.clock.now(),
-            progress.LifecycleCompletion(event.token),
-        )
-    except AwsApiError as exc:  # gone meanwhile: no redelivery can find it either
-        LOG.info("could not record the completed action on %s: %s", event.instance_id, exc.message)
+    lifecycle.complete_and_record(
+        handler, hook, "CONTINUE", event.instance_id, "terminate-completed", instance_may_be_gone=True
+    )
     return f"terminate action for {event.instance_id}: {outcome}"
 
 
