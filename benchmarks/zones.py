@@ -93,7 +93,7 @@ def _build(clients, keep_data_zone, enforced):
             Tags=[{"Key": t.LINEAGE, "Value": lineage, "PropagateAtLaunch": True}],
             LifecycleHookSpecificationList=scenario_module.LIFECYCLE_HOOKS,
         )
-        [action] = _launches(group)
+        [action] = scenario_module.pending_launches(group)
         first = action["instance_id"]
         autoscaling.complete_lifecycle_action(
             AutoScalingGroupName=group, LifecycleHookName="launch", InstanceId=first, LifecycleActionResult="CONTINUE"
@@ -119,14 +119,6 @@ def _build(clients, keep_data_zone, enforced):
         session = bench_iam.handler_session(role, CONTROL_PLANE)
     handler_clients = {name: bench_iam.handler_client(session, name) for name in SERVICES}
     return scenario_module.handler(config, handler_clients, CoreClock())
-
-
-def _launches(group):
-    return [
-        action
-        for action in CONTEXT.call_control("autoscaling/actions", {"group": group})["actions"]
-        if action["transition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"
-    ]
 
 
 def _holders(ec2):
@@ -184,7 +176,7 @@ def one_fleet(keep_data_zone, counts_replaced, enforced):
                 CONTEXT.advance(max(0.0, began + struck["after"] - CONTEXT.clock.elapsed()))
                 with as_function_role(enforced):
                     handler.handle(warning(struck["instance_id"]))
-                actions = _launches(lineage)
+                actions = scenario_module.pending_launches(lineage)
                 if not actions:
                     unrecovered += 1
                     continue

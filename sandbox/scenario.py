@@ -91,6 +91,15 @@ LIFECYCLE_HOOKS = [
 ]
 
 
+def pending_launches(group):
+    """The launch lifecycle actions ``group`` holds (the ``autoscaling/actions`` control's), oldest first."""
+    return [
+        action
+        for action in CONTEXT.call_control("autoscaling/actions", {"group": group})["actions"]
+        if action["transition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"
+    ]
+
+
 def launch_event(group, action):
     """The launch hook's event for a pending launch ``action`` (the ``autoscaling/actions`` control's) of ``group``."""
     return envelope(
@@ -345,11 +354,7 @@ class World:
         return self.clients["autoscaling"]
 
     def pending_launches(self):
-        return [
-            a
-            for a in CONTEXT.call_control("autoscaling/actions", {"group": self.group})["actions"]
-            if a["transition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"
-        ]
+        return pending_launches(self.group)
 
     def complete(self, instance_id):
         self.autoscaling.complete_lifecycle_action(

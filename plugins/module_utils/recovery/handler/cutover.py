@@ -47,10 +47,9 @@ from ..backups import backup_instance
 from ..errors import InvalidInput
 from ..instances import GONE_STATES
 from ..lineage import current_volume
-from . import launch, lifecycle, steering, warning
+from . import launch, lifecycle, readiness, retries, steering, warning
 from .holder import AWAY_STATES
 from .notice import NOTICE_LEAD
-from .readiness import READY
 
 LOG = logging.getLogger("ec2spot.autorecover.handler")
 
@@ -80,7 +79,7 @@ def decide(trigger, holder_steps, replacement_steps):
         return RESUME
     replacement_steps = replacement_steps or {}
     if trigger == "launch":
-        return CUT_OVER if READY in replacement_steps else WAIT
+        return CUT_OVER if readiness.READY in replacement_steps else WAIT
     if trigger == "ready":
         return CUT_OVER if "held" in replacement_steps else WAIT
     if trigger == "deadline":
@@ -124,10 +123,6 @@ def arm(handler, event, instance, service, done):
 def _send_deadline(handler, instance_id, cutover_by, delay):
     """The deadline message on the function's own queue, delayed ``delay`` seconds (rounded up: never early)."""
     account, region = handler.identity
-    arn = handler.config.queue_arn
-    queue_url = call(
-        handler.clients["sqs"], "get_queue_url", QueueName=arn.rsplit(":", 1)[1], QueueOwnerAWSAccountId=account
-    )["QueueUrl"]
     body = {
         "version": "0",
         "id": str(uuid.uuid4()),
@@ -142,7 +137,7 @@ def _send_deadline(handler, instance_id, cutover_by, delay):
     call(
         handler.clients["sqs"],
         "send_message",
-        QueueUrl=queue_url,
+        QueueUrl=retries.queue_url(handler, handler.config.queue_arn),
         MessageBody=json.dumps(body),
         DelaySeconds=min(MAX_DELAY, math.ceil(delay)),
     )

@@ -28,15 +28,14 @@ from ..lineage import current_volume
 from ..lineage import snapshots as lineage_snapshots
 from ..volumes import move_lineage_volume, staged_from
 from ..config import MAKE_BEFORE_BREAK
-from . import cutover, lifecycle
-from .readiness import READY
+from . import cutover, lifecycle, readiness
 from .retries import TRANSIENT, Retry
 
 LOG = logging.getLogger("ec2spot.autorecover.handler")
 SNAPSHOT_WAIT = 600  # seconds a launch action waits in-process for the interruption snapshot
 HEARTBEAT_EVERY = 60  # seconds between lifecycle heartbeats while waiting
 # The progress steps of one launch lifecycle (forgotten when the instance starts another, back from a warm pool).
-LAUNCH_STEPS = (READY, "held", "attached", "replaces", "address", "continued", "abandoned", "reported")
+LAUNCH_STEPS = (readiness.READY, "held", "attached", "replaces", "address", "continued", "abandoned", "reported")
 
 
 def on_launch(handler, event, instance, service):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from .. import progress
 from ..config import MAKE_BEFORE_BREAK
+from . import cutover
 
 READY = "ready"
 
@@ -39,6 +40,4 @@ def on_ready(handler, event, instance, service):
     if service.cutover != MAKE_BEFORE_BREAK:
         return outcome
     # A duplicate also looks again: the cut-over it would have started may have been cut short (a crash, a retry).
-    from . import cutover  # pylint: disable=import-outside-toplevel  # cutover reads READY from this module
-
     return f"{outcome}; " + cutover.on_ready(handler, instance, service)

@@ -57,17 +57,17 @@ def retry_later(handler, record, exc):
     message's last receive before the dead-letter queue, say so (``failed``, with the step it was on)."""
     receipt, receives = record.get("receiptHandle"), _receive_count(record)
     try:
-        queue_url, limit = _queue_of(handler, record)
+        url, limit = _queue_of(handler, record)
         # Within a notice, the receives but the last: the last is kept for after it, when a warning that could not
         # be handled meets an instance already gone and says so (the missed-warning path), not the dead-letter queue.
         delay = retry_delay(
             receives, time_left=_time_left(handler, record), receives_left=(limit - receives - 1) if limit else None
         )
-        if queue_url and isinstance(receipt, str):
+        if url and isinstance(receipt, str):
             call(
                 handler.clients["sqs"],
                 "change_message_visibility",
-                QueueUrl=queue_url,
+                QueueUrl=url,
                 ReceiptHandle=receipt,
                 VisibilityTimeout=delay,
             )
@@ -98,23 +98,26 @@ def _receive_count(record):
         return 1
 
 
+def queue_url(handler, arn):
+    """The URL of the queue ``arn`` names (``arn:<partition>:sqs:<region>:<account>:<name>``), in its own account."""
+    unused_region, account, queue = arn.split(":")[3:6]
+    return call(handler.clients["sqs"], "get_queue_url", QueueName=queue, QueueOwnerAWSAccountId=account)["QueueUrl"]
+
+
 def _queue_of(handler, record):
     """(queue URL, its redrive policy's maxReceiveCount or None) for the record's queue, or (None, None)."""
     arn = record.get("eventSourceARN")
     if not (isinstance(arn, str) and arn.count(":") == 5):
         return None, None
-    unused_region, account, queue = arn.split(":")[3:6]
-    queue_url = call(handler.clients["sqs"], "get_queue_url", QueueName=queue, QueueOwnerAWSAccountId=account)[
-        "QueueUrl"
-    ]
+    url = queue_url(handler, arn)
     attributes = call(
-        handler.clients["sqs"], "get_queue_attributes", QueueUrl=queue_url, AttributeNames=["RedrivePolicy"]
+        handler.clients["sqs"], "get_queue_attributes", QueueUrl=url, AttributeNames=["RedrivePolicy"]
     ).get("Attributes", {})
     try:
         limit = int(json.loads(attributes.get("RedrivePolicy", "{}")).get("maxReceiveCount"))
     except (TypeError, ValueError):
         limit = None
-    return queue_url, limit
+    return url, limit
 
 
 def _give_up(handler, record, exc, receives):

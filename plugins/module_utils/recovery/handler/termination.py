@@ -22,7 +22,7 @@ from .. import tags as t
 from ..backups import backup_instance
 from ..errors import AwsApiError
 from ..instances import GONE_STATES
-from . import lifecycle, standby_failover
+from . import cutover, lifecycle, standby_failover
 from .holder import holds_current_data
 
 LOG = logging.getLogger("ec2spot.autorecover.handler")
@@ -78,8 +78,6 @@ def on_state_change(handler, event, instance, service):
     if "armed" in steps and "cutover" not in steps:
         # Reclaimed before any trigger of its make-before-break cut-over was handled: the deadline's path now (the
         # replacement held by then gets the data once the reclaim has let go of it; with none, the data waits).
-        from . import cutover  # pylint: disable=import-outside-toplevel  # cutover completes terminate actions here
-
         return f"state {event.state} of {event.instance_id} before its cut-over: " + cutover.on_deadline_of(
             handler, event.instance_id, service
         )
