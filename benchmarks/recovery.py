@@ -17,6 +17,16 @@ start take ``AGENT_START`` (the agent tests measure 0.1-0.3 s; 1 s is used).
 Downtime (RTO) is from the moment the service stops serving (ours: the app stopped; the seed's: the
 reclaim) until the replacement's app started with the address moved.
 
+Behind a target group (``target_group``, issue 20), the downtime seen through the load balancer is from the old target
+leaving service (its agent deregisters it first thing in its stop: the stop sent plus SSM's delivery, ``ssm_pending``)
+until requests reach the replacement's application. It is computed, not run: the recovery timeline above (the launch
+hook completed, the application started) through the target-health model's own functions
+(``sandbox/rules/target_health.py``: ``served_from``, one source of the rules), for Auto Scaling's registration at
+InService alone, for the agent's registration once the application started as the handler orders the cut-over now
+(the launch hook completed once the data is attached, before the application starts), and for the agent's
+registration ahead of Auto Scaling's (the launch hook completed on the boot report), each over application start
+times from the nominal ``AGENT_START`` to minutes (a database replaying its log).
+
 IAM is enforced while the handler runs (``benchmarks/iam.py``): it signs as the control plane's function role, its
 policy rendered for the service, as a Lambda environment would (the world's own set-up and the benchmark's reads
 sign as the test double's key, with enforcement off between the handler's invocations). The service's address
@@ -38,7 +48,7 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.backu
 from sandbox import rules as sandbox_rules, scenario as scenario_module, world
 from sandbox.clock import CONTEXT, LATENCY, CoreClock
 from sandbox.iam import enforce
-from sandbox.rules import capacity, ec2_events
+from sandbox.rules import capacity, ec2_events, target_health
 from sandbox.scenario import LINEAGE, SERVICES, World, warning
 
 from . import iam as bench_iam
@@ -59,6 +69,9 @@ SENSITIVITY = {
     "twice the data changes": {"volume_write_mib_per_second": 10.0},
 }
 NIGHTLY_BACKUP_AGE = 12 * 3600.0
+# Application start times (mount done to serving) the target-group figures are given for: the nominal AGENT_START, and
+# services that take longer to answer (a cache warming, a database replaying its write-ahead log).
+APP_STARTS = (AGENT_START, 20.0, 45.0, 120.0)
 
 
 class CallLog:
@@ -247,6 +260,15 @@ def one_recovery(strategy, az_case, enforced, late_capacity=None, latency=None):
             app_started = device_at + AGENT_DEVICE_LOOK + AGENT_START
         else:
             app_started = max(device_at, launched + CONTEXT.latency["os_boot"]) + AGENT_START
+        if strategy == MAKE_BEFORE_BREAK:
+            # For the target-group figures: when Auto Scaling puts the replacement InService (and so registers it in
+            # the group's target groups: the launch hook completed), when the agent's mount was done, and when the old
+            # target left (its agent deregisters it first thing in the stop SSM delivers).
+            figures["timeline"] = {
+                "old_target_left": round(down + CONTEXT.latency["ssm_pending"] - down, 2),
+                "in_service": round(_call_at(calls, "CompleteLifecycleAction")[1] - down, 2),
+                "mounted": round(app_started - AGENT_START - down, 2),
+            }
         replacement = scenario.instance(actions[0]["instance_id"])
         data = progress.outcome_of(progress.read(replacement).get("attached", ""))
         return dict(
@@ -261,6 +283,50 @@ def one_recovery(strategy, az_case, enforced, late_capacity=None, latency=None):
             if strategy != WAIT_FOR_TERMINATION
             else (0.0 if "same volume" in data else round(NIGHTLY_BACKUP_AGE + CONTEXT.latency["spot_notice_lead"], 1)),
         )
+
+
+def target_group_downtime(by, settings=None, latency=None):
+    """Downtime through the load balancer, per zone case and application start time, for each registration order
+    (see the module's docstring): the recovery runs' timelines through ``target_health.served_from``."""
+    settings = settings or target_health.Settings()
+    latency = target_health.REGISTRATION_LATENCY if latency is None else latency
+    found = {}
+    for az_case in ("same-az", "other-az"):
+        timeline = by[(MAKE_BEFORE_BREAK, az_case)]["timeline"]
+        left, in_service, mounted = timeline["old_target_left"], timeline["in_service"], timeline["mounted"]
+        cases = {}
+        for app_start in APP_STARTS:
+            started = mounted + app_start
+            orders = {
+                "auto_scaling_only": in_service,
+                "agent_after_app_start_hook_at_attach": min(in_service, started),
+                "agent_first_hook_on_boot_report": started,
+            }
+            cases[f"app_start_{app_start:g}s"] = {
+                "app_started": round(started, 2),
+                **{
+                    order: {
+                        "registered": round(registered, 2),
+                        "downtime_seconds": round(
+                            target_health.served_from(registered, settings, started, latency) - left, 1
+                        ),
+                        "healthy_after_seconds": round(
+                            target_health.served_from(registered, settings, started, latency, alone=False) - left, 1
+                        ),
+                    }
+                    for order, registered in orders.items()
+                },
+            }
+        found[az_case] = {"timeline": timeline, "cases": cases}
+    found["modeled_durations"] = {
+        "health_check_interval": settings.interval,
+        "healthy_threshold": settings.healthy_threshold,
+        "unhealthy_threshold": settings.unhealthy_threshold,
+        "elb_registration": latency,
+        "ssm_pending": LATENCY["ssm_pending"],
+        "app_starts": list(APP_STARTS),
+    }
+    return found
 
 
 def run():
@@ -307,6 +373,7 @@ def run():
         name: one_recovery(MAKE_BEFORE_BREAK, "other-az", enforced, latency=changed)["rto_seconds"]
         for name, changed in SENSITIVITY.items()
     } | {"nominal": by[(MAKE_BEFORE_BREAK, "other-az")]["rto_seconds"]}
+    rto["target_group"] = target_group_downtime(by)
     # Every modeled duration these figures depend on (sandbox/clock.py LATENCY, and this module's own).
     rto["modeled_durations"] = {
         key: LATENCY.get(key, capacity.RETRY_SECONDS)  # the group's retry: the capacity rule's default

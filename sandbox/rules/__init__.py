@@ -15,7 +15,8 @@ from importlib import import_module
 from ..clock import CONTEXT, install_moto_clock
 
 # The install order matters only where a rule wraps what another rule patched: capacity wraps the group launches of
-# autoscaling (and reads its RULES at install), sqs_metrics the alarm puts that cloudwatch checks first.
+# autoscaling (and reads its RULES at install), sqs_metrics the alarm puts that cloudwatch checks first, target_health
+# the put_events that eventbridge patched (it reads the agent's boot report there).
 RULE_MODULES = (
     "ebs",
     "snapshots",
@@ -38,6 +39,7 @@ RULE_MODULES = (
     "sqs_metrics",
     "scheduled_events",
     "speed",
+    "target_health",
 )
 
 

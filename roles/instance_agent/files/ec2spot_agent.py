@@ -12,7 +12,8 @@ Commands:
   mount        find the lineage's data volume by its volume id, prove it is the lineage's
                current data, check and mount it; format it only when it is blank AND tagged
                as a brand-new lineage volume (ec2spot:fresh=true)
-  start-app    refuse unless the data is mounted; run the start commands; report the boot
+  start-app    refuse unless the data is mounted; run the start commands; register the instance in
+               its target groups (only once the application has started); report the boot
                (with the time of each phase) to the control plane through EventBridge
   boot         mount, then start-app
   stop         deregister from target groups, drain, stop the application, sync, unmount;
@@ -26,7 +27,8 @@ Exit codes: 0 done, 1 error, 2 refused for the data's safety, 3 timed out.
 
 The instance needs no EC2 write permission: the control plane attaches the volume, moves
 the address and clears ec2spot:fresh when the boot report arrives. Calls made here:
-ec2:DescribeVolumes, ec2:DescribeSnapshots, events:PutEvents, elasticloadbalancing:DeregisterTargets and, only
+ec2:DescribeVolumes, ec2:DescribeSnapshots, events:PutEvents, elasticloadbalancing:RegisterTargets (start-app,
+once the application has started) and DeregisterTargets (stop) on the target groups of target_group_arns and, only
 with address_tags set (seed 002's pattern), ec2:DescribeAddresses and ec2:AssociateAddress.
 """
 
@@ -566,6 +568,14 @@ class Aws:
                 "InstanceId": instance_id,
                 "AllowReassociation": "true",
             },
+        )
+
+    def register_target(self, target_group_arn, instance_id):
+        """RegisterTargets of one instance: registering a registered target changes nothing (idempotent)."""
+        self.query(
+            "elasticloadbalancing",
+            ELB_API_VERSION,
+            {"Action": "RegisterTargets", "TargetGroupArn": target_group_arn, "Targets.member.1.Id": instance_id},
         )
 
     def deregister_target(self, target_group_arn, instance_id):
@@ -1577,6 +1587,9 @@ class Agent:
             self.run_commands(self.config["app_start_commands"])
             phases["app_started"] = stamp(self.clock.now())
             write_json(self.state_path("boot.json"), state)
+        if self.config["target_group_arns"] and "registered" not in phases:
+            self.register_targets(state)
+            write_json(self.state_path("boot.json"), state)
         if self.config["address_tags"] and "address" not in phases:
             state["address"] = self.associate_address()
             phases["address"] = stamp(self.clock.now())
@@ -1584,6 +1597,35 @@ class Agent:
         if self.config["report_boot"] and "reported" not in phases:
             self.report(state)
         return state
+
+    def register_targets(self, state):
+        """Join the fleet's target groups, now that the application answers: the load balancer's first health check
+        then finds it serving, and one passing check makes the target healthy (ALB user guide, "Health checks for
+        Application Load Balancer target groups": "After your target is registered, it must pass one health check to
+        be considered healthy"). Registered earlier, the checks would fail while the application starts, and an
+        unhealthy target needs HealthyThresholdCount passes (default 5 x 30 s) to come back. Never called before the
+        start commands succeeded. A failure is recorded (``registration_errors``; the next start-app tries again) and
+        told in the boot report, never fatal: the application keeps running, and Auto Scaling registers the instance
+        in the group's target groups itself when it enters InService."""
+        phases, registered, errors = state["phases"], [], []
+        try:
+            instance_id = self.identity()["instance_id"]
+        except AgentError as exc:
+            instance_id = None
+            errors.append(f"identity: {exc}")
+        for arn in self.config["target_group_arns"] if instance_id else []:
+            try:
+                self.aws.register_target(arn, instance_id)
+                registered.append(arn)
+            except AgentError as exc:  # the application is up: a failed registration must not take it down
+                errors.append(f"register {arn}: {exc}")
+        state["registered"] = registered
+        state["registration_errors"] = errors
+        if errors:
+            LOG.error("the application runs, but the instance did not join every target group: %s", errors)
+        else:
+            phases["registered"] = stamp(self.clock.now())
+        return registered
 
     def associate_address(self):
         instance_id = self.identity()["instance_id"]
@@ -1641,6 +1683,11 @@ class Agent:
             "initialised": state["initialised"],
             "phases": dict(phases, reported=reported_at),
         }
+        if self.config["target_group_arns"]:
+            detail["target-groups"] = {
+                "registered": state.get("registered", []),
+                "errors": state.get("registration_errors", []),
+            }
         entry = self.event_entry(BOOT_REPORT, detail)
         delay = 1.0
         for attempt in range(1, 6):
