@@ -426,7 +426,7 @@ def test_seed_002_the_instance_moves_only_its_service_address_to_its_lineage(ren
     assert not world.allowed(disassociate)
 
 
-def test_seed_002_the_instance_leaves_only_its_target_groups(rendered):
+def test_seed_002_the_instance_leaves_and_joins_only_its_target_groups(rendered):
     world = World(rendered["instance/molecule-web"])
     (statement,) = [s for s in world.document["Statement"] if s["Sid"] == "LeaveTheFleetsTargetGroups"]
     (arn,) = statement["Resource"]
@@ -435,7 +435,9 @@ def test_seed_002_the_instance_leaves_only_its_target_groups(rendered):
     assert world.allowed(leave(world, "elasticloadbalancing:DeregisterTargets"))
     other = named("elasticloadbalancing", "targetgroup", lambda w: ["other", group_id])
     assert not world.allowed(other(world, "elasticloadbalancing:DeregisterTargets"))
-    assert not world.allowed(leave(world, "elasticloadbalancing:RegisterTargets"))
+    # JoinTheFleetsTargetGroups: the agent registers its instance once the application has started
+    assert world.allowed(leave(world, "elasticloadbalancing:RegisterTargets"))
+    assert not world.allowed(other(world, "elasticloadbalancing:RegisterTargets"))
 
 
 # ---- the FIS role -----------------------------------------------------------------------------------------------
