@@ -74,6 +74,31 @@ def _iam_line(results):
     )
 
 
+def _target_group_lines(target_group):
+    """Make-before-break behind a target group: downtime through the load balancer (and first healthy)."""
+    rows = []
+    for az_case in ("same-az", "other-az"):
+        for case, found in target_group[az_case]["cases"].items():
+            before, built = found["hook_completed_at_attach"], found["as_built_hook_completed_on_boot_report"]
+            rows.append(
+                f"| {az_case} | {case.removeprefix('app_start_')} | {before['downtime_seconds']} "
+                f"({before['healthy_after_seconds']}) | {built['downtime_seconds']} ({built['healthy_after_seconds']}) |"
+            )
+    return [
+        "Behind a target group (make-before-break; modeled seconds from the old target's deregistration until "
+        "requests reach the replacement, in brackets until it is healthy):",
+        "",
+        "| zone | application start | launch hook completed at the attach | as built (completed on the boot report) |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+        "Target-health durations: "
+        + ", ".join(f"{name} {value}" for name, value in target_group["modeled_durations"].items())
+        + ".",
+        "",
+    ]
+
+
 def _rto_lines(rto, handler):
     strategies, late = rto["strategies"], rto["late_replacement"]
     names = {
@@ -116,6 +141,7 @@ def _rto_lines(rto, handler):
         + ", ".join(f"{name} {seconds} s" for name, seconds in rto["other_az_sensitivity"].items())
         + ".",
         "",
+        *_target_group_lines(rto["target_group"]),
         "## 2. The handler's critical path (modeled)",
         "",
         "| path | AWS calls | modeled seconds |",

@@ -22,10 +22,10 @@ leaving service (its agent deregisters it first thing in its stop: the stop sent
 until requests reach the replacement's application. It is computed, not run: the recovery timeline above (the launch
 hook completed, the application started) through the target-health model's own functions
 (``sandbox/rules/target_health.py``: ``served_from``, one source of the rules), for Auto Scaling's registration at
-InService alone, for the agent's registration once the application started as the handler orders the cut-over now
-(the launch hook completed once the data is attached, before the application starts), and for the agent's
-registration ahead of Auto Scaling's (the launch hook completed on the boot report), each over application start
-times from the nominal ``AGENT_START`` to minutes (a database replaying its log).
+InService when the launch hook is completed once the data is attached (before the application starts; the agent's
+own registration then comes second), and as built (``launch.hold_for_start``: the hook of a group behind target
+groups completed on the boot report, so the agent registers first, the moment the application has started), each
+over application start times from the nominal ``AGENT_START`` to minutes (a database replaying its log).
 
 IAM is enforced while the handler runs (``benchmarks/iam.py``): it signs as the control plane's function role, its
 policy rendered for the service, as a Lambda environment would (the world's own set-up and the benchmark's reads
@@ -297,10 +297,13 @@ def target_group_downtime(by, settings=None, latency=None):
         cases = {}
         for app_start in APP_STARTS:
             started = mounted + app_start
+            # The launch action completed at the attach (before launch.hold_for_start): Auto Scaling registers the
+            # replacement at InService, before its application starts, and the agent's registration is a no-op.
+            # As built, the action of a group behind target groups waits for the boot report: the agent registers
+            # first, the moment the application has started.
             orders = {
-                "auto_scaling_only": in_service,
-                "agent_after_app_start_hook_at_attach": min(in_service, started),
-                "agent_first_hook_on_boot_report": started,
+                "hook_completed_at_attach": min(in_service, started),
+                "as_built_hook_completed_on_boot_report": started,
             }
             cases[f"app_start_{app_start:g}s"] = {
                 "app_started": round(started, 2),

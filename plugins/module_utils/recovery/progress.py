@@ -257,7 +257,8 @@ _CUTOVER = re.compile(r"(?P<trigger>ready|deadline) (?:to=(?P<to>i-[0-9a-f]{8,17
 @dataclass(frozen=True)
 class HeldLaunch:
     """``held``: the replacement's launch lifecycle action is held (``Pending:Wait``) until the cut-over gives it
-    the data; ``terminate-held``: the old holder's terminate action is held (``Terminating:Wait``) until the cut-over
+    the data; ``awaiting-start``: held, with the data, until its agent reports the application started (a group behind
+    target groups, ``launch.hold_for_start``); ``terminate-held``: the old holder's terminate action is held (``Terminating:Wait``) until the cut-over
     has released its data. The hook and the action's token, so the cut-over, started by another event, completes
     that action."""
 
@@ -314,6 +315,7 @@ STRUCTURED = {
     "armed": CutOverDeadline,
     "cutover": CutOver,
     "held": HeldLaunch,
+    "awaiting-start": HeldLaunch,
     "steered": ZoneSteering,
     "terminate-held": HeldLaunch,
     "planned": PlannedNotice,

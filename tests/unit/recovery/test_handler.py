@@ -16,6 +16,7 @@ from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery impor
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery.handler import warning as warning_workflow
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import progress
 from ansible_collections.ec2spot.autorecover.plugins.module_utils.recovery import tags as t
+from sandbox import scenario as sandbox_scenario
 from sandbox import world as sandbox_world
 from sandbox.clock import CONTEXT
 from sandbox.scenario import GROUP, LINEAGE, World, envelope, warning  # noqa: F401 pylint: disable=unused-import
@@ -583,3 +584,94 @@ def test_retry_is_made_visible_again_soon(fleet):
     }
     [call] = calls
     assert call["QueueUrl"] == url and recovery.RETRY_AFTER // 2 <= call["VisibilityTimeout"] <= recovery.RETRY_AFTER
+
+
+def _behind_a_target_group(fleet):
+    """The fleet's group attached to a target group, as fleet_target_group_arns does."""
+    ec2 = fleet.clients["ec2"]
+    subnet = fleet.seeded["subnets"]["us-east-1a"].split(",")[0]
+    vpc = ec2.describe_subnets(SubnetIds=[subnet])["Subnets"][0]["VpcId"]
+    elbv2 = sandbox_scenario.client("elbv2")
+    arn = elbv2.create_target_group(Name="pg", Protocol="TCP", Port=5432, VpcId=vpc, TargetType="instance")[
+        "TargetGroups"
+    ][0]["TargetGroupArn"]
+    fleet.autoscaling.attach_load_balancer_target_groups(AutoScalingGroupName=GROUP, TargetGroupARNs=[arn])
+
+
+def _lifecycle_state(fleet, instance_id):
+    group = fleet.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])["AutoScalingGroups"][0]
+    return {i["InstanceId"]: i["LifecycleState"] for i in group["Instances"]}[instance_id]
+
+
+def _started(replacement, status="ok"):
+    return envelope(
+        "ec2spot.autorecover",
+        "EC2Spot Recovery Boot Report",
+        {"instance-id": replacement, "lineage": LINEAGE, "status": status, "phases": {"app_started": "soon"}},
+    )
+
+
+def test_behind_a_target_group_the_launch_action_waits_for_the_applications_start(fleet):
+    """Completed at the attach, the action would put the replacement InService and Auto Scaling would register it
+    before its application runs (failed checks: unhealthy, then five passes). Held until the agent's report, the
+    agent's own registration comes first; a redelivered launch keeps waiting; the report completes it once."""
+    _behind_a_target_group(fleet)
+    fleet.handler.handle(warning(fleet.first))
+    CONTEXT.advance(60)
+    [action] = fleet.pending_launches()
+    replacement = action["instance_id"]
+
+    outcome = fleet.handler.handle(fleet.launch_event(action))
+
+    assert outcome.startswith(f"replacement {replacement} has the data")
+    assert outcome.endswith(
+        "; its launch action completes when its agent reports the application started (1 target group(s): the agent "
+        "registers it first), at the latest 240 s from now"
+    )
+    assert fleet.volume_state(fleet.volume)[1] == [(replacement, "attached")]
+    assert _lifecycle_state(fleet, replacement) == "Pending:Wait"
+    held = progress.read_outcome(progress.read(fleet.instance(replacement)), "awaiting-start")
+    assert held == progress.HeldLaunch("launch", action["token"])
+    assert "its launch action waits for the application's start since" in fleet.handler.handle(
+        fleet.launch_event(action)
+    )
+    assert _lifecycle_state(fleet, replacement) == "Pending:Wait"
+
+    assert fleet.handler.handle(_started(replacement)) == (
+        f"success of {replacement} reported; launch action of {replacement} completed (its agent reported)"
+    )
+    assert _lifecycle_state(fleet, replacement) == "InService"
+    completion = progress.read_outcome(progress.read(fleet.instance(replacement)), "continued")
+    assert completion == progress.LifecycleCompletion(action["token"])
+    assert fleet.handler.handle(_started(replacement)) == f"duplicate: success of {replacement} already reported"
+    assert fleet.handler.handle(fleet.launch_event(action)).startswith("duplicate")
+
+
+@pytest.mark.parametrize("status", [None, "refused"])
+def test_a_start_hold_is_kept_alive_by_the_sweep_and_ends_at_its_limit_or_at_any_report(fleet, status):
+    """No report in time (status None): the sweep heartbeats a younger hold and completes one older than the limit,
+    so the action never reaches its own timeout, whose ABANDON would terminate an instance holding the data. A failed
+    boot report ends the hold too: the agent is done starting."""
+    _behind_a_target_group(fleet)
+    fleet.handler.handle(warning(fleet.first))
+    CONTEXT.advance(60)
+    [action] = fleet.pending_launches()
+    replacement = action["instance_id"]
+    fleet.handler.handle(fleet.launch_event(action))
+    sweep = envelope("ec2spot.autorecover", "EC2Spot Sweep", {})
+    CONTEXT.advance(100)
+    assert f"launch action of {replacement} kept for its application's start (100 s so far)" in fleet.handler.handle(
+        sweep
+    )
+    assert _lifecycle_state(fleet, replacement) == "Pending:Wait"
+    if status:
+        outcome = fleet.handler.handle(_started(replacement, status))
+        assert outcome.endswith(f"; launch action of {replacement} completed (its agent reported)")
+    else:
+        CONTEXT.advance(150)
+        assert (
+            f"launch action of {replacement} completed (no report of the application's start in 250 s)"
+            in fleet.handler.handle(sweep)
+        )
+    assert _lifecycle_state(fleet, replacement) == "InService"
+    assert replacement not in fleet.handler.handle(sweep)  # released once

@@ -22,6 +22,7 @@ from .. import progress
 from .. import tags as t
 from ..aws import call
 from ..errors import AwsApiError
+from . import launch
 
 LOG = logging.getLogger("ec2spot.autorecover.handler")
 # The recovery's phases, each ending at a progress step: published as PhaseSeconds{Service, Phase}.
@@ -40,6 +41,13 @@ PHASES = (
 
 def on_boot_report(handler, event, instance, service):
     """The agent's report about ``instance``: success, or a refused or timed-out boot."""
+    # Whatever it says, the agent is done starting: a launch action kept for it (a group behind target groups) ends.
+    released = launch.release_start_hold(handler, instance, service, "its agent reported")
+    outcome = _report(handler, event, instance, service)
+    return outcome + (f"; {released}" if released else "")
+
+
+def _report(handler, event, instance, service):
     ec2, replacement = handler.clients["ec2"], event.instance_id
     if event.detail.get("status", "ok") != "ok":
         return _boot_failed(handler, event, instance, service)

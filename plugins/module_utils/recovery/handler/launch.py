@@ -35,7 +35,22 @@ LOG = logging.getLogger("ec2spot.autorecover.handler")
 SNAPSHOT_WAIT = 600  # seconds a launch action waits in-process for the interruption snapshot
 HEARTBEAT_EVERY = 60  # seconds between lifecycle heartbeats while waiting
 # The progress steps of one launch lifecycle (forgotten when the instance starts another, back from a warm pool).
-LAUNCH_STEPS = (readiness.READY, "held", "attached", "replaces", "address", "continued", "abandoned", "reported")
+LAUNCH_STEPS = (
+    readiness.READY,
+    "held",
+    "attached",
+    "replaces",
+    "address",
+    "awaiting-start",
+    "continued",
+    "abandoned",
+    "reported",
+)
+# A group behind target groups: its replacement's launch action, once the data is attached, is held until its agent
+# reports the application started (hold_for_start), at most this long; the sweep (every control_plane_sweep_minutes,
+# 5) heartbeats a younger hold and completes an older one, so the action never reaches its own timeout (the fleet's
+# 600 s, whose default result ABANDON would terminate an instance that holds the data).
+START_HOLD_LIMIT = 240
 
 
 def on_launch(handler, event, instance, service):
@@ -117,10 +132,76 @@ def take_data(handler, hook, instance, service, done):
         raise
     except RecoveryError as exc:  # no snapshot, forked lineage, bad address...: waiting will not help
         return abandon(handler, hook, service, replacement, exc)
-    lifecycle.complete_and_record(handler, hook, "CONTINUE", replacement, "continued")
     outcome = f"replacement {replacement} has the data ({progress.outcome_of(done['attached'])}) and the address"
+    held = hold_for_start(handler, hook, replacement, service, done)
+    if not held:
+        lifecycle.complete_and_record(handler, hook, "CONTINUE", replacement, "continued")
     watched = _watch_replacement(handler, service, progress.outcome_of(done.get("replaces", "")), replacement)
-    return outcome + (f"; {watched}" if watched else "")
+    return outcome + (f"; {held}" if held else "") + (f"; {watched}" if watched else "")
+
+
+def hold_for_start(handler, hook, replacement, service, done):
+    """A group behind target groups: keep the replacement's launch action, with the data attached, until its agent
+    reports the application started (``release_start_hold``). Returns what is said, or None (nothing to wait for).
+
+    Why: EC2 Auto Scaling registers an instance in the group's target groups when it goes ``InService``, i.e. when
+    this action completes (EC2 Auto Scaling user guide, "How lifecycle hooks work"). Completed at the attach, the
+    load balancer's first checks meet an application not yet started; ``UnhealthyThresholdCount`` failures make the
+    target unhealthy, and it then needs ``HealthyThresholdCount`` passes at the interval (5 x 30 s at the defaults)
+    to be healthy again (Application Load Balancers user guide, "Health checks for target groups"). The agent
+    registers its instance the moment the application has started, so its first check passes: held until then, the
+    replacement is healthy one check after it serves (the fleet README's "Target groups during a cut-over")."""
+    if "awaiting-start" in done:
+        return f"its launch action waits for the application's start since {progress.stamp_of(done['awaiting-start'])}"
+    try:
+        groups = call(
+            handler.clients["autoscaling"], "describe_auto_scaling_groups", AutoScalingGroupNames=[service.group]
+        )["AutoScalingGroups"]
+    except AwsApiError as exc:  # not knowing, complete as before: traffic may come later, the data is never held up
+        LOG.warning("could not read the target groups of %s: %s", service.group, exc.message)
+        return None
+    target_groups = (groups[0].get("TargetGroupARNs") if groups else None) or []
+    if not target_groups:
+        return None
+    lifecycle.heartbeat(handler, hook)  # a whole timeout from now
+    done["awaiting-start"] = progress.record(
+        handler.clients["ec2"],
+        replacement,
+        "awaiting-start",
+        handler.clock.now(),
+        progress.HeldLaunch(hook["LifecycleHookName"], hook["LifecycleActionToken"]),
+    )
+    return (
+        f"its launch action completes when its agent reports the application started ({len(target_groups)} target "
+        f"group(s): the agent registers it first), at the latest {START_HOLD_LIMIT} s from now"
+    )
+
+
+def release_start_hold(handler, instance, service, why):
+    """Complete the launch action ``hold_for_start`` kept, once (``continued``); returns what was done, or None
+    (no hold, or released already)."""
+    done = progress.read(instance)
+    held = progress.read_outcome(done, "awaiting-start")
+    if held is None or "continued" in done or "abandoned" in done:
+        return None
+    hook = {"AutoScalingGroupName": service.group, "LifecycleHookName": held.hook, "LifecycleActionToken": held.token}
+    lifecycle.complete_and_record(handler, hook, "CONTINUE", instance["InstanceId"], "continued")
+    return f"launch action of {instance['InstanceId']} completed ({why})"
+
+
+def sweep_start_hold(handler, instance, service):
+    """The sweep's part: a hold older than ``START_HOLD_LIMIT`` is released (the agent did not report in time: the
+    group registers the instance now); a younger one is kept alive. Returns what was done, or None."""
+    done = progress.read(instance)
+    held = progress.read_outcome(done, "awaiting-start")
+    if held is None or "continued" in done or "abandoned" in done:
+        return None
+    waited = (handler.clock.now() - progress.time_of(done["awaiting-start"])).total_seconds()
+    if waited >= START_HOLD_LIMIT:
+        return release_start_hold(handler, instance, service, f"no report of the application's start in {waited:.0f} s")
+    hook = {"AutoScalingGroupName": service.group, "LifecycleHookName": held.hook, "LifecycleActionToken": held.token}
+    lifecycle.heartbeat(handler, hook)
+    return f"launch action of {instance['InstanceId']} kept for its application's start ({waited:.0f} s so far)"
 
 
 def move_service_address(handler, service, replacement):

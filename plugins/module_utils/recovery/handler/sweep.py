@@ -23,7 +23,7 @@ from .. import tags as t
 from ..aws import call, paginate
 from ..errors import AwsApiError, RecoveryError
 from ..lineage import current_volume
-from . import termination
+from . import launch, termination
 from .holder import AWAY_STATES
 from .planned import on_planned, scheduled_events
 
@@ -49,6 +49,9 @@ def on_sweep(handler, event):
         instances = [i for reservation in reservations for i in reservation["Instances"]]
         outcomes += _overdue_recoveries(handler, service, instances)
         for instance in (i for i in instances if i["State"]["Name"] != "terminated"):
+            start_hold = launch.sweep_start_hold(handler, instance, service)
+            if start_hold:
+                outcomes.append(start_hold)
             for scheduled in scheduled_events(handler, instance["InstanceId"]):
                 outcome = on_planned(
                     handler, instance["InstanceId"], scheduled["Code"], scheduled["NotBefore"], "the sweep"
