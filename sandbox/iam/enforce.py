@@ -15,6 +15,9 @@ lock around each request). For each call, when enforcing:
   ``UnauthorizedOperation`` 403 with an encoded authorization failure message, the query services'
   ``AccessDenied`` 403, the JSON services' ``AccessDeniedException`` 400, the REST-JSON ones' 403); each refusal is
   recorded (``CONTEXT.records["iam_denied"]``);
+- Amazon S3, which moto answers through ``S3Response``'s own dispatch and not ``call_action``: its
+  ``bucket_response`` and ``key_response`` are wrapped (``authorise_s3``; the operation, resources and keys from
+  ``s3``), refused with S3's 403 XML ``AccessDenied`` (``InvalidAccessKeyId`` for an unknown key);
 - an action with resource types the resolver does not model yet is authorised on ``*`` and recorded
   (``CONTEXT.records["iam_unmodelled"]``): a test lists them, and none is ever allowed on a real ARN it did not
   resolve.

@@ -169,6 +169,8 @@ VERSIONED = {
 }
 ACL_HEADERS = ("x-amz-acl", "x-amz-grant-full-control", "x-amz-grant-read", "x-amz-grant-read-acp",
                "x-amz-grant-write", "x-amz-grant-write-acp")  # fmt: skip
+# Request headers S3 puts in the context as ``s3:<header>`` where the action's row lists that key.
+REQUEST_HEADER_KEYS = ("x-amz-acl", "x-amz-server-side-encryption", "x-amz-server-side-encryption-aws-kms-key-id")
 _AMAZONAWS_BUCKET = re.compile(r"(.+)\.s3(.*)\.amazonaws\.com")
 _PATH_STYLE_OBJECT = re.compile(r"^/([^/]+/.+|/.*)$", re.DOTALL)
 
@@ -258,7 +260,7 @@ def _location(body):
 
 
 def _copy_source(value):
-    """``x-amz-copy-source`` (``/bucket/key?versionId=...`` or ``bucket/key``, URL-encoded) as (bucket, key, version)."""
+    """``x-amz-copy-source`` (``/bucket/key?versionId=...`` or ``bucket/key``, URL-encoded): (bucket, key, version)."""
     path, _question, query = value.partition("?")
     bucket, _slash, key = urllib.parse.unquote(path).lstrip("/").partition("/")
     version = dict(urllib.parse.parse_qsl(query)).get("versionId")
@@ -298,11 +300,9 @@ def operations(method, bucket, key, query, headers=None, body=b""):
 def _with_request_keys(found, method, key, query, headers, body, version):
     """Each operation with the condition keys the request brings for it."""
     common = {}
-    for header, name in (("x-amz-acl", "s3:x-amz-acl"), ("x-amz-server-side-encryption", "s3:x-amz-server-side-encryption"),
-                         ("x-amz-server-side-encryption-aws-kms-key-id",
-                          "s3:x-amz-server-side-encryption-aws-kms-key-id")):  # fmt: skip
+    for header in REQUEST_HEADER_KEYS:
         if _header(headers, header):
-            common[name] = _header(headers, header)
+            common[f"s3:{header}"] = _header(headers, header)
     if version:
         common["s3:versionid"] = version
     for name in ("prefix", "delimiter", "max-keys"):
