@@ -354,3 +354,26 @@ def test_s3_is_not_judged_while_enforcement_is_off(box, admin_s3, instance_role,
     admin_s3.put_object(Bucket=bucket, Key="ec2spot-agent/0000.py", Body=b"another")
     assert instance_role.get_object(Bucket=bucket, Key="ec2spot-agent/0000.py")["Body"].read() == b"another"
     assert box.call("iam")["denied"] == []
+
+
+def test_a_virtual_hosted_request_is_authorised_on_the_bucket_of_its_host(endpoint, admin_s3, instance_role,
+                                                                           instance_policy, enforcing):  # fmt: skip
+    """The bucket in the Host header (``<bucket>.s3.<region>.amazonaws.com``), the key the whole path: as moto routes
+    it. The sandbox authorises, it does not authenticate, so the role's key id and token name the principal."""
+    _document, bucket, key = instance_policy
+    enforcing.call("iam", enforce=False)
+    admin_s3.create_bucket(Bucket=bucket)
+    admin_s3.put_object(Bucket=bucket, Key=key, Body=b"agent")
+    enforcing.call("iam", enforce=True)
+    credentials = instance_role._request_signer._credentials.get_frozen_credentials()
+    headers = {
+        "Host": f"{bucket}.s3.us-east-1.amazonaws.com",
+        "Authorization": f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/20260101/us-east-1/s3/aws4_request, "
+        "SignedHeaders=host, Signature=0",
+        "X-Amz-Security-Token": credentials.token,
+    }
+    mine = requests.get(f"{endpoint}/{urllib.parse.quote(key)}", headers=headers, timeout=10)
+    assert (mine.status_code, mine.content) == (200, b"agent")
+    other = requests.get(f"{endpoint}/ec2spot-agent/0000.py", headers=headers, timeout=10)
+    assert other.status_code == 403
+    assert f"arn:aws:s3:::{bucket}/ec2spot-agent/0000.py" in ElementTree.fromstring(other.content).findtext("Message")
