@@ -596,11 +596,12 @@ def _group_launch(params, state, group):
     """The launches a group request with a launch template asks of its caller: ``ec2:RunInstances`` from that template
     version into the group's first subnet (the request's ``VPCZoneIdentifier``, else the group's), as ``_run_instances``
     authorises a launch from a template (with the tagging on create of what the template tags), and ``iam:PassRole``
-    of the template's instance profile's role, passed to ``ec2.amazonaws.com``: Auto Scaling's instances get the role
-    through EC2 (EC2 Auto Scaling user guide, "IAM role for applications that run on Amazon EC2 instances": "An
-    instance profile is a container for an IAM role that allows Amazon EC2 to pass the IAM role to an instance"; the
-    example policies of "Control Amazon EC2 launch template usage in Auto Scaling groups" and the deploy policy grant
-    it with ``iam:PassedToService`` ``ec2.amazonaws.com``). None for a request that names no template."""
+    of the template's instance profile's role with ``iam:PassedToService`` ``ec2.amazonaws.com``: the role goes to the
+    group's instances, through EC2 (EC2 Auto Scaling user guide, "Amazon EC2 Auto Scaling API permissions":
+    iam:PassRole "to pass an IAM role to the service or to EC2 instances on launch"; "IAM role for applications that
+    run on Amazon EC2 instances": "An instance profile is a container for an IAM role that allows Amazon EC2 to pass
+    the IAM role to an instance"), as for ``ec2:RunInstances`` itself, not to ``autoscaling.amazonaws.com`` (which
+    is the service of a group's own service-linked role). None for a request that names no template."""
     spec = _group_template(params)
     if spec is None:
         return []
