@@ -377,3 +377,29 @@ def test_a_virtual_hosted_request_is_authorised_on_the_bucket_of_its_host(endpoi
     other = requests.get(f"{endpoint}/ec2spot-agent/0000.py", headers=headers, timeout=10)
     assert other.status_code == 403
     assert f"arn:aws:s3:::{bucket}/ec2spot-agent/0000.py" in ElementTree.fromstring(other.content).findtext("Message")
+
+
+@pytest.mark.parametrize(
+    "headers, query, expected",
+    [
+        ({"Authorization": "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/s3/aws4_request, Signature=0"}, {},
+         ("AKID", None)),
+        ({"Authorization": "AWS AKID:c2lnbmF0dXJl", "X-Amz-Security-Token": "tok"}, {}, ("AKID", "tok")),  # SigV2
+        ({}, {"X-Amz-Credential": ["AKID/20260101/us-east-1/s3/aws4_request"], "X-Amz-Security-Token": ["tok"]},
+         ("AKID", "tok")),  # presigned SigV4
+        ({}, {"AWSAccessKeyId": ["AKID"], "Signature": ["c2ln"], "x-amz-security-token": ["tok"]},
+         ("AKID", "tok")),  # presigned SigV2, as boto3 presigns S3
+    ],
+)  # fmt: skip
+def test_each_way_s3_signs_names_its_principal(headers, query, expected):
+    from sandbox.iam import principals
+
+    credentials = principals.credentials_of(headers, query)
+    assert (credentials.access_key_id, credentials.session_token) == expected
+
+
+def test_an_unsigned_s3_request_has_no_credentials():
+    from sandbox.iam import principals
+
+    with pytest.raises(principals.MissingCredentials):
+        principals.credentials_of({"Authorization": "Bearer x"}, {"Signature": ["c2ln"]})
