@@ -28,6 +28,9 @@ the ``iam`` control switches it at run time:
   key, a role assumed through moto's STS (a Lambda function's execution role, an instance profile's role served by
   the IMDS double), an IAM user; with their identity-based policies from moto's IAM;
 - ``resources``: the resolver, from a request's parameters and moto's state to its ``AuthorizationRequest``;
-- ``enforce``: the wrapper of moto's ``BaseResponse.call_action`` that authorises each call and answers a refusal
-  as the service does, the ``iam`` control, and the records of refusals and unmodelled actions.
+- ``s3``: Amazon S3's REST requests (method, bucket, key, query) to the actions the S3 API Reference's
+  "Permissions" sections name, on the reference's bucket and object ARNs, with S3's condition keys;
+- ``enforce``: the wrapper of moto's ``BaseResponse.call_action`` (and of ``S3Response``'s ``bucket_response`` and
+  ``key_response``, which S3's requests take instead) that authorises each call and answers a refusal as the
+  service does, the ``iam`` control, and the records of refusals and unmodelled actions.
 """

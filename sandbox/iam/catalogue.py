@@ -171,13 +171,19 @@ def expand(pattern):
     return [found.full_name for key, found in sorted(_actions(service.lower()).items()) if matcher.fullmatch(key)]
 
 
+def is_template(key):
+    """Whether a reference key names a family of keys: ``aws:ResourceTag/${TagKey}``, or the S3 pages' spelling
+    ``s3:ExistingObjectTag/<key>``."""
+    return "${" in key or key.endswith(">")
+
+
 def key_matches(template, key):
     """Whether a concrete condition key (``aws:ResourceTag/ec2spot:lineage``) is an instance of a reference key
-    (``aws:ResourceTag/${TagKey}``). Condition key names are case-insensitive."""
+    (``aws:ResourceTag/${TagKey}``, ``s3:RequestObjectTag/<key>``). Condition key names are case-insensitive."""
     template, key = template.lower(), key.lower()
-    if "${" not in template:
+    if not is_template(template):
         return template == key
-    prefix = template.split("${", 1)[0]
+    prefix = template.split("${", 1)[0] if "${" in template else template.rsplit("<", 1)[0]
     return key.startswith(prefix) and len(key) > len(prefix)
 
 

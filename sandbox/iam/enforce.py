@@ -15,6 +15,9 @@ lock around each request). For each call, when enforcing:
   ``UnauthorizedOperation`` 403 with an encoded authorization failure message, the query services'
   ``AccessDenied`` 403, the JSON services' ``AccessDeniedException`` 400, the REST-JSON ones' 403); each refusal is
   recorded (``CONTEXT.records["iam_denied"]``);
+- Amazon S3, which moto answers through ``S3Response``'s own dispatch and not ``call_action``: its
+  ``bucket_response`` and ``key_response`` are wrapped (``authorise_s3``; the operation, resources and keys from
+  ``s3``), refused with S3's 403 XML ``AccessDenied`` (``InvalidAccessKeyId`` for an unknown key);
 - an action with resource types the resolver does not model yet is authorised on ``*`` and recorded
   (``CONTEXT.records["iam_unmodelled"]``): a test lists them, and none is ever allowed on a real ARN it did not
   resolve.
@@ -31,12 +34,13 @@ from __future__ import annotations
 import base64
 import json
 import os
+import urllib.parse
 import warnings
 
 from moto.core.exceptions import ServiceException
 
 from ..clock import CONTEXT
-from . import principals, resources
+from . import principals, resources, s3
 from .evaluator import Decision, evaluate
 from .requests import AccessDenied, Check, decide
 
@@ -188,10 +192,67 @@ def _record(principal, refusal):
     return refusal
 
 
+# S3's answers to a request it cannot attribute (Amazon S3 API Reference, "Error responses": an anonymous request
+# to a private bucket is AccessDenied; an access key no account has is InvalidAccessKeyId; both HTTP 403).
+S3_ANONYMOUS = ("AccessDenied", 403, "Access Denied")
+S3_UNKNOWN_KEY = ("InvalidAccessKeyId", 403, "The AWS Access Key Id you provided does not exist in our records.")
+
+
+def authorise_s3(request, full_url, object_level):
+    """Authorise one S3 request (a moto ``Request``; ``full_url`` as it arrived; ``object_level``: moto routed it to
+    ``key_response``) before moto's ``S3Response`` handles it; ``Refusal`` when refused. ``OPTIONS`` (a CORS
+    preflight, which S3 answers unauthenticated) passes; a request whose operation ``s3`` does not know is refused and
+    recorded under ``iam_unmodelled``."""
+    from moto.iam.models import get_account_id_from
+    from moto.s3.responses import S3Response
+
+    method = (request.method or "").upper()
+    if method == "OPTIONS":
+        return None
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(full_url).query, keep_blank_values=True)
+    try:
+        credentials = principals.credentials_of(request.headers, query)
+    except principals.MissingCredentials:
+        raise _record(None, Refusal(*S3_ANONYMOUS)) from None
+    try:
+        principal = principals.principal_of(credentials)
+    except principals.UnknownCredentials:
+        raise _record(credentials.access_key_id, Refusal(*S3_UNKNOWN_KEY)) from None
+    if principal.unrestricted:
+        return principal
+    raw_path = getattr(request, "raw_path", None) or urllib.parse.urlsplit(full_url).path
+    bucket, key = s3.locate(full_url, raw_path, S3Response.subdomain_based_buckets(request))
+    key = (key if key is not None else "") if object_level else None
+    reads_body = (method == "POST" and "delete" in query) or (method == "PUT" and ("tagging" in query or key is None))
+    body = request.data if reads_body else b""
+    account = os.environ.get("MOTO_ACCOUNT_ID") or get_account_id_from(credentials.access_key_id)
+    try:
+        found = s3.operations(method, bucket, key, query, request.headers, body)
+        authorisations = s3.authorization_requests(found, "aws", *s3.moto_tags(account))
+    except s3.UnknownOperation as unknown:
+        CONTEXT.record("iam_unmodelled", f"s3:{method} {'object' if object_level else 'bucket'} {sorted(query)}")
+        raise _record(principal, Refusal("AccessDenied", 403, f"Access Denied ({unknown})")) from None
+    for one in authorisations:
+        verdict = decide(principal.policies, one)
+        if not verdict.allowed:
+            check, result = verdict.refusal
+            raise _record(principal, Refusal("AccessDenied", 403, _denial(principal, check, result).message))
+    return principal
+
+
+def _s3_answer(request, refusal):
+    """A refusal as S3 answers it: its XML error document (none for ``HEAD``, whose answers have no body)."""
+    headers = {"content-type": "application/xml", "x-amz-request-id": "ec2spot-sandbox"}
+    body = b"" if (request.method or "").upper() == "HEAD" else s3.error_body(refusal.code, refusal.message)
+    return refusal.status, headers, body
+
+
 def install():
-    """Wrap moto's ``BaseResponse.call_action`` (idempotent); a no-op per call while not enforcing."""
+    """Wrap moto's ``BaseResponse.call_action`` and ``S3Response``'s ``bucket_response`` and ``key_response``
+    (idempotent); a no-op per call while not enforcing."""
     if _INSTALLED:
         return
+    _install_s3()
     from moto.core.responses import ActionResult, BaseResponse
 
     moto_call_action = BaseResponse.call_action
@@ -213,4 +274,24 @@ def install():
     _INSTALLED["call_action"] = moto_call_action
 
 
-__all__ = ["authorise", "enforce_from_environment", "enforcing", "install", "set_enforcing"]
+def _install_s3():
+    """S3 bypasses ``call_action``: moto's routes call ``S3Response.bucket_response`` or ``key_response`` (the
+    ambiguous route, ``ambiguous_response``, calls one of them), so each is wrapped to authorise first."""
+    from moto.s3.responses import S3Response
+
+    for name, object_level in (("bucket_response", False), ("key_response", True)):
+        original = getattr(S3Response, name)
+
+        def response(self, request, full_url, headers, _original=original, _object_level=object_level):
+            if enforcing():
+                try:
+                    authorise_s3(request, full_url, _object_level)
+                except Refusal as refusal:
+                    return _s3_answer(request, refusal)
+            return _original(self, request, full_url, headers)
+
+        setattr(S3Response, name, response)
+        _INSTALLED[f"s3.{name}"] = original
+
+
+__all__ = ["authorise", "authorise_s3", "enforce_from_environment", "enforcing", "install", "set_enforcing"]

@@ -63,17 +63,26 @@ def credentials_of(headers, query=None):
     key_id = None
     if "Credential=" in authorization:
         key_id = authorization.split("Credential=", 1)[1].split("/", 1)[0].strip()
+    elif authorization.startswith("AWS ") and ":" in authorization:
+        # S3's signature version 2 (Amazon S3 API Reference, "Signing and authenticating REST requests").
+        key_id = authorization[len("AWS ") :].rsplit(":", 1)[0].strip()
     elif query:
-        value = query.get("X-Amz-Credential")
-        value = value[0] if isinstance(value, list) else value
-        key_id = value.split("/", 1)[0] if value else None
+        value = _query_value(query, "X-Amz-Credential")
+        key_id = value.split("/", 1)[0] if value else _query_value(query, "AWSAccessKeyId")  # SigV4, SigV2 presigned
     if not key_id:
         raise MissingCredentials("the request is not signed")
     token = headers.get("X-Amz-Security-Token")
     if not token and query:
-        value = query.get("X-Amz-Security-Token")
-        token = value[0] if isinstance(value, list) else value
+        token = _query_value(query, "X-Amz-Security-Token")
     return Credentials(key_id, token or None)
+
+
+def _query_value(query, name):
+    """A query parameter by name, case-insensitively (S3's presigned URLs write ``x-amz-security-token``)."""
+    for key, value in query.items():
+        if key.lower() == name.lower():
+            return value[0] if isinstance(value, list) else value
+    return None
 
 
 def _document(raw):

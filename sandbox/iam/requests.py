@@ -177,8 +177,8 @@ class AuthorizationRequest:
             elif template.lower() == "aws:tagkeys":
                 if request_tags is not None or self.tag_keys is not None:
                     context["aws:TagKeys"] = tag_keys
-            elif "${" in template:
-                # ec2:Attribute/${AttributeName} and the like: the call supplies the concrete keys.
+            elif catalogue.is_template(template):
+                # ec2:Attribute/${AttributeName}, s3:ExistingObjectTag/<key> and the like: the call supplies the keys.
                 context.update({key: value for key, value in self.keys.items() if catalogue.key_matches(template, key)})
             else:
                 for source in ((resource.keys if resource else {}), self.keys):

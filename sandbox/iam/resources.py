@@ -501,7 +501,7 @@ def _ec2(action, params, state):
 AUTOSCALING_TAGGING = ("CreateAutoScalingGroup", "CreateOrUpdateTags")
 
 
-def _autoscaling(action, params, account, region):
+def _autoscaling(action, params, account, region, partition="aws"):
     """The Auto Scaling calls on a group: the group named by ``AutoScalingGroupName`` (by its instance for
     ``SetInstanceHealth``; by each tag's ``ResourceId`` for ``CreateOrUpdateTags`` and ``DeleteTags``), with its tags
     (``aws:ResourceTag/*``, ``autoscaling:ResourceTag/*``); the tags a create or tagging call sets as
@@ -519,7 +519,6 @@ def _autoscaling(action, params, account, region):
     found = catalogue.find_action(f"autoscaling:{action}")
     if not names or found is None or found.resource("autoScalingGroup") is None:
         return None
-    partition = "aws"
     resources = []
     for name in names:
         group = backend.autoscaling_groups.get(name)
@@ -534,8 +533,99 @@ def _autoscaling(action, params, account, region):
         resources.append(Resource("autoScalingGroup", arn, tags=tags))
     request_tags = _tags_of(params, "Tags") if action in AUTOSCALING_TAGGING else None
     tag_keys = tuple(_tags_of(params, "Tags")) if action == "DeleteTags" else None
-    return [AuthorizationRequest(f"autoscaling:{action}", tuple(resources), request_tags=request_tags or None,
-                                 tag_keys=tag_keys)]  # fmt: skip
+    group = [AuthorizationRequest(f"autoscaling:{action}", tuple(resources), request_tags=request_tags or None,
+                                  tag_keys=tag_keys)]  # fmt: skip
+    if action in GROUP_LAUNCHES:
+        existing = backend.autoscaling_groups.get(names[0])
+        return group + _group_launch(params, Ec2State(account, region, partition), existing)
+    return group
+
+
+# The Auto Scaling calls that make the caller launch from a launch template (EC2 Auto Scaling user guide, "Amazon EC2
+# Auto Scaling API permissions": creating a group needs ec2:RunInstances "to launch instances when a launch template
+# is provided", iam:PassRole "when ... a launch template that specifies an instance profile ... is provided" and
+# ec2:CreateTags "when a launch template with a tag specification is provided"; "Control Amazon EC2 launch template
+# usage in Auto Scaling groups": "permissions for ec2:RunInstances are only checked when an Auto Scaling group is
+# created or updated using a launch template"). An update that names no template (the handler's zone steering, which
+# sets only VPCZoneIdentifier) asks none of them.
+GROUP_LAUNCHES = ("CreateAutoScalingGroup", "UpdateAutoScalingGroup")
+# Where a group request names its launch template (the query protocol's flattened members).
+GROUP_TEMPLATE_SPECS = ("LaunchTemplate.", "MixedInstancesPolicy.LaunchTemplate.LaunchTemplateSpecification.")
+
+
+def _group_template(params):
+    """``(template id, template name, version)`` of the launch template a group request names, or None."""
+    for prefix in GROUP_TEMPLATE_SPECS:
+        template_id, name, version = (_member(params, f"{prefix}{field}") for field in
+                                      ("LaunchTemplateId", "LaunchTemplateName", "Version"))  # fmt: skip
+        if template_id or name:
+            return template_id, name, version
+    return None
+
+
+def _member(params, dotted):
+    """A nested member by its dotted path: flattened (the query protocol as sent) or in a document (moto's parsed
+    parameters)."""
+    if params.one(dotted) is not None:
+        return params.one(dotted)
+    head, *rest = dotted.split(".")
+    value = params.one(head)
+    for name in rest:
+        value = value.get(name) if isinstance(value, dict) else None
+    return value
+
+
+def _template_versions(template, version):
+    """The version numbers of ``template`` a group's ``Version`` names, as Auto Scaling reads it: none given is
+    ``$Default`` (the API reference of ``LaunchTemplateSpecification``: "If you do not specify a value, it defaults
+    to $Default"), ``$Default`` and ``$Latest`` the template's, a number that version. A version Auto Scaling would
+    not accept (``0``, ``-1``, ``1.0``, a number past the latest) is judged on every version of the template: moto
+    would read some of those spellings as another version, and none may launch unjudged."""
+    numbers = [found.number for found in template.versions]
+    text = "$Default" if version is None or str(version) == "" else str(version)
+    if text.lower() == "$default":
+        return [template.default_version_number]
+    if text.lower() == "$latest":
+        return [numbers[-1]]
+    if text.isdigit() and str(int(text)) == text and int(text) in numbers:
+        return [int(text)]
+    return numbers
+
+
+def _group_launch(params, state, group):
+    """The launches a group request with a launch template asks of its caller: ``ec2:RunInstances`` from that template
+    version into the group's first subnet (the request's ``VPCZoneIdentifier``, else the group's), as ``_run_instances``
+    authorises a launch from a template (with the tagging on create of what the template tags), and ``iam:PassRole``
+    of the template's instance profile's role with ``iam:PassedToService`` ``ec2.amazonaws.com``: the role goes to the
+    group's instances, through EC2 (EC2 Auto Scaling user guide, "Amazon EC2 Auto Scaling API permissions":
+    iam:PassRole "to pass an IAM role to the service or to EC2 instances on launch"; "IAM role for applications that
+    run on Amazon EC2 instances": "An instance profile is a container for an IAM role that allows Amazon EC2 to pass
+    the IAM role to an instance"), as for ``ec2:RunInstances`` itself, not to ``autoscaling.amazonaws.com`` (which
+    is the service of a group's own service-linked role). None for a request that names no template."""
+    spec = _group_template(params)
+    if spec is None:
+        return []
+    template_id, name, version = spec
+    backend = state.backend
+    template = state.find(backend.get_launch_template, template_id) if template_id else state.find(
+        backend.get_launch_template_by_name, name)  # fmt: skip
+    subnets = _member(params, "VPCZoneIdentifier") or (getattr(group, "vpc_zone_identifier", None) if group else None)
+    subnet = next((item.strip() for item in str(subnets or "").split(",") if item.strip()), None)
+    launch = {"MinCount": "1", "MaxCount": "1", **({"SubnetId": subnet} if subnet else {})}
+    if template_id or template is not None:
+        launch["LaunchTemplate.LaunchTemplateId"] = template.id if template is not None else template_id
+    else:
+        launch["LaunchTemplate.LaunchTemplateName"] = name
+    versions = _template_versions(template, version) if template is not None else [None]
+    requests = []
+    for number in versions:
+        one = dict(launch, **({"LaunchTemplate.Version": str(number)} if number is not None else {}))
+        for request in _run_instances(Params(flat=one), state):
+            request = replace(request, keys={**request.keys, "ec2:Region": state.region}) if request.action.startswith(
+                "ec2:") else request  # fmt: skip
+            if request not in requests:
+                requests.append(request)
+    return requests
 
 
 def _ssm(action, params, state):
@@ -822,7 +912,7 @@ def resolve(service, action, params, account, region, partition="aws", path=None
             keys["cloudwatch:namespace"] = params.one("Namespace")
         return [AuthorizationRequest(found.full_name, keys=keys)]
     if service == "autoscaling":
-        return _autoscaling(action, params, account, region)
+        return _autoscaling(action, params, account, region, partition)
     if service == "ssm":
         return _ssm(action, params, Ec2State(account, region, partition))
     if service == "sns" and params.one("TopicArn"):
