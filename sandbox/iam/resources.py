@@ -682,6 +682,8 @@ NAMED = {
     ("scheduler", "schedule-group"): ("Name",),
     ("kms", "key"): ("KeyId", "TargetKeyId"),
     ("kms", "alias"): ("AliasName",),
+    # RegisterTargets, DeregisterTargets (the instance agent), ModifyTargetGroup...: the target group by its ARN
+    ("elasticloadbalancing", "targetgroup"): ("TargetGroupArn",),
 }
 # REST services name the resource in the path: (service, resource type) -> the path segment before the name.
 NAMED_IN_PATH = {

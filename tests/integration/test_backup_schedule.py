@@ -38,7 +38,7 @@ def variables(world, **backup):
     pg.update(
         name=PG,
         lineage="it-bs-pgdata",
-        instance_profile="it-bs-profile",
+        instance_profile="it-bs-given-instance",
         backup={key: value for key, value in settings.items() if value is not None},
     )
     document["ec2spot_services"] = [pg]
@@ -118,7 +118,7 @@ def fire(box, rule):
 
 @pytest.fixture(scope="module")
 def flow(sandbox, box, play, clients):
-    sandbox_world.managed_instance_profile(clients["iam"], "it-bs-profile")
+    sandbox_world.managed_instance_profile(clients["iam"], "it-bs-given-instance")
     deployed = play("deploy.yml")
     assert deployed["code"] == 0, deployed["failed"]
     holder = wait_for_holder(clients["ec2"], box, "it-bs-pgdata")

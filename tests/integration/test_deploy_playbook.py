@@ -34,7 +34,7 @@ def deploy_vars(world):
                 "image_id": world["image_id"],
                 "instance_types": ["m6i.large", "m5.large"],
                 "subnet_ids": subnets,
-                "instance_profile": "it-deploy-profile",
+                "instance_profile": "it-deploy-given-instance",
                 "data_volume": {"size": 20},
                 "drill": True,
                 "agent": {
@@ -50,7 +50,7 @@ def deploy_vars(world):
                 "image_id": world["image_id"],
                 "instance_types": ["r6i.large"],
                 "subnet_ids": subnets,
-                "instance_profile": "it-deploy-profile",
+                "instance_profile": "it-deploy-given-instance",
                 "address": False,
                 "agent": {"app_start_commands": ["echo start cache"]},
             },
@@ -72,7 +72,7 @@ def deploy(sandbox, tmp_path_factory):
 @pytest.fixture(scope="module")
 def runs(sandbox, deploy, session):
     iam = session.client("iam", endpoint_url=sandbox["endpoint"])
-    sandbox_world.managed_instance_profile(iam, "it-deploy-profile")
+    sandbox_world.managed_instance_profile(iam, "it-deploy-given-instance")
     check = deploy("--check", "--diff")
     autoscaling = session.client("autoscaling", endpoint_url=sandbox["endpoint"])
     ec2 = session.client("ec2", endpoint_url=sandbox["endpoint"])

@@ -26,7 +26,7 @@ from .conftest import PlaybookRun, ansible_playbook
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
-GROUP, LINEAGE, PROFILE = "it-fleet", "it-fleetdata", "it-fleet-given"
+GROUP, LINEAGE, PROFILE = "it-fleet", "it-fleetdata", "it-fleet-given-instance"
 
 
 def role_task(world, name=GROUP, lineage=LINEAGE, **overrides):

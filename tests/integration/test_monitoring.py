@@ -40,7 +40,7 @@ def deploy_vars(world, target_group_arn):
         "image_id": world["image_id"],
         "instance_types": ["m6i.large"],
         "subnet_ids": subnets,
-        "instance_profile": "it-mon-profile",
+        "instance_profile": "it-mon-given-instance",
         "address": False,
         "agent": {"app_start_commands": ["echo start"]},
     }
@@ -123,7 +123,9 @@ def described(cloudwatch):
 
 @pytest.fixture(scope="module")
 def runs(sandbox, session, play, cloudwatch):
-    sandbox_world.managed_instance_profile(session.client("iam", endpoint_url=sandbox["endpoint"]), "it-mon-profile")
+    sandbox_world.managed_instance_profile(
+        session.client("iam", endpoint_url=sandbox["endpoint"]), "it-mon-given-instance"
+    )
     check = play(DEPLOY, "--check")
     after_check = described(cloudwatch) + (
         watchdog(cloudwatch, session.client("events", endpoint_url=sandbox["endpoint"])),

@@ -191,7 +191,7 @@ def service(world, name, instance_types):
         "image_id": world["image_id"],
         "instance_types": instance_types,
         "subnet_ids": [world["subnets"]["us-east-1a"], world["subnets"]["us-east-1b"]],
-        "instance_profile": "it-price-profile",
+        "instance_profile": "it-price-given-instance",
         "data_volume": {"size": 20},
         "agent": {"app_start_commands": ["echo start"]},
     }
@@ -210,7 +210,9 @@ def price_vars(world, **extra):
 @pytest.fixture(scope="module")
 def deploy_check(sandbox, session, tmp_path_factory):
     """deploy.yml in check mode (it creates nothing; the price summary still reads prices)."""
-    sandbox_world.managed_instance_profile(session.client("iam", endpoint_url=sandbox["endpoint"]), "it-price-profile")
+    sandbox_world.managed_instance_profile(
+        session.client("iam", endpoint_url=sandbox["endpoint"]), "it-price-given-instance"
+    )
     variables = tmp_path_factory.mktemp("prices") / "vars.json"
 
     def run(**extra):

@@ -716,3 +716,25 @@ def test_a_launch_with_an_instance_profile_passes_its_role_to_ec2(aws, seeded):
     (alone,) = resolve("ec2", "RunInstances", Params(flat=dict(launch, **{"IamInstanceProfile.Name": empty})),
                        "123456789012", "us-east-1")  # fmt: skip
     assert alone.action == "ec2:RunInstances"
+
+
+def test_target_registrations_are_authorised_on_the_target_group_they_name(aws):
+    """elasticloadbalancing:RegisterTargets / DeregisterTargets on the target group ARN the request names, as the
+    reference's targetgroup resource type: the instance's JoinTheFleetsTargetGroups / LeaveTheFleetsTargetGroups
+    statements allow its fleet's group and no other (not authorised on ``*``, where they would match nothing)."""
+    from sandbox.iam.requests import decide
+    from sandbox.iam.resources import Params, resolve
+
+    fleet = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/pg/0123456789abcdef"
+    other = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/other/0123456789abcdef"
+    instance = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
+         "Resource": [fleet]}]}  # fmt: skip
+    for action in ("RegisterTargets", "DeregisterTargets"):
+        params = {"TargetGroupArn": [fleet], "Targets.member.1.Id": ["i-0123456789abcdef0"]}
+        (request,) = resolve("elasticloadbalancing", action, Params(flat=params), "123456789012", "us-east-1")
+        assert [(c.action, c.resource) for c in request.checks()] == [(f"elasticloadbalancing:{action}", fleet)]
+        assert decide([instance], request).allowed
+        (elsewhere,) = resolve("elasticloadbalancing", action, Params(flat=dict(params, TargetGroupArn=[other])),
+                               "123456789012", "us-east-1")  # fmt: skip
+        assert not decide([instance], elsewhere).allowed
