@@ -730,6 +730,30 @@ def _patch_models(rules):
     def set_desired_capacity(self, new_capacity):
         rules.set_desired_capacity(self, new_capacity)
 
+    def update_attached_target_groups(self, group_name):
+        # AWS registers an instance in its group's target groups when it enters InService, after its launch hooks
+        # (EC2 Auto Scaling user guide, "How lifecycle hooks work in Auto Scaling groups": Pending:Proceed, then
+        # InService; "Use Elastic Load Balancing to distribute incoming application traffic in your Auto Scaling
+        # group"), and an instance in service when a target group is attached; once, not again at every change of
+        # the group. moto registers every instance of the group, held in Pending:Wait too, at every update, which
+        # would also put back a target its instance deregistered itself (the agent's stop).
+        group = self.autoscaling_groups[group_name]
+        registered = group.__dict__.setdefault("sandbox_registered_targets", set())
+        registered &= {(instance_id, arn) for instance_id, arn in registered if arn in group.target_group_arns}
+        if not group.target_group_arns:
+            return
+        in_service = [state.instance.id for state in group.instance_states if state.lifecycle_state == "InService"]
+        target_groups = self.elbv2_backend.describe_target_groups(
+            target_group_arns=group.target_group_arns, load_balancer_arn=None, names=None
+        )
+        for target_group in target_groups:
+            fresh = [instance_id for instance_id in in_service if (instance_id, target_group.arn) not in registered]
+            if fresh:
+                self.elbv2_backend.register_targets(
+                    target_group.arn, [{"Id": instance_id, "Port": target_group.port} for instance_id in fresh]
+                )
+                registered.update((instance_id, target_group.arn) for instance_id in fresh)
+
     def update(self, *args, **kwargs):
         # AWS keeps the mixed instances policy an update does not mention; moto wipes it.
         if (
@@ -803,6 +827,7 @@ def _patch_models(rules):
     FakeAutoScalingGroup.set_desired_capacity = set_desired_capacity
     FakeAutoScalingGroup.update = update
     AutoScalingBackend.create_lifecycle_hook = create_lifecycle_hook
+    AutoScalingBackend.update_attached_target_groups = update_attached_target_groups
     AutoScalingBackend.delete_auto_scaling_group = delete_auto_scaling_group
     AutoScalingBackend.resume_processes = resume_processes
     AutoScalingBackend.set_instance_health = set_instance_health

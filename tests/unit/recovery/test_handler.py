@@ -596,6 +596,12 @@ def _behind_a_target_group(fleet):
         "TargetGroups"
     ][0]["TargetGroupArn"]
     fleet.autoscaling.attach_load_balancer_target_groups(AutoScalingGroupName=GROUP, TargetGroupARNs=[arn])
+    return arn
+
+
+def _targets(arn):
+    health = sandbox_scenario.client("elbv2").describe_target_health(TargetGroupArn=arn)
+    return {d["Target"]["Id"] for d in health["TargetHealthDescriptions"] if d["TargetHealth"]["State"] != "draining"}
 
 
 def _lifecycle_state(fleet, instance_id):
@@ -615,13 +621,14 @@ def test_behind_a_target_group_the_launch_action_waits_for_the_applications_star
     """Completed at the attach, the action would put the replacement InService and Auto Scaling would register it
     before its application runs (failed checks: unhealthy, then five passes). Held until the agent's report, the
     agent's own registration comes first; a redelivered launch keeps waiting; the report completes it once."""
-    _behind_a_target_group(fleet)
+    target_group = _behind_a_target_group(fleet)
     fleet.handler.handle(warning(fleet.first))
     CONTEXT.advance(60)
     [action] = fleet.pending_launches()
     replacement = action["instance_id"]
 
     outcome = fleet.handler.handle(fleet.launch_event(action))
+    assert replacement not in _targets(target_group)  # the group registers it only InService
 
     assert outcome.startswith(f"replacement {replacement} has the data")
     assert outcome.endswith(
@@ -640,7 +647,7 @@ def test_behind_a_target_group_the_launch_action_waits_for_the_applications_star
     assert fleet.handler.handle(_started(replacement)) == (
         f"success of {replacement} reported; launch action of {replacement} completed (its agent reported)"
     )
-    assert _lifecycle_state(fleet, replacement) == "InService"
+    assert _lifecycle_state(fleet, replacement) == "InService" and replacement in _targets(target_group)
     completion = progress.read_outcome(progress.read(fleet.instance(replacement)), "continued")
     assert completion == progress.LifecycleCompletion(action["token"])
     assert fleet.handler.handle(_started(replacement)) == f"duplicate: success of {replacement} already reported"
