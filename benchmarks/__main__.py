@@ -208,7 +208,8 @@ def _retention_lines(kept):
 def _zones_lines(found):
     rows = [
         f"| {name} | {run['interruptions']} | {run['data_zone_kept']} ({run['data_zone_kept_percent']} %) | "
-        f"{run['very_volume_moved']} | {run['restored_from_snapshot']} | {run['not_recovered']} |"
+        f"{run['very_volume_moved']} | {run['restored_from_snapshot']} | {run['not_recovered']} | "
+        f"{run['replacement_in_the_interrupted_pool']} |"
         for name, run in found["runs"].items()
     ]
     return [
@@ -221,8 +222,8 @@ def _zones_lines(found):
         "AWS documents neither, steering depends on neither.",
         "",
         "| run | interruptions | replacement in the data's zone | very volume moved | restored from a snapshot | "
-        "not recovered |",
-        "|---|---|---|---|---|---|",
+        "not recovered | replacement in the interrupted pool |",
+        "|---|---|---|---|---|---|---|",
         *rows,
         "",
     ]

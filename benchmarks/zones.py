@@ -149,7 +149,7 @@ def one_fleet(keep_data_zone, counts_replaced, enforced):
         clients = {name: boto3.client(name, region_name="us-east-1", config=RETRY_CONFIG) for name in SERVICES}
         handler = _build(clients, keep_data_zone, enforced)
         ec2 = clients["ec2"]
-        kept = moved = restored = unrecovered = 0
+        kept = moved = restored = unrecovered = same_pool = 0
         for unused_round in range(ROUNDS):
             holders = _holders(ec2)
             pools = sorted({(zone, kind) for unused_id, zone, kind in holders.values()})
@@ -188,6 +188,8 @@ def one_fleet(keep_data_zone, counts_replaced, enforced):
                     handler.handle(ready_event(replacement, lineage, lineage))
                 launched_in = ec2.describe_instances(InstanceIds=[replacement])["Reservations"][0]["Instances"][0]
                 kept += launched_in["Placement"]["AvailabilityZone"] == data_zone
+                # the very pool being reclaimed (its co-interruptions are still to come)
+                same_pool += (launched_in["Placement"]["AvailabilityZone"], launched_in["InstanceType"]) == (zone, kind)
                 origin = progress.read_outcome(progress.read(launched_in), "attached")
                 moved += bool(origin and not origin.restored)
                 restored += bool(origin and origin.restored)
@@ -199,6 +201,7 @@ def one_fleet(keep_data_zone, counts_replaced, enforced):
             "data_zone_kept": kept,
             "data_zone_kept_percent": round(100.0 * kept / interruptions, 1) if interruptions else None,
             "very_volume_moved": moved,
+            "replacement_in_the_interrupted_pool": same_pool,
             "restored_from_snapshot": restored,
             "not_recovered": unrecovered,
             "iam": bench_iam.summary() | {"enforced": enforced},
