@@ -70,6 +70,14 @@ def box(endpoint):
 
 
 @pytest.fixture
+def enforcing(box):
+    """IAM enforced for the test's requests (the sandbox's default for its servers), off again after it."""
+    box.call("iam", enforce=True)
+    yield box
+    box.call("iam", enforce=False)
+
+
+@pytest.fixture
 def launch(ec2, seeded):
     def _launch(zone="us-east-1a", **extra):
         return world.launch(ec2, seeded, zone, **extra)

@@ -138,13 +138,6 @@ def drill_role(aws):
     return arn, rendered["facts"]["lineage"]
 
 
-@pytest.fixture
-def enforcing(box):
-    box.call("iam", enforce=True)
-    yield box
-    box.call("iam", enforce=False)
-
-
 def instance_arn(instance_id):
     return f"arn:aws:ec2:us-east-1:123456789012:instance/{instance_id}"
 

@@ -160,13 +160,6 @@ def test_zone_steering_asks_only_the_group_update():
     assert not decide([entry["document"]], refused).allowed
 
 
-@pytest.fixture
-def enforcing(box):
-    box.call("iam", enforce=True)
-    yield box
-    box.call("iam", enforce=False)
-
-
 @pytest.fixture(scope="module")
 def operator(aws, endpoint):
     """An IAM user carrying docs/iam/'s three policies, as ``python -m sandbox start`` makes the operator."""

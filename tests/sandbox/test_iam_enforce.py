@@ -42,13 +42,6 @@ def policy(lineage):
     }  # fmt: skip
 
 
-@pytest.fixture
-def enforcing(box):
-    box.call("iam", enforce=True)
-    yield box
-    box.call("iam", enforce=False)
-
-
 @pytest.fixture(scope="module")
 def role(aws):
     name = f"handler-{uuid.uuid4().hex[:8]}"

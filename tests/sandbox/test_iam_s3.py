@@ -218,13 +218,6 @@ def test_a_policy_on_the_request_object_tags_is_judged():
 # The server.
 
 
-@pytest.fixture
-def enforcing(box):
-    box.call("iam", enforce=True)
-    yield box
-    box.call("iam", enforce=False)
-
-
 @pytest.fixture(scope="module")
 def admin_s3(aws):
     return aws("s3")
