@@ -755,6 +755,23 @@ def _patch_models(rules):
                 registered.update((instance_id, target_group.arn) for instance_id in fresh)
 
     def update(self, *args, **kwargs):
+        # AWS changes only the parts of a mixed instances policy an update gives ("Any parameters that you don't
+        # specify are not changed"; API reference LaunchTemplate: LaunchTemplateSpecification and Overrides are each
+        # optional, "When you update the launch template or overrides ..."): moto takes the given policy whole, and
+        # fails on one without a launch template specification.
+        given = kwargs.get("mixed_instances_policy")
+        if given is not None and self.mixed_instances_policy:
+            merged = copy.deepcopy(self.mixed_instances_policy)
+            template = merged.setdefault("LaunchTemplate", {})
+            for part in ("LaunchTemplateSpecification", "Overrides"):
+                if part in (given.get("LaunchTemplate") or {}):
+                    template[part] = copy.deepcopy(given["LaunchTemplate"][part])
+            if given.get("InstancesDistribution"):
+                merged.setdefault("InstancesDistribution", {}).update(copy.deepcopy(given["InstancesDistribution"]))
+            spec = template.get("LaunchTemplateSpecification") or {}
+            if spec.get("LaunchTemplateId"):  # moto stored both id and name; it accepts only one
+                spec.pop("LaunchTemplateName", None)
+            kwargs["mixed_instances_policy"] = merged
         # AWS keeps the mixed instances policy an update does not mention; moto wipes it.
         if (
             kwargs.get("mixed_instances_policy") is None

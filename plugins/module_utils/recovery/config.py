@@ -35,6 +35,8 @@ default)::
           "cutover_reserve": 40,              # make-before-break: the deadline is this long before the interruption
           "keep_data_zone": true,             # make-before-break: the group launches the replacement in the data's
                                               # zone until the cut-over (handler/steering.py)
+          "avoid_interrupted_pool": 300,      # make-before-break: the group's overrides leave out the interrupted
+                                              # instance type this long (seconds, 0: never; handler/steering.py)
           "standby": null,                    # standby failover (standby.py), e.g.
                                               #   {"tags": {"ec2spot:role": "standby"},   # or {"instance_id": "i-..."}
                                               #    "primary_tags": {"ec2spot:role": "primary"},   # optional
@@ -83,6 +85,10 @@ CUTOVERS = (BREAK_BEFORE_MAKE, MAKE_BEFORE_BREAK)
 # The cut-over's deadline, before the interruption: at least what a stop (notice.MIN_STOP_SECONDS) and the snapshot
 # call and detach after it (notice.RESERVE_AFTER_STOP) need; at most what leaves a replacement any time to come up.
 CUTOVER_RESERVE_RANGE = (20, 100)
+# How long a make-before-break group leaves the interrupted instance type out of its overrides (handler/steering.py),
+# at most: far beyond the co-interruptions it is for (> 92 % within 3 minutes), and well within the hour EC2 still
+# describes the terminated holder that keeps the record the sweep ends it by.
+AVOID_POOL_MAX = 1800
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,7 @@ class Service:
     cutover: str = BREAK_BEFORE_MAKE
     cutover_reserve: int = 40
     keep_data_zone: bool = True
+    avoid_interrupted_pool: int = 300
     standby: standby_settings.StandbySettings | None = None
     watchdog: watchdog_settings.WatchdogSettings | None = None
 
@@ -160,6 +167,11 @@ def _service(raw, index):
         raise InvalidInput(
             f"{where}.cutover_reserve must be an integer from {low} to {high} (seconds before the interruption)"
         )
+    avoid = raw.get("avoid_interrupted_pool", 300)
+    if not isinstance(avoid, int) or isinstance(avoid, bool) or not 0 <= avoid <= AVOID_POOL_MAX:
+        raise InvalidInput(
+            f"{where}.avoid_interrupted_pool must be an integer from 0 (off) to {AVOID_POOL_MAX} (seconds)"
+        )
     return Service(
         name=name,
         lineage=raw["lineage"],
@@ -179,6 +191,7 @@ def _service(raw, index):
         cutover=cutover,
         cutover_reserve=reserve,
         keep_data_zone=raw.get("keep_data_zone", True),
+        avoid_interrupted_pool=avoid,
         standby=standby_settings.parse_settings(raw["standby"], f"{where}.standby")
         if raw.get("standby") is not None
         else None,

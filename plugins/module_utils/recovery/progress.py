@@ -307,6 +307,42 @@ _STEERED = re.compile(
 )
 
 
+@dataclass(frozen=True)
+class PoolAvoidance:
+    """``avoided``: the holder's group leaves its instance type (``instance_type``) out of its mixed instances
+    policy's overrides until ``until``, so that no replacement comes from the pool being reclaimed; ``restore``: the
+    overrides as they were (``(instance type, weighted capacity or None)``, in order), given back after ``until``."""
+
+    instance_type: str
+    until: datetime
+    restore: tuple
+
+    def describe(self):
+        """``type=<type> until=<moment> restore=<type>[:<weight>],...``."""
+        overrides = ",".join(kind if weight is None else f"{kind}:{weight}" for kind, weight in self.restore)
+        return f"type={self.instance_type} until={_compact(self.until)} restore={overrides}"
+
+    @classmethod
+    def parse(cls, text):
+        """The avoidance ``text`` records, or None."""
+        matched = _AVOIDED.fullmatch(text or "")
+        if not matched:
+            return None
+        restore = tuple(
+            (kind, weight or None)
+            for kind, _, weight in (item.partition(":") for item in matched["restore"].split(","))
+        )
+        return cls(matched["type"], _moment(matched["until"]), restore)
+
+
+# An instance type as EC2 names it (m6i.large, m7i-flex.large, u-6tb1.metal), a weight as Auto Scaling takes it (1-999).
+_INSTANCE_TYPE = r"[a-z0-9][a-z0-9-]*\.[a-z0-9-]+"
+_AVOIDED = re.compile(
+    rf"type=(?P<type>{_INSTANCE_TYPE}) until=(?P<until>{_COMPACT_TIME}) "
+    rf"restore=(?P<restore>{_INSTANCE_TYPE}(?::[1-9][0-9]{{0,2}})?(?:,{_INSTANCE_TYPE}(?::[1-9][0-9]{{0,2}})?)*)"
+)
+
+
 # The steps whose outcome is structured, and its class.
 STRUCTURED = {
     "attached": Origin,
@@ -317,6 +353,7 @@ STRUCTURED = {
     "held": HeldLaunch,
     "awaiting-start": HeldLaunch,
     "steered": ZoneSteering,
+    "avoided": PoolAvoidance,
     "terminate-held": HeldLaunch,
     "planned": PlannedNotice,
     "paused": PausedNotice,

@@ -301,6 +301,9 @@ RECORDED = [
     ("steered", progress.ZoneSteering("us-west-2-lax-1a", ("subnet-0a",))),
     ("steered", progress.ZoneSteering("us-gov-west-1b", ("subnet-0a", "subnet-0b", "subnet-0c"))),
     ("steered", progress.ZoneSteering("us-east-1-wl1-bos-wlz-1", ("subnet-0a", "subnet-0b"))),
+    ("avoided", progress.PoolAvoidance("t3.micro", AT, (("t3.micro", None), ("t3a.micro", "2")))),
+    ("avoided", progress.PoolAvoidance("m7i-flex.large", AT, (("m6i.large", "999"), ("m7i-flex.large", None)))),
+    ("avoided", progress.PoolAvoidance("u-6tb1.metal", AT, (("u-6tb1.metal", None), ("x2iedn.32xlarge", "1")))),
 ]
 
 
@@ -328,6 +331,13 @@ def test_what_the_cut_over_records_reads_back_whole(step, outcome):
         ("steered", "zone=US-EAST-1A restore=subnet-0a"),
         ("steered", "zone=us-east-1a- restore=subnet-0a"),
         ("steered", "zone=us restore=subnet-0a"),
+        ("avoided", "type=t3.micro until=20261207T100200Z restore="),
+        ("avoided", "type=t3.micro until=20261207T100200Z restore=t3.micro:0"),
+        ("avoided", "type=t3.micro until=20261207T100200Z restore=t3.micro:1000"),
+        ("avoided", "type=t3.micro until=2026-12-07 restore=t3.micro"),
+        ("avoided", "type=T3.MICRO until=20261207T100200Z restore=t3.micro"),
+        ("avoided", "type=t3micro until=20261207T100200Z restore=t3.micro"),
+        ("avoided", "until=20261207T100200Z type=t3.micro restore=t3.micro"),
     ],
 )
 def test_a_cut_over_value_no_handler_wrote_is_unknown(step, written):
@@ -550,3 +560,105 @@ def test_a_holder_reclaimed_during_its_hand_off_still_hands_the_volume_to_the_he
     done = steps(fleet, fleet.first)
     assert progress.outcome_of(done["stopped"]) == "ok" and "snapshot" not in done
     assert len(fleet.ssm_commands()) == 1 and "continued" in steps(fleet, action["instance_id"])
+
+
+def _mixed(fleet, overrides):
+    """The group launches Spot from ``overrides`` (``[(type, weight or None)]``), in that order."""
+    fleet.autoscaling.update_auto_scaling_group(
+        AutoScalingGroupName=fleet.group,
+        MixedInstancesPolicy={
+            "LaunchTemplate": {
+                "LaunchTemplateSpecification": {"LaunchTemplateName": f"{fleet.group}-template"},
+                "Overrides": [
+                    {"InstanceType": kind, **({"WeightedCapacity": weight} if weight else {})}
+                    for kind, weight in overrides
+                ],
+            },
+            "InstancesDistribution": {"OnDemandBaseCapacity": 0, "OnDemandPercentageAboveBaseCapacity": 0},
+        },
+    )
+
+
+def _overrides(fleet):
+    group = fleet.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[fleet.group])["AutoScalingGroups"][0]
+    policy = group["MixedInstancesPolicy"]
+    assert policy["LaunchTemplate"]["LaunchTemplateSpecification"]["LaunchTemplateName"] == f"{fleet.group}-template"
+    return [(o["InstanceType"], o.get("WeightedCapacity")) for o in policy["LaunchTemplate"]["Overrides"]]
+
+
+SWEEP = envelope("ec2spot.autorecover", "EC2Spot Sweep", {})
+
+
+@pytest.mark.parametrize("avoid", [300, 0], ids=["avoided", "off"])
+def test_the_interrupted_type_is_left_out_of_the_overrides_until_the_sweep_puts_it_back(fleet, avoid):
+    """The interrupted pool still has capacity (a reclaim may leave some): with the type left out, the replacement
+    comes from another pool; the sweep puts the type back where it was once the time is up, once. Off (0), the group
+    takes its first override again, the pool being reclaimed."""
+    original = [("t3.micro", None), ("t3a.micro", "2"), ("t3.small", None)]
+    _mixed(fleet, original)
+    fleet.configure(queue_arn=fleet.config.queue_arn, cutover="make-before-break", avoid_interrupted_pool=avoid)
+    interrupted = fleet.instance(fleet.first)["InstanceType"]
+    assert interrupted == "t3.micro"
+    fleet.handler.handle(warning(fleet.first))
+    [action] = fleet.pending_launches()
+    replacement = fleet.instance(action["instance_id"])["InstanceType"]
+    if not avoid:
+        assert replacement == "t3.micro" and _overrides(fleet) == original
+        assert "avoided" not in steps(fleet, fleet.first)
+        return
+    assert replacement == "t3a.micro" and _overrides(fleet) == original[1:]
+    avoided = progress.read_outcome(steps(fleet, fleet.first), "avoided")
+    assert (avoided.instance_type, avoided.restore) == ("t3.micro", tuple(original))
+    fleet.handler.handle(fleet.launch_event(action))
+    fleet.handler.handle(ready(action["instance_id"]))  # the cut-over: the very volume moves
+    assert fleet.volume_state(fleet.volume)[1] == [(action["instance_id"], "attached")]
+    CONTEXT.advance(120)
+    assert "back in the overrides" not in fleet.handler.handle(SWEEP) and _overrides(fleet) == original[1:]
+    CONTEXT.advance(200)
+    assert f"t3.micro back in the overrides of {fleet.group} ({fleet.first}): restored" in fleet.handler.handle(SWEEP)
+    assert _overrides(fleet) == original
+    assert progress.outcome_of(steps(fleet, fleet.first)["unavoided"]) == "restored"
+    assert "back in the overrides" not in fleet.handler.handle(SWEEP)
+
+
+@pytest.mark.parametrize(
+    "meanwhile, expected, outcome",
+    [
+        # another type left out since (a second interruption, a deploy): only the avoided type goes back
+        ([("t3a.micro", "2")], [("t3.micro", None), ("t3a.micro", "2")], "restored"),
+        # a deploy put it back already
+        (
+            [("t3a.micro", "2"), ("t3.micro", None)],
+            [("t3a.micro", "2"), ("t3.micro", None)],
+            "restored: the group had it",
+        ),
+    ],
+    ids=["another-type-left-out", "put-back-by-a-deploy"],
+)
+def test_overrides_changed_meanwhile_get_only_the_avoided_type_back(fleet, meanwhile, expected, outcome):
+    _mixed(fleet, [("t3.micro", None), ("t3a.micro", "2"), ("t3.small", None)])
+    fleet.handler.handle(warning(fleet.first))
+    _mixed(fleet, meanwhile)
+    CONTEXT.advance(301)
+    assert f"({fleet.first}): {outcome}" in fleet.handler.handle(SWEEP)
+    assert _overrides(fleet) == expected
+
+
+@pytest.mark.parametrize("own_template", [False, True], ids=["one-type", "an-override-with-its-own-template"])
+def test_a_group_of_one_type_or_of_richer_overrides_is_not_avoided(fleet, own_template):
+    """Nothing else to launch, or overrides with a launch template (or instance requirements) of their own: rewriting
+    them would name a launch template. The group is left as it is."""
+    _mixed(fleet, [("t3.micro", None)] + ([("t3a.micro", None)] if own_template else []))
+    if own_template:
+        policy = fleet.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[fleet.group])[
+            "AutoScalingGroups"
+        ][0]["MixedInstancesPolicy"]
+        policy["LaunchTemplate"]["Overrides"][1]["LaunchTemplateSpecification"] = {
+            "LaunchTemplateName": f"{fleet.group}-template"
+        }
+        fleet.autoscaling.update_auto_scaling_group(AutoScalingGroupName=fleet.group, MixedInstancesPolicy=policy)
+    before = fleet.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[fleet.group])["AutoScalingGroups"][0]
+    fleet.handler.handle(warning(fleet.first))
+    after = fleet.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[fleet.group])["AutoScalingGroups"][0]
+    assert "avoided" not in steps(fleet, fleet.first)
+    assert after["MixedInstancesPolicy"] == before["MixedInstancesPolicy"]

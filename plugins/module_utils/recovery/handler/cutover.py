@@ -95,6 +95,7 @@ def arm(handler, event, instance, service, done):
     cutover_by = interruption_at - timedelta(seconds=service.cutover_reserve)
     # Before Unhealthy, which makes the group launch: the replacement comes from the data's zone.
     steering.narrow(handler, instance, service, done)
+    steering.avoid_pool(handler, instance, service, done)
     warning.mark_unhealthy(handler, instance_id, service, done)
     if "presnapshot" not in done:
         backup = backup_instance(

@@ -23,7 +23,7 @@ from .. import tags as t
 from ..aws import call, paginate
 from ..errors import AwsApiError, RecoveryError
 from ..lineage import current_volume
-from . import launch, termination
+from . import launch, steering, termination
 from .holder import AWAY_STATES
 from .planned import on_planned, scheduled_events
 
@@ -47,11 +47,21 @@ def on_sweep(handler, event):
             ],
         )
         instances = [i for reservation in reservations for i in reservation["Instances"]]
+        # The interrupted holder keeps the record of its pool's avoidance, terminated too (EC2 describes a terminated
+        # instance for about an hour; avoid_interrupted_pool is at most 30 minutes).
+        for instance in instances if service.group else []:
+            try:
+                avoidance = steering.end_avoidance(handler, instance, service)
+            except AwsApiError as exc:  # the next sweep tries again
+                avoidance = f"{instance['InstanceId']}: could not end its pool avoidance: {exc.message}"
+            if avoidance:
+                outcomes.append(avoidance)
         outcomes += _overdue_recoveries(handler, service, instances)
         for instance in (i for i in instances if i["State"]["Name"] != "terminated"):
             start_hold = launch.sweep_start_hold(handler, instance, service)
             if start_hold:
                 outcomes.append(start_hold)
+
             for scheduled in scheduled_events(handler, instance["InstanceId"]):
                 outcome = on_planned(
                     handler, instance["InstanceId"], scheduled["Code"], scheduled["NotBefore"], "the sweep"
