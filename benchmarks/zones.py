@@ -13,7 +13,12 @@ interruptions whose replacement launched in the data's zone, so that the very vo
 Four runs, the same seed: zone steering on (``keep_data_zone``, the default) and off, under both readings of how
 Auto Scaling balances a group while it replaces an instance launch-first (sandbox/rules/capacity.py: the instance
 being replaced no longer counts in its zone, the sandbox's default; or it still does, ``asg_balance_counts_replaced``).
-AWS publishes neither that nor how it breaks ties; steering makes the outcome depend on neither.
+AWS publishes neither that nor how it breaks ties; steering makes the outcome depend on neither. Every run avoids the
+interrupted pool (``avoid_interrupted_pool``, 300 s) and sweeps after each round, as the control plane does.
+
+Two more runs, steered, where a reclaim leaves its pool capacity (it comes back at once): with the pool avoided and
+without. Counted too: the replacements launched into the very pool being reclaimed (the overrides are tried in their
+order in the sandbox, so without avoidance the group takes a reclaimed first type again).
 
 IAM is enforced while the handler runs, as in ``benchmarks/recovery.py``: it signs as the function role rendered for
 these services.
@@ -53,7 +58,7 @@ CONTROL_PLANE = "bench-zones"
 SEED = "zones"
 
 
-def _build(clients, keep_data_zone, enforced):
+def _build(clients, keep_data_zone, enforced, avoid=300):
     """The fleet, its data volumes, the function's queue and role; answers (handler, {lineage: group})."""
     ec2, autoscaling, sqs = clients["ec2"], clients["autoscaling"], clients["sqs"]
     seeded = world.seed(ec2)
@@ -110,6 +115,7 @@ def _build(clients, keep_data_zone, enforced):
                 "device_name": "/dev/sdf",
                 "cutover": "make-before-break",
                 "keep_data_zone": keep_data_zone,
+                "avoid_interrupted_pool": avoid,
             }
         )
     CONTEXT.advance(5)
@@ -140,14 +146,16 @@ def _holders(ec2):
     return found
 
 
-def one_fleet(keep_data_zone, counts_replaced, enforced):
-    """The rounds of reclaims, recovered; answers the run's counts."""
+def one_fleet(keep_data_zone, counts_replaced, enforced, avoid=300, pool_keeps_capacity=False):
+    """The rounds of reclaims, recovered; answers the run's counts. ``pool_keeps_capacity``: the reclaimed pool's
+    capacity comes back at once (a reclaim that leaves some), so only the handler's pool avoidance (``avoid``
+    seconds, 0: none) keeps a replacement out of it."""
     random.seed(SEED)
     with mock_aws():
         CONTEXT.reset()
         CONTEXT.latency["asg_balance_counts_replaced"] = 1.0 if counts_replaced else 0.0
         clients = {name: boto3.client(name, region_name="us-east-1", config=RETRY_CONFIG) for name in SERVICES}
-        handler = _build(clients, keep_data_zone, enforced)
+        handler = _build(clients, keep_data_zone, enforced, avoid)
         ec2 = clients["ec2"]
         kept = moved = restored = unrecovered = same_pool = 0
         for unused_round in range(ROUNDS):
@@ -166,7 +174,12 @@ def one_fleet(keep_data_zone, counts_replaced, enforced):
             spread = max(CO_INTERRUPTION_SPREAD, RECOVERY_SECONDS * (members - 1))
             reclaim = CONTEXT.call_control(
                 "spot/reclaim-pool",
-                {"zone": zone, "instance_type": kind, "spread": spread, "capacity_for": max(AVOID_SECONDS, spread)},
+                {
+                    "zone": zone,
+                    "instance_type": kind,
+                    "spread": spread,
+                    "capacity_for": 0.0 if pool_keeps_capacity else max(AVOID_SECONDS, spread),
+                },
             )
             began = CONTEXT.clock.elapsed()
             for struck in reclaim["interruptions"]:
@@ -193,8 +206,11 @@ def one_fleet(keep_data_zone, counts_replaced, enforced):
                 origin = progress.read_outcome(progress.read(launched_in), "attached")
                 moved += bool(origin and not origin.restored)
                 restored += bool(origin and origin.restored)
-            # The reclaims happen, the old instances go, the pool's capacity comes back.
+            # The reclaims happen, the old instances go, the pool's capacity comes back; the control plane's sweep
+            # (every 5 minutes) puts the types left out of the groups' overrides back (avoid_interrupted_pool).
             CONTEXT.advance(max(0.0, began + AVOID_SECONDS + 1 - CONTEXT.clock.elapsed()))
+            with as_function_role(enforced):
+                handler.handle(scenario_module.envelope("ec2spot.autorecover", "EC2Spot Sweep", {}))
         interruptions = moved + restored + unrecovered
         return {
             "interruptions": interruptions,
@@ -222,6 +238,11 @@ def run():
             runs[f"{'steered' if keep_data_zone else 'not steered'}, {reading}"] = one_fleet(
                 keep_data_zone, counts_replaced, enforced
             )
+    # A reclaim that leaves the pool capacity: the group's allocation alone may take it again.
+    for avoid in (300, 0):
+        runs[f"steered, the reclaimed pool keeps capacity, {'avoided 300 s' if avoid else 'not avoided'}"] = one_fleet(
+            True, False, enforced, avoid=avoid, pool_keeps_capacity=True
+        )
     return {
         "groups": GROUPS,
         "zones": list(ZONES),
