@@ -147,8 +147,10 @@ def test_a_copy_reads_its_source_and_writes_its_target():
 
 def test_delete_objects_asks_delete_object_on_each_key_of_its_body():
     body = b"<Delete><Object><Key>a/1</Key></Object><Object><Key>b/2</Key></Object></Delete>"
-    assert actions("POST", None, {"delete": [""]}, body=body) == [("s3:DeleteObject", "b", "a/1"),
-                                                                 ("s3:DeleteObject", "b", "b/2")]  # fmt: skip
+    assert actions("POST", None, {"delete": [""]}, body=body) == [
+        ("s3:DeleteObject", "b", "a/1"),
+        ("s3:DeleteObject", "b", "b/2"),
+    ]
     with pytest.raises(s3.UnknownOperation):
         actions("POST", None, {"delete": [""]}, body=b"<Delete")
 
@@ -349,8 +351,9 @@ def test_s3_is_not_judged_while_enforcement_is_off(box, admin_s3, instance_role,
     assert box.call("iam")["denied"] == []
 
 
-def test_a_virtual_hosted_request_is_authorised_on_the_bucket_of_its_host(endpoint, admin_s3, instance_role,
-                                                                           instance_policy, enforcing):  # fmt: skip
+def test_a_virtual_hosted_request_is_authorised_on_the_bucket_of_its_host(
+    endpoint, admin_s3, instance_role, instance_policy, enforcing
+):
     """The bucket in the Host header (``<bucket>.s3.<region>.amazonaws.com``), the key the whole path: as moto routes
     it. The sandbox authorises, it does not authenticate, so the role's key id and token name the principal."""
     _document, bucket, key = instance_policy

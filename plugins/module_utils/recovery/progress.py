@@ -330,7 +330,7 @@ class PoolAvoidance:
             return None
         restore = tuple(
             (kind, weight or None)
-            for kind, _, weight in (item.partition(":") for item in matched["restore"].split(","))
+            for kind, unused_colon, weight in (item.partition(":") for item in matched["restore"].split(","))
         )
         return cls(matched["type"], _moment(matched["until"]), restore)
 
