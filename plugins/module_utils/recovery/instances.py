@@ -87,12 +87,19 @@ def ensure_running(ec2, instance_id, dry_run, timeout, clock=SYSTEM_CLOCK):
     return wait_for_state(ec2, instance_id, "running", timeout, clock), state == "stopped"
 
 
+def describe_group(autoscaling, group_name):
+    """The Auto Scaling group ``group_name`` as DescribeAutoScalingGroups gives it, or ``{}`` when there is none."""
+    groups = call(autoscaling, "describe_auto_scaling_groups", AutoScalingGroupNames=[group_name])
+    found = groups.get("AutoScalingGroups") or []
+    return found[0] if found else {}
+
+
 def healthy_group_instance(autoscaling, group_name):
     """The one InService, Healthy instance of an Auto Scaling group; refuses zero or several."""
-    groups = call(autoscaling, "describe_auto_scaling_groups", AutoScalingGroupNames=[group_name])
-    if not groups["AutoScalingGroups"]:
+    group = describe_group(autoscaling, group_name)
+    if not group:
         raise NotFound(f"Auto Scaling group {group_name} does not exist", group=group_name)
-    members = groups["AutoScalingGroups"][0].get("Instances", [])
+    members = group.get("Instances", [])
     healthy = [
         m["InstanceId"] for m in members if m["LifecycleState"] == "InService" and m["HealthStatus"] == "Healthy"
     ]

@@ -257,10 +257,10 @@ _CUTOVER = re.compile(r"(?P<trigger>ready|deadline) (?:to=(?P<to>i-[0-9a-f]{8,17
 @dataclass(frozen=True)
 class HeldLaunch:
     """``held``: the replacement's launch lifecycle action is held (``Pending:Wait``) until the cut-over gives it
-    the data; ``awaiting-start``: held, with the data, until its agent reports the application started (a group behind
-    target groups, ``launch.hold_for_start``); ``terminate-held``: the old holder's terminate action is held (``Terminating:Wait``) until the cut-over
-    has released its data. The hook and the action's token, so the cut-over, started by another event, completes
-    that action."""
+    the data; ``awaiting-start``: held, with the data, until its agent reports the application started (a group
+    behind target groups, ``launch.hold_for_start``); ``terminate-held``: the old holder's terminate action is held
+    (``Terminating:Wait``) until the cut-over has released its data. The hook and the action's token, so the
+    cut-over, started by another event, completes that action."""
 
     hook: str
     token: str
@@ -335,7 +335,8 @@ class PoolAvoidance:
         return cls(matched["type"], _moment(matched["until"]), restore)
 
 
-# An instance type as EC2 names it (m6i.large, m7i-flex.large, u-6tb1.metal), a weight as Auto Scaling takes it (1-999).
+# An instance type as EC2 names it (m6i.large, m7i-flex.large, u-6tb1.metal), a weight as Auto Scaling takes it
+# (1-999).
 _INSTANCE_TYPE = r"[a-z0-9][a-z0-9-]*\.[a-z0-9-]+"
 _AVOIDED = re.compile(
     rf"type=(?P<type>{_INSTANCE_TYPE}) until=(?P<until>{_COMPACT_TIME}) "

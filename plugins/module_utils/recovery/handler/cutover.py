@@ -279,11 +279,7 @@ def cut_over(handler, service, holder, replacement_id, trigger):
         # The address moves while the volume does (off the critical path): the old application is stopped, so
         # nothing answers there any more, and the replacement answers as soon as its application starts.
         done["address"] = launch.move_service_address(handler, service, replacement_id)
-    hook = {
-        "AutoScalingGroupName": service.group,
-        "LifecycleHookName": held.hook,
-        "LifecycleActionToken": held.token,
-    }
+    hook = lifecycle.held_hook(service.group, held)
     # No heartbeat: the action was held at most the notice's two minutes, well inside its hook's timeout, and every
     # call here is downtime.
     took = launch.take_data(handler, hook, replacement, service, done)
@@ -298,5 +294,5 @@ def _let_the_holder_go(handler, service, holder_id, steps):
     held = progress.read_outcome(steps, "terminate-held")
     if held is None or "released" not in steps or "terminate-completed" in steps:
         return
-    hook = {"AutoScalingGroupName": service.group, "LifecycleHookName": held.hook, "LifecycleActionToken": held.token}
+    hook = lifecycle.held_hook(service.group, held)
     lifecycle.complete_and_record(handler, hook, "CONTINUE", holder_id, "terminate-completed")

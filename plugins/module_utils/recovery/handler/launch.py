@@ -23,7 +23,7 @@ from .. import watchdog as watchdogs
 from ..addresses import find_address, move_address
 from ..aws import call, wait_until
 from ..errors import AwsApiError, Conflict, FenceViolation, RecoveryError, WaitTimeout
-from ..instances import GONE_STATES
+from ..instances import GONE_STATES, describe_group
 from ..lineage import current_volume
 from ..lineage import snapshots as lineage_snapshots
 from ..volumes import move_lineage_volume, staged_from
@@ -154,13 +154,11 @@ def hold_for_start(handler, hook, replacement, service, done):
     if "awaiting-start" in done:
         return f"its launch action waits for the application's start since {progress.stamp_of(done['awaiting-start'])}"
     try:
-        groups = call(
-            handler.clients["autoscaling"], "describe_auto_scaling_groups", AutoScalingGroupNames=[service.group]
-        )["AutoScalingGroups"]
+        group = describe_group(handler.clients["autoscaling"], service.group)
     except AwsApiError as exc:  # not knowing, complete as before: traffic may come later, the data is never held up
         LOG.warning("could not read the target groups of %s: %s", service.group, exc.message)
         return None
-    target_groups = (groups[0].get("TargetGroupARNs") if groups else None) or []
+    target_groups = group.get("TargetGroupARNs") or []
     if not target_groups:
         return None
     lifecycle.heartbeat(handler, hook)  # a whole timeout from now
@@ -177,29 +175,38 @@ def hold_for_start(handler, hook, replacement, service, done):
     )
 
 
-def release_start_hold(handler, instance, service, why):
-    """Complete the launch action ``hold_for_start`` kept, once (``continued``); returns what was done, or None
-    (no hold, or released already)."""
+def _start_hold(instance, service):
+    """``(the held action's hook, when it was held)`` of a launch action ``hold_for_start`` kept and nothing has
+    completed since, or None."""
     done = progress.read(instance)
     held = progress.read_outcome(done, "awaiting-start")
     if held is None or "continued" in done or "abandoned" in done:
         return None
-    hook = {"AutoScalingGroupName": service.group, "LifecycleHookName": held.hook, "LifecycleActionToken": held.token}
-    lifecycle.complete_and_record(handler, hook, "CONTINUE", instance["InstanceId"], "continued")
+    return lifecycle.held_hook(service.group, held), progress.time_of(done["awaiting-start"])
+
+
+def release_start_hold(handler, instance, service, why):
+    """Complete the launch action ``hold_for_start`` kept, once (``continued``); returns what was done, or None
+    (no hold, or released already)."""
+    kept = _start_hold(instance, service)
+    if kept is None:
+        return None
+    lifecycle.complete_and_record(handler, kept[0], "CONTINUE", instance["InstanceId"], "continued")
     return f"launch action of {instance['InstanceId']} completed ({why})"
 
 
 def sweep_start_hold(handler, instance, service):
     """The sweep's part: a hold older than ``START_HOLD_LIMIT`` is released (the agent did not report in time: the
     group registers the instance now); a younger one is kept alive. Returns what was done, or None."""
-    done = progress.read(instance)
-    held = progress.read_outcome(done, "awaiting-start")
-    if held is None or "continued" in done or "abandoned" in done:
+    kept = _start_hold(instance, service)
+    if kept is None:
         return None
-    waited = (handler.clock.now() - progress.time_of(done["awaiting-start"])).total_seconds()
+    hook, since = kept
+    waited = (handler.clock.now() - since).total_seconds()
     if waited >= START_HOLD_LIMIT:
-        return release_start_hold(handler, instance, service, f"no report of the application's start in {waited:.0f} s")
-    hook = {"AutoScalingGroupName": service.group, "LifecycleHookName": held.hook, "LifecycleActionToken": held.token}
+        lifecycle.complete_and_record(handler, hook, "CONTINUE", instance["InstanceId"], "continued")
+        why = f"no report of the application's start in {waited:.0f} s"
+        return f"launch action of {instance['InstanceId']} completed ({why})"
     lifecycle.heartbeat(handler, hook)
     return f"launch action of {instance['InstanceId']} kept for its application's start ({waited:.0f} s so far)"
 

@@ -26,6 +26,11 @@ def hook_of(event):
     return {"AutoScalingGroupName": event.group, "LifecycleHookName": event.hook, "LifecycleActionToken": event.token}
 
 
+def held_hook(group, held):
+    """The lifecycle action a held step recorded (``progress.HeldLaunch``) of ``group``, as the calls take it."""
+    return {"AutoScalingGroupName": group, "LifecycleHookName": held.hook, "LifecycleActionToken": held.token}
+
+
 def heartbeat(handler, hook):
     """Extend the action's timeout; a failed heartbeat is logged (the action may still be completed in time)."""
     try:

@@ -43,14 +43,9 @@ from datetime import timedelta
 
 from .. import progress
 from ..aws import AwsApiError, call
+from ..instances import describe_group
 
 LOG = logging.getLogger("ec2spot.autorecover.handler")
-
-
-def _describe_group(autoscaling, group_name):
-    groups = call(autoscaling, "describe_auto_scaling_groups", AutoScalingGroupNames=[group_name])
-    found = groups.get("AutoScalingGroups") or []
-    return found[0] if found else {}
 
 
 def _subnets_of(group):
@@ -59,7 +54,7 @@ def _subnets_of(group):
 
 
 def _group_subnets(autoscaling, group_name):
-    return _subnets_of(_describe_group(autoscaling, group_name))
+    return _subnets_of(describe_group(autoscaling, group_name))
 
 
 def narrow(handler, holder, service, done):
@@ -71,7 +66,7 @@ def narrow(handler, holder, service, done):
     autoscaling, ec2, holder_id = handler.clients["autoscaling"], handler.clients["ec2"], holder["InstanceId"]
     zone = holder["Placement"]["AvailabilityZone"]
     try:
-        group = _describe_group(autoscaling, service.group)
+        group = describe_group(autoscaling, service.group)
         subnets = _subnets_of(group)
         if len(subnets) < 2:
             return  # one subnet (or none): the group has one zone to launch in already
@@ -175,7 +170,7 @@ def avoid_pool(handler, holder, service, done):
         return
     autoscaling, kind = handler.clients["autoscaling"], holder.get("InstanceType")
     try:
-        overrides = _overrides_of(_describe_group(autoscaling, service.group))
+        overrides = _overrides_of(describe_group(autoscaling, service.group))
     except AwsApiError as exc:
         LOG.warning("pool avoidance of %s skipped: %s", service.group, exc)
         return
@@ -213,7 +208,7 @@ def end_avoidance(handler, instance, service):
     avoidance = progress.read_outcome(steps, "avoided")
     if avoidance is None or "unavoided" in steps or handler.clock.now() < avoidance.until:
         return None
-    group = _describe_group(handler.clients["autoscaling"], service.group)
+    group = describe_group(handler.clients["autoscaling"], service.group)
     current = _overrides_of(group)
     if not group:
         outcome = "skipped: the group is gone"

@@ -61,7 +61,6 @@ def on_sweep(handler, event):
             start_hold = launch.sweep_start_hold(handler, instance, service)
             if start_hold:
                 outcomes.append(start_hold)
-
             for scheduled in scheduled_events(handler, instance["InstanceId"]):
                 outcome = on_planned(
                     handler, instance["InstanceId"], scheduled["Code"], scheduled["NotBefore"], "the sweep"
